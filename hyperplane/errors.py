@@ -1,0 +1,76 @@
+"""The error hierarchy of hyperplane.
+
+Every error a user can provoke with bad input is a :class:`HyperplaneError`, so a caller can
+catch one type. Errors about a topology document name the file, the place in the document and
+the problem, so the message alone is enough to fix the file.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HyperplaneError",
+    "TopologyError",
+    "UnknownResource",
+    "SubnetOutOfAddresses",
+]
+
+
+class HyperplaneError(Exception):
+    """Base class of every error hyperplane raises on purpose."""
+
+
+class TopologyError(HyperplaneError):
+    """A topology is invalid: which file, where in it, and what is wrong.
+
+    Attributes:
+        file: the file name as given to the loader (``None`` for a topology built in code).
+        where: a path in the document, e.g. ``subnets[2].cidr`` (``""`` for the whole file).
+        problem: what is wrong, in one sentence.
+
+    ``str(error)`` reads ``example.yaml: subnets[2].cidr: '10.0.300.0/24' is not a valid IPv4 CIDR``.
+    """
+
+    def __init__(self, file: str | None, where: str, problem: str) -> None:
+        self.file = file
+        self.where = where
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.file, self.where) if p]
+        parts.append(self.problem)
+        return ": ".join(parts)
+
+    def __reduce__(self):  # keep pickling (e.g. pytest-xdist) working with 3 arguments
+        return (type(self), (self.file, self.where, self.problem))
+
+
+class UnknownResource(HyperplaneError, KeyError):
+    """A lookup by id found nothing (``topology.get("subnet-nope")``)."""
+
+    def __init__(self, resource_id: str, kind: str = "resource") -> None:
+        self.resource_id = resource_id
+        self.kind = kind
+        super().__init__(resource_id)
+
+    def __str__(self) -> str:
+        return f"no {self.kind} with id {self.resource_id!r}"
+
+
+class SubnetOutOfAddresses(HyperplaneError):
+    """No free, non-reserved address is left in a subnet.
+
+    The Lambda layer maps it to the state reason code ``SubnetOutOfIPAddresses``.
+    """
+
+    def __init__(self, subnet_id: str | None, cidr: object) -> None:
+        self.subnet_id = subnet_id
+        self.cidr = cidr
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        name = f"subnet {self.subnet_id} ({self.cidr})" if self.subnet_id else f"subnet {self.cidr}"
+        return f"{name} has no free IP address left"
+
+    def __reduce__(self):
+        return (type(self), (self.subnet_id, self.cidr))
