@@ -743,7 +743,7 @@ def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offs
                 body = link + inlen - l3
                 orig = <uint32_t>(orig - l3 + link) if orig >= l3 else <uint32_t>body
                 l3 = link
-            if kind[i] == K_EMULATED or kind[i] == K_FRAGMENT:
+            if (kind[i] == K_EMULATED or kind[i] == K_FRAGMENT) and l3 <= body:
                 rewrite_ipv4(frame + l3, body - l3, kind[i], recs + i)
             t = ts_ns[i]
             put_le32(o + w, <uint32_t>(t // 1000000000))
