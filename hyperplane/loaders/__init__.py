@@ -1,9 +1,19 @@
 """Loaders: turn files into a :class:`~hyperplane.model.Topology`.
 
 * :func:`load_topology` / :func:`dump_topology`: our own YAML/JSON format
-  (``docs/topology-format.md``).
+  (``docs/topology-format.md``); :func:`load_example_topology` for the built-in example.
 """
 
-from hyperplane.loaders.topology_file import dump_topology, load_topology, parse_topology, topology_document
+from hyperplane.loaders.topology_file import (
+    EXAMPLE_TOPOLOGY,
+    dump_topology,
+    load_example_topology,
+    load_topology,
+    parse_topology,
+    topology_document,
+)
 
-__all__ = ["load_topology", "dump_topology", "parse_topology", "topology_document"]
+__all__ = [
+    "load_topology", "dump_topology", "parse_topology", "topology_document",
+    "EXAMPLE_TOPOLOGY", "load_example_topology",
+]

@@ -31,7 +31,13 @@ from hyperplane.model import (
     parse_protocol, protocol_name, route_target_kind, validate_topology,
 )
 
-__all__ = ["load_topology", "dump_topology", "parse_topology", "topology_document"]
+__all__ = [
+    "load_topology", "dump_topology", "parse_topology", "topology_document",
+    "EXAMPLE_TOPOLOGY", "load_example_topology",
+]
+
+#: The built-in example (the demo's and ``Network.example()``'s topology).
+EXAMPLE_TOPOLOGY = Path(__file__).resolve().parent.parent / "examples" / "example.yaml"
 
 #: The role a function gets when its entry names none (documented in docs/topology-format.md).
 DEFAULT_ROLE_POLICIES = ("AWSLambdaVPCAccessExecutionRole",)
@@ -123,6 +129,11 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
     path = Path(path)
     name = path.name
     return parse_topology(_read_document(path, name), file=name)
+
+
+def load_example_topology() -> Topology:
+    """The built-in example topology (``hyperplane/examples/example.yaml``)."""
+    return load_topology(EXAMPLE_TOPOLOGY)
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,7 +681,7 @@ class _Builder:
             secondary = [r.ip(ip, f"{at2}[{i}]") for i, ip in enumerate(r.sequence(item.get("secondary_private_ips"), at2))]
             if 1 + len(secondary) > 8:
                 self.fail(at2, f"{1 + len(secondary)} private IPs: a NAT gateway has at most 8 addresses")
-            eni_id = item.get("network_interface_id") or f"eni-{_suffix(nat_id)}"
+            eni_id = item.get("network_interface_id") or f"eni-nat-{_suffix(nat_id)}"
             eni_id = r.identifier(eni_id, _join(where, "network_interface_id"), "eni-")
             self.claim(eni_id, where)
             out[nat_id] = {
