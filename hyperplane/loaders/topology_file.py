@@ -333,7 +333,8 @@ class _Builder:
         r = self.r
         if "account_id" in self.doc:
             account = r.string(self.doc["account_id"], "account_id", allow_numbers=True)
-            account = account.zfill(12) if account.isdigit() else account
+            if isinstance(self.doc["account_id"], int):  # unquoted in YAML: leading zeros were lost
+                account = account.zfill(12)
             if not (account.isdigit() and len(account) == 12):
                 self.fail("account_id", f"{self.doc['account_id']!r} is not a 12-digit AWS account id")
             self.account_id = account

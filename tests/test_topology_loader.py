@@ -1,0 +1,550 @@
+"""Scenario tests for the topology layer: the file format, AWS defaults, validation errors,
+round trips, lookups and the subnet address allocator."""
+
+from __future__ import annotations
+
+import copy
+import json
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hyperplane.errors import HyperplaneError, SubnetOutOfAddresses, TopologyError, UnknownResource
+from hyperplane.loaders import (
+    EXAMPLE_TOPOLOGY, dump_topology, load_example_topology, load_topology, parse_topology, topology_document,
+)
+from hyperplane.model import (
+    ALL_PORTS, ICMP, PROTOCOL_ALL, TCP, UDP, ExecutionRole, NetworkAclEntry, Route, SecurityGroupRule,
+    Subnet, Topology, next_free_address, parse_protocol,
+)
+
+ANY = IPv4Network("0.0.0.0/0")
+
+BASE: dict[str, Any] = {
+    "account_id": "123456789012",
+    "region": "eu-west-1",
+    "vpcs": [{"id": "vpc-1", "cidr": "10.0.0.0/16"}],
+    "subnets": [
+        {"id": "subnet-a", "vpc_id": "vpc-1", "cidr": "10.0.0.0/24", "availability_zone": "eu-west-1a", "route_table_id": "rtb-public"},
+        {"id": "subnet-b", "vpc_id": "vpc-1", "cidr": "10.0.1.0/24", "availability_zone": "eu-west-1b"},
+        {"id": "subnet-c", "vpc_id": "vpc-1", "cidr": "10.0.2.0/24", "availability_zone": "eu-west-1a", "network_acl_id": "acl-1"},
+    ],
+    "route_tables": [{"id": "rtb-public", "vpc_id": "vpc-1", "routes": [{"destination": "0.0.0.0/0", "target": "igw-1"}]}],
+    "internet_gateways": [{"id": "igw-1", "vpc_id": "vpc-1"}],
+    "security_groups": [{"id": "sg-1", "vpc_id": "vpc-1", "ingress": [{"protocol": "tcp", "ports": 443, "security_group_id": "sg-1"}]}],
+    "network_acls": [{"id": "acl-1", "vpc_id": "vpc-1",
+                      "ingress": [{"rule_number": 100, "protocol": "tcp", "ports": 5432, "cidr": "10.0.0.0/16", "rule_action": "allow"}]}],
+    "nat_gateways": [{"id": "nat-1", "subnet_id": "subnet-a", "elastic_ips": [{"public_ip": "198.51.100.1"}]}],
+    "network_interfaces": [{"id": "eni-1", "subnet_id": "subnet-c", "private_ip": "10.0.2.10", "security_group_ids": ["sg-1"], "kind": "rds"}],
+    "functions": [{"name": "f", "vpc_config": {"subnet_ids": ["subnet-b"], "security_group_ids": ["sg-1"]}}],
+}
+
+
+def write(tmp_path: Path, doc: Any, name: str = "example.yaml") -> Path:
+    path = tmp_path / name
+    if name.endswith(".json"):
+        path.write_text(json.dumps(doc))
+    else:
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def load(tmp_path: Path, change: Callable[[dict], Any] | None = None, name: str = "example.yaml") -> Topology:
+    doc = copy.deepcopy(BASE)
+    if change is not None:
+        change(doc)
+    return load_topology(write(tmp_path, doc, name))
+
+
+def error(tmp_path: Path, change: Callable[[dict], Any]) -> TopologyError:
+    with pytest.raises(TopologyError) as caught:
+        load(tmp_path, change)
+    return caught.value
+
+
+# -- the example -------------------------------------------------------------------------------
+
+
+def test_example_loads_and_tells_the_classic_story():
+    t = load_example_topology()
+    assert t.account_id == "123456789012" and t.region == "us-east-1"
+    assert [str(s.cidr) for s in t.subnets.values()][:4] == ["10.0.0.0/24", "10.0.1.0/24", "10.0.10.0/24", "10.0.11.0/24"]
+    assert {s.availability_zone for s in t.subnets.values()} == {"us-east-1a", "us-east-1b"}
+    public, private = t.route_table_of("subnet-public-a"), t.route_table_of("subnet-private-b")
+    assert Route(ANY, "igw-main") in public.routes and Route(ANY, "nat-a") in private.routes
+    assert Route("pl-63a5400a", "vpce-s3") in public.routes and Route("pl-63a5400a", "vpce-s3") in private.routes
+    assert IPv4Network("52.216.0.0/15") in t.prefix_lists["pl-63a5400a"].cidrs
+    nat = t.nat_gateways["nat-a"]
+    assert nat.is_public and nat.subnet_id == "subnet-public-a" and nat.public_ip == IPv4Address("203.0.113.10")
+    assert t.eni_by_ip("10.0.0.10").managed_by == "nat-a"
+    secrets = t.vpc_endpoints["vpce-secretsmanager"]
+    assert secrets.is_interface and secrets.private_dns_enabled
+    assert secrets.dns_names == ("secretsmanager.us-east-1.amazonaws.com",)
+    assert {t.network_interfaces[e].subnet_id for e in secrets.network_interface_ids} == {"subnet-private-a", "subnet-private-b"}
+    assert t.eni_by_ip("10.0.20.10").kind == "rds"
+    assert t.eni_by_public_ip("203.0.113.20").id == "eni-web"
+    orders, report, thumbnail = t.function("orders"), t.function("report"), t.function("thumbnail")
+    assert orders.vpc_config.subnet_ids == ("subnet-private-a", "subnet-private-b")
+    assert orders.vpc_config.security_group_ids == ("sg-app",) and orders.role.missing() == ()
+    assert report.vpc_config.subnet_ids == ("subnet-public-a",) and report.role.missing() == ()
+    assert thumbnail.vpc_config is None
+    assert t.vpc_of("orders").id == "vpc-app"
+
+
+def test_example_database_admits_app_group_but_its_nacl_forgets_ephemeral_ports():
+    t = load_example_topology()
+    db_rules = t.security_groups["sg-db"].ingress
+    assert [(r.protocol, r.port_range, r.security_group_id) for r in db_rules] == [(TCP, (5432, 5432), "sg-app")]
+    data = t.network_acl_of("subnet-data-a")
+    assert not any(e.allows and e.port_range[0] <= 1024 and e.port_range[1] >= 65535 for e in data.egress)
+    assert data.egress[-1].label == "*" and not data.egress[-1].allows
+    cache = t.network_acl_of("subnet-cache-a")
+    assert any(e.allows and e.port_range == (1024, 65535) for e in cache.egress)
+    assert t.security_groups["sg-cache"].egress == ()  # `egress: []` written on purpose
+
+
+def test_example_file_is_shipped_in_the_package():
+    assert EXAMPLE_TOPOLOGY.name == "example.yaml" and EXAMPLE_TOPOLOGY.parent.parent.name == "hyperplane"
+
+
+# -- validation: each names file, place and problem ----------------------------------------------
+
+
+def test_invalid_subnet_cidr_names_file_place_and_problem(tmp_path):
+    def change(doc):
+        doc["subnets"][2]["cidr"] = "10.0.300.0/24"
+    err = error(tmp_path, change)
+    assert (err.file, err.where) == ("example.yaml", "subnets[2].cidr")
+    assert str(err) == "example.yaml: subnets[2].cidr: '10.0.300.0/24' is not a valid IPv4 CIDR"
+    assert isinstance(err, HyperplaneError)
+
+
+def test_cidr_with_host_bits_suggests_the_network(tmp_path):
+    err = error(tmp_path, lambda d: d["subnets"][0].update(cidr="10.0.0.5/24"))
+    assert err.where == "subnets[0].cidr" and "did you mean 10.0.0.0/24" in err.problem
+
+
+def _many(n: int, template: str) -> list[str]:
+    return [template.format(i) for i in range(n)]
+
+
+CASES: list[tuple[str, Callable[[dict], Any], str, str]] = [
+    ("vpc_cidr_larger_than_16", lambda d: d["vpcs"][0].update(cidr="10.0.0.0/8"), "vpcs[0].cidr", "between /16 and /28"),
+    ("subnet_outside_its_vpc", lambda d: d["subnets"][1].update(cidr="10.1.1.0/24"), "subnets[1].cidr", "is not inside vpc-1"),
+    ("overlapping_subnets", lambda d: d["subnets"][2].update(cidr="10.0.1.128/25"), "subnets[2].cidr", "overlaps subnet-b"),
+    ("dangling_route_table", lambda d: d["subnets"][0].update(route_table_id="rtb-nope"), "subnets[0].route_table_id",
+     "refers to route table 'rtb-nope', which is not defined"),
+    ("dangling_group_in_rule", lambda d: d["security_groups"][0]["ingress"][0].update(security_group_id="sg-nope"),
+     "security_groups[0].ingress[0].security_group_id", "refers to security group 'sg-nope'"),
+    ("dangling_nat_target", lambda d: d["route_tables"][0]["routes"].append({"destination": "192.168.0.0/16", "target": "nat-nope"}),
+     "route_tables[0].routes[1].target", "refers to NAT gateway 'nat-nope'"),
+    ("dangling_function_subnet", lambda d: d["functions"][0]["vpc_config"].update(subnet_ids=["subnet-b", "subnet-zz"]),
+     "functions[0].vpc_config.subnet_ids[1]", "refers to subnet 'subnet-zz'"),
+    ("dangling_eni_group", lambda d: d["network_interfaces"][0].update(security_group_ids=["sg-gone"]),
+     "network_interfaces[0].security_group_ids[0]", "refers to security group 'sg-gone'"),
+    ("dangling_prefix_list_route", lambda d: d["route_tables"][0]["routes"].append({"destination": "pl-123", "target": "igw-1"}),
+     "route_tables[0].routes[1].destination", "refers to prefix list 'pl-123'"),
+    ("dangling_vpc_of_subnet", lambda d: d["subnets"][1].update(vpc_id="vpc-9"), "subnets[1].vpc_id", "refers to VPC 'vpc-9'"),
+    ("duplicate_id", lambda d: d["subnets"].append(dict(d["subnets"][0], cidr="10.0.9.0/24")), "subnets[3].id",
+     "duplicate id 'subnet-a' (also subnets[0])"),
+    ("duplicate_id_across_kinds_of_same_prefix", lambda d: d["network_interfaces"].append(dict(d["network_interfaces"][0], private_ip="10.0.2.11")),
+     "network_interfaces[1].id", "duplicate id 'eni-1'"),
+    ("duplicate_function_name", lambda d: d["functions"].append({"name": "f"}), "functions[1].name", "duplicate id 'f'"),
+    ("duplicate_nacl_rule_number", lambda d: d["network_acls"][0]["ingress"].append(
+        {"rule_number": 100, "protocol": "all", "cidr": "0.0.0.0/0", "rule_action": "deny"}),
+     "network_acls[0].ingress[1].rule_number", "rule number 100 is used twice in ingress (also ingress[0])"),
+    ("nacl_rule_number_zero", lambda d: d["network_acls"][0]["ingress"][0].update(rule_number=0),
+     "network_acls[0].ingress[0].rule_number", "not within 1-32766"),
+    ("nacl_rule_number_32767_is_the_implicit_deny", lambda d: d["network_acls"][0]["ingress"][0].update(rule_number=32767),
+     "network_acls[0].ingress[0].rule_number", "not within 1-32766"),
+    ("nacl_action_not_allow_or_deny", lambda d: d["network_acls"][0]["ingress"][0].update(rule_action="permit"),
+     "network_acls[0].ingress[0].rule_action", "is not allow or deny"),
+    ("six_groups_on_an_eni", lambda d: (d["security_groups"].extend({"id": f"sg-x{i}", "vpc_id": "vpc-1"} for i in range(6)),
+                                        d["network_interfaces"][0].update(security_group_ids=_many(6, "sg-x{}"))),
+     "network_interfaces[0].security_group_ids", "6 security groups: at most 5 per ENI"),
+    ("six_groups_on_a_function", lambda d: (d["security_groups"].extend({"id": f"sg-x{i}", "vpc_id": "vpc-1"} for i in range(6)),
+                                            d["functions"][0]["vpc_config"].update(security_group_ids=_many(6, "sg-x{}"))),
+     "functions[0].vpc_config.security_group_ids", "6 security groups: at most 5 per function"),
+    ("seventeen_subnets_on_a_function", lambda d: d["functions"][0]["vpc_config"].update(subnet_ids=_many(17, "subnet-n{}")),
+     "functions[0].vpc_config.subnet_ids", "17 subnets: at most 16 per function"),
+    ("function_subnets_in_two_vpcs", lambda d: (d["vpcs"].append({"id": "vpc-2", "cidr": "10.9.0.0/16"}),
+                                                d["subnets"].append({"id": "subnet-z", "vpc_id": "vpc-2", "cidr": "10.9.0.0/24", "availability_zone": "eu-west-1a"}),
+                                                d["functions"][0]["vpc_config"].update(subnet_ids=["subnet-b", "subnet-z"])),
+     "functions[0].vpc_config.subnet_ids[1]", "subnet subnet-z is in vpc-2, not in vpc-1"),
+    ("unknown_route_target_kind", lambda d: d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/12", "target": "tgw-1"}),
+     "route_tables[0].routes[1].target", "unknown route target 'tgw-1'"),
+    ("route_more_specific_than_local_to_igw", lambda d: d["route_tables"][0]["routes"].append({"destination": "10.0.2.0/24", "target": "igw-1"}),
+     "route_tables[0].routes[1].target", "more specific than the local route"),
+    ("route_more_specific_than_local_not_a_whole_subnet", lambda d: d["route_tables"][0]["routes"].append({"destination": "10.0.2.0/25", "target": "eni-1"}),
+     "route_tables[0].routes[1].destination", "must match a whole subnet CIDR"),
+    ("duplicate_route_destination", lambda d: d["route_tables"][0]["routes"].append({"destination": "0.0.0.0/0", "target": "nat-1"}),
+     "route_tables[0].routes[1].destination", "appears twice"),
+    ("route_to_igw_of_another_vpc", lambda d: (d["vpcs"].append({"id": "vpc-2", "cidr": "10.9.0.0/16"}),
+                                               d["internet_gateways"][0].update(vpc_id="vpc-2")),
+     "route_tables[0].routes[0].target", "internet gateway igw-1 is not attached to vpc-1"),
+    ("two_internet_gateways_on_a_vpc", lambda d: d["internet_gateways"].append({"id": "igw-2", "vpc_id": "vpc-1"}),
+     "internet_gateways[1].vpc_id", "already has internet gateway igw-1"),
+    ("public_nat_gateway_without_eip", lambda d: d["nat_gateways"][0].pop("elastic_ips"), "nat_gateways[0]",
+     "a public NAT gateway needs at least one Elastic IP"),
+    ("private_nat_gateway_with_eip", lambda d: d["nat_gateways"][0].update(connectivity_type="private"), "nat_gateways[0].elastic_ips",
+     "a private NAT gateway has no Elastic IP"),
+    ("nine_nat_addresses", lambda d: d["nat_gateways"][0].update(elastic_ips=_many(9, "198.51.100.{}")), "nat_gateways[0].elastic_ips",
+     "at most 8 addresses"),
+    ("eni_address_outside_its_subnet", lambda d: d["network_interfaces"][0].update(private_ip="10.0.3.10"),
+     "network_interfaces[0].private_ip", "10.0.3.10 is not inside subnet-c (10.0.2.0/24)"),
+    ("eni_address_is_the_dns_address", lambda d: d["network_interfaces"][0].update(private_ip="10.0.2.2"),
+     "network_interfaces[0].private_ip", "one of the five addresses AWS reserves"),
+    ("eni_address_is_the_last_address", lambda d: d["network_interfaces"][0].update(private_ip="10.0.2.255"),
+     "network_interfaces[0].private_ip", "one of the five addresses AWS reserves"),
+    ("eni_address_duplicated", lambda d: d["network_interfaces"].append({"id": "eni-2", "subnet_id": "subnet-c", "private_ip": "10.0.2.10"}),
+     "network_interfaces[1].private_ip", "10.0.2.10 is already used by eni-1"),
+    ("eni_takes_the_nat_gateway_address", lambda d: (d["nat_gateways"][0].update(private_ip="10.0.0.9"),
+                                                     d["network_interfaces"].append({"id": "eni-2", "subnet_id": "subnet-a", "private_ip": "10.0.0.9"})),
+     "network_interfaces[1].private_ip", "10.0.0.9 is already used by eni-nat-1"),
+    ("eni_declares_a_managed_kind", lambda d: d["network_interfaces"][0].update(kind="lambda"), "network_interfaces[0].kind",
+     "reserved for ENIs the model creates"),
+    ("typo_in_a_subnet_key", lambda d: d["subnets"][1].update(availabilty_zone="x"), "subnets[1].availabilty_zone",
+     "unknown key 'availabilty_zone' (did you mean 'availability_zone'?)"),
+    ("typo_in_a_rule_key", lambda d: d["security_groups"][0]["ingress"][0].update(port=22), "security_groups[0].ingress[0].port",
+     "unknown key 'port' (did you mean 'ports'?)"),
+    ("typo_at_top_level", lambda d: d.update(subnet=[]), "subnet", "did you mean 'subnets'?"),
+    ("missing_required_key", lambda d: d["subnets"][1].pop("availability_zone"), "subnets[1]", "missing required key 'availability_zone'"),
+    ("rule_without_a_peer", lambda d: d["security_groups"][0]["ingress"][0].pop("security_group_id"), "security_groups[0].ingress[0]",
+     "exactly one peer"),
+    ("ports_on_an_icmp_rule", lambda d: d["security_groups"][0]["ingress"][0].update(protocol="icmp"),
+     "security_groups[0].ingress[0].ports", "protocol icmp has no ports (use icmp_type/icmp_code)"),
+    ("unknown_protocol_name", lambda d: d["security_groups"][0]["ingress"][0].update(protocol="sctp"),
+     "security_groups[0].ingress[0].protocol", "'sctp' is not a protocol"),
+    ("port_range_backwards", lambda d: d["security_groups"][0]["ingress"][0].update(ports="2000-1000"),
+     "security_groups[0].ingress[0].ports", "is not a port or a port range"),
+    ("wrong_id_prefix", lambda d: d["vpcs"][0].update(id="vcp-1"), "vpcs[0].id", "'vcp-1' is not a valid id (expected vpc-…)"),
+    ("vpc_config_without_groups", lambda d: d["functions"][0]["vpc_config"].update(security_group_ids=[]),
+     "functions[0].vpc_config.security_group_ids", "needs at least one security group"),
+    ("interface_endpoint_two_subnets_in_one_az", lambda d: d.update(vpc_endpoints=[{
+        "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs",
+        "subnet_ids": ["subnet-a", "subnet-c"]}]),
+     "vpc_endpoints[0].subnet_ids[1]", "one subnet per AZ"),
+    ("route_to_an_interface_endpoint", lambda d: (d.update(vpc_endpoints=[{
+        "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs", "subnet_ids": ["subnet-a"]}]),
+        d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/12", "target": "vpce-1"})),
+     "route_tables[0].routes[1].target", "only gateway endpoints are route targets"),
+    ("unknown_managed_policy", lambda d: d["functions"][0].update(role={"name": "r", "managed_policies": ["AdministratorAccessz"]}),
+     "functions[0].role.managed_policies", "unknown managed policy"),
+    ("bad_account_id", lambda d: d.update(account_id="12345"), "account_id", "12-digit"),
+]
+
+
+@pytest.mark.parametrize("change, where, problem", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_topology_is_refused_naming_file_place_and_problem(tmp_path, change, where, problem):
+    err = error(tmp_path, change)
+    assert err.file == "example.yaml"
+    assert err.where == where, str(err)
+    assert problem in err.problem, str(err)
+    assert str(err) == f"example.yaml: {where}: {err.problem}"
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("vpcs:\n  - id: vpc-1\n    cidr: [10.0.0.0/16\n")
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    assert caught.value.file == "broken.yaml" and caught.value.where.startswith("line ")
+    assert "invalid YAML" in caught.value.problem
+
+
+def test_key_written_twice_is_refused_not_silently_overwritten(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("vpcs:\n  - id: vpc-1\n    cidr: 10.0.0.0/16\n    cidr: 10.1.0.0/16\n")
+    with pytest.raises(TopologyError, match="'cidr' appears twice") as caught:
+        load_topology(path)
+    assert caught.value.where == "line 4, column 5"
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text('{"vpcs": [}')
+    with pytest.raises(TopologyError, match="invalid JSON") as caught:
+        load_topology(path)
+    assert caught.value.where == "line 1, column 11"
+
+
+def test_missing_file_and_unknown_extension_are_topology_errors(tmp_path):
+    with pytest.raises(TopologyError, match="no such file"):
+        load_topology(tmp_path / "nope.yaml")
+    (tmp_path / "t.toml").write_text("")
+    with pytest.raises(TopologyError, match=r"\.yaml, \.yml or \.json"):
+        load_topology(tmp_path / "t.toml")
+
+
+def test_document_that_is_not_a_mapping_is_refused(tmp_path):
+    with pytest.raises(TopologyError, match="expected a mapping"):
+        load_topology(write(tmp_path, ["vpc-1"]))
+
+
+def test_an_error_leaves_nothing_half_loaded(tmp_path):
+    path = write(tmp_path, dict(copy.deepcopy(BASE), functions=[{"name": "f", "vpc_config": {"subnet_ids": ["subnet-q"], "security_group_ids": ["sg-1"]}}]))
+    result = None
+    with pytest.raises(TopologyError):
+        result = load_topology(path)
+    assert result is None
+
+
+# -- formats and round trips ---------------------------------------------------------------------
+
+
+def test_json_and_yaml_files_of_the_same_document_load_equal(tmp_path):
+    assert load(tmp_path, name="t.json") == load(tmp_path, name="t.yaml") == load(tmp_path, name="t.yml")
+
+
+def test_example_round_trips_through_yaml_and_json(tmp_path):
+    t = load_example_topology()
+    for name in ("again.yaml", "again.json"):
+        dump_topology(t, tmp_path / name)
+        assert load_topology(tmp_path / name) == t
+
+
+def test_round_trip_keeps_blackholes_versions_peering_and_secondary_addresses(tmp_path):
+    def change(d):
+        d["route_tables"][0]["routes"].append({"destination": "192.168.0.0/16", "target": "nat-gone", "state": "blackhole"})
+        d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/16", "target": "pcx-1"})
+        d["vpc_peering_connections"] = [{"id": "pcx-1", "vpc_id": "vpc-1", "peer_vpc_id": "vpc-other", "peer_cidrs": ["172.16.0.0/16"]}]
+        d["network_interfaces"][0].update(secondary_private_ips=["10.0.2.11"], source_dest_check=False, instance_id="i-1")
+        d["nat_gateways"].append({"id": "nat-2", "subnet_id": "subnet-b", "connectivity_type": "private", "secondary_private_ips": ["10.0.1.77"]})
+        d["functions"][0]["versions"] = [{"version": 1}, {"version": "2", "vpc_config": None}]
+        d["security_groups"][0]["egress"] = [{"protocol": "icmp", "icmp_type": 8, "icmp_code": 0, "cidr": "0.0.0.0/0"}]
+    t = load(tmp_path, change)
+    assert t.route_tables["rtb-public"].routes[1].is_blackhole
+    assert t.functions["f"].versions[0].vpc_config == t.functions["f"].vpc_config
+    assert t.functions["f"].versions[1].vpc_config is None
+    assert t.eni_by_ip("10.0.2.11").id == "eni-1"
+    for name in ("rt.yaml", "rt.json"):
+        dump_topology(t, tmp_path / name)
+        assert load_topology(tmp_path / name) == t
+    assert parse_topology(topology_document(t)) == t
+
+
+# -- AWS defaults ------------------------------------------------------------------------------
+
+
+def test_vpc_without_main_route_table_gets_one_with_the_local_route(tmp_path):
+    t = load(tmp_path)
+    vpc = t.vpcs["vpc-1"]
+    main = t.route_tables[vpc.main_route_table_id]
+    assert main.is_main and main.routes == (Route(IPv4Network("10.0.0.0/16"), "local"),)
+    assert t.route_table_of("subnet-b") is main and t.route_table_of("subnet-a").id == "rtb-public"
+
+
+def test_every_route_table_gets_a_local_route_per_vpc_cidr(tmp_path):
+    t = load(tmp_path, lambda d: d["vpcs"][0].update(cidr=None, cidrs=["10.0.0.0/16", "100.64.0.0/20"]) or d["vpcs"][0].pop("cidr"))
+    for rtb in t.route_tables.values():
+        assert {r.destination for r in rtb.local_routes} == {IPv4Network("10.0.0.0/16"), IPv4Network("100.64.0.0/20")}
+
+
+def test_default_nacl_allows_everything_both_ways_then_denies(tmp_path):
+    t = load(tmp_path)
+    acl = t.network_acl_of("subnet-a")
+    assert acl.is_default and t.network_acl_of("subnet-c").id == "acl-1"
+    for egress in (False, True):
+        rules = acl.rules(egress)
+        assert [(e.label, e.rule_action, e.protocol, e.cidr) for e in rules] == [("100", "allow", PROTOCOL_ALL, ANY), ("*", "deny", PROTOCOL_ALL, ANY)]
+
+
+def test_custom_nacl_without_rules_denies_everything(tmp_path):
+    t = load(tmp_path, lambda d: d["network_acls"].append({"id": "acl-empty", "vpc_id": "vpc-1"}))
+    acl = t.network_acls["acl-empty"]
+    assert not acl.is_default
+    assert [e.label for e in acl.ingress] == ["*"] and [e.label for e in acl.egress] == ["*"]
+
+
+def test_default_security_group_admits_itself_and_allows_all_egress(tmp_path):
+    t = load(tmp_path)
+    sg = t.security_groups[t.vpcs["vpc-1"].default_security_group_id]
+    assert sg.name == "default"
+    assert sg.ingress == (SecurityGroupRule(False, PROTOCOL_ALL, security_group_id=sg.id),)
+    assert sg.egress == (SecurityGroupRule.allow_all_egress(),)
+
+
+def test_new_group_gets_egress_allow_all_unless_file_says_empty(tmp_path):
+    t = load(tmp_path, lambda d: d["security_groups"].append({"id": "sg-quiet", "vpc_id": "vpc-1", "egress": []}))
+    assert t.security_groups["sg-1"].egress == (SecurityGroupRule(True, PROTOCOL_ALL, cidr=ANY),)
+    assert t.security_groups["sg-quiet"].egress == () and t.security_groups["sg-quiet"].ingress == ()
+
+
+def test_declared_default_resources_are_used_as_written(tmp_path):
+    def change(d):
+        d["vpcs"][0].update(main_route_table_id="rtb-public", default_network_acl_id="acl-1", default_security_group_id="sg-1")
+    t = load(tmp_path, change)
+    assert t.route_table_of("subnet-b").id == "rtb-public" and t.route_tables["rtb-public"].is_main
+    assert t.network_acl_of("subnet-a").id == "acl-1" and t.network_acls["acl-1"].is_default
+    assert set(t.route_tables) == {"rtb-public"} and set(t.security_groups) == {"sg-1"}
+
+
+def test_eni_without_groups_gets_the_default_group_and_a_free_address(tmp_path):
+    t = load(tmp_path, lambda d: d["network_interfaces"].append({"id": "eni-2", "subnet_id": "subnet-c"}))
+    eni = t.network_interfaces["eni-2"]
+    assert eni.security_group_ids == (t.vpcs["vpc-1"].default_security_group_id,)
+    assert eni.private_ip == IPv4Address("10.0.2.4")  # .0-.3 reserved
+
+
+def test_nat_gateway_gets_an_address_and_an_eni_carrying_its_eip(tmp_path):
+    t = load(tmp_path)
+    nat = t.nat_gateways["nat-1"]
+    assert nat.private_ip == IPv4Address("10.0.0.4") and nat.address_pairs == ((IPv4Address("10.0.0.4"), IPv4Address("198.51.100.1")),)
+    eni = t.network_interfaces[nat.network_interface_id]
+    assert (eni.kind, eni.security_group_ids, eni.public_ip) == ("nat_gateway", (), IPv4Address("198.51.100.1"))
+    assert t.eni_by_public_ip("198.51.100.1") is eni and t.vpc_of("nat-1").id == "vpc-1"
+
+
+def test_interface_endpoint_gets_one_eni_per_subnet_default_group_and_dns_name(tmp_path):
+    t = load(tmp_path, lambda d: d.update(vpc_endpoints=[{
+        "id": "vpce-sqs", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs",
+        "subnet_ids": ["subnet-a", "subnet-b"]}]))
+    ep = t.vpc_endpoints["vpce-sqs"]
+    assert ep.private_dns_enabled and ep.dns_names == ("sqs.eu-west-1.amazonaws.com",)
+    assert ep.security_group_ids == (t.vpcs["vpc-1"].default_security_group_id,)
+    enis = [t.network_interfaces[i] for i in ep.network_interface_ids]
+    assert [e.subnet_id for e in enis] == ["subnet-a", "subnet-b"]
+    assert all(e.kind == "vpc_endpoint" and e.security_group_ids == ep.security_group_ids for e in enis)
+    assert enis[0].private_ip != t.nat_gateways["nat-1"].private_ip
+
+
+def test_gateway_endpoint_adds_its_prefix_list_route_and_finds_its_prefix_list_by_name(tmp_path):
+    def change(d):
+        d["prefix_lists"] = [{"id": "pl-s3", "name": "com.amazonaws.eu-west-1.s3", "cidrs": ["52.218.0.0/17"]}]
+        d["vpc_endpoints"] = [{"id": "vpce-s3", "vpc_id": "vpc-1", "type": "gateway", "service_name": "com.amazonaws.eu-west-1.s3",
+                               "route_table_ids": ["rtb-public"]}]
+    t = load(tmp_path, change)
+    assert t.vpc_endpoints["vpce-s3"].prefix_list_id == "pl-s3"
+    assert Route("pl-s3", "vpce-s3") in t.route_tables["rtb-public"].routes
+    assert t.prefix_lists["pl-s3"].contains(IPv4Address("52.218.1.1"))
+
+
+def test_function_without_role_gets_the_vpc_access_role(tmp_path):
+    fn = load(tmp_path).function("f")
+    assert fn.role.arn == "arn:aws:iam::123456789012:role/f-role"
+    assert fn.role.managed_policies == ("AWSLambdaVPCAccessExecutionRole",) and fn.role.missing() == ()
+
+
+def test_role_permissions_honour_wildcards_and_report_what_is_missing():
+    role = ExecutionRole("arn:aws:iam::123456789012:role/r", permissions=("ec2:Describe*", "logs:*"))
+    assert role.allows("ec2:DescribeNetworkInterfaces") and role.allows("EC2:describesubnets")
+    assert role.missing() == ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface")
+    assert ExecutionRole("arn:aws:iam::1:role/x", permissions=("*",)).missing() == ()
+
+
+def test_empty_vpc_config_means_no_vpc(tmp_path):
+    t = load(tmp_path, lambda d: d["functions"][0].update(vpc_config={"subnet_ids": [], "security_group_ids": []}))
+    assert not t.function("f").is_vpc_attached
+
+
+def test_protocols_and_ports_are_normalized_to_ints(tmp_path):
+    def change(d):
+        d["security_groups"][0]["ingress"] += [
+            {"protocol": "udp", "ports": "1024-65535", "cidr": "10.0.0.0/8"},
+            {"protocol": 6, "from_port": 80, "to_port": 81, "prefix_list_id": "pl-x"},
+            {"protocol": "-1", "cidr": "0.0.0.0/0"},
+            {"protocol": "tcp", "cidr": "0.0.0.0/0"},
+        ]
+        d["prefix_lists"] = [{"id": "pl-x", "name": "x", "cidrs": []}]
+    rules = load(tmp_path, change).security_groups["sg-1"].ingress
+    assert [(r.protocol, r.port_range, r.peer_kind) for r in rules] == [
+        (TCP, (443, 443), "security_group"), (UDP, (1024, 65535), "cidr"), (TCP, (80, 81), "prefix_list"),
+        (PROTOCOL_ALL, ALL_PORTS, "cidr"), (TCP, ALL_PORTS, "cidr")]
+    assert [parse_protocol(p) for p in ("all", "ICMP", "17", -1, 50)] == [PROTOCOL_ALL, ICMP, UDP, PROTOCOL_ALL, 50]
+
+
+# -- lookups -----------------------------------------------------------------------------------
+
+
+def test_lookups_by_id_and_address(tmp_path):
+    t = load(tmp_path)
+    assert t.get("subnet-c").cidr == IPv4Network("10.0.2.0/24") and t.get("f").name == "f"
+    assert t.subnet_of_ip("10.0.2.99").id == "subnet-c" and t.subnet_of_ip("10.0.200.1") is None
+    assert t.eni_by_ip(IPv4Address("10.0.2.10")).id == "eni-1" and t.eni_by_ip("10.0.2.11") is None
+    assert t.vpc_of("eni-1").id == t.vpc_of("subnet-a").id == t.vpc_of("f").id == "vpc-1"
+    assert [e.id for e in t.enis_with_security_group("sg-1")] == ["eni-1"]
+    assert t.internet_gateway_of("vpc-1").id == "igw-1"
+    assert [s.id for s in t.subnets_using_route_table("rtb-public")] == ["subnet-a"]
+    assert t.vpcs["vpc-1"].dns_resolver_ip == IPv4Address("10.0.0.2")
+    with pytest.raises(UnknownResource, match="subnet-zz"):
+        t.get("subnet-zz")
+    with pytest.raises(HyperplaneError):
+        t.function("nope")
+
+
+def test_replace_derives_a_new_topology_and_validate_checks_it(tmp_path):
+    t = load(tmp_path)
+    sg = t.security_groups["sg-1"]
+    quiet = t.replace(type(sg)(sg.id, sg.vpc_id, sg.name, (), sg.egress))
+    assert quiet.security_groups["sg-1"].ingress == () and t.security_groups["sg-1"].ingress != ()
+    assert quiet.validate() is quiet
+    broken = t.replace(remove=["igw-1"])
+    with pytest.raises(TopologyError) as caught:
+        broken.validate(file="live")
+    assert str(caught.value) == "live: route_tables[rtb-public].routes[0].target: refers to internet gateway 'igw-1', which is not defined"
+
+
+def test_topology_resources_are_immutable(tmp_path):
+    t = load(tmp_path)
+    with pytest.raises(TypeError):
+        t.subnets["subnet-x"] = t.subnets["subnet-a"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        t.subnets["subnet-a"].cidr = IPv4Network("10.0.5.0/24")  # type: ignore[misc]
+
+
+# -- subnet address allocator ------------------------------------------------------------------
+
+
+def test_allocator_skips_the_five_reserved_addresses():
+    subnet = Subnet("subnet-s", "vpc-1", IPv4Network("10.0.5.0/28"), "az", "rtb-1", "acl-1")
+    assert subnet.reserved_addresses == tuple(IPv4Address(f"10.0.5.{i}") for i in (0, 1, 2, 3, 15))
+    assert subnet.usable_address_count == 11
+    assert next_free_address(subnet, set()) == IPv4Address("10.0.5.4")
+    assert next_free_address(subnet, {IPv4Address("10.0.5.4"), IPv4Address("10.0.5.5")}) == IPv4Address("10.0.5.6")
+
+
+def test_allocator_reports_exhaustion_of_a_slash_28():
+    subnet = Subnet("subnet-s", "vpc-1", IPv4Network("10.0.5.0/28"), "az", "rtb-1", "acl-1")
+    used: set[IPv4Address] = set()
+    for _ in range(11):
+        used.add(next_free_address(subnet, used))
+    assert used == set(subnet.usable_addresses())
+    with pytest.raises(SubnetOutOfAddresses) as caught:
+        next_free_address(subnet, used)
+    assert caught.value.subnet_id == "subnet-s" and "no free IP address" in str(caught.value)
+    assert isinstance(caught.value, HyperplaneError)
+
+
+def test_topology_allocator_counts_enis_and_addresses_held_elsewhere(tmp_path):
+    t = load(tmp_path)
+    assert t.addresses_in_use("subnet-c") == {IPv4Address("10.0.2.10")}
+    assert t.allocate_address("subnet-c") == IPv4Address("10.0.2.4")
+    assert t.allocate_address("subnet-c", also_in_use=[IPv4Address("10.0.2.4")]) == IPv4Address("10.0.2.5")
+
+
+def test_loader_reports_a_subnet_too_small_for_its_enis(tmp_path):
+    def change(d):
+        d["subnets"][2]["cidr"] = "10.0.2.0/28"
+        d["network_interfaces"] = [{"id": f"eni-{i}", "subnet_id": "subnet-c"} for i in range(12)]
+    err = error(tmp_path, change)
+    assert err.where == "network_interfaces[11]" and "no free IP address left" in err.problem
+
+
+@settings(max_examples=50, deadline=None)
+@given(prefix=st.integers(min_value=24, max_value=28), taken=st.sets(st.integers(min_value=0, max_value=255), max_size=40))
+def test_allocated_address_is_never_reserved_nor_taken(prefix, taken):
+    cidr = IPv4Network(f"10.1.0.0/{prefix}")
+    in_use = {cidr[i % cidr.num_addresses] for i in taken}
+    subnet = Subnet("subnet-h", "vpc-1", cidr, "az", "rtb-1", "acl-1")
+    free = [a for a in subnet.usable_addresses() if a not in in_use]
+    if not free:
+        with pytest.raises(SubnetOutOfAddresses):
+            next_free_address(subnet, in_use)
+        return
+    address = next_free_address(subnet, in_use)
+    assert address == free[0] and not subnet.is_reserved(address) and address not in in_use
