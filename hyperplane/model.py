@@ -81,6 +81,12 @@ MANAGED_POLICIES: Mapping[str, tuple[str, ...]] = MappingProxyType({
         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
         "ec2:UnassignPrivateIpAddresses",
     ),
+    "AWSLambdaENIManagementAccess": (
+        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    ),
+    "AmazonEC2FullAccess": ("ec2:*",),
+    "AdministratorAccess": ("*",),
 })
 
 #: ENI kinds that the model creates for other resources; a topology file cannot declare them.
