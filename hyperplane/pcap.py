@@ -39,6 +39,7 @@ ICMP error messages keep their embedded (quoted) header as captured.
 from __future__ import annotations
 
 import enum
+import io
 import os
 import struct
 import warnings
@@ -286,7 +287,7 @@ class CaptureReader:
         self._tsres: list[tuple[int, int]] = []
         self._if_cols = _interface_columns([], [])
         try:
-            self._file: BinaryIO | None = open(self.path, "rb", buffering=0)
+            self._file: io.FileIO | None = open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise CaptureError(self.name, None, f"cannot open: {exc.strerror or exc}") from exc
         try:
@@ -362,7 +363,7 @@ class CaptureReader:
             buf[:tail] = self._buf[self._pos : self._fill]
             self._base += self._pos
             self._buf, self._pos, self._fill = buf, 0, tail
-        view = memoryview(self._buf)
+        view = self._buf.data
         before = self._fill
         while self._fill < len(self._buf):
             try:
@@ -554,7 +555,7 @@ class CaptureReader:
 
     def _chunks(self) -> Iterator[CaptureChunk]:
         while True:
-            cols = _columns(self.chunk_packets)
+            cols = _columns(self._rows_fit())
             data = self._buf
             row = 0
             done = False
@@ -585,6 +586,8 @@ class CaptureReader:
                         done = True
                         break
                     data = self._buf
+                    if len(cols["kind"]) < self._rows_fit():
+                        cols = _columns(self._rows_fit())
                     continue
                 offset = self._base + self._pos
                 raise self._error(offset, _SCAN_PROBLEMS[status](value))
@@ -592,6 +595,11 @@ class CaptureReader:
                 yield self._make_chunk(cols, row, data)
             if done:
                 return
+
+    def _rows_fit(self) -> int:
+        """Rows to allocate for the next chunk: ``chunk_packets``, unless the buffer cannot
+        hold that many packets (a packet takes at least 16 bytes in either format)."""
+        return max(1, min(self.chunk_packets, (self._fill - self._pos) // 16 + 1))
 
     def _block_fits(self) -> bool:
         """Whether the whole SHB/IDB at ``_pos`` is in the buffer (handled without reading)."""
@@ -634,7 +642,7 @@ def _interface_columns(
     """Per-interface arrays the compiled scan reads: link type, snap length and the timestamp
     conversion to nanoseconds (``mul``/``div`` for 10^-n resolutions, ``shift`` for 2^-n)."""
     n = len(interfaces)
-    cols = {
+    cols: dict[str, np.ndarray] = {
         "linktype": np.zeros(n, np.uint16),
         "snaplen": np.zeros(n, np.uint32),
         "mul": np.ones(n, np.int64),
@@ -747,7 +755,7 @@ class CaptureWriter:
             np.ascontiguousarray(records).view(np.uint8), np.ascontiguousarray(rows), out,
             self.linktype, self.nanosecond,
         )
-        self._file.write(memoryview(out)[:used])
+        self._file.write(out.data[:used])
         self.packets_written += len(rows)
         return len(rows)
 
