@@ -1,0 +1,90 @@
+# The contract of the compiled connection table (see _nat.pyx for the theory of operation).
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from hyperplane._types cimport packet_t
+
+cdef enum:
+    MAX_ADDRESSES = 254
+    WHEEL_SIZE = 1024              # one bucket per second; power of two
+    N_STATES = 9
+
+# Connection states. 0 is a free slot.
+cdef enum ConnState:
+    ST_DEAD = 0
+    ST_TCP_OPENING = 1
+    ST_TCP_ESTABLISHED = 2
+    ST_TCP_FIN_OUT = 3             # the inside sent FIN
+    ST_TCP_FIN_IN = 4              # the outside sent FIN
+    ST_TCP_CLOSED = 5              # FIN both ways; lingers to absorb the last ACKs
+    ST_UDP = 6
+    ST_UDP_REPLIED = 7
+    ST_ICMP = 8
+
+# One live connection: 40 bytes.
+cdef struct conn_t:
+    double expires                 # idle deadline: live while now < expires
+    uint32_t in_ip                 # inside (pre-translation) address and port
+    uint32_t rem_ip                # remote address and port (never translated)
+    uint32_t wheel_next            # neighbours in its timer-wheel bucket; next = free-list link
+    uint32_t wheel_prev
+    uint16_t in_port
+    uint16_t rem_port
+    uint16_t x_port                # translated port on addresses[addr]
+    uint16_t bucket                # timer-wheel bucket it is linked in
+    uint8_t proto
+    uint8_t state
+    uint8_t addr                   # index of the translating address
+    uint8_t pad
+
+# Live connections per (address, protocol, remote ip, remote port): the per-destination limit.
+cdef struct dest_t:
+    uint64_t key
+    uint32_t count
+    uint32_t pad
+
+cdef struct addr_stats_t:
+    uint64_t live
+    uint64_t peak
+    uint64_t created
+    uint64_t expired
+    uint64_t closed
+    uint64_t refused               # new connections this address could not take
+
+cdef struct nat_t:
+    # configuration
+    int gateway_mode               # 0 = Hyperplane ENI (V2N), 1 = NAT gateway
+    uint16_t port_lo
+    uint32_t nports
+    uint64_t max_per_address       # 0 = unlimited
+    uint64_t per_dest_limit
+    double timeout[N_STATES]
+    # translating addresses
+    int n_addr
+    uint32_t addr_ip[MAX_ADDRESSES]
+    double addr_active_from[MAX_ADDRESSES]
+    addr_stats_t stats[MAX_ADDRESSES]
+    uint64_t status_count[32]
+    # connection slab
+    conn_t* conns
+    uint32_t conn_cap
+    uint32_t conn_used             # slots ever handed out (high-water mark)
+    uint32_t free_head
+    uint64_t live
+    # forward (inside tuple) and reverse (translated tuple) open-addressing indexes of slots
+    uint32_t* fwd
+    uint32_t* rev
+    uint32_t idx_mask
+    # per-destination counts
+    dest_t* dests
+    uint32_t dest_mask
+    uint32_t dest_count
+    # timer wheel
+    uint32_t wheel[WHEEL_SIZE]
+    double wheel_min[WHEEL_SIZE]
+    int64_t wheel_tick             # last fully processed second
+    int started
+    double now
+    uint64_t rng
+    int oom
+
+cdef class NatCore:
+    cdef nat_t st

@@ -1,0 +1,769 @@
+# cython: language_level=3, embedsignature=True
+"""Connection tables with port pools: the V2N NAT of Hyperplane ENIs and the NAT gateway.
+
+Theory of operation
+===================
+
+One table translates for a pool of addresses (the Hyperplane ENIs of one (subnet, SG set) pair,
+or the addresses of one NAT gateway). Packets arrive as ``packet_t`` rows with a direction:
+OUT (from the inside: an execution environment, or an instance behind the NAT gateway) or IN
+(from the remote side, addressed to a translating address).
+
+Keys. A connection is (proto, inside ip:port, remote ip:port) ⇄ (proto, address:x_port,
+remote ip:port). The remote end is never translated. Two open-addressing indexes find a
+connection by either tuple; a translated tuple is never held by two live connections.
+
+Opening (one way). Only OUT packets open connections: TCP by a SYN (flags & (SYN|ACK|RST|FIN) ==
+SYN), UDP by any datagram, ICMP (gateway mode only) by an echo request (type 8; the identifier
+rides in src_port). An OUT packet that cannot open and has no connection gets NO_CONNECTION, or
+RST_NO_CONNECTION for TCP in gateway mode (the NAT gateway answers it with an RST). An IN packet
+with no live connection gets UNSOLICITED; inbound ICMP maps only echo replies (type 0).
+Anything but TCP/UDP (and ICMP on a gateway) gets UNSUPPORTED_PROTOCOL.
+
+Allocation. Addresses are tried in the order they were added, skipping those not yet active
+(a pending overflow ENI). An address refuses a new connection when it holds max_per_address
+live connections, or when the destination (proto, remote ip, remote port) already has
+per_dest_limit live connections on it. Otherwise a port is drawn: up to PROBES random ports
+(splitmix64, Lemire reduction into [port_lo, port_lo + nports)), then a linear scan upward from
+the last draw, wrapping; the scan always succeeds because the destination count is below the
+number of ports. If every active address refuses: ADDRESS_FULL when all of them refused for
+max_per_address (or none is active), else PORTS_EXHAUSTED. With stop_on_full the batch stops at
+that packet when no address is pending, so that the caller can add one and resume.
+
+State and time. TCP follows TCP_NEXT below (RST in either direction closes at once, after the RST
+itself is translated; a SYN on a CLOSED tuple replaces the connection). UDP becomes REPLIED once
+an IN packet is seen. Every packet refreshes ``expires = now + timeout[state]``; a connection is
+live while now < expires. Time is the packet's own ``time``, clamped to be non-decreasing.
+
+Expiry is amortized through a timer wheel of one-second buckets: a connection sits in a bucket
+whose second is at or before its deadline; when the clock passes a second, that bucket's
+connections are reaped if dead or moved to the bucket of their (since extended) deadline. A
+connection that expired within the current second is killed lazily when a lookup or a port probe
+meets it, or by a sweep of the current bucket before any refusal (so capacity decisions are
+exact). Buckets are doubly linked, so a connection whose deadline moves earlier (established ->
+closing) changes bucket, and a killed connection frees its slot at once.
+"""
+
+cimport cython
+from libc.math cimport floor, INFINITY
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memset
+
+from hyperplane._types cimport packet_t
+
+import numpy as np
+
+cdef extern from *:
+    void __builtin_prefetch(const void* addr) nogil
+
+cdef enum:
+    EMPTY = 0xFFFFFFFF
+    PROBES = 8
+    LOOKAHEAD = 8
+    OUT = 0
+    IN = 1
+    P_ICMP = 1
+    P_TCP = 6
+    P_UDP = 17
+    F_FIN = 0x01
+    F_SYN = 0x02
+    F_RST = 0x04
+    F_ACK = 0x10
+
+# Status codes, one per packet (mirrored by hyperplane.nat.NatStatus).
+cdef enum:
+    S_TRANSLATED = 0
+    S_CREATED = 1
+    S_CLOSED = 2
+    S_NO_CONNECTION = 16
+    S_RST_NO_CONNECTION = 17
+    S_UNSOLICITED = 18
+    S_UNSUPPORTED_PROTOCOL = 19
+    S_ADDRESS_FULL = 20
+    S_PORTS_EXHAUSTED = 21
+
+# TCP events.
+cdef enum:
+    EV_OTHER = 0
+    EV_SYN_OUT = 1
+    EV_SYNACK_IN = 2
+    EV_FIN_OUT = 3
+    EV_FIN_IN = 4
+    EV_RST = 5
+    KILL = 0
+    REOPEN = 255
+
+#### TCP transition table: TCP_NEXT[state * 6 + event]; KILL closes now, REOPEN replaces the tuple.
+cdef uint8_t TCP_NEXT[36]
+TCP_NEXT[:] = [
+    # OTHER              SYN_OUT             SYNACK_IN           FIN_OUT          FIN_IN          RST
+    KILL,                KILL,               KILL,               KILL,            KILL,           KILL,  # dead
+    ST_TCP_OPENING,      ST_TCP_OPENING,     ST_TCP_ESTABLISHED, ST_TCP_FIN_OUT,  ST_TCP_FIN_IN,  KILL,
+    ST_TCP_ESTABLISHED,  ST_TCP_ESTABLISHED, ST_TCP_ESTABLISHED, ST_TCP_FIN_OUT,  ST_TCP_FIN_IN,  KILL,
+    ST_TCP_FIN_OUT,      ST_TCP_FIN_OUT,     ST_TCP_FIN_OUT,     ST_TCP_FIN_OUT,  ST_TCP_CLOSED,  KILL,
+    ST_TCP_FIN_IN,       ST_TCP_FIN_IN,      ST_TCP_FIN_IN,      ST_TCP_CLOSED,   ST_TCP_FIN_IN,  KILL,
+    ST_TCP_CLOSED,       REOPEN,             ST_TCP_CLOSED,      ST_TCP_CLOSED,   ST_TCP_CLOSED,  KILL,
+]
+
+
+#### hashing
+
+cdef inline uint64_t mix(uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t h = (a * <uint64_t>0x9E3779B97F4A7C15) ^ ((b + <uint64_t>0x632BE59BD9B4E019) * <uint64_t>0xC2B2AE3D27D4EB4F)
+    h ^= h >> 31
+    h *= <uint64_t>0xD6E8FEB86659FD93
+    h ^= h >> 32
+    return h
+
+cdef inline uint64_t tuple_hash(uint32_t ip1, uint16_t port1, uint32_t ip2, uint16_t port2,
+                                uint8_t proto) noexcept nogil:
+    return mix((<uint64_t>ip1 << 32) | ip2,
+               (<uint64_t>port1 << 24) | (<uint64_t>port2 << 8) | proto)
+
+cdef inline uint64_t fwd_hash_of(const conn_t* c) noexcept nogil:
+    return tuple_hash(c.in_ip, c.in_port, c.rem_ip, c.rem_port, c.proto)
+
+cdef inline uint64_t rev_hash_of(const nat_t* st, const conn_t* c) noexcept nogil:
+    return tuple_hash(st.addr_ip[c.addr], c.x_port, c.rem_ip, c.rem_port, c.proto)
+
+cdef inline uint64_t dest_key(uint8_t addr, uint8_t proto, uint32_t rip, uint16_t rport) noexcept nogil:
+    return (<uint64_t>addr << 56) | (<uint64_t>proto << 48) | (<uint64_t>rport << 32) | rip
+
+cdef inline uint64_t splitmix(uint64_t* state) noexcept nogil:
+    state[0] += <uint64_t>0x9E3779B97F4A7C15
+    cdef uint64_t z = state[0]
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+#### indexes (linear probing, backward-shift deletion: no tombstones)
+
+cdef inline uint32_t fwd_find(const nat_t* st, uint64_t h, uint32_t in_ip, uint16_t in_port,
+                              uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
+    cdef uint32_t i = <uint32_t>h & st.idx_mask
+    cdef uint32_t s
+    cdef const conn_t* c
+    while True:
+        s = st.fwd[i]
+        if s == EMPTY:
+            return EMPTY
+        c = &st.conns[s]
+        if (c.in_ip == in_ip and c.rem_ip == rem_ip and c.in_port == in_port
+                and c.rem_port == rem_port and c.proto == proto):
+            return s
+        i = (i + 1) & st.idx_mask
+
+cdef inline uint32_t rev_find(const nat_t* st, uint64_t h, uint32_t x_ip, uint16_t x_port,
+                              uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
+    cdef uint32_t i = <uint32_t>h & st.idx_mask
+    cdef uint32_t s
+    cdef const conn_t* c
+    while True:
+        s = st.rev[i]
+        if s == EMPTY:
+            return EMPTY
+        c = &st.conns[s]
+        if (c.x_port == x_port and c.rem_ip == rem_ip and c.rem_port == rem_port
+                and c.proto == proto and st.addr_ip[c.addr] == x_ip):
+            return s
+        i = (i + 1) & st.idx_mask
+
+cdef inline void idx_put(uint32_t* tab, uint32_t mask, uint64_t h, uint32_t s) noexcept nogil:
+    cdef uint32_t i = <uint32_t>h & mask
+    while tab[i] != EMPTY:
+        i = (i + 1) & mask
+    tab[i] = s
+
+cdef void idx_remove(nat_t* st, uint32_t* tab, int reverse, uint32_t s) noexcept nogil:
+    cdef uint32_t mask = st.idx_mask
+    cdef uint64_t h = rev_hash_of(st, &st.conns[s]) if reverse else fwd_hash_of(&st.conns[s])
+    cdef uint32_t i = <uint32_t>h & mask
+    cdef uint32_t j, k
+    while tab[i] != s:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if tab[j] == EMPTY:
+            break
+        h = rev_hash_of(st, &st.conns[tab[j]]) if reverse else fwd_hash_of(&st.conns[tab[j]])
+        k = <uint32_t>h & mask
+        # the entry at j may stay if its home k lies cyclically in (i, j]
+        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
+            continue
+        tab[i] = tab[j]
+        i = j
+    tab[i] = EMPTY
+
+cdef int idx_grow(nat_t* st) noexcept nogil:
+    """Double both indexes and rehash. Returns -1 when out of memory."""
+    cdef uint32_t newcap = (st.idx_mask + 1) * 2
+    cdef uint32_t newmask = newcap - 1
+    cdef uint32_t* nf = <uint32_t*>malloc(newcap * sizeof(uint32_t))
+    cdef uint32_t* nr = <uint32_t*>malloc(newcap * sizeof(uint32_t))
+    cdef uint32_t i, s
+    if nf == NULL or nr == NULL:
+        free(nf)
+        free(nr)
+        return -1
+    memset(nf, 0xFF, newcap * sizeof(uint32_t))
+    memset(nr, 0xFF, newcap * sizeof(uint32_t))
+    for i in range(st.idx_mask + 1):
+        s = st.fwd[i]
+        if s != EMPTY:
+            idx_put(nf, newmask, fwd_hash_of(&st.conns[s]), s)
+        s = st.rev[i]
+        if s != EMPTY:
+            idx_put(nr, newmask, rev_hash_of(st, &st.conns[s]), s)
+    free(st.fwd)
+    free(st.rev)
+    st.fwd = nf
+    st.rev = nr
+    st.idx_mask = newmask
+    return 0
+
+
+#### per-destination counts
+
+cdef inline uint32_t dest_pos(const nat_t* st, uint64_t key) noexcept nogil:
+    """Position of key, or of the empty bucket where it would go."""
+    cdef uint32_t i = <uint32_t>mix(key, 0) & st.dest_mask
+    while st.dests[i].count != 0 and st.dests[i].key != key:
+        i = (i + 1) & st.dest_mask
+    return i
+
+cdef int dest_grow(nat_t* st) noexcept nogil:
+    cdef uint32_t oldcap = st.dest_mask + 1
+    cdef uint32_t newcap = oldcap * 2
+    cdef dest_t* old = st.dests
+    cdef dest_t* nd = <dest_t*>calloc(newcap, sizeof(dest_t))
+    cdef uint32_t i, p
+    if nd == NULL:
+        return -1
+    st.dests = nd
+    st.dest_mask = newcap - 1
+    for i in range(oldcap):
+        if old[i].count != 0:
+            p = dest_pos(st, old[i].key)
+            st.dests[p] = old[i]
+    free(old)
+    return 0
+
+cdef void dest_release(nat_t* st, uint64_t key) noexcept nogil:
+    cdef uint32_t mask = st.dest_mask
+    cdef uint32_t i = dest_pos(st, key)
+    cdef uint32_t j, k
+    st.dests[i].count -= 1
+    if st.dests[i].count != 0:
+        return
+    st.dest_count -= 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if st.dests[j].count == 0:
+            break
+        k = <uint32_t>mix(st.dests[j].key, 0) & mask
+        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
+            continue
+        st.dests[i] = st.dests[j]
+        i = j
+    st.dests[i].count = 0
+    st.dests[i].key = 0
+
+
+#### timer wheel and killing
+
+cdef inline void wheel_link(nat_t* st, uint32_t s) noexcept nogil:
+    cdef conn_t* c = &st.conns[s]
+    cdef uint32_t b = <uint32_t>(<int64_t>floor(c.expires) & (WHEEL_SIZE - 1))
+    c.bucket = <uint16_t>b
+    c.wheel_prev = EMPTY
+    c.wheel_next = st.wheel[b]
+    if c.wheel_next != EMPTY:
+        st.conns[c.wheel_next].wheel_prev = s
+    st.wheel[b] = s
+    if c.expires < st.wheel_min[b]:
+        st.wheel_min[b] = c.expires
+
+cdef inline void wheel_unlink(nat_t* st, uint32_t s) noexcept nogil:
+    cdef conn_t* c = &st.conns[s]
+    if c.wheel_prev != EMPTY:
+        st.conns[c.wheel_prev].wheel_next = c.wheel_next
+    else:
+        st.wheel[c.bucket] = c.wheel_next
+    if c.wheel_next != EMPTY:
+        st.conns[c.wheel_next].wheel_prev = c.wheel_prev
+
+cdef inline void set_expiry(nat_t* st, uint32_t s, double expires) noexcept nogil:
+    """Deadlines may move earlier (established -> closing): then the connection changes bucket."""
+    cdef conn_t* c = &st.conns[s]
+    if floor(expires) < floor(c.expires):
+        wheel_unlink(st, s)
+        c.expires = expires
+        wheel_link(st, s)
+    else:
+        c.expires = expires
+        if expires < st.wheel_min[c.bucket]:
+            st.wheel_min[c.bucket] = expires
+
+cdef void kill(nat_t* st, uint32_t s, int expired, int linked) noexcept nogil:
+    """Take a connection out of service and free its slot (``linked``: still in a wheel list)."""
+    cdef conn_t* c = &st.conns[s]
+    idx_remove(st, st.fwd, 0, s)
+    idx_remove(st, st.rev, 1, s)
+    dest_release(st, dest_key(c.addr, c.proto, c.rem_ip, c.rem_port))
+    st.stats[c.addr].live -= 1
+    st.live -= 1
+    if expired:
+        st.stats[c.addr].expired += 1
+    else:
+        st.stats[c.addr].closed += 1
+    if linked:
+        wheel_unlink(st, s)
+    c.state = ST_DEAD
+    c.wheel_next = st.free_head
+    st.free_head = s
+
+cdef void process_bucket(nat_t* st, uint32_t b, double now) noexcept nogil:
+    """Kill the bucket's dead connections; relink the others by their current deadline."""
+    cdef uint32_t s = st.wheel[b]
+    cdef uint32_t nxt
+    st.wheel[b] = EMPTY
+    st.wheel_min[b] = INFINITY
+    while s != EMPTY:
+        nxt = st.conns[s].wheel_next
+        if st.conns[s].expires <= now:
+            kill(st, s, 1, 0)
+        else:
+            wheel_link(st, s)
+        s = nxt
+
+cdef void advance(nat_t* st, double now) noexcept nogil:
+    """Process every whole second before now's."""
+    cdef int64_t target = <int64_t>floor(now) - 1
+    cdef int64_t k, n
+    if not st.started:
+        st.started = 1
+        st.wheel_tick = target
+        return
+    if target <= st.wheel_tick:
+        return
+    n = target - st.wheel_tick
+    if n > WHEEL_SIZE:
+        n = WHEEL_SIZE
+    for k in range(1, n + 1):
+        process_bucket(st, <uint32_t>((st.wheel_tick + k) & (WHEEL_SIZE - 1)), now)
+    st.wheel_tick = target
+
+cdef inline void sweep_current(nat_t* st, double now) noexcept nogil:
+    cdef uint32_t b = <uint32_t>(<int64_t>floor(now) & (WHEEL_SIZE - 1))
+    if st.wheel_min[b] <= now:
+        process_bucket(st, b, now)
+
+
+#### allocation
+
+cdef inline int port_taken(nat_t* st, uint8_t a, uint16_t port, uint32_t rip, uint16_t rport,
+                           uint8_t proto, double now) noexcept nogil:
+    cdef uint32_t s = rev_find(st, tuple_hash(st.addr_ip[a], port, rip, rport, proto),
+                               st.addr_ip[a], port, rip, rport, proto)
+    if s == EMPTY:
+        return 0
+    if st.conns[s].expires <= now:
+        kill(st, s, 1, 1)
+        return 0
+    return 1
+
+cdef uint16_t draw_port(nat_t* st, uint8_t a, uint32_t rip, uint16_t rport, uint8_t proto,
+                        double now) noexcept nogil:
+    cdef uint32_t off = 0
+    cdef uint32_t k
+    for k in range(PROBES):
+        off = <uint32_t>(((splitmix(&st.rng) >> 32) * st.nports) >> 32)
+        if not port_taken(st, a, <uint16_t>(st.port_lo + off), rip, rport, proto, now):
+            return <uint16_t>(st.port_lo + off)
+    for k in range(st.nports):
+        off += 1
+        if off == st.nports:
+            off = 0
+        if not port_taken(st, a, <uint16_t>(st.port_lo + off), rip, rport, proto, now):
+            break
+    return <uint16_t>(st.port_lo + off)
+
+cdef int reserve_slot(nat_t* st) noexcept nogil:
+    """Make room for one more connection. Returns -1 when out of memory."""
+    cdef conn_t* grown
+    cdef uint32_t newcap
+    if (st.live + 1) * 2 > <uint64_t>st.idx_mask + 1:
+        if idx_grow(st) < 0:
+            return -1
+    if (<uint64_t>st.dest_count + 1) * 2 > <uint64_t>st.dest_mask + 1:
+        if dest_grow(st) < 0:
+            return -1
+    if st.free_head == EMPTY and st.conn_used == st.conn_cap:
+        newcap = st.conn_cap * 2
+        grown = <conn_t*>realloc(st.conns, newcap * sizeof(conn_t))
+        if grown == NULL:
+            return -1
+        st.conns = grown
+        st.conn_cap = newcap
+    return 0
+
+cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t state,
+                              uint8_t* status) noexcept nogil:
+    """Allocate an address and port for an OUT packet; EMPTY with status set when refused."""
+    cdef int a, swept = 0, any_active, only_full
+    cdef uint64_t dk
+    cdef uint32_t dp, s
+    cdef uint16_t port
+    cdef conn_t* c
+    if reserve_slot(st) < 0:
+        st.oom = 1
+        status[0] = S_ADDRESS_FULL
+        return EMPTY
+    while True:
+        any_active = 0
+        only_full = 1
+        for a in range(st.n_addr):
+            if st.addr_active_from[a] > now:
+                continue
+            any_active = 1
+            if st.max_per_address != 0 and st.stats[a].live >= st.max_per_address:
+                if swept:
+                    continue
+                break
+            dk = dest_key(<uint8_t>a, p.proto, p.dst_ip, p.dst_port)
+            dp = dest_pos(st, dk)
+            if st.dests[dp].count >= st.per_dest_limit:
+                only_full = 0
+                if swept:
+                    continue
+                break
+            port = draw_port(st, <uint8_t>a, p.dst_ip, p.dst_port, p.proto, now)
+            # the draw may have killed expired connections and moved dests: look again
+            dp = dest_pos(st, dk)
+            if st.dests[dp].count == 0:
+                st.dests[dp].key = dk
+                st.dest_count += 1
+            st.dests[dp].count += 1
+            if st.free_head != EMPTY:
+                s = st.free_head
+                st.free_head = st.conns[s].wheel_next
+            else:
+                s = st.conn_used
+                st.conn_used += 1
+            c = &st.conns[s]
+            c.in_ip = p.src_ip
+            c.in_port = p.src_port
+            c.rem_ip = p.dst_ip
+            c.rem_port = p.dst_port
+            c.x_port = port
+            c.proto = p.proto
+            c.addr = <uint8_t>a
+            c.state = state
+            c.expires = now + st.timeout[state]
+            idx_put(st.fwd, st.idx_mask, fwd_hash_of(c), s)
+            idx_put(st.rev, st.idx_mask, rev_hash_of(st, c), s)
+            wheel_link(st, s)
+            st.live += 1
+            st.stats[a].live += 1
+            st.stats[a].created += 1
+            if st.stats[a].live > st.stats[a].peak:
+                sweep_current(st, now)      # a peak counts only connections still alive
+                if st.stats[a].live > st.stats[a].peak:
+                    st.stats[a].peak = st.stats[a].live
+            status[0] = S_CREATED
+            return s
+        else:
+            # every active address refused (or none is active)
+            if swept or not any_active:
+                status[0] = S_ADDRESS_FULL if (only_full or not any_active) else S_PORTS_EXHAUSTED
+                return EMPTY
+        # a refusal before the current second was swept: make the counts exact and retry
+        sweep_current(st, now)
+        swept = 1
+
+
+#### the batch kernel
+
+cdef inline int tcp_event(uint8_t flags, int d) noexcept nogil:
+    if flags & F_RST:
+        return EV_RST
+    if (flags & (F_SYN | F_ACK | F_FIN)) == F_SYN:
+        return EV_SYN_OUT if d == OUT else EV_OTHER
+    if (flags & (F_SYN | F_ACK)) == (F_SYN | F_ACK):
+        return EV_SYNACK_IN if d == IN else EV_OTHER
+    if flags & F_FIN:
+        return EV_FIN_OUT if d == OUT else EV_FIN_IN
+    return EV_OTHER
+
+cdef inline int has_pending(const nat_t* st, double now) noexcept nogil:
+    cdef int a
+    for a in range(st.n_addr):
+        if st.addr_active_from[a] > now:
+            return 1
+    return 0
+
+cdef void count_refusal(nat_t* st, double now) noexcept nogil:
+    cdef int a
+    for a in range(st.n_addr):
+        if st.addr_active_from[a] <= now:
+            st.stats[a].refused += 1
+
+cdef inline void prefetch_packet(const nat_t* st, const packet_t* p, int d) noexcept nogil:
+    cdef uint64_t h
+    if d == OUT:
+        h = tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+        __builtin_prefetch(&st.fwd[<uint32_t>h & st.idx_mask])
+    else:
+        h = tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+        __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
+
+cdef inline void prefetch_conn(const nat_t* st, const packet_t* p, int d) noexcept nogil:
+    cdef uint64_t h
+    cdef uint32_t s
+    if d == OUT:
+        h = tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+        s = st.fwd[<uint32_t>h & st.idx_mask]
+    else:
+        h = tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+        s = st.rev[<uint32_t>h & st.idx_mask]
+    if s != EMPTY:
+        __builtin_prefetch(&st.conns[s])
+
+cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
+                    packet_t* out, uint8_t* status, Py_ssize_t start, Py_ssize_t n,
+                    int stop_on_full) noexcept nogil:
+    """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory)."""
+    cdef Py_ssize_t i
+    cdef const packet_t* p
+    cdef conn_t* c
+    cdef uint32_t s
+    cdef int d, ev
+    cdef uint8_t nxt, st_code, initial
+    cdef double t
+    for i in range(start, n):
+        if i + LOOKAHEAD < n:
+            prefetch_packet(st, &inp[i + LOOKAHEAD], dirs[(i + LOOKAHEAD) * dstep])
+        if i + LOOKAHEAD // 2 < n:
+            prefetch_conn(st, &inp[i + LOOKAHEAD // 2], dirs[(i + LOOKAHEAD // 2) * dstep])
+        p = &inp[i]
+        d = dirs[i * dstep]
+        out[i] = p[0]
+        t = p.time
+        if t < st.now:
+            t = st.now
+        st.now = t
+        if <int64_t>floor(t) - 1 > st.wheel_tick or not st.started:
+            advance(st, t)
+        if not (p.proto == P_TCP or p.proto == P_UDP or (p.proto == P_ICMP and st.gateway_mode)):
+            st_code = S_UNSUPPORTED_PROTOCOL
+        elif d == OUT:
+            s = fwd_find(st, tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto),
+                         p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+            if s != EMPTY and st.conns[s].expires <= t:
+                kill(st, s, 1, 1)
+                s = EMPTY
+            ev = tcp_event(p.flags, OUT) if p.proto == P_TCP else EV_OTHER
+            if s != EMPTY and p.proto == P_TCP and TCP_NEXT[st.conns[s].state * 6 + ev] == REOPEN:
+                kill(st, s, 0, 1)
+                s = EMPTY
+            st_code = S_TRANSLATED
+            if s == EMPTY:
+                if p.proto == P_TCP:
+                    initial = ST_TCP_OPENING if ev == EV_SYN_OUT else ST_DEAD
+                elif p.proto == P_UDP:
+                    initial = ST_UDP
+                else:
+                    initial = ST_ICMP if p.flags == 8 else ST_DEAD
+                if initial == ST_DEAD:
+                    st_code = S_RST_NO_CONNECTION if (st.gateway_mode and p.proto == P_TCP) else S_NO_CONNECTION
+                else:
+                    s = open_connection(st, p, t, initial, &st_code)
+                    if s == EMPTY:
+                        if st.oom or (stop_on_full and not has_pending(st, t)):
+                            status[i] = st_code
+                            return i    # not counted: the caller adds an address and resumes here
+                        count_refusal(st, t)
+            if s != EMPTY:
+                c = &st.conns[s]
+                out[i].src_ip = st.addr_ip[c.addr]
+                out[i].src_port = c.x_port
+                nxt = TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state
+                if nxt == KILL:
+                    kill(st, s, 0, 1)
+                    st_code = S_CLOSED
+                else:
+                    c.state = nxt
+                    set_expiry(st, s, t + st.timeout[nxt])
+        else:
+            s = rev_find(st, tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto),
+                         p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+            if s != EMPTY and st.conns[s].expires <= t:
+                kill(st, s, 1, 1)
+                s = EMPTY
+            if s == EMPTY or (p.proto == P_ICMP and p.flags != 0):
+                st_code = S_UNSOLICITED
+            else:
+                c = &st.conns[s]
+                out[i].dst_ip = c.in_ip
+                out[i].dst_port = c.in_port
+                st_code = S_TRANSLATED
+                if p.proto == P_TCP:
+                    nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, IN)]
+                elif p.proto == P_UDP:
+                    nxt = ST_UDP_REPLIED
+                else:
+                    nxt = c.state
+                if nxt == KILL:
+                    kill(st, s, 0, 1)
+                    st_code = S_CLOSED
+                else:
+                    c.state = nxt
+                    set_expiry(st, s, t + st.timeout[nxt])
+        st.status_count[st_code] += 1
+        status[i] = st_code
+    return n
+
+
+#### the Python-facing class
+
+@cython.final
+cdef class NatCore:
+    """The compiled table. Use ``hyperplane.nat.ConnectionTable``, which validates arguments."""
+
+    def __cinit__(self, bint gateway_mode, uint16_t port_lo, uint32_t nports,
+                  uint64_t max_per_address, uint64_t per_dest_limit, timeouts,
+                  uint64_t seed=0, uint32_t capacity=1024):
+        cdef uint32_t cap = 64
+        cdef int k
+        while cap < capacity:
+            cap *= 2
+        memset(&self.st, 0, sizeof(nat_t))
+        self.st.gateway_mode = gateway_mode
+        self.st.port_lo = port_lo
+        self.st.nports = nports
+        self.st.max_per_address = max_per_address
+        self.st.per_dest_limit = per_dest_limit
+        self.st.rng = seed
+        self.st.free_head = EMPTY
+        self.st.conn_cap = cap
+        self.st.idx_mask = cap * 2 - 1
+        self.st.dest_mask = 63
+        for k in range(N_STATES):
+            self.st.timeout[k] = timeouts[k]
+        for k in range(WHEEL_SIZE):
+            self.st.wheel[k] = EMPTY
+            self.st.wheel_min[k] = INFINITY
+        self.st.conns = <conn_t*>malloc(cap * sizeof(conn_t))
+        self.st.fwd = <uint32_t*>malloc(cap * 2 * sizeof(uint32_t))
+        self.st.rev = <uint32_t*>malloc(cap * 2 * sizeof(uint32_t))
+        self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
+        if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
+                or self.st.dests == NULL):
+            raise MemoryError("cannot allocate the connection table")
+        memset(self.st.fwd, 0xFF, cap * 2 * sizeof(uint32_t))
+        memset(self.st.rev, 0xFF, cap * 2 * sizeof(uint32_t))
+
+    def __dealloc__(self):
+        free(self.st.conns)
+        free(self.st.fwd)
+        free(self.st.rev)
+        free(self.st.dests)
+
+    def add_address(self, uint32_t ip, double active_from):
+        """Append a translating address; new connections may use it from ``active_from`` on."""
+        if self.st.n_addr >= MAX_ADDRESSES:
+            raise ValueError(f"a table holds at most {MAX_ADDRESSES} addresses")
+        self.st.addr_ip[self.st.n_addr] = ip
+        self.st.addr_active_from[self.st.n_addr] = active_from
+        self.st.n_addr += 1
+        return self.st.n_addr - 1
+
+    def process(self, const packet_t[::1] packets not None, const uint8_t[::1] direction not None,
+                packet_t[::1] out not None, uint8_t[::1] status not None, Py_ssize_t start=0,
+                Py_ssize_t end=-1, bint stop_on_full=False):
+        """Translate rows ``start:end`` of ``packets`` into ``out``/``status``; returns where it stopped.
+
+        ``direction`` is 0 (from the inside) or 1 (toward a translating address), one per row or a
+        single value for all rows. With ``stop_on_full`` the batch stops, recording nothing, at the
+        first new connection that no address can take while none is pending.
+        """
+        cdef Py_ssize_t n = packets.shape[0]
+        cdef Py_ssize_t stop_at = n if end < 0 else end
+        cdef Py_ssize_t dstep = 1
+        cdef Py_ssize_t stop
+        if out.shape[0] != n or status.shape[0] != n:
+            raise ValueError("out and status must have one row per packet")
+        if direction.shape[0] != n:
+            if direction.shape[0] != 1:
+                raise ValueError(f"direction has {direction.shape[0]} rows for {n} packets")
+            dstep = 0
+        if not 0 <= start <= stop_at <= n:
+            raise ValueError(f"rows {start}:{stop_at} outside 0..{n}")
+        if start == stop_at:
+            return stop_at
+        with nogil:
+            stop = run(&self.st, &packets[0], &direction[0], dstep, &out[0], &status[0], start,
+                       stop_at, stop_on_full)
+        if self.st.oom:
+            self.st.oom = 0
+            raise MemoryError("connection table cannot grow")
+        return stop
+
+    def expire(self, double now):
+        """Reap every connection whose deadline is at or before ``now`` (counters become exact)."""
+        if now < self.st.now:
+            now = self.st.now
+        self.st.now = now
+        with nogil:
+            advance(&self.st, now)
+            sweep_current(&self.st, now)
+
+    @property
+    def now(self):
+        return self.st.now
+
+    @property
+    def live(self):
+        return self.st.live
+
+    @property
+    def n_addresses(self):
+        return self.st.n_addr
+
+    def address(self, int a):
+        if not 0 <= a < self.st.n_addr:
+            raise IndexError(a)
+        return self.st.addr_ip[a], self.st.addr_active_from[a]
+
+    def address_stats(self, int a):
+        if not 0 <= a < self.st.n_addr:
+            raise IndexError(a)
+        return self.st.stats[a]
+
+    def status_counts(self):
+        return [self.st.status_count[k] for k in range(32)]
+
+    def memory_bytes(self):
+        return (self.st.conn_cap * sizeof(conn_t) + 2 * (self.st.idx_mask + 1) * sizeof(uint32_t)
+                + (self.st.dest_mask + 1) * sizeof(dest_t) + sizeof(nat_t))
+
+    def connections(self):
+        """Every live connection, as columns (for tests, traces and listings; not a hot path)."""
+        cdef Py_ssize_t k = 0
+        cdef uint32_t s
+        cdef conn_t* c
+        cols = np.zeros(self.st.live, dtype=[
+            ("in_ip", "<u4"), ("in_port", "<u2"), ("rem_ip", "<u4"), ("rem_port", "<u2"),
+            ("proto", "u1"), ("address", "<u4"), ("x_port", "<u2"), ("state", "u1"),
+            ("expires", "<f8")])
+        for s in range(self.st.conn_used):
+            c = &self.st.conns[s]
+            if c.state != ST_DEAD:
+                cols[k] = (c.in_ip, c.in_port, c.rem_ip, c.rem_port, c.proto,
+                           self.st.addr_ip[c.addr], c.x_port, c.state, c.expires)
+                k += 1
+        return cols

@@ -1,0 +1,275 @@
+"""Connection tables of the two translators: Hyperplane ENIs (V2N) and NAT gateways.
+
+The loops live in the compiled ``_nat`` module (its header explains the theory of operation);
+this module checks arguments, holds the AWS defaults and turns the compiled counters into
+Python objects. See SPEC §2 (V2N) and §4 (NAT gateway) for the numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, astuple
+
+import numpy as np
+
+from hyperplane._nat import NatCore
+from hyperplane.records import PACKET, ip_str
+
+__all__ = [
+    "ConnectionTable",
+    "Direction",
+    "NatResult",
+    "NatStatus",
+    "Timeouts",
+    "AddressStats",
+    "HYPERPLANE_ENI_TIMEOUTS",
+    "NAT_GATEWAY_TIMEOUTS",
+]
+
+LAMBDA_EPHEMERAL_PORTS = (1024, 65535)
+HYPERPLANE_ENI_MAX_CONNECTIONS = 65_000
+NAT_GATEWAY_MAX_PER_DESTINATION = 55_000
+NAT_GATEWAY_MAX_ADDRESSES = 8
+
+
+class Direction(enum.IntEnum):
+    OUT = 0  # from the inside (execution environment / instance behind the NAT gateway)
+    IN = 1  # from the remote side, to a translating address
+
+
+class NatStatus(enum.IntEnum):
+    """What the table did with one packet (values are the compiled core's codes)."""
+
+    TRANSLATED = 0  # belongs to a live connection
+    CREATED = 1  # opened a connection: an address and port were allocated
+    CLOSED = 2  # translated, and the connection ended with it (RST)
+    NO_CONNECTION = 16  # from the inside, cannot open a connection (TCP without SYN, ICMP not echo)
+    RST_NO_CONNECTION = 17  # same on a NAT gateway for TCP: the gateway answers with an RST
+    UNSOLICITED = 18  # from the outside, matches no live connection (one-way NAT)
+    UNSUPPORTED_PROTOCOL = 19  # not TCP/UDP (or ICMP on a NAT gateway)
+    ADDRESS_FULL = 20  # every address holds its maximum of connections
+    PORTS_EXHAUSTED = 21  # no address has a free port left for this destination
+
+    @property
+    def passed(self) -> bool:
+        return self < 16
+
+    @property
+    def is_capacity(self) -> bool:
+        return self in (NatStatus.ADDRESS_FULL, NatStatus.PORTS_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Idle timeouts in seconds, by connection state."""
+
+    tcp_established: float = 350.0
+    tcp_transitory: float = 120.0  # opening and closing states
+    udp: float = 30.0
+    udp_replied: float = 180.0  # once a reply has been seen
+    icmp: float = 60.0
+
+    def by_state(self) -> list[float]:
+        # order of ConnState in _nat.pxd: dead, opening, established, fin_out, fin_in, closed,
+        # udp, udp_replied, icmp
+        t = self.tcp_transitory
+        return [0.0, t, self.tcp_established, t, t, t, self.udp, self.udp_replied, self.icmp]
+
+
+HYPERPLANE_ENI_TIMEOUTS = Timeouts()
+NAT_GATEWAY_TIMEOUTS = Timeouts(350.0, 350.0, 350.0, 350.0, 350.0)
+
+STATE_NAMES = ("dead", "tcp-opening", "tcp-established", "tcp-fin-out", "tcp-fin-in",
+               "tcp-closed", "udp", "udp-replied", "icmp")
+
+
+@dataclass(frozen=True)
+class AddressStats:
+    address: str
+    active_from: float
+    live: int
+    peak: int
+    created: int
+    expired: int
+    closed: int
+    refused: int
+
+
+@dataclass(frozen=True)
+class NatResult:
+    packets: np.ndarray  # PACKET rows after translation (unchanged where refused)
+    status: np.ndarray  # uint8 NatStatus per row
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+
+# on_full(table, now, status) -> True if it added an address (the batch then resumes there)
+OnFull = Callable[["ConnectionTable", float, NatStatus], bool]
+
+
+def _address(value: str | int, what: str) -> int:
+    try:
+        return int(ipaddress.IPv4Address(value))
+    except (ipaddress.AddressValueError, ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: {value!r} is not an IPv4 address") from exc
+
+
+def _positive(value: float, what: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class ConnectionTable:
+    """A pool of translating addresses and the connections they carry.
+
+    Use :meth:`hyperplane_eni` or :meth:`nat_gateway` for AWS's defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway: bool,
+        addresses: Iterable[str | int] = (),
+        ports: tuple[int, int] = LAMBDA_EPHEMERAL_PORTS,
+        max_connections_per_address: int | None,
+        max_connections_per_destination: int | None,
+        timeouts: Timeouts,
+        seed: int = 0,
+        capacity: int = 1024,
+        on_full: OnFull | None = None,
+    ) -> None:
+        lo, hi = ports
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 65535):
+            raise ValueError(f"ports must be (first, last) with 1 <= first <= last <= 65535, not {ports!r}")
+        nports = hi - lo + 1
+        per_dest = nports if max_connections_per_destination is None else max_connections_per_destination
+        if not (isinstance(per_dest, int) and 1 <= per_dest <= nports):
+            raise ValueError(
+                f"max_connections_per_destination must be 1..{nports} (the number of ports), not {per_dest!r}")
+        per_addr = max_connections_per_address or 0
+        if not (isinstance(per_addr, int) and per_addr >= 0):
+            raise ValueError(f"max_connections_per_address must be a positive int or None, not {per_addr!r}")
+        for name, value in zip(Timeouts.__dataclass_fields__, astuple(timeouts)):
+            _positive(value, f"timeouts.{name}")
+        if not (isinstance(seed, int) and 0 <= seed < 2**64):
+            raise ValueError(f"seed must be an int in 0..2**64-1, not {seed!r}")
+        if not (isinstance(capacity, int) and 1 <= capacity <= 2**30):
+            raise ValueError(f"capacity must be 1..2**30, not {capacity!r}")
+        self.gateway = gateway
+        self.ports = (lo, hi)
+        self.max_connections_per_address = per_addr or None
+        self.max_connections_per_destination = per_dest
+        self.timeouts = timeouts
+        self.on_full = on_full
+        self._core = NatCore(gateway, lo, nports, per_addr, per_dest, timeouts.by_state(), seed, capacity)
+        for a in addresses:
+            self.add_address(a)
+
+    @classmethod
+    def hyperplane_eni(cls, addresses: Iterable[str | int] = (), **kw) -> ConnectionTable:
+        """V2N: TCP/UDP only, 65,000 connections per ENI address, Lambda's ephemeral ports."""
+        kw.setdefault("max_connections_per_address", HYPERPLANE_ENI_MAX_CONNECTIONS)
+        kw.setdefault("max_connections_per_destination", None)
+        kw.setdefault("timeouts", HYPERPLANE_ENI_TIMEOUTS)
+        return cls(gateway=False, addresses=addresses, **kw)
+
+    @classmethod
+    def nat_gateway(cls, addresses: Iterable[str | int], **kw) -> ConnectionTable:
+        """NAT gateway: TCP/UDP/ICMP, 55,000 connections per address to each destination."""
+        addresses = list(addresses)
+        if not 1 <= len(addresses) <= NAT_GATEWAY_MAX_ADDRESSES:
+            raise ValueError(f"a NAT gateway has 1..{NAT_GATEWAY_MAX_ADDRESSES} addresses, not {len(addresses)}")
+        kw.setdefault("max_connections_per_address", None)
+        kw.setdefault("max_connections_per_destination", NAT_GATEWAY_MAX_PER_DESTINATION)
+        kw.setdefault("timeouts", NAT_GATEWAY_TIMEOUTS)
+        return cls(gateway=True, addresses=addresses, **kw)
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    def add_address(self, address: str | int, active_from: float = -math.inf) -> int:
+        """Add a translating address (an overflow ENI is active only from ``active_from``)."""
+        return self._core.add_address(_address(address, "address"), float(active_from))
+
+    @property
+    def addresses(self) -> list[str]:
+        return [ip_str(self._core.address(a)[0]) for a in range(self._core.n_addresses)]
+
+    # -- packets -----------------------------------------------------------------------------
+
+    def process(self, packets: np.ndarray, direction: int | np.ndarray) -> NatResult:
+        """Translate a batch of PACKET rows; ``direction`` is one Direction or one per row."""
+        if not isinstance(packets, np.ndarray) or packets.dtype != PACKET:
+            raise TypeError(f"packets must be a numpy array of hyperplane.records.PACKET, not {_describe(packets)}")
+        packets = np.ascontiguousarray(packets)
+        dirs = np.ascontiguousarray(np.atleast_1d(np.asarray(direction)))
+        if dirs.dtype.kind not in "iub" or dirs.ndim != 1:
+            raise TypeError(f"direction must be 0/1 integers, not {_describe(direction)}")
+        if dirs.size not in (1, len(packets)):
+            raise ValueError(f"direction has {dirs.size} values for {len(packets)} packets")
+        if dirs.size and (dirs.min() < 0 or dirs.max() > 1):
+            raise ValueError("direction values must be 0 (Direction.OUT) or 1 (Direction.IN)")
+        dirs = dirs.astype(np.uint8, copy=False)
+        out = np.empty_like(packets)
+        status = np.empty(len(packets), dtype=np.uint8)
+        stop_on_full = self.on_full is not None
+        start = 0
+        while start < len(packets):
+            start = self._core.process(packets, dirs, out, status, start, -1, stop_on_full)
+            if start == len(packets):
+                break
+            # a new connection found every address full and none pending: ask for another
+            now = max(float(packets["time"][start]), self._core.now)
+            before = self._core.n_addresses
+            if not self.on_full(self, now, NatStatus(status[start])) or self._core.n_addresses == before:
+                start = self._core.process(packets, dirs, out, status, start, start + 1, False)
+        return NatResult(out, status)
+
+    def expire(self, now: float) -> None:
+        """Reap every connection idle past its timeout at ``now`` (counters become exact)."""
+        self._core.expire(float(now))
+
+    # -- observation -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self._core.now
+
+    @property
+    def live(self) -> int:
+        return self._core.live
+
+    def stats(self) -> list[AddressStats]:
+        out = []
+        for a in range(self._core.n_addresses):
+            ip, active_from = self._core.address(a)
+            s = self._core.address_stats(a)
+            out.append(AddressStats(ip_str(ip), active_from, s["live"], s["peak"], s["created"],
+                                    s["expired"], s["closed"], s["refused"]))
+        return out
+
+    def status_counts(self) -> dict[NatStatus, int]:
+        counts = self._core.status_counts()
+        return {st: counts[st] for st in NatStatus if counts[st]}
+
+    def connections(self) -> np.ndarray:
+        """Every live connection (structured array; ``state`` indexes STATE_NAMES)."""
+        return self._core.connections()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._core.memory_bytes()
+
+    def __repr__(self) -> str:
+        kind = "NAT gateway" if self.gateway else "Hyperplane ENI"
+        return f"<ConnectionTable {kind} {self.addresses} live={self.live}>"
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return type(value).__name__
