@@ -26,14 +26,16 @@ class TopologyError(HyperplaneError):
         file: the file name as given to the loader (``None`` for a topology built in code).
         where: a path in the document, e.g. ``subnets[2].cidr`` (``""`` for the whole file).
         problem: what is wrong, in one sentence.
+        line: the 1-based line of ``where`` in the file when the loader could find it, else ``None``.
 
     ``str(error)`` reads ``example.yaml: subnets[2].cidr: '10.0.300.0/24' is not a valid IPv4 CIDR``.
     """
 
-    def __init__(self, file: str | None, where: str, problem: str) -> None:
+    def __init__(self, file: str | None, where: str, problem: str, line: int | None = None) -> None:
         self.file = file
         self.where = where
         self.problem = problem
+        self.line = line
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -42,7 +44,7 @@ class TopologyError(HyperplaneError):
         return ": ".join(parts)
 
     def __reduce__(self):  # keep pickling (e.g. pytest-xdist) working with 3 arguments
-        return (type(self), (self.file, self.where, self.problem))
+        return (type(self), (self.file, self.where, self.problem, self.line))
 
 
 class UnknownResource(HyperplaneError, KeyError):

@@ -934,12 +934,24 @@ class Topology:
 
     def replace(self, *resources: Any, remove: Iterable[str] = ()) -> "Topology":
         """A new topology with ``resources`` added or replaced (matched by id / function name)
-        and the ids in ``remove`` deleted. It is not re-validated: call :meth:`validate`.
+        and the ids (or function names) in ``remove`` deleted, as AWS deletes them: the ENIs a
+        removed NAT gateway or endpoint managed go with it, and every route whose target is
+        removed becomes a ``blackhole``. The result is not re-validated: call :meth:`validate`.
         """
         collections = {name: dict(getattr(self, name)) for name, _cls in _COLLECTIONS}
-        for resource_id in remove:
+        removed = set(remove)
+        removed.update(e.id for e in self.network_interfaces.values() if e.managed_by in removed)
+        for resource_id in removed:
             for mapping in collections.values():
                 mapping.pop(resource_id, None)
+        if removed:
+            tables = collections["route_tables"]
+            for rtb_id, rtb in tables.items():
+                if any(r.target in removed and not r.is_blackhole for r in rtb.routes):
+                    routes = tuple(
+                        Route(r.destination, r.target, "blackhole") if r.target in removed else r for r in rtb.routes
+                    )
+                    tables[rtb_id] = RouteTable(rtb.id, rtb.vpc_id, routes, rtb.is_main, rtb.name)
         for resource in resources:
             name = _COLLECTION_OF_TYPE.get(type(resource))
             if name is None:

@@ -124,6 +124,23 @@ def test_invalid_subnet_cidr_names_file_place_and_problem(tmp_path):
     assert isinstance(err, HyperplaneError)
 
 
+def test_error_knows_the_line_of_the_place_it_names(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text(
+        "vpcs:\n"
+        "  - id: vpc-1\n"
+        "    cidr: 10.0.0.0/16\n"
+        "subnets:\n"
+        "  - id: subnet-a\n"
+        "    vpc_id: vpc-1\n"
+        "    availability_zone: az1\n"
+        "    cidr: 10.1.0.0/24\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    assert (caught.value.where, caught.value.line) == ("subnets[0].cidr", 8)
+
+
 def test_cidr_with_host_bits_suggests_the_network(tmp_path):
     err = error(tmp_path, lambda d: d["subnets"][0].update(cidr="10.0.0.5/24"))
     assert err.where == "subnets[0].cidr" and "did you mean 10.0.0.0/24" in err.problem
@@ -483,10 +500,20 @@ def test_replace_derives_a_new_topology_and_validate_checks_it(tmp_path):
     quiet = t.replace(type(sg)(sg.id, sg.vpc_id, sg.name, (), sg.egress))
     assert quiet.security_groups["sg-1"].ingress == () and t.security_groups["sg-1"].ingress != ()
     assert quiet.validate() is quiet
-    broken = t.replace(remove=["igw-1"])
+    broken = t.replace(remove=["sg-1"])
     with pytest.raises(TopologyError) as caught:
         broken.validate(file="live")
-    assert str(caught.value) == "live: route_tables[rtb-public].routes[0].target: refers to internet gateway 'igw-1', which is not defined"
+    assert str(caught.value) == "live: network_interfaces[eni-1].security_group_ids[0]: refers to security group 'sg-1', which is not defined"
+
+
+def test_removing_a_nat_gateway_takes_its_eni_and_blackholes_its_routes(tmp_path):
+    t = load(tmp_path, lambda d: d["route_tables"].append(
+        {"id": "rtb-private", "vpc_id": "vpc-1", "routes": [{"destination": "0.0.0.0/0", "target": "nat-1"}]}))
+    eni_id = t.nat_gateways["nat-1"].network_interface_id
+    after = t.replace(remove=["nat-1"]).validate()
+    assert "nat-1" not in after and eni_id not in after.network_interfaces
+    assert after.route_tables["rtb-private"].routes[0] == Route(ANY, "nat-1", "blackhole")
+    assert after.route_tables["rtb-public"] == t.route_tables["rtb-public"]
 
 
 def test_topology_resources_are_immutable(tmp_path):

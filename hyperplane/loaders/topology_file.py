@@ -16,6 +16,7 @@ import difflib
 import ipaddress
 import json
 import os
+import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -128,7 +129,41 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
     """
     path = Path(path)
     name = path.name
-    return parse_topology(_read_document(path, name), file=name)
+    document = _read_document(path, name)
+    try:
+        return parse_topology(document, file=name)
+    except TopologyError as exc:
+        if exc.line is None:
+            exc.line = _line_of(path, exc.where)
+        raise
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line_of(path: Path, where: str) -> int | None:
+    """The 1-based line where a document path (``subnets[2].cidr``) starts in the file."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    line = None
+    for key, index in _PATH_PART.findall(where):
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if index:
+            node = node.value[int(index)] if isinstance(node, yaml.SequenceNode) and int(index) < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == key]
+            node = match[0][1] if match else None
+            if match:
+                line = match[0][0].start_mark.line + 1
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
 
 
 def load_example_topology() -> Topology:
