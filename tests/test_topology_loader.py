@@ -575,3 +575,90 @@ def test_allocated_address_is_never_reserved_nor_taken(prefix, taken):
         return
     address = next_free_address(subnet, in_use)
     assert address == free[0] and not subnet.is_reserved(address) and address not in in_use
+
+
+# -- randomized round trip ---------------------------------------------------------------------
+
+_PROTOCOLS = ["all", "tcp", "udp", "icmp", 50]
+
+
+@st.composite
+def rules(draw, groups: list[str], with_number: bool = False):
+    protocol = draw(st.sampled_from(_PROTOCOLS))
+    rule: dict[str, Any] = {"protocol": protocol}
+    if protocol in ("tcp", "udp") and draw(st.booleans()):
+        low = draw(st.integers(0, 65535))
+        high = draw(st.integers(low, 65535))
+        rule["ports"] = low if low == high else f"{low}-{high}"
+    if protocol == "icmp" and draw(st.booleans()):
+        rule["icmp_type"] = draw(st.integers(0, 40))
+        rule["icmp_code"] = draw(st.integers(-1, 15))
+    prefix = draw(st.integers(0, 32))
+    address = IPv4Address(draw(st.integers(0, 2**32 - 1)))
+    peer = draw(st.sampled_from(["cidr", "pl", "sg"] if not with_number else ["cidr"]))
+    if peer == "cidr":
+        rule["cidr"] = str(IPv4Network((address, prefix), strict=False))
+    elif peer == "pl":
+        rule["prefix_list_id"] = "pl-s3"
+    else:
+        rule["security_group_id"] = draw(st.sampled_from(groups))
+    return rule
+
+
+@st.composite
+def documents(draw):
+    octets = draw(st.lists(st.integers(0, 255), min_size=1, max_size=6, unique=True))
+    subnets = [{"id": f"subnet-{o}", "vpc_id": "vpc-r", "cidr": f"10.0.{o}.0/24",
+                "availability_zone": draw(st.sampled_from(["eu-west-1a", "eu-west-1b"]))} for o in octets]
+    groups = [f"sg-{i}" for i in range(draw(st.integers(1, 4)))]
+    security_groups = []
+    for g in groups:
+        sg: dict[str, Any] = {"id": g, "vpc_id": "vpc-r", "ingress": draw(st.lists(rules(groups), max_size=4))}
+        if draw(st.booleans()):
+            sg["egress"] = draw(st.lists(rules(groups), max_size=3))
+        security_groups.append(sg)
+    acls = []
+    for i in range(draw(st.integers(0, 2))):
+        acl: dict[str, Any] = {"id": f"acl-{i}", "vpc_id": "vpc-r"}
+        for direction in ("ingress", "egress"):
+            numbers = draw(st.lists(st.integers(1, 32766), max_size=4, unique=True))
+            acl[direction] = [dict(draw(rules(groups, with_number=True)), rule_number=n,
+                                   rule_action=draw(st.sampled_from(["allow", "deny"]))) for n in numbers]
+        acls.append(acl)
+    for subnet in subnets:
+        if acls and draw(st.booleans()):
+            subnet["network_acl_id"] = draw(st.sampled_from([a["id"] for a in acls]))
+    subnet_ids = [s["id"] for s in subnets]
+    enis = [{"id": f"eni-{i}", "subnet_id": draw(st.sampled_from(subnet_ids)),
+             "security_group_ids": draw(st.lists(st.sampled_from(groups), min_size=1, max_size=4, unique=True))}
+            for i in range(draw(st.integers(0, 4)))]
+    functions = []
+    for i in range(draw(st.integers(0, 3))):
+        fn: dict[str, Any] = {"name": f"fn{i}"}
+        if draw(st.booleans()):
+            fn["vpc_config"] = {"subnet_ids": draw(st.lists(st.sampled_from(subnet_ids), min_size=1, unique=True)),
+                                "security_group_ids": draw(st.lists(st.sampled_from(groups), min_size=1, unique=True))}
+        if draw(st.booleans()):
+            fn["versions"] = [{"version": 1}]
+        functions.append(fn)
+    return {
+        "account_id": "210987654321", "region": "eu-west-1",
+        "vpcs": [{"id": "vpc-r", "cidr": "10.0.0.0/16"}],
+        "subnets": subnets,
+        "prefix_lists": [{"id": "pl-s3", "name": "com.amazonaws.eu-west-1.s3", "cidrs": ["52.218.0.0/17"]}],
+        "security_groups": security_groups, "network_acls": acls,
+        "network_interfaces": enis, "functions": functions,
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(doc=documents())
+def test_random_topologies_round_trip_through_both_formats(doc):
+    import tempfile
+    topology = parse_topology(doc, file="random.yaml")
+    assert parse_topology(topology_document(topology)) == topology
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("t.yaml", "t.json"):
+            dump_topology(topology, Path(folder) / name)
+            assert load_topology(Path(folder) / name) == topology
+        assert load_topology(write(Path(folder), doc, "src.json")) == load_topology(write(Path(folder), doc, "src.yaml")) == topology
