@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
-from typing import Any, Container, Iterable, Iterator, Mapping
+from typing import Any, Container, Iterable, Iterator, Mapping, NoReturn
 
 from hyperplane.errors import SubnetOutOfAddresses, TopologyError, UnknownResource
 
@@ -988,7 +988,7 @@ class _Checker:
     def path(self, collection: str, key: str) -> str:
         return self.where.get(key) or f"{collection}[{key}]"
 
-    def fail(self, where: str, problem: str) -> None:
+    def fail(self, where: str, problem: str) -> NoReturn:
         raise TopologyError(self.file, where, problem)
 
     def ref(self, where: str, collection: str, ref: str | None) -> Any:
@@ -1036,13 +1036,13 @@ class _Checker:
             sg = self.ref(f"{base}.default_security_group_id", "security_groups", vpc.default_security_group_id)
             self.same_vpc(f"{base}.default_security_group_id", f"security group {sg.id}", sg.vpc_id, vpc.id)
         for rtb in self.t.route_tables.values():
-            vpc = self.t.vpcs.get(rtb.vpc_id)
-            is_main = vpc is not None and vpc.main_route_table_id == rtb.id
+            owner = self.t.vpcs.get(rtb.vpc_id)
+            is_main = owner is not None and owner.main_route_table_id == rtb.id
             if rtb.is_main != is_main:
                 self.fail(self.path("route_tables", rtb.id), "is_main disagrees with the VPC's main_route_table_id")
         for acl in self.t.network_acls.values():
-            vpc = self.t.vpcs.get(acl.vpc_id)
-            is_default = vpc is not None and vpc.default_network_acl_id == acl.id
+            owner = self.t.vpcs.get(acl.vpc_id)
+            is_default = owner is not None and owner.default_network_acl_id == acl.id
             if acl.is_default != is_default:
                 self.fail(self.path("network_acls", acl.id), "is_default disagrees with the VPC's default_network_acl_id")
 
@@ -1234,7 +1234,7 @@ class _Checker:
                 if cidr is None:
                     self.ref(f"{where}.destination", "prefix_lists", route.destination_prefix_list_id)
                 if kind == "local":
-                    if cidr not in vpc.cidrs:
+                    if cidr is None or cidr not in vpc.cidrs:
                         self.fail(f"{where}.destination", f"a local route must be one of the VPC's CIDRs, not {route.destination}")
                     local.add(cidr)
                     continue

@@ -19,7 +19,7 @@ import os
 import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NoReturn
 
 import yaml
 
@@ -181,7 +181,7 @@ class _Reader:
     def __init__(self, file: str | None) -> None:
         self.file = file
 
-    def fail(self, where: str, problem: str) -> None:
+    def fail(self, where: str, problem: str) -> NoReturn:
         raise TopologyError(self.file, where, problem)
 
     def mapping(self, node: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
@@ -328,6 +328,10 @@ def _describe(node: Any) -> str:
     return repr(node)
 
 
+def _keyed(resources: Iterable[Any]) -> dict[str, Any]:
+    return {r.id: r for r in resources}
+
+
 def _suffix(resource_id: str) -> str:
     return resource_id.split("-", 1)[1]
 
@@ -348,7 +352,7 @@ class _Builder:
         self.account_id = "123456789012"
         self.region = "us-east-1"
 
-    def fail(self, where: str, problem: str) -> None:
+    def fail(self, where: str, problem: str) -> NoReturn:
         raise TopologyError(self.file, where, problem)
 
     def items(self, collection: str) -> list[tuple[str, Any]]:
@@ -416,11 +420,11 @@ class _Builder:
 
         # a subnet without explicit associations uses the main table and the default NACL
         for subnet in subnets.values():
-            vpc = vpcs.get(subnet["vpc_id"])
-            if vpc is None:
+            owner = vpcs.get(subnet["vpc_id"])
+            if owner is None:
                 self.fail(_join(subnet["_where"], "vpc_id"), f"refers to VPC {subnet['vpc_id']!r}, which is not defined")
-            subnet["route_table_id"] = subnet["route_table_id"] or vpc["main_route_table_id"]
-            subnet["network_acl_id"] = subnet["network_acl_id"] or vpc["default_network_acl_id"]
+            subnet["route_table_id"] = subnet["route_table_id"] or owner["main_route_table_id"]
+            subnet["network_acl_id"] = subnet["network_acl_id"] or owner["default_network_acl_id"]
 
         # a new group gets AWS's egress allow-all, unless the file says `egress: []`
         for sg in security_groups.values():
@@ -441,19 +445,19 @@ class _Builder:
                 if any(route.target == ep["id"] for route in rtb["routes"]) and rtb_id not in tables:
                     tables.append(rtb_id)
             for i, rtb_id in enumerate(ep["route_table_ids"]):
-                rtb = route_tables.get(rtb_id)
-                if rtb is None:
+                table = route_tables.get(rtb_id)
+                if table is None:
                     self.fail(f"{ep['_where']}.route_table_ids[{i}]", f"refers to route table {rtb_id!r}, which is not defined")
-                if not any(route.destination == ep["prefix_list_id"] for route in rtb["routes"]):
-                    rtb["routes"].append(Route(ep["prefix_list_id"], ep["id"]))
+                if not any(route.destination == ep["prefix_list_id"] for route in table["routes"]):
+                    table["routes"].append(Route(ep["prefix_list_id"], ep["id"]))
             ep["route_table_ids"] = tuple(tables)
 
         # every route table has the local route of each of its VPC's CIDRs
         for rtb in route_tables.values():
-            vpc = vpcs.get(rtb["vpc_id"])
-            if vpc is None:
+            parent = vpcs.get(rtb["vpc_id"])
+            if parent is None:
                 continue  # reported by validation
-            for cidr in vpc["cidrs"]:
+            for cidr in parent["cidrs"]:
                 if not any(route.destination == cidr for route in rtb["routes"]):
                     rtb["routes"].append(Route(cidr, "local"))
 
@@ -473,26 +477,26 @@ class _Builder:
         topology = Topology(
             account_id=self.account_id,
             region=self.region,
-            vpcs=[Vpc(v["id"], v["cidrs"], v["main_route_table_id"], v["default_network_acl_id"],
-                      v["default_security_group_id"], v["name"]) for v in vpcs.values()],
-            subnets=[Subnet(s["id"], s["vpc_id"], s["cidr"], s["availability_zone"], s["route_table_id"],
-                            s["network_acl_id"], s["name"]) for s in subnets.values()],
-            route_tables=[RouteTable(t["id"], t["vpc_id"], tuple(t["routes"]),
+            vpcs=_keyed([Vpc(v["id"], v["cidrs"], v["main_route_table_id"], v["default_network_acl_id"],
+                      v["default_security_group_id"], v["name"]) for v in vpcs.values()]),
+            subnets=_keyed([Subnet(s["id"], s["vpc_id"], s["cidr"], s["availability_zone"], s["route_table_id"],
+                            s["network_acl_id"], s["name"]) for s in subnets.values()]),
+            route_tables=_keyed([RouteTable(t["id"], t["vpc_id"], tuple(t["routes"]),
                                      is_main=t["vpc_id"] in vpcs and vpcs[t["vpc_id"]]["main_route_table_id"] == t["id"],
-                                     name=t["name"]) for t in route_tables.values()],
-            security_groups=[SecurityGroup(g["id"], g["vpc_id"], g["name"], tuple(g["ingress"]), tuple(g["egress"]),
-                                           g["description"]) for g in security_groups.values()],
-            network_acls=[NetworkAcl(a["id"], a["vpc_id"], tuple(a["entries"]),
+                                     name=t["name"]) for t in route_tables.values()]),
+            security_groups=_keyed([SecurityGroup(g["id"], g["vpc_id"], g["name"], tuple(g["ingress"]), tuple(g["egress"]),
+                                           g["description"]) for g in security_groups.values()]),
+            network_acls=_keyed([NetworkAcl(a["id"], a["vpc_id"], tuple(a["entries"]),
                                      is_default=a["vpc_id"] in vpcs and vpcs[a["vpc_id"]]["default_network_acl_id"] == a["id"],
-                                     name=a["name"]) for a in network_acls.values()],
-            internet_gateways=list(igws.values()),
-            nat_gateways=[NatGateway(n["id"], n["subnet_id"], n["connectivity_type"], tuple(n["private_ips"]),
-                                     n["elastic_ips"], n["network_interface_id"], n["name"]) for n in nats.values()],
-            prefix_lists=list(prefix_lists.values()),
-            vpc_endpoints=[self.endpoint(ep) for ep in endpoints.values()],
-            network_interfaces=[*managed, *(self.interface(e) for e in enis.values())],
-            vpc_peering_connections=list(peerings.values()),
-            functions=list(functions.values()),
+                                     name=a["name"]) for a in network_acls.values()]),
+            internet_gateways=igws,
+            nat_gateways=_keyed([NatGateway(n["id"], n["subnet_id"], n["connectivity_type"], tuple(n["private_ips"]),
+                                     n["elastic_ips"], n["network_interface_id"], n["name"]) for n in nats.values()]),
+            prefix_lists=prefix_lists,
+            vpc_endpoints=_keyed([self.endpoint(ep) for ep in endpoints.values()]),
+            network_interfaces=_keyed([*managed, *(self.interface(e) for e in enis.values())]),
+            vpc_peering_connections=peerings,
+            functions=functions,
         )
         validate_topology(topology, file=self.file, where=self.where)
         return topology
@@ -513,6 +517,7 @@ class _Builder:
             self.claim(vpc_id, where)
             if ("cidr" in item) == ("cidrs" in item):
                 self.fail(where, "give exactly one of 'cidr' or 'cidrs'")
+            cidrs: tuple[IPv4Network, ...]
             if "cidr" in item:
                 cidrs = (r.cidr(item["cidr"], _join(where, "cidr")),)
             else:
@@ -765,7 +770,7 @@ class _Builder:
                     ep["dns_names"] = tuple(r.string(n, f"{at}[{i}]") for i, n in enumerate(r.sequence(item["dns_names"], at)))
                 else:
                     ep["dns_names"] = (_service_dns_name(service),) if dns else ()
-                enis = []
+                enis: list[dict[str, Any]] = []
                 at = _join(where, "network_interfaces")
                 for i, eni in enumerate(r.sequence(item.get("network_interfaces"), at)):
                     eni = r.mapping(eni, f"{at}[{i}]", ("id", "subnet_id", "private_ip"), ("subnet_id",))
