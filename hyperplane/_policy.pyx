@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, auto_pickle=False
 """Compiled policy evaluation: route tables, security groups and network ACLs, on batches.
 
 Theory of operation
@@ -53,7 +53,7 @@ from hyperplane._types cimport packet_t
 
 import numpy as np
 
-from hyperplane.records import PACKET
+from hyperplane.records import PACKET as _PACKET
 
 
 ####################################################################################################
@@ -308,7 +308,7 @@ cdef class RouteTables:
 
     def lookup_records(self, records, table_idx, entry_out=None):
         """Like ``lookup`` with ``dst`` read from ``records`` (``hyperplane.records.PACKET``)."""
-        rv = _column("records", records, PACKET)
+        rv = _column("records", records, _PACKET)
         tv = _column("table_idx", table_idx, np.int32)
         cdef Py_ssize_t n = rv.shape[0]
         _same_length("table_idx", tv, n)
@@ -507,7 +507,7 @@ cdef object _prepare_columns(batch_t* b, str index_name, object index, object di
 
 cdef object _prepare_records(batch_t* b, str index_name, object records, object index,
                              object direction, list keep):
-    rv = _column("records", records, PACKET)
+    rv = _column("records", records, _PACKET)
     iv = _column(index_name, index, np.int32)
     cdef Py_ssize_t n = rv.shape[0]
     _same_length(index_name, iv, n)

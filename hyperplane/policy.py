@@ -120,35 +120,40 @@ def _protocol(value: int | str, where: str) -> int:
     return int(value)
 
 
-def _unset(port: int | None) -> bool:
-    return port is None or port == -1
+def _port(value: int | None, name: str, where: str) -> int:
+    """A port, ICMP type or code as an int; None and -1 both mean "any"."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise PolicyError(f"{where}: {name} must be an int, got {value!r}")
+    return int(value)
 
 
 def _key_range(protocol: int, from_port: int | None, to_port: int | None, where: str) -> tuple[int, int]:
     """The inclusive match-key range of a rule (see the key folding in ``_policy.pyx``)."""
+    low, high = _port(from_port, "from_port", where), _port(to_port, "to_port", where)
     if protocol == -1:
         return 0, _KEY_LIMIT - 1
     if protocol in (6, 17):
         base = 0 if protocol == 6 else _policy.KEY_UDP
-        if _unset(from_port) and _unset(to_port):
+        if low == -1 and high == -1:
             return base, base + 0xFFFF
-        if _unset(from_port) or _unset(to_port) or not 0 <= from_port <= to_port <= 0xFFFF:
-            raise PolicyError(f"{where}: port range {from_port}..{to_port} is not within 0..65535 "
+        if not 0 <= low <= high <= 0xFFFF:
+            raise PolicyError(f"{where}: port range {low}..{high} is not within 0..65535 "
                               "in ascending order")
-        return base + from_port, base + to_port
+        return base + low, base + high
     if protocol == 1:
-        base = _policy.KEY_ICMP
-        icmp_type, icmp_code = from_port, to_port
-        if _unset(icmp_type):
+        base, icmp_type, icmp_code = _policy.KEY_ICMP, low, high
+        if icmp_type == -1:
             return base, base + 0xFFFF
         if not 0 <= icmp_type <= 255:
             raise PolicyError(f"{where}: ICMP type {icmp_type} is outside -1..255")
-        if _unset(icmp_code):
+        if icmp_code == -1:
             return base | icmp_type << 8, base | icmp_type << 8 | 0xFF
         if not 0 <= icmp_code <= 255:
             raise PolicyError(f"{where}: ICMP code {icmp_code} is outside -1..255")
-        return (base | icmp_type << 8 | icmp_code,) * 2
-    return (_policy.KEY_OTHER | protocol,) * 2
+        return base | icmp_type << 8 | icmp_code, base | icmp_type << 8 | icmp_code
+    return _policy.KEY_OTHER | protocol, _policy.KEY_OTHER | protocol
 
 
 def _tuple(value: Any) -> tuple:
@@ -206,17 +211,21 @@ def _compile_first_match(spaces: list[list[_RuleBox]]) -> dict[str, np.ndarray]:
     across spaces when their content is equal.
     """
     map_ids: dict[tuple, int] = {}
-    map_off, key_bounds, key_winner = [0], [], []
-    space_off, ip_bounds, ip_map = [0], [], []
+    map_off: list[int] = [0]
+    key_bounds: list[int] = []
+    key_winner: list[int] = []
+    space_off: list[int] = [0]
+    ip_bounds: list[int] = []
+    ip_map: list[int] = []
 
     def key_map(cover: tuple[int, ...], boxes: list[_RuleBox]) -> int:
         chosen = [boxes[i] for i in cover]
-        points = {0}
+        cuts = {0}
         for box in chosen:
-            points.add(box.key_lo)
+            cuts.add(box.key_lo)
             if box.key_hi + 1 < _KEY_LIMIT:
-                points.add(box.key_hi + 1)
-        points = sorted(points)
+                cuts.add(box.key_hi + 1)
+        points = sorted(cuts)
         winners = _paint_first_match(points, ((b.winner, b.key_lo, b.key_hi + 1) for b in chosen))
         points, winners = _merge_runs(points, winners)
         content = (tuple(points), tuple(winners))
