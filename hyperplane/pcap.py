@@ -511,6 +511,8 @@ class CaptureReader:
         base, exp = tsres
         if base == 10 and exp > 18 or base == 2 and exp > 63:
             raise self._error(start, f"interface time resolution {base}^-{exp} is not supported")
+        if abs(ts_offset) > (1 << 62) // 10**9:
+            raise self._error(start, f"interface time offset {ts_offset} s is out of range")
         self.interfaces.append(
             Interface(linktype, snaplen, float(base) ** -exp, name, ts_offset)
         )

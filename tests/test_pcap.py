@@ -412,6 +412,15 @@ def test_pcapng_block_length_mismatch_is_a_capture_error(tmp_path):
     assert err.value.offset == len(head)
 
 
+def test_pcapng_interface_with_an_absurd_clock_is_a_capture_error(tmp_path):
+    data = _shb("<") + _idb("<", 1, tsoffset=1 << 62)
+    with pytest.raises(CaptureError, match="time offset"):
+        read_capture(_write(tmp_path, "clock.pcapng", data))
+    data = _shb("<") + _idb("<", 1, tsresol=40)
+    with pytest.raises(CaptureError, match="time resolution"):
+        read_capture(_write(tmp_path, "clock.pcapng", data))
+
+
 def test_pcapng_packet_for_an_undescribed_interface_is_a_capture_error(tmp_path):
     data = _shb("<") + _idb("<", 1) + _epb("<", 3, 0, bytes(Ether() / _tcp()))
     with pytest.raises(CaptureError, match="interface 3"):
@@ -453,7 +462,7 @@ def _seed_captures() -> list[bytes]:
     frames = [Ether() / _tcp(sport=9), Ether() / Dot1Q() / IP() / UDP(), Ether() / IPv6(),
               Ether() / IP() / ICMP(), Ether() / ARP()]
     classic = _pcap_bytes([(T0, i, bytes(f)) for i, f in enumerate(frames)])
-    ng = _shb("<") + _idb("<", 1) + _idb("<", 113) + b"".join(
+    ng = _shb("<") + _idb("<", 1, tsresol=9, tsoffset=5, name="a") + _idb("<", 113) + b"".join(
         _epb("<", 0, i, bytes(f)) for i, f in enumerate(frames)
     ) + _spb("<", bytes(frames[0])) + _epb("<", 1, 9, bytes(CookedLinux() / _tcp()))
     return [classic, ng]
