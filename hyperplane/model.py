@@ -905,12 +905,26 @@ class Topology:
         """The ENI whose public IP / Elastic IP is ``ip`` (a NAT gateway's ENI included)."""
         return self._public_ip_index.get(IPv4Address(ip))
 
+    def eni_of_instance(self, instance_id: str) -> NetworkInterface | None:
+        """The (first declared) ENI of an EC2 instance ``i-…``, or ``None``."""
+        return next((e for e in self.network_interfaces.values() if e.instance_id == instance_id), None)
+
     def enis_in_subnet(self, subnet_id: str) -> tuple[NetworkInterface, ...]:
         return tuple(e for e in self.network_interfaces.values() if e.subnet_id == subnet_id)
 
     def enis_with_security_group(self, security_group_id: str) -> tuple[NetworkInterface, ...]:
         """The ENIs carrying a group: whose private IPs a rule naming that group matches."""
         return tuple(e for e in self.network_interfaces.values() if security_group_id in e.security_group_ids)
+
+    def private_ips_with_security_group(self, security_group_id: str) -> tuple[IPv4Address, ...]:
+        """Every private address (secondaries included) of the ENIs carrying a group: what a
+        rule whose peer is that group matches. Hyperplane ENIs live outside the topology, so
+        the Lambda layer adds theirs."""
+        return tuple(ip for e in self.enis_with_security_group(security_group_id) for ip in e.private_ips)
+
+    def prefix_list_cidrs(self, prefix_list_id: str) -> tuple[IPv4Network, ...]:
+        """The CIDRs of a prefix list (what a ``pl-…`` route or rule peer stands for)."""
+        return self.prefix_lists[prefix_list_id].cidrs
 
     def addresses_in_use(self, subnet_id: str) -> frozenset[IPv4Address]:
         """Every private address ENIs of this topology hold in the subnet."""

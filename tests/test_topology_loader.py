@@ -87,7 +87,7 @@ def test_example_loads_and_tells_the_classic_story():
     assert secrets.dns_names == ("secretsmanager.us-east-1.amazonaws.com",)
     assert {t.network_interfaces[e].subnet_id for e in secrets.network_interface_ids} == {"subnet-private-a", "subnet-private-b"}
     assert t.eni_by_ip("10.0.20.10").kind == "rds"
-    assert t.eni_by_public_ip("203.0.113.20").id == "eni-web"
+    assert t.eni_by_public_ip("203.0.113.20").id == "eni-web" == t.eni_of_instance("i-0web").id
     orders, report, thumbnail = t.function("orders"), t.function("report"), t.function("thumbnail")
     assert orders.vpc_config.subnet_ids == ("subnet-private-a", "subnet-private-b")
     assert orders.vpc_config.security_group_ids == ("sg-app",) and orders.role.missing() == ()
@@ -485,6 +485,7 @@ def test_lookups_by_id_and_address(tmp_path):
     assert t.eni_by_ip(IPv4Address("10.0.2.10")).id == "eni-1" and t.eni_by_ip("10.0.2.11") is None
     assert t.vpc_of("eni-1").id == t.vpc_of("subnet-a").id == t.vpc_of("f").id == "vpc-1"
     assert [e.id for e in t.enis_with_security_group("sg-1")] == ["eni-1"]
+    assert t.private_ips_with_security_group("sg-1") == (IPv4Address("10.0.2.10"),)
     assert t.internet_gateway_of("vpc-1").id == "igw-1"
     assert [s.id for s in t.subnets_using_route_table("rtb-public")] == ["subnet-a"]
     assert t.vpcs["vpc-1"].dns_resolver_ip == IPv4Address("10.0.0.2")
@@ -662,3 +663,48 @@ def test_random_topologies_round_trip_through_both_formats(doc):
             dump_topology(topology, Path(folder) / name)
             assert load_topology(Path(folder) / name) == topology
         assert load_topology(write(Path(folder), doc, "src.json")) == load_topology(write(Path(folder), doc, "src.yaml")) == topology
+
+
+# -- hostile documents -------------------------------------------------------------------------
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+_JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=12),
+    st.sampled_from(["10.0.0.0/33", "-1", "tcp", "sg-1", "subnet-a", "1-2-3", "0.0.0.0/0", "pl-", "nat-1"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_corrupted_document_loads_or_raises_a_topology_error(data):
+    doc = copy.deepcopy(BASE)
+    doc["vpc_endpoints"] = [
+        {"id": "vpce-i", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs", "subnet_ids": ["subnet-a"],
+         "network_interfaces": [{"subnet_id": "subnet-a", "private_ip": "10.0.0.50"}]},
+    ]
+    doc["functions"][0]["role"] = {"name": "r", "permissions": ["ec2:*"]}
+    doc["functions"][0]["versions"] = [{"version": 1}]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(doc)[1:]))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = data.draw(_JUNK)
+    try:
+        topology = parse_topology(doc, file="junk.yaml")
+    except TopologyError as exc:
+        assert exc.file == "junk.yaml" and exc.problem
+    else:
+        assert parse_topology(topology_document(topology)) == topology
