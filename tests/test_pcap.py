@@ -676,3 +676,32 @@ def test_tshark_reads_the_written_capture(tmp_path):
     assert rows[1][4] == "61001" and rows[1][5] == good
     assert rows[2][6].startswith("16962") or "0x4242" in rows[2][6]
     assert rows[2][7] == good
+
+
+def test_captures_converted_by_wireshark_tools_read_the_same(tmp_path):
+    editcap, mergecap = shutil.which("editcap"), shutil.which("mergecap")
+    if editcap is None or mergecap is None:
+        pytest.skip("editcap/mergecap not installed: apt-get install -y tshark")
+    eth = [Ether() / _tcp(sport=2000 + i) for i in range(5)]
+    for i, f in enumerate(eth):
+        f.time = T0 + i * 0.001
+    sll = [CookedLinux(proto=0x0800) / _tcp(sport=3000 + i) for i in range(3)]
+    for i, f in enumerate(sll):
+        f.time = T0 + 0.0005 + i * 0.001
+    wrpcap(str(tmp_path / "eth.pcap"), eth)
+    wrpcap(str(tmp_path / "sll.pcap"), sll)
+    _, plain = load_capture(str(tmp_path / "eth.pcap"))
+    for fmt in ("pcapng", "nsecpcap"):
+        out = str(tmp_path / f"eth.{fmt}")
+        subprocess.run([editcap, "-F", fmt, str(tmp_path / "eth.pcap"), out], check=True)
+        reader, chunk = load_capture(out)
+        assert np.array_equal(chunk.records, plain.records), fmt
+        assert reader.nanosecond is (fmt == "nsecpcap")
+    merged = str(tmp_path / "merged.pcapng")
+    subprocess.run([mergecap, "-F", "pcapng", "-w", merged, str(tmp_path / "eth.pcap"),
+                    str(tmp_path / "sll.pcap")], check=True)
+    reader, chunk = load_capture(merged)
+    assert sorted(reader.linktypes) == [1, 113]
+    # mergecap interleaves by time: every packet once, in timestamp order
+    assert list(chunk.records["src_port"]) == [2000, 3000, 2001, 3001, 2002, 3002, 2003, 2004]
+    assert np.all(np.diff(chunk.ts_ns) > 0)
