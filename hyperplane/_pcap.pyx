@@ -52,42 +52,46 @@ cdef extern from *:
         uint8_t flags
 
 
-#### Constants shared with pcap.py (mirrored there as plain ints) ####
+#### Constants (exported below as plain ints for pcap.py) ####
 
 # packet kinds
-DEF K_EMULATED = 0
-DEF K_IPV6 = 1
-DEF K_ARP = 2
-DEF K_NON_IP = 3
-DEF K_FRAGMENT = 4
-DEF K_TRUNCATED = 5
-DEF K_MALFORMED = 6
+cdef enum:
+    K_EMULATED = 0
+    K_IPV6 = 1
+    K_ARP = 2
+    K_NON_IP = 3
+    K_FRAGMENT = 4
+    K_TRUNCATED = 5
+    K_MALFORMED = 6
 
 # scan status
-DEF S_FULL = 0          # the chunk holds max_rows rows
-DEF S_NEED_DATA = 1     # the record at pos is not completely in the buffer (need: bytes from pos)
-DEF S_BLOCK = 2         # a pcapng SHB or IDB at pos: Python parses it
-DEF S_RECORD_TOO_LONG = 3   # value: captured length
-DEF S_BLOCK_LENGTH = 4      # value: block total length (too small / not a multiple of 4)
-DEF S_BLOCK_TRAILER = 5     # value: the trailing length that differs from the leading one
-DEF S_BLOCK_TOO_LONG = 6    # value: block total length
-DEF S_BAD_INTERFACE = 7     # value: interface id
-DEF S_CAPLEN_BLOCK = 8      # value: captured length that overruns its block
+cdef enum:
+    S_FULL = 0          # the chunk holds max_rows rows
+    S_NEED_DATA = 1     # the record at pos is not completely in the buffer (need: bytes from pos)
+    S_BLOCK = 2         # a pcapng SHB or IDB at pos: Python parses it
+    S_RECORD_TOO_LONG = 3   # value: captured length
+    S_BLOCK_LENGTH = 4      # value: block total length (too small / not a multiple of 4)
+    S_BLOCK_TRAILER = 5     # value: the trailing length that differs from the leading one
+    S_BLOCK_TOO_LONG = 6    # value: block total length
+    S_BAD_INTERFACE = 7     # value: interface id
+    S_CAPLEN_BLOCK = 8      # value: captured length that overruns its block
 
-DEF MAX_RECORD = 262144         # captured bytes of one packet
-DEF MAX_BLOCK = 16777216        # any pcapng block
+cdef enum:
+    MAX_RECORD = 262144         # captured bytes of one packet
+    MAX_BLOCK = 16777216        # any pcapng block
 
 # link types handled
-DEF LT_NULL = 0
-DEF LT_ETHERNET = 1
-DEF LT_RAW12 = 12
-DEF LT_RAW14 = 14
-DEF LT_RAW = 101
-DEF LT_LOOP = 108
-DEF LT_SLL = 113
-DEF LT_IPV4 = 228
-DEF LT_IPV6 = 229
-DEF LT_SLL2 = 276
+cdef enum:
+    LT_NULL = 0
+    LT_ETHERNET = 1
+    LT_RAW12 = 12
+    LT_RAW14 = 14
+    LT_RAW = 101
+    LT_LOOP = 108
+    LT_SLL = 113
+    LT_IPV4 = 228
+    LT_IPV6 = 229
+    LT_SLL2 = 276
 
 KIND_EMULATED = K_EMULATED
 KIND_IPV6 = K_IPV6

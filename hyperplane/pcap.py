@@ -34,6 +34,16 @@ the IPv4, TCP, UDP and ICMP checksums are updated incrementally (RFC 1624). A UD
 (none) stays 0. Frames whose link type differs from the file's are re-framed: behind a
 synthesized Ethernet header (zero MACs, original ethertype) for an Ethernet file, bare for raw IP.
 ICMP error messages keep their embedded (quoted) header as captured.
+
+A streaming replay::
+
+    reader = read_capture("in.pcap")
+    with CaptureWriter("out.pcap", reader.output_linktype, reader.nanosecond) as out:
+        for chunk in reader:
+            emulate = chunk.kind == PacketKind.EMULATED
+            translated, delivered = ...  # the pipeline, on chunk.records[emulate]
+            out.write(chunk, translated, delivered)   # PACKET rows, bool mask, both len(chunk)
+    reader.counts   # packets by PacketKind
 """
 
 from __future__ import annotations
@@ -454,7 +464,9 @@ class CaptureReader:
         if not self._ensure(blen):
             return False
         block = self._bytes(blen)
-        major = struct.unpack(order + "H", block[12:14])[0]
+        major, minor = struct.unpack(order + "HH", block[12:16])
+        if self.sections == 0:
+            self.version = (major, minor)
         if major != 1:
             raise self._error(start + 12, f"unsupported pcapng version {major}")
         trailer = struct.unpack(order + "I", block[-4:])[0]
