@@ -705,3 +705,15 @@ def test_captures_converted_by_wireshark_tools_read_the_same(tmp_path):
     # mergecap interleaves by time: every packet once, in timestamp order
     assert list(chunk.records["src_port"]) == [2000, 3000, 2001, 3001, 2002, 3002, 2003, 2004]
     assert np.all(np.diff(chunk.ts_ns) > 0)
+
+
+def test_blocks_and_records_larger_than_the_buffer_are_read_whole(tmp_path):
+    ng = (_shb("<") + _idb("<", 1) + _epb("<", 0, 1, bytes(Ether() / _tcp(sport=1)))
+          + _block("<", 0xBAD, b"x" * (3 << 20)) + _epb("<", 0, 2, bytes(Ether() / _tcp(sport=2))))
+    reader = read_capture(_write(tmp_path, "big.pcapng", ng), buffer_bytes=64 << 10)
+    assert [int(p) for c in reader for p in c.records["src_port"]] == [1, 2]
+    assert reader.skipped_blocks == 1 and reader.version == (1, 0)
+    classic = _pcap_bytes([(T0, 0, b"x" * MAX_RECORD_BYTES), (T0, 0, bytes(Ether() / _tcp()))])
+    reader = read_capture(_write(tmp_path, "big.pcap", classic), buffer_bytes=64 << 10)
+    assert [int(n) for c in reader for n in c.caplen] == [MAX_RECORD_BYTES, 54]
+    assert reader.counts[K.NON_IP] == 1 and reader.counts[K.EMULATED] == 1
