@@ -79,16 +79,29 @@ cdef enum:
 ####################################################################################################
 # Inline kernels
 
-cdef inline Py_ssize_t floor_index(const uint32_t* bounds, Py_ssize_t n, uint32_t x) noexcept nogil:
+cdef inline Py_ssize_t floor_index(const uint32_t* bounds, Py_ssize_t n, uint32_t x,
+                                   int steps) noexcept nogil:
     # Largest i < n with bounds[i] <= x, given bounds ascending and bounds[0] == 0 (<= any x).
     # Branchless: the comparison becomes a mask, so random addresses cost no mispredictions.
+    # ``steps`` is fixed per compiled table (enough for its largest slice): once n reaches 1 the
+    # remaining steps add 0, and a loop whose trip count never changes is never mispredicted
+    # (a per-slice count cost ~40% on batches that mix sets of different sizes).
     cdef const uint32_t* base = bounds
     cdef Py_ssize_t half
-    while n > 1:
+    cdef int k
+    for k in range(steps):
         half = n >> 1
         base += half & -(<Py_ssize_t>(base[half] <= x))
         n -= half
     return base - bounds
+
+
+cdef int _steps(const int64_t[::1] off):
+    # Halvings n -> ceil(n/2) needed to bring the largest slice down to one element.
+    cdef Py_ssize_t s, widest = 1
+    for s in range(off.shape[0] - 1):
+        widest = max(widest, <Py_ssize_t>(off[s + 1] - off[s]))
+    return (widest - 1).bit_length()
 
 
 # match key = KEY_BASE[proto] | (port & KEY_PORT_MASK[proto]): a table instead of branches,
@@ -122,11 +135,13 @@ cdef struct route_tables_t:
     const int32_t* winner
     const int32_t* entry_route
     Py_ssize_t n_tables
+    int steps
 
 
 cdef inline int32_t route_entry(const route_tables_t* t, Py_ssize_t table, uint32_t dst) noexcept nogil:
     cdef int64_t a = t.off[table]
-    return t.winner[a + floor_index(t.bounds + a, <Py_ssize_t>(t.off[table + 1] - a), dst)]
+    return t.winner[a + floor_index(t.bounds + a, <Py_ssize_t>(t.off[table + 1] - a), dst,
+                                    t.steps)]
 
 
 cdef struct rule_tables_t:
@@ -137,16 +152,19 @@ cdef struct rule_tables_t:
     const uint32_t* key_bounds
     const int32_t* key_winner
     Py_ssize_t n_sets
+    int ip_steps
+    int key_steps
 
 
 cdef inline int32_t first_match(const rule_tables_t* t, Py_ssize_t space, uint32_t ip,
                                 uint32_t key) noexcept nogil:
     cdef int64_t a = t.space_off[space]
     cdef int32_t m = t.ip_map[a + floor_index(t.ip_bounds + a,
-                                              <Py_ssize_t>(t.space_off[space + 1] - a), ip)]
+                                              <Py_ssize_t>(t.space_off[space + 1] - a), ip,
+                                              t.ip_steps)]
     a = t.map_off[m]
     return t.key_winner[a + floor_index(t.key_bounds + a,
-                                        <Py_ssize_t>(t.map_off[m + 1] - a), key)]
+                                        <Py_ssize_t>(t.map_off[m + 1] - a), key, t.key_steps)]
 
 
 ####################################################################################################
@@ -270,6 +288,7 @@ cdef class RouteTables:
         cdef const int32_t[::1] winner = self.winner
         cdef const int32_t[::1] entry_route = self.entry_route
         self.t.n_tables = off.shape[0] - 1
+        self.t.steps = _steps(off)
         self.t.off = &off[0]
         self.t.bounds = &bounds[0] if bounds.shape[0] else NULL
         self.t.winner = &winner[0] if winner.shape[0] else NULL
@@ -397,6 +416,8 @@ cdef class _RuleTables:
         cdef const uint32_t[::1] kb = self.key_bounds
         cdef const int32_t[::1] kw = self.key_winner
         self.t.n_sets = n_spaces // 2
+        self.t.ip_steps = _steps(so)
+        self.t.key_steps = _steps(mo)
         self.t.space_off = &so[0]
         self.t.ip_bounds = &ib[0] if ib.shape[0] else NULL
         self.t.ip_map = &im[0] if im.shape[0] else NULL
