@@ -219,8 +219,9 @@ cdef _check_range(str name, const int32_t[::1] values, int32_t low, int32_t high
 
 
 cdef object _bad_index(str name, object arr, Py_ssize_t i, Py_ssize_t count):
+    valid = f"0..{count - 1} or -1 (not applicable)" if count else "only -1 (not applicable)"
     return ValueError(f"{name}[{i}] = {arr[i]} is out of range: {count} compiled, "
-                      f"valid indexes are 0..{count - 1} or -1 (not applicable)")
+                      f"valid indexes are {valid}")
 
 
 cdef object _bad_direction(object arr, Py_ssize_t i):
