@@ -59,6 +59,7 @@ cdef struct nat_t:
     double timeout[N_STATES]
     # translating addresses
     int n_addr
+    int last_addr                  # where the last connection went: a guess for prefetching
     uint32_t addr_ip[MAX_ADDRESSES]
     double addr_active_from[MAX_ADDRESSES]
     addr_stats_t stats[MAX_ADDRESSES]
@@ -82,6 +83,7 @@ cdef struct nat_t:
     double wheel_min[WHEEL_SIZE]
     int64_t wheel_tick             # last fully processed second
     int started
+    double next_advance            # advance the wheel once now reaches this
     double now
     uint64_t rng
     int oom

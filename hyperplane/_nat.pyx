@@ -48,7 +48,7 @@ cimport cython
 from libc.math cimport floor, INFINITY
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from hyperplane._types cimport packet_t
 
@@ -57,10 +57,34 @@ import numpy as np
 cdef extern from *:
     void __builtin_prefetch(const void* addr) nogil
 
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+cdef extern from "sys/mman.h" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int MADV_HUGEPAGE
+
+cdef enum:
+    HUGE_PAGE = 2 * 1024 * 1024
+
+
+cdef void* big_alloc(size_t size) noexcept nogil:
+    """malloc, but large tables get 2 MiB alignment and transparent huge pages: the hot loops
+    touch them at random, and with 4 KiB pages nearly every access would also miss the TLB."""
+    cdef void* p = NULL
+    if size < HUGE_PAGE:
+        return malloc(size)
+    if posix_memalign(&p, HUGE_PAGE, size) != 0:
+        return NULL
+    madvise(p, size, MADV_HUGEPAGE)
+    return p
+
 cdef enum:
     EMPTY = 0xFFFFFFFF
+    SLOT_MASK = 0xFFFFFF           # index entries hold 24-bit slot numbers
+    MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
-    LOOKAHEAD = 8
+    BLOCK = 16                     # rows whose memory is fetched together
     OUT = 0
     IN = 1
     P_ICMP = 1
@@ -139,57 +163,70 @@ cdef inline uint64_t splitmix(uint64_t* state) noexcept nogil:
 
 
 #### indexes (linear probing, backward-shift deletion: no tombstones)
+# An index entry is (8-bit hash tag << 24) | slot, so that a probe past a colliding entry does
+# not have to read that connection (a cache miss) to know it is not the one.
+
+cdef inline uint32_t entry(uint64_t h, uint32_t s) noexcept nogil:
+    return (<uint32_t>(h >> 56) << 24) | s
 
 cdef inline uint32_t fwd_find(const nat_t* st, uint64_t h, uint32_t in_ip, uint16_t in_port,
                               uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
     cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t s
+    cdef uint32_t tag = <uint32_t>(h >> 56)
+    cdef uint32_t e, s
     cdef const conn_t* c
     while True:
-        s = st.fwd[i]
-        if s == EMPTY:
+        e = st.fwd[i]
+        if e == EMPTY:
             return EMPTY
-        c = &st.conns[s]
-        if (c.in_ip == in_ip and c.rem_ip == rem_ip and c.in_port == in_port
-                and c.rem_port == rem_port and c.proto == proto):
-            return s
+        if (e >> 24) == tag:
+            s = e & SLOT_MASK
+            c = &st.conns[s]
+            if (c.in_ip == in_ip and c.rem_ip == rem_ip and c.in_port == in_port
+                    and c.rem_port == rem_port and c.proto == proto):
+                return s
         i = (i + 1) & st.idx_mask
 
 cdef inline uint32_t rev_find(const nat_t* st, uint64_t h, uint32_t x_ip, uint16_t x_port,
                               uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
     cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t s
+    cdef uint32_t tag = <uint32_t>(h >> 56)
+    cdef uint32_t e, s
     cdef const conn_t* c
     while True:
-        s = st.rev[i]
-        if s == EMPTY:
+        e = st.rev[i]
+        if e == EMPTY:
             return EMPTY
-        c = &st.conns[s]
-        if (c.x_port == x_port and c.rem_ip == rem_ip and c.rem_port == rem_port
-                and c.proto == proto and st.addr_ip[c.addr] == x_ip):
-            return s
+        if (e >> 24) == tag:
+            s = e & SLOT_MASK
+            c = &st.conns[s]
+            if (c.x_port == x_port and c.rem_ip == rem_ip and c.rem_port == rem_port
+                    and c.proto == proto and st.addr_ip[c.addr] == x_ip):
+                return s
         i = (i + 1) & st.idx_mask
 
 cdef inline void idx_put(uint32_t* tab, uint32_t mask, uint64_t h, uint32_t s) noexcept nogil:
     cdef uint32_t i = <uint32_t>h & mask
     while tab[i] != EMPTY:
         i = (i + 1) & mask
-    tab[i] = s
+    tab[i] = entry(h, s)
+
+cdef inline uint64_t entry_hash(const nat_t* st, int reverse, uint32_t e) noexcept nogil:
+    cdef const conn_t* c = &st.conns[e & SLOT_MASK]
+    return rev_hash_of(st, c) if reverse else fwd_hash_of(c)
 
 cdef void idx_remove(nat_t* st, uint32_t* tab, int reverse, uint32_t s) noexcept nogil:
     cdef uint32_t mask = st.idx_mask
-    cdef uint64_t h = rev_hash_of(st, &st.conns[s]) if reverse else fwd_hash_of(&st.conns[s])
-    cdef uint32_t i = <uint32_t>h & mask
+    cdef uint32_t i = <uint32_t>entry_hash(st, reverse, s) & mask
     cdef uint32_t j, k
-    while tab[i] != s:
+    while (tab[i] & SLOT_MASK) != s:
         i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
         if tab[j] == EMPTY:
             break
-        h = rev_hash_of(st, &st.conns[tab[j]]) if reverse else fwd_hash_of(&st.conns[tab[j]])
-        k = <uint32_t>h & mask
+        k = <uint32_t>entry_hash(st, reverse, tab[j]) & mask
         # the entry at j may stay if its home k lies cyclically in (i, j]
         if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
             continue
@@ -201,9 +238,9 @@ cdef int idx_grow(nat_t* st) noexcept nogil:
     """Double both indexes and rehash. Returns -1 when out of memory."""
     cdef uint32_t newcap = (st.idx_mask + 1) * 2
     cdef uint32_t newmask = newcap - 1
-    cdef uint32_t* nf = <uint32_t*>malloc(newcap * sizeof(uint32_t))
-    cdef uint32_t* nr = <uint32_t*>malloc(newcap * sizeof(uint32_t))
-    cdef uint32_t i, s
+    cdef uint32_t* nf = <uint32_t*>big_alloc(newcap * sizeof(uint32_t))
+    cdef uint32_t* nr = <uint32_t*>big_alloc(newcap * sizeof(uint32_t))
+    cdef uint32_t i, e
     if nf == NULL or nr == NULL:
         free(nf)
         free(nr)
@@ -211,12 +248,12 @@ cdef int idx_grow(nat_t* st) noexcept nogil:
     memset(nf, 0xFF, newcap * sizeof(uint32_t))
     memset(nr, 0xFF, newcap * sizeof(uint32_t))
     for i in range(st.idx_mask + 1):
-        s = st.fwd[i]
-        if s != EMPTY:
-            idx_put(nf, newmask, fwd_hash_of(&st.conns[s]), s)
-        s = st.rev[i]
-        if s != EMPTY:
-            idx_put(nr, newmask, rev_hash_of(st, &st.conns[s]), s)
+        e = st.fwd[i]
+        if e != EMPTY:
+            idx_put(nf, newmask, entry_hash(st, 0, e), e & SLOT_MASK)
+        e = st.rev[i]
+        if e != EMPTY:
+            idx_put(nr, newmask, entry_hash(st, 1, e), e & SLOT_MASK)
     free(st.fwd)
     free(st.rev)
     st.fwd = nf
@@ -238,10 +275,11 @@ cdef int dest_grow(nat_t* st) noexcept nogil:
     cdef uint32_t oldcap = st.dest_mask + 1
     cdef uint32_t newcap = oldcap * 2
     cdef dest_t* old = st.dests
-    cdef dest_t* nd = <dest_t*>calloc(newcap, sizeof(dest_t))
+    cdef dest_t* nd = <dest_t*>big_alloc(newcap * sizeof(dest_t))
     cdef uint32_t i, p
     if nd == NULL:
         return -1
+    memset(nd, 0, newcap * sizeof(dest_t))
     st.dests = nd
     st.dest_mask = newcap - 1
     for i in range(oldcap):
@@ -299,7 +337,7 @@ cdef inline void wheel_unlink(nat_t* st, uint32_t s) noexcept nogil:
 cdef inline void set_expiry(nat_t* st, uint32_t s, double expires) noexcept nogil:
     """Deadlines may move earlier (established -> closing): then the connection changes bucket."""
     cdef conn_t* c = &st.conns[s]
-    if floor(expires) < floor(c.expires):
+    if expires < c.expires and floor(expires) < floor(c.expires):
         wheel_unlink(st, s)
         c.expires = expires
         wheel_link(st, s)
@@ -344,6 +382,7 @@ cdef void advance(nat_t* st, double now) noexcept nogil:
     """Process every whole second before now's."""
     cdef int64_t target = <int64_t>floor(now) - 1
     cdef int64_t k, n
+    st.next_advance = <double>(target + 2)   # the clock must pass another whole second first
     if not st.started:
         st.started = 1
         st.wheel_tick = target
@@ -393,7 +432,7 @@ cdef uint16_t draw_port(nat_t* st, uint8_t a, uint32_t rip, uint16_t rport, uint
     return <uint16_t>(st.port_lo + off)
 
 cdef int reserve_slot(nat_t* st) noexcept nogil:
-    """Make room for one more connection. Returns -1 when out of memory."""
+    """Make room for one more connection. Returns -1 when out of memory, -2 when at the maximum."""
     cdef conn_t* grown
     cdef uint32_t newcap
     if (st.live + 1) * 2 > <uint64_t>st.idx_mask + 1:
@@ -403,10 +442,16 @@ cdef int reserve_slot(nat_t* st) noexcept nogil:
         if dest_grow(st) < 0:
             return -1
     if st.free_head == EMPTY and st.conn_used == st.conn_cap:
+        if st.conn_cap > MAX_CONNECTIONS:
+            return -2                   # 24-bit slot numbers: the table is at its maximum
         newcap = st.conn_cap * 2
-        grown = <conn_t*>realloc(st.conns, newcap * sizeof(conn_t))
+        if newcap > MAX_CONNECTIONS + 1:
+            newcap = MAX_CONNECTIONS + 1
+        grown = <conn_t*>big_alloc(newcap * sizeof(conn_t))
         if grown == NULL:
             return -1
+        memcpy(grown, st.conns, st.conn_cap * sizeof(conn_t))
+        free(st.conns)
         st.conns = grown
         st.conn_cap = newcap
     return 0
@@ -419,8 +464,9 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
     cdef uint32_t dp, s
     cdef uint16_t port
     cdef conn_t* c
-    if reserve_slot(st) < 0:
-        st.oom = 1
+    cdef int room = reserve_slot(st)
+    if room < 0:
+        st.oom = room == -1
         status[0] = S_ADDRESS_FULL
         return EMPTY
     while True:
@@ -462,6 +508,7 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
             c.x_port = port
             c.proto = p.proto
             c.addr = <uint8_t>a
+            st.last_addr = a
             c.state = state
             c.expires = now + st.timeout[state]
             idx_put(st.fwd, st.idx_mask, fwd_hash_of(c), s)
@@ -512,26 +559,36 @@ cdef void count_refusal(nat_t* st, double now) noexcept nogil:
         if st.addr_active_from[a] <= now:
             st.stats[a].refused += 1
 
-cdef inline void prefetch_packet(const nat_t* st, const packet_t* p, int d) noexcept nogil:
-    cdef uint64_t h
+cdef inline uint64_t packet_hash(const packet_t* p, int d) noexcept nogil:
+    """The hash of the index key a packet looks up: inside tuple going out, translated tuple coming in."""
     if d == OUT:
-        h = tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
-        __builtin_prefetch(&st.fwd[<uint32_t>h & st.idx_mask])
-    else:
-        h = tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
-        __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
+        return tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+    return tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
 
-cdef inline void prefetch_conn(const nat_t* st, const packet_t* p, int d) noexcept nogil:
-    cdef uint64_t h
-    cdef uint32_t s
-    if d == OUT:
-        h = tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
-        s = st.fwd[<uint32_t>h & st.idx_mask]
-    else:
-        h = tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
-        s = st.rev[<uint32_t>h & st.idx_mask]
-    if s != EMPTY:
-        __builtin_prefetch(&st.conns[s])
+cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil:
+    """Find the index entry whose tag matches (its line was prefetched before) and prefetch the
+    connection it points to. Returns 0 when there is none: the packet probably opens one."""
+    cdef const uint32_t* tab = st.fwd if d == OUT else st.rev
+    cdef uint32_t i = <uint32_t>h & st.idx_mask
+    cdef uint32_t tag = <uint32_t>(h >> 56)
+    cdef uint32_t e = tab[i]
+    while e != EMPTY:
+        if (e >> 24) == tag:
+            __builtin_prefetch(&st.conns[e & SLOT_MASK])
+            return 1
+        i = (i + 1) & st.idx_mask
+        e = tab[i]
+    return 0
+
+cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
+    """Guess the first port a new connection will try (the random sequence is known in advance;
+    the address is guessed to be the last one used) and prefetch its reverse-index line."""
+    cdef uint64_t rng = st.rng + draws * <uint64_t>0x9E3779B97F4A7C15
+    cdef uint32_t off = <uint32_t>(((splitmix(&rng) >> 32) * st.nports) >> 32)
+    cdef uint64_t h = tuple_hash(st.addr_ip[st.last_addr], <uint16_t>(st.port_lo + off),
+                                 p.dst_ip, p.dst_port, p.proto)
+    __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
+
 
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
                     packet_t* out, uint8_t* status, Py_ssize_t start, Py_ssize_t n,
@@ -544,25 +601,38 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
     cdef int d, ev
     cdef uint8_t nxt, st_code, initial
     cdef double t
+    cdef Py_ssize_t j, block_start = start, block_end = start
+    cdef uint64_t h, draws
+    cdef uint64_t hashes[BLOCK]
     for i in range(start, n):
-        if i + LOOKAHEAD < n:
-            prefetch_packet(st, &inp[i + LOOKAHEAD], dirs[(i + LOOKAHEAD) * dstep])
-        if i + LOOKAHEAD // 2 < n:
-            prefetch_conn(st, &inp[i + LOOKAHEAD // 2], dirs[(i + LOOKAHEAD // 2) * dstep])
+        if i == block_end:
+            # VPP-style: put a block's index lines, then its connections, in flight together.
+            # Hashes depend on the packet alone, so they stay valid even if the index grows.
+            block_start = i
+            block_end = i + BLOCK if i + BLOCK < n else n
+            for j in range(i, block_end):
+                h = packet_hash(&inp[j], dirs[j * dstep])
+                hashes[j - i] = h
+                __builtin_prefetch(&(st.fwd if dirs[j * dstep] == OUT else st.rev)[<uint32_t>h & st.idx_mask])
+            draws = 0
+            for j in range(i, block_end):
+                if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == OUT:
+                    prefetch_new_port(st, &inp[j], draws)
+                    draws += 1
         p = &inp[i]
         d = dirs[i * dstep]
+        h = hashes[i - block_start]
         out[i] = p[0]
         t = p.time
         if t < st.now:
             t = st.now
         st.now = t
-        if <int64_t>floor(t) - 1 > st.wheel_tick or not st.started:
+        if t >= st.next_advance:
             advance(st, t)
         if not (p.proto == P_TCP or p.proto == P_UDP or (p.proto == P_ICMP and st.gateway_mode)):
             st_code = S_UNSUPPORTED_PROTOCOL
         elif d == OUT:
-            s = fwd_find(st, tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto),
-                         p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+            s = fwd_find(st, h, p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
             if s != EMPTY and st.conns[s].expires <= t:
                 kill(st, s, 1, 1)
                 s = EMPTY
@@ -599,8 +669,7 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
                     c.state = nxt
                     set_expiry(st, s, t + st.timeout[nxt])
         else:
-            s = rev_find(st, tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto),
-                         p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+            s = rev_find(st, h, p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
             if s != EMPTY and st.conns[s].expires <= t:
                 kill(st, s, 1, 1)
                 s = EMPTY
@@ -649,6 +718,7 @@ cdef class NatCore:
         self.st.per_dest_limit = per_dest_limit
         self.st.rng = seed
         self.st.free_head = EMPTY
+        self.st.next_advance = -INFINITY
         self.st.conn_cap = cap
         self.st.idx_mask = cap * 2 - 1
         self.st.dest_mask = 63
@@ -657,9 +727,9 @@ cdef class NatCore:
         for k in range(WHEEL_SIZE):
             self.st.wheel[k] = EMPTY
             self.st.wheel_min[k] = INFINITY
-        self.st.conns = <conn_t*>malloc(cap * sizeof(conn_t))
-        self.st.fwd = <uint32_t*>malloc(cap * 2 * sizeof(uint32_t))
-        self.st.rev = <uint32_t*>malloc(cap * 2 * sizeof(uint32_t))
+        self.st.conns = <conn_t*>big_alloc(cap * sizeof(conn_t))
+        self.st.fwd = <uint32_t*>big_alloc(cap * 2 * sizeof(uint32_t))
+        self.st.rev = <uint32_t*>big_alloc(cap * 2 * sizeof(uint32_t))
         self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
         if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
                 or self.st.dests == NULL):

@@ -143,7 +143,7 @@ class ConnectionTable:
         capacity: int = 1024,
         on_full: OnFull | None = None,
     ) -> None:
-        lo, hi = ports
+        lo, hi = ports if isinstance(ports, tuple) and len(ports) == 2 else (None, None)
         if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 65535):
             raise ValueError(f"ports must be (first, last) with 1 <= first <= last <= 65535, not {ports!r}")
         nports = hi - lo + 1
@@ -158,8 +158,8 @@ class ConnectionTable:
             _positive(value, f"timeouts.{name}")
         if not (isinstance(seed, int) and 0 <= seed < 2**64):
             raise ValueError(f"seed must be an int in 0..2**64-1, not {seed!r}")
-        if not (isinstance(capacity, int) and 1 <= capacity <= 2**30):
-            raise ValueError(f"capacity must be 1..2**30, not {capacity!r}")
+        if not (isinstance(capacity, int) and 1 <= capacity <= 2**23):
+            raise ValueError(f"capacity must be 1..2**23 (connections to make room for), not {capacity!r}")
         self.gateway = gateway
         self.ports = (lo, hi)
         self.max_connections_per_address = per_addr or None
