@@ -84,6 +84,7 @@ cdef enum:
     SLOT_MASK = 0xFFFFFF           # index entries hold 24-bit slot numbers
     MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
+    MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
     BLOCK = 16                     # rows whose memory is fetched together
     OUT = 0
     IN = 1
@@ -624,8 +625,10 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
         h = hashes[i - block_start]
         out[i] = p[0]
         t = p.time
-        if t < st.now:
+        if not (t >= st.now):          # late packets, and NaN, happen "now"
             t = st.now
+        elif t > MAX_TIME:
+            t = MAX_TIME
         st.now = t
         if t >= st.next_advance:
             advance(st, t)
@@ -719,6 +722,7 @@ cdef class NatCore:
         self.st.rng = seed
         self.st.free_head = EMPTY
         self.st.next_advance = -INFINITY
+        self.st.now = -<double>MAX_TIME
         self.st.conn_cap = cap
         self.st.idx_mask = cap * 2 - 1
         self.st.dest_mask = 63
@@ -785,8 +789,10 @@ cdef class NatCore:
 
     def expire(self, double now):
         """Reap every connection whose deadline is at or before ``now`` (counters become exact)."""
-        if now < self.st.now:
+        if not (now >= self.st.now):
             now = self.st.now
+        elif now > MAX_TIME:
+            now = MAX_TIME
         self.st.now = now
         with nogil:
             advance(&self.st, now)

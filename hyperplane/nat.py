@@ -33,6 +33,8 @@ LAMBDA_EPHEMERAL_PORTS = (1024, 65535)
 HYPERPLANE_ENI_MAX_CONNECTIONS = 65_000
 NAT_GATEWAY_MAX_PER_DESTINATION = 55_000
 NAT_GATEWAY_MAX_ADDRESSES = 8
+MIN_TIMEOUT = 0.001
+MAX_TIME = 1e15  # seconds; earlier packets are clamped to the table's clock, later ones refused
 
 
 class Direction(enum.IntEnum):
@@ -119,9 +121,16 @@ def _address(value: str | int, what: str) -> int:
 
 
 def _positive(value: float, what: str) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    # a millisecond at least: at epoch times (~1.7e9 s) a smaller step vanishes in now + timeout
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= MIN_TIMEOUT):
+        raise ValueError(f"{what} must be at least {MIN_TIMEOUT} s (a finite number), not {value!r}")
     return float(value)
+
+
+def _check_time(value: float, what: str) -> float:
+    if math.isnan(value) or value > MAX_TIME:
+        raise ValueError(f"{what} must be a number of seconds up to {MAX_TIME:g}, not {value!r}")
+    return value
 
 
 class ConnectionTable:
@@ -152,8 +161,10 @@ class ConnectionTable:
             raise ValueError(
                 f"max_connections_per_destination must be 1..{nports} (the number of ports), not {per_dest!r}")
         per_addr = max_connections_per_address or 0
-        if not (isinstance(per_addr, int) and per_addr >= 0):
-            raise ValueError(f"max_connections_per_address must be a positive int or None, not {per_addr!r}")
+        if not (isinstance(per_addr, int) and 0 <= per_addr <= 2**32):
+            raise ValueError(f"max_connections_per_address must be 1..2**32 or None, not {per_addr!r}")
+        if not isinstance(timeouts, Timeouts):
+            raise TypeError(f"timeouts must be a hyperplane.nat.Timeouts, not {type(timeouts).__name__}")
         for name, value in zip(Timeouts.__dataclass_fields__, astuple(timeouts)):
             _positive(value, f"timeouts.{name}")
         if not (isinstance(seed, int) and 0 <= seed < 2**64):
@@ -193,7 +204,14 @@ class ConnectionTable:
 
     def add_address(self, address: str | int, active_from: float = -math.inf) -> int:
         """Add a translating address (an overflow ENI is active only from ``active_from``)."""
-        return self._core.add_address(_address(address, "address"), float(active_from))
+        ip = _address(address, "address")
+        if self.gateway and self._core.n_addresses >= NAT_GATEWAY_MAX_ADDRESSES:
+            raise ValueError(f"address: a NAT gateway has at most {NAT_GATEWAY_MAX_ADDRESSES} addresses")
+        if any(self._core.address(a)[0] == ip for a in range(self._core.n_addresses)):
+            raise ValueError(f"address {ip_str(ip)} is already in the table")
+        if math.isnan(active_from):
+            raise ValueError("active_from must be a time in seconds, not NaN")
+        return self._core.add_address(ip, float(active_from))
 
     @property
     def addresses(self) -> list[str]:
@@ -205,7 +223,14 @@ class ConnectionTable:
         """Translate a batch of PACKET rows; ``direction`` is one Direction or one per row."""
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET:
             raise TypeError(f"packets must be a numpy array of hyperplane.records.PACKET, not {_describe(packets)}")
+        if packets.ndim != 1:
+            raise ValueError(f"packets must be one-dimensional, not of shape {packets.shape}")
         packets = np.ascontiguousarray(packets)
+        times = packets["time"]
+        if len(times) and (np.isnan(times).any() or times.max() > MAX_TIME):
+            bad = int(np.flatnonzero(np.isnan(times) | (times > MAX_TIME))[0])
+            raise ValueError(f"packets[{bad}].time must be a number of seconds up to {MAX_TIME:g}, "
+                             f"not {times[bad]!r}")
         dirs = np.ascontiguousarray(np.atleast_1d(np.asarray(direction)))
         if dirs.dtype.kind not in "iub" or dirs.ndim != 1:
             raise TypeError(f"direction must be 0/1 integers, not {_describe(direction)}")
@@ -231,7 +256,7 @@ class ConnectionTable:
 
     def expire(self, now: float) -> None:
         """Reap every connection idle past its timeout at ``now`` (counters become exact)."""
-        self._core.expire(float(now))
+        self._core.expire(_check_time(float(now), "now"))
 
     # -- observation -------------------------------------------------------------------------
 
