@@ -1057,9 +1057,10 @@ class LambdaService:
                 self._refresh_pool(pool)
         fs._held = new
 
-    def _refresh_pool(self, pool: HyperplaneEniPool) -> None:
-        """Recompute the status of the pool's ENIs at the current time."""
-        t = self._now
+    def _refresh_pool(self, pool: HyperplaneEniPool, at: float | None = None) -> None:
+        """Recompute the status of the pool's ENIs at the current time (or at ``at``, the time
+        of a packet that made an overflow ENI, if the clock has not reached it yet)."""
+        t = self._now if at is None else max(self._now, at)
         for eni in pool.enis:
             if eni.status in (ENI_DELETED, ENI_ORPHANED):
                 continue
@@ -1196,7 +1197,7 @@ class LambdaService:
         self._enis[eni.id] = eni
         pool.table.add_address(eni.private_ip_int, active_from=ready_at)
         self._generation += 1
-        self._refresh_pool(pool)
+        self._refresh_pool(pool, t)
         if eni.status == ENI_PENDING:
             self._at(ready_at, "ready", pool)
         return eni
