@@ -595,6 +595,7 @@ class LambdaService:
         self._next_index = 0
         self._pools: dict[PoolKey, HyperplaneEniPool] = {}
         self._enis: dict[str, HyperplaneEni] = {}  # every ENI ever created, in creation order
+        self._by_address: dict[int, list[HyperplaneEni]] = {}  # existing ENIs by address
         self._eni_counter = 0
         self._pool_counter = 0
         self._events: list[tuple[float, int, str, Any]] = []
@@ -709,12 +710,15 @@ class LambdaService:
         return self._pools.get((subnet_id, frozenset(security_group_ids)))
 
     def eni_by_ip(self, ip: str | int | IPv4Address, vpc_id: str | None = None) -> HyperplaneEni | None:
-        """The existing Hyperplane ENI holding ``ip`` (in ``vpc_id`` if given), or ``None``."""
-        value = int(IPv4Address(ip))
-        for eni in self._enis.values():
-            if eni.exists and eni.private_ip_int == value and (vpc_id is None or eni.vpc_id == vpc_id):
-                return eni
-        return None
+        """The existing Hyperplane ENI holding ``ip`` (in ``vpc_id`` if given), or ``None``.
+
+        Addresses are unique within a VPC; without ``vpc_id`` the oldest ENI holding it wins."""
+        holders = self._by_address.get(int(IPv4Address(ip)))
+        if not holders:
+            return None
+        if vpc_id is None:
+            return holders[0]
+        return next((e for e in holders if e.vpc_id == vpc_id), None)
 
     def private_ips_with_security_group(self, security_group_id: str) -> tuple[IPv4Address, ...]:
         """The addresses of existing Hyperplane ENIs carrying a group (what a rule naming the
@@ -915,6 +919,7 @@ class LambdaService:
                               "by hand (Lambda manages the others)")
         eni.status = ENI_DELETED
         eni.deleted_at = self._now
+        self._forget_address(eni)
         self._generation += 1
 
     # -- internals: lifecycle --------------------------------------------------------------
@@ -1080,6 +1085,8 @@ class LambdaService:
         for eni in pool.enis:
             eni.status = ENI_DELETED if allowed else ENI_ORPHANED
             eni.deleted_at = t
+            if allowed:
+                self._forget_address(eni)  # an orphan keeps its address
         pool.live = False
         pool.delete_at = None
         del self._pools[pool.key]
@@ -1195,12 +1202,20 @@ class LambdaService:
         eni = HyperplaneEni(eni_id, pool, ip, t, ready_at, overflow)
         pool.enis.append(eni)
         self._enis[eni.id] = eni
+        self._by_address.setdefault(eni.private_ip_int, []).append(eni)
         pool.table.add_address(eni.private_ip_int, active_from=ready_at)
         self._generation += 1
         self._refresh_pool(pool, t)
         if eni.status == ENI_PENDING:
             self._at(ready_at, "ready", pool)
         return eni
+
+    def _forget_address(self, eni: HyperplaneEni) -> None:
+        holders = self._by_address.get(eni.private_ip_int, [])
+        if eni in holders:
+            holders.remove(eni)
+        if not holders:
+            self._by_address.pop(eni.private_ip_int, None)
 
     def _add_overflow_eni(self, pool: HyperplaneEniPool, now: float, status: NatStatus) -> bool:
         if not pool.live:

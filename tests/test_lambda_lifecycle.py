@@ -9,12 +9,15 @@ through a pool's own connection table.
 
 from __future__ import annotations
 
+import random
 import zlib
+from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from hyperplane.errors import HyperplaneError, UnknownResource
 from hyperplane.functions import (
@@ -25,7 +28,7 @@ from hyperplane.functions import (
     InvalidEnvironment, LambdaError, LambdaService, LambdaSettings, ResourceConflict,
 )
 from hyperplane.loaders import load_example_topology, parse_topology
-from hyperplane.model import ExecutionRole, LambdaFunction, VpcConfig
+from hyperplane.model import ExecutionRole, LambdaFunction, NetworkInterface, VpcConfig
 from hyperplane.nat import Direction, NatStatus
 from hyperplane.records import PACKET, UDP, ip
 
@@ -617,3 +620,155 @@ def test_creating_a_function_twice_conflicts():
     orders = load_example_topology().function("orders")
     with pytest.raises(ResourceConflict, match="already exists"):
         service.create_function(orders)
+
+
+def test_overflow_eni_when_a_destinations_ports_run_out():
+    settings = LambdaSettings(ports=(1024, 1027))  # four ports: the fifth flow to one destination
+    service = LambdaService(small([fn_doc("f", ["subnet-a"])]), settings, ready=True)
+    invocation = service.invoke("f")
+    rows = udp_rows(invocation.environment_ip, 5, t=0.0)
+    rows["dst_port"] = 53  # one destination
+    r = invocation.pool.table.process(rows, Direction.OUT)
+    assert r.status.tolist() == [NatStatus.CREATED] * 5
+    first, second = invocation.pool.enis
+    assert second.overflow and (first.connections, second.connections) == (4, 1)
+
+
+def test_snapshot_enis_of_kind_lambda_are_taken_over():
+    base = small([fn_doc("f", ["subnet-a", "subnet-b"])])
+    snapshot = base.replace(NetworkInterface("eni-0a1b2c3d4e5f67890", "subnet-b", IPv4Address("10.0.1.77"),
+                                             ("sg-1",), kind="lambda", managed_by=None))
+    service = LambdaService(snapshot, ready=True)
+    by_subnet = {e.subnet_id: e for e in service.function("f").hyperplane_enis}
+    assert (by_subnet["subnet-b"].id, by_subnet["subnet-b"].private_ip) == ("eni-0a1b2c3d4e5f67890", "10.0.1.77")
+    assert by_subnet["subnet-a"].id != "eni-0a1b2c3d4e5f67890"
+
+
+# --------------------------------------------------------------------------------------------
+# randomized: whatever users do, the books balance
+
+_CONFIGS = [
+    None,
+    VpcConfig(("subnet-a",), ("sg-1",)),
+    VpcConfig(("subnet-a", "subnet-tiny"), ("sg-1", "sg-2")),
+    VpcConfig(("subnet-tiny",), ("sg-2", "sg-1")),
+    VpcConfig(("subnet-tiny",), ("sg-3",)),
+    VpcConfig(("subnet-v2",), ("sg-v2",)),
+    VpcConfig(("subnet-nope",), ("sg-1",)),
+]
+_ROLES = [
+    ExecutionRole("arn:aws:iam::1:role/full", managed_policies=("AWSLambdaVPCAccessExecutionRole",)),
+    ExecutionRole("arn:aws:iam::1:role/no-delete", ("ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces")),
+    ExecutionRole("arn:aws:iam::1:role/basic", managed_policies=("AWSLambdaBasicExecutionRole",)),
+]
+_STEPS = (60.0, 1200.0, 15 * DAY, 1.0, 59.0, 600.0, 0.0, 0.5)
+
+
+def _random_ops(rng: random.Random, n: int) -> list[tuple]:
+    """A user's day: mostly waiting, invoking and sending traffic, sometimes reconfiguring."""
+    ops: list[tuple] = [("create", i, rng.randrange(1, len(_CONFIGS)), rng.choice((0, 0, 1, 2))) for i in range(4)]
+    kinds = ["advance"] * 6 + ["invoke"] * 3 + ["traffic"] * 4 + ["update"] * 3 + ["create", "delete",
+             "publish", "delete_role", "delete_eni"]
+    for _ in range(n):
+        kind = rng.choice(kinds)
+        fn = rng.randrange(4)
+        if kind == "advance":
+            ops.append((kind, rng.choice(_STEPS)))
+        elif kind == "invoke":
+            ops.append((kind, fn, rng.randrange(6)))
+        elif kind == "update":
+            ops.append((kind, fn, rng.randrange(len(_CONFIGS))))
+        elif kind == "create":
+            ops.append((kind, fn, rng.randrange(len(_CONFIGS)), rng.randrange(3)))
+        elif kind == "traffic":
+            ops.append((kind, fn, rng.randrange(1, 25), rng.randrange(50)))
+        elif kind == "delete_role":
+            ops.append((kind, rng.randrange(3)))
+        else:
+            ops.append((kind, fn))
+    return ops
+
+
+def _check_books(service: LambdaService, topology: Any) -> None:
+    existing = service.hyperplane_enis
+    seen: dict[tuple[str, str], str] = {}
+    for eni in existing:
+        subnet = topology.subnets[eni.subnet_id]
+        address = IPv4Address(eni.private_ip)
+        assert address in subnet.cidr and not subnet.is_reserved(address)
+        assert topology.eni_by_ip(address, subnet.vpc_id) is None
+        assert (eni.vpc_id, eni.private_ip) not in seen, f"{eni.id} and {seen[(eni.vpc_id, eni.private_ip)]}"
+        seen[(eni.vpc_id, eni.private_ip)] = eni.id
+        assert service.eni_by_ip(eni.private_ip, eni.vpc_id) is eni
+        if eni.status != ENI_ORPHANED:
+            assert eni.pool.live and service.pool_for(eni.subnet_id, eni.security_group_ids) is eni.pool
+    for vpc_id in topology.vpcs:
+        assert sum(1 for e in existing if e.vpc_id == vpc_id) <= service.settings.max_enis_per_vpc
+    users: dict[Any, Counter] = {}
+    for fs in service.functions.values():
+        for (user, key), n in fs._held.items():
+            users.setdefault(key, Counter())[user] += n
+        if fs.state == ACTIVE:
+            waiting = {k for k in (fs.pending_vpc_config and [(s, frozenset(fs.pending_vpc_config.security_group_ids))
+                                                              for s in fs.pending_vpc_config.subnet_ids] or [])}
+            for (_u, key), n in fs._held.items():
+                if n and key not in waiting:
+                    assert service.pool_for(*key).ready(service.now)
+        if fs.state in (FAILED, INACTIVE):
+            assert not +fs._held
+    for pool in service.pools:
+        assert +pool.users == +users.get(pool.key, Counter())
+        assert (pool.delete_at is None) == bool(+pool.users)
+        assert all(e.functions == pool.functions for e in pool.enis if e.exists)
+    assert set(users) <= {p.key for p in service.pools}
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_random_lifecycles_keep_enis_and_users_consistent(seed):
+    subnets = [("subnet-a", "10.0.0.0/24"), ("subnet-tiny", "10.0.9.0/28")]
+    topology = small([], subnets=subnets, vpcs=2)
+    settings = LambdaSettings(max_enis_per_vpc=14, max_connections_per_eni=2, overflow_eni_creation_seconds=float(seed % 2))
+    service = LambdaService(topology, settings)
+    names = [f"fn{i}" for i in range(4)]
+    t = 0.0
+    generation = service.generation
+    for op in _random_ops(random.Random(seed), 80):
+        kind = op[0]
+        try:
+            if kind == "advance":
+                t += op[1]
+                service.advance(t)
+            elif kind == "invoke":
+                r = service.invoke(names[op[1]], service.environment_address(names[op[1]], op[2]), now=t)
+                if r.accepted and r.pool is not None:
+                    assert r.pool.live and r.pool.ready(t)
+                    fs = service.function(names[op[1]])
+                    assert r.subnet_id in fs.vpc_config.subnet_ids
+                    assert r.pool.security_group_ids == tuple(sorted(fs.vpc_config.security_group_ids))
+            elif kind == "update":
+                service.update_function_configuration(names[op[1]], _CONFIGS[op[2]], now=t)
+            elif kind == "create":
+                service.create_function(LambdaFunction(names[op[1]], _ROLES[op[3]], _CONFIGS[op[2]]), now=t)
+            elif kind == "delete":
+                service.delete_function(names[op[1]], now=t)
+            elif kind == "publish":
+                service.publish_version(names[op[1]], now=t)
+            elif kind == "delete_role":
+                service.delete_role(_ROLES[op[1]], now=t)
+            elif kind == "traffic":
+                r = service.invoke(names[op[1]], service.environment_address(names[op[1]], op[3]), now=t)
+                if r.accepted and r.pool is not None:
+                    status = r.pool.table.process(udp_rows(r.environment_ip, op[2], t), Direction.OUT).status
+                    assert set(status.tolist()) <= {NatStatus.CREATED, NatStatus.TRANSLATED, NatStatus.ADDRESS_FULL}
+                    if NatStatus.ADDRESS_FULL in status:  # refused only while an overflow ENI is on its way, or none can be made
+                        assert r.pool.overflow_refusal or any(e.status == ENI_PENDING for e in r.pool.enis)
+            elif kind == "delete_eni":  # by hand, an orphan if there is one
+                orphans = [e for e in service.hyperplane_enis if e.status == ENI_ORPHANED]
+                if orphans:
+                    service.delete_network_interface(orphans[op[1] % len(orphans)].id, now=t)
+        except (ResourceConflict, UnknownResource):
+            pass
+        assert service.generation >= generation
+        generation = service.generation
+        _check_books(service, topology)
