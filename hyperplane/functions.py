@@ -15,8 +15,9 @@ addresses; the packet pipeline calls ``pool.table.process`` and the table calls 
 connections (65,000), which is how Lambda's overflow ENIs appear.
 
 Time. Nothing reads the wall clock. Every method that changes something takes ``now`` (seconds,
-``None`` = the service's current time) and first :meth:`LambdaService.advance`\\ s the clock to
-it, applying due lifecycle events in time order; time never goes backwards.
+``None`` = the service's current time) and first moves the clock there with
+:meth:`LambdaService.advance`, which applies due lifecycle events in time order; time never
+goes backwards.
 
 Execution environments. Each function owns a block of source addresses inside
 ``LambdaSettings.execution_environment_network`` (169.254.0.0/16 by default): the *i*-th function
@@ -457,6 +458,22 @@ class FunctionState:
             return None
         return _subnet_for(self.name, str(IPv4Address(environment_ip)), config)
 
+    def configuration(self) -> dict[str, Any]:
+        """The fields of GetFunctionConfiguration this emulator models, with AWS's key names."""
+        config = self.vpc_config
+        vpc: dict[str, Any] = {"SubnetIds": [], "SecurityGroupIds": [], "VpcId": ""}
+        if config is not None:
+            vpc = {"SubnetIds": list(config.subnet_ids), "SecurityGroupIds": list(config.security_group_ids),
+                   "VpcId": self._service._vpc_of(config) or ""}
+        out: dict[str, Any] = {"FunctionName": self.name, "Role": self.role.arn, "VpcConfig": vpc,
+                               "State": self.state, "LastUpdateStatus": self.last_update_status}
+        for key, value in (("StateReason", self.state_reason), ("StateReasonCode", self.state_reason_code),
+                           ("LastUpdateStatusReason", self.last_update_status_reason),
+                           ("LastUpdateStatusReasonCode", self.last_update_status_reason_code)):
+            if value is not None:
+                out[key] = value
+        return out
+
     def __repr__(self) -> str:
         reason = f"/{self.state_reason_code}" if self.state_reason_code else ""
         return f"<FunctionState {self.name} {self.state}{reason} LastUpdateStatus={self.last_update_status}>"
@@ -475,10 +492,10 @@ class Invocation:
     """
 
     function: str
-    qualifier: str
     environment_ip: str
     pool: HyperplaneEniPool | None
     subnet_id: str | None
+    qualifier: str = LATEST
     accepted = True
 
     @property
@@ -504,13 +521,13 @@ class InvocationRefused:
     """
 
     function: str
-    qualifier: str
     environment_ip: str
     reason_code: str
     reason: str
     state: str
     state_reason_code: str | None
     aws_error: str
+    qualifier: str = LATEST
     accepted = False
 
 
@@ -810,10 +827,10 @@ class LambdaService:
             return refused
         self._touch(fs, t)
         if config is None:
-            return Invocation(fs.name, qualifier, env, None, None)
+            return Invocation(fs.name, env, None, None, qualifier)
         subnet_id = _subnet_for(fs.name, env, config)
         pool = self._pools[(subnet_id, frozenset(config.security_group_ids))]
-        return Invocation(fs.name, qualifier, env, pool, subnet_id)
+        return Invocation(fs.name, env, pool, subnet_id, qualifier)
 
     def update_function_configuration(self, name: str, vpc_config: VpcConfig | Mapping[str, Any] | None,
                                       now: float | None = None) -> FunctionState:
@@ -1125,6 +1142,10 @@ class LambdaService:
         assert vpc_id is not None
         return vpc_id
 
+    def _vpc_of(self, config: VpcConfig) -> str | None:
+        subnet = self.topology.subnets.get(config.subnet_ids[0]) if config.subnet_ids else None
+        return subnet.vpc_id if subnet is not None else None
+
     def _live_enis_in_vpc(self, vpc_id: str) -> int:
         return sum(1 for e in self._enis.values() if e.exists and e.vpc_id == vpc_id)
 
@@ -1239,7 +1260,7 @@ class LambdaService:
 
     def _refused(self, fs: FunctionState, qualifier: str, env: str, code: str, reason: str,
                  aws_error: str) -> InvocationRefused:
-        return InvocationRefused(fs.name, qualifier, env, code, reason, fs.state, fs.state_reason_code, aws_error)
+        return InvocationRefused(fs.name, env, code, reason, fs.state, fs.state_reason_code, aws_error, qualifier)
 
     def __repr__(self) -> str:
         return (f"<LambdaService t={self._now:g} functions={list(self._functions)} "

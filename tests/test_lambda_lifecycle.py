@@ -464,6 +464,9 @@ def test_missing_permissions_fail_with_insufficient_role_permissions():
     refused = service.invoke("f", now=100.0)
     assert (refused.reason_code, refused.aws_error) == (FUNCTION_FAILED, "EC2AccessDeniedException")
     assert refused.reason == f.state_reason
+    configuration = f.configuration()
+    assert (configuration["State"], configuration["StateReasonCode"]) == (FAILED, INSUFFICIENT_ROLE_PERMISSIONS)
+    assert configuration["VpcConfig"] == {"SubnetIds": ["subnet-a"], "SecurityGroupIds": ["sg-1"], "VpcId": "vpc-1"}
     # without VpcConfig the same role is enough
     service.update_function_configuration("f", None, now=200.0)
     assert f.state == ACTIVE and service.invoke("f").accepted
