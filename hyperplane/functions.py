@@ -205,6 +205,9 @@ class LambdaSettings:
             network = IPv4Network(self.execution_environment_network)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"LambdaSettings.execution_environment_network: {exc}") from None
+        if network.overlaps(IPv4Network("0.0.0.0/8")):
+            raise ValueError(f"LambdaSettings.execution_environment_network {network} overlaps 0.0.0.0/8, "
+                             "which is no source address (and small ints name environments by number)")
         if network.prefixlen > 24:
             raise ValueError(f"LambdaSettings.execution_environment_network {network} is smaller than a /24 "
                              "(each function needs a /24 of execution environment addresses)")
@@ -771,6 +774,9 @@ class LambdaService:
     def _environment(self, fs: FunctionState, environment: str | int | IPv4Address | None) -> str:
         if environment is None:
             return self.environment_address(fs.name, 0)
+        if isinstance(environment, int) and not isinstance(environment, bool) \
+                and 0 <= environment < _ENVIRONMENTS_PER_FUNCTION:
+            return self.environment_address(fs.name, environment)  # a number, not an address
         try:
             ip = IPv4Address(environment)
         except (ValueError, TypeError):
@@ -800,8 +806,9 @@ class LambdaService:
         function refuses; an Inactive one refuses and starts restoring (``Pending``/
         ``Restoring`` until its ENIs are re-created). Otherwise the :class:`Invocation` names
         the pool that translates the environment's packets: the pool of the subnet the
-        environment is bound to (see the module docstring). ``environment`` defaults to the
-        function's environment 0.
+        environment is bound to (see the module docstring). ``environment`` is the environment's
+        address (dotted string, or the uint32 the records hold) or its number 0-253; ``None``
+        = environment 0.
         """
         self.advance(now)
         t = self._now
@@ -981,7 +988,8 @@ class LambdaService:
     def _restore(self, fs: FunctionState, t: float) -> None:
         configs = self._configs(fs)
         try:
-            self._ensure_pools(configs, fs.role, t, ready=False)
+            if configs:
+                self._ensure_pools(configs, fs.role, t, ready=False)
         except _Failure as failure:
             # AWS: "If Lambda fails to recreate the resources, the function returns to the
             # Inactive state."

@@ -206,6 +206,8 @@ def test_environment_bound_to_one_subnet_deterministically():
     # the environment may be given as the uint32 the packet records hold
     env = service.environment_address("orders", 5)
     assert service.invoke("orders", ip(env)).subnet_id == service.invoke("orders", env).subnet_id
+    # ... or by its number
+    assert service.invoke("orders", 5).environment_ip == env
     # another service makes the same choices
     other = example(ready=True)
     assert [other.invoke("orders", service.environment_address("orders", k)).subnet_id for k in range(64)] == chosen
@@ -613,6 +615,8 @@ def test_settings_are_checked():
         LambdaSettings(eni_creation_seconds=-1)
     with pytest.raises(ValueError, match="smaller than a /24"):
         LambdaSettings(execution_environment_network="169.254.0.0/25")
+    with pytest.raises(ValueError, match="overlaps 0.0.0.0/8"):
+        LambdaSettings(execution_environment_network="0.0.0.0/16")
     with pytest.raises(ValueError, match="ports"):
         LambdaSettings(ports=(0, 10))
     assert LambdaSettings().environment_network == IPv4Network("169.254.0.0/16")
