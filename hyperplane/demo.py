@@ -1,51 +1,51 @@
-"""``hyperplane demo``: the built-in example, end to end."""
+"""``hyperplane demo``: the built-in example, end to end (no files needed)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-from hyperplane.nat import ConnectionTable, Direction, NatStatus
-from hyperplane.records import ACK, SYN, TCP, UDP, ip, ip_str, packet, packets
+from hyperplane.network import Network
 
 
 def run_demo(say: Callable[[str], None]) -> None:
-    say("Hyperplane ENI 10.0.10.50 (subnet-private-a, sg-app): V2N NAT, one way")
-    eni = ConnectionTable.hyperplane_eni(["10.0.10.50"])
+    net = Network.example()
+    say(f"{net}\n")
+    orders = net.function("orders")
+    say(f"function orders: {orders.state}, Hyperplane ENIs "
+        + ", ".join(f"{e.id} {e.private_ip} ({e.subnet_id})" for e in orders.hyperplane_enis) + "\n")
 
-    syn = packet("169.254.76.1", "10.0.20.5", 40000, 5432, TCP, SYN, time=0.0)
-    out = eni.process(syn, Direction.OUT)
-    p = out.packets[0]
-    say(f"  function 169.254.76.1:40000 -> db 10.0.20.5:5432 SYN: {NatStatus(out.status[0]).name}, "
-        f"leaves as {ip_str(p['src_ip'])}:{p['src_port']}")
-    synack = packet("10.0.20.5", "10.0.10.50", 5432, int(p["src_port"]), TCP, SYN | ACK, time=0.001)
-    back = eni.process(synack, Direction.IN)
-    q = back.packets[0]
-    say(f"  reply SYN-ACK: {NatStatus(back.status[0]).name}, delivered to {ip_str(q['dst_ip'])}:{q['dst_port']}")
-    probe = packet("10.0.20.5", "10.0.10.50", 5432, 22, TCP, SYN, time=0.002)
-    refused = eni.process(probe, Direction.IN)
-    say(f"  a VPC host opening a connection to the ENI: {NatStatus(refused.status[0]).name} (one-way NAT)")
+    scenarios = [
+        ("orders -> Redis cache (sg-cache admits sg-app; acl-cache allows the replies)",
+         orders, IP(dst="10.0.21.10") / TCP(dport=6379, flags="S"), TCP(flags="SA")),
+        ("orders -> PostgreSQL (sg-db admits sg-app, but acl-data forgets the ephemeral ports)",
+         orders, IP(dst="10.0.20.10") / TCP(dport=5432, flags="S"), TCP(flags="SA")),
+        ("orders -> internet through nat-a and the internet gateway",
+         orders, IP(dst="93.184.216.34") / TCP(dport=443, flags="S"), TCP(flags="SA")),
+        ("orders -> S3 through the gateway endpoint", orders,
+         IP(dst="52.216.8.1") / TCP(dport=443, flags="S"), None),
+        ("orders -> Secrets Manager interface endpoint", orders,
+         IP(dst="10.0.10.50") / TCP(dport=443, flags="S"), TCP(flags="SA")),
+        ("report (attached to a PUBLIC subnet) -> internet: no public IP on a Hyperplane ENI",
+         net.function("report"), IP(dst="93.184.216.34") / TCP(dport=443, flags="S"), None),
+        ("thumbnail (no VpcConfig) -> the database: not reachable", net.function("thumbnail"),
+         IP(dst="10.0.20.10") / TCP(dport=5432, flags="S"), None),
+        ("thumbnail (no VpcConfig) -> internet", net.function("thumbnail"),
+         IP(dst="93.184.216.34") / UDP(dport=53), None),
+    ]
+    for title, fn, pkt, answer in scenarios:
+        say(f"== {title}")
+        r = fn.send(pkt)
+        say(str(r))
+        if answer is not None and r.delivered:
+            say("-- and the reply:")
+            say(str(r.reply(answer)))
+        say("")
 
-    say("\n65,000 connections per Hyperplane ENI: the 65,001st opens an overflow ENI")
-    spare = iter(f"10.0.10.{n}" for n in range(51, 60))
-
-    def add_overflow_eni(table: ConnectionTable, now: float, status: NatStatus) -> bool:
-        address = next(spare)
-        table.add_address(address, active_from=now)
-        say(f"  t={now:.0f}s {status.name}: Lambda creates Hyperplane ENI {address}")
-        return True
-
-    pool = ConnectionTable.hyperplane_eni(["10.0.10.50"], on_full=add_overflow_eni)
-    n = 70_000
-    batch = packets(n)
-    batch["time"] = 10.0
-    batch["src_ip"] = ip("169.254.76.1") + np.arange(n) // 60_000
-    batch["src_port"] = 1024 + np.arange(n) % 60_000
-    batch["dst_ip"] = ip("10.0.20.5") + np.arange(n) % 2
-    batch["dst_port"] = 5432
-    batch["proto"] = UDP
-    pool.process(batch, Direction.OUT)
-    for s in pool.stats():
-        say(f"  {s.address}: {s.live} live connections")
-
+    say("== the web server tries to open a connection to report's Hyperplane ENI (nothing in the VPC can)")
+    eni = net.function("report").hyperplane_enis[0]
+    say(str(net.send(IP(dst=eni.private_ip) / TCP(dport=40000, flags="S"), source="eni-web")))
+    say("")
+    say("== ping the web server from the internet (sg-web allows ICMP echo)")
+    say(str(net.send(IP(src="198.51.100.7", dst="203.0.113.20") / ICMP(), source="internet")))

@@ -1,0 +1,262 @@
+"""``Network``: a VPC topology, its Lambda functions and a virtual clock, ready for packets."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.packet import Packet
+
+from hyperplane.conntrack import ConnectionTracker
+from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.loaders import load_example_topology, load_topology
+from hyperplane.model import Topology
+from hyperplane.nat import ConnectionTable
+from hyperplane.pipeline import BatchResult, Origin, Pipeline
+from hyperplane.reasons import Reason
+from hyperplane.records import PACKET, ip as ip_int
+from hyperplane.scapy_adapter import from_record, ip_layer, to_record
+from hyperplane.trace import Hop, Result, render_hops
+from hyperplane.vpc import CompiledVpc
+
+# Where a function without VpcConfig appears to come from on the internet (Lambda's own NAT;
+# TEST-NET-1, since the real addresses are not documented).
+LAMBDA_SERVICE_PUBLIC_IP = "192.0.2.250"
+_NOT_INTERNET = [ipaddress.IPv4Network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8")]
+
+
+class Function:
+    """A Lambda function of the network: its state (from the Lambda service) and ``send``."""
+
+    def __init__(self, network: Network, name: str) -> None:
+        self._network = network
+        self.name = name
+
+    @property
+    def _state(self) -> FunctionState:
+        return self._network.lambda_service.function(self.name)
+
+    state = property(lambda self: self._state.state)
+    state_reason_code = property(lambda self: self._state.state_reason_code)
+    state_reason = property(lambda self: self._state.state_reason)
+    last_update_status = property(lambda self: self._state.last_update_status)
+    vpc_config = property(lambda self: self._state.vpc_config)
+
+    @property
+    def hyperplane_enis(self) -> list[HyperplaneEni]:
+        return self._state.hyperplane_enis
+
+    def environment_address(self, k: int = 0) -> str:
+        return self._network.lambda_service.environment_address(self.name, k)
+
+    def send(self, pkt: Packet, environment: int | str | None = None) -> Result:
+        """Send a scapy packet from one of the function's execution environments (an invocation).
+
+        The source address is the environment's (``environment``: its number or address;
+        default the first); a source port set on the packet is kept.
+        """
+        return self._network._send_from_function(self.name, pkt, environment)
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name} {self.state}>"
+
+
+class Network:
+    """The emulated network. ``Network.example()`` or ``Network.load(path)`` to get one."""
+
+    def __init__(self, topology: Topology, *, lambda_settings: LambdaSettings | None = None,
+                 now: float = 0.0, ready: bool = False) -> None:
+        self.topology = topology
+        self.lambda_service = LambdaService(topology, lambda_settings, now=now, ready=ready)
+        self._nat_tables = [ConnectionTable.nat_gateway([str(a) for a in nat.private_ips])
+                            for nat in topology.nat_gateways.values()]
+        self._conntrack = ConnectionTracker()
+        self._eni_numbers: dict[str, int] = {}
+        self._pools: list[Any] = []
+        self._compiled_generation = -1
+        self._pipeline: Pipeline | None = None
+        self._next_port = 32767  # ephemeral ports handed to packets sent without one
+
+    @classmethod
+    def load(cls, path: str | Path, **kw) -> Network:
+        """A topology file (YAML or JSON, see docs/topology-format.md)."""
+        return cls(load_topology(path), **kw)
+
+    @classmethod
+    def example(cls, **kw) -> Network:
+        """The built-in example (hyperplane/examples/example.yaml), the one the demo uses.
+
+        Its functions start Active, as in a running account (``ready=False`` to watch them
+        being created)."""
+        kw.setdefault("ready", True)
+        return cls(load_example_topology(), **kw)
+
+    # -- clock ------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.lambda_service.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the virtual clock forward; lifecycle events and idle timeouts happen."""
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+        self.lambda_service.advance(self.now + seconds)
+        for table in self._nat_tables:
+            table.expire(self.now)
+        self._conntrack.expire(self.now)
+        return self.now
+
+    # -- resources --------------------------------------------------------------------------
+
+    def function(self, name: str) -> Function:
+        self.lambda_service.function(name)  # raises for an unknown name
+        return Function(self, name)
+
+    @property
+    def hyperplane_enis(self) -> list[HyperplaneEni]:
+        return [e for e in self.lambda_service.hyperplane_enis if e.exists]
+
+    @property
+    def compiled(self) -> CompiledVpc:
+        return self._current_pipeline().vpc
+
+    def _current_pipeline(self) -> Pipeline:
+        service = self.lambda_service
+        if self._pipeline is None or service.generation != self._compiled_generation:
+            enis = self.hyperplane_enis
+            vpc = CompiledVpc(self.topology, enis, self._eni_numbers)
+            for pool in service.pools:
+                if all(pool is not p for p in self._pools):
+                    self._pools.append(pool)
+            pool_index = {id(p): k for k, p in enumerate(self._pools)}
+            pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis}
+            self._pipeline = Pipeline(vpc, self._nat_tables, [p.table for p in self._pools], pool_of_eni,
+                                      self._conntrack)
+            self._compiled_generation = service.generation
+        return self._pipeline
+
+    # -- packets ----------------------------------------------------------------------------
+
+    def process(self, packets: np.ndarray, origin: Sequence[int] | np.ndarray | int,
+                origin_index: Sequence[int] | np.ndarray | int = -1) -> BatchResult:
+        """Walk a batch of PACKET records (the batch API; ``send`` is a batch of one).
+
+        ``origin`` per row (or one for all): ``Origin.ENI`` with ``origin_index`` the compiled
+        ENI index (``net.compiled.eni_index[id]``), ``Origin.INTERNET``, ``Origin.FUNCTION``
+        with a pool index, or ``Origin.GATEWAY_ENDPOINT``. Rows keep their own ``time``.
+        """
+        if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
+            raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
+        n = len(packets)
+        origin = np.broadcast_to(np.asarray(origin, dtype=np.int8), (n,))
+        origin_index = np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,))
+        return self._current_pipeline().run(packets, origin, origin_index)
+
+    def send(self, pkt: Packet, source: str = "internet") -> Result:
+        """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
+        ``"internet"``."""
+        if source in self.lambda_service.functions:
+            return self._send_from_function(source, pkt, None)
+        rec, bad = to_record(pkt, self.now)
+        if bad is not None:
+            return self._refused(pkt, bad, source)
+        if source == "internet":
+            return self._walk(pkt, rec, Origin.INTERNET, -1, source)
+        vpc = self.compiled
+        eni = self.topology.eni_of_instance(source) if source.startswith("i-") else None
+        eni_id = eni.id if eni is not None else source
+        if eni_id not in vpc.eni_index:
+            raise ValueError(f"source {source!r} is neither 'internet', a function, an ENI id nor an instance id")
+        k = vpc.eni_index[eni_id]
+        if "src" not in ip_layer(pkt).fields:  # unset: the ENI's own address
+            rec["src_ip"] = vpc.enis[k].ip
+        return self._walk(pkt, rec, Origin.ENI, k, source)
+
+    def _send_from_function(self, name: str, pkt: Packet, environment: Any) -> Result:
+        invocation = self.lambda_service.invoke(name, environment, now=self.now)
+        pkt = self._with_ephemeral_port(pkt)
+        rec, bad = to_record(pkt, self.now)
+        rec["src_ip"] = ip_int(invocation.environment_ip)
+        source = ("function", name, invocation.environment_ip)
+        if bad is not None:
+            return self._refused(pkt, bad, source, rec)
+        if not invocation.accepted:
+            return self._refused(pkt, Reason[invocation.reason_code], source, rec)
+        if invocation.pool is None:  # no VpcConfig: the internet only, from Lambda's own address
+            dst = ipaddress.IPv4Address(int(rec["dst_ip"][0]))
+            if any(dst in net for net in _NOT_INTERNET):
+                return self._refused(pkt, Reason.NO_VPC_ACCESS, source, rec)
+            rec["src_ip"] = ip_int(LAMBDA_SERVICE_PUBLIC_IP)
+            first = [Hop(f"function:{name}", "invoke", "allow",
+                         f"no VpcConfig: {invocation.environment_ip} leaves from Lambda's own "
+                         f"address {LAMBDA_SERVICE_PUBLIC_IP}")]
+            eni, _ = self.compiled.public_ip_lookup(rec["dst_ip"])
+            if eni[0] < 0:
+                return Result(self, Reason.EXITED_TO_INTERNET, first, from_record(pkt, rec[0]), source, -1)
+            return self._walk(pkt, rec, Origin.INTERNET, -1, source, first)
+        pipeline = self._current_pipeline()
+        pool = next(k for k, p in enumerate(self._pools) if p is invocation.pool)
+        first = Hop(f"function:{name}", "invoke", "allow",
+                    f"environment {invocation.environment_ip} bound to {invocation.subnet_id}")
+        return self._walk(pkt, rec, Origin.FUNCTION, pool, source, [first], pipeline)
+
+    def _with_ephemeral_port(self, pkt: Packet) -> Packet:
+        """A TCP/UDP packet whose source port the caller left unset gets the next ephemeral
+        port (32768-60999, as Linux in an execution environment), not scapy's default."""
+        ip = ip_layer(pkt)
+        l4 = ip.payload if ip is not None else None
+        if isinstance(l4, (TCP, UDP)) and "sport" not in l4.fields:
+            pkt = pkt.copy()
+            self._next_port = 32768 if self._next_port >= 60999 else self._next_port + 1
+            ip_layer(pkt).payload.sport = self._next_port
+        return pkt
+
+    def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
+              first: list[Hop] = (), pipeline: Pipeline | None = None) -> Result:
+        pipeline = pipeline or self._current_pipeline()
+        res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
+        reason = Reason(int(res.reason[0]))
+        hops = list(first) + render_hops(pipeline.vpc, res.facts.of(0), pipeline.vpc.nat_ids)
+        return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]))
+
+    def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
+        packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)
+        return Result(self, reason, [], packet, source, -1)
+
+    def _reply(self, result: Result, layer4: Packet) -> Result:
+        p = result.packet
+        if p is None or not result.delivered:
+            raise ValueError(f"nothing to reply to: the packet was not delivered ({result.reason.name})")
+        answer = IP(src=p.dst, dst=p.src) / layer4
+        l4 = answer.payload
+        if isinstance(l4, (TCP, UDP)) and isinstance(p.payload, (TCP, UDP)):
+            if "sport" not in l4.fields:
+                l4.sport = p.payload.dport
+            if "dport" not in l4.fields:
+                l4.dport = p.payload.sport
+        elif isinstance(l4, ICMP) and isinstance(p.payload, ICMP) and "id" not in l4.fields:
+            l4.id = p.payload.id
+        reason = result.reason
+        if reason == Reason.DELIVERED:
+            return self.send(answer, self.compiled.enis[result.location].id)
+        if reason == Reason.DELIVERED_TO_FUNCTION:
+            name = self.lambda_service.function_of_environment(p.dst)
+            return self._send_from_function(name, answer, p.dst)
+        if reason == Reason.EXITED_TO_INTERNET:
+            return self.send(answer, "internet")
+        if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
+            rec, _ = to_record(answer, self.now)
+            return self._walk(answer, rec, Origin.GATEWAY_ENDPOINT, -1, "gateway-endpoint")
+        raise ValueError(f"replies from {reason.name} are not emulated")
+
+    def __repr__(self) -> str:
+        t = self.topology
+        return (f"<Network {len(t.vpcs)} VPC, {len(t.subnets)} subnets, {len(t.functions)} functions, "
+                f"{len(self.hyperplane_enis)} Hyperplane ENIs, now={self.now:g}s>")

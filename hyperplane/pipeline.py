@@ -1,0 +1,342 @@
+"""The data plane: a batch of packet records walked through the VPC, stage by stage.
+
+Each stage runs on every packet that reached it (numpy index arrays, compiled kernels) and
+records what it decided in ``Facts``; a trace is a rendering of those facts, never a second
+evaluation. The walk, per packet:
+
+  V2N NAT on the Hyperplane ENI (from a function)
+  -> send from an ENI: SG egress (stateful) -> DNS resolver? -> route (LPM) -> NACL out
+  -> target: local/eni: arrive at the ENI: NACL in -> SG ingress -> (Hyperplane ENI: V2N back)
+             nat: NACL in at the NAT's subnet -> NAT gateway -> send again from the NAT's ENI
+             igw: public IP mapping -> internet;  vpce: gateway endpoint;  pcx; blackhole; none
+  From the internet: the internet gateway maps a public address to its ENI or NAT gateway.
+
+Packets of one batch are independent here: the caller (``Network``) cuts a batch into runs in
+which no packet depends on another's state at a different stage (see ``segments``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hyperplane.nat import ConnectionTable, Direction, NatStatus
+from hyperplane.policy import EGRESS, INGRESS, INBOUND, OUTBOUND
+from hyperplane.reasons import Disposition, Reason
+from hyperplane.records import ICMP, ICMP_ECHO_REQUEST, TCP
+from hyperplane.vpc import CompiledVpc, EniKind, Target
+
+MAX_HOPS = 8
+
+
+class Origin(enum.IntEnum):
+    ENI = 0  # sent by an ENI (origin index: the ENI)
+    INTERNET = 1  # arrives from the internet at the internet gateway
+    FUNCTION = 2  # from an execution environment through a Hyperplane ENI pool (index: pool)
+    GATEWAY_ENDPOINT = 3  # from a service behind a gateway endpoint (index: endpoint)
+
+
+@dataclass
+class Facts:
+    """What each stage decided, for the rows that reached it: (stage, rows, columns)."""
+
+    stages: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+
+    def add(self, stage: str, rows: np.ndarray, **columns) -> None:
+        if len(rows):
+            self.stages.append((stage, rows, {k: np.broadcast_to(v, rows.shape) if np.ndim(v) == 0 else v
+                                              for k, v in columns.items()}))
+
+    def of(self, row: int) -> list[tuple[str, dict]]:
+        """The stages one packet went through, in order, with its values."""
+        out = []
+        for stage, rows, cols in self.stages:
+            hit = np.flatnonzero(rows == row)
+            if hit.size:
+                k = hit[0]
+                out.append((stage, {name: col[k].item() if hasattr(col[k], "item") else col[k]
+                                    for name, col in cols.items()}))
+        return out
+
+
+@dataclass
+class BatchResult:
+    packets: np.ndarray  # PACKET rows after every translation
+    reason: np.ndarray  # uint8 Reason per row
+    location: np.ndarray  # int32 ENI index where it was delivered or stopped (-1: none)
+    facts: Facts
+
+    @property
+    def disposition(self) -> np.ndarray:
+        return _DISPOSITION[self.reason]
+
+    @property
+    def delivered(self) -> np.ndarray:
+        return _DELIVERED[self.reason]
+
+
+_DISPOSITION = np.zeros(256, np.uint8)
+_DELIVERED = np.zeros(256, bool)
+for _r in Reason:
+    _DISPOSITION[_r] = _r.disposition
+    _DELIVERED[_r] = _r.disposition.delivered
+
+_V2N_FAILURE = {
+    NatStatus.UNSOLICITED: Reason.V2N_UNSOLICITED_INBOUND,
+    NatStatus.NO_CONNECTION: Reason.V2N_NO_CONNECTION,
+    NatStatus.RST_NO_CONNECTION: Reason.V2N_NO_CONNECTION,
+    NatStatus.UNSUPPORTED_PROTOCOL: Reason.V2N_UNSUPPORTED_PROTOCOL,
+    NatStatus.ADDRESS_FULL: Reason.ENI_CAPACITY,
+    NatStatus.PORTS_EXHAUSTED: Reason.ENI_CAPACITY,
+}
+_NAT_FAILURE = {
+    NatStatus.UNSOLICITED: Reason.NAT_UNSOLICITED_INBOUND,
+    NatStatus.NO_CONNECTION: Reason.NAT_NO_CONNECTION,
+    NatStatus.RST_NO_CONNECTION: Reason.NAT_NO_CONNECTION_RST,
+    NatStatus.UNSUPPORTED_PROTOCOL: Reason.NAT_UNSUPPORTED_PROTOCOL,
+    NatStatus.ADDRESS_FULL: Reason.NAT_PORT_ALLOCATION_ERROR,
+    NatStatus.PORTS_EXHAUSTED: Reason.NAT_PORT_ALLOCATION_ERROR,
+}
+
+
+def _failure_reasons(table: dict[NatStatus, Reason]) -> np.ndarray:
+    out = np.zeros(32, np.uint8)
+    for status, reason in table.items():
+        out[status] = reason
+    return out
+
+
+_V2N_REASON = _failure_reasons(_V2N_FAILURE)
+_NAT_REASON = _failure_reasons(_NAT_FAILURE)
+
+
+class Pipeline:
+    """Walks batches through one compiled VPC with its stateful parts."""
+
+    def __init__(self, vpc: CompiledVpc, nat_tables: Sequence[ConnectionTable],
+                 pools: Sequence[ConnectionTable], pool_of_eni: dict[int, int], conntrack) -> None:
+        self.vpc = vpc
+        self.nat_tables = nat_tables  # one per NAT gateway, in vpc.nat_ids order
+        self.pools = pools  # V2N tables, by pool index
+        self.pool_of_eni = pool_of_eni  # Hyperplane ENI index -> pool index
+        self.conntrack = conntrack
+
+    def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray) -> BatchResult:
+        walk = _Walk(self, packets)
+        walk.start(np.asarray(origin), np.asarray(origin_index, dtype=np.int32))
+        return BatchResult(walk.out, walk.reason, walk.location, walk.facts)
+
+
+class _Walk:
+    """The state of one batch on its way through the VPC."""
+
+    def __init__(self, pipeline: Pipeline, packets: np.ndarray) -> None:
+        self.p = pipeline
+        self.vpc = pipeline.vpc
+        self.out = packets.copy()
+        n = len(packets)
+        self.reason = np.zeros(n, np.uint8)
+        self.location = np.full(n, -1, np.int32)
+        self.facts = Facts()
+        self.senders: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, sending ENI)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def finish(self, rows: np.ndarray, reason: Reason | np.ndarray, where: np.ndarray | int = -1) -> None:
+        if len(rows):
+            self.reason[rows] = reason
+            self.location[rows] = where
+
+    def _split(self, rows: np.ndarray, ok: np.ndarray, reason: Reason, where) -> np.ndarray:
+        """Finish the rows where ``ok`` is false with ``reason``; return the others."""
+        ok = ok.astype(bool)
+        bad = ~ok
+        if bad.any():
+            self.finish(rows[bad], reason, where[bad] if isinstance(where, np.ndarray) else where)
+        return ok
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def start(self, origin: np.ndarray, index: np.ndarray) -> None:
+        vpc = self.vpc
+        rows = np.flatnonzero(origin == Origin.ENI)
+        if rows.size:
+            self.senders.append((rows, index[rows]))
+        rows = np.flatnonzero(origin == Origin.FUNCTION)
+        for pool in np.unique(index[rows]):
+            r = rows[index[rows] == pool]
+            before = self.out[r].copy()
+            res = self.p.pools[pool].process(self.out[r], Direction.OUT)
+            self.facts.add("v2n_out", r, pool=pool, status=res.status, src_ip=before["src_ip"],
+                           src_port=before["src_port"], to_ip=res.packets["src_ip"],
+                           to_port=res.packets["src_port"])
+            ok = res.status < 16
+            self.out[r[ok]] = res.packets[ok]
+            self.finish(r[~ok], _V2N_REASON[res.status[~ok]])
+            r = r[ok]
+            self.senders.append((r, vpc.eni_of_private_ip(self.out["src_ip"][r])))
+        rows = np.flatnonzero(origin == Origin.INTERNET)
+        if rows.size:
+            eni, private = vpc.public_ip_lookup(self.out["dst_ip"][rows])
+            self.facts.add("igw_in", rows, public_ip=self.out["dst_ip"][rows], private_ip=private, eni=eni)
+            ok = self._split(rows, eni >= 0, Reason.NOT_A_VPC_PUBLIC_ADDRESS, -1)
+            rows, eni = rows[ok], eni[ok]
+            self.out["dst_ip"][rows] = private[ok]
+            self.arrive(rows, eni, np.full(len(rows), -1, np.int32))
+        rows = np.flatnonzero(origin == Origin.GATEWAY_ENDPOINT)
+        if rows.size:
+            eni = vpc.eni_of_private_ip(self.out["dst_ip"][rows])
+            self.facts.add("endpoint_in", rows, endpoint=index[rows], eni=eni)
+            ok = self._split(rows, eni >= 0, Reason.NO_ENI_AT_ADDRESS, -1)
+            self.arrive(rows[ok], eni[ok], np.full(int(ok.sum()), -1, np.int32))
+        for _ in range(MAX_HOPS):
+            if not self.senders:
+                break
+            senders, self.senders = self.senders, []
+            for rows, eni in senders:
+                if rows.size:
+                    self.send(rows, eni)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def send(self, rows: np.ndarray, eni: np.ndarray) -> None:
+        """A packet leaves an ENI: SG egress, DNS, route, NACL out, then its target."""
+        vpc, out = self.vpc, self.out
+        sg = vpc.eni_sg_set[eni]
+        rule_ok, rule = vpc.security_groups.evaluate_records(out[rows], sg, EGRESS)
+        allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), out[rows], rule_ok)
+        self.facts.add("sg_egress", rows, eni=eni, sg_set=sg, allowed=allowed, rule=rule, tracked=tracked)
+        ok = self._split(rows, allowed, Reason.SG_EGRESS_DENY, eni)
+        rows, eni = rows[ok], eni[ok]
+
+        subnet = vpc.eni_subnet[eni]
+        dns = out["dst_ip"][rows] == vpc.subnet_dns[subnet]
+        if dns.any():
+            self.facts.add("dns", rows[dns], subnet=subnet[dns])
+            self.finish(rows[dns], Reason.DELIVERED_TO_DNS_RESOLVER, eni[dns])
+            rows, eni, subnet = rows[~dns], eni[~dns], subnet[~dns]
+
+        table = vpc.subnet_route_table[subnet]
+        route = vpc.routes.lookup_records(out[rows], table)
+        kind, target = vpc.route_targets(table, route)
+        dst_eni = np.where(kind == Target.LOCAL, vpc.eni_of_private_ip(out["dst_ip"][rows]),
+                           np.where(kind == Target.ENI, target, -1)).astype(np.int32)
+        self.facts.add("route", rows, eni=eni, subnet=subnet, table=table, route=route, target=kind,
+                       target_index=target)
+
+        inside = ((kind == Target.LOCAL) | (kind == Target.ENI)) & (dst_eni >= 0)
+        same_subnet = inside & (vpc.eni_subnet[np.maximum(dst_eni, 0)] == subnet)
+        nacl = np.where(same_subnet, -1, vpc.subnet_nacl[subnet]).astype(np.int32)
+        allowed, number = vpc.network_acls.evaluate_records(out[rows], nacl, OUTBOUND)
+        self.facts.add("nacl_out", rows, subnet=subnet, nacl=nacl, allowed=allowed, rule_number=number)
+        ok = self._split(rows, allowed, Reason.NACL_OUT_DENY, eni)
+        rows, eni, subnet, kind, target, dst_eni = rows[ok], eni[ok], subnet[ok], kind[ok], target[ok], dst_eni[ok]
+
+        local = (kind == Target.LOCAL) | (kind == Target.ENI)
+        missing = local & (dst_eni < 0)
+        self.finish(rows[missing], Reason.NO_ENI_AT_ADDRESS, eni[missing])
+        go = local & ~missing
+        self.arrive(rows[go], dst_eni[go], subnet[go])
+        nat = kind == Target.NAT
+        self.enter_nat(rows[nat], target[nat], subnet[nat])
+        igw = kind == Target.IGW
+        self.leave_by_igw(rows[igw], eni[igw])
+        gwe = kind == Target.GATEWAY_ENDPOINT
+        if gwe.any():
+            r = rows[gwe]
+            carried = (out["proto"][r] == TCP) | ((out["proto"][r] == ICMP) & (out["flags"][r] == ICMP_ECHO_REQUEST))
+            self.finish(r[carried], Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni[gwe][carried])
+            self.finish(r[~carried], Reason.GATEWAY_ENDPOINT_PROTOCOL, eni[gwe][~carried])
+        for code, reason in ((Target.PEERING, Reason.FORWARDED_TO_PEERING),
+                             (Target.BLACKHOLE, Reason.BLACKHOLE_ROUTE),
+                             (Target.NONE, Reason.NO_ROUTE),
+                             (Target.UNMODELLED, Reason.UNMODELLED_TARGET)):
+            m = kind == code
+            self.finish(rows[m], reason, eni[m])
+
+    def leave_by_igw(self, rows: np.ndarray, eni: np.ndarray) -> None:
+        """The internet gateway maps the private source to its public IP (1:1), or drops it."""
+        if not rows.size:
+            return
+        vpc, out = self.vpc, self.out
+        public = vpc.public_of_private_ip(out["src_ip"][rows])
+        self.facts.add("igw_out", rows, eni=eni, private_ip=out["src_ip"][rows], public_ip=public)
+        has = public != 0
+        nat = vpc.eni_kind[eni] == EniKind.NAT_GATEWAY
+        self.finish(rows[~has & nat], Reason.PRIVATE_NAT_TO_INTERNET, eni[~has & nat])
+        self.finish(rows[~has & ~nat], Reason.NO_PUBLIC_IP, eni[~has & ~nat])
+        out["src_ip"][rows[has]] = public[has]
+        self.finish(rows[has], Reason.EXITED_TO_INTERNET, eni[has])
+
+    def enter_nat(self, rows: np.ndarray, nat: np.ndarray, from_subnet: np.ndarray) -> None:
+        """A packet routed to a NAT gateway: NACL in at its subnet, then translation."""
+        if not rows.size:
+            return
+        vpc = self.vpc
+        eni = vpc.nat_eni[nat]
+        rows, eni = self._nacl_in(rows, eni, from_subnet)
+        nat = vpc.eni_nat[eni]
+        for n in np.unique(nat):
+            r = rows[nat == n]
+            self._translate_at_nat(r, n, Direction.OUT, eni[nat == n])
+
+    def _translate_at_nat(self, rows: np.ndarray, nat: int, direction: Direction, eni: np.ndarray) -> None:
+        before = self.out[rows].copy()
+        res = self.p.nat_tables[nat].process(before, direction)
+        self.facts.add("nat_out" if direction == Direction.OUT else "nat_in", rows, nat=nat, status=res.status,
+                       src_ip=before["src_ip"], src_port=before["src_port"], dst_ip=before["dst_ip"],
+                       dst_port=before["dst_port"])
+        ok = res.status < 16
+        self.out[rows[ok]] = res.packets[ok]
+        self.finish(rows[~ok], _NAT_REASON[res.status[~ok]], eni[~ok])
+        self.senders.append((rows[ok], eni[ok]))  # the gateway sends it on from its own ENI
+
+    def _nacl_in(self, rows: np.ndarray, eni: np.ndarray, from_subnet: np.ndarray):
+        vpc = self.vpc
+        subnet = vpc.eni_subnet[eni]
+        nacl = np.where(from_subnet == subnet, -1, vpc.subnet_nacl[subnet]).astype(np.int32)
+        allowed, number = vpc.network_acls.evaluate_records(self.out[rows], nacl, INBOUND)
+        self.facts.add("nacl_in", rows, subnet=subnet, nacl=nacl, allowed=allowed, rule_number=number)
+        ok = self._split(rows, allowed, Reason.NACL_IN_DENY, eni)
+        return rows[ok], eni[ok]
+
+    def arrive(self, rows: np.ndarray, eni: np.ndarray, from_subnet: np.ndarray) -> None:
+        """A packet reaches an ENI: NACL in, then by kind: SG ingress, V2N back, NAT gateway."""
+        if not rows.size:
+            return
+        vpc = self.vpc
+        rows, eni = self._nacl_in(rows, eni, from_subnet)
+        kind = vpc.eni_kind[eni]
+        at_nat = kind == EniKind.NAT_GATEWAY
+        if at_nat.any():
+            nat = vpc.eni_nat[eni[at_nat]]
+            for n in np.unique(nat):
+                self._translate_at_nat(rows[at_nat][nat == n], n, Direction.IN, eni[at_nat][nat == n])
+            rows, eni, kind = rows[~at_nat], eni[~at_nat], kind[~at_nat]
+        if not rows.size:
+            return
+        sg = vpc.eni_sg_set[eni]
+        rule_ok, rule = vpc.security_groups.evaluate_records(self.out[rows], sg, INGRESS)
+        allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), self.out[rows], rule_ok)
+        self.facts.add("sg_ingress", rows, eni=eni, sg_set=sg, allowed=allowed, rule=rule, tracked=tracked)
+        ok = self._split(rows, allowed, Reason.SG_INGRESS_DENY, eni)
+        rows, eni, kind = rows[ok], eni[ok], kind[ok]
+        hp = kind == EniKind.HYPERPLANE
+        self.finish(rows[~hp], Reason.DELIVERED, eni[~hp])
+        if hp.any():
+            rows, eni = rows[hp], eni[hp]
+            pool = np.array([self.p.pool_of_eni[int(e)] for e in eni], dtype=np.int32)
+            for p in np.unique(pool):
+                r, e = rows[pool == p], eni[pool == p]
+                before = self.out[r].copy()
+                res = self.p.pools[p].process(before, Direction.IN)
+                self.facts.add("v2n_in", r, pool=p, status=res.status, dst_ip=before["dst_ip"],
+                               dst_port=before["dst_port"], to_ip=res.packets["dst_ip"],
+                               to_port=res.packets["dst_port"])
+                ok = res.status < 16
+                self.out[r[ok]] = res.packets[ok]
+                self.finish(r[ok], Reason.DELIVERED_TO_FUNCTION, e[ok])
+                self.finish(r[~ok], _V2N_REASON[res.status[~ok]], e[~ok])

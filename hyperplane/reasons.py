@@ -1,0 +1,79 @@
+"""Every verdict's reason, and the Batfish-style disposition it belongs to.
+
+One enumeration, stable and documented in the README. Where AWS Reachability Analyzer has an
+explanation code for the same cause, ``Reason.explanation`` gives it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Disposition(enum.IntEnum):
+    ACCEPTED = 1  # delivered to an ENI, an endpoint, the DNS resolver or a function
+    DELIVERED_TO_SUBNET = 2  # routed into a subnet where no ENI holds the address
+    EXITS_NETWORK = 3  # left the emulated VPC (internet, peering): counts as delivered
+    DENIED_OUT = 4  # refused on the way out of the sender
+    DENIED_IN = 5  # refused on the way in anywhere else
+    NO_ROUTE = 6
+    NULL_ROUTED = 7
+
+    @property
+    def delivered(self) -> bool:
+        return self in (Disposition.ACCEPTED, Disposition.EXITS_NETWORK)
+
+
+_D = Disposition
+
+
+class Reason(enum.IntEnum):
+    """Why a packet ended where it did. ``.disposition``, ``.explanation``, ``.text``."""
+
+    def __new__(cls, value: int, disposition: Disposition, explanation: str | None, text: str):
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.disposition = disposition
+        member.explanation = explanation
+        member.text = text
+        return member
+
+    # delivered
+    DELIVERED = 1, _D.ACCEPTED, None, "delivered to the destination ENI"
+    DELIVERED_TO_FUNCTION = 2, _D.ACCEPTED, None, "delivered back to the function's execution environment"
+    DELIVERED_TO_GATEWAY_ENDPOINT = 3, _D.ACCEPTED, None, "delivered to the service through a gateway endpoint"
+    DELIVERED_TO_DNS_RESOLVER = 4, _D.ACCEPTED, None, "answered by the VPC DNS resolver (base + 2)"
+    EXITED_TO_INTERNET = 5, _D.EXITS_NETWORK, None, "left through the internet gateway"
+    FORWARDED_TO_PEERING = 6, _D.EXITS_NETWORK, None, "left through a VPC peering connection"
+    # filters
+    SG_EGRESS_DENY = 10, _D.DENIED_OUT, "ENI_SG_RULES_MISMATCH", "no security group rule allows it out"
+    NACL_OUT_DENY = 11, _D.DENIED_OUT, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it out"
+    NACL_IN_DENY = 12, _D.DENIED_IN, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it in"
+    SG_INGRESS_DENY = 13, _D.DENIED_IN, "ENI_SG_RULES_MISMATCH", "no security group rule allows it in"
+    # routing
+    NO_ROUTE = 20, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no route matches the destination"
+    BLACKHOLE_ROUTE = 21, _D.NULL_ROUTED, "BAD_STATE_ROUTE", "the matching route is a blackhole (its target is gone)"
+    NO_ENI_AT_ADDRESS = 22, _D.DELIVERED_TO_SUBNET, None, "no ENI holds the destination address"
+    UNMODELLED_TARGET = 23, _D.NULL_ROUTED, None, "the route's target is outside what is emulated"
+    NO_PUBLIC_IP = 24, _D.DENIED_OUT, "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "the internet gateway drops it: the source has no public IP"
+    PRIVATE_NAT_TO_INTERNET = 25, _D.DENIED_OUT, "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "a private NAT gateway's traffic cannot use the internet gateway"
+    NOT_A_VPC_PUBLIC_ADDRESS = 26, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no ENI or NAT gateway holds this public address"
+    NO_VPC_ACCESS = 27, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "a function without VpcConfig reaches only the internet"
+    GATEWAY_ENDPOINT_PROTOCOL = 28, _D.DENIED_IN, None, "a gateway endpoint carries only TCP and ICMP echo"
+    # Hyperplane ENI (V2N NAT)
+    V2N_UNSOLICITED_INBOUND = 30, _D.DENIED_IN, None, "no connection: nothing in the VPC can open one to a function"
+    V2N_NO_CONNECTION = 31, _D.DENIED_IN, None, "a TCP packet that is not a SYN and belongs to no connection"
+    V2N_UNSUPPORTED_PROTOCOL = 32, _D.DENIED_IN, None, "a Hyperplane ENI carries only TCP and UDP"
+    ENI_CAPACITY = 33, _D.DENIED_IN, None, "every Hyperplane ENI of the pair is full and no other can be created"
+    # NAT gateway
+    NAT_UNSOLICITED_INBOUND = 40, _D.DENIED_IN, None, "a NAT gateway never accepts connections from outside"
+    NAT_NO_CONNECTION_RST = 41, _D.DENIED_IN, None, "no connection (expired?): the NAT gateway answers with an RST"
+    NAT_UNSUPPORTED_PROTOCOL = 42, _D.DENIED_IN, None, "a NAT gateway carries only TCP, UDP and ICMP"
+    NAT_NO_CONNECTION = 44, _D.DENIED_IN, None, "an ICMP packet that is not an echo request and belongs to no connection"
+    NAT_PORT_ALLOCATION_ERROR = 43, _D.DENIED_IN, None, "ErrorPortAllocation: 55,000 connections to this destination"
+    # Lambda
+    FUNCTION_PENDING = 50, _D.DENIED_OUT, None, "the function is Pending: its Hyperplane ENI is being created"
+    FUNCTION_INACTIVE = 51, _D.DENIED_OUT, None, "the function is Inactive (idle): this invocation fails and starts restoring it"
+    FUNCTION_FAILED = 52, _D.DENIED_OUT, None, "the function is Failed"
+    # packets the emulator does not carry
+    NOT_IPV4 = 60, _D.DENIED_IN, None, "not IPv4 (IPv6, ARP, ...): not emulated"
+    IP_FRAGMENT = 61, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"

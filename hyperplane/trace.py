@@ -1,0 +1,174 @@
+"""What happened to one packet: the verdict, the hops, the packet as delivered.
+
+A trace is rendered from the facts the pipeline stages recorded for the packet's row; nothing
+is evaluated a second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from typing import TYPE_CHECKING, Any
+
+from hyperplane.nat import NatStatus
+from hyperplane.reasons import Disposition, Reason
+from hyperplane.records import ip_str
+from hyperplane.vpc import CompiledVpc, Target
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
+
+    from hyperplane.network import Network
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of the path: which resource, what it decided, and by which rule."""
+
+    resource: str  # an AWS id (eni-…, sg-…, acl-…, rtb-…, nat-…, igw-…) or "function:NAME"
+    stage: str  # sg-egress, route, nacl-out, nacl-in, sg-ingress, v2n, nat-gateway, igw, ...
+    decision: str  # "allow", "deny", "translate", "route", "drop"
+    detail: str  # the rule, route or translation, in words
+
+    def __str__(self) -> str:
+        return f"{self.stage:<12} {self.resource:<22} {self.decision:<9} {self.detail}"
+
+
+@dataclass
+class Result:
+    """The answer to ``send``: verdict, reason, hops and the packet after every translation."""
+
+    network: Network
+    reason: Reason
+    hops: list[Hop]
+    packet: Packet | None  # scapy IP packet as delivered (or where it stopped)
+    source: Any  # what sent it (for reply)
+    location: int  # ENI index where it ended (-1: none)
+
+    @property
+    def disposition(self) -> Disposition:
+        return self.reason.disposition
+
+    @property
+    def delivered(self) -> bool:
+        return self.reason.disposition.delivered
+
+    @property
+    def explanation(self) -> str | None:
+        """The Reachability Analyzer explanation code for the same cause, if it has one."""
+        return self.reason.explanation
+
+    def reply(self, layer4: Packet) -> Result:
+        """Send the answer back along the same connection (addresses and ports reversed)."""
+        return self.network._reply(self, layer4)
+
+    def __str__(self) -> str:
+        lines = [f"{self.disposition.name} ({self.reason.name}): {self.reason.text}"]
+        if self.explanation:
+            lines[0] += f" [{self.explanation}]"
+        lines += [f"  {h}" for h in self.hops]
+        if self.packet is not None:
+            lines.append(f"  packet: {self.packet.summary()}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Result {self.disposition.name} {self.reason.name}>"
+
+
+def _sg_detail(vpc: CompiledVpc, f: dict, direction: int) -> tuple[str, str, str]:
+    groups = vpc.sg_set_groups[f["sg_set"]]
+    if f["tracked"]:
+        return ",".join(groups), "allow", "tracked connection (security groups are stateful)"
+    if f["allowed"]:
+        spec = vpc.security_groups.rule(f["sg_set"], direction, f["rule"])
+        group, _, k, rule = spec.ref
+        return group, "allow", f"rule {k}: {_sg_rule_text(rule)}"
+    return ",".join(groups), "deny", "no rule of " + ", ".join(groups) + " matches"
+
+
+def _sg_rule_text(rule) -> str:
+    proto = {-1: "all", 1: "icmp", 6: "tcp", 17: "udp"}.get(rule.protocol, str(rule.protocol))
+    ports = ""
+    if rule.protocol in (6, 17):
+        lo, hi = rule.port_range
+        ports = f"/{lo}" if lo == hi else f"/{lo}-{hi}"
+    return f"{proto}{ports} {'to' if rule.egress else 'from'} {rule.peer}"
+
+
+def _nacl_detail(vpc: CompiledVpc, f: dict, direction: int) -> str:
+    number = f["rule_number"]
+    if number == 32767:
+        return "rule * (no numbered rule matches: implicit deny)"
+    entry = vpc.network_acls.entry(f["nacl"], direction, number)
+    e = entry.ref
+    proto = {-1: "all", 1: "icmp", 6: "tcp", 17: "udp"}.get(e.protocol, str(e.protocol))
+    ports = f"/{e.port_range[0]}-{e.port_range[1]}" if e.protocol in (6, 17) else ""
+    return f"rule {number}: {e.rule_action} {proto}{ports} {e.cidr}"
+
+
+def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[str]) -> list[Hop]:
+    """Turn the facts of one row into hops."""
+    hops = []
+
+    def eni_at(address: int) -> str:
+        k = int(vpc.eni_of_private_ip(np.array([address], np.uint32))[0])
+        return vpc.enis[k].id if k >= 0 else "hyperplane-eni"
+
+    for stage, f in facts:
+        if stage == "v2n_out":
+            ok = NatStatus(f["status"])
+            detail = (f"{ip_str(f['src_ip'])}:{f['src_port']} -> {ip_str(f['to_ip'])}:{f['to_port']}"
+                      if ok.passed else ok.name)
+            hops.append(Hop(eni_at(f["to_ip"]) if ok.passed else f"hyperplane-pool-{f['pool']}", "v2n-out",
+                            "translate" if ok.passed else "drop", detail))
+        elif stage == "v2n_in":
+            ok = NatStatus(f["status"])
+            detail = (f"{ip_str(f['dst_ip'])}:{f['dst_port']} -> {ip_str(f['to_ip'])}:{f['to_port']}"
+                      if ok.passed else ok.name)
+            hops.append(Hop(eni_at(f["dst_ip"]), "v2n-in", "translate" if ok.passed else "drop",
+                            detail))
+        elif stage in ("sg_egress", "sg_ingress"):
+            if f["sg_set"] < 0:
+                continue
+            direction = 1 if stage == "sg_egress" else 0
+            resource, decision, detail = _sg_detail(vpc, f, direction)
+            hops.append(Hop(resource, stage.replace("_", "-"), decision,
+                            f"on {vpc.enis[f['eni']].id}: {detail}"))
+        elif stage == "route":
+            table = vpc.route_table_ids[f["table"]]
+            spec = vpc.routes.route(f["table"], f["route"]) if f["route"] >= 0 else None
+            detail = str(spec.ref) if spec is not None else "no route matches"
+            hops.append(Hop(table, "route", "route" if spec is not None else "drop",
+                            f"from {vpc.subnet_ids[f['subnet']]}: {detail}"))
+        elif stage in ("nacl_out", "nacl_in"):
+            if f["nacl"] < 0:
+                continue
+            direction = 1 if stage == "nacl_out" else 0
+            hops.append(Hop(vpc.nacl_ids[f["nacl"]], stage.replace("_", "-"),
+                            "allow" if f["allowed"] else "deny",
+                            f"{vpc.subnet_ids[f['subnet']]}: {_nacl_detail(vpc, f, direction)}"))
+        elif stage in ("nat_out", "nat_in"):
+            ok = NatStatus(f["status"])
+            side = "source" if stage == "nat_out" else "destination"
+            hops.append(Hop(nat_ids[f["nat"]], stage.replace("_", "-"), "translate" if ok.passed else "drop",
+                            f"{side} translated ({ok.name})" if ok.passed else ok.name))
+        elif stage == "igw_out":
+            if f["public_ip"]:
+                detail = f"{ip_str(f['private_ip'])} -> {ip_str(f['public_ip'])}"
+            else:
+                detail = f"{ip_str(f['private_ip'])} has no public IP"
+            hops.append(Hop("internet-gateway", "igw-out", "translate" if f["public_ip"] else "drop", detail))
+        elif stage == "igw_in":
+            detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
+                      else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")
+            hops.append(Hop("internet-gateway", "igw-in", "translate" if f["eni"] >= 0 else "drop", detail))
+        elif stage == "dns":
+            hops.append(Hop("AmazonProvidedDNS", "dns", "answer", vpc.subnet_ids[f["subnet"]]))
+        elif stage == "endpoint_in":
+            hops.append(Hop("gateway-endpoint", "endpoint-in", "route", "from the service"))
+    return hops
+
+
+def target_name(code: int) -> str:
+    return Target(code).name.lower()

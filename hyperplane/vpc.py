@@ -1,0 +1,278 @@
+"""The topology compiled into flat arrays: ENIs, subnets, route tables, security groups, NACLs.
+
+Compiled once per configuration change (a new Hyperplane ENI changes who carries a group, so it
+recompiles too); the pipeline then only indexes arrays and calls the compiled policy kernels.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hyperplane import model
+from hyperplane.policy import (
+    CompiledNetworkAcls,
+    CompiledRoutes,
+    CompiledSecurityGroups,
+    NetworkAclEntrySpec,
+    NetworkAclSpec,
+    RouteSpec,
+    SecurityGroupRuleSpec,
+    SecurityGroupSetSpec,
+)
+
+
+class EniKind(enum.IntEnum):
+    PLAIN = 0  # an instance, a database, a cache...
+    INTERFACE_ENDPOINT = 1
+    NAT_GATEWAY = 2
+    HYPERPLANE = 3
+
+
+class Target(enum.IntEnum):
+    """What a route sends to (route tables compiled to these codes)."""
+
+    NONE = 0
+    LOCAL = 1
+    IGW = 2
+    NAT = 3
+    GATEWAY_ENDPOINT = 4
+    ENI = 5
+    PEERING = 6
+    BLACKHOLE = 7
+    UNMODELLED = 8
+
+
+@dataclass(frozen=True)
+class Eni:
+    """One row of the ENI table, with the model object (or Hyperplane ENI) behind it."""
+
+    index: int
+    id: str
+    ip: int
+    subnet: int
+    sg_set: int  # -1: no security group (NAT gateway)
+    kind: EniKind
+    public_ip: int  # 0: none
+    nat: int  # NAT gateway index for its ENI, else -1
+    ref: Any
+
+
+def _u32(ip: Any) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+class CompiledVpc:
+    """Everything the pipeline asks per packet, as arrays indexed by ENI / subnet / route."""
+
+    def __init__(self, topology: model.Topology, hyperplane_enis: Sequence[Any] = (),
+                 numbering: dict[str, int] | None = None) -> None:
+        """``numbering`` gives ENIs numbers that survive recompiles (for connection tracking)."""
+        self.topology = topology
+        numbering = {} if numbering is None else numbering
+        t = topology
+        self.subnet_ids = list(t.subnets)
+        subnet_index = {sid: k for k, sid in enumerate(self.subnet_ids)}
+        self.route_table_ids = list(t.route_tables)
+        rt_index = {rid: k for k, rid in enumerate(self.route_table_ids)}
+        self.nacl_ids = list(t.network_acls)
+        nacl_index = {aid: k for k, aid in enumerate(self.nacl_ids)}
+        self.nat_ids = list(t.nat_gateways)
+        nat_index = {nid: k for k, nid in enumerate(self.nat_ids)}
+        self.endpoint_ids = list(t.vpc_endpoints)
+        endpoint_index = {eid: k for k, eid in enumerate(self.endpoint_ids)}
+
+        subnets = [t.subnets[s] for s in self.subnet_ids]
+        self.subnet_route_table = np.array([rt_index[s.route_table_id] for s in subnets], dtype=np.int32)
+        self.subnet_nacl = np.array([nacl_index[s.network_acl_id] for s in subnets], dtype=np.int32)
+        self.subnet_dns = np.array([_u32(t.vpcs[s.vpc_id].dns_resolver_ip) for s in subnets], dtype=np.uint32)
+
+        # -- ENIs: plain, endpoint and NAT gateway ENIs of the model, then Hyperplane ENIs ----
+        members: dict[str, list[int]] = {}  # security group id -> private IPs carrying it
+        sg_sets: dict[tuple[str, ...], int] = {}
+        rows: list[Eni] = []
+        addresses: list[tuple[int, int]] = []  # (ip, eni index), secondary IPs included
+
+        def sg_set_of(groups: Iterable[str]) -> int:
+            key = tuple(sorted(groups))
+            return sg_sets.setdefault(key, len(sg_sets)) if key else -1
+
+        def add(eni_id, ips, subnet_id, groups, kind, public_ip, nat, ref) -> None:
+            k = len(rows)
+            rows.append(Eni(k, eni_id, ips[0], subnet_index[subnet_id], sg_set_of(groups), kind,
+                            public_ip, nat, ref))
+            addresses.extend((ip, k) for ip in ips)
+            for g in groups:
+                members.setdefault(g, []).extend(ips)
+
+        for eni in t.network_interfaces.values():
+            if eni.kind == "lambda":  # Hyperplane ENIs come from the Lambda service below
+                continue
+            if eni.kind == "nat_gateway":
+                kind, nat = EniKind.NAT_GATEWAY, nat_index.get(eni.managed_by or "", -1)
+            elif eni.kind == "vpc_endpoint":
+                kind, nat = EniKind.INTERFACE_ENDPOINT, -1
+            else:
+                kind, nat = EniKind.PLAIN, -1
+            add(eni.id, [_u32(ip) for ip in eni.private_ips], eni.subnet_id,
+                () if kind == EniKind.NAT_GATEWAY else eni.security_group_ids, kind,
+                _u32(eni.public_ip) if eni.public_ip else 0, nat, eni)
+        for hp in hyperplane_enis:
+            add(hp.id, [_u32(hp.private_ip)], hp.subnet_id, hp.security_group_ids,
+                EniKind.HYPERPLANE, 0, -1, hp)
+        self.enis = rows
+        self.eni_index = {e.id: e.index for e in rows}
+        self.eni_ip = np.array([e.ip for e in rows], dtype=np.uint32)
+        self.eni_subnet = np.array([e.subnet for e in rows], dtype=np.int32)
+        self.eni_sg_set = np.array([e.sg_set for e in rows], dtype=np.int32)
+        self.eni_kind = np.array([e.kind for e in rows], dtype=np.int8)
+        self.eni_public_ip = np.array([e.public_ip for e in rows], dtype=np.uint32)
+        self.eni_nat = np.array([e.nat for e in rows], dtype=np.int32)
+        self.eni_key = np.array([numbering.setdefault(e.id, len(numbering)) for e in rows], dtype=np.int32)
+
+        # private address -> ENI, and public address -> ENI (NAT Elastic IPs included)
+        addresses.sort()
+        self._private_ips = np.array([a for a, _ in addresses], dtype=np.uint32)
+        self._private_eni = np.array([k for _, k in addresses], dtype=np.int32)
+        public: list[tuple[int, int, int]] = []  # (public ip, eni, private ip it maps to)
+        for e in rows:
+            if e.public_ip:
+                public.append((e.public_ip, e.index, e.ip))
+        self.nat_private_to_public: dict[int, int] = {}
+        for n, nid in enumerate(self.nat_ids):
+            nat = t.nat_gateways[nid]
+            eni = self.eni_index.get(nat.network_interface_id, -1)
+            for private, public_ip in nat.address_pairs:
+                if public_ip is not None:
+                    public.append((_u32(public_ip), eni, _u32(private)))
+                    self.nat_private_to_public[_u32(private)] = _u32(public_ip)
+        by_private = sorted((q, p) for p, _, q in public)
+        self._private_with_public = np.array([q for q, _ in by_private], dtype=np.uint32)
+        self._public_of_private = np.array([p for _, p in by_private], dtype=np.uint32)
+        public.sort()
+        self._public_ips = np.array([p for p, _, _ in public], dtype=np.uint32)
+        self._public_eni = np.array([e for _, e, _ in public], dtype=np.int32)
+        self._public_private = np.array([q for _, _, q in public], dtype=np.uint32)
+        self.nat_eni = np.array([self.eni_index.get(t.nat_gateways[n].network_interface_id, -1)
+                                 for n in self.nat_ids], dtype=np.int32)
+
+        # -- security groups: one compiled set per distinct combination on an ENI ------------
+        self.sg_set_groups = [key for key, _ in sorted(sg_sets.items(), key=lambda kv: kv[1])]
+
+        def rule_specs(group_id: str, egress: bool) -> list[SecurityGroupRuleSpec]:
+            out = []
+            for k, r in enumerate(t.security_groups[group_id].rules(egress)):
+                if r.cidr is not None:
+                    cidrs = (r.cidr,)
+                elif r.prefix_list_id is not None:
+                    cidrs = t.prefix_list_cidrs(r.prefix_list_id)
+                else:
+                    cidrs = tuple((ip, 32) for ip in members.get(r.security_group_id, ()))
+                if r.protocol == model.ICMP:
+                    lo, hi = r.icmp_type, r.icmp_code
+                else:
+                    lo, hi = r.port_range
+                out.append(SecurityGroupRuleSpec(r.protocol, lo, hi, cidrs, ref=(group_id, egress, k, r)))
+            return out
+
+        self.security_groups = CompiledSecurityGroups.compile([
+            SecurityGroupSetSpec(
+                tuple(s for g in groups for s in rule_specs(g, False)),
+                tuple(s for g in groups for s in rule_specs(g, True)),
+                ref=groups)
+            for groups in self.sg_set_groups])
+
+        # -- network ACLs ---------------------------------------------------------------------
+        def entry_spec(e: model.NetworkAclEntry) -> NetworkAclEntrySpec:
+            lo, hi = (e.icmp_type, e.icmp_code) if e.protocol == model.ICMP else e.port_range
+            return NetworkAclEntrySpec(e.rule_number, e.protocol, e.cidr, e.allows, lo, hi, ref=e)
+
+        acls = [t.network_acls[a] for a in self.nacl_ids]
+        self.network_acls = CompiledNetworkAcls.compile([
+            NetworkAclSpec(
+                tuple(entry_spec(e) for e in acl.rules(False) if not e.is_implicit_deny),
+                tuple(entry_spec(e) for e in acl.rules(True) if not e.is_implicit_deny),
+                ref=acl.id)
+            for acl in acls])
+
+        # -- route tables: LPM in the kernel, targets as codes + indexes here ---------------
+        self.route_target: list[np.ndarray] = []
+        self.route_target_index: list[np.ndarray] = []
+        tables = []
+        for rid in self.route_table_ids:
+            specs, kinds, indexes = [], [], []
+            for route in t.route_tables[rid].routes:
+                if route.is_prefix_list_route:
+                    specs.append(RouteSpec.from_prefix_list(t.prefix_list_cidrs(route.destination), ref=route))
+                else:
+                    specs.append(RouteSpec.static(route.destination, ref=route))
+                kind, index = self._target(route, nat_index, endpoint_index)
+                kinds.append(kind)
+                indexes.append(index)
+            tables.append(specs)
+            self.route_target.append(np.array(kinds, dtype=np.int8))
+            self.route_target_index.append(np.array(indexes, dtype=np.int32))
+        self.routes = CompiledRoutes.compile(tables)
+        # one flat array per table set: route (table, idx) -> code via offsets
+        offsets = np.cumsum([0] + [len(k) for k in self.route_target])
+        self._route_offset = offsets[:-1].astype(np.int64)
+        self._target_flat = np.concatenate(self.route_target + [np.zeros(1, np.int8)])
+        self._target_index_flat = np.concatenate(self.route_target_index + [np.zeros(1, np.int32)])
+
+    def _target(self, route: model.Route, nat_index: dict, endpoint_index: dict) -> tuple[Target, int]:
+        if route.is_blackhole:
+            return Target.BLACKHOLE, -1
+        kind = route.target_kind
+        if kind == "local":
+            return Target.LOCAL, -1
+        if kind == "igw":
+            return Target.IGW, -1
+        if kind == "nat":
+            return Target.NAT, nat_index[route.target]
+        if kind == "vpce":
+            ep = self.topology.vpc_endpoints[route.target]
+            return (Target.GATEWAY_ENDPOINT if ep.is_gateway else Target.UNMODELLED), endpoint_index[route.target]
+        if kind == "eni":
+            return Target.ENI, self.eni_index.get(route.target, -1)
+        if kind == "pcx":
+            return Target.PEERING, -1
+        return Target.UNMODELLED, -1
+
+    # -- lookups (vectorized) ------------------------------------------------------------------
+
+    def eni_of_private_ip(self, ips: np.ndarray) -> np.ndarray:
+        """ENI index holding each address (-1: none)."""
+        return _lookup(self._private_ips, self._private_eni, ips)
+
+    def public_ip_lookup(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ENI index, private address it maps to) for each public address (-1, 0: none)."""
+        pos = np.searchsorted(self._public_ips, ips)
+        pos = np.minimum(pos, max(len(self._public_ips) - 1, 0))
+        if len(self._public_ips) == 0:
+            return np.full(len(ips), -1, np.int32), np.zeros(len(ips), np.uint32)
+        hit = self._public_ips[pos] == ips
+        return (np.where(hit, self._public_eni[pos], -1).astype(np.int32),
+                np.where(hit, self._public_private[pos], 0).astype(np.uint32))
+
+    def public_of_private_ip(self, ips: np.ndarray) -> np.ndarray:
+        """The public address the internet gateway maps each private address to (0: none)."""
+        return _lookup(self._private_with_public, self._public_of_private, ips, missing=0).astype(np.uint32)
+
+    def route_targets(self, table: np.ndarray, route: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Target code, target index) for (table, route) pairs; route -1 gives Target.NONE."""
+        flat = np.where(route >= 0, self._route_offset[table] + route, len(self._target_flat) - 1)
+        kind = np.where(route >= 0, self._target_flat[flat], Target.NONE).astype(np.int8)
+        return kind, np.where(route >= 0, self._target_index_flat[flat], -1).astype(np.int32)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, missing: int = -1) -> np.ndarray:
+    """values[k] where keys[k] == query (keys sorted), else ``missing``."""
+    if len(keys) == 0:
+        return np.full(len(query), missing, values.dtype)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return np.where(keys[pos] == query, values[pos], missing).astype(values.dtype)
