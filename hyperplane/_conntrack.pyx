@@ -1,0 +1,557 @@
+# cython: language_level=3, embedsignature=True
+"""Security group connection tracking: "is this packet part of a flow the group already allowed?"
+
+Theory of operation
+===================
+
+Stateful security groups (SPEC §3; EC2 user guide, "Amazon EC2 security group connection
+tracking"): once a rule lets a packet through an ENI's security groups, the flow is tracked and
+every later packet of it, in either direction, passes whatever the rules say, until it idles out.
+One table serves every ENI: the caller gives each row the ENI index whose groups are evaluated at
+that stage (-1: no security group here) and the verdict of the rules (``rule_allowed``).
+
+Keys. A flow is (ENI, proto, endpoint A, endpoint B) with A the smaller (ip, port) of the two, so
+both directions of a connection find the same flow; ``side`` says which endpoint sent a packet.
+ICMP echo is keyed by the two addresses and the identifier (in src_port for a request, type 8,
+in dst_port for a reply, type 0); other ICMP types are not tracked (the rules alone decide).
+Other protocols are keyed by the addresses and the protocol only, as AWS documents.
+
+Per row, in order (a row sees the flows earlier rows created or ended):
+  eni < 0                          -> allowed, not tracked, nothing stored
+  untracked (ICMP but not echo)    -> allowed = rule_allowed, not tracked
+  live flow found                  -> allowed, tracked; the flow's state bits gain this packet and
+                                      its deadline becomes now + timeout[kind, bits]; a TCP RST
+                                      removes the flow (after letting the RST through); a pure SYN
+                                      on a flow that saw FIN both ways removes it first, so the new
+                                      connection is judged by the rules like any other
+  otherwise, rule_allowed          -> allowed, not tracked; the flow is created (not for a RST)
+  otherwise                        -> denied
+State bits: SEEN_A/SEEN_B (a packet came from that endpoint), FIN_A/FIN_B (TCP only). TCP is
+"opening" until both endpoints have sent, then "established", and "closing" after any FIN. UDP is
+a "stream" once both endpoints have sent. The timeout of each (kind, bits) is in a 64-entry table.
+
+Time is the packet's own ``time``, clamped to be non-decreasing (a NaN takes the current clock);
+a flow is live while now < expires. Nothing reads a clock.
+
+Expiry is lazy and amortized: a lookup that meets a dead flow removes it; when the slab of flows
+is full, one sweep reaps every dead flow, and the slab (and its index) doubles only if that freed
+less than a quarter of it. Each sweep costs O(slab) and buys at least slab/4 insertions, so
+expiry is O(1) amortized per new flow, and the slab stays within a small factor of the peak of
+live flows. ``expire(now)`` sweeps on demand (the counts become exact); ``forget(eni)`` removes
+every flow of a deleted ENI (one scan of the slab: ENI deletion is rare).
+
+The index is open addressing with linear probing and backward-shift deletion (no tombstones),
+at most half full; an entry is (8-bit hash tag << 24) | slot, so probing past a colliding entry
+does not read its flow. The batch loop works in blocks of 16 rows: canonicalise and hash the
+block, prefetch the index lines, then the flows they point to, then process the rows in order.
+"""
+
+cimport cython
+from libc.math cimport INFINITY
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+from hyperplane._types cimport packet_t
+
+import numpy as np
+
+cdef extern from *:
+    void __builtin_prefetch(const void* addr) nogil
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+cdef extern from "sys/mman.h" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int MADV_HUGEPAGE
+
+cdef enum:
+    EMPTY = 0xFFFFFFFF
+    SLOT_MASK = 0xFFFFFF           # index entries hold 24-bit slot numbers
+    SLOT_LIMIT = 0xFFFFFF          # slots 0..0xFFFFFE (0xFFFFFF with tag 0xFF would read EMPTY)
+    MAX_CAP = 1 << 24
+    MIN_CAP = 16
+    BLOCK = 16                     # rows whose memory is fetched together
+    CACHE_LINE = 64
+    HUGE_PAGE = 2 * 1024 * 1024
+    P_ICMP = 1
+    P_TCP = 6
+    P_UDP = 17
+    F_FIN = 0x01
+    F_SYN = 0x02
+    F_RST = 0x04
+    F_ACK = 0x10
+    ICMP_ECHO_REPLY = 0
+    ICMP_ECHO_REQUEST = 8
+
+# What a row is tracked as: the first four index the timeout table.
+cdef enum:
+    K_TCP = 0
+    K_UDP = 1
+    K_ICMP = 2
+    K_OTHER = 3
+    K_UNTRACKED = 4
+    K_NO_GROUP = 5
+
+# Flow state bits.
+cdef enum:
+    SEEN_A = 1
+    SEEN_B = 2
+    FIN_A = 4
+    FIN_B = 8
+    SEEN_BOTH = 3
+    FIN_BOTH = 12
+
+# A row's canonical key, computed for a whole block before it is processed.
+cdef struct key_t:
+    uint64_t hash
+    uint32_t ip_a
+    uint32_t ip_b
+    int32_t eni
+    uint16_t port_a
+    uint16_t port_b
+    uint8_t proto
+    uint8_t side                   # 0: the packet comes from endpoint A, 1: from B
+    uint8_t kind
+
+
+cdef void* aligned_alloc(size_t size) noexcept nogil:
+    """Cache-line aligned memory (flows never straddle a line); large tables get 2 MiB alignment
+    and transparent huge pages, since the loop touches them at random (TLB misses otherwise)."""
+    cdef void* p = NULL
+    cdef size_t align = HUGE_PAGE if size >= HUGE_PAGE else CACHE_LINE
+    if posix_memalign(&p, align, size) != 0:
+        return NULL
+    if size >= HUGE_PAGE:
+        madvise(p, size, MADV_HUGEPAGE)
+    return p
+
+
+#### keys and hashing
+
+cdef inline uint64_t mix(uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t h = (a * <uint64_t>0x9E3779B97F4A7C15) ^ ((b + <uint64_t>0x632BE59BD9B4E019) * <uint64_t>0xC2B2AE3D27D4EB4F)
+    h ^= h >> 31
+    h *= <uint64_t>0xD6E8FEB86659FD93
+    h ^= h >> 32
+    return h
+
+cdef inline uint64_t flow_hash(uint32_t ip_a, uint32_t ip_b, int32_t eni, uint16_t port_a,
+                               uint16_t port_b, uint8_t proto) noexcept nogil:
+    return mix((<uint64_t>ip_a << 32) | ip_b,
+               ((<uint64_t><uint32_t>eni << 32) | (<uint64_t>port_a << 16) | port_b)
+               ^ (<uint64_t>proto << 56))
+
+cdef inline uint64_t hash_of(const flow_t* f) noexcept nogil:
+    return flow_hash(f.ip_a, f.ip_b, f.eni, f.port_a, f.port_b, f.proto)
+
+cdef inline void order_by_ip(const packet_t* p, key_t* k) noexcept nogil:
+    if p.src_ip <= p.dst_ip:
+        k.ip_a = p.src_ip
+        k.ip_b = p.dst_ip
+        k.side = 0
+    else:
+        k.ip_a = p.dst_ip
+        k.ip_b = p.src_ip
+        k.side = 1
+
+cdef inline void canonical_key(const packet_t* p, int32_t eni, key_t* k) noexcept nogil:
+    """Fill ``k`` with the orientation-free key of a row (kind K_NO_GROUP/K_UNTRACKED: no key)."""
+    k.eni = eni
+    k.proto = p.proto
+    if eni < 0:
+        k.kind = K_NO_GROUP
+        return
+    if p.proto == P_TCP or p.proto == P_UDP:
+        k.kind = K_TCP if p.proto == P_TCP else K_UDP
+        if ((<uint64_t>p.src_ip << 16) | p.src_port) <= ((<uint64_t>p.dst_ip << 16) | p.dst_port):
+            k.ip_a = p.src_ip
+            k.port_a = p.src_port
+            k.ip_b = p.dst_ip
+            k.port_b = p.dst_port
+            k.side = 0
+        else:
+            k.ip_a = p.dst_ip
+            k.port_a = p.dst_port
+            k.ip_b = p.src_ip
+            k.port_b = p.src_port
+            k.side = 1
+    elif p.proto == P_ICMP:
+        if p.flags == ICMP_ECHO_REQUEST:
+            k.port_a = p.src_port
+        elif p.flags == ICMP_ECHO_REPLY:
+            k.port_a = p.dst_port
+        else:
+            k.kind = K_UNTRACKED
+            return
+        k.kind = K_ICMP
+        k.port_b = 0
+        order_by_ip(p, k)
+    else:
+        k.kind = K_OTHER
+        k.port_a = 0
+        k.port_b = 0
+        order_by_ip(p, k)
+    k.hash = flow_hash(k.ip_a, k.ip_b, eni, k.port_a, k.port_b, k.proto)
+
+
+#### index (linear probing, backward-shift deletion: no tombstones)
+
+cdef inline uint32_t find(const track_t* st, const key_t* k) noexcept nogil:
+    cdef uint32_t i = <uint32_t>k.hash & st.idx_mask
+    cdef uint32_t tag = <uint32_t>(k.hash >> 56)
+    cdef uint32_t e, s
+    cdef const flow_t* f
+    while True:
+        e = st.index[i]
+        if e == EMPTY:
+            return EMPTY
+        if (e >> 24) == tag:
+            s = e & SLOT_MASK
+            f = &st.flows[s]
+            if (f.ip_a == k.ip_a and f.ip_b == k.ip_b and f.eni == k.eni
+                    and f.port_a == k.port_a and f.port_b == k.port_b and f.proto == k.proto):
+                return s
+        i = (i + 1) & st.idx_mask
+
+cdef inline void idx_put(uint32_t* tab, uint32_t mask, uint64_t h, uint32_t s) noexcept nogil:
+    cdef uint32_t i = <uint32_t>h & mask
+    while tab[i] != EMPTY:
+        i = (i + 1) & mask
+    tab[i] = (<uint32_t>(h >> 56) << 24) | s
+
+cdef void idx_remove(track_t* st, uint32_t s) noexcept nogil:
+    cdef uint32_t mask = st.idx_mask
+    cdef uint32_t* tab = st.index
+    cdef uint32_t i = <uint32_t>hash_of(&st.flows[s]) & mask
+    cdef uint32_t j, k
+    while (tab[i] & SLOT_MASK) != s:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if tab[j] == EMPTY:
+            break
+        k = <uint32_t>hash_of(&st.flows[tab[j] & SLOT_MASK]) & mask
+        # the entry at j may stay if its home k lies cyclically in (i, j]
+        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
+            continue
+        tab[i] = tab[j]
+        i = j
+    tab[i] = EMPTY
+
+cdef inline void prefetch_flow(const track_t* st, uint64_t h) noexcept nogil:
+    """Find the index entry whose tag matches (its line was prefetched before) and prefetch the
+    flow it points to."""
+    cdef uint32_t i = <uint32_t>h & st.idx_mask
+    cdef uint32_t tag = <uint32_t>(h >> 56)
+    cdef uint32_t e = st.index[i]
+    while e != EMPTY:
+        if (e >> 24) == tag:
+            __builtin_prefetch(&st.flows[e & SLOT_MASK])
+            return
+        i = (i + 1) & st.idx_mask
+        e = st.index[i]
+
+
+#### the slab: killing, sweeping, growing
+
+cdef void kill(track_t* st, uint32_t s, int expired) noexcept nogil:
+    """Remove a flow from the index and free its slot."""
+    cdef flow_t* f = &st.flows[s]
+    idx_remove(st, s)
+    f.bits = 0
+    f.next_free = st.free_head
+    st.free_head = s
+    st.stored -= 1
+    if expired:
+        st.expired += 1
+    else:
+        st.closed += 1
+
+cdef uint64_t sweep(track_t* st, double now) noexcept nogil:
+    """Reap every flow whose deadline is at or before ``now``; returns how many."""
+    cdef uint32_t s
+    cdef uint64_t n = 0
+    for s in range(st.used):
+        if st.flows[s].bits != 0 and st.flows[s].expires <= now:
+            kill(st, s, 1)
+            n += 1
+    return n
+
+cdef uint64_t forget_eni(track_t* st, int32_t eni) noexcept nogil:
+    cdef uint32_t s
+    cdef uint64_t n = 0
+    for s in range(st.used):
+        if st.flows[s].bits != 0 and st.flows[s].eni == eni:
+            kill(st, s, 0)
+            n += 1
+    return n
+
+cdef int grow(track_t* st) noexcept nogil:
+    """Double the slab and rebuild the index at twice that size. -1 when out of memory."""
+    cdef uint32_t newcap = st.cap * 2
+    cdef uint32_t newmask = newcap * 2 - 1
+    cdef flow_t* nf = <flow_t*>aligned_alloc(<size_t>newcap * sizeof(flow_t))
+    cdef uint32_t* ni = <uint32_t*>aligned_alloc(<size_t>newcap * 2 * sizeof(uint32_t))
+    cdef uint32_t s
+    if nf == NULL or ni == NULL:
+        free(nf)
+        free(ni)
+        return -1
+    memcpy(nf, st.flows, <size_t>st.used * sizeof(flow_t))
+    memset(ni, 0xFF, <size_t>newcap * 2 * sizeof(uint32_t))
+    for s in range(st.used):
+        if nf[s].bits != 0:
+            idx_put(ni, newmask, hash_of(&nf[s]), s)
+    free(st.flows)
+    free(st.index)
+    st.flows = nf
+    st.index = ni
+    st.cap = newcap
+    st.idx_mask = newmask
+    return 0
+
+cdef int reserve(track_t* st, double now) noexcept nogil:
+    """Make room for one more flow: 0, or -1 out of memory, -2 at the maximum of flows."""
+    cdef uint64_t freed
+    cdef uint32_t limit = st.cap if st.cap < SLOT_LIMIT else SLOT_LIMIT
+    if st.free_head != EMPTY or st.used < limit:
+        return 0
+    freed = sweep(st, now)
+    if freed * 4 >= st.cap:
+        return 0
+    if st.cap >= MAX_CAP:
+        return 0 if freed else -2
+    if grow(st) < 0:
+        return 0 if freed else -1
+    return 0
+
+cdef inline uint32_t take_slot(track_t* st) noexcept nogil:
+    cdef uint32_t s
+    if st.free_head != EMPTY:
+        s = st.free_head
+        st.free_head = st.flows[s].next_free
+    else:
+        s = st.used
+        st.used += 1
+    return s
+
+
+#### the batch kernel
+
+cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const uint8_t* rule,
+                    uint8_t* allowed, uint8_t* tracked, Py_ssize_t n) noexcept nogil:
+    """Decide rows 0..n-1. Returns n, or the row where it stopped (out of memory / full)."""
+    cdef key_t keys[BLOCK]
+    cdef key_t* k
+    cdef const packet_t* p
+    cdef flow_t* f
+    cdef Py_ssize_t i0, i, j, m
+    cdef uint32_t s
+    cdef uint8_t bits
+    cdef double t
+    cdef int is_tcp, room
+    i0 = 0
+    while i0 < n:
+        m = n - i0 if n - i0 < BLOCK else BLOCK
+        # VPP-style: put the block's index lines, then its flows, in flight together. Hashes
+        # depend on the row alone, so they stay valid if the index grows meanwhile.
+        for j in range(m):
+            canonical_key(&pk[i0 + j], eni[i0 + j], &keys[j])
+            if keys[j].kind < K_UNTRACKED:
+                __builtin_prefetch(&st.index[<uint32_t>keys[j].hash & st.idx_mask])
+        for j in range(m):
+            if keys[j].kind < K_UNTRACKED:
+                prefetch_flow(st, keys[j].hash)
+        for j in range(m):
+            i = i0 + j
+            k = &keys[j]
+            p = &pk[i]
+            t = p.time
+            if not (t >= st.now):
+                t = st.now
+            st.now = t
+            if k.kind == K_NO_GROUP:
+                allowed[i] = 1
+                tracked[i] = 0
+                continue
+            if k.kind == K_UNTRACKED:
+                allowed[i] = rule[i] != 0
+                tracked[i] = 0
+                continue
+            is_tcp = k.kind == K_TCP
+            s = find(st, k)
+            if s != EMPTY:
+                f = &st.flows[s]
+                if f.expires <= t:
+                    kill(st, s, 1)
+                    s = EMPTY
+                elif (is_tcp and (p.flags & (F_SYN | F_ACK | F_RST | F_FIN)) == F_SYN
+                        and (f.bits & FIN_BOTH) == FIN_BOTH):
+                    kill(st, s, 0)          # a new connection on the tuple of a closed one
+                    s = EMPTY
+            if s != EMPTY:
+                allowed[i] = 1
+                tracked[i] = 1
+                if is_tcp and (p.flags & F_RST):
+                    kill(st, s, 0)
+                else:
+                    bits = f.bits | (SEEN_A << k.side)
+                    if is_tcp and (p.flags & F_FIN):
+                        bits |= FIN_A << k.side
+                    f.bits = bits
+                    f.expires = t + st.timeout[k.kind * N_BITS + bits]
+            elif rule[i] != 0:
+                allowed[i] = 1
+                tracked[i] = 0
+                if is_tcp and (p.flags & F_RST):
+                    continue                # a RST opens nothing
+                room = reserve(st, t)
+                if room < 0:
+                    st.oom = room
+                    return i
+                s = take_slot(st)
+                f = &st.flows[s]
+                f.ip_a = k.ip_a
+                f.ip_b = k.ip_b
+                f.eni = k.eni
+                f.port_a = k.port_a
+                f.port_b = k.port_b
+                f.proto = k.proto
+                bits = SEEN_A << k.side
+                if is_tcp and (p.flags & F_FIN):
+                    bits |= FIN_A << k.side
+                f.bits = bits
+                f.expires = t + st.timeout[k.kind * N_BITS + bits]
+                idx_put(st.index, st.idx_mask, k.hash, s)
+                st.stored += 1
+                st.created += 1
+            else:
+                allowed[i] = 0
+                tracked[i] = 0
+        i0 += m
+    return n
+
+
+#### the Python-facing class
+
+@cython.final
+cdef class ConntrackCore:
+    """The compiled table. Use ``hyperplane.conntrack.ConnectionTracker``, which validates
+    arguments and holds AWS's defaults."""
+
+    def __cinit__(self, double tcp_opening, double tcp_established, double tcp_closing,
+                  double udp, double udp_stream, double icmp, double other,
+                  uint32_t capacity=1024):
+        cdef uint32_t cap = MIN_CAP
+        cdef int b
+        while cap < capacity and cap < MAX_CAP:
+            cap *= 2
+        memset(&self.st, 0, sizeof(track_t))
+        for b in range(N_BITS):
+            if b & FIN_BOTH:
+                self.st.timeout[K_TCP * N_BITS + b] = tcp_closing
+            elif (b & SEEN_BOTH) == SEEN_BOTH:
+                self.st.timeout[K_TCP * N_BITS + b] = tcp_established
+            else:
+                self.st.timeout[K_TCP * N_BITS + b] = tcp_opening
+            self.st.timeout[K_UDP * N_BITS + b] = udp_stream if (b & SEEN_BOTH) == SEEN_BOTH else udp
+            self.st.timeout[K_ICMP * N_BITS + b] = icmp
+            self.st.timeout[K_OTHER * N_BITS + b] = other
+        self.st.now = -INFINITY
+        self.st.free_head = EMPTY
+        self.st.cap = cap
+        self.st.idx_mask = cap * 2 - 1
+        self.st.flows = <flow_t*>aligned_alloc(<size_t>cap * sizeof(flow_t))
+        self.st.index = <uint32_t*>aligned_alloc(<size_t>cap * 2 * sizeof(uint32_t))
+        if self.st.flows == NULL or self.st.index == NULL:
+            raise MemoryError("cannot allocate the connection tracking table")
+        memset(self.st.index, 0xFF, <size_t>cap * 2 * sizeof(uint32_t))
+
+    def __dealloc__(self):
+        free(self.st.flows)
+        free(self.st.index)
+
+    def __reduce__(self):
+        raise TypeError("a ConntrackCore cannot be pickled")
+
+    def check(self, const int32_t[::1] eni not None, const packet_t[::1] packets not None,
+              const uint8_t[::1] rule_allowed not None, uint8_t[::1] allowed not None,
+              uint8_t[::1] tracked not None):
+        """Decide every row in order, writing ``allowed`` and ``tracked`` (one byte per row)."""
+        cdef Py_ssize_t n = packets.shape[0]
+        cdef Py_ssize_t stop
+        cdef int code
+        if eni.shape[0] != n:
+            raise ValueError(f"eni has {eni.shape[0]} rows for {n} packets")
+        if rule_allowed.shape[0] != n:
+            raise ValueError(f"rule_allowed has {rule_allowed.shape[0]} rows for {n} packets")
+        if allowed.shape[0] != n or tracked.shape[0] != n:
+            raise ValueError(f"allowed and tracked must have {n} rows")
+        if n == 0:
+            return
+        with nogil:
+            stop = run(&self.st, &eni[0], &packets[0], &rule_allowed[0], &allowed[0], &tracked[0], n)
+        if stop != n:
+            code = self.st.oom
+            self.st.oom = 0
+            if code == -2:
+                raise MemoryError(f"connection tracking table is full ({SLOT_LIMIT} flows) at row {stop}")
+            raise MemoryError(f"connection tracking table cannot grow (row {stop})")
+
+    def expire(self, double now):
+        """Reap every flow whose deadline is at or before ``now`` (clamped to the clock)."""
+        cdef uint64_t n
+        if not (now >= self.st.now):
+            now = self.st.now
+        self.st.now = now
+        with nogil:
+            n = sweep(&self.st, now)
+        return n
+
+    def forget(self, int32_t eni):
+        """Remove every flow of ``eni``; returns how many."""
+        cdef uint64_t n
+        with nogil:
+            n = forget_eni(&self.st, eni)
+        return n
+
+    @property
+    def now(self):
+        return self.st.now
+
+    @property
+    def live(self):
+        return self.st.stored
+
+    @property
+    def capacity(self):
+        return self.st.cap
+
+    def counters(self):
+        return {"created": self.st.created, "expired": self.st.expired, "closed": self.st.closed}
+
+    def memory_bytes(self):
+        return (<size_t>self.st.cap * sizeof(flow_t)
+                + <size_t>(self.st.idx_mask + 1) * sizeof(uint32_t) + sizeof(track_t))
+
+    def timeout_table(self):
+        """The 64 timeouts, indexed kind * 16 + bits (kinds: TCP, UDP, ICMP, other)."""
+        return [self.st.timeout[b] for b in range(N_KINDS * N_BITS)]
+
+    def flows(self):
+        """Every stored flow, as columns (for tests and listings; not a hot path)."""
+        cdef Py_ssize_t k = 0
+        cdef uint32_t s
+        cdef flow_t* f
+        cols = np.zeros(self.st.stored, dtype=[
+            ("eni", "<i4"), ("proto", "u1"), ("ip_a", "<u4"), ("port_a", "<u2"),
+            ("ip_b", "<u4"), ("port_b", "<u2"), ("bits", "u1"), ("expires", "<f8")])
+        for s in range(self.st.used):
+            f = &self.st.flows[s]
+            if f.bits != 0:
+                cols[k] = (f.eni, f.proto, f.ip_a, f.port_a, f.ip_b, f.port_b, f.bits, f.expires)
+                k += 1
+        return cols
