@@ -563,3 +563,62 @@ def test_differential_test_catches_a_broken_reference(mutant):
                  settings=settings(max_examples=2000, deadline=None, database=None,
                                    phases=[Phase.generate]))  # no shrinking: finding is the point
     assert first_difference(found, mutant) is not None
+
+
+def random_traffic(seed: int, n: int = 3000) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """Many conversations at once (hundreds of flows, so the index has long probe runs), in both
+    directions, with RSTs, FINs, tuple reuse, several ENIs and time jumps."""
+    rng = np.random.default_rng(seed)
+    n_conv = int(np.exp(rng.uniform(np.log(8), np.log(600))))  # small tables wrap their probes often
+    protos = rng.choice([TCP, TCP, TCP, UDP, UDP, ICMP, GRE], n_conv)
+    a_ip = ip("10.0.0.0") + rng.integers(0, 40, n_conv)
+    b_ip = ip("10.0.1.0") + rng.integers(0, 40, n_conv)
+    a_port = rng.integers(1, 30, n_conv)
+    b_port = rng.integers(1, 5, n_conv)
+    conv = rng.integers(0, n_conv, n)
+    back = rng.random(n) < 0.5
+    recs = packets(n)
+    recs["time"] = np.cumsum(rng.choice([0.0, 0.0, 0.01, 0.3, 1.0, 2.5, -1.0], n))
+    recs["src_ip"] = np.where(back, b_ip[conv], a_ip[conv])
+    recs["dst_ip"] = np.where(back, a_ip[conv], b_ip[conv])
+    recs["src_port"] = np.where(back, b_port[conv], a_port[conv])
+    recs["dst_port"] = np.where(back, a_port[conv], b_port[conv])
+    recs["proto"] = protos[conv]
+    tcp_flags = rng.choice(TCP_FLAGS, n)
+    icmp_type = np.where(back, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST)
+    icmp_type[rng.random(n) < 0.1] = 3
+    recs["flags"] = np.where(recs["proto"] == TCP, tcp_flags, np.where(recs["proto"] == ICMP, icmp_type, 0))
+    icmp = recs["proto"] == ICMP
+    ident = a_port[conv]
+    recs["src_port"][icmp] = np.where(back, 0, ident)[icmp]
+    recs["dst_port"][icmp] = np.where(back, ident, 0)[icmp]
+    eni = rng.choice(np.array([-1, 0, 1, 2, 3], dtype=np.int32), n, p=[0.05, 0.4, 0.3, 0.15, 0.1])
+    rule = rng.random(n) < 0.3
+    cuts = np.sort(rng.integers(0, n, int(rng.integers(1, 12))))
+    return list(cuts), eni, recs, rule
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_compiled_tracker_agrees_with_reference_model_on_busy_traffic(seed):
+    cuts, eni, recs, rule = random_traffic(seed)
+    tracker = ConnectionTracker(SHORT, capacity=1)
+    ref = ReferenceTracker(SHORT)
+    start = 0
+    for k, stop in enumerate(cuts + [len(recs)]):
+        got = tracker.check(eni[start:stop], recs[start:stop], rule[start:stop])
+        want = ref.check(eni[start:stop].tolist(), recs[start:stop].tolist(), rule[start:stop].tolist())
+        assert (got.allowed.tolist(), got.tracked.tolist()) == want, f"batch {k}"
+        start = stop
+        if k % 3 == 1:
+            tracker.forget(k % 4)
+            ref.forget(k % 4)
+        if k % 4 == 2:
+            now = tracker.now + 1.0
+            tracker.expire(now)
+            ref.expire(now)
+            assert listing(tracker) == ref.listing()
+    tracker.expire(tracker.now)
+    ref.expire(ref.now)
+    assert listing(tracker) == ref.listing()
+    assert tracker.counters()["created"] > 20
