@@ -12,6 +12,7 @@ import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
+from hyperplane._batch import independent_runs
 from hyperplane.conntrack import ConnectionTracker
 from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.loaders import load_example_topology, load_topology
@@ -132,11 +133,12 @@ class Network:
         if self._pipeline is None or service.generation != self._compiled_generation:
             enis = self.hyperplane_enis
             vpc = CompiledVpc(self.topology, enis, self._eni_numbers)
-            for pool in service.pools:
+            for pool in [*service.pools, *(e.pool for e in enis)]:
                 if all(pool is not p for p in self._pools):
                     self._pools.append(pool)
             pool_index = {id(p): k for k, p in enumerate(self._pools)}
-            pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis}
+            # an orphaned ENI's pool is gone: nothing translates for it any more
+            pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis if e.pool.live}
             self._pipeline = Pipeline(vpc, self._nat_tables, [p.table for p in self._pools], pool_of_eni,
                                       self._conntrack)
             self._compiled_generation = service.generation
@@ -151,13 +153,23 @@ class Network:
         ``origin`` per row (or one for all): ``Origin.ENI`` with ``origin_index`` the compiled
         ENI index (``net.compiled.eni_index[id]``), ``Origin.INTERNET``, ``Origin.FUNCTION``
         with a pool index, or ``Origin.GATEWAY_ENDPOINT``. Rows keep their own ``time``.
+
+        The result is the one row-by-row processing would give: the batch is cut where a row
+        answers an earlier one (see ``hyperplane._batch``), and each run goes through the
+        stages as a whole.
         """
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
             raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
         n = len(packets)
-        origin = np.broadcast_to(np.asarray(origin, dtype=np.int8), (n,))
-        origin_index = np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,))
-        return self._current_pipeline().run(packets, origin, origin_index)
+        packets = np.ascontiguousarray(packets)
+        origin = np.ascontiguousarray(np.broadcast_to(np.asarray(origin, dtype=np.int8), (n,)))
+        origin_index = np.ascontiguousarray(np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,)))
+        pipeline = self._current_pipeline()
+        bounds = list(independent_runs(packets)) + [n]
+        if len(bounds) <= 2:
+            return pipeline.run(packets, origin, origin_index)
+        parts = [pipeline.run(packets[a:b], origin[a:b], origin_index[a:b]) for a, b in zip(bounds, bounds[1:])]
+        return BatchResult.concatenate(parts, bounds)
 
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or

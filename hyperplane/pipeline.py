@@ -69,6 +69,14 @@ class BatchResult:
     location: np.ndarray  # int32 ENI index where it was delivered or stopped (-1: none)
     facts: Facts
 
+    @classmethod
+    def concatenate(cls, parts: list[BatchResult], starts: list[int]) -> BatchResult:
+        """One result from the results of consecutive runs starting at ``starts``."""
+        facts = Facts([(stage, rows + start, cols) for part, start in zip(parts, starts)
+                       for stage, rows, cols in part.facts.stages])
+        return cls(np.concatenate([p.packets for p in parts]), np.concatenate([p.reason for p in parts]),
+                   np.concatenate([p.location for p in parts]), facts)
+
     @property
     def disposition(self) -> np.ndarray:
         return _DISPOSITION[self.reason]
@@ -121,13 +129,21 @@ class Pipeline:
         self.vpc = vpc
         self.nat_tables = nat_tables  # one per NAT gateway, in vpc.nat_ids order
         self.pools = pools  # V2N tables, by pool index
-        self.pool_of_eni = pool_of_eni  # Hyperplane ENI index -> pool index
+        # ENI index -> pool index of its Hyperplane ENI pool (-1: not a live Hyperplane ENI)
+        self.pool_of_eni = np.full(len(vpc.enis), -1, np.int32)
+        for eni, pool in pool_of_eni.items():
+            self.pool_of_eni[eni] = pool
         self.conntrack = conntrack
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray) -> BatchResult:
         walk = _Walk(self, packets)
         walk.start(np.asarray(origin), np.asarray(origin_index, dtype=np.int32))
         return BatchResult(walk.out, walk.reason, walk.location, walk.facts)
+
+
+def _keep(mask: np.ndarray | None, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays filtered by a mask (None: all rows, no copy)."""
+    return arrays if mask is None else tuple(a[mask] for a in arrays)
 
 
 class _Walk:
@@ -150,12 +166,14 @@ class _Walk:
             self.reason[rows] = reason
             self.location[rows] = where
 
-    def _split(self, rows: np.ndarray, ok: np.ndarray, reason: Reason, where) -> np.ndarray:
-        """Finish the rows where ``ok`` is false with ``reason``; return the others."""
-        ok = ok.astype(bool)
+    def _split(self, rows: np.ndarray, ok: np.ndarray, reason: Reason, where) -> np.ndarray | None:
+        """Finish the rows where ``ok`` is false with ``reason``; the mask of the others (None:
+        all of them)."""
+        ok = ok.view(bool) if ok.dtype == np.uint8 else ok
+        if ok.all():
+            return None
         bad = ~ok
-        if bad.any():
-            self.finish(rows[bad], reason, where[bad] if isinstance(where, np.ndarray) else where)
+        self.finish(rows[bad], reason, where[bad] if isinstance(where, np.ndarray) else where)
         return ok
 
     # -- entry points ------------------------------------------------------------------------
@@ -183,15 +201,16 @@ class _Walk:
             eni, private = vpc.public_ip_lookup(self.out["dst_ip"][rows])
             self.facts.add("igw_in", rows, public_ip=self.out["dst_ip"][rows], private_ip=private, eni=eni)
             ok = self._split(rows, eni >= 0, Reason.NOT_A_VPC_PUBLIC_ADDRESS, -1)
-            rows, eni = rows[ok], eni[ok]
-            self.out["dst_ip"][rows] = private[ok]
+            rows, eni, private = _keep(ok, rows, eni, private)
+            self.out["dst_ip"][rows] = private
             self.arrive(rows, eni, np.full(len(rows), -1, np.int32))
         rows = np.flatnonzero(origin == Origin.GATEWAY_ENDPOINT)
         if rows.size:
             eni = vpc.eni_of_private_ip(self.out["dst_ip"][rows])
             self.facts.add("endpoint_in", rows, endpoint=index[rows], eni=eni)
             ok = self._split(rows, eni >= 0, Reason.NO_ENI_AT_ADDRESS, -1)
-            self.arrive(rows[ok], eni[ok], np.full(int(ok.sum()), -1, np.int32))
+            rows, eni = _keep(ok, rows, eni)
+            self.arrive(rows, eni, np.full(len(rows), -1, np.int32))
         for _ in range(MAX_HOPS):
             if not self.senders:
                 break
@@ -205,57 +224,63 @@ class _Walk:
     def send(self, rows: np.ndarray, eni: np.ndarray) -> None:
         """A packet leaves an ENI: SG egress, DNS, route, NACL out, then its target."""
         vpc, out = self.vpc, self.out
+        pk = out[rows]
         sg = vpc.eni_sg_set[eni]
-        rule_ok, rule = vpc.security_groups.evaluate_records(out[rows], sg, EGRESS)
-        allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), out[rows], rule_ok)
+        rule_ok, rule = vpc.security_groups.evaluate_records(pk, sg, EGRESS)
+        allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), pk, rule_ok)
         self.facts.add("sg_egress", rows, eni=eni, sg_set=sg, allowed=allowed, rule=rule, tracked=tracked)
         ok = self._split(rows, allowed, Reason.SG_EGRESS_DENY, eni)
-        rows, eni = rows[ok], eni[ok]
+        rows, eni, pk = _keep(ok, rows, eni, pk)
 
         subnet = vpc.eni_subnet[eni]
-        dns = out["dst_ip"][rows] == vpc.subnet_dns[subnet]
+        dns = pk["dst_ip"] == vpc.subnet_dns[subnet]
         if dns.any():
             self.facts.add("dns", rows[dns], subnet=subnet[dns])
             self.finish(rows[dns], Reason.DELIVERED_TO_DNS_RESOLVER, eni[dns])
-            rows, eni, subnet = rows[~dns], eni[~dns], subnet[~dns]
+            rows, eni, subnet, pk = _keep(~dns, rows, eni, subnet, pk)
 
         table = vpc.subnet_route_table[subnet]
-        route = vpc.routes.lookup_records(out[rows], table)
+        route = vpc.routes.lookup_records(pk, table)
         kind, target = vpc.route_targets(table, route)
-        dst_eni = np.where(kind == Target.LOCAL, vpc.eni_of_private_ip(out["dst_ip"][rows]),
+        local = (kind == Target.LOCAL) | (kind == Target.ENI)
+        dst_eni = np.where(kind == Target.LOCAL, vpc.eni_of_private_ip(pk["dst_ip"]),
                            np.where(kind == Target.ENI, target, -1)).astype(np.int32)
         self.facts.add("route", rows, eni=eni, subnet=subnet, table=table, route=route, target=kind,
                        target_index=target)
 
-        inside = ((kind == Target.LOCAL) | (kind == Target.ENI)) & (dst_eni >= 0)
-        same_subnet = inside & (vpc.eni_subnet[np.maximum(dst_eni, 0)] == subnet)
+        same_subnet = local & (dst_eni >= 0) & (vpc.eni_subnet[np.maximum(dst_eni, 0)] == subnet)
         nacl = np.where(same_subnet, -1, vpc.subnet_nacl[subnet]).astype(np.int32)
-        allowed, number = vpc.network_acls.evaluate_records(out[rows], nacl, OUTBOUND)
+        allowed, number = vpc.network_acls.evaluate_records(pk, nacl, OUTBOUND)
         self.facts.add("nacl_out", rows, subnet=subnet, nacl=nacl, allowed=allowed, rule_number=number)
         ok = self._split(rows, allowed, Reason.NACL_OUT_DENY, eni)
-        rows, eni, subnet, kind, target, dst_eni = rows[ok], eni[ok], subnet[ok], kind[ok], target[ok], dst_eni[ok]
+        rows, eni, subnet, kind, target, dst_eni, local, pk = _keep(
+            ok, rows, eni, subnet, kind, target, dst_eni, local, pk)
 
-        local = (kind == Target.LOCAL) | (kind == Target.ENI)
-        missing = local & (dst_eni < 0)
-        self.finish(rows[missing], Reason.NO_ENI_AT_ADDRESS, eni[missing])
-        go = local & ~missing
-        self.arrive(rows[go], dst_eni[go], subnet[go])
-        nat = kind == Target.NAT
-        self.enter_nat(rows[nat], target[nat], subnet[nat])
-        igw = kind == Target.IGW
-        self.leave_by_igw(rows[igw], eni[igw])
-        gwe = kind == Target.GATEWAY_ENDPOINT
-        if gwe.any():
-            r = rows[gwe]
-            carried = (out["proto"][r] == TCP) | ((out["proto"][r] == ICMP) & (out["flags"][r] == ICMP_ECHO_REQUEST))
-            self.finish(r[carried], Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni[gwe][carried])
-            self.finish(r[~carried], Reason.GATEWAY_ENDPOINT_PROTOCOL, eni[gwe][~carried])
+        present = np.bincount(kind, minlength=len(Target))
+        if present[Target.LOCAL] or present[Target.ENI]:
+            missing = local & (dst_eni < 0)
+            self.finish(rows[missing], Reason.NO_ENI_AT_ADDRESS, eni[missing])
+            go = local & ~missing
+            self.arrive(*_keep(go, rows, dst_eni, subnet))
+        if present[Target.NAT]:
+            nat = kind == Target.NAT
+            self.enter_nat(rows[nat], target[nat], subnet[nat])
+        if present[Target.IGW]:
+            igw = kind == Target.IGW
+            self.leave_by_igw(rows[igw], eni[igw])
+        if present[Target.GATEWAY_ENDPOINT]:
+            gwe = kind == Target.GATEWAY_ENDPOINT
+            r, e, p = rows[gwe], eni[gwe], pk[gwe]
+            carried = (p["proto"] == TCP) | ((p["proto"] == ICMP) & (p["flags"] == ICMP_ECHO_REQUEST))
+            self.finish(r[carried], Reason.DELIVERED_TO_GATEWAY_ENDPOINT, e[carried])
+            self.finish(r[~carried], Reason.GATEWAY_ENDPOINT_PROTOCOL, e[~carried])
         for code, reason in ((Target.PEERING, Reason.FORWARDED_TO_PEERING),
                              (Target.BLACKHOLE, Reason.BLACKHOLE_ROUTE),
                              (Target.NONE, Reason.NO_ROUTE),
                              (Target.UNMODELLED, Reason.UNMODELLED_TARGET)):
-            m = kind == code
-            self.finish(rows[m], reason, eni[m])
+            if present[code]:
+                m = kind == code
+                self.finish(rows[m], reason, eni[m])
 
     def leave_by_igw(self, rows: np.ndarray, eni: np.ndarray) -> None:
         """The internet gateway maps the private source to its public IP (1:1), or drops it."""
@@ -301,7 +326,7 @@ class _Walk:
         allowed, number = vpc.network_acls.evaluate_records(self.out[rows], nacl, INBOUND)
         self.facts.add("nacl_in", rows, subnet=subnet, nacl=nacl, allowed=allowed, rule_number=number)
         ok = self._split(rows, allowed, Reason.NACL_IN_DENY, eni)
-        return rows[ok], eni[ok]
+        return _keep(ok, rows, eni)
 
     def arrive(self, rows: np.ndarray, eni: np.ndarray, from_subnet: np.ndarray) -> None:
         """A packet reaches an ENI: NACL in, then by kind: SG ingress, V2N back, NAT gateway."""
@@ -323,13 +348,14 @@ class _Walk:
         allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), self.out[rows], rule_ok)
         self.facts.add("sg_ingress", rows, eni=eni, sg_set=sg, allowed=allowed, rule=rule, tracked=tracked)
         ok = self._split(rows, allowed, Reason.SG_INGRESS_DENY, eni)
-        rows, eni, kind = rows[ok], eni[ok], kind[ok]
+        rows, eni, kind = _keep(ok, rows, eni, kind)
         hp = kind == EniKind.HYPERPLANE
         self.finish(rows[~hp], Reason.DELIVERED, eni[~hp])
         if hp.any():
-            rows, eni = rows[hp], eni[hp]
-            pool = np.array([self.p.pool_of_eni[int(e)] for e in eni], dtype=np.int32)
-            for p in np.unique(pool):
+            rows, eni = _keep(hp, rows, eni)
+            pool = self.p.pool_of_eni[eni]
+            self.finish(rows[pool < 0], Reason.V2N_UNSOLICITED_INBOUND, eni[pool < 0])
+            for p in np.unique(pool[pool >= 0]):
                 r, e = rows[pool == p], eni[pool == p]
                 before = self.out[r].copy()
                 res = self.p.pools[p].process(before, Direction.IN)

@@ -1,0 +1,105 @@
+"""Throughput of the whole pipeline through the built-in example topology.
+
+    python benchmarks/pipeline_throughput.py [--packets 1000000]
+
+Traffic: the function `orders` (two Hyperplane ENIs, private subnets) talking to the Redis cache,
+the database, S3 through the gateway endpoint and the internet through the NAT gateway, on
+tens of thousands of open connections; the measured batch is established traffic (ACKs) of
+those connections, in both directions. The last line is one JSON object:
+  pipeline_mpps            packets/s through Network.process (V2N, SGs with tracking, routes,
+                           NACLs, NAT gateway, IGW, endpoint), in millions
+  replies_mpps             the answers, walked back (internet -> NAT -> Hyperplane ENI, cache -> ENI)
+  per_packet_python_pps    the scripting API (scapy packet -> Function.send) on a prefix
+  ratio_vs_per_packet_python  pipeline_mpps * 1e6 / per_packet_python_pps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from scapy.layers.inet import IP, TCP
+
+import hyperplane as hp
+from hyperplane.pipeline import Origin
+from hyperplane.records import ACK, SYN, TCP as P_TCP, ip, packets
+
+DESTINATIONS = [("10.0.21.10", 6379), ("10.0.20.10", 5432), ("52.216.8.1", 443), ("93.184.216.34", 443)]
+
+
+def best(fn, repeat: int) -> float:
+    t = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - t0)
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--connections", type=int, default=40_000)
+    ap.add_argument("--python-packets", type=int, default=2_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    net = hp.Network.example()
+    orders = net.function("orders")
+    envs = [orders.environment_address(k) for k in range(4)]
+    pools = []
+    for env in envs:  # which pool (subnet) each environment is bound to
+        inv = net.lambda_service.invoke("orders", env, now=net.now)
+        net._current_pipeline()
+        pools.append(next(k for k, p in enumerate(net._pools) if p is inv.pool))
+
+    rng = np.random.default_rng(3)
+    n = args.connections
+    syn = packets(n)
+    env = rng.integers(0, len(envs), n)
+    dst = rng.integers(0, len(DESTINATIONS), n)
+    syn["src_ip"] = np.array([ip(e) for e in envs], np.uint32)[env]
+    syn["src_port"] = 20000 + np.arange(n) % 40000
+    syn["dst_ip"] = np.array([ip(d) for d, _ in DESTINATIONS], np.uint32)[dst]
+    syn["dst_port"] = np.array([p for _, p in DESTINATIONS], np.uint16)[dst]
+    syn["proto"], syn["flags"], syn["length"] = P_TCP, SYN, 60
+    origin_index = np.array(pools, np.int32)[env]
+    opened = net.process(syn, Origin.FUNCTION, origin_index)
+
+    pick = rng.integers(0, n, args.packets)
+    est = syn[pick]
+    est["flags"] = ACK
+    t_out = best(lambda: net.process(est, Origin.FUNCTION, origin_index[pick]), args.repeat)
+
+    # replies: from the internet to the NAT's address, and from the cache, to the translated tuples
+    sent = opened.packets[pick]
+    ok = opened.delivered[pick]
+    cache = ok & (dst[pick] == 0)
+    inet = ok & (dst[pick] == 3)
+    back = packets(int(cache.sum() + inet.sum()))
+    rows = np.concatenate([np.flatnonzero(cache), np.flatnonzero(inet)])
+    back["src_ip"], back["dst_ip"] = sent["dst_ip"][rows], sent["src_ip"][rows]
+    back["src_port"], back["dst_port"] = sent["dst_port"][rows], sent["src_port"][rows]
+    back["proto"], back["flags"] = P_TCP, ACK
+    origin = np.where(np.arange(len(rows)) < cache.sum(), Origin.ENI, Origin.INTERNET).astype(np.int8)
+    index = np.where(origin == Origin.ENI, net.compiled.eni_index["eni-cache"], -1).astype(np.int32)
+    replies = net.process(back, origin, index)
+    assert replies.delivered.all(), "every reply must reach its function"
+    t_back = best(lambda: net.process(back, origin, index), args.repeat)
+
+    probe = [IP(dst=DESTINATIONS[k % 4][0]) / TCP(sport=30000 + k, dport=DESTINATIONS[k % 4][1], flags="A")
+             for k in range(args.python_packets)]
+    t_py = best(lambda: [orders.send(p) for p in probe], 1)
+
+    result = {
+        "pipeline_mpps": round(args.packets / t_out / 1e6, 2),
+        "replies_mpps": round(len(back) / t_back / 1e6, 2),
+        "per_packet_python_pps": round(args.python_packets / t_py),
+        "ratio_vs_per_packet_python": round(args.packets / t_out / (args.python_packets / t_py)),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
