@@ -84,16 +84,16 @@ class ReferenceTracker:
         return (eni, proto, min(src, dst), ident, max(src, dst), 0), side
 
     def check(self, eni, rows, rules) -> tuple[list[int], list[int]]:
-        allowed, tracked = [], []
+        verdicts: list[tuple[int, int]] = []  # (allowed, tracked) per row
         for e, row, rule in zip(eni, rows, rules):
             t = row[0] if row[0] >= self.now else self.now
             self.now = t
             if e == -1:
-                allowed.append(1), tracked.append(0)
+                verdicts.append((1, 0))
                 continue
             found = self.key(e, row)
             if found is None:
-                allowed.append(int(bool(rule))), tracked.append(0)
+                verdicts.append((int(bool(rule)), 0))
                 continue
             key, side = found
             proto, flags = row[6], row[7]
@@ -108,7 +108,7 @@ class ReferenceTracker:
                 flow = None
             seen, fin = (SEEN_A, FIN_A) if side == 0 else (SEEN_B, FIN_B)
             if flow is not None:
-                allowed.append(1), tracked.append(1)
+                verdicts.append((1, 1))
                 if tcp and flags & RST and self.mutant != "rst_kept":
                     del self.flows[key]
                 else:
@@ -116,13 +116,13 @@ class ReferenceTracker:
                     if self.mutant != "no_refresh":
                         flow.expires = t + self.timeout(proto, flow.bits)
             elif rule:
-                allowed.append(1), tracked.append(0)
+                verdicts.append((1, 0))
                 if not (tcp and flags & RST):
                     bits = seen | (fin if tcp and flags & FIN else 0)
                     self.flows[key] = RefFlow(bits, t + self.timeout(proto, bits))
             else:
-                allowed.append(0), tracked.append(0)
-        return allowed, tracked
+                verdicts.append((0, 0))
+        return [a for a, _ in verdicts], [t for _, t in verdicts]
 
     def forget(self, eni: int) -> None:
         self.flows = {k: f for k, f in self.flows.items() if k[0] != eni}
