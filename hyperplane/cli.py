@@ -1,12 +1,40 @@
-"""The ``hyperplane`` command."""
+"""The ``hyperplane`` command: demo, trace, bench.
+
+User mistakes (a bad topology file, an unknown source) are one line on stderr and exit code 2;
+``trace`` exits 0 when the packet is delivered and 1 when it is not.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import click
 
+from hyperplane.errors import HyperplaneError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class UserError(click.ClickException):
+    """A mistake in the user's input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"hyperplane: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (HyperplaneError, ValueError, OSError) as exc:
+            raise UserError(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hyperplane")
 def main() -> None:
     """Emulate, packet by packet, the VPC networking of AWS Lambda functions."""
@@ -20,5 +48,54 @@ def demo() -> None:
     run_demo(click.echo)
 
 
-def run() -> None:
-    main()
+_DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>\d+))?(?:/(?P<proto>tcp|udp|icmp))?$", re.I)
+
+
+@main.command()
+@click.option("--topology", "topology", type=click.Path(exists=True, path_type=Path),
+              help="Topology file or AWS describe-* folder (default: the built-in example).")
+@click.option("--from", "source", required=True,
+              help="A function name, an ENI id, an instance id, or 'internet'.")
+@click.option("--to", "destination", required=True, metavar="IP[:PORT][/PROTO]",
+              help="Destination, e.g. 10.0.20.10:5432/tcp (default protocol tcp).")
+@click.option("--sport", type=int, default=None, help="Source port (default: an ephemeral port).")
+@click.option("--src", "src_ip", default=None, help="Source address (for --from internet).")
+def trace(topology: Path | None, source: str, destination: str, sport: int | None, src_ip: str | None) -> None:
+    """Send one packet (a TCP SYN, a UDP datagram or an ICMP echo) and print its trace."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+
+    from hyperplane.network import Network
+
+    m = _DESTINATION.match(destination)
+    if not m:
+        raise click.BadParameter(f"{destination!r} is not IP[:PORT][/PROTO]", param_hint="--to")
+    proto = (m["proto"] or "tcp").lower()
+    port = int(m["port"] or (0 if proto == "icmp" else 443))
+    net = Network.load(topology) if topology else Network.example()
+    ip = IP(dst=m["ip"]) if src_ip is None else IP(src=src_ip, dst=m["ip"])
+    if source == "internet" and src_ip is None:
+        ip.src = "198.51.100.1"
+    l4 = {"tcp": TCP(dport=port, flags="S"), "udp": UDP(dport=port), "icmp": ICMP()}[proto]
+    if sport is not None and proto != "icmp":
+        l4.sport = sport
+    result = net.send(ip / l4, source=source)
+    click.echo(str(result))
+    sys.exit(0 if result.delivered else 1)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Smaller sizes (a few seconds).")
+def bench(quick: bool) -> None:
+    """Run the throughput benchmarks (benchmarks/*.py) and print their figures."""
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    runs = [("nat_throughput.py", ["--connections", "200000", "--packets", "2000000"] if quick else []),
+            ("pipeline_throughput.py", ["--packets", "200000"] if quick else [])]
+    if not root.is_dir():
+        raise click.ClickException(f"{root} not found: `hyperplane bench` runs from a source checkout")
+    for script, extra in runs:
+        click.echo(f"{script}: ", nl=False)
+        done = subprocess.run([sys.executable, str(root / script), *extra], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise click.ClickException(f"{script} failed:\n{done.stderr.strip()}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        click.echo(", ".join(f"{k}={v}" for k, v in figures.items()))
