@@ -40,3 +40,6 @@ cdef struct track_t:
 
 cdef class ConntrackCore:
     cdef track_t st
+    cdef int busy                  # a batch is running without the GIL
+
+    cdef int _enter(self) except -1

@@ -36,9 +36,10 @@ a flow is live while now < expires. Nothing reads a clock.
 Expiry is lazy and amortized: a lookup that meets a dead flow removes it; when the slab of flows
 is full, one sweep reaps every dead flow, and the slab (and its index) doubles only if that freed
 less than a quarter of it. Each sweep costs O(slab) and buys at least slab/4 insertions, so
-expiry is O(1) amortized per new flow, and the slab stays within a small factor of the peak of
-live flows. ``expire(now)`` sweeps on demand (the counts become exact); ``forget(eni)`` removes
-every flow of a deleted ENI (one scan of the slab: ENI deletion is rare).
+expiry is O(1) amortized per new flow, and the slab stays under 8/3 of the peak of stored flows.
+``expire(now)`` sweeps on demand (the counts become exact); ``forget(eni)`` removes every flow of
+a deleted ENI (one scan of the slab: ENI deletion is rare). Both give memory back: a slab at most
+1/8 full is compacted to twice the flows it holds.
 
 The index is open addressing with linear probing and backward-shift deletion (no tombstones),
 at most half full; an entry is (8-bit hash tag << 24) | slot, so probing past a colliding entry
@@ -289,29 +290,42 @@ cdef uint64_t forget_eni(track_t* st, int32_t eni) noexcept nogil:
             n += 1
     return n
 
-cdef int grow(track_t* st) noexcept nogil:
-    """Double the slab and rebuild the index at twice that size. -1 when out of memory."""
-    cdef uint32_t newcap = st.cap * 2
+cdef int resize(track_t* st, uint32_t newcap) noexcept nogil:
+    """Move the stored flows into a slab of ``newcap`` slots, packed from slot 0, and rebuild the
+    index at twice that size. -1 when out of memory (the table is left as it was)."""
     cdef uint32_t newmask = newcap * 2 - 1
     cdef flow_t* nf = <flow_t*>aligned_alloc(<size_t>newcap * sizeof(flow_t))
     cdef uint32_t* ni = <uint32_t*>aligned_alloc(<size_t>newcap * 2 * sizeof(uint32_t))
-    cdef uint32_t s
+    cdef uint32_t s, d = 0
     if nf == NULL or ni == NULL:
         free(nf)
         free(ni)
         return -1
-    memcpy(nf, st.flows, <size_t>st.used * sizeof(flow_t))
     memset(ni, 0xFF, <size_t>newcap * 2 * sizeof(uint32_t))
     for s in range(st.used):
-        if nf[s].bits != 0:
-            idx_put(ni, newmask, hash_of(&nf[s]), s)
+        if st.flows[s].bits != 0:
+            nf[d] = st.flows[s]
+            idx_put(ni, newmask, hash_of(&nf[d]), d)
+            d += 1
     free(st.flows)
     free(st.index)
     st.flows = nf
     st.index = ni
     st.cap = newcap
     st.idx_mask = newmask
+    st.used = d
+    st.free_head = EMPTY
     return 0
+
+cdef void shrink_to_fit(track_t* st) noexcept nogil:
+    """After a sweep or a forget: give memory back once the slab is at most 1/8 full, keeping
+    room for twice the flows stored (so that memory follows the live flows both ways)."""
+    cdef uint32_t newcap = MIN_CAP
+    if st.cap <= MIN_CAP or st.stored * 8 > st.cap:
+        return
+    while newcap < st.stored * 2:
+        newcap *= 2
+    resize(st, newcap)              # out of memory: keep the big table
 
 cdef int reserve(track_t* st, double now) noexcept nogil:
     """Make room for one more flow: 0, or -1 out of memory, -2 at the maximum of flows."""
@@ -324,7 +338,7 @@ cdef int reserve(track_t* st, double now) noexcept nogil:
         return 0
     if st.cap >= MAX_CAP:
         return 0 if freed else -2
-    if grow(st) < 0:
+    if resize(st, st.cap * 2) < 0:
         return 0 if freed else -1
     return 0
 
@@ -477,6 +491,14 @@ cdef class ConntrackCore:
     def __reduce__(self):
         raise TypeError("a ConntrackCore cannot be pickled")
 
+    cdef int _enter(self) except -1:
+        # The loops run without the GIL: a second thread entering the same table meanwhile would
+        # corrupt it, so it is refused (the check and the set happen under the GIL).
+        if self.busy:
+            raise RuntimeError("this connection tracker is in use by another thread")
+        self.busy = 1
+        return 0
+
     def check(self, const int32_t[::1] eni not None, const packet_t[::1] packets not None,
               const uint8_t[::1] rule_allowed not None, uint8_t[::1] allowed not None,
               uint8_t[::1] tracked not None):
@@ -492,8 +514,10 @@ cdef class ConntrackCore:
             raise ValueError(f"allowed and tracked must have {n} rows")
         if n == 0:
             return
+        self._enter()
         with nogil:
             stop = run(&self.st, &eni[0], &packets[0], &rule_allowed[0], &allowed[0], &tracked[0], n)
+        self.busy = 0
         if stop != n:
             code = self.st.oom
             self.st.oom = 0
@@ -507,15 +531,21 @@ cdef class ConntrackCore:
         if not (now >= self.st.now):
             now = self.st.now
         self.st.now = now
+        self._enter()
         with nogil:
             n = sweep(&self.st, now)
+            shrink_to_fit(&self.st)
+        self.busy = 0
         return n
 
     def forget(self, int32_t eni):
         """Remove every flow of ``eni``; returns how many."""
         cdef uint64_t n
+        self._enter()
         with nogil:
             n = forget_eni(&self.st, eni)
+            shrink_to_fit(&self.st)
+        self.busy = 0
         return n
 
     @property

@@ -390,6 +390,48 @@ def test_table_grows_under_load_and_reuses_slots_of_dead_flows():
     assert tracker.live == 0
 
 
+def test_memory_is_given_back_when_flows_expire_or_their_eni_is_deleted():
+    tracker = ConnectionTracker(capacity=16)
+    rows = packets(20_000)
+    rows["src_ip"], rows["dst_ip"] = ip(LAMBDA), ip(DB) + np.arange(20_000) // 1000
+    rows["src_port"], rows["dst_port"] = 1024 + np.arange(20_000) % 1000, 53
+    rows["proto"] = UDP
+    tracker.check(np.arange(20_000, dtype=np.int32) % 2, rows, np.ones(20_000, np.uint8))
+    big = tracker.memory_bytes
+    assert tracker.forget(1) == 10_000
+    assert tracker.memory_bytes == big  # half full: kept
+    Conversation(tracker, ENI_DB, sport=53, proto=UDP).request(20.0, rule=True)
+    tracker.expire(30.0)  # the 10,000 of ENI 0 idled out; one flow is left
+    assert tracker.live == 1 and tracker.memory_bytes < big / 100
+    assert Conversation(tracker, ENI_DB, sport=53, proto=UDP).reply(31.0, rule=False) == TRACKED
+
+
+def test_a_tracker_in_use_by_another_thread_is_refused():
+    import threading
+    tracker = ConnectionTracker()
+    n = 2_000_000
+    rows = packets(n)
+    rows["proto"], rows["src_port"] = UDP, np.arange(n) % 65536
+    rows["src_ip"] = np.arange(n) // 65536
+    eni, rule = np.zeros(n, np.int32), np.ones(n, np.uint8)
+    errors: list[Exception] = []
+
+    def other() -> None:
+        try:
+            tracker.check(eni, rows, rule)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=other) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # whichever threads overlapped were refused cleanly; the table is intact
+    assert all("in use by another thread" in str(e) for e in errors)
+    assert tracker.live == n
+
+
 def test_read_only_arrays_are_accepted():
     tracker = ConnectionTracker()
     rows = packet(LAMBDA, DB, 40000, 5432, TCP, SYN, 0.0)
