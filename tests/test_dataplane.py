@@ -228,6 +228,40 @@ network_interfaces:
     assert hop(into, "sg-ingress").resource == "sg-server"
 
 
+def test_default_security_group_admits_its_own_members():
+    net = network("""
+security_groups:
+  - {id: sg-any, vpc_id: vpc-dp, egress: []}
+network_interfaces:  # no security_group_ids: the VPC's default group
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10}
+  - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10}
+""")
+    member = net.send(tcp(B1, 22), source="eni-a1")  # both carry sg-dp-default
+    assert member.reason == hp.Reason.DELIVERED
+    assert hop(member, "sg-egress").detail == "on eni-a1: rule 0: all to 0.0.0.0/0"
+    assert hop(member, "sg-ingress").detail == "on eni-b1: rule 0: all from sg-dp-default"
+    outsider = net.send(tcp(B1, 22), source="i-0a2")
+    assert outsider.reason == hp.Reason.SG_EGRESS_DENY  # sg-any has no outbound rule here
+    stranger = net.send(tcp(B1, 22, src="10.0.1.99"), source="eni-a1")
+    assert stranger.reason == hp.Reason.SG_INGRESS_DENY  # not a member's address
+
+
+def test_security_group_rule_with_a_prefix_list_peer():
+    net = network(ROUTED_A, route_table("{destination: 0.0.0.0/0, target: pcx-dp}"), """
+prefix_lists:
+  - {id: pl-partners, name: partners, cidrs: [198.51.100.0/24, 192.0.2.128/25]}
+security_groups:
+  - {id: sg-partners-only, vpc_id: vpc-dp, egress: [{protocol: tcp, ports: 443, prefix_list_id: pl-partners}]}
+network_interfaces:
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, security_group_ids: [sg-partners-only]}
+""")
+    for dst in ("198.51.100.7", "192.0.2.200"):
+        r = net.send(tcp(dst, 443), source="eni-a1")
+        assert r.reason == hp.Reason.FORWARDED_TO_PEERING, dst
+        assert hop(r, "sg-egress").detail == "on eni-a1: rule 0: tcp/443 to pl-partners"
+    assert net.send(tcp("192.0.2.100", 443), source="eni-a1").reason == hp.Reason.SG_EGRESS_DENY
+
+
 # == §3 network ACLs =============================================================================
 
 
@@ -532,6 +566,48 @@ def test_nat_gateway_translates_to_its_address_and_the_igw_maps_its_eip():
     assert hop(back, "nat-in").resource == "nat-dp"
 
 
+def test_reply_from_internet_blocked_by_nacl_of_the_nat_gateway_subnet():
+    net = network(PUBLIC_AND_PRIVATE, """
+subnets:
+  - {id: subnet-b, vpc_id: vpc-dp, cidr: 10.0.2.0/24, availability_zone: us-east-1b, route_table_id: rtb-public, network_acl_id: acl-pub}
+network_acls:
+  - id: acl-pub
+    vpc_id: vpc-dp
+    egress: [{rule_number: 100, protocol: all, cidr: 0.0.0.0/0, rule_action: allow}]
+    ingress: [{rule_number: 100, protocol: tcp, ports: 443, cidr: 10.0.0.0/16, rule_action: allow}]
+""")
+    r = net.send(tcp("8.8.8.8", 443), source="eni-a1")
+    assert r.reason == hp.Reason.EXITED_TO_INTERNET
+    assert hop(r, "nacl-in").detail == "subnet-b: rule 100: allow tcp/443-443 10.0.0.0/16"
+    back = r.reply(TCP(flags="SA"))  # to the NAT's port, which rule 100 does not cover
+    assert back.reason == hp.Reason.NACL_IN_DENY and back.disposition == hp.Disposition.DENIED_IN
+    assert [h.stage for h in back.hops] == ["igw-in", "nacl-in"]
+    assert hop(back, "nacl-in").resource == "acl-pub"
+
+
+def test_nat_gateway_second_elastic_ip_takes_over_past_55000_connections():
+    net = network(PUBLIC_AND_PRIVATE, """
+nat_gateways:
+  - {id: nat-dp, subnet_id: subnet-b, private_ip: 10.0.2.5, secondary_private_ips: [10.0.2.6],
+     elastic_ips: [203.0.113.50, 203.0.113.51]}
+""")
+    n = 55_001
+    rows = np.zeros(n, dtype=PACKET)
+    rows["src_ip"], rows["dst_ip"] = ip(A1), ip("93.184.216.34")
+    rows["src_port"] = 1024 + np.arange(n)
+    rows["dst_port"], rows["proto"], rows["flags"], rows["length"] = 443, 6, SYN, 40
+    res = net.process(rows, hp.Origin.ENI, net.compiled.eni_index["eni-a1"])
+    assert (res.reason == hp.Reason.EXITED_TO_INTERNET).all()
+    sources, counts = np.unique(res.packets["src_ip"], return_counts=True)
+    assert dict(zip(sources.tolist(), counts.tolist())) == {ip("203.0.113.50"): 55_000, ip("203.0.113.51"): 1}
+    last = res.packets[-1]
+    back = net.send(IP(src="93.184.216.34", dst="203.0.113.51") / TCP(sport=443, dport=int(last["src_port"]),
+                                                                         flags="SA"), source="internet")
+    assert back.reason == hp.Reason.DELIVERED
+    assert hop(back, "igw-in").detail == "203.0.113.51 -> 10.0.2.6"
+    assert (back.packet.dst, back.packet.dport) == (A1, 1024 + n - 1)
+
+
 def test_nat_gateway_refuses_connections_from_internet():
     net = network(PUBLIC_AND_PRIVATE)
     for layer4 in (TCP(sport=5555, dport=443, flags="S"), UDP(sport=5555, dport=53)):
@@ -675,6 +751,15 @@ network_interfaces:
         == hp.Reason.DELIVERED_TO_DNS_RESOLVER
     assert net.send(IP(dst="10.50.0.2") / UDP(sport=5000, dport=53), source="eni-x1").reason \
         == hp.Reason.NO_ENI_AT_ADDRESS
+
+
+def test_route_more_specific_than_local_must_target_nat_or_eni_for_a_whole_subnet():
+    from hyperplane.errors import TopologyError
+
+    with pytest.raises(TopologyError, match="more specific than the local route.*not igw-dp"):
+        network(ROUTED_A, route_table("{destination: 10.0.2.0/24, target: igw-dp}"))
+    with pytest.raises(TopologyError, match="must match a whole subnet CIDR"):
+        network(ROUTED_A, route_table("{destination: 10.0.2.0/25, target: eni-b1}"))
 
 
 # == §5 every verdict carries a reason ==========================================================

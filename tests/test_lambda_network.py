@@ -618,3 +618,75 @@ def test_hyperplane_eni_listing_shows_connections_and_users():
     before = report_eni.connections
     net.function("report").send(IP(dst="10.0.21.10") / TCP(dport=6379, flags="S"))
     assert report_eni.connections == before + 1
+
+
+def test_no_overflow_eni_beyond_the_eni_limit_per_vpc():
+    settings = hp.LambdaSettings(max_connections_per_eni=2, max_enis_per_vpc=1)
+    net = lab(lambda_settings=settings)
+    api = net.function("api")
+    assert [api.send(syn()).reason for _ in range(2)] == [hp.Reason.DELIVERED] * 2
+    r = api.send(syn())
+    assert r.reason == hp.Reason.ENI_CAPACITY and not r.delivered
+    assert hop(r, "v2n-out").decision == "drop"
+    assert len(api.hyperplane_enis) == 1
+    assert "EniLimitExceeded" in api.hyperplane_enis[0].pool.overflow_refusal
+
+
+def test_function_rst_closes_its_connection():
+    net = lab("open")
+    fn = net.function("open")
+    (eni,) = fn.hyperplane_enis
+    r = fn.send(IP(dst=HOST) / TCP(sport=43000, dport=8080, flags="S"))
+    assert r.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED_TO_FUNCTION
+    assert eni.connections == 1
+    rst = fn.send(IP(dst=HOST) / TCP(sport=43000, dport=8080, flags="R"))
+    assert rst.reason == hp.Reason.DELIVERED  # the RST itself is carried...
+    assert eni.connections == 0  # ...and ends the connection
+    assert r.reply(TCP(flags="A")).reason == hp.Reason.V2N_UNSOLICITED_INBOUND
+
+
+def test_icmp_from_the_vpc_to_a_hyperplane_eni_is_dropped_with_its_own_reason():
+    net = lab("open")
+    (eni,) = net.function("open").hyperplane_enis
+    r = net.send(IP(dst=eni.private_ip) / ICMP(type=3, code=3), source="i-0host")
+    assert r.reason == hp.Reason.V2N_UNSUPPORTED_PROTOCOL
+    assert r.disposition == hp.Disposition.DENIED_IN
+    assert hop(r, "v2n-in").resource == eni.id
+
+
+def test_function_security_groups_are_a_union_on_its_hyperplane_eni():
+    doc = yaml.safe_load(LAB)
+    doc["security_groups"] += [
+        {"id": "sg-to-db", "vpc_id": "vpc-lab",
+         "egress": [{"protocol": "tcp", "ports": 5432, "security_group_id": "sg-db"}]},
+        {"id": "sg-to-host", "vpc_id": "vpc-lab",
+         "egress": [{"protocol": "tcp", "ports": 8080, "cidr": "10.1.20.20/32"}]}]
+    (sg_db,) = [g for g in doc["security_groups"] if g["id"] == "sg-db"]
+    sg_db["ingress"] = [{"protocol": "tcp", "ports": 5432, "security_group_id": "sg-to-db"}]
+    doc["functions"] = [{"name": "two", "vpc_config": {"subnet_ids": ["subnet-app-a"],
+                                                      "security_group_ids": ["sg-to-db", "sg-to-host"]}}]
+    net = hp.Network(parse_topology(doc), ready=True)
+    two = net.function("two")
+    (eni,) = two.hyperplane_enis
+    assert eni.security_group_ids == ("sg-to-db", "sg-to-host")
+
+    db = two.send(syn())
+    assert db.reason == hp.Reason.DELIVERED
+    assert hop(db, "sg-egress").resource == "sg-to-db"
+    assert hop(db, "sg-egress").detail == f"on {eni.id}: rule 0: tcp/5432 to sg-db"
+    host = two.send(IP(dst=HOST) / TCP(dport=8080, flags="S"))
+    assert host.reason == hp.Reason.DELIVERED and hop(host, "sg-egress").resource == "sg-to-host"
+    neither = two.send(IP(dst=HOST) / TCP(dport=5432, flags="S"))
+    assert neither.reason == hp.Reason.SG_EGRESS_DENY
+    assert neither.disposition == hp.Disposition.DENIED_OUT
+    assert hop(neither, "sg-egress").detail == f"on {eni.id}: no rule of sg-to-db, sg-to-host matches"
+
+
+def test_caller_source_address_is_replaced_by_the_execution_environment():
+    net = lab()
+    api = net.function("api")
+    r = api.send(IP(src="192.0.2.99", dst=DB) / TCP(sport=40001, dport=5432, flags="S"), environment=3)
+    env = api.environment_address(3)
+    assert hop(r, "v2n-out").detail.startswith(f"{env}:40001 -> ")
+    back = r.reply(TCP(flags="SA"))
+    assert (back.packet.dst, back.packet.dport) == (env, 40001)
