@@ -787,6 +787,31 @@ cdef class NatCore:
             raise MemoryError("connection table cannot grow")
         return stop
 
+    def lookup(self, const packet_t[::1] packets not None, uint8_t direction, packet_t[::1] out not None,
+               uint8_t[::1] found not None):
+        """Translate rows as ``process`` would for live connections, changing nothing: no
+        connection is opened, refreshed or closed (replay uses it to find a reply's path)."""
+        cdef Py_ssize_t n = packets.shape[0], i
+        cdef uint32_t s
+        cdef const packet_t* p
+        if out.shape[0] != n or found.shape[0] != n:
+            raise ValueError("out and found must have one row per packet")
+        with nogil:
+            for i in range(n):
+                p = &packets[i]
+                out[i] = p[0]
+                if direction == OUT:
+                    s = fwd_find(&self.st, packet_hash(p, OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+                else:
+                    s = rev_find(&self.st, packet_hash(p, IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+                found[i] = s != EMPTY and self.st.conns[s].expires > self.st.now
+                if found[i] and direction == OUT:
+                    out[i].src_ip = self.st.addr_ip[self.st.conns[s].addr]
+                    out[i].src_port = self.st.conns[s].x_port
+                elif found[i]:
+                    out[i].dst_ip = self.st.conns[s].in_ip
+                    out[i].dst_port = self.st.conns[s].in_port
+
     def expire(self, double now):
         """Reap every connection whose deadline is at or before ``now`` (counters become exact)."""
         if not (now >= self.st.now):

@@ -1,4 +1,4 @@
-"""The ``hyperplane`` command: demo, trace, bench.
+"""The ``hyperplane`` command: demo, trace, replay, bench.
 
 User mistakes (a bad topology file, an unknown source) are one line on stderr and exit code 2;
 ``trace`` exits 0 when the packet is delivered and 1 when it is not.
@@ -81,6 +81,42 @@ def trace(topology: Path | None, source: str, destination: str, sport: int | Non
     result = net.send(ip / l4, source=source)
     click.echo(str(result))
     sys.exit(0 if result.delivered else 1)
+
+
+@main.command()
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topology", type=click.Path(exists=True, path_type=Path),
+              help="Topology file or AWS describe-* folder (default: the built-in example).")
+@click.option("--function", "functions", multiple=True, metavar="NAME=CIDR",
+              help="Capture addresses of a function's execution environments (repeatable).")
+@click.option("--inject", type=click.Choice(["function", "eni"]), default="function", show_default=True,
+              help="function: a capture taken inside functions (pre-NAT); eni: taken inside the VPC.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the delivered packets, translated, to this pcap.")
+@click.option("--verdicts", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one verdict per packet (.jsonl or .csv).")
+def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inject: str,
+           output: Path | None, verdicts: Path | None) -> None:
+    """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
+    from hyperplane.network import Network
+    from hyperplane.replay import replay as run_replay
+
+    mapping = {}
+    for item in functions:
+        name, sep, cidr = item.partition("=")
+        if not sep or not name or not cidr:
+            raise click.BadParameter(f"{item!r} is not NAME=CIDR", param_hint="--function")
+        mapping[name] = cidr
+    net = Network.load(topology) if topology else Network.example()
+    size = max(capture.stat().st_size, 1)
+    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
+        def step(chunk) -> None:  # progress by bytes of the file read so far
+            bar.update(min(size, int(chunk.file_offset[-1])) - bar.pos)
+
+        report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
+                            verdicts=verdicts, progress=step)
+        bar.update(size - bar.pos)
+    click.echo(report.summary())
 
 
 @main.command()

@@ -254,6 +254,16 @@ class ConnectionTable:
                 start = self._core.process(packets, dirs, out, status, start, start + 1, False)
         return NatResult(out, status)
 
+    def lookup(self, packets: np.ndarray, direction: Direction) -> tuple[np.ndarray, np.ndarray]:
+        """(translated rows, found mask) for rows of live connections; the table is not changed."""
+        if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
+            raise TypeError(f"packets must be a one-dimensional array of PACKET, not {_describe(packets)}")
+        packets = np.ascontiguousarray(packets)
+        out = np.empty_like(packets)
+        found = np.empty(len(packets), dtype=np.uint8)
+        self._core.lookup(packets, int(Direction(direction)), out, found)
+        return out, found.view(bool)
+
     def expire(self, now: float) -> None:
         """Reap every connection idle past its timeout at ``now`` (counters become exact)."""
         self._core.expire(_check_time(float(now), "now"))

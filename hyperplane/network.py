@@ -144,6 +144,11 @@ class Network:
             self._compiled_generation = service.generation
         return self._pipeline
 
+    def _pool_index(self, pool: Any) -> int:
+        """The index of a Hyperplane ENI pool in the pipeline (``Origin.FUNCTION`` rows)."""
+        self._current_pipeline()
+        return next(k for k, p in enumerate(self._pools) if p is pool)
+
     # -- packets ----------------------------------------------------------------------------
 
     def process(self, packets: np.ndarray, origin: Sequence[int] | np.ndarray | int,
@@ -214,7 +219,7 @@ class Network:
                 return Result(self, Reason.EXITED_TO_INTERNET, first, from_record(pkt, rec[0]), source, -1)
             return self._walk(pkt, rec, Origin.INTERNET, -1, source, first)
         pipeline = self._current_pipeline()
-        pool = next(k for k, p in enumerate(self._pools) if p is invocation.pool)
+        pool = self._pool_index(invocation.pool)
         first = Hop(f"function:{name}", "invoke", "allow",
                     f"environment {invocation.environment_ip} bound to {invocation.subnet_id}")
         return self._walk(pkt, rec, Origin.FUNCTION, pool, source, [first], pipeline)

@@ -59,6 +59,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from hyperplane.errors import HyperplaneError
+
 from . import _pcap
 from .records import PACKET
 
@@ -108,7 +110,7 @@ _IDB = 1
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
 
-class CaptureError(Exception):
+class CaptureError(HyperplaneError):
     """A capture file that cannot be read: which file, at which byte, and what is wrong.
 
     ``str(error)`` reads ``in.pcap: byte 1234: record length 4000000 exceeds the 262144-byte

@@ -77,3 +77,5 @@ class Reason(enum.IntEnum):
     # packets the emulator does not carry
     NOT_IPV4 = 60, _D.DENIED_IN, None, "not IPv4 (IPv6, ARP, ...): not emulated"
     IP_FRAGMENT = 61, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"
+    CAPTURE_TRUNCATED = 62, _D.DENIED_IN, None, "captured too short to read its headers: not emulated"
+    CAPTURE_MALFORMED = 63, _D.DENIED_IN, None, "an IPv4 header that is not valid: not emulated"

@@ -1,0 +1,301 @@
+"""Replaying a capture through the emulated VPC: verdicts, translated capture, summary.
+
+Two ways to read a capture:
+- ``inject="function"`` (default): it was taken inside functions, before any NAT. Packets from
+  an address in a function's CIDR (``functions={"orders": "172.16.5.0/24"}``) leave through that
+  function; each capture address is one execution environment (numbered in order of first
+  appearance). Packets toward such an address are replies: they are matched to their connection
+  (the Hyperplane ENI's and, for the internet, the NAT gateway's) and walked back from the peer.
+- ``inject="eni"``: it was taken inside the VPC: each packet starts at the ENI that owns its
+  source address, or at the internet gateway.
+
+Time comes from the packet timestamps, shifted so that the first packet happens at the
+network's ``now``. Every input packet gets exactly one verdict; packets that cannot be emulated
+(IPv6, ARP, fragments, truncated or malformed frames) are counted by kind.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hyperplane._batch import independent_runs
+from hyperplane.nat import Direction
+from hyperplane.network import Network
+from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
+from hyperplane.pipeline import BatchResult, Facts, Origin
+from hyperplane.reasons import Reason
+from hyperplane.records import ip_str
+from hyperplane.vpc import Target
+
+# capture kinds that cannot be emulated -> their verdict
+_SKIPPED = {
+    PacketKind.IPV6: Reason.NOT_IPV4,
+    PacketKind.ARP: Reason.NOT_IPV4,
+    PacketKind.NON_IP: Reason.NOT_IPV4,
+    PacketKind.FRAGMENT: Reason.IP_FRAGMENT,
+    PacketKind.TRUNCATED: Reason.CAPTURE_TRUNCATED,
+    PacketKind.MALFORMED: Reason.CAPTURE_MALFORMED,
+}
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did, for the summary table and tests."""
+
+    packets: int = 0
+    kinds: Counter = field(default_factory=Counter)  # PacketKind name -> packets
+    dispositions: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    drops_by_rule: Counter = field(default_factory=Counter)  # "acl-data rule *" -> packets
+    written: int = 0
+    hyperplane_enis: list[dict] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        return sum(n for r, n in self.reasons.items() if Reason[r].disposition.delivered)
+
+    def summary(self) -> str:
+        lines = [f"{self.packets} packets, {self.delivered} delivered, {self.written} written"]
+        skipped = {k: n for k, n in self.kinds.items() if k != "EMULATED"}
+        if skipped:
+            lines.append("not emulated: " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
+        lines.append("by disposition:")
+        lines += [f"  {d:<20} {n}" for d, n in self.dispositions.most_common()]
+        lines.append("by reason:")
+        lines += [f"  {r:<28} {n}" for r, n in self.reasons.most_common()]
+        if self.drops_by_rule:
+            lines.append("drops by rule:")
+            lines += [f"  {r:<40} {n}" for r, n in self.drops_by_rule.most_common()]
+        if self.hyperplane_enis:
+            lines.append("Hyperplane ENIs:")
+            lines += [f"  {e['id']} {e['private_ip']:<15} {e['subnet_id']:<18} live {e['connections']:<6} "
+                      f"peak {e['peak']:<6} created {e['created']}{' (overflow)' if e['overflow'] else ''}"
+                      for e in self.hyperplane_enis]
+        return "\n".join(lines)
+
+
+class _Functions:
+    """Capture addresses -> (function, execution environment)."""
+
+    def __init__(self, net: Network, functions: Mapping[str, str]) -> None:
+        self.net = net
+        self.networks = []
+        for name, cidr in functions.items():
+            net.function(name)  # an unknown name is an error now, not at the first packet
+            try:
+                network = ipaddress.IPv4Network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"--function {name}={cidr}: {exc}") from None
+            self.networks.append((name, int(network.network_address), int(network.netmask)))
+        self.environments: dict[int, tuple[str, int]] = {}  # capture address -> (name, env address)
+
+    def owner(self, addresses: np.ndarray) -> np.ndarray:
+        """Index into ``self.networks`` of the function whose CIDR holds each address (-1)."""
+        out = np.full(len(addresses), -1, np.int32)
+        for k, (_, base, mask) in enumerate(self.networks):
+            out[(out < 0) & ((addresses & np.uint32(mask)) == base)] = k
+        return out
+
+    def environment(self, name: str, capture_ip: int) -> int:
+        if capture_ip not in self.environments:
+            k = sum(1 for n, _ in self.environments.values() if n == name)
+            env = self.net.function(name).environment_address(k)
+            self.environments[capture_ip] = (name, int(ipaddress.IPv4Address(env)))
+        return self.environments[capture_ip][1]
+
+
+def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | None = None,
+           inject: str = "function", output: str | Path | None = None, verdicts: str | Path | None = None,
+           progress: Callable[[CaptureChunk], None] | None = None, chunk_packets: int = 65536) -> ReplayReport:
+    """Replay ``capture`` through ``net``; see the module docstring."""
+    if inject not in ("function", "eni"):
+        raise ValueError(f"inject must be 'function' or 'eni', not {inject!r}")
+    fns = _Functions(net, functions or {})
+    report = ReplayReport()
+    reader = read_capture(capture, chunk_packets=chunk_packets)
+    writer = CaptureWriter(output, reader.output_linktype, reader.nanosecond) if output else None
+    sink = _VerdictSink(verdicts) if verdicts else None
+    t0 = None
+    try:
+        for chunk in reader:
+            n = len(chunk)
+            reason = np.zeros(n, np.uint8)
+            location = np.full(n, -1, np.int32)
+            out = chunk.records.copy()
+            for kind, r in _SKIPPED.items():
+                reason[chunk.kind == kind] = r
+            rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
+            if rows.size:
+                if t0 is None:
+                    t0 = chunk.records["time"][rows[0]] - net.now
+                records = chunk.records[rows].copy()
+                records["time"] -= t0
+                net.advance(max(0.0, float(records["time"].max()) - net.now))
+                res = _replay_rows(net, fns, records, inject)
+                reason[rows] = res.reason
+                location[rows] = res.location
+                out[rows] = res.packets
+                _count_rule_drops(net, res, report)
+            report.packets += n
+            report.kinds.update(PacketKind(k).name for k in chunk.kind)
+            for r, c in zip(*np.unique(reason, return_counts=True)):
+                report.reasons[Reason(int(r)).name] += int(c)
+                report.dispositions[Reason(int(r)).disposition.name] += int(c)
+            delivered = _DELIVERED[reason]
+            if writer is not None:
+                report.written += writer.write(chunk, out, delivered)
+            if sink is not None:
+                sink.write(chunk.index, reason, location, out, net)
+            if progress is not None and n:
+                progress(chunk)
+    finally:
+        reader.close()
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
+    for eni in net.hyperplane_enis:
+        stats = next((s for s in eni.pool.table.stats() if s.address == eni.private_ip), None)
+        report.hyperplane_enis.append({
+            "id": eni.id, "private_ip": eni.private_ip, "subnet_id": eni.subnet_id,
+            "connections": eni.connections, "peak": stats.peak if stats else 0,
+            "created": stats.created if stats else 0, "overflow": eni.overflow})
+    return report
+
+
+_DELIVERED = np.zeros(256, bool)
+for _r in Reason:
+    _DELIVERED[_r] = _r.disposition.delivered
+
+
+def _replay_rows(net: Network, fns: _Functions, records: np.ndarray, inject: str) -> BatchResult:
+    """Verdicts for emulated rows, run by run (a reply starts a new run: its path depends on
+    the connections the earlier rows opened)."""
+    bounds = list(independent_runs(records)) + [len(records)]
+    parts = [_replay_run(net, fns, records[a:b].copy(), inject) for a, b in zip(bounds, bounds[1:])]
+    return parts[0] if len(parts) == 1 else BatchResult.concatenate(parts, bounds)
+
+
+def _replay_run(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> BatchResult:
+    n = len(rec)
+    vpc = net.compiled
+    origin = np.full(n, Origin.INTERNET, np.int8)
+    index = np.full(n, -1, np.int32)
+    refused = np.zeros(n, np.uint8)  # a verdict decided here, before the walk
+    eni_src = vpc.eni_of_private_ip(rec["src_ip"])
+    origin[eni_src >= 0], index[eni_src >= 0] = Origin.ENI, eni_src[eni_src >= 0]
+    if inject == "function" and fns.networks:
+        sender = fns.owner(rec["src_ip"])
+        for i in np.flatnonzero(sender >= 0):
+            name = fns.networks[sender[i]][0]
+            env = fns.environment(name, int(rec["src_ip"][i]))
+            rec["src_ip"][i] = env
+            invocation = net.lambda_service.invoke(name, env, now=net.now)
+            if not invocation.accepted:
+                refused[i] = Reason[invocation.reason_code]
+            elif invocation.pool is None:
+                refused[i] = Reason.EXITED_TO_INTERNET  # no VpcConfig: straight out of Lambda's VPC
+            else:
+                origin[i], index[i] = Origin.FUNCTION, net._pool_index(invocation.pool)
+        receiver = fns.owner(rec["dst_ip"])
+        for i in np.flatnonzero(receiver >= 0):
+            name = fns.networks[receiver[i]][0]
+            rec["dst_ip"][i] = fns.environment(name, int(rec["dst_ip"][i]))
+            refused[i] = _reply_path(net, rec, i, origin, index)
+    walk = np.flatnonzero(refused == 0)
+    res = net.process(rec[walk], origin[walk], index[walk])
+    reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
+    reason[walk], location[walk], out[walk] = res.reason, res.location, res.packets
+    facts = Facts([(stage, walk[rows], cols) for stage, rows, cols in res.facts.stages])
+    return BatchResult(out, reason, location, facts)
+
+
+def _reply_path(net: Network, rec: np.ndarray, i: int, origin: np.ndarray, index: np.ndarray) -> int:
+    """Turn a reply toward an execution environment into the packet the peer really sends
+    (to the Hyperplane ENI's port, or to the NAT gateway's public address); 0, or the reason it
+    has no path."""
+    vpc = net.compiled
+    env = int(rec["dst_ip"][i])
+    name = net.lambda_service.function_of_environment(ip_str(env))
+    request = rec[i:i + 1].copy()  # the request this answers: environment -> peer
+    request["src_ip"], request["dst_ip"] = rec["dst_ip"][i], rec["src_ip"][i]
+    request["src_port"], request["dst_port"] = rec["dst_port"][i], rec["src_port"][i]
+    for pool in net.lambda_service.function(name).pools:
+        sent, found = pool.table.lookup(request, Direction.OUT)
+        if found[0]:
+            break
+    else:
+        return Reason.V2N_UNSOLICITED_INBOUND
+    hp_ip, hp_port = sent["src_ip"][0], sent["src_port"][0]
+    rec["dst_ip"][i], rec["dst_port"][i] = hp_ip, hp_port
+    peer = vpc.eni_of_private_ip(rec["src_ip"][i:i + 1])[0]
+    if peer >= 0:
+        origin[i], index[i] = Origin.ENI, peer
+        return 0
+    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
+    hp = vpc.eni_of_private_ip(np.array([hp_ip], np.uint32))[0]
+    table = vpc.subnet_route_table[vpc.eni_subnet[[hp]]]
+    route = vpc.routes.lookup_records(sent, table)
+    kind, target = vpc.route_targets(table, route)
+    if kind[0] == Target.GATEWAY_ENDPOINT:
+        origin[i], index[i] = Origin.GATEWAY_ENDPOINT, target[0]
+        return 0
+    if kind[0] == Target.NAT:
+        out, found = net._nat_tables[target[0]].lookup(sent, Direction.OUT)
+        if not found[0]:
+            return Reason.NAT_UNSOLICITED_INBOUND
+        public = vpc.public_of_private_ip(out["src_ip"])[0]
+        rec["dst_ip"][i], rec["dst_port"][i] = public if public else out["src_ip"][0], out["src_port"][0]
+    origin[i], index[i] = Origin.INTERNET, -1
+    return 0
+
+
+def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:
+    """Drops per deciding rule: the NACL entry or the security groups that refused."""
+    vpc = net.compiled
+    for stage, rows, cols in res.facts.stages:
+        if stage in ("nacl_out", "nacl_in"):
+            denied = cols["allowed"] == 0
+            for nacl, number in zip(cols["nacl"][denied], cols["rule_number"][denied]):
+                label = "*" if number == 32767 else str(number)
+                report.drops_by_rule[f"{vpc.nacl_ids[nacl]} {stage.replace('_', '-')} rule {label}"] += 1
+        elif stage in ("sg_egress", "sg_ingress"):
+            denied = cols["allowed"] == 0
+            for sg in cols["sg_set"][denied]:
+                report.drops_by_rule[f"{','.join(vpc.sg_set_groups[sg])} {stage.replace('_', '-')}"] += 1
+
+
+class _VerdictSink:
+    """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``)."""
+
+    FIELDS = ["index", "disposition", "reason", "resource", "src", "sport", "dst", "dport", "proto"]
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.file = open(self.path, "w", newline="")
+        self.csv = csv.writer(self.file) if self.path.suffix == ".csv" else None
+        if self.csv:
+            self.csv.writerow(self.FIELDS)
+
+    def write(self, start: int, reason: np.ndarray, location: np.ndarray, out: np.ndarray, net: Network) -> None:
+        enis = net.compiled.enis
+        for k in range(len(reason)):
+            r = Reason(int(reason[k]))
+            p = out[k]
+            row = [start + k, r.disposition.name, r.name, enis[location[k]].id if location[k] >= 0 else "",
+                   ip_str(p["src_ip"]), int(p["src_port"]), ip_str(p["dst_ip"]), int(p["dst_port"]), int(p["proto"])]
+            if self.csv:
+                self.csv.writerow(row)
+            else:
+                self.file.write(json.dumps(dict(zip(self.FIELDS, row))) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
