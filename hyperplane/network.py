@@ -86,8 +86,23 @@ class Network:
 
     @classmethod
     def load(cls, path: str | Path, **kw) -> Network:
-        """A topology file (YAML or JSON, see docs/topology-format.md)."""
+        """A topology file (YAML or JSON, see docs/topology-format.md), or a folder of AWS
+        describe-* JSON files (hyperplane/loaders/aws_snapshot.py): a snapshot is a running
+        account, so its functions start Active (``ready=True`` unless given)."""
+        if Path(path).is_dir():
+            from hyperplane.loaders.aws_snapshot import load_aws_snapshot
+            kw.setdefault("ready", True)
+            return cls(load_aws_snapshot(path), **kw)
         return cls(load_topology(path), **kw)
+
+    @classmethod
+    def from_boto3(cls, session_or_clients: Any = None, **kw) -> Network:
+        """The account that boto3 sees (a Session, ``{"ec2": client, "lambda": client}`` or
+        None for the default session), collected with the describe-* calls; functions start
+        Active as in :meth:`load` of a folder."""
+        from hyperplane.loaders.boto3_collect import from_boto3
+        kw.setdefault("ready", True)
+        return cls(from_boto3(session_or_clients), **kw)
 
     @classmethod
     def example(cls, **kw) -> Network:
