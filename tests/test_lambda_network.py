@@ -690,3 +690,52 @@ def test_caller_source_address_is_replaced_by_the_execution_environment():
     assert hop(r, "v2n-out").detail.startswith(f"{env}:40001 -> ")
     back = r.reply(TCP(flags="SA"))
     assert (back.packet.dst, back.packet.dport) == (env, 40001)
+
+
+def test_packets_of_an_expired_connection_are_new_or_unsolicited():
+    net = lab("open")
+    fn = net.function("open")
+    (eni,) = fn.hyperplane_enis
+    udp = fn.send(IP(dst=HOST) / UDP(sport=37000, dport=514))
+    tcp = fn.send(IP(dst=HOST) / TCP(sport=37001, dport=8080, flags="S"))
+    assert tcp.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED_TO_FUNCTION
+    assert fn.send(IP(dst=HOST) / TCP(sport=37001, dport=8080, flags="A")).reason == hp.Reason.DELIVERED
+    net.advance(351)
+    assert eni.connections == 0
+    # UDP: the next datagram simply opens a new flow
+    again = fn.send(IP(dst=HOST) / UDP(sport=37000, dport=514))
+    assert again.reason == hp.Reason.DELIVERED and hop(again, "v2n-out").decision == "translate"
+    assert eni.connections == 1
+    # TCP: a segment of the dead connection is no SYN, so it opens nothing
+    late = fn.send(IP(dst=HOST) / TCP(sport=37001, dport=8080, flags="A"))
+    assert late.reason == hp.Reason.V2N_NO_CONNECTION
+    assert tcp.reply(TCP(flags="A")).reason == hp.Reason.V2N_UNSOLICITED_INBOUND
+
+
+def test_new_function_on_an_existing_pair_sends_at_once():
+    from hyperplane.model import ExecutionRole, LambdaFunction
+
+    net = lab("api")
+    (eni,) = net.function("api").hyperplane_enis
+    role = ExecutionRole("arn:aws:iam::123456789012:role/late-role",
+                         managed_policies=("AWSLambdaVPCAccessExecutionRole",))
+    net.lambda_service.create_function(
+        LambdaFunction("late", role, VpcConfig(("subnet-app-a",), ("sg-fn",))))
+    late = net.function("late")
+    assert late.state == "Active"  # the pair's ENI already exists: no Pending
+    r = late.send(syn())
+    assert r.reason == hp.Reason.DELIVERED and r.packet.src == eni.private_ip
+    assert eni.functions == ["api", "late"]
+
+
+def test_orphaned_eni_keeps_its_address_and_carries_nothing():
+    net = lab("open")
+    (eni,) = net.function("open").hyperplane_enis
+    service = net.lambda_service
+    service.update_function_configuration("open", None)
+    service.delete_role(service.function("open").role)  # before Lambda could delete the ENI
+    net.advance(20 * 60)
+    assert eni.status == "orphaned"
+    assert [e.id for e in net.hyperplane_enis] == [eni.id]  # still there, holding its address
+    r = net.send(IP(dst=eni.private_ip) / TCP(sport=5000, dport=40000, flags="S"), source="i-0host")
+    assert not r.delivered and r.reason == hp.Reason.V2N_UNSOLICITED_INBOUND
