@@ -922,3 +922,33 @@ def test_virtual_clock_only_moves_forward():
     with pytest.raises(ValueError):
         net.advance(float("nan"))
     assert net.now == 125.0
+
+
+def test_batch_sees_connections_opened_by_earlier_rows():
+    net = network("""
+security_groups:
+  - {id: sg-client, vpc_id: vpc-dp}
+network_interfaces:
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, security_group_ids: [sg-client]}
+""")  # sg-client: no inbound rule, so an answer gets in only as part of a tracked connection
+    from hyperplane.records import ACK
+
+    rows = np.zeros(4, dtype=PACKET)
+    rows[0] = (0.0, ip(A1), ip(B1), 40000, 443, 40, 6, SYN)
+    rows[1] = (0.0, ip(B1), ip(A1), 443, 40000, 40, 6, SYN | ACK)  # answers row 0
+    rows[2] = (0.0, ip(A1), ip(B1), 40000, 443, 40, 6, ACK)
+    rows[3] = (0.0, ip(B1), ip(A1), 443, 40001, 40, 6, SYN | ACK)  # answers nothing
+    senders = [net.compiled.eni_index[e] for e in ("eni-a1", "eni-b1", "eni-a1", "eni-b1")]
+    res = net.process(rows, hp.Origin.ENI, np.array(senders, dtype=np.int32))
+    assert [hp.Reason(int(x)) for x in res.reason] == [
+        hp.Reason.DELIVERED, hp.Reason.DELIVERED, hp.Reason.DELIVERED, hp.Reason.SG_INGRESS_DENY]
+
+
+def test_framed_packets_are_accepted_and_answered_as_ip():
+    from scapy.layers.l2 import Ether
+
+    net = network()
+    r = net.send(Ether() / IP(dst=B1) / TCP(sport=40000, dport=443, flags="S"), source="eni-a1")
+    assert r.reason == hp.Reason.DELIVERED
+    assert isinstance(r.packet, IP) and r.packet.dst == B1
+    assert r.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED
