@@ -443,7 +443,10 @@ class _Snapshot:
         out: dict[str, PrefixList] = {}
         for item in self.items["PrefixLists"]:
             pl_id = self.define(item, "PrefixListId", self.pl_items)
-            cidrs = self.get(item, "Cidrs", list)
+            cidrs = self.get(item, "Cidrs", list, required=False, default=None)
+            if cidrs is None:
+                self.note(f"{pl_id} ({item.data.get('PrefixListName')}): no Cidrs in the snapshot; it matches nothing")
+                cidrs = []
             out[pl_id] = PrefixList(pl_id, self.get(item, "PrefixListName"),
                                     self._unique_cidrs(item, "Cidrs", cidrs))
         for item in self.items["ManagedPrefixLists"]:
@@ -575,8 +578,12 @@ class _Snapshot:
                     records[record["id"]] = record
                 elif known.get("instance_id") is None and "skip" not in known:
                     known["instance_id"] = instance_id
+        nat_enis = {a.get("NetworkInterfaceId") for item in self.items["NatGateways"]
+                    for a in item.data.get("NatGatewayAddresses") or () if isinstance(a, dict)}
         out: dict[str, dict] = {}
         for eni_id, record in records.items():
+            if eni_id in nat_enis:
+                continue  # built with its NAT gateway, whatever InterfaceType says
             if "skip" in record:
                 self.report.skip("NetworkInterfaces (in a skipped subnet)")
                 self.skipped_ids[eni_id] = record["skip"]
