@@ -147,6 +147,38 @@ def test_icmp_rule_matches_its_type():
     assert timestamp.reason == hp.Reason.SG_INGRESS_DENY
 
 
+def test_icmp_rule_without_a_code_admits_every_code_of_its_type():
+    net = network("""
+security_groups:
+  - {id: sg-unreach, vpc_id: vpc-dp, ingress: [{protocol: icmp, icmp_type: 3, cidr: 0.0.0.0/0}]}
+network_interfaces:
+  - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10, security_group_ids: [sg-unreach]}
+""")
+    for code in (0, 3, 4):
+        assert net.send(IP(dst=B1) / ICMP(type=3, code=code), source="eni-a1").reason == hp.Reason.DELIVERED
+    for other in (0, 8, 11):
+        assert net.send(IP(dst=B1) / ICMP(type=other), source="eni-a1").reason == hp.Reason.SG_INGRESS_DENY
+
+
+def test_security_group_reference_covers_secondary_private_ips():
+    net = network("""
+security_groups:
+  - {id: sg-member, vpc_id: vpc-dp}
+  - {id: sg-srv, vpc_id: vpc-dp, ingress: [{protocol: tcp, ports: 443, security_group_id: sg-member}]}
+network_interfaces:
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, secondary_private_ips: [10.0.1.11],
+     security_group_ids: [sg-member]}
+  - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10, secondary_private_ips: [10.0.2.11],
+     security_group_ids: [sg-srv]}
+""")
+    r = net.send(tcp("10.0.2.11", 443, src="10.0.1.11"), source="eni-a1")
+    assert r.reason == hp.Reason.DELIVERED
+    assert hop(r, "sg-ingress").detail == "on eni-b1: rule 0: tcp/443 from sg-member"
+    back = r.reply(TCP(flags="SA"))
+    assert back.reason == hp.Reason.DELIVERED and back.packet.src == "10.0.2.11"
+    assert net.send(tcp("10.0.2.11", 443, src="10.0.1.12"), source="eni-a1").reason == hp.Reason.SG_INGRESS_DENY
+
+
 def test_security_group_reference_matches_hyperplane_eni_private_ip():
     net = hp.Network.example()
     orders = net.function("orders")
