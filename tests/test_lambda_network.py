@@ -339,14 +339,17 @@ def test_connections_per_eni_is_configurable():
     net = lab(lambda_settings=hp.LambdaSettings(max_connections_per_eni=3))
     api = net.function("api")
     (first,) = api.hyperplane_enis
-    for _ in range(3):
+    first_syn = api.send(syn())
+    for _ in range(2):
         assert api.send(syn()).packet.src == first.private_ip
+    assert first_syn.packet.src == first.private_ip
     api.send(syn())  # the fourth connection: no room on the first ENI
     enis = api.hyperplane_enis
     assert len(enis) == 2 and enis[1].overflow
     assert [e.connections for e in enis] == [3, 1]
     r = api.send(syn())
     assert r.reason == hp.Reason.DELIVERED and r.packet.src == enis[1].private_ip
+    assert first_syn.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED_TO_FUNCTION  # old ones stay
 
 
 def test_overflow_eni_when_ports_to_one_destination_run_out():
@@ -415,6 +418,19 @@ def test_opening_tcp_connection_idles_out_after_120_seconds():
     assert early.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED_TO_FUNCTION
     net.advance(2)  # `late` has now waited 121 s for its SYN-ACK
     assert late.reply(TCP(flags="SA")).reason == hp.Reason.V2N_UNSOLICITED_INBOUND
+
+
+def test_closing_tcp_connection_idles_out_after_120_seconds():
+    for wait, reason in ((119, hp.Reason.DELIVERED_TO_FUNCTION), (121, hp.Reason.V2N_UNSOLICITED_INBOUND)):
+        net = lab("open")
+        fn = net.function("open")
+        r = fn.send(IP(dst=HOST) / TCP(sport=38000, dport=8080, flags="S"))
+        assert r.reply(TCP(flags="SA")).delivered
+        assert fn.send(IP(dst=HOST) / TCP(sport=38000, dport=8080, flags="A")).delivered
+        assert fn.send(IP(dst=HOST) / TCP(sport=38000, dport=8080, flags="FA")).delivered
+        assert r.reply(TCP(flags="FA")).delivered
+        net.advance(wait)
+        assert r.reply(TCP(flags="A")).reason == reason, wait  # the last ACK, late or not
 
 
 def test_udp_flow_idles_out_after_30_seconds_or_180_once_replied():
