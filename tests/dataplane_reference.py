@@ -1,0 +1,298 @@
+"""A plain, per-packet Python walk of one packet through a VPC, for reading, not speed.
+
+Written from SPEC §3-§4 straight on the topology model (``hyperplane.model``), never on the
+compiled arrays of ``hyperplane.vpc`` / ``hyperplane.policy``: the batch pipeline must agree with
+it packet for packet (tests/test_dataplane_differential.py).
+
+Scope: the stateless part of the data plane for the *first* packet of a flow. Nothing is
+remembered between packets: security groups decide by their rules alone (no tracked connection
+exists yet), a NAT gateway opens a connection for every packet that may open one and never has
+one to answer, and Lambda functions (Hyperplane ENIs) are not modelled.
+
+The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or gateway):
+
+  send from an ENI:  VPC DNS resolver (base + 2: no SG, no NACL)  -> SG egress
+                     -> route (longest prefix; static beats prefix list at equal length)
+                     -> NACL out of the sender's subnet, unless the next hop is in that subnet
+                     -> target: local (the ENI holding the address) | eni | nat | igw | vpce
+                                | pcx | blackhole | no route
+  arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
+                     -> NAT gateway ENI: only its own connections come back (none here)
+                     -> otherwise SG ingress -> delivered
+  at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
+                     -> sent on from the gateway's ENI, with its private address as source
+  from the internet: the internet gateway maps a public address (an ENI's public IP, a NAT
+                     gateway's Elastic IP) to its private address -> arrive there.
+
+Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
+the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
+gateway, gateway endpoint, DNS), the receiver for decisions taken on arrival (NACL in, SG
+ingress, the NAT gateway). From the internet to an address nobody holds: no ENI (None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from hyperplane import model
+from hyperplane.reasons import Reason
+
+TCP, UDP, ICMP = 6, 17, 1
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+ICMP_ECHO_REQUEST = 8
+MAX_HOPS = 8
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One IPv4 packet. ``flags``: the TCP flags for TCP, the ICMP type for ICMP, 0 otherwise.
+
+    For ICMP the code is taken as 0 (the packet records carry none)."""
+
+    src: IPv4Address
+    dst: IPv4Address
+    proto: int
+    src_port: int = 0
+    dst_port: int = 0
+    flags: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: Reason
+    eni_id: str | None  # where it was delivered or stopped (see the module docstring)
+    path: tuple[str, ...] = ()  # the ENIs that sent it, in order (for statistics and reading)
+
+
+class ReferenceVpc:
+    """The topology and the few lookups the walk needs, by plain iteration."""
+
+    def __init__(self, topology: model.Topology) -> None:
+        self.t = topology
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def eni(self, eni_id: str) -> model.NetworkInterface:
+        return self.t.network_interfaces[eni_id]
+
+    def subnet_of_eni(self, eni_id: str) -> model.Subnet:
+        return self.t.subnets[self.eni(eni_id).subnet_id]
+
+    def vpc_of_eni(self, eni_id: str) -> model.Vpc:
+        return self.t.vpcs[self.subnet_of_eni(eni_id).vpc_id]
+
+    def eni_holding(self, vpc_id: str, address: IPv4Address) -> str | None:
+        """The ENI of the VPC with this private address (primary or secondary)."""
+        for eni in self.t.network_interfaces.values():
+            if self.t.subnets[eni.subnet_id].vpc_id == vpc_id and address in eni.private_ips:
+                return eni.id
+        return None
+
+    def subnet_holding(self, vpc_id: str, address: IPv4Address) -> str | None:
+        for subnet in self.t.subnets.values():
+            if subnet.vpc_id == vpc_id and address in subnet.cidr:
+                return subnet.id
+        return None
+
+    def nat_of_eni(self, eni_id: str) -> model.NatGateway | None:
+        for nat in self.t.nat_gateways.values():
+            if nat.network_interface_id == eni_id:
+                return nat
+        return None
+
+    def owner_of_public_ip(self, address: IPv4Address) -> tuple[str, IPv4Address] | None:
+        """(ENI id, private address) behind a public address, as the internet gateway maps it."""
+        for nat in self.t.nat_gateways.values():
+            for private, public in nat.address_pairs:
+                if public == address:
+                    return nat.network_interface_id, private
+        for eni in self.t.network_interfaces.values():
+            if eni.public_ip == address:
+                return eni.id, eni.private_ip  # a public IP belongs to the primary address
+        return None
+
+    def public_ip_of(self, eni_id: str, private: IPv4Address) -> IPv4Address | None:
+        nat = self.nat_of_eni(eni_id)
+        if nat is not None:
+            return dict(nat.address_pairs).get(private)
+        eni = self.eni(eni_id)
+        return eni.public_ip if private == eni.private_ip else None
+
+    def members_of_group(self, group_id: str) -> list[IPv4Address]:
+        """Private addresses of every ENI carrying the group (never public addresses)."""
+        return [ip for eni in self.t.network_interfaces.values() if group_id in eni.security_group_ids
+                for ip in eni.private_ips]
+
+    # -- matching -----------------------------------------------------------------------------
+
+    @staticmethod
+    def protocol_and_ports_match(protocol: int, port_range: tuple[int, int], icmp_type: int,
+                                 icmp_code: int, pkt: Packet) -> bool:
+        if protocol == model.PROTOCOL_ALL:
+            return True
+        if protocol != pkt.proto:
+            return False
+        if protocol in (TCP, UDP):
+            low, high = port_range
+            return low <= pkt.dst_port <= high
+        if protocol == ICMP:
+            return icmp_type in (-1, pkt.flags) and icmp_code in (-1, 0)
+        return True  # other protocols have no ports
+
+    def peer_matches(self, rule: model.SecurityGroupRule, peer: IPv4Address) -> bool:
+        if rule.cidr is not None:
+            return peer in rule.cidr
+        if rule.prefix_list_id is not None:
+            return self.t.prefix_lists[rule.prefix_list_id].contains(peer)
+        return peer in self.members_of_group(rule.security_group_id)
+
+    def security_groups_allow(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
+        """Any rule of any group on the ENI (peer: destination out, source in)."""
+        peer = pkt.dst if egress else pkt.src
+        for group_id in self.eni(eni_id).security_group_ids:
+            for rule in self.t.security_groups[group_id].rules(egress):
+                if (self.protocol_and_ports_match(rule.protocol, rule.port_range, rule.icmp_type,
+                                                  rule.icmp_code, pkt)
+                        and self.peer_matches(rule, peer)):
+                    return True
+        return False
+
+    def network_acl_allows(self, subnet_id: str, egress: bool, pkt: Packet) -> bool:
+        """Lowest rule number first; the first matching rule decides; none: denied."""
+        acl = self.t.network_acls[self.t.subnets[subnet_id].network_acl_id]
+        peer = pkt.dst if egress else pkt.src
+        entries = [e for e in acl.entries if e.egress == egress]
+        for entry in sorted(entries, key=lambda e: e.rule_number):
+            if (self.protocol_and_ports_match(entry.protocol, entry.port_range, entry.icmp_type,
+                                              entry.icmp_code, pkt)
+                    and peer in entry.cidr):
+                return entry.rule_action == "allow"
+        return False
+
+    def route_for(self, subnet_id: str, dst: IPv4Address) -> model.Route | None:
+        """Longest prefix; at equal length static over prefix list; then the first listed."""
+        table = self.t.route_tables[self.t.subnets[subnet_id].route_table_id]
+        best, best_key = None, None
+        for position, route in enumerate(table.routes):
+            if route.is_prefix_list_route:
+                cidrs, static = self.t.prefix_lists[route.destination].cidrs, 0
+            else:
+                cidrs, static = (route.destination,), 1
+            for cidr in cidrs:
+                if dst in cidr:
+                    key = (cidr.prefixlen, static, -position)
+                    if best_key is None or key > best_key:
+                        best, best_key = route, key
+        return best
+
+
+def evaluate(topology: model.Topology, pkt: Packet, origin: str | None) -> Verdict:
+    """Walk one packet sent by the ENI ``origin`` (an ENI id), or from the internet (None)."""
+    walk = _Walk(ReferenceVpc(topology))
+    verdict = walk.start(pkt, origin)
+    return replace(verdict, path=tuple(walk.path))
+
+
+class _Walk:
+    def __init__(self, vpc: ReferenceVpc) -> None:
+        self.vpc = vpc
+        self.path: list[str] = []
+
+    def start(self, pkt: Packet, origin: str | None) -> Verdict:
+        if origin is not None:
+            return self.send(pkt, origin)
+        owner = self.vpc.owner_of_public_ip(pkt.dst)
+        if owner is None:
+            return Verdict(Reason.NOT_A_VPC_PUBLIC_ADDRESS, None)
+        eni_id, private = owner
+        return self.arrive(replace(pkt, dst=private), eni_id, from_subnet=None)
+
+    def send(self, pkt: Packet, eni_id: str) -> Verdict:
+        self.path.append(eni_id)
+        if len(self.path) > MAX_HOPS:
+            raise AssertionError("routing loop: the generator must not build one")
+        v = self.vpc
+        subnet = v.subnet_of_eni(eni_id)
+        vpc = v.vpc_of_eni(eni_id)
+        if pkt.dst == vpc.dns_resolver_ip:  # SPEC §4: security groups do not filter it
+            return Verdict(Reason.DELIVERED_TO_DNS_RESOLVER, eni_id)
+        is_nat = v.nat_of_eni(eni_id) is not None
+        if not is_nat and not v.security_groups_allow(eni_id, True, pkt):
+            return Verdict(Reason.SG_EGRESS_DENY, eni_id)
+
+        route = v.route_for(subnet.id, pkt.dst)
+        kind = None if route is None else route.target_kind
+        # the next hop's subnet decides whether the packet crosses the sender's NACL
+        next_eni = None
+        if route is not None and not route.is_blackhole:
+            if kind == "local":
+                next_eni = v.eni_holding(vpc.id, pkt.dst)
+                next_subnet = v.subnet_holding(vpc.id, pkt.dst)
+            elif kind == "eni":
+                next_eni = route.target
+                next_subnet = v.eni(next_eni).subnet_id
+            elif kind == "nat":
+                next_eni = v.t.nat_gateways[route.target].network_interface_id
+                next_subnet = v.t.nat_gateways[route.target].subnet_id
+            else:
+                next_subnet = None  # leaves the VPC
+        else:
+            next_subnet = None
+        if next_subnet != subnet.id and not v.network_acl_allows(subnet.id, True, pkt):
+            return Verdict(Reason.NACL_OUT_DENY, eni_id)
+
+        if route is None:
+            return Verdict(Reason.NO_ROUTE, eni_id)
+        if route.is_blackhole:
+            return Verdict(Reason.BLACKHOLE_ROUTE, eni_id)
+        if kind in ("local", "eni"):
+            if next_eni is None:
+                return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
+            return self.arrive(pkt, next_eni, from_subnet=subnet.id)
+        if kind == "nat":
+            return self.at_nat_gateway(pkt, route.target, from_subnet=subnet.id)
+        if kind == "igw":
+            nat = v.nat_of_eni(eni_id)
+            if v.public_ip_of(eni_id, pkt.src) is not None:
+                return Verdict(Reason.EXITED_TO_INTERNET, eni_id)
+            if nat is not None and not nat.is_public:
+                return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
+            return Verdict(Reason.NO_PUBLIC_IP, eni_id)
+        if kind == "vpce":
+            if pkt.proto == TCP or (pkt.proto == ICMP and pkt.flags == ICMP_ECHO_REQUEST):
+                return Verdict(Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni_id)
+            return Verdict(Reason.GATEWAY_ENDPOINT_PROTOCOL, eni_id)
+        if kind == "pcx":
+            return Verdict(Reason.FORWARDED_TO_PEERING, eni_id)
+        raise AssertionError(f"route target {route.target!r} is not modelled here")
+
+    def arrive(self, pkt: Packet, eni_id: str, from_subnet: str | None) -> Verdict:
+        v = self.vpc
+        subnet_id = v.eni(eni_id).subnet_id
+        if from_subnet != subnet_id and not v.network_acl_allows(subnet_id, False, pkt):
+            return Verdict(Reason.NACL_IN_DENY, eni_id)
+        if v.nat_of_eni(eni_id) is not None:
+            # addressed to the NAT gateway itself: only replies to its own connections pass
+            if pkt.proto not in (TCP, UDP, ICMP):
+                return Verdict(Reason.NAT_UNSUPPORTED_PROTOCOL, eni_id)
+            return Verdict(Reason.NAT_UNSOLICITED_INBOUND, eni_id)
+        if not v.security_groups_allow(eni_id, False, pkt):
+            return Verdict(Reason.SG_INGRESS_DENY, eni_id)
+        return Verdict(Reason.DELIVERED, eni_id)
+
+    def at_nat_gateway(self, pkt: Packet, nat_id: str, from_subnet: str) -> Verdict:
+        v = self.vpc
+        nat = v.t.nat_gateways[nat_id]
+        eni_id = nat.network_interface_id
+        if from_subnet != nat.subnet_id and not v.network_acl_allows(nat.subnet_id, False, pkt):
+            return Verdict(Reason.NACL_IN_DENY, eni_id)
+        if pkt.proto not in (TCP, UDP, ICMP):
+            return Verdict(Reason.NAT_UNSUPPORTED_PROTOCOL, eni_id)
+        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:
+            return Verdict(Reason.NAT_NO_CONNECTION_RST, eni_id)  # not an opening SYN
+        if pkt.proto == ICMP and pkt.flags != ICMP_ECHO_REQUEST:
+            return Verdict(Reason.NAT_NO_CONNECTION, eni_id)
+        # a new connection: source -> the gateway's (primary) private address and a free port
+        translated = replace(pkt, src=nat.private_ip, src_port=1024)
+        return self.send(translated, eni_id)

@@ -1,0 +1,372 @@
+"""The batch data plane agrees with a plain per-packet walk of the same topology (SPEC §3-§4).
+
+Hypothesis draws small VPCs as topology documents (random route tables with local, internet
+gateway, NAT gateway, blackhole, prefix-list, gateway endpoint and peering routes; security
+groups with CIDR, prefix-list and group peers, egress-only and rule-less ones; numbered NACLs
+of allow and deny entries; ENIs with secondary and public addresses; maybe a NAT gateway, public
+or private, in a subnet routed to the internet gateway) and a batch of packets between ENIs,
+to random addresses, and from the internet. The whole batch goes through ``Network.process`` at
+once; every packet must end with the reason and at the ENI that ``dataplane_reference`` gives.
+
+Packets are independent: each has its own source port (from a range disjoint from the
+destination ports), so no packet is the reply of another and connection tracking, which only
+ever lets more through, cannot change a first packet's fate.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import numpy as np
+from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
+
+from hyperplane.errors import HyperplaneError
+from hyperplane.loaders import parse_topology
+from hyperplane.network import Network
+from hyperplane.pipeline import Origin
+from hyperplane.reasons import Reason
+from hyperplane.records import PACKET
+
+from dataplane_reference import ACK, FIN, ICMP, SYN, TCP, UDP, Packet, evaluate
+
+GRE = 47
+VPC_CIDRS = ["10.0.0.0/16", "10.1.0.0/16"]
+SUBNET_CIDRS = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26", "10.1.0.0/24"]
+PREFIX_LISTS = {
+    "pl-s3": ("com.amazonaws.us-east-1.s3", ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"]),
+    # a customer list: an internet /24 that a static route also names, and a VPC subnet
+    "pl-corp": ("corp", ["198.51.100.0/24", "8.8.8.0/24", "10.0.1.0/24"]),
+}
+PEER_CIDR = "172.16.0.0/16"
+OUTSIDE_DESTINATIONS = ["0.0.0.0/0", "8.8.0.0/16", "8.8.8.0/24", "52.216.0.0/15", "52.216.4.0/24",
+                        "198.51.100.0/24", "203.0.113.0/24", PEER_CIDR]
+PEER_CIDRS = ["0.0.0.0/0", "10.0.0.0/16", "10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26",
+              "10.1.0.0/16", "198.51.100.0/24", "8.8.8.8/32", "52.216.0.0/16", "10.0.0.4/32",
+              "10.0.1.5/32"]
+INTERNET_SOURCES = ["198.51.100.7", "8.8.8.8", "1.2.3.4", "52.216.9.9"]
+DST_PORTS = [22, 53, 80, 443, 1000, 5000, 5005, 8080]  # all below FIRST_SOURCE_PORT
+FIRST_SOURCE_PORT = 20000
+BROAD_CIDRS = ["0.0.0.0/0", "0.0.0.0/0", "10.0.0.0/16"]  # drawn more often, so that packets get far
+PORT_RANGES = [None, "80", "443", "22-80", "1024-65535", "5000-5010", "0-65535"]
+
+# ---------------------------------------------------------------------------------------------
+# topology documents
+
+
+def _rule_protocol_fields(draw) -> dict:
+    protocol = draw(st.sampled_from(["all", "all", "tcp", "tcp", "udp", "icmp", GRE]))
+    out: dict = {"protocol": protocol}
+    if protocol in ("tcp", "udp"):
+        ports = draw(st.sampled_from(PORT_RANGES))
+        if ports is not None:
+            out["ports"] = ports
+    elif protocol == "icmp":
+        icmp_type = draw(st.sampled_from([None, 8, 0, 3]))
+        if icmp_type is not None:
+            out["icmp_type"] = icmp_type
+            code = draw(st.sampled_from([None, 0, 1]))
+            if code is not None:
+                out["icmp_code"] = code
+    return out
+
+
+@st.composite
+def security_group_rule(draw, groups: list[str]) -> dict:
+    rule = _rule_protocol_fields(draw)
+    peer = draw(st.sampled_from(["cidr", "cidr", "prefix_list", "group"]))
+    if peer == "cidr":
+        rule["cidr"] = draw(st.sampled_from(BROAD_CIDRS + PEER_CIDRS))
+    elif peer == "prefix_list":
+        rule["prefix_list_id"] = draw(st.sampled_from(sorted(PREFIX_LISTS)))
+    else:
+        rule["security_group_id"] = draw(st.sampled_from(groups))
+    return rule
+
+
+@st.composite
+def nacl_entries(draw) -> list[dict]:
+    numbers = draw(st.lists(st.sampled_from([1, 10, 50, 90, 100, 110, 200, 32766]), unique=True, max_size=5))
+    entries = []
+    for number in numbers:
+        entry = {"rule_number": number, **_rule_protocol_fields(draw),
+                 "cidr": draw(st.sampled_from(BROAD_CIDRS + PEER_CIDRS)),
+                 "rule_action": draw(st.sampled_from(["allow", "allow", "allow", "deny"]))}
+        entries.append(entry)
+    draw(st.randoms()).shuffle(entries)  # declaration order must not matter
+    return entries
+
+
+@st.composite
+def topology_document(draw) -> dict:
+    two_cidrs = draw(st.booleans())
+    vpc_cidrs = VPC_CIDRS if two_cidrs else VPC_CIDRS[:1]
+    choices = [c for c in SUBNET_CIDRS if any(IPv4Network(c).subnet_of(IPv4Network(v)) for v in vpc_cidrs)]
+    subnet_cidrs = draw(st.lists(st.sampled_from(choices), min_size=2, max_size=4, unique=True))
+    subnets = [{"id": f"subnet-{k}", "vpc_id": "vpc-t", "cidr": c,
+                "availability_zone": f"us-east-1{'abc'[k % 3]}"} for k, c in enumerate(subnet_cidrs)]
+
+    # NAT gateway: in a subnet whose own table leads to the internet gateway and never to a NAT
+    nat_subnet = draw(st.sampled_from([None, *range(len(subnets))]))
+    nat_kind = draw(st.sampled_from(["public", "private"]))
+    with_endpoint = draw(st.booleans())
+    with_peering = draw(st.booleans())
+
+    tables = [f"rtb-{k}" for k in range(draw(st.integers(1, 3)))]
+    if nat_subnet is not None:
+        tables.append("rtb-nat-home")
+    endpoint_tables = draw(st.lists(st.sampled_from(tables), unique=True)) if with_endpoint else []
+
+    def random_routes(table: str) -> list[dict]:
+        routes = []
+        destinations = ["0.0.0.0/0"] * 3 + OUTSIDE_DESTINATIONS + sorted(PREFIX_LISTS) + subnet_cidrs
+        # the NAT's home leads to the internet gateway; rtb-0 usually is a "private" table
+        default = "igw-t" if table == "rtb-nat-home" else None
+        if table == "rtb-0" and draw(st.integers(0, 3)) > 0:
+            default = "nat-t" if nat_subnet is not None else "igw-t"
+        if default is not None:
+            routes.append({"destination": "0.0.0.0/0", "target": default})
+            destinations = [d for d in destinations if d != "0.0.0.0/0"]
+        if table in endpoint_tables:
+            destinations.remove("pl-s3")  # the endpoint adds its own route
+        if not with_peering:
+            destinations.remove(PEER_CIDR)
+        picked = draw(st.lists(st.sampled_from(destinations), unique=True, max_size=5))
+        for dest in picked:
+            inside = dest in subnet_cidrs
+            targets = ["blackhole"]
+            if nat_subnet is not None and table != "rtb-nat-home":
+                targets += ["nat-t", "nat-t"]
+            if not inside:
+                targets += ["igw-t", "igw-t"]
+                if with_peering and dest == PEER_CIDR:
+                    targets.append("pcx-t")
+            else:
+                targets.append("eni")
+            target = draw(st.sampled_from(targets))
+            if target == "blackhole":
+                routes.append({"destination": dest, "target": "nat-gone" if inside else "igw-gone",
+                               "state": "blackhole"})
+            elif target == "eni":
+                routes.append({"destination": dest, "target": draw(st.sampled_from(eni_ids))})
+            else:
+                routes.append({"destination": dest, "target": target})
+        return routes
+
+    groups = [f"sg-{k}" for k in range(draw(st.integers(1, 4)))]
+    all_groups = groups + ["sg-t-default"]
+    security_groups = []
+    for g in groups:
+        sg: dict = {"id": g, "vpc_id": "vpc-t",
+                    "ingress": draw(st.lists(security_group_rule(all_groups), max_size=3))}
+        egress = draw(st.sampled_from(["absent", "absent", "none", "rules"]))
+        if egress == "none":
+            sg["egress"] = []
+        elif egress == "rules":
+            sg["egress"] = draw(st.lists(security_group_rule(all_groups), min_size=1, max_size=3))
+        security_groups.append(sg)
+
+    acls = [f"acl-{k}" for k in range(draw(st.integers(0, 2)))]
+    network_acls = [{"id": a, "vpc_id": "vpc-t", "ingress": draw(nacl_entries()), "egress": draw(nacl_entries())}
+                    for a in acls]
+
+    # ENIs with explicit addresses (base + 4, + 5, ...) so that packets can aim at them
+    n_enis = draw(st.integers(2, 5))
+    eni_ids = [f"eni-{k}" for k in range(n_enis)]
+    used: dict[int, int] = {}
+    enis = []
+    for k, eni_id in enumerate(eni_ids):
+        s = draw(st.sampled_from(range(len(subnets))))
+        base = IPv4Network(subnet_cidrs[s]).network_address
+        used[s] = used.get(s, 0) + 1
+        eni: dict = {"id": eni_id, "subnet_id": subnets[s]["id"],
+                     "private_ip": str(base + 3 + used[s]),
+                     "security_group_ids": draw(st.lists(st.sampled_from(all_groups), min_size=1, max_size=3,
+                                                         unique=True))}
+        if draw(st.integers(0, 4)) == 0:
+            used[s] += 1
+            eni["secondary_private_ips"] = [str(base + 3 + used[s])]
+        if draw(st.booleans()):
+            eni["public_ip"] = f"54.0.0.{k + 1}"
+        if draw(st.integers(0, 3)) == 0:
+            eni["source_dest_check"] = False
+        enis.append(eni)
+
+    for k, subnet in enumerate(subnets):
+        if k == nat_subnet:
+            subnet["route_table_id"] = "rtb-nat-home"
+        else:
+            table = draw(st.sampled_from(["rtb-0"] * 2 + tables + ["main"]))
+            if table != "main":
+                subnet["route_table_id"] = table
+        acl = draw(st.sampled_from(acls + ["default"] * 2))
+        if acl != "default":
+            subnet["network_acl_id"] = acl
+
+    document: dict = {
+        "vpcs": [{"id": "vpc-t", "cidrs": vpc_cidrs}],
+        "subnets": subnets,
+        "route_tables": [{"id": t, "vpc_id": "vpc-t", "routes": random_routes(t)} for t in tables],
+        "security_groups": security_groups,
+        "network_acls": network_acls,
+        "internet_gateways": [{"id": "igw-t", "vpc_id": "vpc-t"}],
+        "prefix_lists": [{"id": pl, "name": name, "cidrs": cidrs} for pl, (name, cidrs) in PREFIX_LISTS.items()],
+        "network_interfaces": enis,
+    }
+    if nat_subnet is not None:
+        nat = {"id": "nat-t", "subnet_id": subnets[nat_subnet]["id"], "connectivity_type": nat_kind}
+        if nat_kind == "public":
+            nat["elastic_ips"] = ["3.3.3.3"]
+        document["nat_gateways"] = [nat]
+    if with_endpoint:
+        document["vpc_endpoints"] = [{"id": "vpce-s3", "vpc_id": "vpc-t", "type": "gateway",
+                                      "service_name": "com.amazonaws.us-east-1.s3",
+                                      "prefix_list_id": "pl-s3", "route_table_ids": endpoint_tables}]
+    if with_peering:
+        document["vpc_peering_connections"] = [{"id": "pcx-t", "vpc_id": "vpc-t", "peer_vpc_id": "vpc-peer",
+                                                "peer_cidrs": [PEER_CIDR]}]
+    return document
+
+
+# ---------------------------------------------------------------------------------------------
+# packets
+
+KINDS = ["tcp_syn", "tcp_syn", "tcp_ack", "udp", "udp", "icmp_echo", "icmp_unreachable", "gre"]
+
+
+OUTSIDE_ADDRESSES = [IPv4Address(a) for a in [
+    "52.216.1.1", "52.217.0.5", "3.5.1.1", "54.231.0.1",  # pl-s3
+    "198.51.100.7", "8.8.8.8",  # pl-corp, and static routes of the same length
+    "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5"]]
+
+
+def inside_addresses(topology) -> list[IPv4Address]:
+    """Addresses in the VPC worth aiming at: every ENI's, the resolver, reserved and free
+    addresses of the subnets, addresses in no subnet."""
+    out = {IPv4Address(a) for a in ["10.0.0.2", "10.0.99.9", "10.1.0.77"]}
+    for eni in topology.network_interfaces.values():
+        out.update(eni.private_ips)
+    for subnet in topology.subnets.values():
+        out.update({subnet.cidr[1], subnet.cidr[2], subnet.cidr[3], subnet.cidr[-2]})
+    return sorted(out)
+
+
+@st.composite
+def packet_plan(draw, topology) -> list[tuple[str | None, Packet]]:
+    # an appliance (an ENI some route targets) does not send through a route to itself
+    def routes_to_itself(eni) -> bool:
+        table = topology.route_tables[topology.subnets[eni.subnet_id].route_table_id]
+        return any(r.target == eni.id for r in table.routes)
+
+    senders = [e for e in topology.network_interfaces.values() if not e.is_managed and not routes_to_itself(e)]
+    assume(senders)
+    publics = sorted({e.public_ip for e in topology.network_interfaces.values() if e.public_ip is not None})
+    inside = inside_addresses(topology)
+    outside = OUTSIDE_ADDRESSES + publics
+    plan = []
+    gre_used = False
+    for k in range(draw(st.integers(4, 24))):
+        kind = draw(st.sampled_from(KINDS))
+        if kind == "gre":  # tracked by addresses alone: one per batch keeps packets independent
+            if gre_used:
+                kind = "udp"
+            gre_used = True
+        sport = FIRST_SOURCE_PORT + k
+        dport = draw(st.sampled_from(DST_PORTS))
+        if kind == "tcp_syn":
+            fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=SYN)
+        elif kind == "tcp_ack":
+            fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=draw(st.sampled_from([ACK, ACK | FIN, 0x18])))
+        elif kind == "udp":
+            fields = dict(proto=UDP, src_port=sport, dst_port=dport)
+        elif kind == "icmp_echo":
+            fields = dict(proto=ICMP, src_port=sport, flags=8)
+        elif kind == "icmp_unreachable":
+            fields = dict(proto=ICMP, src_port=sport, flags=3)
+        else:
+            fields = dict(proto=GRE, src_port=sport)
+        if draw(st.integers(0, 4)) == 0:  # from the internet
+            src = IPv4Address(draw(st.sampled_from(INTERNET_SOURCES)))
+            dst = draw(st.sampled_from(publics * 3 + [IPv4Address("54.9.9.9"), IPv4Address("3.3.3.3")]))
+            plan.append((None, Packet(src, dst, **fields)))
+        else:
+            sender = draw(st.sampled_from(senders))
+            src = draw(st.sampled_from(sender.private_ips))
+            targets = outside if draw(st.booleans()) else [a for a in inside if a not in sender.private_ips]
+            dst = draw(st.sampled_from(targets))
+            plan.append((sender.id, Packet(src, dst, **fields)))
+    return plan
+
+
+def records(plan) -> np.ndarray:
+    out = np.zeros(len(plan), dtype=PACKET)
+    for k, (_, p) in enumerate(plan):
+        out[k] = (0.0, int(p.src), int(p.dst), p.src_port, p.dst_port, 40, p.proto, p.flags)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the test
+
+# Where the emulator is known to disagree with SPEC (reported to the lead); rows these
+# recognise are left out of the comparison until the emulator is fixed. Each returns why.
+
+
+def _free_address_in_own_subnet(topology, origin, pkt) -> str | None:
+    """SPEC §3: traffic between two addresses of one subnet does not cross its NACL; the
+    pipeline (send(): same_subnet needs an ENI at the address) applies the NACL out to a
+    local-route packet for a free address of the sender's own subnet."""
+    if origin is None:
+        return None
+    subnet = topology.subnets[topology.network_interfaces[origin].subnet_id]
+    taken = any(pkt.dst in e.private_ips for e in topology.network_interfaces.values())
+    return "free address in own subnet" if pkt.dst in subnet.cidr and not taken else None
+
+
+def _dns_resolver_behind_security_group(topology, origin, pkt) -> str | None:
+    """SPEC §4: security groups do not filter the DNS resolver (VPC base + 2); the pipeline
+    (send()) evaluates SG egress before it recognises the resolver's address."""
+    if origin is None:
+        return None
+    vpc = topology.vpcs[topology.subnets[topology.network_interfaces[origin].subnet_id].vpc_id]
+    return "DNS resolver behind SG egress" if pkt.dst == vpc.dns_resolver_ip else None
+
+
+KNOWN_DIVERGENCES = [_free_address_in_own_subnet, _dns_resolver_behind_security_group]
+
+
+def known_divergence(topology, origin, pkt) -> str | None:
+    for check in KNOWN_DIVERGENCES:
+        why = check(topology, origin, pkt)
+        if why:
+            return why
+    return None
+
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
+    document = data.draw(topology_document(), label="document")
+    try:
+        topology = parse_topology(document)
+    except HyperplaneError:
+        assume(False)
+    plan = data.draw(packet_plan(topology), label="packets")
+
+    net = Network(topology, ready=True)
+    index = net.compiled.eni_index
+    origin = np.array([Origin.INTERNET if o is None else Origin.ENI for o, _ in plan], np.int8)
+    origin_index = np.array([-1 if o is None else index[o] for o, _ in plan], np.int32)
+    result = net.process(records(plan), origin, origin_index)
+
+    enis = net.compiled.enis
+    got = [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
+           for r, at in zip(result.reason, result.location)]
+    verdicts = [evaluate(topology, p, o) for o, p in plan]
+    expected = [(v.reason, v.eni_id) for v in verdicts]
+    for v in verdicts:  # --hypothesis-show-statistics: which verdicts were reached, and how
+        event(v.reason.name + (" via a NAT gateway" if any(e.startswith("eni-nat") for e in v.path) else ""))
+    mismatches = [(k, plan[k], got[k], expected[k]) for k in range(len(plan))
+                  if got[k] != expected[k] and not known_divergence(topology, *plan[k])]
+    assert not mismatches, "\n".join(f"#{k} from {o or 'internet'}: {p}\n   batch {g}\n   reference {e}"
+                                     for k, (o, p), g, e in mismatches)
