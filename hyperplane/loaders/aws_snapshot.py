@@ -282,7 +282,7 @@ class _Snapshot:
         value = item.data.get(key)
         if value is None:
             if required:
-                self.fail(item.file, item.path, f"missing required field {key!r}")
+                self.fail(item.file, item.at(key), f"required field {key!r} is missing")
             return default
         if not isinstance(value, kind) or (kind is str and not value.strip()) or isinstance(value, bool) and kind is int:
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
@@ -463,7 +463,7 @@ class _Snapshot:
             else:
                 cidrs = self.get(item, "Cidrs", list, required=False, default=None)
                 if cidrs is None:
-                    self.fail(item.file, item.path, "missing required field 'Entries' (put the "
+                    self.fail(item.file, item.at("Entries"), "required field 'Entries' is missing (put the "
                                                     "get-managed-prefix-list-entries output in the list's object)")
             out[pl_id] = PrefixList(pl_id, self.get(item, "PrefixListName"), self._unique_cidrs(item, "Entries", cidrs))
         return out
@@ -648,7 +648,7 @@ class _Snapshot:
                     allocation = address.data.get("AllocationId")
                     public = address.data.get("PublicIp") or eips.get(allocation)
                     if not public:
-                        self.fail(address.file, address.at("PublicIp"), "missing required field 'PublicIp' "
+                        self.fail(address.file, address.at("PublicIp"), "required field 'PublicIp' is missing "
                                   "(a public NAT gateway's address needs its Elastic IP)")
                     public_ip = self.ip(_Item(address.file, address.path, {"PublicIp": public}), "PublicIp")
                     elastic_ips.append(ElasticIp(allocation if isinstance(allocation, str) else f"eipalloc-{_suffix(nat_id)}-{len(elastic_ips)}", public_ip))
@@ -712,7 +712,7 @@ class _Snapshot:
     def permission(self, perm: _Item, egress: bool, group: _Item) -> list[SecurityGroupRule]:
         raw = perm.data.get("IpProtocol")
         if raw is None:
-            self.fail(perm.file, perm.path, "missing required field 'IpProtocol'")
+            self.fail(perm.file, perm.at("IpProtocol"), "required field 'IpProtocol' is missing")
         if str(raw).lower() in ("icmpv6", "58"):
             self.report.skip("security group rules (ICMPv6)")
             return []
@@ -856,7 +856,7 @@ class _Snapshot:
                 if r.data.get("DestinationIpv6CidrBlock") is not None:
                     self.report.skip("routes (IPv6)")
                     continue
-                self.fail(r.file, r.path, "missing required field 'DestinationCidrBlock' (or DestinationPrefixListId)")
+                self.fail(r.file, r.at("DestinationCidrBlock"), "required field 'DestinationCidrBlock' (or DestinationPrefixListId) is missing")
             if r.data.get("DestinationCidrBlock") is not None:
                 destination: Any = self.cidr(r, "DestinationCidrBlock")
             else:
@@ -1322,7 +1322,7 @@ def describe_documents(topology: Topology, *, hyperplane_enis: Iterable[Any] = (
     docs["NetworkAcls.json"] = {"NetworkAcls": [{
         "Associations": [{"NetworkAclAssociationId": f"aclassoc-{_suffix(s.id)}", "NetworkAclId": a.id, "SubnetId": s.id}
                          for s in t.subnets_using_network_acl(a.id)],
-        "Entries": [entry(e) for e in (*a.egress, *a.ingress)], "IsDefault": a.is_default, "NetworkAclId": a.id,
+        "Entries": [entry(e) for e in (*a.entries, *(r for r in (*a.ingress, *a.egress) if r.is_implicit_deny))], "IsDefault": a.is_default, "NetworkAclId": a.id,
         "OwnerId": account, "Tags": _tags(a.name), "VpcId": a.vpc_id,
     } for a in t.network_acls.values()]}
     docs["InternetGateways.json"] = {"InternetGateways": [{

@@ -1,0 +1,403 @@
+"""Loading AWS describe-* snapshot folders: third-party snapshots read in place, flows checked
+against what their JSON says, Lambda ENIs taken over, broken input named precisely, and our own
+topologies written out as describe-* folders and loaded back to the same verdicts."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+
+import hyperplane as hp
+from hyperplane.errors import TopologyError
+from hyperplane.loaders import load_example_topology
+from hyperplane.loaders.aws_snapshot import (
+    SnapshotWarning, load_aws_snapshot, parse_aws_documents, read_aws_snapshot, write_describe_folder,
+)
+from hyperplane.reasons import Reason
+
+SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+FOLDERS = ["hybrid-cloud", "test-nat-gateway", "test-public-private-subnet", "test-public-subnet",
+           "test-subnet", "test-vpc-endpoint-gateway", "test-vpc-endpoint-interface", "test-vpc-peering"]
+
+pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.loaders.aws_snapshot.SnapshotWarning")
+
+
+def snapshot(name: str) -> Path:
+    folder = SNAPSHOTS / name
+    if not folder.is_dir():
+        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project, in "
+                    "../shared/fixtures/aws-snapshots; a fresh clone does not have it)")
+    return folder
+
+
+def load(name: str) -> hp.Network:
+    return hp.Network.load(snapshot(name))
+
+
+def syn(dst: str, port: int, src: str | None = None) -> IP:
+    ip = IP(dst=dst) if src is None else IP(src=src, dst=dst)
+    return ip / TCP(sport=40000, dport=port, flags="S")
+
+
+def mentions(result, text: str) -> bool:
+    return any(text in f"{h}" for h in result.hops)
+
+
+# --------------------------------------------------------------------------------------------
+# every third-party snapshot loads
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_every_third_party_snapshot_loads_as_a_valid_topology(name):
+    topology, report = read_aws_snapshot(snapshot(name))
+    topology.validate()
+    assert topology.vpcs and topology.subnets and topology.network_interfaces
+    assert report.loaded["vpcs"] == len(topology.vpcs)
+    assert all(f.endswith(".json") for f in report.files)
+
+
+def test_network_load_of_a_folder_warns_once_about_what_is_not_emulated():
+    folder = snapshot("test-public-private-subnet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hp.Network.load(folder)
+    ours = [w for w in caught if issubclass(w.category, SnapshotWarning)]
+    assert len(ours) == 1
+    assert "VpnGateways (VPN gateways): 1" in str(ours[0].message)
+    assert "CustomerGateways (customer gateways): 1" in str(ours[0].message)
+
+
+def test_region_subfolders_and_skipped_kinds_are_counted_across_regions():
+    topology, report = read_aws_snapshot(snapshot("hybrid-cloud"))
+    assert report.regions == ["us-east-2", "us-west-2"]
+    assert len(topology.vpcs) == 4  # two per region
+    assert report.skipped["TransitGateways (transit gateways)"] == 2
+    assert report.skipped["NetworkInterfaces (transit_gateway, no security group)"] == 4
+    assert topology.account_id == "554773406868"
+
+
+# --------------------------------------------------------------------------------------------
+# flows, each checked against the snapshot's JSON
+
+
+def test_nat_gateway_private_instance_reaches_the_internet_with_the_nat_public_address():
+    net = load("test-nat-gateway")
+    # i-0a128d26e59be60f3 (10.1.1.98) is in "Subnet 1", whose table sends 0.0.0.0/0 to the NAT
+    # gateway; the NAT lives in the public subnet whose table sends 0.0.0.0/0 to the IGW.
+    r = net.send(syn("8.8.8.8", 80), source="i-0a128d26e59be60f3")
+    assert r.delivered and r.reason == Reason.EXITED_TO_INTERNET
+    assert r.packet.src == "3.135.127.225"  # NatGatewayAddresses[0].PublicIp
+    assert mentions(r, "nat-07ab4846da51f4612") and mentions(r, "igw-071753b9c23d8a9b2")
+    back = r.reply(TCP(flags="SA"))
+    assert back.reason == Reason.DELIVERED and back.packet.dst == "10.1.1.98"
+
+
+def test_nat_gateway_refuses_a_connection_from_the_internet():
+    net = load("test-nat-gateway")
+    r = net.send(syn("3.135.127.225", 80, src="8.8.8.8"), source="internet")
+    assert not r.delivered and r.reason == Reason.NAT_UNSOLICITED_INBOUND
+
+
+def test_nat_gateway_snapshot_jump_host_admits_ssh_and_ping_from_anywhere_but_not_http():
+    net = load("test-nat-gateway")
+    # Jump Host: public IP 18.216.129.140, group terraform-...02 allows tcp/22 and icmp type 8.
+    assert net.send(syn("18.216.129.140", 22, src="198.51.100.7"), source="internet").reason == Reason.DELIVERED
+    ping = net.send(IP(src="198.51.100.7", dst="18.216.129.140") / ICMP(type=8), source="internet")
+    assert ping.reason == Reason.DELIVERED
+    assert net.send(syn("18.216.129.140", 80, src="198.51.100.7"), source="internet").reason == Reason.SG_INGRESS_DENY
+
+
+def test_nat_gateway_snapshot_subnet_without_explicit_table_uses_the_main_one():
+    net = load("test-nat-gateway")
+    # "Subnet 20" has no association: the main table rtb-0e169c4a1e0b27b55 has the local route only.
+    assert net.topology.subnets["subnet-02ff259e663e9613e"].route_table_id == "rtb-0e169c4a1e0b27b55"
+    r = net.send(syn("8.8.8.8", 80), source="i-0a73a1a6021c03ddb")
+    assert r.reason == Reason.NO_ROUTE
+
+
+def test_public_subnet_instance_is_reachable_on_ssh_only():
+    net = load("test-public-subnet")
+    # eni-00064850627e198ee: 10.0.0.91 <-> 18.216.80.133, launch-wizard-1 allows tcp/22 from 0.0.0.0/0
+    assert net.send(syn("18.216.80.133", 22, src="203.0.113.9"), source="internet").reason == Reason.DELIVERED
+    assert net.send(syn("18.216.80.133", 443, src="203.0.113.9"), source="internet").reason == Reason.SG_INGRESS_DENY
+    out = net.send(syn("8.8.8.8", 443), source="i-06669a407b2ef3ae5")
+    assert out.reason == Reason.EXITED_TO_INTERNET and out.packet.src == "18.216.80.133"
+
+
+def test_single_subnet_instances_talk_ssh_and_have_no_way_out():
+    net = load("test-subnet")
+    # both instances: launch-wizard groups allowing tcp/22 only; the only table is local-only
+    assert net.send(syn("10.10.1.228", 22), source="i-07519d6ba3f9497e4").reason == Reason.DELIVERED
+    assert net.send(syn("10.10.1.228", 443), source="i-07519d6ba3f9497e4").reason == Reason.SG_INGRESS_DENY
+    assert net.send(syn("8.8.8.8", 443), source="i-08ef86e76fceabd8d").reason == Reason.NO_ROUTE
+
+
+def test_route_to_a_vpn_gateway_loads_and_stops_as_an_unmodelled_target():
+    net = load("test-public-private-subnet")
+    # the private instance's subnet uses the main table: 0.0.0.0/0 -> vgw-070087240d6fa2989
+    r = net.send(syn("8.8.8.8", 443), source="i-099cf38911942421c")
+    assert not r.delivered and r.reason == Reason.UNMODELLED_TARGET
+    assert mentions(r, "vgw-070087240d6fa2989")
+    pub = net.send(syn("8.8.8.8", 443), source="i-094a9e5b545a4fde4")
+    assert pub.reason == Reason.EXITED_TO_INTERNET and pub.packet.src == "13.58.55.60"
+
+
+def test_gateway_endpoint_carries_s3_traffic_from_the_private_subnet():
+    net = load("test-vpc-endpoint-gateway")
+    # private-web01 (10.1.101.36): table testing-noigw = local + pl-63a5400a -> vpce-0b7357542bb7b83ec
+    s3 = net.send(syn("52.216.10.10", 443), source="i-01c6c0647fdccc89e")  # 52.216.0.0/15 is S3
+    assert s3.reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT and mentions(s3, "vpce-0b7357542bb7b83ec")
+    udp = net.send(IP(dst="52.216.10.10") / UDP(sport=40000, dport=53), source="i-01c6c0647fdccc89e")
+    assert udp.reason == Reason.GATEWAY_ENDPOINT_PROTOCOL
+    assert net.send(syn("8.8.8.8", 443), source="i-01c6c0647fdccc89e").reason == Reason.NO_ROUTE
+    endpoint = net.topology.vpc_endpoints["vpce-0b7357542bb7b83ec"]
+    assert endpoint.prefix_list_id == "pl-63a5400a"
+    assert set(endpoint.route_table_ids) == {"rtb-04f71fc2caa8d94cf", "rtb-0efde4139784b75b0"}
+
+
+def test_interface_endpoint_eni_admits_https_from_the_instance_and_nothing_else():
+    net = load("test-vpc-endpoint-interface")
+    endpoint = net.topology.vpc_endpoints["vpce-083c683a6be29b889"]
+    assert endpoint.network_interface_ids == ("eni-0084b734451ba23ca",)
+    assert "cloudtrail.us-east-1.amazonaws.com" in endpoint.dns_names
+    eni = net.topology.network_interfaces["eni-0084b734451ba23ca"]
+    assert eni.kind == "vpc_endpoint" and eni.managed_by == endpoint.id
+    # testing_sg on the endpoint ENI allows tcp/443 and tcp/22 from 0.0.0.0/0, not tcp/80
+    assert net.send(syn("10.1.101.97", 443), source="i-0a0fbd0cfa774970f").reason == Reason.DELIVERED
+    assert net.send(syn("10.1.101.97", 80), source="i-0a0fbd0cfa774970f").reason == Reason.SG_INGRESS_DENY
+
+
+def test_peering_routes_forward_and_a_route_to_a_deleted_gateway_is_a_blackhole():
+    net = load("test-vpc-peering")
+    vpc_b = net.topology.vpcs["vpc-00a31ce9d0c06675c"]
+    assert vpc_b.cidrs == (IPv4Network("192.168.0.0/16"),)  # 192.169.0.0/16 is disassociated
+    a_to_b = net.send(syn("192.168.1.106", 22), source="i-06ba034d88c84ef07")
+    assert a_to_b.reason == Reason.FORWARDED_TO_PEERING and mentions(a_to_b, "pcx-0b89b559e3319d6cf")
+    c_to_a = net.send(syn("10.10.10.157", 22), source="i-04a292ff83b3aa833")
+    assert c_to_a.reason == Reason.FORWARDED_TO_PEERING and mentions(c_to_a, "pcx-0d5b836985ac8ca8c")
+    # VPC B: 0.0.0.0/0 -> igw-0a2c9ae201b441bff, State blackhole (the gateway is gone)
+    assert net.send(syn("8.8.8.8", 80), source="i-0b14080af811fda3d").reason == Reason.BLACKHOLE_ROUTE
+
+
+def test_hybrid_cloud_transit_gateway_routes_are_unmodelled_and_ssh_from_the_internet_works():
+    net = load("hybrid-cloud")
+    # vpc-2 (us-east-2) main table: 10.20.0.0/16 -> tgw-06b348adabd13452d
+    r = net.send(syn("10.20.1.207", 22), source="i-04cd3db5124a05ee6")
+    assert r.reason == Reason.UNMODELLED_TARGET and mentions(r, "tgw-06b348adabd13452d")
+    # vpc-1's instance 10.20.1.207 has public IP 13.59.144.125; launch-wizard-1 allows 22 and 3306
+    for port in (22, 3306):
+        assert net.send(syn("13.59.144.125", port, src="198.51.100.1"), source="internet").reason == Reason.DELIVERED
+    assert net.send(syn("13.59.144.125", 80, src="198.51.100.1"), source="internet").reason == Reason.SG_INGRESS_DENY
+    # us-west-2: vpc-3's instance 10.40.2.80 <-> 54.191.42.182
+    assert net.send(syn("54.191.42.182", 22, src="198.51.100.1"), source="internet").reason == Reason.DELIVERED
+
+
+# --------------------------------------------------------------------------------------------
+# Lambda
+
+
+def _documents(**extra) -> list[tuple[str, dict]]:
+    """A tiny snapshot written here: one VPC, one private subnet, a group, an instance."""
+    docs = {
+        "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.9.0.0/16", "OwnerId": "111122223333"}],
+        "Subnets": [{"SubnetId": "subnet-1", "VpcId": "vpc-1", "CidrBlock": "10.9.1.0/24", "AvailabilityZone": "eu-west-1a"}],
+        "RouteTables": [{"RouteTableId": "rtb-1", "VpcId": "vpc-1", "Associations": [{"Main": True}],
+                         "Routes": [{"DestinationCidrBlock": "10.9.0.0/16", "GatewayId": "local", "State": "active"}]}],
+        "SecurityGroups": [
+            {"GroupId": "sg-default", "GroupName": "default", "VpcId": "vpc-1", "IpPermissions": [],
+             "IpPermissionsEgress": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]},
+            {"GroupId": "sg-fn", "GroupName": "fn", "VpcId": "vpc-1", "IpPermissions": [],
+             "IpPermissionsEgress": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]},
+            {"GroupId": "sg-db", "GroupName": "db", "VpcId": "vpc-1", "IpPermissionsEgress": [],
+             "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+                                "UserIdGroupPairs": [{"GroupId": "sg-fn"}]}]}],
+        "NetworkAcls": [{"NetworkAclId": "acl-1", "VpcId": "vpc-1", "IsDefault": True, "Entries": [
+            {"RuleNumber": 100, "Egress": e, "Protocol": "-1", "RuleAction": "allow", "CidrBlock": "0.0.0.0/0"}
+            for e in (True, False)]}],
+        "NetworkInterfaces": [
+            {"NetworkInterfaceId": "eni-db", "SubnetId": "subnet-1", "PrivateIpAddress": "10.9.1.20",
+             "InterfaceType": "interface", "Description": "RDSNetworkInterface", "Groups": [{"GroupId": "sg-db"}]},
+            {"NetworkInterfaceId": "eni-0lambda0000000001", "SubnetId": "subnet-1", "PrivateIpAddress": "10.9.1.77",
+             "InterfaceType": "lambda", "Description": "AWS Lambda VPC ENI-orders-1234",
+             "Groups": [{"GroupId": "sg-fn"}]}],
+    }
+    docs.update(extra)
+    return [(f"{k}.json", {k: v}) for k, v in docs.items()]
+
+
+ORDERS = {"FunctionName": "orders", "Role": "arn:aws:iam::111122223333:role/orders",
+          "FunctionArn": "arn:aws:lambda:eu-west-1:111122223333:function:orders", "Version": "$LATEST",
+          "VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-fn"], "VpcId": "vpc-1"}}
+
+
+def test_a_snapshot_function_is_active_on_its_existing_lambda_eni(tmp_path):
+    for name, doc in _documents():
+        (tmp_path / name).write_text(json.dumps(doc))
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "orders.json").write_text(json.dumps(ORDERS))  # get-function-configuration
+    net = hp.Network.load(tmp_path)
+    fn = net.function("orders")
+    assert fn.state == "Active"
+    assert [(e.id, e.private_ip) for e in fn.hyperplane_enis] == [("eni-0lambda0000000001", "10.9.1.77")]
+    assert net.topology.function("orders").role.managed_policies == ("AWSLambdaVPCAccessExecutionRole",)
+    assert net.topology.network_interfaces["eni-db"].kind == "rds"
+    r = fn.send(IP(dst="10.9.1.20") / TCP(dport=5432, flags="S"))
+    assert r.reason == Reason.DELIVERED and r.packet.src == "10.9.1.77"
+    assert fn.send(IP(dst="10.9.1.20") / TCP(dport=22, flags="S")).reason == Reason.SG_INGRESS_DENY
+
+
+def test_list_functions_output_with_versions_and_a_function_outside_any_vpc():
+    listing = [ORDERS, dict(ORDERS, Version="1", FunctionArn=ORDERS["FunctionArn"] + ":1"),
+               {"FunctionName": "thumbs", "Role": "arn:aws:iam::111122223333:role/t", "Version": "$LATEST",
+                "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": [], "VpcId": ""}}]
+    topology, _ = parse_aws_documents(_documents(Functions=listing))
+    orders = topology.function("orders")
+    assert [v.version for v in orders.versions] == ["1"] and orders.versions[0].vpc_config == orders.vpc_config
+    assert topology.function("thumbs").vpc_config is None
+    assert topology.region == "eu-west-1" and topology.account_id == "111122223333"
+
+
+def test_unrecognised_keys_and_pagination_tokens_are_reported_not_fatal():
+    docs = _documents() + [("x.json", {"Widgets": [1, 2, 3], "NextToken": "abc"})]
+    _, report = parse_aws_documents(docs)
+    assert report.skipped == {"Widgets (unrecognised key)": 3}
+
+
+# --------------------------------------------------------------------------------------------
+# broken input: file, JSON path, problem
+
+
+def _write(folder: Path, docs: list[tuple[str, dict]]) -> Path:
+    for name, doc in docs:
+        (folder / name).write_text(json.dumps(doc, indent=1))
+    return folder
+
+
+def _error(folder: Path) -> TopologyError:
+    with pytest.raises(TopologyError) as info:
+        load_aws_snapshot(folder)
+    return info.value
+
+
+def test_invalid_json_names_the_file_line_and_column(tmp_path):
+    _write(tmp_path, _documents())
+    (tmp_path / "us-east-1").mkdir()
+    (tmp_path / "us-east-1" / "Broken.json").write_text('{"Subnets": [\n  {"SubnetId": }\n]}')
+    err = _error(tmp_path)
+    assert err.file == "us-east-1/Broken.json" and err.where == "line 2, column 16"
+    assert "invalid JSON" in err.problem
+
+
+def test_missing_subnet_cidr_names_the_json_path(tmp_path):
+    docs = dict(_documents())
+    docs["Subnets.json"]["Subnets"].append({"SubnetId": "subnet-2", "VpcId": "vpc-1", "AvailabilityZone": "eu-west-1a"})
+    err = _error(_write(tmp_path, list(docs.items())))
+    assert (err.file, err.where) == ("Subnets.json", "Subnets[1].CidrBlock")
+    assert "required field 'CidrBlock' is missing" in str(err)
+
+
+def test_a_subnet_in_an_undefined_vpc_is_a_dangling_reference(tmp_path):
+    docs = dict(_documents())
+    docs["Subnets.json"]["Subnets"][0]["VpcId"] = "vpc-nope"
+    err = _error(_write(tmp_path, list(docs.items())))
+    assert (err.file, err.where) == ("Subnets.json", "Subnets[0].VpcId")
+    assert "vpc-nope" in err.problem and "no file defines" in err.problem
+
+
+def test_a_route_to_an_undefined_nat_gateway_names_the_route(tmp_path):
+    docs = dict(_documents())
+    docs["RouteTables.json"]["RouteTables"][0]["Routes"].append(
+        {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": "nat-gone", "State": "active"})
+    err = _error(_write(tmp_path, list(docs.items())))
+    assert (err.file, err.where) == ("RouteTables.json", "RouteTables[0].Routes[1].NatGatewayId")
+    assert "nat-gone" in err.problem
+
+
+def test_a_function_in_an_undefined_subnet_names_the_vpc_config_entry(tmp_path):
+    bad = dict(ORDERS, VpcConfig={"SubnetIds": ["subnet-1", "subnet-x"], "SecurityGroupIds": ["sg-fn"]})
+    err = _error(_write(tmp_path, _documents(Functions=[bad])))
+    assert (err.file, err.where) == ("Functions.json", "Functions[0].VpcConfig.SubnetIds[1]")
+
+
+def test_wrong_types_and_non_object_documents_are_named(tmp_path):
+    docs = dict(_documents())
+    docs["Vpcs.json"]["Vpcs"][0]["CidrBlock"] = 10
+    err = _error(_write(tmp_path, list(docs.items())))
+    assert (err.file, err.where) == ("Vpcs.json", "Vpcs[0].CidrBlock") and "expected a non-empty string" in err.problem
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "list.json").write_text("[1, 2]")
+    err = _error(other)
+    assert err.file == "list.json" and "top-level key" in err.problem
+
+
+def test_an_invalid_address_found_by_the_validator_still_names_the_file(tmp_path):
+    docs = dict(_documents())
+    docs["NetworkInterfaces.json"]["NetworkInterfaces"][0]["PrivateIpAddress"] = "10.9.2.20"  # not in subnet-1
+    err = _error(_write(tmp_path, list(docs.items())))
+    assert err.file == "NetworkInterfaces.json" and err.where.startswith("NetworkInterfaces[0]")
+    assert "is not inside subnet-1" in err.problem
+
+
+def test_a_missing_folder_or_an_empty_one_is_an_error(tmp_path):
+    assert "no such folder" in str(_error(tmp_path / "nope"))
+    assert "no JSON file" in str(_error(tmp_path))
+
+
+# --------------------------------------------------------------------------------------------
+# round trip: our own format -> describe-* folder -> same verdicts
+
+PACKETS = [
+    ("orders", IP(dst="8.8.8.8") / TCP(dport=443, flags="S")),
+    ("orders", IP(dst="10.0.20.10") / TCP(dport=5432, flags="S")),
+    ("orders", IP(dst="10.0.21.10") / TCP(dport=6379, flags="S")),
+    ("orders", IP(dst="10.0.10.50") / TCP(dport=443, flags="S")),
+    ("orders", IP(dst="52.216.1.1") / TCP(dport=443, flags="S")),
+    ("orders", IP(dst="8.8.8.8") / ICMP()),
+    ("report", IP(dst="8.8.8.8") / TCP(dport=443, flags="S")),
+    ("thumbnail", IP(dst="8.8.8.8") / TCP(dport=443, flags="S")),
+    ("thumbnail", IP(dst="10.0.20.10") / TCP(dport=5432, flags="S")),
+    ("internet", IP(src="198.51.100.7", dst="203.0.113.20") / TCP(sport=5000, dport=443, flags="S")),
+    ("internet", IP(src="198.51.100.7", dst="203.0.113.20") / TCP(sport=5000, dport=22, flags="S")),
+    ("internet", IP(src="192.0.2.7", dst="203.0.113.20") / TCP(sport=5000, dport=22, flags="S")),
+    ("internet", IP(src="192.0.2.7", dst="203.0.113.10") / TCP(sport=5000, dport=80, flags="S")),
+    ("eni-web", IP(dst="10.0.20.10") / TCP(sport=5000, dport=5432, flags="S")),
+    ("eni-web", IP(dst="1.1.1.1") / UDP(sport=5000, dport=53)),
+]
+
+
+def verdicts(net: hp.Network) -> list[tuple[str, str | None]]:
+    out = []
+    for source, pkt in PACKETS:
+        r = net.send(pkt.copy(), source=source)
+        out.append((r.reason.name, r.packet.src if r.packet is not None else None))
+        if r.reason == Reason.DELIVERED and TCP in pkt:  # and the answer (stateless NACLs decide it)
+            out.append(("reply", r.reply(TCP(flags="SA")).reason.name))
+    return out
+
+
+def test_example_written_as_describe_folder_loads_back_to_the_same_verdicts(tmp_path):
+    original = load_example_topology()
+    write_describe_folder(original, tmp_path)
+    assert (tmp_path / "us-east-1" / "Vpcs.json").is_file()
+    loaded, report = read_aws_snapshot(tmp_path)
+    assert report.skipped == {}
+    for name in ("vpcs", "subnets", "route_tables", "security_groups", "network_acls", "internet_gateways",
+                 "nat_gateways", "prefix_lists", "vpc_endpoints", "vpc_peering_connections"):
+        assert dict(getattr(loaded, name)) == dict(getattr(original, name)), name
+    assert set(loaded.network_interfaces) == set(original.network_interfaces)
+    assert verdicts(hp.Network(loaded, ready=True)) == verdicts(hp.Network(original, ready=True))
+
+
+def test_a_running_networks_hyperplane_enis_are_written_and_taken_over_again(tmp_path):
+    net = hp.Network.example()
+    before = sorted((e.id, e.subnet_id, e.private_ip) for e in net.hyperplane_enis)
+    write_describe_folder(net.topology, tmp_path, hyperplane_enis=net.hyperplane_enis)
+    again = hp.Network.load(tmp_path)
+    assert sorted((e.id, e.subnet_id, e.private_ip) for e in again.hyperplane_enis) == before
+    assert {again.function(n).state for n in ("orders", "report", "thumbnail")} == {"Active"}
