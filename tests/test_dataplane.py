@@ -984,3 +984,47 @@ def test_framed_packets_are_accepted_and_answered_as_ip():
     assert r.reason == hp.Reason.DELIVERED
     assert isinstance(r.packet, IP) and r.packet.dst == B1
     assert r.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED
+
+
+DECIDED_BY = {  # reason -> the stages whose hop must say deny/drop
+    hp.Reason.SG_EGRESS_DENY: {"sg-egress"}, hp.Reason.SG_INGRESS_DENY: {"sg-ingress"},
+    hp.Reason.NACL_OUT_DENY: {"nacl-out"}, hp.Reason.NACL_IN_DENY: {"nacl-in"},
+    hp.Reason.NO_PUBLIC_IP: {"igw-out"}, hp.Reason.PRIVATE_NAT_TO_INTERNET: {"igw-out"},
+    hp.Reason.NOT_A_VPC_PUBLIC_ADDRESS: {"igw-in"},
+    hp.Reason.V2N_UNSOLICITED_INBOUND: {"v2n-in"}, hp.Reason.V2N_NO_CONNECTION: {"v2n-out"},
+    hp.Reason.V2N_UNSUPPORTED_PROTOCOL: {"v2n-out", "v2n-in"}, hp.Reason.ENI_CAPACITY: {"v2n-out"},
+    hp.Reason.NAT_UNSOLICITED_INBOUND: {"nat-in"}, hp.Reason.NAT_NO_CONNECTION: {"nat-out"},
+    hp.Reason.NAT_NO_CONNECTION_RST: {"nat-out"}, hp.Reason.NAT_UNSUPPORTED_PROTOCOL: {"nat-out"},
+    hp.Reason.NAT_PORT_ALLOCATION_ERROR: {"nat-out"},
+}
+
+
+def test_the_hop_that_refused_a_packet_is_its_last_and_names_the_resource():
+    net = hp.Network.example()
+    sources = ["eni-web", "eni-db", "eni-cache", "eni-vpce-secrets-a", "orders", "report", "internet"]
+    destinations = ["10.0.20.10", "10.0.21.10", "10.0.0.20", "10.0.10.50", "10.0.11.4", "93.184.216.34",
+                    "52.216.8.1", "203.0.113.20", "203.0.113.10", "203.0.113.99"]
+    layers = [lambda: TCP(sport=next(ports), dport=443, flags="S"), lambda: TCP(sport=next(ports), dport=5432, flags="S"),
+              lambda: TCP(sport=next(ports), dport=6379, flags="A"), lambda: UDP(sport=next(ports), dport=53),
+              lambda: ICMP(id=next(ports))]
+    ports = iter(range(20000, 30000))
+    checked = set()
+    for source in sources:
+        for dst in destinations:
+            for layer in layers:
+                head = IP(src="198.51.100.7", dst=dst) if source == "internet" else IP(dst=dst)
+                r = net.send(head / layer(), source=source)
+                refusals = [h for h in r.hops if h.decision in ("deny", "drop")]
+                if r.delivered:
+                    assert not refusals, str(r)
+                    continue
+                if r.reason not in DECIDED_BY:
+                    continue
+                checked.add(r.reason)
+                last = r.hops[-1]
+                assert last.decision in ("deny", "drop") and last.stage in DECIDED_BY[r.reason], str(r)
+                if last.stage.startswith(("sg-", "nacl-")):
+                    assert last.resource.startswith(("sg-", "acl-")), str(r)
+    met = {r.name for r in checked}  # the sweep met many kinds of refusal
+    assert met >= {"SG_EGRESS_DENY", "SG_INGRESS_DENY", "NACL_OUT_DENY", "NACL_IN_DENY", "NO_PUBLIC_IP",
+                   "NOT_A_VPC_PUBLIC_ADDRESS", "NAT_UNSOLICITED_INBOUND", "V2N_UNSUPPORTED_PROTOCOL"}, met
