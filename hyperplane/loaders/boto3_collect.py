@@ -57,11 +57,11 @@ def _clients(session_or_clients: Any) -> tuple[Any, Any | None]:
         if "ec2" not in session_or_clients:
             raise CollectError("session_or_clients: a mapping needs an 'ec2' client (and optionally 'lambda')")
         return session_or_clients["ec2"], session_or_clients.get("lambda")
+    service = getattr(getattr(getattr(session_or_clients, "meta", None), "service_model", None), "service_name", None)
+    if service == "ec2":  # a client (checked first: a client is no Session)
+        return session_or_clients, None
     if hasattr(session_or_clients, "client") and callable(session_or_clients.client):  # a Session
         return session_or_clients.client("ec2"), session_or_clients.client("lambda")
-    service = getattr(getattr(getattr(session_or_clients, "meta", None), "service_model", None), "service_name", None)
-    if service == "ec2":
-        return session_or_clients, None
     raise CollectError(f"session_or_clients: expected a boto3 Session, an EC2 client or "
                        f"{{'ec2': ..., 'lambda': ...}}, not {type(session_or_clients).__name__}")
 
