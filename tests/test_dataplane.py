@@ -9,7 +9,6 @@ addresses after translation.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -601,7 +600,8 @@ def test_nat_gateway_translates_to_its_address_and_the_igw_maps_its_eip():
 def test_reply_from_internet_blocked_by_nacl_of_the_nat_gateway_subnet():
     net = network(PUBLIC_AND_PRIVATE, """
 subnets:
-  - {id: subnet-b, vpc_id: vpc-dp, cidr: 10.0.2.0/24, availability_zone: us-east-1b, route_table_id: rtb-public, network_acl_id: acl-pub}
+  - {id: subnet-b, vpc_id: vpc-dp, cidr: 10.0.2.0/24, availability_zone: us-east-1b,
+     route_table_id: rtb-public, network_acl_id: acl-pub}
 network_acls:
   - id: acl-pub
     vpc_id: vpc-dp
@@ -1004,7 +1004,8 @@ def test_the_hop_that_refused_a_packet_is_its_last_and_names_the_resource():
     sources = ["eni-web", "eni-db", "eni-cache", "eni-vpce-secrets-a", "orders", "report", "internet"]
     destinations = ["10.0.20.10", "10.0.21.10", "10.0.0.20", "10.0.10.50", "10.0.11.4", "93.184.216.34",
                     "52.216.8.1", "203.0.113.20", "203.0.113.10", "203.0.113.99"]
-    layers = [lambda: TCP(sport=next(ports), dport=443, flags="S"), lambda: TCP(sport=next(ports), dport=5432, flags="S"),
+    layers = [lambda: TCP(sport=next(ports), dport=443, flags="S"),
+              lambda: TCP(sport=next(ports), dport=5432, flags="S"),
               lambda: TCP(sport=next(ports), dport=6379, flags="A"), lambda: UDP(sport=next(ports), dport=53),
               lambda: ICMP(id=next(ports))]
     ports = iter(range(20000, 30000))

@@ -13,7 +13,6 @@ import zlib
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
