@@ -268,6 +268,87 @@ def test_unrecognised_keys_and_pagination_tokens_are_reported_not_fatal():
     assert report.skipped == {"Widgets (unrecognised key)": 3}
 
 
+def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
+    docs = dict(_documents())
+    docs["RouteTables.json"]["RouteTables"][0]["Routes"] += [
+        {"DestinationCidrBlock": "172.16.0.0/12", "TransitGatewayId": "tgw-1", "State": "active"},
+        {"DestinationCidrBlock": "192.168.0.0/16", "InstanceId": "i-fw", "State": "active"},
+        {"DestinationIpv6CidrBlock": "::/0", "EgressOnlyInternetGatewayId": "eigw-1", "State": "active"},
+        {"DestinationCidrBlock": "10.8.0.0/16", "VpcPeeringConnectionId": "pcx-1", "State": "active"},
+        {"DestinationCidrBlock": "100.64.0.0/10", "GatewayId": "vpce-gwlb", "State": "active"},
+        {"DestinationPrefixListId": "pl-office", "NatGatewayId": "nat-gone", "State": "blackhole"},
+        {"DestinationCidrBlock": "203.0.113.0/24", "GatewayId": "vgw-1", "Origin": "EnableVgwRoutePropagation"},
+    ]
+    docs["ManagedPrefixLists.json"] = {"ManagedPrefixLists": [
+        {"PrefixListId": "pl-office", "PrefixListName": "office", "AddressFamily": "IPv4",
+         "Entries": [{"Cidr": "198.51.100.0/24"}, {"Cidr": "192.0.2.0/24"}]},
+        {"PrefixListId": "pl-v6", "PrefixListName": "v6", "AddressFamily": "IPv6"}]}
+    docs["VpcEndpoints.json"] = {"VpcEndpoints": [{"VpcEndpointId": "vpce-gwlb", "VpcEndpointType": "GatewayLoadBalancer",
+                                                   "VpcId": "vpc-1", "ServiceName": "com.example.fw", "State": "available"}]}
+    docs["VpcPeeringConnections.json"] = {"VpcPeeringConnections": [
+        {"VpcPeeringConnectionId": "pcx-1", "Status": {"Code": "active"},
+         "RequesterVpcInfo": {"VpcId": "vpc-1", "CidrBlock": "10.9.0.0/16"},
+         "AccepterVpcInfo": {"VpcId": "vpc-other-account", "CidrBlockSet": [{"CidrBlock": "10.8.0.0/16"}]}},
+        {"VpcPeeringConnectionId": "pcx-old", "Status": {"Code": "deleted"},
+         "RequesterVpcInfo": {"VpcId": "vpc-1"}, "AccepterVpcInfo": {"VpcId": "vpc-2"}}]}
+    docs["Reservations.json"] = {"Reservations": [{"Instances": [{"InstanceId": "i-fw", "NetworkInterfaces": [
+        {"NetworkInterfaceId": "eni-fw", "SubnetId": "subnet-1", "PrivateIpAddress": "10.9.1.30", "SourceDestCheck": False,
+         "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": "10.9.1.30"}, {"PrivateIpAddress": "10.9.1.31"}],
+         "Groups": [{"GroupId": "sg-fn"}], "Attachment": {"DeviceIndex": 0}}]}]}]}
+    docs["Addresses.json"] = {"Addresses": [
+        {"PublicIp": "54.1.2.3", "AllocationId": "eipalloc-1", "InstanceId": "i-fw", "PrivateIpAddress": "10.9.1.30"},
+        {"PublicIp": "54.1.2.4", "AllocationId": "eipalloc-2"}]}
+    docs["SecurityGroups.json"]["SecurityGroups"].append({
+        "GroupId": "sg-x", "GroupName": "x", "VpcId": "vpc-1", "OwnerId": "111122223333", "IpPermissionsEgress": [],
+        "IpPermissions": [
+            {"IpProtocol": "6", "FromPort": 22, "ToPort": 22, "PrefixListIds": [{"PrefixListId": "pl-office"}],
+             "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+            {"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-peer", "UserId": "999988887777",
+                                                       "VpcPeeringConnectionId": "pcx-1"}]},
+            {"IpProtocol": "50", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]})
+    docs["NetworkAcls.json"]["NetworkAcls"].append({"NetworkAclId": "acl-2", "VpcId": "vpc-1", "Entries": [
+        {"RuleNumber": 10, "Egress": False, "Protocol": "6", "RuleAction": "allow", "CidrBlock": "0.0.0.0/0",
+         "PortRange": {"From": 443, "To": 443}},
+        {"RuleNumber": 20, "Egress": False, "Protocol": "1", "RuleAction": "deny", "CidrBlock": "0.0.0.0/0",
+         "IcmpTypeCode": {"Type": 8, "Code": -1}},
+        {"RuleNumber": 30, "Egress": False, "Protocol": "-1", "RuleAction": "allow", "Ipv6CidrBlock": "::/0"},
+        {"RuleNumber": 32767, "Egress": False, "Protocol": "-1", "RuleAction": "deny", "CidrBlock": "0.0.0.0/0"}]})
+    topology, report = parse_aws_documents(docs.items())
+
+    routes = {str(r.destination): (r.target, r.state) for r in topology.route_tables["rtb-1"].routes}
+    assert routes["172.16.0.0/12"] == ("tgw-1", "active")
+    assert routes["192.168.0.0/16"] == ("eni-fw", "active")  # InstanceId -> the instance's ENI
+    assert routes["10.8.0.0/16"] == ("pcx-1", "active")
+    assert routes["100.64.0.0/10"] == ("vpce-gwlb", "blackhole")  # a skipped target
+    assert routes["pl-office"] == ("nat-gone", "blackhole")
+    assert routes["203.0.113.0/24"] == ("vgw-1", "active")
+    fw = topology.network_interfaces["eni-fw"]
+    assert (fw.instance_id, fw.public_ip, fw.secondary_private_ips, fw.source_dest_check) == (
+        "i-fw", IPv4Address("54.1.2.3"), (IPv4Address("10.9.1.31"),), False)
+    assert topology.prefix_lists["pl-office"].cidrs == (IPv4Network("198.51.100.0/24"), IPv4Network("192.0.2.0/24"))
+    pcx = topology.vpc_peering_connections["pcx-1"]
+    assert (pcx.vpc_id, pcx.peer_vpc_id, pcx.peer_cidrs) == ("vpc-1", "vpc-other-account", (IPv4Network("10.8.0.0/16"),))
+    ssh, ping, esp = topology.security_groups["sg-x"].ingress
+    assert (ssh.protocol, ssh.port_range, ssh.prefix_list_id) == (6, (22, 22), "pl-office")
+    assert (ping.protocol, ping.icmp_type, ping.icmp_code) == (1, 8, -1)
+    assert (esp.protocol, esp.port_range) == (50, (0, 65535))
+    http, echo = topology.network_acls["acl-2"].entries
+    assert (http.rule_number, http.port_range, http.rule_action) == (10, (443, 443), "allow")
+    assert (echo.protocol, echo.icmp_type, echo.rule_action) == (1, 8, "deny")
+    assert topology.network_acls["acl-2"].ingress[-1].is_implicit_deny
+    assert report.skipped == {
+        "ManagedPrefixLists (IPv6)": 1, "VpcPeeringConnections (deleted)": 1,
+        "Addresses (Elastic IPs not associated)": 1, "security group rules (IPv6 ranges)": 1,
+        "security group rules (groups of other accounts / peer VPCs)": 1, "network ACL entries (IPv6)": 1,
+        "routes (IPv6)": 1, "VpcEndpoints (GatewayLoadBalancer)": 1}
+    net = hp.Network(topology, ready=True)
+    transit = net.send(syn("172.20.0.1", 443), source="eni-fw")
+    assert transit.reason == Reason.UNMODELLED_TARGET and mentions(transit, "tgw-1")
+    assert net.send(syn("100.64.0.3", 443), source="eni-fw").reason == Reason.BLACKHOLE_ROUTE
+    assert net.send(syn("10.8.0.5", 443), source="eni-fw").reason == Reason.FORWARDED_TO_PEERING
+
+
 # --------------------------------------------------------------------------------------------
 # broken input: file, JSON path, problem
 

@@ -613,9 +613,15 @@ class _Snapshot:
 
     def instance_eni(self, instance_id: str) -> str | None:
         """The primary (device 0) ENI of an instance, else its first."""
-        candidates = [r for r in self.enis.values() if r["instance_id"] == instance_id]
-        candidates.sort(key=lambda r: r["device_index"] if isinstance(r["device_index"], int) else 99)
-        return candidates[0]["id"] if candidates else None
+        if not hasattr(self, "_instance_enis"):
+            index: dict[str, list[dict]] = {}
+            for record in self.enis.values():
+                if record["instance_id"]:
+                    index.setdefault(record["instance_id"], []).append(record)
+            for records in index.values():
+                records.sort(key=lambda r: r["device_index"] if isinstance(r["device_index"], int) else 99)
+            self._instance_enis = {k: v[0]["id"] for k, v in index.items()}
+        return self._instance_enis.get(instance_id)
 
     # NAT gateways ----------------------------------------------------------------------------------
 
@@ -938,7 +944,11 @@ class _Snapshot:
         raise AssertionError
 
     def ep_gateway_ids(self) -> dict[str, _Item]:
-        out = {}
+        """Gateway endpoints by id (computed once); other endpoint types become skipped ids."""
+        if hasattr(self, "_gateway_endpoints"):
+            return self._gateway_endpoints
+        out: dict[str, _Item] = {}
+        self._gateway_endpoints = out
         for item in self.items["VpcEndpoints"]:
             ep_id = item.data.get("VpcEndpointId")
             if not isinstance(ep_id, str):
