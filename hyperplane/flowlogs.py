@@ -37,15 +37,15 @@ import ipaddress
 import re
 import time as _time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from hyperplane.errors import HyperplaneError
 from hyperplane.pipeline import BatchResult
-from hyperplane.records import ACK, FIN, ICMP, RST, SYN, TCP, UDP
+from hyperplane.records import ACK, FIN, RST, SYN, TCP, UDP
 from hyperplane.vpc import CompiledVpc, EniKind, Target
 
 __all__ = [
@@ -105,8 +105,7 @@ for _t, _code in TRAFFIC_PATH.items():
     _PATH_OF_TARGET[_t] = _code
 
 
-@dataclass(frozen=True, slots=True)
-class FlowLogRecord:
+class FlowLogRecord(NamedTuple):
     """One flow log record; attributes are the AWS field names with ``_`` for ``-``.
 
     ``None`` is an absent value (printed ``-``). ``version`` is not stored: it belongs to the
@@ -146,7 +145,7 @@ class FlowLogRecord:
         return getattr(self, field.replace("-", "_"), None)
 
 
-_RECORD_ATTRS = {f.name for f in dc_fields(FlowLogRecord)}
+_RECORD_ATTRS = set(FlowLogRecord._fields)
 
 
 class FlowLogFormat:
@@ -194,7 +193,19 @@ class FlowLogFormat:
             return lambda r: version
         if attr not in _RECORD_ATTRS:  # ECS fields, reject-reason, sublocations: never apply
             return lambda r: "-"
-        return lambda r: _text(getattr(r, attr))
+        k = FlowLogRecord._fields.index(attr)
+        return lambda r: _text(r[k])
+
+    def _column(self, name: str, records: Sequence[FlowLogRecord]) -> list[str]:
+        attr = name.replace("-", "_")
+        if name == "version":
+            return [str(self.version)] * len(records)
+        if attr not in _RECORD_ATTRS:
+            return ["-"] * len(records)
+        values = [r[FlowLogRecord._fields.index(attr)] for r in records]
+        if name in _ALWAYS_PRESENT:
+            return list(map(str, values))
+        return ["-" if v is None else str(v) for v in values]
 
     @property
     def spec(self) -> str:
@@ -210,6 +221,13 @@ class FlowLogFormat:
         """One record as a line (no newline), absent values as ``-``."""
         return " ".join(g(record) for g in self._getters)
 
+    def lines(self, records: Sequence[FlowLogRecord]) -> list[str]:
+        """Many records as lines: the same text as ``format``, built column by column."""
+        records = list(records)
+        if not records:
+            return []
+        return list(map(" ".join, zip(*[self._column(n, records) for n in self.fields])))
+
     def parse(self, line: str) -> dict[str, str]:
         """A line written in this format back to {field: text}."""
         values = line.split(" ")
@@ -222,6 +240,11 @@ class FlowLogFormat:
 
     def __repr__(self) -> str:
         return f"FlowLogFormat({self.spec!r})"
+
+
+_ALWAYS_PRESENT = {"account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol",
+                   "packets", "bytes", "start", "end", "action", "log-status", "tcp-flags", "type",
+                   "pkt-srcaddr", "pkt-dstaddr", "flow-direction"}
 
 
 def _text(value: Any) -> str:
@@ -237,6 +260,11 @@ _ACCEPT, _REJECT, _SKIP = 0, 1, 2
 _INGRESS, _EGRESS = 0, 1
 _PORT_MASK = np.uint64(0xFFFF)
 _SHIFT16 = np.uint64(16)
+_U48 = np.uint64(48)
+_U32 = np.uint64(32)
+# bits of the "small" word of an observation: proto (8) | direction << 8 | action << 9 | path << 10
+_DIR_BIT, _ACTION_BIT, _PATH_SHIFT = 8, 9, 10
+MAX_ENIS = 1 << 16  # ENIs one aggregator can tell apart (they share a key word with an endpoint)
 
 
 def _ep(ip: np.ndarray, port: np.ndarray) -> np.ndarray:
@@ -250,50 +278,52 @@ def _bool(a: np.ndarray) -> np.ndarray:
 
 
 def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
-    """Every (row, ENI, direction, action, header) a batch's packets produced, as columns.
+    """Every (row, ENI, direction/action/path, header) a batch's packets produced, as columns.
 
     Walks the stage facts backwards from the packets as delivered, undoing each translation
     (its facts hold the values before it), so that each stage sees the header it had. Per-row
-    state carries what later stages decided back to the SG egress of the same hop (NACL out,
-    DNS, route target)."""
+    state carries what later stages of the same hop decided (NACL out, DNS, route target) back
+    to its SG egress."""
     packets = batch.packets
     n = len(packets)
     src = _ep(packets["src_ip"], packets["src_port"])
     dst = _ep(packets["dst_ip"], packets["dst_port"])
     egress_state = np.zeros(n, np.uint8)  # of the hop being walked back: ACCEPT/REJECT/SKIP
-    path_state = np.zeros(n, np.uint8)
+    path_state = np.zeros(n, np.uint16)
     orig_src = np.zeros(n, np.uint32)  # environment address before V2N out (Hyperplane egress)
     orig_dst = np.zeros(n, np.uint32)  # environment address after V2N in (Hyperplane ingress)
     for stage, rows, cols in batch.facts.stages:
         if stage == "v2n_out":
             orig_src[rows] = cols["src_ip"]
 
-    parts: list[tuple] = []  # (rows, eni, direction, action, src_ep, dst_ep, orig, path)
+    parts: list[tuple] = []  # (rows, eni, bits, src_ep, dst_ep, orig)
+    ingress = np.uint16(_INGRESS << _DIR_BIT)
+    egress = np.uint16(_EGRESS << _DIR_BIT)
+    reject = np.uint16(1 << _ACTION_BIT)
+    no = np.uint16(0)
 
-    def add(rows, eni, direction, action, s, d, orig, path) -> None:
+    def add(rows, eni, bits, s, d, orig) -> None:
         if len(rows):
-            m = len(rows)
-            parts.append((rows, np.broadcast_to(np.asarray(eni, np.int32), (m,)), direction,
-                          np.broadcast_to(np.asarray(action, np.uint8), (m,)), s, d,
-                          np.broadcast_to(np.asarray(orig, np.uint32), (m,)),
-                          np.broadcast_to(np.asarray(path, np.uint8), (m,))))
+            m = (len(rows),)
+            parts.append((rows, np.broadcast_to(np.asarray(eni, np.int32), m),
+                          np.broadcast_to(np.asarray(bits, np.uint16), m), s, d,
+                          np.broadcast_to(np.asarray(orig, np.uint32), m)))
 
     for stage, rows, cols in reversed(batch.facts.stages):
         if stage == "sg_ingress":
-            add(rows, cols["eni"], _INGRESS, np.where(_bool(cols["allowed"]), _ACCEPT, _REJECT),
-                src[rows], dst[rows], orig_dst[rows], 0)
+            bits = np.where(_bool(cols["allowed"]), ingress, ingress | reject)
+            add(rows, cols["eni"], bits, src[rows], dst[rows], orig_dst[rows])
         elif stage == "sg_egress":
             allowed = _bool(cols["allowed"])
             state = egress_state[rows]
+            bits = np.where(allowed & (state == _ACCEPT), egress, egress | reject)
+            bits |= np.where(allowed, path_state[rows], no)
             keep = state != _SKIP
-            action = np.where(allowed & (state == _ACCEPT), _ACCEPT, _REJECT).astype(np.uint8)
-            path = np.where(allowed, path_state[rows], 0)
             if keep.all():
-                add(rows, cols["eni"], _EGRESS, action, src[rows], dst[rows], orig_src[rows], path)
+                add(rows, cols["eni"], bits, src[rows], dst[rows], orig_src[rows])
             else:
                 r = rows[keep]
-                add(r, np.asarray(cols["eni"])[keep], _EGRESS, action[keep], src[r], dst[r],
-                    orig_src[r], path[keep])
+                add(r, np.asarray(cols["eni"])[keep], bits[keep], src[r], dst[r], orig_src[r])
             egress_state[rows] = _ACCEPT
             path_state[rows] = 0
         elif stage == "nacl_out":
@@ -301,16 +331,16 @@ def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
         elif stage == "dns":
             egress_state[rows] = _SKIP
         elif stage == "route":
-            path_state[rows] = _PATH_OF_TARGET[np.asarray(cols["target"], np.uint8)]
+            path_state[rows] = _PATH_OF_TARGET[np.asarray(cols["target"], np.uint8)].astype(np.uint16) << _PATH_SHIFT
         elif stage == "nacl_in":
             denied = ~_bool(cols["allowed"])
             if denied.any():
                 r = rows[denied]  # refused here: the row ended at the ENI it was entering
-                add(r, batch.location[r], _INGRESS, _REJECT, src[r], dst[r], 0, 0)
+                add(r, batch.location[r], ingress | reject, src[r], dst[r], 0)
         elif stage in ("nat_out", "nat_in"):
             s = _ep(cols["src_ip"], cols["src_port"])
             d = _ep(cols["dst_ip"], cols["dst_port"])
-            add(rows, vpc.nat_eni[np.asarray(cols["nat"])], _INGRESS, _ACCEPT, s, d, 0, 0)
+            add(rows, vpc.nat_eni[np.asarray(cols["nat"])], ingress, s, d, 0)
             src[rows] = s
             dst[rows] = d
         elif stage == "v2n_in":
@@ -324,95 +354,121 @@ def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
         elif stage == "igw_in":
             dst[rows] = (np.asarray(cols["public_ip"], np.uint64) << _SHIFT16) | (dst[rows] & _PORT_MASK)
 
-    names = ("row", "eni", "direction", "action", "src", "dst", "orig", "path")
+    names = ("row", "eni", "bits", "src", "dst", "orig")
     if not parts:
-        dtypes = (np.int64, np.int32, np.uint8, np.uint8, np.uint64, np.uint64, np.uint32, np.uint8)
+        dtypes = (np.int64, np.int32, np.uint16, np.uint64, np.uint64, np.uint32)
         return {k: np.zeros(0, t) for k, t in zip(names, dtypes)}
-    out = {}
-    for k, name in enumerate(names):
-        if name == "direction":
-            out[name] = np.concatenate([np.full(len(p[0]), p[2], np.uint8) for p in parts])
-        else:
-            out[name] = np.concatenate([p[k] for p in parts])
-    return out
+    return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
 
 
 # -- grouping ---------------------------------------------------------------------------------
+# A record's key is exactly three uint64 words:
+#   a = src endpoint (48) | small word << 48 (proto, direction, action, traffic path)
+#   b = dst endpoint (48) | ENI number << 48
+#   c = window << 32 | original address (Hyperplane ENIs; else 0)
 
-_KEYS = ("eni", "window", "small", "src", "dst", "orig")
+_KEYS = ("a", "b", "c")
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> _S33)
-    h = h * _M1
-    h = h ^ (h >> _S33)
-    h = h * _M2
-    return h ^ (h >> _S33)
-
-
-def _hash_keys(t: dict[str, np.ndarray]) -> np.ndarray:
-    """A 64-bit hash of each row's key (collisions are detected and resolved by the caller)."""
-    with np.errstate(over="ignore"):
-        h = _mix(t["src"] * _M1 + t["dst"])
-        h = _mix(h ^ (t["small"] * _M2 + t["window"].astype(np.uint64)))
-        h = _mix(h ^ (t["orig"].astype(np.uint64) + (t["eni"].astype(np.uint64) << np.uint64(32))))
+    h ^= h >> _S33
+    h *= _M1
+    h ^= h >> _S33
+    h *= _M2
+    h ^= h >> _S33
     return h
 
 
-def _group(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(order, starts): rows ordered so that equal keys are adjacent, and where groups start.
+def _hash_keys(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each key (collisions are detected and resolved by ``_group``)."""
+    with np.errstate(over="ignore"):
+        h = a * _M1
+        h += b
+        h = _mix(h)
+        h ^= c
+        return _mix(h)
 
-    Sorts the hash with the row index in its low bits (one fast sort of uint64 instead of an
-    argsort), then compares the full keys of neighbours: a hash collision that put different
-    keys in one run is resolved by sorting that run on the full keys."""
-    n = len(t["src"])
+
+def _group(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gid, first): a dense group number for each row (equal keys, equal numbers) and a row of
+    each group.
+
+    Sorts the hash with the row index in its low bits (one fast sort of uint64 rather than an
+    argsort), numbers the runs of equal hashes, then checks every row's key against its group's
+    first row; rows of a group holding different keys (a hash collision) are regrouped exactly."""
+    n = len(a)
     if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     bits = max(1, (n - 1).bit_length())
     low = np.uint64((1 << bits) - 1)
-    h = _hash_keys(t)
-    packed = np.sort((h & ~low) | np.arange(n, dtype=np.uint64))
-    order = (packed & low).astype(np.int64)
-    hs = packed >> np.uint64(bits)
-    same_hash = hs[1:] == hs[:-1]
-    keys = [t[k][order] for k in _KEYS]
-    same_key = np.ones(n - 1, bool)
-    for k in keys:
-        same_key &= k[1:] == k[:-1]
-    collided = same_hash & ~same_key
-    if collided.any():
-        order, same_key = _resolve_collisions(t, order, hs, same_hash)
-    starts = np.concatenate(([0], np.flatnonzero(~same_key) + 1))
-    return order, starts
+    h = _hash_keys(a, b, c)
+    h &= ~low
+    h |= np.arange(n, dtype=np.uint64)
+    h.sort()
+    order = (h & low).astype(np.intp)
+    h >>= np.uint64(bits)
+    new_run = np.empty(n, bool)
+    new_run[0] = True
+    np.not_equal(h[1:], h[:-1], out=new_run[1:])
+    gid = np.empty(n, np.intp)
+    gid[order] = np.cumsum(new_run) - 1  # in row order: later lookups stay cache friendly
+    first = order[new_run]
+    ok = (a == a[first][gid]) & (b == b[first][gid]) & (c == c[first][gid])
+    if not ok.all():
+        gid, first = _split_collisions((a, b, c), gid, first, ~ok)
+    return gid, first
 
 
-def _resolve_collisions(t, order, hs, same_hash):
-    """Re-sort every run of equal hashes on the full keys (rare: colliding hashes)."""
-    run_id = np.concatenate(([0], np.cumsum(~same_hash)))
-    # lexsort's last key is primary: runs stay where they are, rows inside a run get key order
-    order = order[np.lexsort([t[k][order] for k in _KEYS] + [run_id])]
-    same_key = np.ones(len(order) - 1, bool)
-    for k in _KEYS:
-        col = t[k][order]
-        same_key &= col[1:] == col[:-1]
-    return order, same_key
+def _split_collisions(keys, gid, first, wrong):
+    """Regroup exactly (lexsort on the full keys) the rows of every group holding several keys."""
+    bad = np.zeros(len(first), bool)
+    bad[gid[wrong]] = True
+    rows = np.flatnonzero(bad[gid])
+    sub = [k[rows] for k in keys]
+    order = np.lexsort(sub[::-1])
+    change = np.ones(len(rows), bool)
+    same = np.ones(len(rows) - 1, bool)
+    for k in sub:
+        same &= k[order][1:] == k[order][:-1]
+    change[1:] = ~same
+    new = np.empty(len(rows), np.intp)
+    new[order] = len(first) + np.cumsum(change) - 1
+    gid = gid.copy()
+    gid[rows] = new
+    first = np.concatenate([first, rows[order[change]]])
+    # groups emptied by the split keep their number with no rows: renumber densely
+    used = np.zeros(len(first), bool)
+    used[gid] = True
+    renumber = np.cumsum(used) - 1
+    return renumber[gid], first[used]
 
 
-def _reduce(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One row per key: packets and bytes summed, start min, end max, flags ORed."""
-    order, starts = _group(t)
-    if len(order) == 0:
-        return t
-    out = {k: t[k][order[starts]] for k in _KEYS}
-    out["packets"] = np.add.reduceat(t["packets"][order], starts)
-    out["bytes"] = np.add.reduceat(t["bytes"][order], starts)
-    out["start"] = np.minimum.reduceat(t["start"][order], starts)
-    out["end"] = np.maximum.reduceat(t["end"][order], starts)
-    out["flags"] = np.bitwise_or.reduceat(t["flags"][order], starts)
+def _aggregate(a, b, c, packets, nbytes, start, end, flags) -> dict[str, np.ndarray]:
+    """One partial record per distinct key: packets and bytes summed, start min, end max, tcp
+    flags ORed. ``packets`` may be None (each row is one packet)."""
+    gid, first = _group(a, b, c)
+    g = len(first)
+    out = {"a": a[first], "b": b[first], "c": c[first]}
+    if packets is None:
+        out["packets"] = np.bincount(gid, minlength=g).astype(np.int64)
+    else:
+        out["packets"] = np.bincount(gid, weights=packets, minlength=g).astype(np.int64)
+    out["bytes"] = np.bincount(gid, weights=nbytes, minlength=g).astype(np.int64)
+    out["start"] = np.full(g, np.inf)
+    np.minimum.at(out["start"], gid, start)
+    out["end"] = np.full(g, -np.inf)
+    np.maximum.at(out["end"], gid, end)
+    out["flags"] = np.zeros(g, np.uint8)
+    np.bitwise_or.at(out["flags"], gid, flags)
     return out
+
+
+def _merge(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Partial records with equal keys merged."""
+    return _aggregate(t["a"], t["b"], t["c"], t["packets"], t["bytes"], t["start"], t["end"], t["flags"])
 
 
 def _concat(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -422,15 +478,9 @@ def _concat(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _tcp_flags(proto: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """AWS's tcp-flags of each packet: FIN, SYN, RST, and ACK only together with SYN (18)."""
     f = flags & np.uint8(FIN | SYN | RST)
-    syn_ack = (flags & np.uint8(SYN | ACK)) == np.uint8(SYN | ACK)
-    f = f | np.where(syn_ack, np.uint8(ACK), np.uint8(0))
-    return np.where(proto == TCP, f, 0).astype(np.uint8)
-
-
-# small key word: direction (1) | action (1) | proto (8) | path (4)
-def _small(direction, action, proto, path) -> np.ndarray:
-    return (direction.astype(np.uint64) | (action.astype(np.uint64) << np.uint64(1))
-            | (proto.astype(np.uint64) << np.uint64(2)) | (path.astype(np.uint64) << np.uint64(10)))
+    f |= ((flags & np.uint8(SYN | ACK)) == np.uint8(SYN | ACK)).view(np.uint8) << np.uint8(4)
+    f[proto != TCP] = 0
+    return f
 
 
 # -- the aggregator ---------------------------------------------------------------------------
@@ -449,11 +499,13 @@ class FlowLogAggregator:
     """Accumulates flow log records from batch results, per ENI, 5-tuple, action and window.
 
     ``account_id`` and ``region`` default to the topology's (from the first ``add``);
-    ``interval`` is the maximum aggregation interval in seconds (AWS: 600 or 60)."""
+    ``interval`` is the maximum aggregation interval in seconds (AWS: 600, the default, or 60).
+    Windows are ``floor(time / interval)``: a flow crossing a window boundary gets a record in
+    each window."""
 
     def __init__(self, account_id: str | None = None, region: str | None = None,
                  interval: int = DEFAULT_INTERVAL, compact_every: int = 1 << 21) -> None:
-        if not (isinstance(interval, (int, np.integer)) and interval > 0):
+        if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval <= 0:
             raise FlowLogError(f"interval must be a positive whole number of seconds, not {interval!r}")
         self.account_id = account_id
         self.region = region
@@ -461,16 +513,15 @@ class FlowLogAggregator:
         self._enis: list[_EniMeta] = []
         self._eni_uid: dict[str, int] = {}
         self._uid_cache: tuple[int, np.ndarray] | None = None  # (id(vpc), compiled index -> uid)
-        self._services: list[tuple[int, int, str]] = []  # (first, last, service) public ranges
+        self._services: list[tuple[int, int, str]] | None = None
         self._parts: list[dict[str, np.ndarray]] = []
         self._pending = 0
-        self._compacted = 0
         self._compact_every = compact_every
 
     # -- input ---------------------------------------------------------------------------------
 
     def add(self, batch: BatchResult | Any, vpc: CompiledVpc | None = None) -> int:
-        """Add what a batch's packets did at each ENI; the number of observations added.
+        """Add what a batch's packets did at each ENI; returns the number of observations.
 
         ``batch`` is a :class:`BatchResult` (``Network.process``) with the :class:`CompiledVpc`
         it ran on (``net.compiled``), or a scripting ``Result`` that carries both (``.batch``
@@ -478,8 +529,8 @@ class FlowLogAggregator:
         if not isinstance(batch, BatchResult):
             inner, inner_vpc = getattr(batch, "batch", None), getattr(batch, "vpc", None)
             if not isinstance(inner, BatchResult):
-                raise FlowLogError(f"{type(batch).__name__} carries no BatchResult (.batch): flow logs "
-                                   "need the stage facts of the packets")
+                raise FlowLogError(f"a {type(batch).__name__} without a BatchResult (.batch) cannot be "
+                                   "logged: flow logs need the stage facts of the packets")
             batch, vpc = inner, vpc or inner_vpc
         if not isinstance(vpc, CompiledVpc):
             raise FlowLogError("add() needs the CompiledVpc the batch ran on (net.compiled)")
@@ -488,39 +539,39 @@ class FlowLogAggregator:
         m = len(obs["row"])
         if m == 0:
             return 0
-        pk = batch.packets[obs["row"]]
-        proto = pk["proto"]
-        ported = (proto == TCP) | (proto == UDP)
+        rows = obs["row"]
+        packets = batch.packets  # column by column: fancy indexing of a structured array is slow
+        time = packets["time"][rows]
+        limit = float(self.interval) * 2.0**32  # windows are numbered in 32 bits
+        if not (time.min() >= 0 and time.max() < limit):  # NaN fails both
+            bad = int(np.flatnonzero(~((time >= 0) & (time < limit)))[0])
+            raise FlowLogError(f"packet row {int(rows[bad])}: time {float(time[bad])!r} is not a number "
+                               f"of seconds from 0 to {limit:g}")
+        proto = packets["proto"][rows]
         s, d = obs["src"], obs["dst"]
+        ported = (proto == TCP) | (proto == UDP)
         if not ported.all():  # ICMP and others: ports 0, as AWS logs them
             s = np.where(ported, s, s & ~_PORT_MASK)
             d = np.where(ported, d, d & ~_PORT_MASK)
         eni = obs["eni"]
-        hyperplane = vpc.eni_kind[eni] == EniKind.HYPERPLANE
-        time = pk["time"]
-        table = {
-            "eni": uid[eni],
-            "window": np.floor(time / self.interval).astype(np.int64),
-            "small": _small(obs["direction"], obs["action"], proto, obs["path"]),
-            "src": s,
-            "dst": d,
-            "orig": np.where(hyperplane, obs["orig"], 0).astype(np.uint32),
-            "packets": np.ones(m, np.int64),
-            "bytes": pk["length"].astype(np.int64),
-            "start": time,
-            "end": time,
-            "flags": _tcp_flags(proto, pk["flags"]),
-        }
-        self._parts.append(_reduce(table))
-        self._pending += len(self._parts[-1]["src"])
+        orig = np.where(vpc.eni_kind[eni] == EniKind.HYPERPLANE, obs["orig"], 0).astype(np.uint64)
+        small = obs["bits"] | proto
+        a = s | (small.astype(np.uint64) << _U48)
+        b = d | (uid[eni].astype(np.uint64) << _U48)
+        c = (np.floor(time / self.interval).astype(np.uint64) << _U32) | orig
+        length = packets["length"][rows]
+        flags = _tcp_flags(proto, packets["flags"][rows])
+        part = _aggregate(a, b, c, None, length, time, time, flags)
+        self._parts.append(part)
+        self._pending += len(part["a"])
         if self._pending > self._compact_every:
             self._compact()
         return m
 
     def _compact(self) -> None:
         if len(self._parts) > 1:
-            self._parts = [_reduce(_concat(self._parts))]
-        self._pending = self._compacted = len(self._parts[0]["src"]) if self._parts else 0
+            self._parts = [_merge(_concat(self._parts))]
+        self._pending = len(self._parts[0]["a"]) if self._parts else 0
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] == id(vpc):
@@ -530,11 +581,13 @@ class FlowLogAggregator:
             self.account_id = topo.account_id
         if self.region is None:
             self.region = topo.region
-        if not self._services:
+        if self._services is None:
             self._services = _service_ranges(topo)
-        uid = np.empty(len(vpc.enis), np.int32)
+        uid = np.empty(len(vpc.enis), np.int64)
         for e in vpc.enis:
             if e.id not in self._eni_uid:
+                if len(self._enis) >= MAX_ENIS:
+                    raise FlowLogError(f"more than {MAX_ENIS} ENIs in one flow log aggregator")
                 subnet_id = vpc.subnet_ids[e.subnet]
                 subnet = topo.subnets.get(subnet_id)
                 instance = getattr(e.ref, "instance_id", None) if e.kind == EniKind.PLAIN else None
@@ -548,8 +601,9 @@ class FlowLogAggregator:
     # -- output --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        """The number of records so far."""
         self._compact()
-        return self._compacted
+        return self._pending
 
     def records(self) -> list[FlowLogRecord]:
         """Every record so far, ordered by window, ENI, start time and addresses."""
@@ -557,47 +611,45 @@ class FlowLogAggregator:
         if not self._parts:
             return []
         t = self._parts[0]
-        enis = self._enis
-        small = t["small"]
-        direction = (small & np.uint64(1)).astype(np.uint8)
-        action = ((small >> np.uint64(1)) & np.uint64(1)).astype(np.uint8)
-        proto = ((small >> np.uint64(2)) & np.uint64(0xFF)).astype(np.int64)
-        path = ((small >> np.uint64(10)) & np.uint64(0xF)).astype(np.int64)
-        eni_ip = np.array([e.ip for e in enis], np.uint64)[t["eni"]]
-        s_ip, d_ip = t["src"] >> _SHIFT16, t["dst"] >> _SHIFT16
-        s_port, d_port = t["src"] & _PORT_MASK, t["dst"] & _PORT_MASK
-        egress = direction == _EGRESS
+        a, b, c = t["a"], t["b"], t["c"]
+        small = (a >> _U48).astype(np.int64)
+        proto = small & 0xFF
+        egress = (small >> _DIR_BIT) & 1 == _EGRESS
+        reject = (small >> _ACTION_BIT) & 1 == 1
+        path = small >> _PATH_SHIFT
+        eni = (b >> _U48).astype(np.int64)
+        window = (c >> _U32).astype(np.int64)
+        orig = c & np.uint64(0xFFFFFFFF)
+        s_ip, d_ip = (a >> _SHIFT16) & np.uint64(0xFFFFFFFF), (b >> _SHIFT16) & np.uint64(0xFFFFFFFF)
+        s_port, d_port = a & _PORT_MASK, b & _PORT_MASK
+        eni_ip = np.array([e.ip for e in self._enis], np.uint64)[eni]
         srcaddr = np.where(egress, eni_ip, s_ip)
         dstaddr = np.where(egress, d_ip, eni_ip)
-        orig = t["orig"].astype(np.uint64)
         pkt_src = np.where(egress & (orig != 0), orig, s_ip)
         pkt_dst = np.where(~egress & (orig != 0), orig, d_ip)
         start = np.floor(t["start"]).astype(np.int64)
         end = np.floor(t["end"]).astype(np.int64)
-        order = np.lexsort((d_port, s_port, pkt_dst, pkt_src, direction, start, t["eni"], t["window"]))
+        order = np.lexsort((d_port, s_port, pkt_dst, pkt_src, egress, start, eni, window))
+
         ip = _IpText()
         svc = self._service_of
+        enis = self._enis
+        account, region = self.account_id or "-", self.region
+        cols = [x[order].tolist() for x in (eni, srcaddr, dstaddr, s_port, d_port, proto, t["packets"],
+                                           t["bytes"], start, end, reject, t["flags"], pkt_src, pkt_dst,
+                                           egress, path)]
         out = []
-        for k in order.tolist():
-            e = enis[int(t["eni"][k])]
-            ps, pd = int(pkt_src[k]), int(pkt_dst[k])
+        for (k, sa, da, sp, dp, pr, np_, nb, st, en, rj, fl, ps, pd, eg, pa) in zip(*cols):
+            e = enis[k]
             out.append(FlowLogRecord(
-                account_id=self.account_id or "-", interface_id=e.id,
-                srcaddr=ip(int(srcaddr[k])), dstaddr=ip(int(dstaddr[k])),
-                srcport=int(s_port[k]), dstport=int(d_port[k]), protocol=int(proto[k]),
-                packets=int(t["packets"][k]), bytes=int(t["bytes"][k]),
-                start=int(start[k]), end=int(end[k]),
-                action="REJECT" if action[k] else "ACCEPT", log_status="OK",
-                vpc_id=e.vpc_id, subnet_id=e.subnet_id, instance_id=e.instance_id,
-                tcp_flags=int(t["flags"][k]), type="IPv4",
-                pkt_srcaddr=ip(ps), pkt_dstaddr=ip(pd), region=self.region, az_id=None,
-                pkt_src_aws_service=svc(ps), pkt_dst_aws_service=svc(pd),
-                flow_direction="egress" if egress[k] else "ingress",
-                traffic_path=int(path[k]) if egress[k] and path[k] else None))
+                account, e.id, ip(sa), ip(da), sp, dp, pr, np_, nb, st, en,
+                "REJECT" if rj else "ACCEPT", "OK", e.vpc_id, e.subnet_id, e.instance_id, fl, "IPv4",
+                ip(ps), ip(pd), region, None, svc(ps), svc(pd), "egress" if eg else "ingress",
+                pa if eg and pa else None))
         return out
 
     def _service_of(self, ip: int) -> str | None:
-        for first, last, name in self._services:
+        for first, last, name in self._services or ():
             if first <= ip <= last:
                 return name
         return None
@@ -650,7 +702,7 @@ def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
     for eni, rs in sorted(by_eni.items()):
         rs.sort(key=lambda r: (r.start, r.end))
         path = group / f"{eni}-all"
-        _write(path, "".join(fmt.format(r) + "\n" for r in rs).encode())
+        _write(path, "".join(line + "\n" for line in fmt.lines(rs)).encode())
         written.append(path)
     return written
 
@@ -677,7 +729,7 @@ def write_s3(folder: str | Path, records: Iterable[FlowLogRecord], account_id: s
         by_period.setdefault(delivered, []).append(r)
     written = []
     for delivered, rs in sorted(by_period.items()):
-        text = fmt.header + "\n" + "".join(fmt.format(r) + "\n" for r in rs)
+        text = fmt.header + "\n" + "".join(line + "\n" for line in fmt.lines(rs))
         data = text.encode()
         digest = hashlib.sha256(data).hexdigest()[:8]
         path = Path(folder) / s3_key(account_id, region, flow_log_id, delivered, digest)
