@@ -31,9 +31,12 @@ grouping by a hash-and-index sort verified against the full keys.
 from __future__ import annotations
 
 import difflib
+import functools
+import gc
 import gzip
 import hashlib
 import ipaddress
+import operator
 import re
 import time as _time
 from collections.abc import Iterable, Sequence
@@ -202,7 +205,7 @@ class FlowLogFormat:
             return [str(self.version)] * len(records)
         if attr not in _RECORD_ATTRS:
             return ["-"] * len(records)
-        values = [r[FlowLogRecord._fields.index(attr)] for r in records]
+        values = list(map(operator.itemgetter(FlowLogRecord._fields.index(attr)), records))
         if name in _ALWAYS_PRESENT:
             return list(map(str, values))
         return ["-" if v is None else str(v) for v in values]
@@ -524,14 +527,15 @@ class FlowLogAggregator:
         """Add what a batch's packets did at each ENI; returns the number of observations.
 
         ``batch`` is a :class:`BatchResult` (``Network.process``) with the :class:`CompiledVpc`
-        it ran on (``net.compiled``), or a scripting ``Result`` that carries both (``.batch``
-        and ``.vpc``)."""
+        it ran on (``net.compiled``; not needed when the result carries it as ``.vpc``), or a
+        scripting ``Result`` that carries both (``.batch`` and ``.vpc``)."""
         if not isinstance(batch, BatchResult):
             inner, inner_vpc = getattr(batch, "batch", None), getattr(batch, "vpc", None)
             if not isinstance(inner, BatchResult):
                 raise FlowLogError(f"a {type(batch).__name__} without a BatchResult (.batch) cannot be "
                                    "logged: flow logs need the stage facts of the packets")
             batch, vpc = inner, vpc or inner_vpc
+        vpc = vpc or getattr(batch, "vpc", None)  # a BatchResult that knows its CompiledVpc
         if not isinstance(vpc, CompiledVpc):
             raise FlowLogError("add() needs the CompiledVpc the batch ran on (net.compiled)")
         uid = self._uids(vpc)
@@ -631,41 +635,62 @@ class FlowLogAggregator:
         end = np.floor(t["end"]).astype(np.int64)
         order = np.lexsort((d_port, s_port, pkt_dst, pkt_src, egress, start, eni, window))
 
-        ip = _IpText()
-        svc = self._service_of
+        n = len(order)
+        eni = eni[order]
+        egress = egress[order]
+        path = path[order]
         enis = self._enis
-        account, region = self.account_id or "-", self.region
-        cols = [x[order].tolist() for x in (eni, srcaddr, dstaddr, s_port, d_port, proto, t["packets"],
-                                           t["bytes"], start, end, reject, t["flags"], pkt_src, pkt_dst,
-                                           egress, path)]
-        out = []
-        for (k, sa, da, sp, dp, pr, np_, nb, st, en, rj, fl, ps, pd, eg, pa) in zip(*cols):
-            e = enis[k]
-            out.append(FlowLogRecord(
-                account, e.id, ip(sa), ip(da), sp, dp, pr, np_, nb, st, en,
-                "REJECT" if rj else "ACCEPT", "OK", e.vpc_id, e.subnet_id, e.instance_id, fl, "IPv4",
-                ip(ps), ip(pd), region, None, svc(ps), svc(pd), "egress" if eg else "ingress",
-                pa if eg and pa else None))
-        return out
+        ids = np.array([e.id for e in enis], dtype=object)[eni].tolist()
+        vpcs = np.array([e.vpc_id for e in enis], dtype=object)[eni].tolist()
+        subnets = np.array([e.subnet_id for e in enis], dtype=object)[eni].tolist()
+        instances = np.array([e.instance_id for e in enis], dtype=object)[eni].tolist()
+        pkt_src, pkt_dst = pkt_src[order], pkt_dst[order]
+        cols = [
+            [self.account_id or "-"] * n, ids, _ip_text(srcaddr[order]), _ip_text(dstaddr[order]),
+            s_port[order].tolist(), d_port[order].tolist(), proto[order].tolist(),
+            t["packets"][order].tolist(), t["bytes"][order].tolist(), start[order].tolist(), end[order].tolist(),
+            np.where(reject[order], "REJECT", "ACCEPT").astype(object).tolist(), ["OK"] * n,
+            vpcs, subnets, instances, t["flags"][order].tolist(), ["IPv4"] * n,
+            _ip_text(pkt_src), _ip_text(pkt_dst), [self.region] * n, [None] * n,
+            self._services_of(pkt_src), self._services_of(pkt_dst),
+            np.where(egress, "egress", "ingress").astype(object).tolist(),
+            np.where(egress & (path > 0), path, -1).astype(object).tolist(),
+        ]
+        cols[-1] = [None if p < 0 else p for p in cols[-1]]
+        make = functools.partial(tuple.__new__, FlowLogRecord)  # no per-record argument parsing
+        enabled = gc.isenabled()
+        gc.disable()  # hundreds of thousands of new tuples, none of them in a cycle
+        try:
+            return list(map(make, zip(*cols)))
+        finally:
+            if enabled:
+                gc.enable()
 
-    def _service_of(self, ip: int) -> str | None:
+    def write(self, folder: str | Path, fmt: FlowLogFormat = DEFAULT_FORMAT, log_group: str = "vpc-flow-logs",
+              flow_log_id: str = "fl-0123456789abcdef0") -> dict[str, list[Path]]:
+        """Every record, in both destinations' layouts: ``<folder>/cloudwatch/<log_group>/<eni>-all``
+        and ``<folder>/s3/AWSLogs/...``. Returns the files by destination."""
+        records = self.records()
+        folder = Path(folder)
+        return {"cloudwatch": write_cloudwatch(folder / "cloudwatch", records, log_group, fmt),
+                "s3": write_s3(folder / "s3", records, self.account_id or "-", self.region or "-",
+                               flow_log_id, fmt)}
+
+    def _services_of(self, ips: np.ndarray) -> list[str | None]:
+        """pkt-src-aws-service / pkt-dst-aws-service of each address (None: not a service's)."""
+        names: list[str | None] = [None]
+        which = np.zeros(len(ips), np.intp)
         for first, last, name in self._services or ():
-            if first <= ip <= last:
-                return name
-        return None
+            names.append(name)
+            which[(ips >= first) & (ips <= last)] = len(names) - 1
+        return np.array(names, dtype=object)[which].tolist()
 
 
-class _IpText:
-    """Dotted text of uint32 addresses, cached (records repeat few addresses)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[int, str] = {}
-
-    def __call__(self, ip: int) -> str:
-        text = self._cache.get(ip)
-        if text is None:
-            text = self._cache[ip] = str(ipaddress.IPv4Address(ip))
-        return text
+def _ip_text(ips: np.ndarray) -> list[str]:
+    """Dotted text of uint32 addresses (each distinct address formatted once)."""
+    unique, inverse = np.unique(ips, return_inverse=True)
+    text = np.array([str(ipaddress.IPv4Address(int(a))) for a in unique], dtype=object)
+    return text[inverse].tolist()
 
 
 def _service_ranges(topology) -> list[tuple[int, int, str]]:
@@ -692,7 +717,7 @@ def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
     stream files written."""
     by_eni: dict[str, list[FlowLogRecord]] = {}
     for r in records:
-        by_eni.setdefault(r.interface_id, []).append(r)
+        by_eni.setdefault(r[1], []).append(r)  # interface-id
     group = Path(folder) / log_group
     try:
         group.mkdir(parents=True, exist_ok=True)
@@ -700,7 +725,7 @@ def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
         raise FlowLogError(f"{group}: cannot create the log group folder: {e.strerror}") from None
     written = []
     for eni, rs in sorted(by_eni.items()):
-        rs.sort(key=lambda r: (r.start, r.end))
+        rs.sort(key=operator.itemgetter(9, 10))  # start, end
         path = group / f"{eni}-all"
         _write(path, "".join(line + "\n" for line in fmt.lines(rs)).encode())
         written.append(path)
@@ -737,7 +762,7 @@ def write_s3(folder: str | Path, records: Iterable[FlowLogRecord], account_id: s
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise FlowLogError(f"{path.parent}: cannot create the folder: {e.strerror}") from None
-        _write(path, gzip.compress(data, mtime=0))
+        _write(path, gzip.compress(data, compresslevel=6, mtime=0))
         written.append(path)
     return written
 

@@ -522,3 +522,14 @@ def test_compaction_keeps_records_whole():
         reference_logs.add(result, lab.net.compiled)
     assert lab.flow_logs.records() == reference_logs.records()
     assert sum(r.packets for r in reference_logs.records()) == 24
+
+
+def test_write_puts_both_layouts_under_one_folder(tmp_path):
+    lab = Lab()
+    lab.from_function(DB, 5432, time=1529511301)
+    files = lab.flow_logs.write(tmp_path, fmt=WIDE)
+    assert sorted(p.name for p in files["cloudwatch"]) == sorted([f"{lab.hp_eni.id}-all", "eni-db-all"])
+    assert all(p.is_relative_to(tmp_path / "cloudwatch" / "vpc-flow-logs") for p in files["cloudwatch"])
+    (s3,) = files["s3"]
+    assert s3.is_relative_to(tmp_path / "s3" / "AWSLogs" / "123456789012" / "vpcflowlogs" / "us-east-1")
+    assert len(read_s3(s3)) == 2 and read_s3(s3)[0]["version"] == "5"
