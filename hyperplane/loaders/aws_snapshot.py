@@ -270,6 +270,8 @@ class _Snapshot:
         self.skipped_ids: dict[str, str] = {}  # id -> why it is not in the model
         self.account_id: str | None = None
         self.regions: list[str] = []
+        self._gateway_endpoints: dict[str, _Item] | None = None
+        self._instance_enis: dict[str, str] | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -284,7 +286,8 @@ class _Snapshot:
             if required:
                 self.fail(item.file, item.at(key), f"required field {key!r} is missing")
             return default
-        if not isinstance(value, kind) or (kind is str and not value.strip()) or isinstance(value, bool) and kind is int:
+        empty = kind is str and isinstance(value, str) and not value.strip()
+        if not isinstance(value, kind) or empty or (isinstance(value, bool) and kind is int):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             label = {"str": "a non-empty string", "list": "a list", "dict": "an object", "int": "an integer",
                      "bool": "true or false"}.get(names, names)
@@ -306,7 +309,12 @@ class _Snapshot:
             out.append(_Item(item.file, path, element))
         return out
 
-    def cidr(self, item: _Item, key: str, *, required: bool = True) -> IPv4Network | None:
+    def cidr(self, item: _Item, key: str) -> IPv4Network:
+        found = self.opt_cidr(item, key, required=True)
+        assert found is not None
+        return found
+
+    def opt_cidr(self, item: _Item, key: str, *, required: bool = False) -> IPv4Network | None:
         value = self.get(item, key, required=required)
         if value is None:
             return None
@@ -316,7 +324,12 @@ class _Snapshot:
             self.fail(item.file, item.at(key), f"{value!r} is not an IPv4 CIDR")
         raise AssertionError
 
-    def ip(self, item: _Item, key: str, *, required: bool = True) -> IPv4Address | None:
+    def ip(self, item: _Item, key: str) -> IPv4Address:
+        found = self.opt_ip(item, key, required=True)
+        assert found is not None
+        return found
+
+    def opt_ip(self, item: _Item, key: str, *, required: bool = False) -> IPv4Address | None:
         value = self.get(item, key, required=required)
         if value is None:
             return None
@@ -499,7 +512,7 @@ class _Snapshot:
                     cidr = self.cidr(assoc, "CidrBlock")
                     if cidr not in cidrs:
                         cidrs.append(cidr)
-            primary = self.cidr(item, "CidrBlock", required=not cidrs)
+            primary = self.opt_cidr(item, "CidrBlock", required=not cidrs)
             if primary is not None and primary not in cidrs:
                 cidrs.insert(0, primary)
             elif primary is not None:
@@ -550,7 +563,7 @@ class _Snapshot:
         public = None
         if isinstance(association, dict) and association.get("PublicIp"):
             public = self.ip(_Item(item.file, item.at("Association"), association), "PublicIp")
-        attachment = item.data.get("Attachment") if isinstance(item.data.get("Attachment"), dict) else {}
+        attachment: dict = item.data["Attachment"] if isinstance(item.data.get("Attachment"), dict) else {}
         instance_id = instance_id or attachment.get("InstanceId")
         interface_type = item.data.get("InterfaceType") or "interface"
         description = item.data.get("Description") or ""
@@ -613,7 +626,7 @@ class _Snapshot:
 
     def instance_eni(self, instance_id: str) -> str | None:
         """The primary (device 0) ENI of an instance, else its first."""
-        if not hasattr(self, "_instance_enis"):
+        if self._instance_enis is None:
             index: dict[str, list[dict]] = {}
             for record in self.enis.values():
                 if record["instance_id"]:
@@ -643,9 +656,11 @@ class _Snapshot:
             connectivity = item.data.get("ConnectivityType", "public")
             addresses = self.sub(item, "NatGatewayAddresses")
             addresses.sort(key=lambda a: a.data.get("IsPrimary") is False)  # the primary first
-            private_ips, elastic_ips, eni_id = [], [], None
+            private_ips: list[IPv4Address] = []
+            elastic_ips: list[ElasticIp] = []
+            eni_id: str | None = None
             for address in addresses:
-                ip = self.ip(address, "PrivateIp", required=False)
+                ip = self.opt_ip(address, "PrivateIp")
                 if ip is None:
                     continue  # an address being assigned
                 private_ips.append(ip)
@@ -692,7 +707,7 @@ class _Snapshot:
             record = self.enis.get(eni_id)
             if record is None:
                 self.fail(item.file, item.at("NetworkInterfaceId"), f"refers to network interface {eni_id!r}, which no file defines")
-            private = self.ip(item, "PrivateIpAddress", required=False)
+            private = self.opt_ip(item, "PrivateIpAddress")
             if private is not None and private != record["private_ip"]:
                 self.note(f"Elastic IP {public} on secondary address {private} of {eni_id} is not emulated (one public IP per ENI)")
                 continue
@@ -711,8 +726,7 @@ class _Snapshot:
                 for perm in self.sub(item, key, required=False):
                     rules[egress].extend(self.permission(perm, egress, item))
             out[sg_id] = SecurityGroup(sg_id, item.data["VpcId"], self.get(item, "GroupName", required=False, default=sg_id),
-                                       tuple(rules[False]), tuple(rules[True]),
-                                       item.data.get("Description") if isinstance(item.data.get("Description"), str) else "")
+                                       tuple(rules[False]), tuple(rules[True]), _text(item.data.get("Description")))
         return out
 
     def permission(self, perm: _Item, egress: bool, group: _Item) -> list[SecurityGroupRule]:
@@ -741,11 +755,15 @@ class _Snapshot:
             icmp_code = high if isinstance(high, int) and high <= 255 else -1
             if icmp_type == -1:
                 icmp_code = -1
-        common = dict(egress=egress, protocol=protocol, port_range=port_range, icmp_type=icmp_type, icmp_code=icmp_code)
+        def rule(peer: _Item, cidr: IPv4Network | None = None, prefix_list_id: str | None = None,
+                 security_group_id: str | None = None) -> SecurityGroupRule:
+            return SecurityGroupRule(egress, protocol, port_range, icmp_type, icmp_code, cidr, prefix_list_id,
+                                     security_group_id, _text(peer.data.get("Description")))
+
         out = []
         for r in self.sub(perm, "IpRanges", required=False):
             cidr = self.cidr(r, "CidrIp")
-            out.append(SecurityGroupRule(cidr=cidr, description=_text(r.data.get("Description")), **common))
+            out.append(rule(r, cidr=cidr))
         ipv6 = perm.data.get("Ipv6Ranges")
         if isinstance(ipv6, list) and ipv6:
             self.report.skip("security group rules (IPv6 ranges)", len(ipv6))
@@ -754,7 +772,7 @@ class _Snapshot:
             if pl_id in self.skipped_ids:
                 continue
             self.ref(r, "PrefixListId", self.prefix_lists, "prefix list")
-            out.append(SecurityGroupRule(prefix_list_id=pl_id, description=_text(r.data.get("Description")), **common))
+            out.append(rule(r, prefix_list_id=pl_id))
         for r in self.sub(perm, "UserIdGroupPairs", required=False):
             peer = self.get(r, "GroupId")
             if peer not in self.sg_items:
@@ -767,7 +785,7 @@ class _Snapshot:
                     self.report.skip("security group rules (groups of other accounts / peer VPCs)")
                     continue
                 self.ref(r, "GroupId", self.sg_items, "security group")
-            out.append(SecurityGroupRule(security_group_id=peer, description=_text(r.data.get("Description")), **common))
+            out.append(rule(r, security_group_id=peer))
         return out
 
     # network ACLs ----------------------------------------------------------------------------------
@@ -818,8 +836,8 @@ class _Snapshot:
             if vpc_id not in default:
                 acl_id = f"acl-{_suffix(vpc_id)}-default"
                 self.note(f"{vpc_id}: no default network ACL in the snapshot; created {acl_id} allowing everything, as AWS does")
-                entries = tuple(NetworkAclEntry(100, e, PROTOCOL_ALL, "allow", ANY_IPV4) for e in (False, True))
-                out[acl_id] = NetworkAcl(acl_id, vpc_id, entries, True)
+                allow_all = tuple(NetworkAclEntry(100, e, PROTOCOL_ALL, "allow", ANY_IPV4) for e in (False, True))
+                out[acl_id] = NetworkAcl(acl_id, vpc_id, allow_all, True)
                 default[vpc_id] = acl_id
         return out, of_subnet, default
 
@@ -872,10 +890,7 @@ class _Snapshot:
                     continue
                 self.ref(r, "DestinationPrefixListId", self.prefix_lists, "prefix list")
             blackhole = r.data.get("State") == "blackhole"
-            target = self.route_target(r, blackhole)
-            if target is None:
-                continue
-            target, state = target
+            target, state = self.route_target(r, blackhole)
             if target == "local" and destination not in cidrs:
                 self.note(f"{item.data['RouteTableId']}: local route {destination} is no associated CIDR of {vpc_id}; dropped")
                 continue
@@ -892,7 +907,7 @@ class _Snapshot:
                 out.append(Route(cidr, "local"))
         return tuple(out)
 
-    def route_target(self, r: _Item, blackhole: bool) -> tuple[str, str] | None:
+    def route_target(self, r: _Item, blackhole: bool) -> tuple[str, str]:
         """(target, state) of a route; a target that was skipped makes the route a blackhole."""
         def existing(key: str, collection: Mapping[str, Any], what: str, value: str | None = None) -> tuple[str, str]:
             target = value if value is not None else self.get(r, key)
@@ -945,7 +960,7 @@ class _Snapshot:
 
     def ep_gateway_ids(self) -> dict[str, _Item]:
         """Gateway endpoints by id (computed once); other endpoint types become skipped ids."""
-        if hasattr(self, "_gateway_endpoints"):
+        if self._gateway_endpoints is not None:
             return self._gateway_endpoints
         out: dict[str, _Item] = {}
         self._gateway_endpoints = out
@@ -982,7 +997,7 @@ class _Snapshot:
             if kind == "gateway":
                 routing = tuple(rtb.id for rtb in self.route_tables.values()
                                 if any(r.target == ep_id and not r.is_blackhole for r in rtb.routes))
-                prefix = next((r.destination for rtb_id in routing for r in self.route_tables[rtb_id].routes
+                prefix = next((r.destination_prefix_list_id for rtb_id in routing for r in self.route_tables[rtb_id].routes
                                if r.target == ep_id and r.is_prefix_list_route), None)
                 prefix = prefix or next((pl.id for pl in self.prefix_lists.values() if pl.name == service), None)
                 if prefix is None:
@@ -1006,6 +1021,7 @@ class _Snapshot:
                     if eni_id in self.skipped_ids:
                         continue
                     self.ref(item, "NetworkInterfaceIds", {}, "network interface", eni_id, where=f"{item.at('NetworkInterfaceIds')}[{i}]")
+                    raise AssertionError
                 enis.append(NetworkInterface(eni_id, record["subnet_id"], record["private_ip"], groups,
                                              record["secondary"], record["public_ip"], "vpc_endpoint",
                                              record["description"] or f"VPC Endpoint Interface {ep_id}", None, ep_id))
@@ -1182,11 +1198,11 @@ class _Snapshot:
         self.report.regions = list(self.regions)
         topology = Topology(
             account_id=self.account_id if self.account_id and self.account_id.isdigit() else _DEFAULT_ACCOUNT,
-            region=self.region, vpcs=vpcs, subnets=subnets, route_tables=self.route_tables.values(),
-            security_groups=self.security_groups.values(), network_acls=self.acls.values(),
-            internet_gateways=self.igws.values(), nat_gateways=[n for n, _e in self.nats.values()],
-            prefix_lists=self.prefix_lists.values(), vpc_endpoints=endpoints.values(), network_interfaces=enis,
-            vpc_peering_connections=self.peerings.values(), functions=self.functions.values())
+            region=self.region, vpcs=_keyed(vpcs), subnets=_keyed(subnets), route_tables=self.route_tables,
+            security_groups=self.security_groups, network_acls=self.acls, internet_gateways=self.igws,
+            nat_gateways={n.id: n for n, _e in self.nats.values()}, prefix_lists=self.prefix_lists,
+            vpc_endpoints=endpoints, network_interfaces=_keyed(enis), vpc_peering_connections=self.peerings,
+            functions=self.functions)
         try:
             validate_topology(topology, where=self.where)
         except TopologyError as exc:
@@ -1200,6 +1216,10 @@ class _Snapshot:
             "nat_gateways", "prefix_lists", "vpc_endpoints", "network_interfaces", "vpc_peering_connections",
             "functions")}
         return topology
+
+
+def _keyed(resources: Iterable[Any]) -> dict[str, Any]:
+    return {r.id: r for r in resources}
 
 
 def _text(value: Any) -> str:
