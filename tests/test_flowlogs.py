@@ -270,8 +270,9 @@ def test_a_result_without_its_batch_is_a_clear_error_and_one_with_it_is_logged()
     carrier = SimpleNamespace(batch=batch, vpc=lab.net.compiled)  # what a Result would carry
     agg = FlowLogAggregator()
     assert agg.add(carrier) == 2 and len(agg.records()) == 2
+    anonymous = hp.BatchResult(batch.packets, batch.reason, batch.location, batch.facts)  # no .vpc
     with pytest.raises(FlowLogError, match="CompiledVpc"):
-        agg.add(batch)
+        agg.add(anonymous)
     batch.packets["time"][0] = -5.0  # not something the pipeline lets through: a doctored result
     with pytest.raises(FlowLogError, match=r"row 0: time -5\.0 is not"):
         agg.add(batch, lab.net.compiled)
