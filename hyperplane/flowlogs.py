@@ -518,7 +518,8 @@ class FlowLogAggregator:
         self._uid_cache: tuple[int, np.ndarray] | None = None  # (id(vpc), compiled index -> uid)
         self._services: list[tuple[int, int, str]] | None = None
         self._parts: list[dict[str, np.ndarray]] = []
-        self._pending = 0
+        self._pending = 0  # partial rows held (merged or not)
+        self._compacted = 0  # rows of the last merged table
         self._compact_every = compact_every
 
     # -- input ---------------------------------------------------------------------------------
@@ -568,14 +569,16 @@ class FlowLogAggregator:
         part = _aggregate(a, b, c, None, length, time, time, flags)
         self._parts.append(part)
         self._pending += len(part["a"])
-        if self._pending > self._compact_every:
+        # merge when the partial rows outgrow both the budget and twice the merged table: the
+        # work per observation stays bounded however many flows there are
+        if self._pending > max(self._compact_every, 2 * self._compacted):
             self._compact()
         return m
 
     def _compact(self) -> None:
         if len(self._parts) > 1:
             self._parts = [_merge(_concat(self._parts))]
-        self._pending = len(self._parts[0]["a"]) if self._parts else 0
+        self._pending = self._compacted = len(self._parts[0]["a"]) if self._parts else 0
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] == id(vpc):
