@@ -53,6 +53,7 @@ from hyperplane.vpc import CompiledVpc, EniKind, Target
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "DEFAULT_INTERVAL",
     "FIELDS",
     "FlowLogAggregator",
     "FlowLogError",
@@ -62,6 +63,7 @@ __all__ = [
     "TRAFFIC_PATH",
     "read_cloudwatch",
     "read_s3",
+    "s3_key",
     "write_cloudwatch",
     "write_s3",
 ]
@@ -240,6 +242,9 @@ class FlowLogFormat:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlowLogFormat) and other.fields == self.fields
+
+    def __hash__(self) -> int:
+        return hash(self.fields)
 
     def __repr__(self) -> str:
         return f"FlowLogFormat({self.spec!r})"
@@ -784,15 +789,29 @@ def read_s3(path: str | Path) -> list[dict[str, str]]:
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise FlowLogError(f"{path}: not a flow log file: {e}") from None
     if not lines:
-        raise FlowLogError(f"{path}: empty file, expected a header line")
-    fmt = FlowLogFormat(lines[0].split())
-    return [fmt.parse(line) for line in lines[1:]]
+        raise FlowLogError(f"{path}: empty file, expected a header line of field names")
+    try:
+        fmt = FlowLogFormat(lines[0].split())
+    except FlowLogFormatError as e:
+        raise FlowLogError(f"{path}: line 1 (header): {e}") from None
+    return _parse_lines(path, fmt, lines[1:], first=2)
 
 
 def read_cloudwatch(path: str | Path, fmt: FlowLogFormat = DEFAULT_FORMAT) -> list[dict[str, str]]:
     """The records of one log stream file as {field: text} (CloudWatch has no header line)."""
     try:
         lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise FlowLogError(f"{path}: cannot read: {e.strerror}") from None
-    return [fmt.parse(line) for line in lines if line]
+    except (OSError, UnicodeDecodeError) as e:
+        raise FlowLogError(f"{path}: cannot read: {e}") from None
+    return _parse_lines(path, fmt, lines, first=1)
+
+
+def _parse_lines(path, fmt: FlowLogFormat, lines: list[str], first: int) -> list[dict[str, str]]:
+    out = []
+    for k, line in enumerate(lines, first):
+        if line:
+            try:
+                out.append(fmt.parse(line))
+            except FlowLogError as e:
+                raise FlowLogError(f"{path}: line {k}: {e}") from None
+    return out

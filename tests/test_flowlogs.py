@@ -534,3 +534,11 @@ def test_write_puts_both_layouts_under_one_folder(tmp_path):
     (s3,) = files["s3"]
     assert s3.is_relative_to(tmp_path / "s3" / "AWSLogs" / "123456789012" / "vpcflowlogs" / "us-east-1")
     assert len(read_s3(s3)) == 2 and read_s3(s3)[0]["version"] == "5"
+
+
+def test_reading_a_line_of_another_format_names_the_file_and_line(tmp_path):
+    lab = Lab()
+    lab.from_function(DB, 5432, time=1)
+    (stream, _) = sorted(write_cloudwatch(tmp_path, lab.flow_logs.records(), fmt=WIDE))
+    with pytest.raises(FlowLogError, match=r"-all: line 1: expected 14 fields, got 27"):
+        read_cloudwatch(stream)  # written in the wide format, read in the default one
