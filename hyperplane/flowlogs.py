@@ -520,7 +520,7 @@ class FlowLogAggregator:
         self.interval = int(interval)
         self._enis: list[_EniMeta] = []
         self._eni_uid: dict[str, int] = {}
-        self._uid_cache: tuple[int, np.ndarray] | None = None  # (id(vpc), compiled index -> uid)
+        self._uid_cache: tuple[CompiledVpc, np.ndarray] | None = None  # compiled ENI index -> number
         self._services: list[tuple[int, int, str]] | None = None
         self._parts: list[dict[str, np.ndarray]] = []
         self._pending = 0  # partial rows held (merged or not)
@@ -586,7 +586,7 @@ class FlowLogAggregator:
         self._pending = self._compacted = len(self._parts[0]["a"]) if self._parts else 0
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
-        if self._uid_cache is not None and self._uid_cache[0] == id(vpc):
+        if self._uid_cache is not None and self._uid_cache[0] is vpc:
             return self._uid_cache[1]
         topo = vpc.topology
         if self.account_id is None:
@@ -607,7 +607,7 @@ class FlowLogAggregator:
                 self._enis.append(_EniMeta(e.id, int(e.ip), EniKind(e.kind), subnet_id,
                                            subnet.vpc_id if subnet is not None else None, instance))
             uid[e.index] = self._eni_uid[e.id]
-        self._uid_cache = (id(vpc), uid)
+        self._uid_cache = (vpc, uid)  # held, so that an id() cannot be reused under us
         return uid
 
     # -- output --------------------------------------------------------------------------------
