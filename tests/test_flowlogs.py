@@ -3,6 +3,7 @@ checked against the packets that were sent (AWS "Flow log records" semantics).""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 from collections import defaultdict
@@ -10,6 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP as ScapyTCP
 
 import hyperplane as hp
@@ -542,3 +545,24 @@ def test_reading_a_line_of_another_format_names_the_file_and_line(tmp_path):
     (stream, _) = sorted(write_cloudwatch(tmp_path, lab.flow_logs.records(), fmt=WIDE))
     with pytest.raises(FlowLogError, match=r"-all: line 1: expected 14 fields, got 27"):
         read_cloudwatch(stream)  # written in the wide format, read in the default one
+
+
+@functools.cache
+def sample_records() -> tuple:
+    lab = Lab()
+    out = lab.from_function("8.8.8.8", 443, time=7)
+    lab.reply(out, SYN | ACK, time=8, origin=Origin.INTERNET)
+    lab.from_function("52.216.8.1", 443, time=9)
+    return tuple(lab.flow_logs.records())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(sorted(flowlogs.FIELDS)), min_size=1, max_size=12))
+def test_any_custom_format_writes_every_field_as_aws_text(fields):
+    fmt = FlowLogFormat(" ".join(f"${{{f}}}" for f in fields))
+    assert fmt.version == max(flowlogs.FIELDS[f] for f in fields)
+    for record, line in zip(sample_records(), fmt.lines(sample_records())):
+        assert line == fmt.format(record)
+        for name, text in zip(fields, line.split(" ")):
+            value = fmt.version if name == "version" else record.get(name)
+            assert text == ("-" if value is None else str(value))
