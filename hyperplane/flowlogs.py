@@ -509,12 +509,17 @@ class FlowLogAggregator:
     ``account_id`` and ``region`` default to the topology's (from the first ``add``);
     ``interval`` is the maximum aggregation interval in seconds (AWS: 600, the default, or 60).
     Windows are ``floor(time / interval)``: a flow crossing a window boundary gets a record in
-    each window."""
+    each window. ``time_offset`` is added to every packet time first (a replay that runs on a
+    virtual clock from 0 gives the capture's first timestamp, so records carry Unix times)."""
 
     def __init__(self, account_id: str | None = None, region: str | None = None,
-                 interval: int = DEFAULT_INTERVAL, compact_every: int = 1 << 21) -> None:
+                 interval: int = DEFAULT_INTERVAL, time_offset: float = 0.0,
+                 compact_every: int = 1 << 21) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval <= 0:
             raise FlowLogError(f"interval must be a positive whole number of seconds, not {interval!r}")
+        if not np.isfinite(time_offset):
+            raise FlowLogError(f"time_offset must be a finite number of seconds, not {time_offset!r}")
+        self.time_offset = float(time_offset)  # added to packet times (a replay's virtual clock -> Unix)
         self.account_id = account_id
         self.region = region
         self.interval = int(interval)
@@ -552,11 +557,13 @@ class FlowLogAggregator:
         rows = obs["row"]
         packets = batch.packets  # column by column: fancy indexing of a structured array is slow
         time = packets["time"][rows]
+        if self.time_offset:
+            time = time + self.time_offset
         limit = float(self.interval) * 2.0**32  # windows are numbered in 32 bits
         if not (time.min() >= 0 and time.max() < limit):  # NaN fails both
             bad = int(np.flatnonzero(~((time >= 0) & (time < limit)))[0])
-            raise FlowLogError(f"packet row {int(rows[bad])}: time {float(time[bad])!r} is not a number "
-                               f"of seconds from 0 to {limit:g}")
+            raise FlowLogError(f"packet row {int(rows[bad])}: time {float(time[bad])!r} (with the offset) "
+                               f"is not a number of seconds from 0 to {limit:g}")
         proto = packets["proto"][rows]
         s, d = obs["src"], obs["dst"]
         ported = (proto == TCP) | (proto == UDP)

@@ -277,7 +277,7 @@ def test_a_result_without_its_batch_is_a_clear_error_and_one_with_it_is_logged()
     with pytest.raises(FlowLogError, match="CompiledVpc"):
         agg.add(anonymous)
     batch.packets["time"][0] = -5.0  # not something the pipeline lets through: a doctored result
-    with pytest.raises(FlowLogError, match=r"row 0: time -5\.0 is not"):
+    with pytest.raises(FlowLogError, match=r"row 0: time -5\.0 \(with the offset\) is not"):
         agg.add(batch, lab.net.compiled)
 
 
@@ -566,3 +566,15 @@ def test_any_custom_format_writes_every_field_as_aws_text(fields):
         for name, text in zip(fields, line.split(" ")):
             value = fmt.version if name == "version" else record.get(name)
             assert text == ("-" if value is None else str(value))
+
+
+def test_a_time_offset_turns_virtual_times_into_capture_times():
+    lab = Lab()
+    lab.flow_logs = FlowLogAggregator(interval=60, time_offset=1529511290.0)  # a capture's first stamp
+    lab.from_function(DB, 5432, time=5)
+    lab.from_function(DB, 5432, sport=40003, time=15)  # 16:15:05 UTC: the next 60-s window
+    starts = sorted({r.start for r in lab.flow_logs.records()})
+    assert starts == [1529511295, 1529511305]
+    assert len(lab.flow_logs) == 4
+    with pytest.raises(FlowLogError, match="time_offset"):
+        FlowLogAggregator(time_offset=float("inf"))
