@@ -13,11 +13,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
 from hyperplane._batch import independent_runs
-from hyperplane.conntrack import ConnectionTracker
+from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
-from hyperplane.nat import ConnectionTable
+from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, ConnectionTable
 from hyperplane.pipeline import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int
@@ -77,7 +77,10 @@ class Network:
         self.lambda_service = LambdaService(topology, lambda_settings, now=now, ready=ready)
         self._nat_tables = [ConnectionTable.nat_gateway([str(a) for a in nat.private_ips])
                             for nat in topology.nat_gateways.values()]
-        self._conntrack = ConnectionTracker()
+        # security-group tracking must not forget an opening connection before the Hyperplane
+        # ENI does (V2N keeps it 120 s)
+        self._conntrack = ConnectionTracker(ConnectionTrackingConfiguration(
+            tcp_opening=HYPERPLANE_ENI_TIMEOUTS.tcp_transitory))
         self._eni_numbers: dict[str, int] = {}
         self._pools: list[Any] = []
         self._compiled_generation = -1
@@ -129,6 +132,16 @@ class Network:
         self._conntrack.expire(self.now)
         return self.now
 
+    def apply(self, topology: Topology) -> None:
+        """Change the network's configuration (a rule removed, a route added...). Open
+        connections stay: security groups keep tracking them, NAT gateways keep their tables."""
+        tables = dict(zip(self.topology.nat_gateways, self._nat_tables))
+        self.topology = topology
+        self.lambda_service.topology = topology
+        self._nat_tables = [tables.get(nid) or ConnectionTable.nat_gateway([str(a) for a in nat.private_ips])
+                            for nid, nat in topology.nat_gateways.items()]
+        self._pipeline = None
+
     # -- resources --------------------------------------------------------------------------
 
     def function(self, name: str) -> Function:
@@ -155,7 +168,7 @@ class Network:
             # an orphaned ENI's pool is gone: nothing translates for it any more
             pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis if e.pool.live}
             self._pipeline = Pipeline(vpc, self._nat_tables, [p.table for p in self._pools], pool_of_eni,
-                                      self._conntrack)
+                                      self._conntrack, refresh=self._current_pipeline)
             self._compiled_generation = service.generation
         return self._pipeline
 
@@ -194,7 +207,7 @@ class Network:
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
         ``"internet"``."""
-        if source in self.lambda_service.functions:
+        if source.split(":")[0] in self.lambda_service.functions:  # "orders" or "orders:1"
             return self._send_from_function(source, pkt, None)
         rec, bad = to_record(pkt, self.now)
         if bad is not None:
@@ -215,16 +228,18 @@ class Network:
         invocation = self.lambda_service.invoke(name, environment, now=self.now)
         pkt = self._with_ephemeral_port(pkt)
         rec, bad = to_record(pkt, self.now)
-        rec["src_ip"] = ip_int(invocation.environment_ip)
         source = ("function", name, invocation.environment_ip)
         if bad is not None:
-            return self._refused(pkt, bad, source, rec)
+            return self._refused(pkt, bad, source)
+        rec["src_ip"] = ip_int(invocation.environment_ip)
         if not invocation.accepted:
-            return self._refused(pkt, Reason[invocation.reason_code], source, rec)
+            hop = Hop(f"function:{name}", "invoke", "deny", f"{invocation.state}: {invocation.reason}")
+            return Result(self, Reason[invocation.reason_code], [hop], from_record(pkt, rec[0]), source, -1)
         if invocation.pool is None:  # no VpcConfig: the internet only, from Lambda's own address
             dst = ipaddress.IPv4Address(int(rec["dst_ip"][0]))
             if any(dst in net for net in _NOT_INTERNET):
-                return self._refused(pkt, Reason.NO_VPC_ACCESS, source, rec)
+                hop = Hop(f"function:{name}", "invoke", "drop", f"no VpcConfig: {dst} is not on the internet")
+                return Result(self, Reason.NO_VPC_ACCESS, [hop], from_record(pkt, rec[0]), source, -1)
             rec["src_ip"] = ip_int(LAMBDA_SERVICE_PUBLIC_IP)
             first = [Hop(f"function:{name}", "invoke", "allow",
                          f"no VpcConfig: {invocation.environment_ip} leaves from Lambda's own "
@@ -255,7 +270,10 @@ class Network:
         pipeline = pipeline or self._current_pipeline()
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
         reason = Reason(int(res.reason[0]))
-        hops = list(first) + render_hops(pipeline.vpc, res.facts.of(0), pipeline.vpc.nat_ids)
+        hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
+        if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
+            where = res.vpc.enis[res.location[0]].id if res.location[0] >= 0 else "-"
+            hops.append(Hop(where, "end", "drop", reason.text))
         return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]))
 
     def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
@@ -282,6 +300,13 @@ class Network:
             name = self.lambda_service.function_of_environment(p.dst)
             return self._send_from_function(name, answer, p.dst)
         if reason == Reason.EXITED_TO_INTERNET:
+            if p.src == LAMBDA_SERVICE_PUBLIC_IP and isinstance(result.source, tuple):
+                # a function without VpcConfig: the answer comes back through Lambda's own VPC
+                _, name, environment = result.source
+                answer[IP].dst = environment
+                return Result(self, Reason.DELIVERED_TO_FUNCTION,
+                              [Hop(f"function:{name}", "reply", "allow", "through Lambda's own VPC")],
+                              IP(bytes(answer)), ("internet", p.dst), -1)
             return self.send(answer, "internet")
         if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
             rec, _ = to_record(answer, self.now)

@@ -18,7 +18,7 @@ which no packet depends on another's state at a different stage (see ``segments`
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from hyperplane.nat import ConnectionTable, Direction, NatStatus
 from hyperplane.policy import EGRESS, INGRESS, INBOUND, OUTBOUND
 from hyperplane.reasons import Disposition, Reason
-from hyperplane.records import ICMP, ICMP_ECHO_REQUEST, TCP
+from hyperplane.records import ICMP, ICMP_ECHO_REQUEST, TCP, UDP
 from hyperplane.vpc import CompiledVpc, EniKind, Target
 
 MAX_HOPS = 8
@@ -68,6 +68,7 @@ class BatchResult:
     reason: np.ndarray  # uint8 Reason per row
     location: np.ndarray  # int32 ENI index where it was delivered or stopped (-1: none)
     facts: Facts
+    vpc: CompiledVpc | None = None  # the compiled VPC the indexes refer to
 
     @classmethod
     def concatenate(cls, parts: list[BatchResult], starts: list[int]) -> BatchResult:
@@ -75,7 +76,7 @@ class BatchResult:
         facts = Facts([(stage, rows + start, cols) for part, start in zip(parts, starts)
                        for stage, rows, cols in part.facts.stages])
         return cls(np.concatenate([p.packets for p in parts]), np.concatenate([p.reason for p in parts]),
-                   np.concatenate([p.location for p in parts]), facts)
+                   np.concatenate([p.location for p in parts]), facts, parts[-1].vpc)
 
     @property
     def disposition(self) -> np.ndarray:
@@ -125,8 +126,10 @@ class Pipeline:
     """Walks batches through one compiled VPC with its stateful parts."""
 
     def __init__(self, vpc: CompiledVpc, nat_tables: Sequence[ConnectionTable],
-                 pools: Sequence[ConnectionTable], pool_of_eni: dict[int, int], conntrack) -> None:
+                 pools: Sequence[ConnectionTable], pool_of_eni: dict[int, int], conntrack,
+                 refresh: Callable[[], Pipeline] | None = None) -> None:
         self.vpc = vpc
+        self.refresh = refresh  # the pipeline to walk on with once V2N may have added ENIs
         self.nat_tables = nat_tables  # one per NAT gateway, in vpc.nat_ids order
         self.pools = pools  # V2N tables, by pool index
         # ENI index -> pool index of its Hyperplane ENI pool (-1: not a live Hyperplane ENI)
@@ -138,7 +141,7 @@ class Pipeline:
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray) -> BatchResult:
         walk = _Walk(self, packets)
         walk.start(np.asarray(origin), np.asarray(origin_index, dtype=np.int32))
-        return BatchResult(walk.out, walk.reason, walk.location, walk.facts)
+        return BatchResult(walk.out, walk.reason, walk.location, walk.facts, walk.vpc)
 
 
 def _keep(mask: np.ndarray | None, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -179,11 +182,11 @@ class _Walk:
     # -- entry points ------------------------------------------------------------------------
 
     def start(self, origin: np.ndarray, index: np.ndarray) -> None:
-        vpc = self.vpc
         rows = np.flatnonzero(origin == Origin.ENI)
         if rows.size:
             self.senders.append((rows, index[rows]))
         rows = np.flatnonzero(origin == Origin.FUNCTION)
+        translated = []
         for pool in np.unique(index[rows]):
             r = rows[index[rows] == pool]
             before = self.out[r].copy()
@@ -194,8 +197,16 @@ class _Walk:
             ok = res.status < 16
             self.out[r[ok]] = res.packets[ok]
             self.finish(r[~ok], _V2N_REASON[res.status[~ok]])
-            r = r[ok]
-            self.senders.append((r, vpc.eni_of_private_ip(self.out["src_ip"][r])))
+            translated.append(r[ok])
+        if translated and self.p.refresh is not None:
+            # V2N may have opened an overflow Hyperplane ENI: walk on with it compiled in
+            self.p = self.p.refresh()
+            self.vpc = self.p.vpc
+        vpc = self.vpc
+        for r in translated:
+            eni = vpc.eni_of_private_ip(self.out["src_ip"][r])
+            self.finish(r[eni < 0], Reason.ENI_CAPACITY)  # an address no ENI holds (cannot happen)
+            self.senders.append((r[eni >= 0], eni[eni >= 0]))
         rows = np.flatnonzero(origin == Origin.INTERNET)
         if rows.size:
             eni, private = vpc.public_ip_lookup(self.out["dst_ip"][rows])
@@ -225,6 +236,14 @@ class _Walk:
         """A packet leaves an ENI: SG egress, DNS, route, NACL out, then its target."""
         vpc, out = self.vpc, self.out
         pk = out[rows]
+        subnet = vpc.eni_subnet[eni]
+        # the VPC DNS resolver: neither security groups nor NACLs filter it
+        dns = ((pk["dst_ip"] == vpc.subnet_dns[subnet]) & (pk["dst_port"] == 53)
+               & ((pk["proto"] == TCP) | (pk["proto"] == UDP)))
+        if dns.any():
+            self.facts.add("dns", rows[dns], subnet=subnet[dns])
+            self.finish(rows[dns], Reason.DELIVERED_TO_DNS_RESOLVER, eni[dns])
+            rows, eni, pk = _keep(~dns, rows, eni, pk)
         sg = vpc.eni_sg_set[eni]
         rule_ok, rule = vpc.security_groups.evaluate_records(pk, sg, EGRESS)
         allowed, tracked = self.p.conntrack.check(np.where(sg >= 0, vpc.eni_key[eni], -1).astype(np.int32), pk, rule_ok)
@@ -233,11 +252,6 @@ class _Walk:
         rows, eni, pk = _keep(ok, rows, eni, pk)
 
         subnet = vpc.eni_subnet[eni]
-        dns = pk["dst_ip"] == vpc.subnet_dns[subnet]
-        if dns.any():
-            self.facts.add("dns", rows[dns], subnet=subnet[dns])
-            self.finish(rows[dns], Reason.DELIVERED_TO_DNS_RESOLVER, eni[dns])
-            rows, eni, subnet, pk = _keep(~dns, rows, eni, subnet, pk)
 
         table = vpc.subnet_route_table[subnet]
         route = vpc.routes.lookup_records(pk, table)
@@ -248,8 +262,12 @@ class _Walk:
         self.facts.add("route", rows, eni=eni, subnet=subnet, table=table, route=route, target=kind,
                        target_index=target)
 
-        same_subnet = local & (dst_eni >= 0) & (vpc.eni_subnet[np.maximum(dst_eni, 0)] == subnet)
-        nacl = np.where(same_subnet, -1, vpc.subnet_nacl[subnet]).astype(np.int32)
+        # the NACL is crossed on the way to another subnet or out of the VPC; a packet with no
+        # route (or a blackhole) never leaves
+        to_subnet = np.where(kind == Target.ENI, vpc.eni_subnet[np.maximum(dst_eni, 0)],
+                             vpc.subnet_of_ip(pk["dst_ip"], vpc.subnet_vpc[subnet]))
+        stays = (kind == Target.NONE) | (kind == Target.BLACKHOLE) | (local & (to_subnet == subnet))
+        nacl = np.where(stays, -1, vpc.subnet_nacl[subnet]).astype(np.int32)
         allowed, number = vpc.network_acls.evaluate_records(pk, nacl, OUTBOUND)
         self.facts.add("nacl_out", rows, subnet=subnet, nacl=nacl, allowed=allowed, rule_number=number)
         ok = self._split(rows, allowed, Reason.NACL_OUT_DENY, eni)
@@ -293,8 +311,16 @@ class _Walk:
         nat = vpc.eni_kind[eni] == EniKind.NAT_GATEWAY
         self.finish(rows[~has & nat], Reason.PRIVATE_NAT_TO_INTERNET, eni[~has & nat])
         self.finish(rows[~has & ~nat], Reason.NO_PUBLIC_IP, eni[~has & ~nat])
-        out["src_ip"][rows[has]] = public[has]
-        self.finish(rows[has], Reason.EXITED_TO_INTERNET, eni[has])
+        rows, eni = rows[has], eni[has]
+        out["src_ip"][rows] = public[has]
+        back, private = vpc.public_ip_lookup(out["dst_ip"][rows])
+        hairpin = back >= 0  # to a public address of the VPC: the internet gateway turns it around
+        self.finish(rows[~hairpin], Reason.EXITED_TO_INTERNET, eni[~hairpin])
+        if hairpin.any():
+            r = rows[hairpin]
+            self.facts.add("igw_in", r, public_ip=out["dst_ip"][r], private_ip=private[hairpin], eni=back[hairpin])
+            out["dst_ip"][r] = private[hairpin]
+            self.arrive(r, back[hairpin], np.full(len(r), -1, np.int32))
 
     def enter_nat(self, rows: np.ndarray, nat: np.ndarray, from_subnet: np.ndarray) -> None:
         """A packet routed to a NAT gateway: NACL in at its subnet, then translation."""

@@ -158,15 +158,18 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
                 detail = f"{ip_str(f['private_ip'])} -> {ip_str(f['public_ip'])}"
             else:
                 detail = f"{ip_str(f['private_ip'])} has no public IP"
-            hops.append(Hop("internet-gateway", "igw-out", "translate" if f["public_ip"] else "drop", detail))
+            hops.append(Hop(vpc.subnet_igw[vpc.enis[f["eni"]].subnet], "igw-out",
+                            "translate" if f["public_ip"] else "drop", detail))
         elif stage == "igw_in":
             detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
                       else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")
-            hops.append(Hop("internet-gateway", "igw-in", "translate" if f["eni"] >= 0 else "drop", detail))
+            igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet-gateway"
+            hops.append(Hop(igw, "igw-in", "translate" if f["eni"] >= 0 else "drop", detail))
         elif stage == "dns":
             hops.append(Hop("AmazonProvidedDNS", "dns", "answer", vpc.subnet_ids[f["subnet"]]))
         elif stage == "endpoint_in":
-            hops.append(Hop("gateway-endpoint", "endpoint-in", "route", "from the service"))
+            endpoint = vpc.endpoint_ids[f["endpoint"]] if f["endpoint"] >= 0 else "gateway-endpoint"
+            hops.append(Hop(endpoint, "endpoint-in", "route", "from the service"))
     return hops
 
 

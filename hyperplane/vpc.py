@@ -91,6 +91,17 @@ class CompiledVpc:
         self.subnet_route_table = np.array([rt_index[s.route_table_id] for s in subnets], dtype=np.int32)
         self.subnet_nacl = np.array([nacl_index[s.network_acl_id] for s in subnets], dtype=np.int32)
         self.subnet_dns = np.array([_u32(t.vpcs[s.vpc_id].dns_resolver_ip) for s in subnets], dtype=np.uint32)
+        vpc_index = {vid: k for k, vid in enumerate(t.vpcs)}
+        self.subnet_vpc = np.array([vpc_index[s.vpc_id] for s in subnets], dtype=np.int32)
+        igw_of_vpc = {igw.vpc_id: igw.id for igw in t.internet_gateways.values() if igw.vpc_id}
+        self.subnet_igw = [igw_of_vpc.get(s.vpc_id, "internet-gateway") for s in subnets]
+        # (vpc, first address) of each subnet, sorted: subnets of one VPC never overlap
+        ranges = sorted((vpc_index[s.vpc_id] << 32 | int(s.cidr.network_address),
+                         vpc_index[s.vpc_id] << 32 | int(s.cidr.broadcast_address), k)
+                        for k, s in enumerate(subnets))
+        self._subnet_lo = np.array([a for a, _, _ in ranges], dtype=np.uint64)
+        self._subnet_hi = np.array([b for _, b, _ in ranges], dtype=np.uint64)
+        self._subnet_idx = np.array([k for _, _, k in ranges], dtype=np.int32)
 
         # -- ENIs: plain, endpoint and NAT gateway ENIs of the model, then Hyperplane ENIs ----
         members: dict[str, list[int]] = {}  # security group id -> private IPs carrying it
@@ -140,15 +151,18 @@ class CompiledVpc:
         self._private_ips = np.array([a for a, _ in addresses], dtype=np.uint32)
         self._private_eni = np.array([k for _, k in addresses], dtype=np.int32)
         public: list[tuple[int, int, int]] = []  # (public ip, eni, private ip it maps to)
+        # the internet gateway maps public addresses only for a VPC it is attached to
+        online = {igw.vpc_id for igw in t.internet_gateways.values() if igw.vpc_id}
+        subnet_online = [s.vpc_id in online for s in subnets]
         for e in rows:
-            if e.public_ip:
+            if e.public_ip and subnet_online[e.subnet]:
                 public.append((e.public_ip, e.index, e.ip))
         self.nat_private_to_public: dict[int, int] = {}
         for n, nid in enumerate(self.nat_ids):
             nat = t.nat_gateways[nid]
             eni = self.eni_index.get(nat.network_interface_id, -1)
             for private, public_ip in nat.address_pairs:
-                if public_ip is not None:
+                if public_ip is not None and subnet_online[subnet_index[nat.subnet_id]]:
                     public.append((_u32(public_ip), eni, _u32(private)))
                     self.nat_private_to_public[_u32(private)] = _u32(public_ip)
         by_private = sorted((q, p) for p, _, q in public)
@@ -258,6 +272,15 @@ class CompiledVpc:
         hit = self._public_ips[pos] == ips
         return (np.where(hit, self._public_eni[pos], -1).astype(np.int32),
                 np.where(hit, self._public_private[pos], 0).astype(np.uint32))
+
+    def subnet_of_ip(self, ips: np.ndarray, vpc: np.ndarray) -> np.ndarray:
+        """The subnet (index) of each address within its VPC (-1: in no subnet)."""
+        key = (vpc.astype(np.uint64) << np.uint64(32)) | ips.astype(np.uint64)
+        if len(self._subnet_lo) == 0:
+            return np.full(len(ips), -1, np.int32)
+        pos = np.searchsorted(self._subnet_lo, key, side="right") - 1
+        ok = (pos >= 0) & (key <= self._subnet_hi[np.maximum(pos, 0)])
+        return np.where(ok, self._subnet_idx[np.maximum(pos, 0)], -1).astype(np.int32)
 
     def public_of_private_ip(self, ips: np.ndarray) -> np.ndarray:
         """The public address the internet gateway maps each private address to (0: none)."""

@@ -588,7 +588,7 @@ def test_nat_gateway_translates_to_its_address_and_the_igw_maps_its_eip():
     assert [(h.stage, h.resource) for h in r.hops] == [
         ("sg-egress", "sg-any"), ("route", "rtb-private"), ("nacl-out", "acl-dp-default"),
         ("nacl-in", "acl-dp-default"), ("nat-out", "nat-dp"), ("route", "rtb-public"),
-        ("nacl-out", "acl-dp-default"), ("igw-out", "internet-gateway")]
+        ("nacl-out", "acl-dp-default"), ("igw-out", "igw-dp")]
     assert hop(r, "igw-out").detail == "10.0.2.5 -> 203.0.113.50"
     back = r.reply(TCP(flags="SA"))
     assert back.reason == hp.Reason.DELIVERED
