@@ -4,7 +4,9 @@ topologies written out as describe-* folders and loaded back to the same verdict
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import warnings
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -268,7 +270,8 @@ def test_unrecognised_keys_and_pagination_tokens_are_reported_not_fatal():
     assert report.skipped == {"Widgets (unrecognised key)": 3}
 
 
-def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
+def _rich_documents() -> dict[str, dict]:
+    """_documents() plus one of most things a describe output can hold."""
     docs = dict(_documents())
     docs["RouteTables.json"]["RouteTables"][0]["Routes"] += [
         {"DestinationCidrBlock": "172.16.0.0/12", "TransitGatewayId": "tgw-1", "State": "active"},
@@ -314,7 +317,15 @@ def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
          "IcmpTypeCode": {"Type": 8, "Code": -1}},
         {"RuleNumber": 30, "Egress": False, "Protocol": "-1", "RuleAction": "allow", "Ipv6CidrBlock": "::/0"},
         {"RuleNumber": 32767, "Egress": False, "Protocol": "-1", "RuleAction": "deny", "CidrBlock": "0.0.0.0/0"}]})
-    topology, report = parse_aws_documents(docs.items())
+    docs["NatGateways.json"] = {"NatGateways": [{"NatGatewayId": "nat-1", "SubnetId": "subnet-1", "State": "available",
+                                                 "NatGatewayAddresses": [{"AllocationId": "eipalloc-9", "PrivateIp": "10.9.1.9",
+                                                                          "PublicIp": "54.9.9.9", "NetworkInterfaceId": "eni-nat"}]}]}
+    docs["Functions.json"] = {"Functions": [ORDERS]}
+    return docs
+
+
+def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
+    topology, report = parse_aws_documents(_rich_documents().items())
 
     routes = {str(r.destination): (r.target, r.state) for r in topology.route_tables["rtb-1"].routes}
     assert routes["172.16.0.0/12"] == ("tgw-1", "active")
@@ -351,6 +362,43 @@ def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
 
 # --------------------------------------------------------------------------------------------
 # broken input: file, JSON path, problem
+
+
+_JUNK = [None, 5, -1, "", "x", "10.0.0.0/8", "999.1.1.1", 70000, True, [], {}, [1], {"a": 1}, "eni-nope", "sg-nope"]
+
+
+def _places(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _places(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _places(value, (*path, i))
+
+
+def test_damaged_documents_give_a_topology_error_or_a_topology_never_a_crash():
+    rng = random.Random(5)
+    base = _rich_documents()
+    for _ in range(400):
+        docs = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            name = rng.choice(sorted(docs))
+            places = list(_places(docs[name]))[1:]
+            if not places:
+                continue
+            path = rng.choice(places)
+            parent = docs[name]
+            for key in path[:-1]:
+                parent = parent[key]
+            if isinstance(parent, dict) and rng.random() < 0.3:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = copy.deepcopy(rng.choice(_JUNK))
+        try:
+            parse_aws_documents(docs.items())
+        except TopologyError as err:
+            assert err.file in docs and err.problem
 
 
 def _write(folder: Path, docs: list[tuple[str, dict]]) -> Path:

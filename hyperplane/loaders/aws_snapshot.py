@@ -309,6 +309,14 @@ class _Snapshot:
             out.append(_Item(item.file, path, element))
         return out
 
+    def strings(self, item: _Item, key: str) -> list[str]:
+        """An optional list of non-empty strings (ids)."""
+        values = self.get(item, key, list, required=False, default=[])
+        for i, value in enumerate(values):
+            if not isinstance(value, str) or not value.strip():
+                self.fail(item.file, f"{item.at(key)}[{i}]", f"expected a non-empty string, got {json.dumps(value)[:60]}")
+        return values
+
     def cidr(self, item: _Item, key: str) -> IPv4Network:
         found = self.opt_cidr(item, key, required=True)
         assert found is not None
@@ -591,8 +599,9 @@ class _Snapshot:
                     records[record["id"]] = record
                 elif known.get("instance_id") is None and "skip" not in known:
                     known["instance_id"] = instance_id
-        nat_enis = {a.get("NetworkInterfaceId") for item in self.items["NatGateways"]
-                    for a in item.data.get("NatGatewayAddresses") or () if isinstance(a, dict)}
+        nat_enis = {a["NetworkInterfaceId"] for item in self.items["NatGateways"]
+                    for a in _list(item.data.get("NatGatewayAddresses")) if isinstance(a, dict)
+                    and isinstance(a.get("NetworkInterfaceId"), str)}
         out: dict[str, dict] = {}
         for eni_id, record in records.items():
             if eni_id in nat_enis:
@@ -646,14 +655,14 @@ class _Snapshot:
                 eips[item.data["AllocationId"]] = item.data["PublicIp"]
         for item in self.items["NatGateways"]:
             nat_id = self.get(item, "NatGatewayId")
-            state = item.data.get("State", "available")
+            state = str(item.data.get("State", "available")).lower()
             if state in _GONE_STATES:
                 self.report.skip(f"NatGateways ({state})")
                 self.skipped_ids[nat_id] = f"a NAT gateway in state {state}"
                 continue
             self.define(item, "NatGatewayId", self.nat_items)
             subnet_id = self.ref(item, "SubnetId", self.subnet_items, "subnet")
-            connectivity = item.data.get("ConnectivityType", "public")
+            connectivity = str(item.data.get("ConnectivityType", "public")).lower()
             addresses = self.sub(item, "NatGatewayAddresses")
             addresses.sort(key=lambda a: a.data.get("IsPrimary") is False)  # the primary first
             private_ips: list[IPv4Address] = []
@@ -664,14 +673,16 @@ class _Snapshot:
                 if ip is None:
                     continue  # an address being assigned
                 private_ips.append(ip)
-                eni_id = eni_id or address.data.get("NetworkInterfaceId")
+                eni_id = eni_id or self.get(address, "NetworkInterfaceId", required=False)
                 if connectivity == "public":
-                    allocation = address.data.get("AllocationId")
-                    public = address.data.get("PublicIp") or eips.get(allocation)
-                    if not public:
+                    allocation = self.get(address, "AllocationId", required=False)
+                    public_ip = self.opt_ip(address, "PublicIp")
+                    if public_ip is None and allocation in eips:  # describe-addresses knows it
+                        public_ip = self.ip(_Item(address.file, address.path, {"PublicIp": eips[allocation]}), "PublicIp")
+                    if public_ip is None:
                         self.fail(address.file, address.at("PublicIp"), "required field 'PublicIp' is missing "
                                   "(a public NAT gateway's address needs its Elastic IP)")
-                    public_ip = self.ip(_Item(address.file, address.path, {"PublicIp": public}), "PublicIp")
+                        raise AssertionError
                     elastic_ips.append(ElasticIp(allocation if isinstance(allocation, str) else f"eipalloc-{_suffix(nat_id)}-{len(elastic_ips)}", public_ip))
             if not private_ips:
                 self.fail(item.file, item.at("NatGatewayAddresses"), "a NAT gateway needs at least one address with a PrivateIp")
@@ -820,7 +831,8 @@ class _Snapshot:
                     port_range = (self.get(pr, "From", int), self.get(pr, "To", int))
                 elif protocol == ICMP and isinstance(entry.data.get("IcmpTypeCode"), dict):
                     tc = self.sub(entry, "IcmpTypeCode", 0)[0]
-                    icmp = (tc.data.get("Type", -1), tc.data.get("Code", -1))
+                    icmp = (self.get(tc, "Type", int, required=False, default=-1),
+                            self.get(tc, "Code", int, required=False, default=-1))
                     if icmp[0] == -1:
                         icmp = (-1, -1)
                 entries.append(NetworkAclEntry(number, egress, protocol, action, self.cidr(entry, "CidrBlock"),
@@ -1003,17 +1015,17 @@ class _Snapshot:
                 if prefix is None:
                     self.fail(item.file, item.at("ServiceName"), f"no prefix list named {service!r} in the snapshot "
                                                                  "(collect describe-prefix-lists)")
-                for i, rtb_id in enumerate(self.get(item, "RouteTableIds", list, required=False, default=[])):
+                for i, rtb_id in enumerate(self.strings(item, "RouteTableIds")):
                     if rtb_id not in self.rtb_items:
                         self.ref(item, "RouteTableIds", self.rtb_items, "route table", rtb_id, where=f"{item.at('RouteTableIds')}[{i}]")
                 endpoints[ep_id] = VpcEndpoint(ep_id, vpc_id, service, "gateway", route_table_ids=routing,
                                                prefix_list_id=prefix, name=name)
                 continue
-            subnet_ids = self.get(item, "SubnetIds", list, required=False, default=[])
+            subnet_ids = self.strings(item, "SubnetIds")
             for i, subnet_id in enumerate(subnet_ids):
                 self.ref(item, "SubnetIds", self.subnet_items, "subnet", subnet_id, where=f"{item.at('SubnetIds')}[{i}]")
             groups = self._groups(item) or (self.default_sg_id(vpc_id),)
-            eni_ids = self.get(item, "NetworkInterfaceIds", list, required=False, default=[])
+            eni_ids = self.strings(item, "NetworkInterfaceIds")
             placed: list[str] = []
             for i, eni_id in enumerate(eni_ids):
                 record = self.enis.pop(eni_id, None)
@@ -1031,13 +1043,14 @@ class _Snapshot:
                     eni_id = f"eni-{_suffix(ep_id)}-{len(enis)}"
                     ip = self.allocate(subnet_id, extra=[e.private_ip for e in enis])
                     self.note(f"{ep_id}: no ENI in {subnet_id} in the snapshot; created {eni_id} at {ip}")
+                    self.where.setdefault(eni_id, f"{item.file}::{item.path}")
                     enis.append(NetworkInterface(eni_id, subnet_id, ip, groups, kind="vpc_endpoint",
                                                  description=f"VPC Endpoint Interface {ep_id}", managed_by=ep_id))
                     placed.append(subnet_id)
             private_dns = item.data.get("PrivateDnsEnabled") is True
             dns_names: tuple[str, ...] = ()
             if private_dns:
-                names = [d.get("DnsName") for d in item.data.get("DnsEntries") or () if isinstance(d, dict)]
+                names = [d.get("DnsName") for d in _list(item.data.get("DnsEntries")) if isinstance(d, dict)]
                 dns_names = tuple(n for n in names if isinstance(n, str) and ".vpce." not in n and not n.startswith("*"))
             endpoints[ep_id] = VpcEndpoint(
                 ep_id, vpc_id, service, "interface", subnet_ids=tuple(placed), security_group_ids=groups,
@@ -1147,6 +1160,7 @@ class _Snapshot:
         out = {}
         for name, item in first.items():
             item, config = latest.get(name, (item, self.vpc_config(item)))
+            self.where[name] = f"{item.file}::{item.path}"
             role = ExecutionRole(item.data["Role"], (), SNAPSHOT_ROLE_POLICIES)
             numbered = sorted(versions.get(name, []), key=lambda v: int(v.version) if v.version.isdigit() else 0)
             out[name] = LambdaFunction(name, role, config, tuple(numbered), _text(item.data.get("Description")))
@@ -1156,8 +1170,8 @@ class _Snapshot:
         if item.data.get("VpcConfig") is None:
             return None
         config = self.sub(item, "VpcConfig", 0)[0]
-        subnets = self.get(config, "SubnetIds", list, required=False, default=[])
-        groups = self.get(config, "SecurityGroupIds", list, required=False, default=[])
+        subnets = self.strings(config, "SubnetIds")
+        groups = self.strings(config, "SecurityGroupIds")
         if not subnets and not groups:
             return None
         for i, subnet_id in enumerate(subnets):
@@ -1216,6 +1230,10 @@ class _Snapshot:
             "nat_gateways", "prefix_lists", "vpc_endpoints", "network_interfaces", "vpc_peering_connections",
             "functions")}
         return topology
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _keyed(resources: Iterable[Any]) -> dict[str, Any]:
