@@ -7,30 +7,42 @@
 """
 
 from hyperplane.errors import HyperplaneError, TopologyError
-from hyperplane.functions import LambdaSettings
+from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
+from hyperplane.flowlogs import FlowLogAggregator, FlowLogFormat, FlowLogRecord
+from hyperplane.functions import HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.nat import ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.network import Function, Network
 from hyperplane.pipeline import BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import PACKET
+from hyperplane.replay import ReplayReport, replay
 from hyperplane.trace import Hop, Result
 
 __all__ = [
     "BatchResult",
     "ConnectionTable",
+    "ConnectionTracker",
+    "ConnectionTrackingConfiguration",
     "Direction",
     "Disposition",
+    "FlowLogAggregator",
+    "FlowLogFormat",
+    "FlowLogRecord",
     "Function",
     "Hop",
+    "HyperplaneEni",
     "HyperplaneError",
+    "LambdaService",
     "LambdaSettings",
     "NatStatus",
     "Network",
     "Origin",
     "PACKET",
     "Reason",
+    "ReplayReport",
     "Result",
     "Timeouts",
     "TopologyError",
+    "replay",
 ]
 __version__ = "0.1.0"

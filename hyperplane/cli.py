@@ -95,8 +95,12 @@ def trace(topology: Path | None, source: str, destination: str, sport: int | Non
               help="Write the delivered packets, translated, to this pcap.")
 @click.option("--verdicts", type=click.Path(dir_okay=False, path_type=Path),
               help="Write one verdict per packet (.jsonl or .csv).")
+@click.option("--flow-logs", type=click.Path(file_okay=False, path_type=Path),
+              help="Write VPC flow logs here (CloudWatch-like streams and S3-like gzip files).")
+@click.option("--flow-log-interval", type=click.Choice(["60", "600"]), default="600", show_default=True,
+              help="Aggregation interval of the flow logs, seconds.")
 def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inject: str,
-           output: Path | None, verdicts: Path | None) -> None:
+           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.network import Network
     from hyperplane.replay import replay as run_replay
@@ -114,7 +118,8 @@ def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inj
             bar.update(min(size, int(chunk.file_offset[-1])) - bar.pos)
 
         report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
-                            verdicts=verdicts, progress=step)
+                            verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
+                            progress=step)
         bar.update(size - bar.pos)
     click.echo(report.summary())
 

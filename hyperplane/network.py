@@ -177,6 +177,14 @@ class Network:
         self._current_pipeline()
         return next(k for k, p in enumerate(self._pools) if p is pool)
 
+    def pool_index(self, function: str, environment: int | str | None = None) -> int:
+        """The ``origin_index`` of ``Origin.FUNCTION`` rows from one execution environment
+        (its pool: the subnet it is bound to). This is an invocation."""
+        invocation = self.lambda_service.invoke(function, environment, now=self.now)
+        if not invocation.accepted or invocation.pool is None:
+            raise ValueError(f"{function}: no Hyperplane ENI pool ({getattr(invocation, 'reason', 'no VpcConfig')})")
+        return self._pool_index(invocation.pool)
+
     # -- packets ----------------------------------------------------------------------------
 
     def process(self, packets: np.ndarray, origin: Sequence[int] | np.ndarray | int,
@@ -274,7 +282,8 @@ class Network:
         if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
             where = res.vpc.enis[res.location[0]].id if res.location[0] >= 0 else "-"
             hops.append(Hop(where, "end", "drop", reason.text))
-        return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]))
+        return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
+                      batch=res, vpc=res.vpc)
 
     def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)

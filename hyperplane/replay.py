@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperplane._batch import independent_runs
+from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.nat import Direction
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
@@ -56,6 +57,7 @@ class ReplayReport:
     reasons: Counter = field(default_factory=Counter)
     drops_by_rule: Counter = field(default_factory=Counter)  # "acl-data rule *" -> packets
     written: int = 0
+    flow_log_records: int = 0
     hyperplane_enis: list[dict] = field(default_factory=list)
 
     @property
@@ -63,7 +65,8 @@ class ReplayReport:
         return sum(n for r, n in self.reasons.items() if Reason[r].disposition.delivered)
 
     def summary(self) -> str:
-        lines = [f"{self.packets} packets, {self.delivered} delivered, {self.written} written"]
+        lines = [f"{self.packets} packets, {self.delivered} delivered, {self.written} written, "
+                 f"{self.flow_log_records} flow log records"]
         skipped = {k: n for k, n in self.kinds.items() if k != "EMULATED"}
         if skipped:
             lines.append("not emulated: " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
@@ -114,6 +117,7 @@ class _Functions:
 
 def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | None = None,
            inject: str = "function", output: str | Path | None = None, verdicts: str | Path | None = None,
+           flow_logs: str | Path | None = None, flow_log_interval: int = 600,
            progress: Callable[[CaptureChunk], None] | None = None, chunk_packets: int = 65536) -> ReplayReport:
     """Replay ``capture`` through ``net``; see the module docstring."""
     if inject not in ("function", "eni"):
@@ -124,6 +128,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     writer = CaptureWriter(output, reader.output_linktype, reader.nanosecond) if output else None
     sink = _VerdictSink(verdicts) if verdicts else None
     t0 = None
+    logs = None
     try:
         for chunk in reader:
             n = len(chunk)
@@ -140,6 +145,10 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
                 records["time"] -= t0
                 net.advance(max(0.0, float(records["time"].max()) - net.now))
                 res = _replay_rows(net, fns, records, inject)
+                if flow_logs is not None:
+                    if logs is None:  # records carry the capture's own timestamps
+                        logs = FlowLogAggregator(interval=flow_log_interval, time_offset=float(t0))
+                    logs.add(res)
                 reason[rows] = res.reason
                 location[rows] = res.location
                 out[rows] = res.packets
@@ -162,6 +171,9 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             writer.close()
         if sink is not None:
             sink.close()
+    if logs is not None:
+        logs.write(flow_logs)
+        report.flow_log_records = len(logs)
     for eni in net.hyperplane_enis:
         stats = next((s for s in eni.pool.table.stats() if s.address == eni.private_ip), None)
         report.hyperplane_enis.append({
@@ -215,7 +227,7 @@ def _replay_run(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> 
     reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
     reason[walk], location[walk], out[walk] = res.reason, res.location, res.packets
     facts = Facts([(stage, walk[rows], cols) for stage, rows, cols in res.facts.stages])
-    return BatchResult(out, reason, location, facts)
+    return BatchResult(out, reason, location, facts, res.vpc or net.compiled)
 
 
 def _reply_path(net: Network, rec: np.ndarray, i: int, origin: np.ndarray, index: np.ndarray) -> int:

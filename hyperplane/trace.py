@@ -6,7 +6,7 @@ is evaluated a second time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from scapy.packet import Packet
 
     from hyperplane.network import Network
+    from hyperplane.pipeline import BatchResult
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Result:
     packet: Packet | None  # scapy IP packet as delivered (or where it stopped)
     source: Any  # what sent it (for reply)
     location: int  # ENI index where it ended (-1: none)
+    batch: BatchResult | None = field(default=None, repr=False)  # the stages' facts (flow logs)
+    vpc: CompiledVpc | None = field(default=None, repr=False)
 
     @property
     def disposition(self) -> Disposition:

@@ -102,3 +102,15 @@ def test_replay_command_prints_a_summary_and_refuses_bad_arguments(capture, tmp_
     assert "10 packets, 8 delivered" in ok.output
     bad = runner.invoke(main, ["replay", str(capture), "--function", "orders"])
     assert bad.exit_code == 2
+
+
+def test_replay_writes_flow_logs_with_capture_timestamps(capture, tmp_path):
+    from hyperplane.flowlogs import read_cloudwatch
+
+    report = replay(hp.Network.example(), capture, functions={"orders": "172.16.5.0/24"},
+                    flow_logs=tmp_path / "logs")
+    db = read_cloudwatch(tmp_path / "logs" / "cloudwatch" / "vpc-flow-logs" / "eni-db-all")
+    actions = {(r["srcaddr"], r["action"]) for r in db}
+    assert ("10.0.20.10", "REJECT") in actions  # the SYN-ACK, refused by acl-data on its way out
+    assert all(int(T0) <= int(r["start"]) <= int(r["end"]) <= int(T0) + 3 for r in db)
+    assert report.flow_log_records >= len(db)
