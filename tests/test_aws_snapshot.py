@@ -72,6 +72,9 @@ def test_network_load_of_a_folder_warns_once_about_what_is_not_emulated():
     assert len(ours) == 1
     assert "VpnGateways (VPN gateways): 1" in str(ours[0].message)
     assert "CustomerGateways (customer gateways): 1" in str(ours[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing skipped (availability zones carry no behaviour)
+        hp.Network.load(snapshot("test-public-subnet"))
 
 
 def test_region_subfolders_and_skipped_kinds_are_counted_across_regions():
@@ -80,6 +83,8 @@ def test_region_subfolders_and_skipped_kinds_are_counted_across_regions():
     assert len(topology.vpcs) == 4  # two per region
     assert report.skipped["TransitGateways (transit gateways)"] == 2
     assert report.skipped["NetworkInterfaces (transit_gateway, no security group)"] == 4
+    assert report.ignored["AvailabilityZones (availability zones)"] == 7
+    assert "ServiceDetails (VPC endpoint services)" not in report.skipped
     assert topology.account_id == "554773406868"
 
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ from hyperplane.model import (
 __all__ = [
     "SnapshotReport", "SnapshotWarning", "load_aws_snapshot", "read_aws_snapshot",
     "parse_aws_documents", "write_describe_folder", "describe_documents", "SNAPSHOT_ROLE_POLICIES",
-    "READ_KINDS", "SKIPPED_KINDS",
+    "READ_KINDS", "SKIPPED_KINDS", "IGNORED_KINDS", "warn_skipped",
 ]
 
 #: The managed policy every function's role is assumed to have (IAM is not in the snapshot).
@@ -114,6 +115,11 @@ SKIPPED_KINDS: Mapping[str, str] = {
     "DBInstances": "RDS instances",
     "DomainStatusList": "Elasticsearch domains",
     "CacheClusters": "ElastiCache clusters",
+}
+
+#: Known top-level keys that carry no network behaviour: counted in ``SnapshotReport.ignored``
+#: and not warned about.
+IGNORED_KINDS: Mapping[str, str] = {
     "AvailabilityZones": "availability zones",
     "ServiceDetails": "VPC endpoint services",
     "ServiceNames": "VPC endpoint service names",
@@ -121,6 +127,8 @@ SKIPPED_KINDS: Mapping[str, str] = {
     "FlowLogs": "flow logs",
     "Images": "AMIs",
     "Volumes": "EBS volumes",
+    "KeyPairs": "key pairs",
+    "Tags": "tags",
 }
 
 _IGNORED_KEYS = frozenset({"NextToken", "NextMarker", "Marker", "ResponseMetadata"})
@@ -145,6 +153,8 @@ class SnapshotReport:
         loaded: resources loaded per model collection (``{"subnets": 3, ...}``).
         skipped: what was not emulated, by kind, with counts
             (``{"TransitGateways (transit gateways)": 1, ...}``).
+        ignored: known keys without network behaviour (availability zones, endpoint service
+            catalogues, ...), with counts; not warned about.
         notes: decisions about single resources (an ENI skipped, a route made a blackhole, ...).
         regions: the regions seen (from availability zones).
     """
@@ -153,6 +163,7 @@ class SnapshotReport:
     files: list[str] = field(default_factory=list)
     loaded: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
 
@@ -162,7 +173,7 @@ class SnapshotReport:
 
     def summary(self) -> str:
         """One readable paragraph: loaded counts, skipped kinds with counts, notes."""
-        loaded = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.loaded.items() if n)
+        loaded = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in self.loaded.items() if n)
         lines = [f"AWS snapshot {self.source}: loaded {loaded or 'nothing'}"]
         if self.skipped:
             lines.append("not emulated (skipped): " + ", ".join(f"{k}: {n}" for k, n in self.skipped.items()))
@@ -208,7 +219,16 @@ def load_aws_snapshot(folder: str | os.PathLike[str], *, warn: bool = True) -> T
 def warn_skipped(report: SnapshotReport) -> None:
     """Issue one :class:`SnapshotWarning` when the report skipped something."""
     if report.skipped or report.notes:
-        warnings.warn(report.summary(), SnapshotWarning, stacklevel=3)
+        warnings.warn(report.summary(), SnapshotWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stack level of the first frame outside the hyperplane package (the user's call)."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def parse_aws_documents(documents: Iterable[tuple[str, Any]], source: str = "") -> tuple[Topology, SnapshotReport]:
@@ -395,6 +415,11 @@ class _Snapshot:
                     self.items[key].append(_Item(file, f"{key}[{i}]", element))
             else:
                 count = len(value) if isinstance(value, (list, dict)) else 1
+                if key in IGNORED_KINDS:
+                    if count:
+                        self.report.ignored[f"{key} ({IGNORED_KINDS[key]})"] = \
+                            self.report.ignored.get(f"{key} ({IGNORED_KINDS[key]})", 0) + count
+                    continue
                 label = f"{key} ({SKIPPED_KINDS[key]})" if key in SKIPPED_KINDS else f"{key} (unrecognised key)"
                 self.report.skip(label, count)
 
