@@ -34,13 +34,18 @@ group set) instead of creating new ones.
 
 Assumptions (AWS's describe calls do not say): every function's execution role has the Lambda
 VPC permissions (the managed policy ``AWSLambdaVPCAccessExecutionRole``), since IAM is not
-collected and a deployed VPC function had them when its ENIs were created.
+collected and a deployed VPC function had them when its ENIs were created. A function's own
+``State`` in the listing is not read: every function starts ``Active``. Resources AWS always
+has but the snapshot lacks (a VPC's main route table, default network ACL, default security
+group) are created as AWS creates them, with a note.
 
 What is not emulated is skipped and reported once, by kind and count, in a
 :class:`SnapshotReport` (and one :class:`SnapshotWarning`): transit gateways and their
 attachments, VPN and customer gateways, load balancers, RDS / Elasticsearch descriptions, IPv6
 routes and rules, ENIs without a security group (transit gateway, load balancer ENIs), Gateway
-Load Balancer endpoints, deleted NAT gateways, inactive peerings, ... A route whose target is not
+Load Balancer endpoints, deleted NAT gateways, inactive peerings, ... Keys without network
+behaviour (``AvailabilityZones``, the endpoint service catalogue) are only counted
+(``SnapshotReport.ignored``); an unrecognised key is reported as skipped. A route whose target is not
 emulated (``tgw-``, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN) loads as it
 is: the data plane stops there with the reason ``UNMODELLED_TARGET``. A route to a resource
 that was skipped (an ENI without security group, a Gateway Load Balancer endpoint) becomes a
