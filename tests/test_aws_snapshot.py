@@ -256,6 +256,8 @@ def test_a_snapshot_function_is_active_on_its_existing_lambda_eni(tmp_path):
     r = fn.send(IP(dst="10.9.1.20") / TCP(dport=5432, flags="S"))
     assert r.reason == Reason.DELIVERED and r.packet.src == "10.9.1.77"
     assert fn.send(IP(dst="10.9.1.20") / TCP(dport=22, flags="S")).reason == Reason.SG_INGRESS_DENY
+    watched = hp.Network.load(tmp_path, ready=False)  # to watch the ENI being (re)created instead
+    assert watched.function("orders").state == "Pending"
 
 
 def test_list_functions_output_with_versions_and_a_function_outside_any_vpc():
