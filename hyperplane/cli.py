@@ -1,4 +1,4 @@
-"""The ``hyperplane`` command: demo, trace, replay, bench.
+"""The ``hyperplane`` command: demo, trace, replay, snapshot, bench.
 
 User mistakes (a bad topology file, an unknown source) are one line on stderr and exit code 2;
 ``trace`` exits 0 when the packet is delivered and 1 when it is not.
@@ -122,6 +122,20 @@ def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inj
                             progress=step)
         bar.update(size - bar.pos)
     click.echo(report.summary())
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--profile", default=None, help="AWS profile (default credentials otherwise).")
+@click.option("--region", default=None, help="AWS region (the profile's otherwise).")
+def snapshot(folder: Path, profile: str | None, region: str | None) -> None:
+    """Collect the account's network (EC2 describe-* calls, Lambda list-functions) into FOLDER/<region>/."""
+    import boto3
+
+    from hyperplane.loaders.boto3_collect import write_snapshot
+
+    files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder)
+    click.echo(f"wrote {len(files)} files to {files[0].parent}")
 
 
 @main.command()

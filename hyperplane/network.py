@@ -168,7 +168,8 @@ class Network:
             # an orphaned ENI's pool is gone: nothing translates for it any more
             pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis if e.pool.live}
             self._pipeline = Pipeline(vpc, self._nat_tables, [p.table for p in self._pools], pool_of_eni,
-                                      self._conntrack, refresh=self._current_pipeline)
+                                      self._conntrack, refresh=self._current_pipeline,
+                                      pool_vpc=[vpc.vpc_ids.index(p.vpc_id) for p in self._pools])
             self._compiled_generation = service.generation
         return self._pipeline
 

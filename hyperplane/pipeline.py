@@ -127,11 +127,12 @@ class Pipeline:
 
     def __init__(self, vpc: CompiledVpc, nat_tables: Sequence[ConnectionTable],
                  pools: Sequence[ConnectionTable], pool_of_eni: dict[int, int], conntrack,
-                 refresh: Callable[[], Pipeline] | None = None) -> None:
+                 refresh: Callable[[], Pipeline] | None = None, pool_vpc: Sequence[int] | None = None) -> None:
         self.vpc = vpc
         self.refresh = refresh  # the pipeline to walk on with once V2N may have added ENIs
         self.nat_tables = nat_tables  # one per NAT gateway, in vpc.nat_ids order
         self.pools = pools  # V2N tables, by pool index
+        self.pool_vpc = np.asarray(pool_vpc if pool_vpc is not None else np.zeros(len(pools)), dtype=np.int32)
         # ENI index -> pool index of its Hyperplane ENI pool (-1: not a live Hyperplane ENI)
         self.pool_of_eni = np.full(len(vpc.enis), -1, np.int32)
         for eni, pool in pool_of_eni.items():
@@ -197,14 +198,14 @@ class _Walk:
             ok = res.status < 16
             self.out[r[ok]] = res.packets[ok]
             self.finish(r[~ok], _V2N_REASON[res.status[~ok]])
-            translated.append(r[ok])
+            translated.append((r[ok], pool))
         if translated and self.p.refresh is not None:
             # V2N may have opened an overflow Hyperplane ENI: walk on with it compiled in
             self.p = self.p.refresh()
             self.vpc = self.p.vpc
         vpc = self.vpc
-        for r in translated:
-            eni = vpc.eni_of_private_ip(self.out["src_ip"][r])
+        for r, pool in translated:
+            eni = vpc.eni_of_private_ip(self.out["src_ip"][r], self.p.pool_vpc[pool])
             self.finish(r[eni < 0], Reason.ENI_CAPACITY)  # an address no ENI holds (cannot happen)
             self.senders.append((r[eni >= 0], eni[eni >= 0]))
         rows = np.flatnonzero(origin == Origin.INTERNET)
@@ -217,7 +218,7 @@ class _Walk:
             self.arrive(rows, eni, np.full(len(rows), -1, np.int32))
         rows = np.flatnonzero(origin == Origin.GATEWAY_ENDPOINT)
         if rows.size:
-            eni = vpc.eni_of_private_ip(self.out["dst_ip"][rows])
+            eni = vpc.eni_of_private_ip(self.out["dst_ip"][rows], vpc.endpoint_vpc[np.maximum(index[rows], 0)])
             self.facts.add("endpoint_in", rows, endpoint=index[rows], eni=eni)
             ok = self._split(rows, eni >= 0, Reason.NO_ENI_AT_ADDRESS, -1)
             rows, eni = _keep(ok, rows, eni)
@@ -257,7 +258,7 @@ class _Walk:
         route = vpc.routes.lookup_records(pk, table)
         kind, target = vpc.route_targets(table, route)
         local = (kind == Target.LOCAL) | (kind == Target.ENI)
-        dst_eni = np.where(kind == Target.LOCAL, vpc.eni_of_private_ip(pk["dst_ip"]),
+        dst_eni = np.where(kind == Target.LOCAL, vpc.eni_of_private_ip(pk["dst_ip"], vpc.subnet_vpc[subnet]),
                            np.where(kind == Target.ENI, target, -1)).astype(np.int32)
         self.facts.add("route", rows, eni=eni, subnet=subnet, table=table, route=route, target=kind,
                        target_index=target)

@@ -248,12 +248,13 @@ def _reply_path(net: Network, rec: np.ndarray, i: int, origin: np.ndarray, index
         return Reason.V2N_UNSOLICITED_INBOUND
     hp_ip, hp_port = sent["src_ip"][0], sent["src_port"][0]
     rec["dst_ip"][i], rec["dst_port"][i] = hp_ip, hp_port
-    peer = vpc.eni_of_private_ip(rec["src_ip"][i:i + 1])[0]
+    in_vpc = vpc.vpc_ids.index(pool.vpc_id)
+    peer = vpc.eni_of_private_ip(rec["src_ip"][i:i + 1], in_vpc)[0]
     if peer >= 0:
         origin[i], index[i] = Origin.ENI, peer
         return 0
     # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
-    hp = vpc.eni_of_private_ip(np.array([hp_ip], np.uint32))[0]
+    hp = vpc.eni_of_private_ip(np.array([hp_ip], np.uint32), in_vpc)[0]
     table = vpc.subnet_route_table[vpc.eni_subnet[[hp]]]
     route = vpc.routes.lookup_records(sent, table)
     kind, target = vpc.route_targets(table, route)

@@ -85,13 +85,16 @@ class CompiledVpc:
         self.nat_ids = list(t.nat_gateways)
         nat_index = {nid: k for k, nid in enumerate(self.nat_ids)}
         self.endpoint_ids = list(t.vpc_endpoints)
+        self.vpc_ids = list(t.vpcs)
+        self.endpoint_vpc = np.array([self.vpc_ids.index(t.vpc_endpoints[e].vpc_id) for e in self.endpoint_ids],
+                                     dtype=np.int32)
         endpoint_index = {eid: k for k, eid in enumerate(self.endpoint_ids)}
 
         subnets = [t.subnets[s] for s in self.subnet_ids]
         self.subnet_route_table = np.array([rt_index[s.route_table_id] for s in subnets], dtype=np.int32)
         self.subnet_nacl = np.array([nacl_index[s.network_acl_id] for s in subnets], dtype=np.int32)
         self.subnet_dns = np.array([_u32(t.vpcs[s.vpc_id].dns_resolver_ip) for s in subnets], dtype=np.uint32)
-        vpc_index = {vid: k for k, vid in enumerate(t.vpcs)}
+        vpc_index = {vid: k for k, vid in enumerate(self.vpc_ids)}
         self.subnet_vpc = np.array([vpc_index[s.vpc_id] for s in subnets], dtype=np.int32)
         igw_of_vpc = {igw.vpc_id: igw.id for igw in t.internet_gateways.values() if igw.vpc_id}
         self.subnet_igw = [igw_of_vpc.get(s.vpc_id, "internet-gateway") for s in subnets]
@@ -146,7 +149,11 @@ class CompiledVpc:
         self.eni_nat = np.array([e.nat for e in rows], dtype=np.int32)
         self.eni_key = np.array([numbering.setdefault(e.id, len(numbering)) for e in rows], dtype=np.int32)
 
-        # private address -> ENI, and public address -> ENI (NAT Elastic IPs included)
+        # private address -> ENI: keyed by (VPC, address), since VPCs may overlap
+        self.eni_vpc = self.subnet_vpc[self.eni_subnet] if rows else np.zeros(0, np.int32)
+        keyed = sorted((int(self.eni_vpc[k]) << 32 | a, k) for a, k in addresses)
+        self._private_keys = np.array([key for key, _ in keyed], dtype=np.uint64)
+        self._private_key_eni = np.array([k for _, k in keyed], dtype=np.int32)
         addresses.sort()
         self._private_ips = np.array([a for a, _ in addresses], dtype=np.uint32)
         self._private_eni = np.array([k for _, k in addresses], dtype=np.int32)
@@ -259,9 +266,12 @@ class CompiledVpc:
 
     # -- lookups (vectorized) ------------------------------------------------------------------
 
-    def eni_of_private_ip(self, ips: np.ndarray) -> np.ndarray:
-        """ENI index holding each address (-1: none)."""
-        return _lookup(self._private_ips, self._private_eni, ips)
+    def eni_of_private_ip(self, ips: np.ndarray, vpc: np.ndarray | int | None = None) -> np.ndarray:
+        """ENI index holding each address in VPC ``vpc`` (index; None: in any VPC) (-1: none)."""
+        if vpc is None:
+            return _lookup(self._private_ips, self._private_eni, ips)
+        key = (np.asarray(vpc, dtype=np.uint64) << np.uint64(32)) | np.asarray(ips).astype(np.uint64)
+        return _lookup(self._private_keys, self._private_key_eni, np.broadcast_to(key, np.shape(ips)))
 
     def public_ip_lookup(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ENI index, private address it maps to) for each public address (-1, 0: none)."""

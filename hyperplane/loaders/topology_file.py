@@ -29,7 +29,7 @@ from hyperplane.model import (
     FunctionVersion, InternetGateway, LambdaFunction, NatGateway, NetworkAcl, NetworkAclEntry,
     NetworkInterface, PrefixList, Route, RouteTable, SecurityGroup, SecurityGroupRule, Subnet,
     Topology, Vpc, VpcConfig, VpcEndpoint, VpcPeeringConnection, has_ports, next_free_address,
-    parse_protocol, protocol_name, route_target_kind, validate_topology,
+    parse_protocol, protocol_name, route_target_kind, unmodelled_route_target, validate_topology,
 )
 
 __all__ = [
@@ -569,8 +569,9 @@ class _Builder:
                 else:
                     dest = r.cidr(destination, _join(at, "destination"))
                 target = r.string(route["target"], _join(at, "target"))
-                if route_target_kind(target) is None:
-                    self.fail(_join(at, "target"), f"unknown route target {target!r} (use local, igw-, nat-, vpce-, eni- or pcx-)")
+                if route_target_kind(target) is None and unmodelled_route_target(target) is None:
+                    self.fail(_join(at, "target"), f"unknown route target {target!r} (use local, igw-, nat-, vpce-, "
+                                                   "eni- or pcx-; tgw-, vgw-, eigw-, cagw-, lgw- load as unmodelled)")
                 state = r.string(route.get("state", "active"), _join(at, "state"))
                 if state not in ("active", "blackhole"):
                     self.fail(_join(at, "state"), f"{state!r} is not active or blackhole")
