@@ -3,9 +3,12 @@
 
 The pipeline runs a batch stage by stage; a packet and an earlier one of the same conversation
 in the opposite direction (a reply) meet stateful tables (NAT, connection tracking) at different
-stages, so they must not share a run. A run ends before a packet whose source endpoint
-(address, port, protocol) was a destination in the run, or whose destination was a source:
-same-direction streams stay in one run, a reply starts a new one.
+stages, so they must not share a run when either of them changes state. A run ends before a
+packet whose source endpoint (address, port, protocol) was a destination in the run, or whose
+destination was a source, if that packet or the earlier one is "volatile": anything but TCP, or
+TCP with SYN, FIN or RST (it may open or close a connection). Plain TCP segments of established
+connections only refresh idle timers, which the tables keep non-decreasing, so both directions of
+a bulk transfer share a run; a SYN-ACK answering a SYN of the same run starts a new one.
 """
 
 cimport cython
@@ -17,8 +20,12 @@ from hyperplane._types cimport packet_t
 import numpy as np
 
 cdef enum:
-    SEEN_AS_SOURCE = 1
-    SEEN_AS_DESTINATION = 2
+    SOURCE = 1                 # seen as a source in the run
+    DESTINATION = 2
+    VOLATILE_SOURCE = 4        # ... by a packet that may open or close a connection
+    VOLATILE_DESTINATION = 8
+    TCP = 6
+    STATE_FLAGS = 0x07         # FIN | SYN | RST
 
 
 cdef struct slot_t:
@@ -56,7 +63,8 @@ def independent_runs(const packet_t[::1] packets not None):
     """Start row of each run (int64 array, first element 0 when there are packets)."""
     cdef Py_ssize_t n = packets.shape[0], i, nruns = 0
     cdef uint64_t cap = 16, mask, run = 1
-    cdef uint64_t src, dst, used = 0
+    cdef uint64_t src, dst
+    cdef bint volatile
     cdef slot_t* table
     cdef slot_t* s
     cdef slot_t* d
@@ -74,17 +82,19 @@ def independent_runs(const packet_t[::1] packets not None):
         out[0] = 0
         nruns = 1
         for i in range(n):
+            volatile = packets[i].proto != TCP or (packets[i].flags & STATE_FLAGS) != 0
             src = endpoint(packets[i].src_ip, packets[i].src_port, packets[i].proto)
             dst = endpoint(packets[i].dst_ip, packets[i].dst_port, packets[i].proto)
             s = find(table, mask, src, run)
             d = find(table, mask, dst, run)
-            if (s.roles & SEEN_AS_DESTINATION) or (d.roles & SEEN_AS_SOURCE):
+            if ((s.roles & VOLATILE_DESTINATION) or (d.roles & VOLATILE_SOURCE)
+                    or (volatile and ((s.roles & DESTINATION) or (d.roles & SOURCE)))):
                 run += 1               # a fresh run: every slot of the old one reads as free
                 out[nruns] = i
                 nruns += 1
                 s = find(table, mask, src, run)
                 d = find(table, mask, dst, run)
-            s.roles |= SEEN_AS_SOURCE
-            d.roles |= SEEN_AS_DESTINATION
+            s.roles |= SOURCE | (VOLATILE_SOURCE if volatile else 0)
+            d.roles |= DESTINATION | (VOLATILE_DESTINATION if volatile else 0)
     free(table)
     return starts[:nruns].copy()
