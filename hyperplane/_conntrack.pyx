@@ -53,19 +53,11 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from hyperplane._tables cimport __builtin_prefetch, mix, table_alloc
 from hyperplane._types cimport packet_t
 
 import numpy as np
 
-cdef extern from *:
-    void __builtin_prefetch(const void* addr) nogil
-
-cdef extern from "stdlib.h" nogil:
-    int posix_memalign(void** memptr, size_t alignment, size_t size)
-
-cdef extern from "sys/mman.h" nogil:
-    int madvise(void* addr, size_t length, int advice)
-    int MADV_HUGEPAGE
 
 cdef enum:
     EMPTY = 0xFFFFFFFF
@@ -74,8 +66,6 @@ cdef enum:
     MAX_CAP = 1 << 24
     MIN_CAP = 16
     BLOCK = 16                     # rows whose memory is fetched together
-    CACHE_LINE = 64
-    HUGE_PAGE = 2 * 1024 * 1024
     P_ICMP = 1
     P_TCP = 6
     P_UDP = 17
@@ -117,26 +107,10 @@ cdef struct key_t:
     uint8_t kind
 
 
-cdef void* aligned_alloc(size_t size) noexcept nogil:
-    """Cache-line aligned memory (flows never straddle a line); large tables get 2 MiB alignment
-    and transparent huge pages, since the loop touches them at random (TLB misses otherwise)."""
-    cdef void* p = NULL
-    cdef size_t align = HUGE_PAGE if size >= HUGE_PAGE else CACHE_LINE
-    if posix_memalign(&p, align, size) != 0:
-        return NULL
-    if size >= HUGE_PAGE:
-        madvise(p, size, MADV_HUGEPAGE)
-    return p
 
 
 #### keys and hashing
 
-cdef inline uint64_t mix(uint64_t a, uint64_t b) noexcept nogil:
-    cdef uint64_t h = (a * <uint64_t>0x9E3779B97F4A7C15) ^ ((b + <uint64_t>0x632BE59BD9B4E019) * <uint64_t>0xC2B2AE3D27D4EB4F)
-    h ^= h >> 31
-    h *= <uint64_t>0xD6E8FEB86659FD93
-    h ^= h >> 32
-    return h
 
 cdef inline uint64_t flow_hash(uint32_t ip_a, uint32_t ip_b, int32_t eni, uint16_t port_a,
                                uint16_t port_b, uint8_t proto) noexcept nogil:
@@ -294,8 +268,8 @@ cdef int resize(track_t* st, uint32_t newcap) noexcept nogil:
     """Move the stored flows into a slab of ``newcap`` slots, packed from slot 0, and rebuild the
     index at twice that size. -1 when out of memory (the table is left as it was)."""
     cdef uint32_t newmask = newcap * 2 - 1
-    cdef flow_t* nf = <flow_t*>aligned_alloc(<size_t>newcap * sizeof(flow_t))
-    cdef uint32_t* ni = <uint32_t*>aligned_alloc(<size_t>newcap * 2 * sizeof(uint32_t))
+    cdef flow_t* nf = <flow_t*>table_alloc(<size_t>newcap * sizeof(flow_t))
+    cdef uint32_t* ni = <uint32_t*>table_alloc(<size_t>newcap * 2 * sizeof(uint32_t))
     cdef uint32_t s, d = 0
     if nf == NULL or ni == NULL:
         free(nf)
@@ -478,8 +452,8 @@ cdef class ConntrackCore:
         self.st.free_head = EMPTY
         self.st.cap = cap
         self.st.idx_mask = cap * 2 - 1
-        self.st.flows = <flow_t*>aligned_alloc(<size_t>cap * sizeof(flow_t))
-        self.st.index = <uint32_t*>aligned_alloc(<size_t>cap * 2 * sizeof(uint32_t))
+        self.st.flows = <flow_t*>table_alloc(<size_t>cap * sizeof(flow_t))
+        self.st.index = <uint32_t*>table_alloc(<size_t>cap * 2 * sizeof(uint32_t))
         if self.st.flows == NULL or self.st.index == NULL:
             raise MemoryError("cannot allocate the connection tracking table")
         memset(self.st.index, 0xFF, <size_t>cap * 2 * sizeof(uint32_t))

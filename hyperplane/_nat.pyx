@@ -50,34 +50,11 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
+from hyperplane._tables cimport __builtin_prefetch, mix, table_alloc
 from hyperplane._types cimport packet_t
 
 import numpy as np
 
-cdef extern from *:
-    void __builtin_prefetch(const void* addr) nogil
-
-cdef extern from "stdlib.h" nogil:
-    int posix_memalign(void** memptr, size_t alignment, size_t size)
-
-cdef extern from "sys/mman.h" nogil:
-    int madvise(void* addr, size_t length, int advice)
-    int MADV_HUGEPAGE
-
-cdef enum:
-    HUGE_PAGE = 2 * 1024 * 1024
-
-
-cdef void* big_alloc(size_t size) noexcept nogil:
-    """malloc, but large tables get 2 MiB alignment and transparent huge pages: the hot loops
-    touch them at random, and with 4 KiB pages nearly every access would also miss the TLB."""
-    cdef void* p = NULL
-    if size < HUGE_PAGE:
-        return malloc(size)
-    if posix_memalign(&p, HUGE_PAGE, size) != 0:
-        return NULL
-    madvise(p, size, MADV_HUGEPAGE)
-    return p
 
 cdef enum:
     EMPTY = 0xFFFFFFFF
@@ -134,12 +111,6 @@ TCP_NEXT[:] = [
 
 #### hashing
 
-cdef inline uint64_t mix(uint64_t a, uint64_t b) noexcept nogil:
-    cdef uint64_t h = (a * <uint64_t>0x9E3779B97F4A7C15) ^ ((b + <uint64_t>0x632BE59BD9B4E019) * <uint64_t>0xC2B2AE3D27D4EB4F)
-    h ^= h >> 31
-    h *= <uint64_t>0xD6E8FEB86659FD93
-    h ^= h >> 32
-    return h
 
 cdef inline uint64_t tuple_hash(uint32_t ip1, uint16_t port1, uint32_t ip2, uint16_t port2,
                                 uint8_t proto) noexcept nogil:
@@ -239,8 +210,8 @@ cdef int idx_grow(nat_t* st) noexcept nogil:
     """Double both indexes and rehash. Returns -1 when out of memory."""
     cdef uint32_t newcap = (st.idx_mask + 1) * 2
     cdef uint32_t newmask = newcap - 1
-    cdef uint32_t* nf = <uint32_t*>big_alloc(newcap * sizeof(uint32_t))
-    cdef uint32_t* nr = <uint32_t*>big_alloc(newcap * sizeof(uint32_t))
+    cdef uint32_t* nf = <uint32_t*>table_alloc(newcap * sizeof(uint32_t))
+    cdef uint32_t* nr = <uint32_t*>table_alloc(newcap * sizeof(uint32_t))
     cdef uint32_t i, e
     if nf == NULL or nr == NULL:
         free(nf)
@@ -276,7 +247,7 @@ cdef int dest_grow(nat_t* st) noexcept nogil:
     cdef uint32_t oldcap = st.dest_mask + 1
     cdef uint32_t newcap = oldcap * 2
     cdef dest_t* old = st.dests
-    cdef dest_t* nd = <dest_t*>big_alloc(newcap * sizeof(dest_t))
+    cdef dest_t* nd = <dest_t*>table_alloc(newcap * sizeof(dest_t))
     cdef uint32_t i, p
     if nd == NULL:
         return -1
@@ -448,7 +419,7 @@ cdef int reserve_slot(nat_t* st) noexcept nogil:
         newcap = st.conn_cap * 2
         if newcap > MAX_CONNECTIONS + 1:
             newcap = MAX_CONNECTIONS + 1
-        grown = <conn_t*>big_alloc(newcap * sizeof(conn_t))
+        grown = <conn_t*>table_alloc(newcap * sizeof(conn_t))
         if grown == NULL:
             return -1
         memcpy(grown, st.conns, st.conn_cap * sizeof(conn_t))
@@ -731,9 +702,9 @@ cdef class NatCore:
         for k in range(WHEEL_SIZE):
             self.st.wheel[k] = EMPTY
             self.st.wheel_min[k] = INFINITY
-        self.st.conns = <conn_t*>big_alloc(cap * sizeof(conn_t))
-        self.st.fwd = <uint32_t*>big_alloc(cap * 2 * sizeof(uint32_t))
-        self.st.rev = <uint32_t*>big_alloc(cap * 2 * sizeof(uint32_t))
+        self.st.conns = <conn_t*>table_alloc(cap * sizeof(conn_t))
+        self.st.fwd = <uint32_t*>table_alloc(cap * 2 * sizeof(uint32_t))
+        self.st.rev = <uint32_t*>table_alloc(cap * 2 * sizeof(uint32_t))
         self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
         if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
                 or self.st.dests == NULL):
