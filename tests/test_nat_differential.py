@@ -37,6 +37,10 @@ TALK_FLAGS = {
 
 STEPS = [0, 0, 0, 0.1, 0.4, 0.5, 1.0, 2.5, 7.0]  # time steps (0.5: deadlines met exactly)
 BURST_STEPS = [0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.5]  # connections pile up before any expires
+TIMEOUTS = [0.5, 1.0, 2.0, 5.0, 30.0, 30.0]
+# The timer wheel has one bucket per second for 1024 s: steps and timeouts around and beyond a lap
+LAP_STEPS = [0, 0, 0, 0.5, 1.0, 300.0, 1023.5, 1024.0, 1100.0, 2100.0]
+LAP_TIMEOUTS = [0.5, 30.0, 1000.0, 1024.0, 1500.0, 3000.0, 5000.5]
 
 
 # "talk" follows a live connection, so whole conversations happen on one tuple; "open" opens a
@@ -65,7 +69,7 @@ def packet_strategy(inside_ports: int, steps: list[float], kinds: list[str]):
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, laps: bool = False):
     nports = draw(st.integers(1, 8))
     # 1-2 inside ports keep conversations on few tuples; 8-12 let "out" packets fill a destination
     inside_ports = draw(st.sampled_from([1, 2, 2, 8, 12]))
@@ -73,13 +77,15 @@ def scenarios(draw):
     # every port, so that port draws run through all their random probes and into the linear scan
     fill = draw(st.integers(0, 2)) == 0
     steps = BURST_STEPS if fill else draw(st.sampled_from([STEPS, STEPS, BURST_STEPS]))
+    if laps:
+        steps = LAP_STEPS
     kinds = FILL_KINDS if fill else KINDS
     return dict(
         gateway=draw(st.booleans()),
         ports=(1000, 1000 + nports - 1),
         max_per_address=draw(st.sampled_from([None, 12] if fill else [None, None, 1, 2, 5, 12])),
         per_destination=nports if fill else draw(st.one_of(st.just(nports), st.integers(1, nports))),
-        timeouts=Timeouts(*draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 5.0, 30.0, 30.0]), min_size=5,
+        timeouts=Timeouts(*draw(st.lists(st.sampled_from(LAP_TIMEOUTS if laps else TIMEOUTS), min_size=5,
                                              max_size=5))),
         seed=draw(st.integers(0, 2**64 - 1)),
         n_addresses=draw(st.sampled_from([0, 1, 1, 1, 2, 3])),
@@ -110,6 +116,16 @@ def grower(plan):
 @settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_compiled_table_matches_reference_model(sc):
+    check_against_reference(sc)
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenarios(laps=True))
+def test_compiled_table_matches_reference_model_across_timer_wheel_laps(sc):
+    check_against_reference(sc)
+
+
+def check_against_reference(sc):
     addresses = [100 + i for i in range(sc["n_addresses"])]
     core = ConnectionTable(
         gateway=sc["gateway"], addresses=addresses, ports=sc["ports"],
