@@ -11,9 +11,11 @@ one to answer, and Lambda functions (Hyperplane ENIs) are not modelled.
 
 The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or gateway):
 
-  send from an ENI:  VPC DNS resolver (base + 2: no SG, no NACL)  -> SG egress
+  send from an ENI:  DNS to the VPC resolver (base + 2, TCP/UDP 53: no SG, no NACL)
+                     -> SG egress
                      -> route (longest prefix; static beats prefix list at equal length)
-                     -> NACL out of the sender's subnet, unless the next hop is in that subnet
+                     -> NACL out of the sender's subnet, when the packet leaves it: not with
+                        no route or a blackhole, nor when the next hop is in that subnet
                      -> target: local (the ENI holding the address) | eni | nat | igw | vpce
                                 | pcx | blackhole | no route
   arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
@@ -21,8 +23,10 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> otherwise SG ingress -> delivered
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
                      -> sent on from the gateway's ENI, with its private address as source
-  from the internet: the internet gateway maps a public address (an ENI's public IP, a NAT
-                     gateway's Elastic IP) to its private address -> arrive there.
+  from the internet: the internet gateway of the VPC maps a public address (an ENI's public
+                     IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
+  to the internet:   the source's private address -> its public one; a packet for a public
+                     address of the VPC itself comes back in (hairpin) as if from the internet.
 
 Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
 the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
@@ -62,7 +66,7 @@ class Packet:
 class Verdict:
     reason: Reason
     eni_id: str | None  # where it was delivered or stopped (see the module docstring)
-    path: tuple[str, ...] = ()  # the ENIs that sent it, in order (for statistics and reading)
+    path: tuple[str, ...] = ()  # the ENIs that sent it, in order, and "igw-hairpin" (statistics)
 
 
 class ReferenceVpc:
@@ -101,14 +105,19 @@ class ReferenceVpc:
                 return nat
         return None
 
+    def has_internet_gateway(self, subnet_id: str) -> bool:
+        vpc_id = self.t.subnets[subnet_id].vpc_id
+        return any(igw.vpc_id == vpc_id for igw in self.t.internet_gateways.values())
+
     def owner_of_public_ip(self, address: IPv4Address) -> tuple[str, IPv4Address] | None:
-        """(ENI id, private address) behind a public address, as the internet gateway maps it."""
+        """(ENI id, private address) behind a public address, as an internet gateway maps it
+        (only in a VPC that has one attached)."""
         for nat in self.t.nat_gateways.values():
             for private, public in nat.address_pairs:
-                if public == address:
+                if public == address and self.has_internet_gateway(nat.subnet_id):
                     return nat.network_interface_id, private
         for eni in self.t.network_interfaces.values():
-            if eni.public_ip == address:
+            if eni.public_ip == address and self.has_internet_gateway(eni.subnet_id):
                 return eni.id, eni.private_ip  # a public IP belongs to the primary address
         return None
 
@@ -215,8 +224,8 @@ class _Walk:
         v = self.vpc
         subnet = v.subnet_of_eni(eni_id)
         vpc = v.vpc_of_eni(eni_id)
-        if pkt.dst == vpc.dns_resolver_ip:  # SPEC §4: security groups do not filter it
-            return Verdict(Reason.DELIVERED_TO_DNS_RESOLVER, eni_id)
+        if pkt.dst == vpc.dns_resolver_ip and pkt.proto in (TCP, UDP) and pkt.dst_port == 53:
+            return Verdict(Reason.DELIVERED_TO_DNS_RESOLVER, eni_id)  # SPEC §4: no SG filters it
         is_nat = v.nat_of_eni(eni_id) is not None
         if not is_nat and not v.security_groups_allow(eni_id, True, pkt):
             return Verdict(Reason.SG_EGRESS_DENY, eni_id)
@@ -238,7 +247,7 @@ class _Walk:
             else:
                 next_subnet = None  # leaves the VPC
         else:
-            next_subnet = None
+            next_subnet = subnet.id  # no route, or a blackhole: it never leaves the subnet
         if next_subnet != subnet.id and not v.network_acl_allows(subnet.id, True, pkt):
             return Verdict(Reason.NACL_OUT_DENY, eni_id)
 
@@ -254,11 +263,18 @@ class _Walk:
             return self.at_nat_gateway(pkt, route.target, from_subnet=subnet.id)
         if kind == "igw":
             nat = v.nat_of_eni(eni_id)
-            if v.public_ip_of(eni_id, pkt.src) is not None:
+            public = v.public_ip_of(eni_id, pkt.src)
+            if public is None:
+                if nat is not None and not nat.is_public:
+                    return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
+                return Verdict(Reason.NO_PUBLIC_IP, eni_id)
+            owner = v.owner_of_public_ip(pkt.dst)
+            if owner is None:
                 return Verdict(Reason.EXITED_TO_INTERNET, eni_id)
-            if nat is not None and not nat.is_public:
-                return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
-            return Verdict(Reason.NO_PUBLIC_IP, eni_id)
+            # a public address of the VPC: the internet gateway turns it around
+            back_eni, private = owner
+            self.path.append("igw-hairpin")
+            return self.arrive(replace(pkt, src=public, dst=private), back_eni, from_subnet=None)
         if kind == "vpce":
             if pkt.proto == TCP or (pkt.proto == ICMP and pkt.flags == ICMP_ECHO_REQUEST):
                 return Verdict(Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni_id)
