@@ -211,7 +211,7 @@ def test_nat_gateway_icmp_other_than_echo_request_opens_nothing():
     table = gateway_table()
     flow = Flow(table, ICMP, sport=7, remote="1.1.1.1")
     assert flow.out(3) is NatStatus.NO_CONNECTION  # destination unreachable
-    assert flow.out(ICMP_ECHO_REPLY + 11) is NatStatus.NO_CONNECTION  # time exceeded
+    assert flow.out(11) is NatStatus.NO_CONNECTION  # time exceeded
     assert table.live == 0
 
 
@@ -633,6 +633,57 @@ def test_connection_table_random_fill_never_shares_a_translated_tuple():
     s = table.stats()
     assert sum(x.live for x in s) == table.live == len(table.connections())
     assert sum(x.created for x in s) == sum(x.live + x.expired + x.closed for x in s)
+
+
+#### read-only lookup (replay) ################################################################
+
+
+def test_connection_table_lookup_translates_live_connections_and_changes_nothing():
+    table = eni_table()
+    flow = Flow(table)
+    drive(flow, INTO_STATE["tcp-established"], t=0.0)
+    before = (table.connections().tolist(), table.status_counts(), table.live, table.now)
+
+    out, found = table.lookup(packet(INSIDE, REMOTE, 40000, 443, TCP, FIN | ACK, 5.0), Direction.OUT)
+    assert found.tolist() == [True]
+    assert (out[0]["src_ip"], out[0]["src_port"]) == (flow.x_ip, flow.x_port)
+    out, found = table.lookup(packet(REMOTE, ENI, 443, flow.x_port, TCP, RST, 5.0), Direction.IN)
+    assert found.tolist() == [True]
+    assert (out[0]["dst_ip"], out[0]["dst_port"]) == (ip(INSIDE), 40000)
+    # no connection: reported, row left as it was, and a SYN opens nothing
+    strangers = np.concatenate([packet(INSIDE, REMOTE, 40001, 443, TCP, SYN, 5.0),
+                                packet(INSIDE, REMOTE, 40000, 443, UDP, 0, 5.0)])
+    out, found = table.lookup(strangers, Direction.OUT)
+    assert found.tolist() == [False, False]
+    assert (out == strangers).all()
+    # the FIN was not counted, the RST closed nothing, no deadline moved
+    assert (table.connections().tolist(), table.status_counts(), table.live, table.now) == before
+    assert flow.state == "tcp-established"
+
+
+def test_connection_table_lookup_empty_and_bad_input():
+    table = eni_table()
+    out, found = table.lookup(packets(0), Direction.OUT)
+    assert len(out) == len(found) == 0
+    with pytest.raises(TypeError, match="packets"):
+        table.lookup(np.zeros(3), Direction.OUT)
+    with pytest.raises(TypeError, match="packets"):
+        table.lookup(packets(4).reshape(2, 2), Direction.OUT)
+    with pytest.raises(ValueError):
+        table.lookup(packets(1), 2)
+
+
+def test_nat_core_lookup_none_and_wrong_buffers_are_refused(core):
+    with pytest.raises(TypeError, match="packets"):
+        core.lookup(None, 0, packets(1), np.zeros(1, np.uint8))
+    with pytest.raises(TypeError, match="found"):
+        core.lookup(packets(1), 0, packets(1), None)
+    with pytest.raises(ValueError):
+        core.lookup(packets(2), 0, packets(1), np.zeros(2, np.uint8))
+    with pytest.raises(ValueError):
+        core.lookup(packets(2), 0, packets(2), np.zeros(2, np.int64))
+    with pytest.raises(OverflowError):
+        core.lookup(packets(1), 256, packets(1), np.zeros(1, np.uint8))
 
 
 #### churn ######################################################################################
