@@ -6,7 +6,7 @@ FIN handling, reopened tuples, ICMP on gateways, unsupported protocols, unsolici
 
 The packet mix is shaped so that rare paths are common: "talk" packets follow a live connection
 with protocol-shaped flags (whole handshakes and FIN exchanges happen on one tuple), "open"
-packets pile fresh connections onto one destination (port draws exhaust their random probes), and
+packets pile fresh connections onto one destination (port draws exhaust their random probes),
 bursts without time steps let connections accumulate, a few packets arrive out of order, and a
 second run steps around the timer wheel's 1024 s lap. Live connections, with their state and
 deadline, are compared after every chunk. Checked by hand to fail on mutants of the reference
