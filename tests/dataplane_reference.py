@@ -4,10 +4,13 @@ Written from SPEC §3-§4 straight on the topology model (``hyperplane.model``),
 compiled arrays of ``hyperplane.vpc`` / ``hyperplane.policy``: the batch pipeline must agree with
 it packet for packet (tests/test_dataplane_differential.py).
 
-Scope: the stateless part of the data plane for the *first* packet of a flow. Nothing is
-remembered between packets: security groups decide by their rules alone (no tracked connection
-exists yet), a NAT gateway opens a connection for every packet that may open one and never has
-one to answer, and Lambda functions (Hyperplane ENIs) are not modelled.
+Scope: first packets of flows, and their replies. Without a ``State`` nothing is remembered:
+security groups decide by their rules alone, a NAT gateway opens a connection for every packet
+that may open one and has none to answer. With a ``State`` (shared by the packets of a batch),
+security groups remember the flows they let through per ENI, so that a reply passes whatever the
+rules say (SPEC §3), and a NAT gateway translates back what ``State.nat`` says it translated
+(the port it chose is the emulator's; the caller fills it in from the batch). Lambda functions
+(Hyperplane ENIs) are not modelled.
 
 The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or gateway):
 
@@ -36,7 +39,7 @@ ingress, the NAT gateway). From the internet to an address nobody holds: no ENI 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from hyperplane import model
@@ -60,6 +63,31 @@ class Packet:
     src_port: int = 0
     dst_port: int = 0
     flags: int = 0
+
+
+@dataclass
+class State:
+    """What earlier packets left behind.
+
+    ``flows``: (ENI id, flow key) for every packet a security group of that ENI let through;
+    a flow key ignores direction, so a reply has its request's key (see ``flow_key``).
+    ``nat``: (protocol, NAT private address, NAT port, remote address, remote port) ->
+    (inside address, inside port), one per connection a NAT gateway opened."""
+
+    flows: set = field(default_factory=set)
+    nat: dict = field(default_factory=dict)
+    #: (protocol, inside address, inside port, remote address, remote port) -> the port a NAT
+    #: gateway chose for that new connection (the emulator's choice; 1024 when unknown)
+    nat_ports: dict = field(default_factory=dict)
+
+
+def flow_key(pkt: Packet) -> tuple:
+    """Both ends, in no order, and the protocol. An ICMP echo request carries its identifier
+    in the source port and the reply in the destination port (records.py), so they share it;
+    protocols without ports are tracked by their addresses alone."""
+    if pkt.proto in (TCP, UDP, ICMP):
+        return pkt.proto, frozenset({(pkt.src, pkt.src_port), (pkt.dst, pkt.dst_port)})
+    return pkt.proto, frozenset({pkt.src, pkt.dst})
 
 
 @dataclass(frozen=True)
@@ -196,16 +224,20 @@ class ReferenceVpc:
         return best
 
 
-def evaluate(topology: model.Topology, pkt: Packet, origin: str | None) -> Verdict:
-    """Walk one packet sent by the ENI ``origin`` (an ENI id), or from the internet (None)."""
-    walk = _Walk(ReferenceVpc(topology))
+def evaluate(topology: model.Topology, pkt: Packet, origin: str | None,
+             state: State | None = None) -> Verdict:
+    """Walk one packet sent by the ENI ``origin`` (an ENI id), or from the internet (None).
+
+    ``state``: flows and NAT connections of earlier packets, updated with this one's flows."""
+    walk = _Walk(ReferenceVpc(topology), state)
     verdict = walk.start(pkt, origin)
     return replace(verdict, path=tuple(walk.path))
 
 
 class _Walk:
-    def __init__(self, vpc: ReferenceVpc) -> None:
+    def __init__(self, vpc: ReferenceVpc, state: State | None) -> None:
         self.vpc = vpc
+        self.state = state
         self.path: list[str] = []
 
     def start(self, pkt: Packet, origin: str | None) -> Verdict:
@@ -227,7 +259,7 @@ class _Walk:
         if pkt.dst == vpc.dns_resolver_ip and pkt.proto in (TCP, UDP) and pkt.dst_port == 53:
             return Verdict(Reason.DELIVERED_TO_DNS_RESOLVER, eni_id)  # SPEC §4: no SG filters it
         is_nat = v.nat_of_eni(eni_id) is not None
-        if not is_nat and not v.security_groups_allow(eni_id, True, pkt):
+        if not is_nat and not self.security_groups_allow(eni_id, True, pkt):
             return Verdict(Reason.SG_EGRESS_DENY, eni_id)
 
         route = v.route_for(subnet.id, pkt.dst)
@@ -292,10 +324,25 @@ class _Walk:
             # addressed to the NAT gateway itself: only replies to its own connections pass
             if pkt.proto not in (TCP, UDP, ICMP):
                 return Verdict(Reason.NAT_UNSUPPORTED_PROTOCOL, eni_id)
-            return Verdict(Reason.NAT_UNSOLICITED_INBOUND, eni_id)
-        if not v.security_groups_allow(eni_id, False, pkt):
+            key = (pkt.proto, pkt.dst, pkt.dst_port, pkt.src, pkt.src_port)
+            inside = None if self.state is None else self.state.nat.get(key)
+            if inside is None or (pkt.proto == ICMP and pkt.flags != 0):  # echo replies only
+                return Verdict(Reason.NAT_UNSOLICITED_INBOUND, eni_id)
+            address, port = inside
+            return self.send(replace(pkt, dst=address, dst_port=port), eni_id)
+        if not self.security_groups_allow(eni_id, False, pkt):
             return Verdict(Reason.SG_INGRESS_DENY, eni_id)
         return Verdict(Reason.DELIVERED, eni_id)
+
+    def security_groups_allow(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
+        """The rules, or a flow they let through before (stateful); either way it is tracked."""
+        if self.state is None:
+            return self.vpc.security_groups_allow(eni_id, egress, pkt)
+        tracked = (eni_id, flow_key(pkt)) in self.state.flows
+        if tracked or self.vpc.security_groups_allow(eni_id, egress, pkt):
+            self.state.flows.add((eni_id, flow_key(pkt)))
+            return True
+        return False
 
     def at_nat_gateway(self, pkt: Packet, nat_id: str, from_subnet: str) -> Verdict:
         v = self.vpc
@@ -310,5 +357,9 @@ class _Walk:
         if pkt.proto == ICMP and pkt.flags != ICMP_ECHO_REQUEST:
             return Verdict(Reason.NAT_NO_CONNECTION, eni_id)
         # a new connection: source -> the gateway's (primary) private address and a free port
-        translated = replace(pkt, src=nat.private_ip, src_port=1024)
+        opened = (pkt.proto, pkt.src, pkt.src_port, pkt.dst, pkt.dst_port)
+        port = 1024 if self.state is None else self.state.nat_ports.get(opened, 1024)
+        if self.state is not None:
+            self.state.nat[(pkt.proto, nat.private_ip, port, pkt.dst, pkt.dst_port)] = (pkt.src, pkt.src_port)
+        translated = replace(pkt, src=nat.private_ip, src_port=port)
         return self.send(translated, eni_id)

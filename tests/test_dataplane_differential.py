@@ -27,7 +27,7 @@ from hyperplane.pipeline import Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
 
-from dataplane_reference import ACK, FIN, ICMP, SYN, TCP, UDP, Packet, evaluate
+from dataplane_reference import ACK, FIN, ICMP, SYN, TCP, UDP, Packet, State, evaluate
 
 GRE = 47
 VPC_CIDRS = ["10.0.0.0/16", "10.1.0.0/16"]
@@ -150,7 +150,9 @@ def topology_document(draw) -> dict:
             targets = ["blackhole"]
             if nat_subnet is not None and table != "rtb-nat-home":
                 targets += ["nat-t", "nat-t"]
-            if not inside and with_igw:
+            # pl-corp holds a VPC subnet: more specific than the local route, so (as for a
+            # CIDR route) only a NAT gateway or an ENI may take it, never the IGW
+            if not inside and dest != "pl-corp" and with_igw:
                 targets += ["igw-t", "igw-t"]
             if with_peering and dest == PEER_CIDR:
                 targets += ["pcx-t"] * 4
@@ -325,31 +327,102 @@ def records(plan) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the test
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
+def draw_case(data):
+    """A topology that loads, and a plan of independent first packets."""
     document = data.draw(topology_document(), label="document")
     try:
         topology = parse_topology(document)
     except HyperplaneError:
         assume(False)
-    plan = data.draw(packet_plan(topology), label="packets")
+    return topology, data.draw(packet_plan(topology), label="packets")
 
-    net = Network(topology, ready=True)
+
+def run(net: Network, plan) -> tuple[np.ndarray, list[tuple[Reason, str | None]]]:
+    """The whole plan as one batch: the packets after translation, and (reason, ENI id) each."""
     index = net.compiled.eni_index
     origin = np.array([Origin.INTERNET if o is None else Origin.ENI for o, _ in plan], np.int8)
     origin_index = np.array([-1 if o is None else index[o] for o, _ in plan], np.int32)
     result = net.process(records(plan), origin, origin_index)
-
     enis = net.compiled.enis
-    got = [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
-           for r, at in zip(result.reason, result.location)]
-    verdicts = [evaluate(topology, p, o) for o, p in plan]
+    return result.packets, [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
+                            for r, at in zip(result.reason, result.location)]
+
+
+def assert_same(plan, got, verdicts) -> None:
     expected = [(v.reason, v.eni_id) for v in verdicts]
-    for v in verdicts:  # --hypothesis-show-statistics: which verdicts were reached, and how
-        event(v.reason.name + (" via a NAT gateway" if any(e.startswith("eni-nat") for e in v.path) else "")
-              + (" after a hairpin" if "igw-hairpin" in v.path else ""))
     mismatches = [(k, plan[k], got[k], expected[k]) for k in range(len(plan))
                   if got[k] != expected[k]]
     assert not mismatches, "\n".join(f"#{k} from {o or 'internet'}: {p}\n   batch {g}\n   reference {e}"
                                      for k, (o, p), g, e in mismatches)
+
+
+def via_nat(verdict) -> bool:
+    return any(e.startswith("eni-nat") for e in verdict.path)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
+    topology, plan = draw_case(data)
+    _, got = run(Network(topology, ready=True), plan)
+    verdicts = [evaluate(topology, p, o) for o, p in plan]
+    for v in verdicts:  # --hypothesis-show-statistics: which verdicts were reached, and how
+        event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")
+              + (" after a hairpin" if "igw-hairpin" in v.path else ""))
+    assert_same(plan, got, verdicts)
+
+
+def reply_to(first: Packet, delivered: np.void) -> Packet | None:
+    """The answer to a first packet as it arrived (after every translation): SYN -> SYN-ACK,
+    other TCP -> ACK, UDP back, echo request -> echo reply; GRE back; nothing for the rest."""
+    src, dst = IPv4Address(int(delivered["dst_ip"]), ), IPv4Address(int(delivered["src_ip"]))
+    sport, dport = int(delivered["dst_port"]), int(delivered["src_port"])
+    if first.proto == TCP:
+        return Packet(src, dst, TCP, sport, dport, SYN | ACK if first.flags == SYN else ACK)
+    if first.proto == UDP:
+        return Packet(src, dst, UDP, sport, dport)
+    if first.proto == ICMP and first.flags == 8:
+        return Packet(src, dst, ICMP, 0, dport, 0)  # the identifier travels in dst_port
+    if first.proto == GRE:
+        return Packet(src, dst, GRE)
+    return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
+    """Every delivered first packet is answered, all answers in a second batch: security
+    groups let them through on the flows the first batch opened (whatever the rules), NACLs
+    judge them by their own ports, NAT gateways translate them back."""
+    topology, plan = draw_case(data)
+    net = Network(topology, ready=True)
+    packets, got = run(net, plan)
+    first = [evaluate(topology, p, o) for o, p in plan]
+    assert_same(plan, got, first)
+
+    # the reference learns which port each NAT gateway chose, then walks the first batch again
+    # with state, so that it knows the flows and NAT connections the replies find
+    state = State()
+    eip_to_private = {public: private for nat in topology.nat_gateways.values()
+                      for private, public in nat.address_pairs if public is not None}
+    for (o, p), v, f in zip(plan, first, packets):
+        if via_nat(v):
+            state.nat_ports[(p.proto, p.src, p.src_port, p.dst, p.dst_port)] = int(f["src_port"])
+    for o, p in plan:
+        evaluate(topology, p, o, state)
+
+    replies = []
+    for (o, p), v, f in zip(plan, first, packets):
+        answer = reply_to(p, f)
+        if answer is None:
+            continue
+        if v.reason == Reason.DELIVERED:
+            replies.append((v.eni_id, answer))
+        elif v.reason == Reason.EXITED_TO_INTERNET:
+            replies.append((None, answer))
+    assume(replies)
+    _, got = run(net, replies)
+    verdicts = [evaluate(topology, p, o, state) for o, p in replies]
+    for (o, p), v in zip(replies, verdicts):
+        event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else ""))
+    assert_same(replies, got, verdicts)
