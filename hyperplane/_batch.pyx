@@ -9,6 +9,12 @@ destination was a source, if that packet or the earlier one is "volatile": anyth
 TCP with SYN, FIN or RST (it may open or close a connection). Plain TCP segments of established
 connections only refresh idle timers, which the tables keep non-decreasing, so both directions of
 a bulk transfer share a run; a SYN-ACK answering a SYN of the same run starts a new one.
+
+The stateful tables clamp time to the latest packet they have seen, and a run visits them stage by
+stage, so a deadline set in a run may be computed from a later row's time of the same run. A run
+therefore also ends once it spans more than ``max_span`` seconds: deadlines stretch by less than
+that (0.25 s by default), and rows of different times never share a run in tests that step time
+by more.
 """
 
 cimport cython
@@ -59,12 +65,13 @@ cdef inline slot_t* find(slot_t* table, uint64_t mask, uint64_t key, uint64_t ru
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def independent_runs(const packet_t[::1] packets not None):
+def independent_runs(const packet_t[::1] packets not None, double max_span=0.25):
     """Start row of each run (int64 array, first element 0 when there are packets)."""
     cdef Py_ssize_t n = packets.shape[0], i, nruns = 0
     cdef uint64_t cap = 16, mask, run = 1
     cdef uint64_t src, dst
     cdef bint volatile
+    cdef double start_time
     cdef slot_t* table
     cdef slot_t* s
     cdef slot_t* d
@@ -81,6 +88,7 @@ def independent_runs(const packet_t[::1] packets not None):
     with nogil:
         out[0] = 0
         nruns = 1
+        start_time = packets[0].time
         for i in range(n):
             volatile = packets[i].proto != TCP or (packets[i].flags & STATE_FLAGS) != 0
             src = endpoint(packets[i].src_ip, packets[i].src_port, packets[i].proto)
@@ -88,10 +96,12 @@ def independent_runs(const packet_t[::1] packets not None):
             s = find(table, mask, src, run)
             d = find(table, mask, dst, run)
             if ((s.roles & VOLATILE_DESTINATION) or (d.roles & VOLATILE_SOURCE)
-                    or (volatile and ((s.roles & DESTINATION) or (d.roles & SOURCE)))):
+                    or (volatile and ((s.roles & DESTINATION) or (d.roles & SOURCE)))
+                    or not (packets[i].time - start_time <= max_span)):
                 run += 1               # a fresh run: every slot of the old one reads as free
                 out[nruns] = i
                 nruns += 1
+                start_time = packets[i].time
                 s = find(table, mask, src, run)
                 d = find(table, mask, dst, run)
             s.roles |= SOURCE | (VOLATILE_SOURCE if volatile else 0)

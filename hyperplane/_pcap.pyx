@@ -236,6 +236,8 @@ cdef inline uint8_t parse_ipv4(const uint8_t* ip, Py_ssize_t avail, rec_t* r) no
             r.src_port = be16(l4 + 4)
         elif icmp_type == 0:
             r.dst_port = be16(l4 + 4)
+        else:
+            r.dst_port = l4[1]         # other ICMP types carry their code (records.py)
     return K_EMULATED
 
 

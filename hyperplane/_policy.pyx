@@ -487,7 +487,7 @@ cdef Py_ssize_t _rule_loop(const rule_tables_t* tables, const batch_t* batch,
     cdef int ip_steps = t.ip_steps, key_steps = t.key_steps, l, lanes
     cdef int32_t s, m
     cdef uint32_t d, ip, key
-    cdef uint8_t proto
+    cdef uint8_t proto, itype
     cdef const uint32_t* base[LANES]
     cdef Py_ssize_t count[LANES]
     cdef uint32_t value[LANES]
@@ -522,10 +522,14 @@ cdef Py_ssize_t _rule_loop(const rule_tables_t* tables, const batch_t* batch,
                     key = match_key(proto, ports[i * port_stride])
                     if icmp_type != NULL:
                         # records: ingress matches the source, egress the destination; ICMP
-                        # keys on the type in the flags byte (a record has no ICMP code: 0)
+                        # keys on the type in the flags byte and, except for echo (whose
+                        # identifier rides in the ports), the code in dst_port
                         ip = peer[i * ip_stride + d * (peer_alt - peer)]
                         if proto == 1:
-                            key = C_KEY_ICMP | (<uint32_t>icmp_type[i * byte_stride] << 8)
+                            itype = icmp_type[i * byte_stride]
+                            key = C_KEY_ICMP | (<uint32_t>itype << 8)
+                            if itype != 0 and itype != 8:
+                                key |= ports[i * port_stride] & 0xFF
                     else:
                         ip = peer[i * ip_stride]
                     a = t.space_off[2 * s + d]
@@ -643,7 +647,7 @@ cdef class SecurityGroupSets(_RuleTables):
     def evaluate_records(self, records, sg_set, direction):
         """Like ``evaluate`` with peer, protocol and port read from ``records`` (PACKET):
         ingress matches ``src_ip``, egress ``dst_ip``; the port is ``dst_port``, for ICMP the
-        type held in ``flags`` (code 0)."""
+        type held in ``flags`` and the code in ``dst_port`` (0 for echo)."""
         cdef batch_t b
         cdef list keep = []
         iv = _prepare_records(&b, "sg_set", records, sg_set, direction, keep)
@@ -711,7 +715,7 @@ cdef class NetworkAcls(_RuleTables):
 
     def evaluate_records(self, records, nacl, direction, entry_out=None):
         """Like ``evaluate`` reading ``records`` (PACKET): inbound matches ``src_ip``, outbound
-        ``dst_ip``; the port is ``dst_port``, for ICMP the type held in ``flags`` (code 0)."""
+        ``dst_ip``; the port is ``dst_port``, for ICMP the type held in ``flags`` and the code in ``dst_port`` (0 for echo)."""
         cdef batch_t b
         cdef list keep = []
         iv = _prepare_records(&b, "nacl", records, nacl, direction, keep)

@@ -309,7 +309,8 @@ class _Walk:
         public = vpc.public_of_private_ip(out["src_ip"][rows])
         self.facts.add("igw_out", rows, eni=eni, private_ip=out["src_ip"][rows], public_ip=public)
         has = public != 0
-        nat = vpc.eni_kind[eni] == EniKind.NAT_GATEWAY
+        # a private NAT gateway's own translated traffic (a public one's always has its EIP)
+        nat = np.append(~vpc.nat_public, False)[vpc.eni_nat[eni]]  # eni_nat -1 reads the False
         self.finish(rows[~has & nat], Reason.PRIVATE_NAT_TO_INTERNET, eni[~has & nat])
         self.finish(rows[~has & ~nat], Reason.NO_PUBLIC_IP, eni[~has & ~nat])
         rows, eni = rows[has], eni[has]

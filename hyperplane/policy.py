@@ -23,8 +23,8 @@ AWS semantics kept here (see SPEC §3-§4):
 - ports: the packet's destination port in every direction (so return traffic to an ephemeral
   port needs its own rule); ICMP matches type and code, passed as ``type << 8 | code``
   (``icmp_port``); for protocol -1 and protocols other than TCP, UDP and ICMP the ports are
-  ignored.  The PACKET-records entry points read the ICMP type from ``flags`` and, as a record
-  carries no ICMP code, match code 0.
+  ignored.  The PACKET-records entry points read the ICMP type from ``flags`` and the code from
+  ``dst_port`` (echo types, whose identifier rides in the ports, match code 0).
 - index -1 in a batch means the stage does not apply to that packet (a NAT gateway has no
   security group; traffic within a subnet crosses no NACL): route -1; filters allow it with
   rule -1.  Any other index outside the compiled tables is a ``ValueError`` naming the position.

@@ -11,7 +11,8 @@ Conventions:
 - ``flags`` is the TCP flags byte (FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10) for TCP and
   the ICMP type for ICMP; 0 for UDP;
 - for ICMP echo the identifier plays the port's role: an echo request carries it in
-  ``src_port`` (``dst_port`` = 0), an echo reply in ``dst_port`` (``src_port`` = 0).
+  ``src_port`` (``dst_port`` = 0), an echo reply in ``dst_port`` (``src_port`` = 0); other ICMP
+  types carry their code in ``dst_port`` (security group and NACL rules match it).
 """
 
 from __future__ import annotations

@@ -40,11 +40,12 @@ def to_record(pkt: Packet, time: float) -> tuple[np.ndarray, Reason | None]:
         r["src_port"], r["dst_port"] = l4.sport, l4.dport
     elif isinstance(l4, ICMP):
         r["flags"] = l4.type
-        if l4.type in (0, 8):  # echo: the identifier plays the port's role
-            if l4.type == 8:
-                r["src_port"] = l4.id
-            else:
-                r["dst_port"] = l4.id
+        if l4.type == 8:  # echo: the identifier plays the port's role
+            r["src_port"] = l4.id
+        elif l4.type == 0:
+            r["dst_port"] = l4.id
+        else:  # other types carry their code
+            r["dst_port"] = l4.code
     return rec, None
 
 

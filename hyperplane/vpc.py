@@ -179,6 +179,7 @@ class CompiledVpc:
         self._public_ips = np.array([p for p, _, _ in public], dtype=np.uint32)
         self._public_eni = np.array([e for _, e, _ in public], dtype=np.int32)
         self._public_private = np.array([q for _, _, q in public], dtype=np.uint32)
+        self.nat_public = np.array([t.nat_gateways[n].is_public for n in self.nat_ids], dtype=bool)
         self.nat_eni = np.array([self.eni_index.get(t.nat_gateways[n].network_interface_id, -1)
                                  for n in self.nat_ids], dtype=np.int32)
 

@@ -127,6 +127,19 @@ network_interfaces:
         == hp.Reason.SG_INGRESS_DENY
 
 
+def test_icmp_rule_with_a_code_matches_only_that_code():
+    net = network("""
+security_groups:
+  - {id: sg-frag, vpc_id: vpc-dp, ingress: [{protocol: icmp, icmp_type: 3, icmp_code: 4, cidr: 0.0.0.0/0}]}
+network_interfaces:
+  - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10, security_group_ids: [sg-frag]}
+""")
+    # type 3 code 4: "fragmentation needed" (path MTU discovery), and nothing else of type 3
+    assert net.send(IP(dst=B1) / ICMP(type=3, code=4), source="eni-a1").reason == hp.Reason.DELIVERED
+    for code in (0, 1, 3):
+        assert net.send(IP(dst=B1) / ICMP(type=3, code=code), source="eni-a1").reason == hp.Reason.SG_INGRESS_DENY
+
+
 def test_all_protocol_rule_ignores_ports():
     net = network()  # sg-any: protocol all from 0.0.0.0/0
     for layer4 in (TCP(dport=1, flags="S"), TCP(dport=65535, flags="S"), UDP(dport=0), ICMP()):

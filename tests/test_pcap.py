@@ -177,7 +177,7 @@ def test_every_ethernet_packet_gets_one_row_with_its_kind(tmp_path):
     # ICMP echo: the identifier plays the port (request: src_port, reply: dst_port)
     assert (r["src_port"][5], r["dst_port"][5], r["flags"][5]) == (0x1234, 0, 8)
     assert (r["src_port"][6], r["dst_port"][6], r["flags"][6]) == (0, 0x1234, 0)
-    assert (r["src_port"][7], r["dst_port"][7], r["flags"][7]) == (0, 0, 3)
+    assert (r["src_port"][7], r["dst_port"][7], r["flags"][7]) == (0, 1, 3)  # unreachable: its code rides in dst_port
     assert r["proto"][8] == 47
     # the first fragment carries the ports, the later ones only addresses
     assert (r["src_port"][9], r["dst_port"][9]) == (5000, 6000)
