@@ -53,15 +53,13 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport __builtin_prefetch, mix, table_alloc
+from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
 from hyperplane._types cimport packet_t
 
 import numpy as np
 
 
 cdef enum:
-    EMPTY = 0xFFFFFFFF
-    SLOT_MASK = 0xFFFFFF           # index entries hold 24-bit slot numbers
     SLOT_LIMIT = 0xFFFFFF          # slots 0..0xFFFFFE (0xFFFFFF with tag 0xFF would read EMPTY)
     MAX_CAP = 1 << 24
     MIN_CAP = 16

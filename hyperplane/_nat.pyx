@@ -50,15 +50,13 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport __builtin_prefetch, mix, table_alloc
+from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
 from hyperplane._types cimport packet_t
 
 import numpy as np
 
 
 cdef enum:
-    EMPTY = 0xFFFFFFFF
-    SLOT_MASK = 0xFFFFFF           # index entries hold 24-bit slot numbers
     MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
     MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
