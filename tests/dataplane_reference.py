@@ -149,12 +149,19 @@ class ReferenceVpc:
                 return eni.id, eni.private_ip  # a public IP belongs to the primary address
         return None
 
-    def public_ip_of(self, eni_id: str, private: IPv4Address) -> IPv4Address | None:
-        nat = self.nat_of_eni(eni_id)
-        if nat is not None:
-            return dict(nat.address_pairs).get(private)
-        eni = self.eni(eni_id)
-        return eni.public_ip if private == eni.private_ip else None
+    def public_ip_of(self, vpc_id: str, private: IPv4Address) -> IPv4Address | None:
+        """The public address the internet gateway associates with a private one (1:1, by
+        address: whichever ENI forwards the packet): an ENI's primary address, or a NAT
+        gateway's address paired with an Elastic IP."""
+        for nat in self.t.nat_gateways.values():
+            if self.t.subnets[nat.subnet_id].vpc_id == vpc_id:
+                public = dict(nat.address_pairs).get(private)
+                if public is not None:
+                    return public
+        for eni in self.t.network_interfaces.values():
+            if self.t.subnets[eni.subnet_id].vpc_id == vpc_id and eni.private_ip == private:
+                return eni.public_ip
+        return None
 
     def members_of_group(self, group_id: str) -> list[IPv4Address]:
         """Private addresses of every ENI carrying the group (never public addresses)."""
@@ -295,7 +302,7 @@ class _Walk:
             return self.at_nat_gateway(pkt, route.target, from_subnet=subnet.id)
         if kind == "igw":
             nat = v.nat_of_eni(eni_id)
-            public = v.public_ip_of(eni_id, pkt.src)
+            public = v.public_ip_of(vpc.id, pkt.src)
             if public is None:
                 if nat is not None and not nat.is_public:
                     return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
