@@ -10,7 +10,12 @@ once; every packet must end with the reason and at the ENI that ``dataplane_refe
 
 Packets are independent: each has its own source port (from a range disjoint from the
 destination ports), so no packet is the reply of another and connection tracking, which only
-ever lets more through, cannot change a first packet's fate.
+ever lets more through, cannot change a first packet's fate. Replies are tested on their own:
+every delivered first packet is answered in a second batch, against the reference walking with
+the flows and NAT connections the first batch left (``dataplane_reference.State``).
+
+``--hypothesis-show-statistics`` lists the verdicts reached (and whether through a NAT gateway
+or an IGW hairpin), to check that the generator still reaches every branch.
 """
 
 from __future__ import annotations
