@@ -21,7 +21,6 @@ by the loaders (:mod:`hyperplane.loaders`), which then call :func:`validate_topo
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property

@@ -14,7 +14,7 @@ from scapy.packet import Packet
 
 from hyperplane._batch import independent_runs
 from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
-from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.functions import FunctionState, HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
 from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, ConnectionTable

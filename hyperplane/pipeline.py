@@ -25,7 +25,7 @@ import numpy as np
 
 from hyperplane.nat import ConnectionTable, Direction, NatStatus
 from hyperplane.policy import EGRESS, INGRESS, INBOUND, OUTBOUND
-from hyperplane.reasons import Disposition, Reason
+from hyperplane.reasons import Reason
 from hyperplane.records import ICMP, ICMP_ECHO_REQUEST, TCP, UDP
 from hyperplane.vpc import CompiledVpc, EniKind, Target
 

@@ -40,7 +40,7 @@ ingress, the NAT gateway). From the internet to an address nobody holds: no ENI 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 from hyperplane import model
 from hyperplane.reasons import Reason

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings, strategies as 
 from hyperplane._conntrack import ConntrackCore
 from hyperplane.conntrack import (FIN_A, FIN_B, SEEN_A, SEEN_B, ConnectionTracker,
                                   ConnectionTrackingConfiguration, TrackResult)
-from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PACKET, PSH, RST,
+from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PSH, RST,
                                 SYN, TCP, UDP, ip, packet, packets)
 
 LAMBDA = "10.0.1.50"  # a Hyperplane ENI's address

@@ -408,8 +408,6 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
     # the reference learns which port each NAT gateway chose, then walks the first batch again
     # with state, so that it knows the flows and NAT connections the replies find
     state = State()
-    eip_to_private = {public: private for nat in topology.nat_gateways.values()
-                      for private, public in nat.address_pairs if public is not None}
     for (o, p), v, f in zip(plan, first, packets):
         if via_nat(v):
             state.nat_ports[(p.proto, p.src, p.src_port, p.dst, p.dst_port)] = int(f["src_port"])

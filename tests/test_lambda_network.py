@@ -711,7 +711,7 @@ def test_packets_of_an_expired_connection_are_new_or_unsolicited():
     net = lab("open")
     fn = net.function("open")
     (eni,) = fn.hyperplane_enis
-    udp = fn.send(IP(dst=HOST) / UDP(sport=37000, dport=514))
+    fn.send(IP(dst=HOST) / UDP(sport=37000, dport=514))
     tcp = fn.send(IP(dst=HOST) / TCP(sport=37001, dport=8080, flags="S"))
     assert tcp.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED_TO_FUNCTION
     assert fn.send(IP(dst=HOST) / TCP(sport=37001, dport=8080, flags="A")).reason == hp.Reason.DELIVERED

@@ -19,7 +19,7 @@ from hyperplane.loaders import (
     EXAMPLE_TOPOLOGY, dump_topology, load_example_topology, load_topology, parse_topology, topology_document,
 )
 from hyperplane.model import (
-    ALL_PORTS, ICMP, PROTOCOL_ALL, TCP, UDP, ExecutionRole, NetworkAclEntry, Route, SecurityGroupRule,
+    ALL_PORTS, ICMP, PROTOCOL_ALL, TCP, UDP, ExecutionRole, Route, SecurityGroupRule,
     Subnet, Topology, next_free_address, parse_protocol,
 )
 

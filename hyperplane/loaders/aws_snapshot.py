@@ -65,19 +65,18 @@ import json
 import os
 import sys
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
-from hyperplane.errors import HyperplaneError, SubnetOutOfAddresses, TopologyError
+from hyperplane.errors import SubnetOutOfAddresses, TopologyError
 from hyperplane.model import (
     ALL_PORTS, ANY_IPV4, ICMP, PROTOCOL_ALL, ElasticIp, ExecutionRole, FunctionVersion,
     InternetGateway, LambdaFunction, NatGateway, NetworkAcl, NetworkAclEntry, NetworkInterface,
     PrefixList, Route, RouteTable, SecurityGroup, SecurityGroupRule, Subnet, Topology, Vpc,
     VpcConfig, VpcEndpoint, VpcPeeringConnection, has_ports, next_free_address, parse_protocol,
-    protocol_name, route_target_kind, unmodelled_route_target, validate_topology,
+    route_target_kind, unmodelled_route_target, validate_topology,
 )
 
 __all__ = [

@@ -13,13 +13,12 @@ out, so that loading the result gives an equal topology. The format is documente
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import json
 import os
 import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NoReturn
+from typing import Any, Iterable, NoReturn
 
 import yaml
 
