@@ -773,7 +773,8 @@ cdef class NatCore:
                     s = fwd_find(&self.st, packet_hash(p, OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
                 else:
                     s = rev_find(&self.st, packet_hash(p, IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
-                found[i] = s != EMPTY and self.st.conns[s].expires > self.st.now
+                # live at the packet's own time, as process() would judge it
+                found[i] = s != EMPTY and self.st.conns[s].expires > (p.time if p.time > self.st.now else self.st.now)
                 if found[i] and direction == OUT:
                     out[i].src_ip = self.st.addr_ip[self.st.conns[s].addr]
                     out[i].src_port = self.st.conns[s].x_port

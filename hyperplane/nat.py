@@ -241,7 +241,8 @@ class ConnectionTable:
         dirs = dirs.astype(np.uint8, copy=False)
         out = np.empty_like(packets)
         status = np.empty(len(packets), dtype=np.uint8)
-        stop_on_full = self.on_full is not None
+        on_full = self.on_full
+        stop_on_full = on_full is not None
         start = 0
         while start < len(packets):
             start = self._core.process(packets, dirs, out, status, start, -1, stop_on_full)
@@ -250,7 +251,8 @@ class ConnectionTable:
             # a new connection found every address full and none pending: ask for another
             now = max(float(packets["time"][start]), self._core.now)
             before = self._core.n_addresses
-            if not self.on_full(self, now, NatStatus(status[start])) or self._core.n_addresses == before:
+            assert on_full is not None  # the core stops only when asked to
+            if not on_full(self, now, NatStatus(status[start])) or self._core.n_addresses == before:
                 start = self._core.process(packets, dirs, out, status, start, start + 1, False)
         return NatResult(out, status)
 

@@ -1061,3 +1061,14 @@ def test_nat_core_address_index_out_of_range_is_index_error(core):
         core.address(1)
     with pytest.raises(IndexError):
         core.address_stats(-1)
+
+
+def test_connection_table_lookup_judges_liveness_at_the_packets_time():
+    table = ConnectionTable.hyperplane_eni([ENI])
+    opened = table.process(packet("169.254.0.1", REMOTE, 40000, 53, UDP, time=0.0), Direction.OUT)
+    reply = packet(REMOTE, ENI, 53, int(opened.packets[0]["src_port"]), UDP, time=10.0)
+    assert table.lookup(reply, Direction.IN)[1][0]
+    late = reply.copy()
+    late["time"] = 31.0  # UDP without a reply idles out after 30 s
+    assert not table.lookup(late, Direction.IN)[1][0]
+    assert table.process(late, Direction.IN).status[0] == NatStatus.UNSOLICITED
