@@ -83,6 +83,7 @@ class Network:
             tcp_opening=HYPERPLANE_ENI_TIMEOUTS.tcp_transitory))
         self._eni_numbers: dict[str, int] = {}
         self._pools: list[Any] = []
+        self._pool_index_of: dict[int, int] = {}
         self._compiled_generation = -1
         self._pipeline: Pipeline | None = None
         self._next_port = 32767  # ephemeral ports handed to packets sent without one
@@ -164,7 +165,7 @@ class Network:
             for pool in [*service.pools, *(e.pool for e in enis)]:
                 if all(pool is not p for p in self._pools):
                     self._pools.append(pool)
-            pool_index = {id(p): k for k, p in enumerate(self._pools)}
+            self._pool_index_of = pool_index = {id(p): k for k, p in enumerate(self._pools)}
             # an orphaned ENI's pool is gone: nothing translates for it any more
             pool_of_eni = {vpc.eni_index[e.id]: pool_index[id(e.pool)] for e in enis if e.pool.live}
             self._pipeline = Pipeline(vpc, self._nat_tables, [p.table for p in self._pools], pool_of_eni,
@@ -176,7 +177,7 @@ class Network:
     def _pool_index(self, pool: Any) -> int:
         """The index of a Hyperplane ENI pool in the pipeline (``Origin.FUNCTION`` rows)."""
         self._current_pipeline()
-        return next(k for k, p in enumerate(self._pools) if p is pool)
+        return self._pool_index_of[id(pool)]
 
     def pool_index(self, function: str, environment: int | str | None = None) -> int:
         """The ``origin_index`` of ``Origin.FUNCTION`` rows from one execution environment

@@ -84,14 +84,14 @@ class BatchResult:
 
     @property
     def delivered(self) -> np.ndarray:
-        return _DELIVERED[self.reason]
+        return DELIVERED_BY_REASON[self.reason]
 
 
 _DISPOSITION = np.zeros(256, np.uint8)
-_DELIVERED = np.zeros(256, bool)
+DELIVERED_BY_REASON = np.zeros(256, bool)  # Reason code -> counts as delivered
 for _r in Reason:
     _DISPOSITION[_r] = _r.disposition
-    _DELIVERED[_r] = _r.disposition.delivered
+    DELIVERED_BY_REASON[_r] = _r.disposition.delivered
 
 _V2N_FAILURE = {
     NatStatus.UNSOLICITED: Reason.V2N_UNSOLICITED_INBOUND,

@@ -31,7 +31,7 @@ from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.nat import Direction
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
-from hyperplane.pipeline import BatchResult, Facts, Origin
+from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Facts, Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import ip_str
 from hyperplane.vpc import Target
@@ -158,7 +158,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             for r, c in zip(*np.unique(reason, return_counts=True)):
                 report.reasons[Reason(int(r)).name] += int(c)
                 report.dispositions[Reason(int(r)).disposition.name] += int(c)
-            delivered = _DELIVERED[reason]
+            delivered = DELIVERED_BY_REASON[reason]
             if writer is not None:
                 report.written += writer.write(chunk, out, delivered)
             if sink is not None:
@@ -181,11 +181,6 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             "connections": eni.connections, "peak": stats.peak if stats else 0,
             "created": stats.created if stats else 0, "overflow": eni.overflow})
     return report
-
-
-_DELIVERED = np.zeros(256, bool)
-for _r in Reason:
-    _DELIVERED[_r] = _r.disposition.delivered
 
 
 def _replay_rows(net: Network, fns: _Functions, records: np.ndarray, inject: str) -> BatchResult:
