@@ -569,11 +569,16 @@ class PrefixList:
 
 @dataclass(frozen=True)
 class VpcEndpoint:
-    """A VPC endpoint, of type ``gateway`` or ``interface``.
+    """A VPC endpoint, of type ``gateway``, ``interface`` or ``gateway_load_balancer``.
+
+    A Gateway Load Balancer endpoint is kept only as a route target: what it does (send the
+    packet to appliances behind a load balancer) is not emulated, so a route to it ends with
+    ``UNMODELLED_TARGET``, like a route to a transit gateway.  It carries no other attribute.
 
     Attributes:
         id: ``vpce-…``.  vpc_id: the VPC.  service_name: e.g. ``com.amazonaws.us-east-1.s3``.
-        endpoint_type: ``gateway`` (reached by a prefix-list route) or ``interface`` (ENIs).
+        endpoint_type: ``gateway`` (reached by a prefix-list route), ``interface`` (ENIs) or
+            ``gateway_load_balancer`` (a route target that is not emulated).
         route_table_ids: gateway: route tables holding the ``prefix list -> vpce`` route.
         prefix_list_id: gateway: the service's prefix list.
         subnet_ids: interface: one subnet per AZ, each with one endpoint ENI.
@@ -604,6 +609,10 @@ class VpcEndpoint:
     @property
     def is_interface(self) -> bool:
         return self.endpoint_type == "interface"
+
+    @property
+    def is_gateway_load_balancer(self) -> bool:
+        return self.endpoint_type == "gateway_load_balancer"
 
 
 @dataclass(frozen=True)
@@ -767,6 +776,8 @@ _KIND_LABEL = {
     "network_interfaces": "network interface", "vpc_peering_connections": "peering connection",
     "functions": "function",
 }
+#: The targets a route more specific than its VPC's local route may have (AWS's "middlebox" routing).
+_MIDDLEBOX_TARGETS = "a NAT gateway, an ENI or a Gateway Load Balancer endpoint"
 
 
 @dataclass(frozen=True, eq=True)
@@ -1232,8 +1243,13 @@ class _Checker:
                     covered.append(eni.subnet_id)
                 if sorted(covered) != sorted(ep.subnet_ids):
                     self.fail(f"{base}.network_interfaces", "an interface endpoint has exactly one ENI per subnet")
+            elif ep.endpoint_type == "gateway_load_balancer":
+                if (ep.route_table_ids or ep.prefix_list_id or ep.subnet_ids or ep.security_group_ids
+                        or ep.network_interface_ids or ep.dns_names or ep.private_dns_enabled):
+                    self.fail(base, "a Gateway Load Balancer endpoint is only a route target: it has no route tables, "
+                                    "prefix list, subnets, security groups, ENIs or DNS names")
             else:
-                self.fail(f"{base}.type", f"{ep.endpoint_type!r} is not gateway or interface")
+                self.fail(f"{base}.type", f"{ep.endpoint_type!r} is not gateway, interface or gateway_load_balancer")
 
     def _group_list(self, where: str, group_ids: tuple[str, ...], vpc_id: str, owner: str,
                     minimum: int = 1) -> None:
@@ -1265,16 +1281,23 @@ class _Checker:
                 if kind is None:
                     self.fail(f"{where}.target", f"unknown route target {route.target!r} (use local, igw-, nat-, vpce-, eni- or pcx-)")
                 cidr = route.destination_cidr
+                prefix_list = None
                 if cidr is None:
-                    self.ref(f"{where}.destination", "prefix_lists", route.destination_prefix_list_id)
+                    prefix_list = self.ref(f"{where}.destination", "prefix_lists", route.destination_prefix_list_id)
                 if kind == "local":
                     if cidr is None or cidr not in vpc.cidrs:
                         self.fail(f"{where}.destination", f"a local route must be one of the VPC's CIDRs, not {route.destination}")
                     local.add(cidr)
                     continue
+                if prefix_list is not None:
+                    # A prefix list stands for its CIDRs: one inside the VPC makes the route more
+                    # specific than the local route, under the same target rule as a CIDR route.
+                    inside = next((c for c in prefix_list.cidrs if any(c.subnet_of(v) for v in vpc.cidrs)), None)
+                    if inside is not None and not self._middlebox_target(route, kind):
+                        self.fail(f"{where}.target", f"a route more specific than the local route ({prefix_list.id} holds {inside}) may only target {_MIDDLEBOX_TARGETS}, not {route.target}")
                 if cidr is not None and any(cidr.subnet_of(c) for c in vpc.cidrs):
-                    if kind not in ("nat", "eni"):
-                        self.fail(f"{where}.target", f"a route more specific than the local route ({cidr}) may only target a NAT gateway or an ENI, not {route.target}")
+                    if not self._middlebox_target(route, kind):
+                        self.fail(f"{where}.target", f"a route more specific than the local route ({cidr}) may only target {_MIDDLEBOX_TARGETS}, not {route.target}")
                     if cidr not in subnet_cidrs:
                         self.fail(f"{where}.destination", f"a route more specific than the local route must match a whole subnet CIDR; {cidr} is no subnet of {vpc.id}")
                 if route.is_blackhole:
@@ -1283,6 +1306,17 @@ class _Checker:
             for cidr in vpc.cidrs:
                 if cidr not in local:
                     self.fail(f"{base}.routes", f"the local route for the VPC CIDR {cidr} is missing")
+
+    def _middlebox_target(self, route: Route, kind: str) -> bool:
+        """Whether ``route`` may be more specific than the local route: AWS allows that only
+        towards a NAT gateway, an ENI or a Gateway Load Balancer endpoint (a blackhole route
+        to an endpoint that is gone may have been one)."""
+        if kind in ("nat", "eni"):
+            return True
+        if kind != "vpce":
+            return False
+        ep = self.t.vpc_endpoints.get(route.target)
+        return ep.is_gateway_load_balancer if ep is not None else route.is_blackhole
 
     def _route_target(self, where: str, route: Route, kind: str, vpc: Vpc) -> None:
         target = route.target
@@ -1304,8 +1338,10 @@ class _Checker:
         elif kind == "vpce":
             ep = self.ref(at, "vpc_endpoints", target)
             self.same_vpc(at, f"VPC endpoint {target}", ep.vpc_id, vpc.id)
+            if ep.is_gateway_load_balancer:
+                return  # any destination; the data plane stops there (not emulated)
             if not ep.is_gateway:
-                self.fail(at, f"{target} is an interface endpoint; only gateway endpoints are route targets")
+                self.fail(at, f"{target} is an interface endpoint; only gateway and Gateway Load Balancer endpoints are route targets")
             if route.destination != ep.prefix_list_id:
                 self.fail(f"{where}.destination", f"a route to gateway endpoint {target} must have its prefix list {ep.prefix_list_id} as destination")
 

@@ -249,7 +249,7 @@ CASES: list[tuple[str, Callable[[dict], Any], str, str]] = [
     ("route_to_an_interface_endpoint", lambda d: (d.update(vpc_endpoints=[{
         "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs", "subnet_ids": ["subnet-a"]}]),
         d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/12", "target": "vpce-1"})),
-     "route_tables[0].routes[1].target", "only gateway endpoints are route targets"),
+     "route_tables[0].routes[1].target", "is an interface endpoint; only gateway and Gateway Load Balancer endpoints are route targets"),
     ("unknown_managed_policy", lambda d: d["functions"][0].update(role={"name": "r", "managed_policies": ["AdministratorAccessz"]}),
      "functions[0].role.managed_policies", "unknown managed policy"),
     ("bad_account_id", lambda d: d.update(account_id="12345"), "account_id", "12-digit"),
@@ -263,6 +263,38 @@ def test_invalid_topology_is_refused_naming_file_place_and_problem(tmp_path, cha
     assert err.where == where, str(err)
     assert problem in err.problem, str(err)
     assert str(err) == f"example.yaml: {where}: {err.problem}"
+
+
+def _prefix_list_route(target: str, cidrs: list[str]) -> Callable[[dict], Any]:
+    """A change adding prefix list ``pl-inside`` (``cidrs``) and a route from rtb-public to ``target``."""
+    def change(d: dict) -> None:
+        d["prefix_lists"] = [{"id": "pl-inside", "name": "inspection", "cidrs": cidrs}]
+        d["route_tables"][0]["routes"].append({"destination": "pl-inside", "target": target})
+    return change
+
+
+def test_prefix_list_route_inside_vpc_to_igw_is_rejected(tmp_path):
+    # 10.0.2.0/24 is subnet-c: sending it to the internet gateway would bypass the local route.
+    err = error(tmp_path, _prefix_list_route("igw-1", ["192.0.2.0/24", "10.0.2.0/24"]))
+    assert err.file == "example.yaml" and err.where == "route_tables[0].routes[1].target"
+    assert err.problem == ("a route more specific than the local route (pl-inside holds 10.0.2.0/24) "
+                           "may only target a NAT gateway, an ENI or a Gateway Load Balancer endpoint, not igw-1")
+
+
+def test_prefix_list_holding_the_whole_vpc_cidr_counts_as_inside_like_a_cidr_route(tmp_path):
+    err = error(tmp_path, _prefix_list_route("igw-1", ["10.0.0.0/16"]))
+    assert "more specific than the local route (pl-inside holds 10.0.0.0/16)" in err.problem
+
+
+@pytest.mark.parametrize("target", ["nat-1", "eni-1"])
+def test_prefix_list_route_inside_vpc_to_nat_gateway_or_eni_is_allowed(tmp_path, target):
+    t = load(tmp_path, _prefix_list_route(target, ["10.0.1.0/24"]))
+    assert Route("pl-inside", target) in t.route_tables["rtb-public"].routes
+
+
+def test_prefix_list_route_outside_vpc_to_igw_is_allowed(tmp_path):
+    t = load(tmp_path, _prefix_list_route("igw-1", ["192.0.2.0/24", "10.1.0.0/16"]))
+    assert Route("pl-inside", "igw-1") in t.route_tables["rtb-public"].routes
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
