@@ -338,7 +338,7 @@ def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
     assert routes["172.16.0.0/12"] == ("tgw-1", "active")
     assert routes["192.168.0.0/16"] == ("eni-fw", "active")  # InstanceId -> the instance's ENI
     assert routes["10.8.0.0/16"] == ("pcx-1", "active")
-    assert routes["100.64.0.0/10"] == ("vpce-gwlb", "blackhole")  # a skipped target
+    assert routes["100.64.0.0/10"] == ("vpce-gwlb", "active")  # kept: an unemulated target
     assert routes["pl-office"] == ("nat-gone", "blackhole")
     assert routes["203.0.113.0/24"] == ("vgw-1", "active")
     fw = topology.network_interfaces["eni-fw"]
@@ -363,7 +363,7 @@ def test_describe_fields_map_to_the_model_and_unemulated_parts_are_reported():
     net = hp.Network(topology, ready=True)
     transit = net.send(syn("172.20.0.1", 443), source="eni-fw")
     assert transit.reason == Reason.UNMODELLED_TARGET and mentions(transit, "tgw-1")
-    assert net.send(syn("100.64.0.3", 443), source="eni-fw").reason == Reason.BLACKHOLE_ROUTE
+    assert net.send(syn("100.64.0.3", 443), source="eni-fw").reason == Reason.UNMODELLED_TARGET
     assert net.send(syn("10.8.0.5", 443), source="eni-fw").reason == Reason.FORWARDED_TO_PEERING
 
 
@@ -382,6 +382,63 @@ def _places(node, path=()):
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _places(value, (*path, i))
+
+
+def _gwlb_documents() -> list[tuple[str, dict]]:
+    """_documents() plus an instance, a second subnet and an inspection appliance's Gateway Load
+    Balancer endpoint that both the default route and the second subnet's route lead to."""
+    docs = dict(_documents())
+    docs["Subnets.json"]["Subnets"].append(
+        {"SubnetId": "subnet-2", "VpcId": "vpc-1", "CidrBlock": "10.9.2.0/24", "AvailabilityZone": "eu-west-1a"})
+    docs["RouteTables.json"]["RouteTables"][0]["Routes"] += [
+        {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "vpce-0gwlb", "State": "active"},
+        {"DestinationCidrBlock": "10.9.2.0/24", "GatewayId": "vpce-0gwlb", "State": "active"}]
+    docs["VpcEndpoints.json"] = {"VpcEndpoints": [{
+        "VpcEndpointId": "vpce-0gwlb", "VpcEndpointType": "GatewayLoadBalancer", "VpcId": "vpc-1",
+        "ServiceName": "com.amazonaws.vpce.eu-west-1.vpce-svc-0firewall", "State": "available",
+        "SubnetIds": ["subnet-1"], "NetworkInterfaceIds": ["eni-gwlbe"], "RouteTableIds": [], "Groups": []}]}
+    docs["NetworkInterfaces.json"]["NetworkInterfaces"].append(  # AWS gives it no security group
+        {"NetworkInterfaceId": "eni-gwlbe", "SubnetId": "subnet-1", "PrivateIpAddress": "10.9.1.40",
+         "InterfaceType": "gateway_load_balancer_endpoint", "Groups": []})
+    docs["Reservations.json"] = {"Reservations": [{"Instances": [{"InstanceId": "i-app", "NetworkInterfaces": [
+        {"NetworkInterfaceId": "eni-app", "SubnetId": "subnet-1", "PrivateIpAddress": "10.9.1.30",
+         "Groups": [{"GroupId": "sg-fn"}], "Attachment": {"DeviceIndex": 0}}]}]}]}
+    return list(docs.items())
+
+
+def test_route_to_gateway_load_balancer_endpoint_ends_unmodelled_not_blackholed(tmp_path):
+    folder = _write(tmp_path, _gwlb_documents())
+    net = hp.Network.load(folder)
+    endpoint = net.topology.vpc_endpoints["vpce-0gwlb"]
+    assert endpoint.endpoint_type == "gateway_load_balancer" and not endpoint.is_gateway
+    out = net.send(syn("203.0.113.9", 443), source="eni-app")
+    assert out.reason == hp.Reason.UNMODELLED_TARGET and mentions(out, "vpce-0gwlb")
+    # AWS lets a subnet's route be more specific than local towards such an endpoint
+    east_west = net.send(syn("10.9.2.15", 443), source="eni-app")
+    assert east_west.reason == hp.Reason.UNMODELLED_TARGET and mentions(east_west, "vpce-0gwlb")
+
+
+def test_gateway_load_balancer_endpoint_is_still_reported_as_not_emulated(tmp_path):
+    _, report = read_aws_snapshot(_write(tmp_path, _gwlb_documents()))
+    assert report.skipped["VpcEndpoints (GatewayLoadBalancer)"] == 1
+    assert "not emulated" in report.summary() and "VpcEndpoints (GatewayLoadBalancer): 1" in report.summary()
+    assert not any("vpce-0gwlb" in note and "blackhole" in note for note in report.notes)
+
+
+def test_deleted_gateway_load_balancer_endpoint_blackholes_its_routes(tmp_path):
+    docs = dict(_gwlb_documents())
+    docs["VpcEndpoints.json"]["VpcEndpoints"][0]["State"] = "deleted"
+    net = hp.Network.load(_write(tmp_path, list(docs.items())))
+    assert "vpce-0gwlb" not in net.topology.vpc_endpoints
+    assert net.send(syn("203.0.113.9", 443), source="eni-app").reason == hp.Reason.BLACKHOLE_ROUTE
+
+
+def test_gateway_load_balancer_endpoint_written_as_describe_folder_loads_back(tmp_path):
+    original, _ = read_aws_snapshot(_write(tmp_path, _gwlb_documents()))
+    write_describe_folder(original, tmp_path / "again")
+    loaded, _ = read_aws_snapshot(tmp_path / "again")
+    assert loaded.vpc_endpoints == original.vpc_endpoints
+    assert loaded.route_tables["rtb-1"].routes == original.route_tables["rtb-1"].routes
 
 
 def test_damaged_documents_give_a_topology_error_or_a_topology_never_a_crash():

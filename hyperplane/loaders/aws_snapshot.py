@@ -14,7 +14,8 @@ whatever the file is called, and one file may hold several keys. Read kinds:
 ``NetworkAcls``            entries (rule ``32767`` is the implicit deny), associations, default
 ``InternetGateways``       attachment
 ``NatGateways``            ``NatGatewayAddresses`` (private IPs, Elastic IPs, ENI)
-``VpcEndpoints``           ``Gateway`` and ``Interface`` endpoints
+``VpcEndpoints``           ``Gateway`` and ``Interface`` endpoints; ``GatewayLoadBalancer`` ones
+                           only as route targets (their routes end ``UNMODELLED_TARGET``)
 ``PrefixLists``            ``describe-prefix-lists`` (``Cidrs``)
 ``ManagedPrefixLists``     ``describe-managed-prefix-lists``, each with its ``Entries`` (the
                            ``get-managed-prefix-list-entries`` output put in the list's object)
@@ -46,9 +47,11 @@ routes and rules, ENIs without a security group (transit gateway, load balancer 
 Load Balancer endpoints, deleted NAT gateways, inactive peerings, ... Keys without network
 behaviour (``AvailabilityZones``, the endpoint service catalogue) are only counted
 (``SnapshotReport.ignored``); an unrecognised key is reported as skipped. A route whose target is not
-emulated (``tgw-``, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN) loads as it
-is: the data plane stops there with the reason ``UNMODELLED_TARGET``. A route to a resource
-that was skipped (an ENI without security group, a Gateway Load Balancer endpoint) becomes a
+emulated (``tgw-``, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN, a Gateway Load
+Balancer endpoint) loads as it is: the data plane stops there with the reason
+``UNMODELLED_TARGET`` (a Gateway Load Balancer endpoint stays in the topology as an endpoint of
+type ``gateway_load_balancer`` for that, and is still reported as not emulated). A route to a
+resource that was skipped (an ENI without security group, a deleted endpoint) becomes a
 ``blackhole`` route, noted in the report.
 
 Broken input is a :class:`~hyperplane.errors.TopologyError` naming the file, the JSON path
@@ -137,6 +140,7 @@ IGNORED_KINDS: Mapping[str, str] = {
 
 _IGNORED_KEYS = frozenset({"NextToken", "NextMarker", "Marker", "ResponseMetadata"})
 _GONE_STATES = frozenset({"deleted", "deleting", "failed", "rejected", "expired"})
+_GWLB = "gatewayloadbalancer"  # VpcEndpointType, lowercased
 _UNMODELLED_TARGET_KEYS = ("TransitGatewayId", "LocalGatewayId", "CarrierGatewayId",
                            "EgressOnlyInternetGatewayId", "CoreNetworkArn")
 _DEFAULT_ACCOUNT = "123456789012"
@@ -993,14 +997,15 @@ class _Snapshot:
         if kind == "igw":
             return existing("GatewayId", self.igw_items, "internet gateway")
         if kind == "vpce":
-            return existing("GatewayId", self.ep_gateway_ids(), "gateway VPC endpoint")
+            return existing("GatewayId", self.ep_gateway_ids(), "gateway or Gateway Load Balancer VPC endpoint")
         if unmodelled_route_target(gateway) is not None:
             return gateway, "active"
         self.fail(r.file, r.at("GatewayId"), f"unknown route target {gateway!r}")
         raise AssertionError
 
     def ep_gateway_ids(self) -> dict[str, _Item]:
-        """Gateway endpoints by id (computed once); other endpoint types become skipped ids."""
+        """Endpoints a route may target, by id (computed once): gateway and Gateway Load Balancer
+        ones; other endpoint types, and endpoints that are gone, become skipped ids."""
         if self._gateway_endpoints is not None:
             return self._gateway_endpoints
         out: dict[str, _Item] = {}
@@ -1011,9 +1016,9 @@ class _Snapshot:
                 continue
             kind = str(item.data.get("VpcEndpointType", "")).lower()
             state = str(item.data.get("State", "available")).lower()
-            if kind == "gateway" and state not in _GONE_STATES:
+            if kind in ("gateway", _GWLB) and state not in _GONE_STATES:
                 out[ep_id] = item
-            elif kind not in ("gateway", "interface"):
+            elif kind not in ("gateway", "interface", _GWLB):
                 self.skipped_ids.setdefault(ep_id, f"a {item.data.get('VpcEndpointType')} endpoint (not emulated)")
             elif state in _GONE_STATES:
                 self.skipped_ids.setdefault(ep_id, f"an endpoint in state {state}")
@@ -1030,11 +1035,17 @@ class _Snapshot:
             state = str(item.data.get("State", "available")).lower()
             if kind not in ("gateway", "interface") or state in _GONE_STATES:
                 self.report.skip(f"VpcEndpoints ({item.data['VpcEndpointType'] if kind not in ('gateway', 'interface') else state})")
-                continue
+                if kind != _GWLB or state in _GONE_STATES:
+                    continue
             self.define(item, "VpcEndpointId", self.ep_items)
             vpc_id = self.ref(item, "VpcId", self.vpc_items, "VPC")
             service = self.get(item, "ServiceName")
             name = _tag_name(item.data)
+            if kind == _GWLB:
+                # Kept only as a route target: its appliances are not emulated, so the data plane
+                # stops a packet routed to it with UNMODELLED_TARGET (not a blackhole drop).
+                endpoints[ep_id] = VpcEndpoint(ep_id, vpc_id, service, "gateway_load_balancer", name=name)
+                continue
             if kind == "gateway":
                 routing = tuple(rtb.id for rtb in self.route_tables.values()
                                 if any(r.target == ep_id and not r.is_blackhole for r in rtb.routes))
@@ -1288,6 +1299,7 @@ def _kind_from_description(description: str) -> str:
 
 
 _TARGET_KEY = {"nat": "NatGatewayId", "eni": "NetworkInterfaceId", "pcx": "VpcPeeringConnectionId"}
+_ENDPOINT_TYPE = {"gateway": "Gateway", "interface": "Interface", "gateway_load_balancer": "GatewayLoadBalancer"}
 _UNMODELLED_KEY = {"tgw-": "TransitGatewayId", "eigw-": "EgressOnlyInternetGatewayId", "cagw-": "CarrierGatewayId",
                    "lgw-": "LocalGatewayId", "arn:": "CoreNetworkArn", "vgw-": "GatewayId"}
 
@@ -1420,7 +1432,7 @@ def describe_documents(topology: Topology, *, hyperplane_enis: Iterable[Any] = (
         for p in t.prefix_lists.values()]}
     endpoints = []
     for ep in t.vpc_endpoints.values():
-        out: dict[str, Any] = {"VpcEndpointId": ep.id, "VpcEndpointType": "Gateway" if ep.is_gateway else "Interface",
+        out: dict[str, Any] = {"VpcEndpointId": ep.id, "VpcEndpointType": _ENDPOINT_TYPE[ep.endpoint_type],
                                "VpcId": ep.vpc_id, "ServiceName": ep.service_name, "State": "available",
                                "RouteTableIds": list(ep.route_table_ids), "SubnetIds": list(ep.subnet_ids),
                                "Groups": [{"GroupId": g, "GroupName": t.security_groups[g].name} for g in ep.security_group_ids],
