@@ -38,6 +38,10 @@ cdef struct track_t:
     uint64_t closed
     int oom
 
+# One row at a time, for the per-packet walker (hyperplane/_walk.pyx).
+cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
+                     uint8_t* allowed, uint8_t* tracked) noexcept nogil
+
 cdef class ConntrackCore:
     cdef track_t st
     cdef int busy                  # a batch is running without the GIL

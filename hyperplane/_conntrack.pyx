@@ -421,6 +421,12 @@ cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const u
     return n
 
 
+cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
+                     uint8_t* allowed, uint8_t* tracked) noexcept nogil:
+    """One row, as a batch of one (hyperplane/_walk.pyx); 1, or 0 out of memory (``st.oom``)."""
+    return run(st, &eni, p, &rule_allowed, allowed, tracked, 1) == 1
+
+
 #### the Python-facing class
 
 @cython.final

@@ -669,6 +669,39 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
     return n
 
 
+#### one packet at a time (hyperplane/_walk.pyx walks each packet through the whole VPC)
+
+cdef int nat_translate(nat_t* st, packet_t* p, uint8_t direction, int stop_on_full,
+                       uint8_t* status) noexcept nogil:
+    """Translate one packet in place, as a batch of one; 1, or 0 where ``run`` stopped (full
+    with none pending, or out of memory: ``st.oom``), having recorded nothing."""
+    cdef packet_t out
+    if run(st, p, &direction, 0, &out, status, 0, 1, stop_on_full) == 0:
+        return 0
+    p[0] = out
+    return 1
+
+
+cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_t* out) noexcept nogil:
+    """The translation a live connection would give ``p`` (1), changing nothing; 0 when none."""
+    cdef uint32_t s
+    out[0] = p[0]
+    if direction == OUT:
+        s = fwd_find(st, packet_hash(p, OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+    else:
+        s = rev_find(st, packet_hash(p, IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+    # live at the packet's own time, as run() would judge it
+    if s == EMPTY or not st.conns[s].expires > (p.time if p.time > st.now else st.now):
+        return 0
+    if direction == OUT:
+        out.src_ip = st.addr_ip[st.conns[s].addr]
+        out.src_port = st.conns[s].x_port
+    else:
+        out.dst_ip = st.conns[s].in_ip
+        out.dst_port = st.conns[s].in_port
+    return 1
+
+
 #### the Python-facing class
 
 @cython.final
@@ -761,26 +794,11 @@ cdef class NatCore:
         """Translate rows as ``process`` would for live connections, changing nothing: no
         connection is opened, refreshed or closed (replay uses it to find a reply's path)."""
         cdef Py_ssize_t n = packets.shape[0], i
-        cdef uint32_t s
-        cdef const packet_t* p
         if out.shape[0] != n or found.shape[0] != n:
             raise ValueError("out and found must have one row per packet")
         with nogil:
             for i in range(n):
-                p = &packets[i]
-                out[i] = p[0]
-                if direction == OUT:
-                    s = fwd_find(&self.st, packet_hash(p, OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
-                else:
-                    s = rev_find(&self.st, packet_hash(p, IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
-                # live at the packet's own time, as process() would judge it
-                found[i] = s != EMPTY and self.st.conns[s].expires > (p.time if p.time > self.st.now else self.st.now)
-                if found[i] and direction == OUT:
-                    out[i].src_ip = self.st.addr_ip[self.st.conns[s].addr]
-                    out[i].src_port = self.st.conns[s].x_port
-                elif found[i]:
-                    out[i].dst_ip = self.st.conns[s].in_ip
-                    out[i].dst_port = self.st.conns[s].in_port
+                found[i] = nat_find(&self.st, &packets[i], direction, &out[i])
 
     def expire(self, double now):
         """Reap every connection whose deadline is at or before ``now`` (counters become exact)."""

@@ -136,27 +136,6 @@ cdef inline uint32_t match_key(uint8_t proto, uint16_t port) noexcept nogil:
     return KEY_BASE[proto] | (port & KEY_PORT_MASK[proto])
 
 
-cdef struct route_tables_t:
-    const int64_t* off
-    const uint32_t* bounds
-    const int32_t* winner
-    const int32_t* entry_route
-    Py_ssize_t n_tables
-    int steps
-
-
-cdef struct rule_tables_t:
-    const int64_t* space_off
-    const uint32_t* ip_bounds
-    const int32_t* ip_map
-    const int64_t* map_off
-    const uint32_t* key_bounds
-    const int32_t* key_winner
-    Py_ssize_t n_sets
-    int ip_steps
-    int key_steps
-
-
 ####################################################################################################
 # Argument checks (Python level, once per call)
 
@@ -392,6 +371,18 @@ cdef Py_ssize_t _route_loop(const route_tables_t* tables, Py_ssize_t n, const in
     return bad
 
 
+cdef const route_tables_t* route_tables_of(object tables) except NULL:
+    if not isinstance(tables, RouteTables):
+        raise TypeError(f"expected RouteTables, not {type(tables).__name__}")
+    return &(<RouteTables>tables).t
+
+
+cdef const rule_tables_t* rule_tables_of(object tables) except NULL:
+    if not isinstance(tables, _RuleTables):
+        raise TypeError(f"expected SecurityGroupSets or NetworkAcls, not {type(tables).__name__}")
+    return &(<_RuleTables>tables).t
+
+
 ####################################################################################################
 # Security groups and network ACLs
 
@@ -437,6 +428,8 @@ cdef class _RuleTables:
         self.t.map_off = &mo[0]
         self.t.key_bounds = &kb[0] if kb.shape[0] else NULL
         self.t.key_winner = &kw[0] if kw.shape[0] else NULL
+        self.t.entry_allow = NULL
+        self.t.entry_rule_number = NULL
 
     @property
     def n_sets(self) -> int:
@@ -696,8 +689,8 @@ cdef class NetworkAcls(_RuleTables):
         _check_range("entry_rule_number", self.entry_rule_number, 1, C_IMPLICIT_DENY)
         cdef const uint8_t[::1] ea = self.entry_allow
         cdef const int32_t[::1] er = self.entry_rule_number
-        self.allow = &ea[0] if ea.shape[0] else NULL
-        self.rule_number = &er[0] if er.shape[0] else NULL
+        self.allow = self.t.entry_allow = &ea[0] if ea.shape[0] else NULL
+        self.rule_number = self.t.entry_rule_number = &er[0] if er.shape[0] else NULL
 
     def evaluate(self, nacl, direction, address, proto, port, entry_out=None):
         """``(allowed uint8, rule_number int32)`` per packet.

@@ -12,7 +12,6 @@ import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
-from hyperplane._batch import independent_runs
 from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.functions import FunctionState, HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.loaders import load_example_topology, load_topology
@@ -24,6 +23,7 @@ from hyperplane.records import PACKET, ip as ip_int
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, render_hops
 from hyperplane.vpc import CompiledVpc
+from hyperplane.walker import walk
 
 # Where a function without VpcConfig appears to come from on the internet (Lambda's own NAT;
 # TEST-NET-1, since the real addresses are not documented).
@@ -195,11 +195,13 @@ class Network:
 
         ``origin`` per row (or one for all): ``Origin.ENI`` with ``origin_index`` the compiled
         ENI index (``net.compiled.eni_index[id]``), ``Origin.INTERNET``, ``Origin.FUNCTION``
-        with a pool index, or ``Origin.GATEWAY_ENDPOINT``. Rows keep their own ``time``.
+        with a pool index (``pool_index``), ``Origin.GATEWAY_ENDPOINT`` (an endpoint index or
+        -1), or ``Origin.REPLY_TO_FUNCTION`` with a function number (``function_number``): a
+        peer's answer addressed to an execution environment, matched to its connection and
+        walked back from the peer. Rows keep their own ``time``.
 
-        The result is the one row-by-row processing would give: the batch is cut where a row
-        answers an earlier one (see ``hyperplane._batch``), and each run goes through the
-        stages as a whole.
+        Each packet goes through the whole VPC before the next one (``hyperplane.walker``),
+        so the result is the one row-by-row processing gives.
         """
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
             raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
@@ -208,11 +210,20 @@ class Network:
         origin = np.ascontiguousarray(np.broadcast_to(np.asarray(origin, dtype=np.int8), (n,)))
         origin_index = np.ascontiguousarray(np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,)))
         pipeline = self._current_pipeline()
-        bounds = list(independent_runs(packets)) + [n]
-        if len(bounds) <= 2:
-            return pipeline.run(packets, origin, origin_index)
-        parts = [pipeline.run(packets[a:b], origin[a:b], origin_index[a:b]) for a, b in zip(bounds, bounds[1:])]
-        return BatchResult.concatenate(parts, bounds)
+        fn_pools = self._function_pools() if (origin == Origin.REPLY_TO_FUNCTION).any() else ()
+        return walk(pipeline, packets, origin, origin_index, fn_pools)
+
+    def function_number(self, name: str) -> int:
+        """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""
+        self.lambda_service.function(name)  # raises for an unknown name
+        return list(self.lambda_service.functions).index(name)
+
+    def _function_pools(self) -> list[list[int]]:
+        """The pool indexes of each function, in ``function_number`` order."""
+        self._current_pipeline()
+        index = self._pool_index_of
+        return [[index[id(p)] for p in self.lambda_service.function(name).pools if id(p) in index]
+                for name in self.lambda_service.functions]
 
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
@@ -278,7 +289,7 @@ class Network:
     def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
               first: list[Hop] = (), pipeline: Pipeline | None = None) -> Result:
         pipeline = pipeline or self._current_pipeline()
-        res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
+        res = walk(pipeline, rec, np.array([origin], np.int8), np.array([index], np.int32))
         reason = Reason(int(res.reason[0]))
         hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
         if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):

@@ -37,6 +37,7 @@ class Origin(enum.IntEnum):
     INTERNET = 1  # arrives from the internet at the internet gateway
     FUNCTION = 2  # from an execution environment through a Hyperplane ENI pool (index: pool)
     GATEWAY_ENDPOINT = 3  # from a service behind a gateway endpoint (index: endpoint)
+    REPLY_TO_FUNCTION = 4  # a peer's answer to an execution environment (index: function number)
 
 
 @dataclass
@@ -230,6 +231,8 @@ class _Walk:
             for rows, eni in senders:
                 if rows.size:
                     self.send(rows, eni)
+        for rows, eni in self.senders:  # still being sent on: the routes form a loop
+            self.finish(rows, Reason.ROUTING_LOOP, eni)
 
     # -- stages ------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class Reason(enum.IntEnum):
     NOT_A_VPC_PUBLIC_ADDRESS = 26, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no ENI or NAT gateway holds this public address"
     NO_VPC_ACCESS = 27, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "a function without VpcConfig reaches only the internet"
     GATEWAY_ENDPOINT_PROTOCOL = 28, _D.DENIED_IN, None, "a gateway endpoint carries only TCP and ICMP echo"
+    ROUTING_LOOP = 29, _D.NULL_ROUTED, None, "sent on more than 8 times: the routes form a loop"
     # Hyperplane ENI (V2N NAT)
     V2N_UNSOLICITED_INBOUND = 30, _D.DENIED_IN, None, "no connection: nothing in the VPC can open one to a function"
     V2N_NO_CONNECTION = 31, _D.DENIED_IN, None, "a TCP packet that is not a SYN and belongs to no connection"

@@ -1,0 +1,823 @@
+# cython: language_level=3, embedsignature=True
+"""The per-packet walker: each packet goes through the whole VPC before the next one.
+
+Theory of operation
+===================
+
+``hyperplane/pipeline.py`` walks a batch stage by stage (readable, numpy); this module walks it
+packet by packet in one GIL-free loop, so a packet meets every stateful table (V2N and NAT
+gateway connections, security-group tracking) exactly as the earlier packets left them, at its
+own time. That is what a capture replay needs (a SYN-ACK right after its SYN, a FIN, a UDP
+answer), and it needs no cutting of batches into independent runs. The stages are the same, in
+the same order, calling the same compiled kernels one row at a time:
+
+  origin   FUNCTION: V2N out on the pool's table, then send from the Hyperplane ENI
+           ENI: send;  INTERNET: IGW public -> private, arrive;  GATEWAY_ENDPOINT: arrive
+           REPLY_TO_FUNCTION: find the connection the reply belongs to (V2N, then the NAT
+           gateway on the Hyperplane ENI's route) and start as the peer really sends it
+  send     DNS resolver? -> SG egress (+tracking) -> route (LPM) -> NACL out (when the packet
+           leaves the subnet) -> local/ENI: arrive | NAT: NACL in, translate, send again from
+           the NAT's ENI | IGW: public address, hairpin | gateway endpoint | peering | ...
+  arrive   NACL in (from another subnet) -> NAT gateway ENI: translate back, send on
+           | SG ingress (+tracking) -> plain ENI: delivered | Hyperplane ENI: V2N back
+
+What each stage decided is appended to a hop log (``hop_t``: row, stage, position in the
+packet's path, six values); ``hyperplane/walker.py`` turns it into the same ``Facts`` the
+pipeline records, for traces and flow logs.
+
+The loop stops, having recorded nothing for that row, when V2N finds every Hyperplane ENI of a
+pool full (the caller creates an overflow ENI, recompiles and resumes at that row), when the hop
+log may not hold another packet (the caller grows it), or when a table is out of memory.
+"""
+
+cimport cython
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from hyperplane._conntrack cimport ConntrackCore, track_check, track_t
+from hyperplane._nat cimport NatCore, nat_find, nat_t, nat_translate
+from hyperplane._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
+                                 rule_tables_of, rule_tables_t)
+from hyperplane._types cimport packet_t
+
+import numpy as np
+
+from hyperplane.records import PACKET as _PACKET
+
+
+cdef enum:
+    # origins (hyperplane.pipeline.Origin)
+    O_ENI = 0
+    O_INTERNET = 1
+    O_FUNCTION = 2
+    O_GATEWAY_ENDPOINT = 3
+    O_REPLY_TO_FUNCTION = 4
+    # route targets (hyperplane.vpc.Target)
+    T_NONE = 0
+    T_LOCAL = 1
+    T_IGW = 2
+    T_NAT = 3
+    T_GATEWAY_ENDPOINT = 4
+    T_ENI = 5
+    T_PEERING = 6
+    T_BLACKHOLE = 7
+    T_UNMODELLED = 8
+    # ENI kinds (hyperplane.vpc.EniKind)
+    K_NAT_GATEWAY = 2
+    K_HYPERPLANE = 3
+    # stages of the hop log (STAGES below names them)
+    H_V2N_OUT = 0
+    H_IGW_IN = 1
+    H_ENDPOINT_IN = 2
+    H_DNS = 3
+    H_SG_EGRESS = 4
+    H_ROUTE = 5
+    H_NACL_OUT = 6
+    H_IGW_OUT = 7
+    H_NAT_OUT = 8
+    H_NAT_IN = 9
+    H_NACL_IN = 10
+    H_SG_INGRESS = 11
+    H_V2N_IN = 12
+    # why the loop stopped
+    STOP_NONE = 0
+    STOP_POOL_FULL = 1
+    STOP_LOG_FULL = 2
+    STOP_NO_MEMORY = 3
+    # limits
+    MAX_SENDS = 8                  # a packet sent more times than this is in a routing loop
+    HOPS_PER_PACKET = 64           # room the log must have before a packet starts (> 8 sends x 7)
+    NACL_DENY_RULE = 32767
+    P_ICMP = 1
+    P_TCP = 6
+    P_UDP = 17
+    DNS_PORT = 53
+    ICMP_ECHO_REQUEST = 8
+
+# Reason codes (hyperplane.reasons.Reason; hyperplane/walker.py checks them at import).
+cdef enum:
+    R_DELIVERED = 1
+    R_DELIVERED_TO_FUNCTION = 2
+    R_DELIVERED_TO_GATEWAY_ENDPOINT = 3
+    R_DELIVERED_TO_DNS_RESOLVER = 4
+    R_EXITED_TO_INTERNET = 5
+    R_FORWARDED_TO_PEERING = 6
+    R_SG_EGRESS_DENY = 10
+    R_NACL_OUT_DENY = 11
+    R_NACL_IN_DENY = 12
+    R_SG_INGRESS_DENY = 13
+    R_NO_ROUTE = 20
+    R_BLACKHOLE_ROUTE = 21
+    R_NO_ENI_AT_ADDRESS = 22
+    R_UNMODELLED_TARGET = 23
+    R_NO_PUBLIC_IP = 24
+    R_PRIVATE_NAT_TO_INTERNET = 25
+    R_NOT_A_VPC_PUBLIC_ADDRESS = 26
+    R_GATEWAY_ENDPOINT_PROTOCOL = 28
+    R_ROUTING_LOOP = 29
+    R_V2N_UNSOLICITED_INBOUND = 30
+    R_ENI_CAPACITY = 33
+    R_NAT_UNSOLICITED_INBOUND = 40
+
+REASONS = {
+    "DELIVERED": R_DELIVERED, "DELIVERED_TO_FUNCTION": R_DELIVERED_TO_FUNCTION,
+    "DELIVERED_TO_GATEWAY_ENDPOINT": R_DELIVERED_TO_GATEWAY_ENDPOINT,
+    "DELIVERED_TO_DNS_RESOLVER": R_DELIVERED_TO_DNS_RESOLVER, "EXITED_TO_INTERNET": R_EXITED_TO_INTERNET,
+    "FORWARDED_TO_PEERING": R_FORWARDED_TO_PEERING, "SG_EGRESS_DENY": R_SG_EGRESS_DENY,
+    "NACL_OUT_DENY": R_NACL_OUT_DENY, "NACL_IN_DENY": R_NACL_IN_DENY, "SG_INGRESS_DENY": R_SG_INGRESS_DENY,
+    "NO_ROUTE": R_NO_ROUTE, "BLACKHOLE_ROUTE": R_BLACKHOLE_ROUTE, "NO_ENI_AT_ADDRESS": R_NO_ENI_AT_ADDRESS,
+    "UNMODELLED_TARGET": R_UNMODELLED_TARGET, "NO_PUBLIC_IP": R_NO_PUBLIC_IP,
+    "PRIVATE_NAT_TO_INTERNET": R_PRIVATE_NAT_TO_INTERNET, "NOT_A_VPC_PUBLIC_ADDRESS": R_NOT_A_VPC_PUBLIC_ADDRESS,
+    "GATEWAY_ENDPOINT_PROTOCOL": R_GATEWAY_ENDPOINT_PROTOCOL, "ROUTING_LOOP": R_ROUTING_LOOP,
+    "V2N_UNSOLICITED_INBOUND": R_V2N_UNSOLICITED_INBOUND, "ENI_CAPACITY": R_ENI_CAPACITY,
+    "NAT_UNSOLICITED_INBOUND": R_NAT_UNSOLICITED_INBOUND,
+}
+STAGES = ("v2n_out", "igw_in", "endpoint_in", "dns", "sg_egress", "route", "nacl_out", "igw_out",
+          "nat_out", "nat_in", "nacl_in", "sg_ingress", "v2n_in")
+STOPS = {"pool_full": STOP_POOL_FULL, "log_full": STOP_LOG_FULL, "no_memory": STOP_NO_MEMORY}
+HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
+
+cdef struct hop_t:
+    int32_t row
+    uint8_t stage
+    uint8_t pos
+    uint16_t pad
+    int32_t v[6]
+
+assert HOP.itemsize == sizeof(hop_t)
+
+
+# Sorted-array lookups (the compiled VPC's tables; see hyperplane/vpc.py).
+cdef inline Py_ssize_t lower_bound64(const uint64_t* keys, Py_ssize_t n, uint64_t key) noexcept nogil:
+    cdef Py_ssize_t lo = 0, half
+    while n > 0:
+        half = n >> 1
+        if keys[lo + half] < key:
+            lo += half + 1
+            n -= half + 1
+        else:
+            n = half
+    return lo
+
+
+cdef inline Py_ssize_t lower_bound32(const uint32_t* keys, Py_ssize_t n, uint32_t key) noexcept nogil:
+    cdef Py_ssize_t lo = 0, half
+    while n > 0:
+        half = n >> 1
+        if keys[lo + half] < key:
+            lo += half + 1
+            n -= half + 1
+        else:
+            n = half
+    return lo
+
+
+cdef struct vpc_t:
+    # ENIs
+    Py_ssize_t n_enis
+    const int32_t* eni_subnet
+    const int32_t* eni_sg_set
+    const int8_t* eni_kind
+    const int32_t* eni_nat
+    const int32_t* eni_key
+    const int32_t* pool_of_eni
+    # subnets
+    const int32_t* subnet_route_table
+    const int32_t* subnet_nacl
+    const uint32_t* subnet_dns
+    const int32_t* subnet_vpc
+    Py_ssize_t n_ranges
+    const uint64_t* subnet_lo
+    const uint64_t* subnet_hi
+    const int32_t* subnet_idx
+    # addresses
+    Py_ssize_t n_private
+    const uint64_t* private_keys
+    const int32_t* private_key_eni
+    Py_ssize_t n_public
+    const uint32_t* public_ips
+    const int32_t* public_eni
+    const uint32_t* public_private
+    Py_ssize_t n_with_public
+    const uint32_t* private_with_public
+    const uint32_t* public_of_private
+    # NAT gateways, endpoints, routes
+    Py_ssize_t n_nats
+    const uint8_t* nat_public
+    const int32_t* nat_eni
+    Py_ssize_t n_endpoints
+    const int32_t* endpoint_vpc
+    const int64_t* route_offset
+    const int8_t* target_flat
+    const int32_t* target_index_flat
+    const route_tables_t* routes
+    const rule_tables_t* sgs
+    const rule_tables_t* nacls
+    # stateful tables
+    nat_t** nats
+    Py_ssize_t n_pools
+    nat_t** pools
+    const int32_t* pool_vpc
+    const uint8_t* pool_stops       # the pool's table wants to hear when it is full
+    track_t* track
+    # REPLY_TO_FUNCTION: function k's pools are fn_pools[fn_off[k]:fn_off[k+1]]
+    Py_ssize_t n_functions
+    const int32_t* fn_off
+    const int32_t* fn_pools
+    # the reason tables of failed translations, by status
+    const uint8_t* v2n_reason
+    const uint8_t* nat_reason
+
+
+cdef struct run_t:
+    # one batch on its way: packets are translated in place in ``out``
+    packet_t* out
+    const int8_t* origin
+    const int32_t* index
+    uint8_t* reason
+    int32_t* location
+    int64_t* first_hop             # per row: where its hops start in the log
+    hop_t* hops
+    Py_ssize_t n_hops
+    Py_ssize_t hop_cap
+    Py_ssize_t nostop_row          # resume here without stopping on a full pool
+    int stop
+    int32_t stop_pool
+    uint8_t stop_status
+
+
+cdef struct packet_walk_t:
+    # one packet: its row, where it is, and its hop count
+    Py_ssize_t row
+    packet_t* p
+    uint8_t pos
+
+
+#### lookups
+
+cdef inline int32_t eni_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept nogil:
+    """The ENI holding private address ``ip`` in VPC ``vpc`` (-1: none)."""
+    cdef uint64_t key
+    cdef Py_ssize_t k
+    if vpc < 0:
+        return -1
+    key = (<uint64_t>vpc << 32) | ip
+    k = lower_bound64(v.private_keys, v.n_private, key)
+    return v.private_key_eni[k] if k < v.n_private and v.private_keys[k] == key else -1
+
+
+cdef inline int32_t subnet_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept nogil:
+    """The subnet of ``ip`` within VPC ``vpc`` (-1: in none)."""
+    cdef uint64_t key = (<uint64_t>vpc << 32) | ip
+    cdef Py_ssize_t k = lower_bound64(v.subnet_lo, v.n_ranges, key + 1) - 1   # last lo <= key
+    if k >= 0 and key <= v.subnet_hi[k]:
+        return v.subnet_idx[k]
+    return -1
+
+
+cdef inline int32_t public_at(const vpc_t* v, uint32_t public_ip, uint32_t* private) noexcept nogil:
+    """The ENI (or NAT gateway ENI) a public address maps to, and its private address (-1)."""
+    cdef Py_ssize_t k = lower_bound32(v.public_ips, v.n_public, public_ip)
+    if k < v.n_public and v.public_ips[k] == public_ip:
+        private[0] = v.public_private[k]
+        return v.public_eni[k]
+    private[0] = 0
+    return -1
+
+
+cdef inline uint32_t public_of(const vpc_t* v, uint32_t private_ip) noexcept nogil:
+    """The public address the internet gateway maps a private one to (0: none)."""
+    cdef Py_ssize_t k = lower_bound32(v.private_with_public, v.n_with_public, private_ip)
+    if k < v.n_with_public and v.private_with_public[k] == private_ip:
+        return v.public_of_private[k]
+    return 0
+
+
+#### the walk
+
+cdef inline void hop(run_t* r, packet_walk_t* w, uint8_t stage, int32_t a, int32_t b, int32_t c,
+                     int32_t d, int32_t e, int32_t f) noexcept nogil:
+    cdef hop_t* h = &r.hops[r.n_hops]
+    r.n_hops += 1
+    h.row = <int32_t>w.row
+    h.stage = stage
+    h.pos = w.pos
+    h.pad = 0
+    h.v[0] = a
+    h.v[1] = b
+    h.v[2] = c
+    h.v[3] = d
+    h.v[4] = e
+    h.v[5] = f
+    w.pos += 1
+
+
+cdef inline int finish(run_t* r, packet_walk_t* w, uint8_t reason, int32_t where) noexcept nogil:
+    r.reason[w.row] = reason
+    r.location[w.row] = where
+    return -1
+
+
+# Each step returns what comes next: an ENI to send from (>= 0), DONE, or STOPPED (the walk
+# of this row must be undone and resumed).
+cdef enum:
+    DONE = -1
+    STOPPED = -2
+
+
+cdef int nacl_in(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t from_subnet) noexcept nogil:
+    """NACL in at the ENI's subnet when the packet comes from another one; 1 if it passes."""
+    cdef int32_t subnet = v.eni_subnet[eni]
+    cdef int32_t nacl = -1 if from_subnet == subnet else v.subnet_nacl[subnet]
+    cdef int32_t e = rule_lookup(v.nacls, nacl, 0, w.p)
+    cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
+    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else NACL_DENY_RULE)
+    hop(r, w, H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
+    if not allowed:
+        finish(r, w, R_NACL_IN_DENY, eni)
+    return allowed
+
+
+cdef int sg_check(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int d) noexcept nogil:
+    """The ENI's security groups (with tracking) in direction d: 1 allowed, 0 denied, -1 no memory."""
+    cdef int32_t sg = v.eni_sg_set[eni]
+    cdef int32_t rule = rule_lookup(v.sgs, sg, d, w.p)
+    cdef uint8_t allowed, tracked
+    if not track_check(v.track, v.eni_key[eni] if sg >= 0 else -1, w.p, rule != -1, &allowed, &tracked):
+        r.stop = STOP_NO_MEMORY
+        return -1
+    hop(r, w, H_SG_EGRESS if d else H_SG_INGRESS, eni, sg, allowed, rule if rule >= 0 else -1, tracked, 0)
+    return allowed
+
+
+cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t nat, uint8_t d,
+                          int32_t eni) noexcept nogil:
+    """The NAT gateway translates (d 0: out, 1: back in); then its ENI sends the packet on."""
+    cdef packet_t before = w.p[0]
+    cdef uint8_t status
+    if nat < 0:  # an ENI of a NAT gateway that is not in the topology
+        return finish(r, w, R_NAT_UNSOLICITED_INBOUND, eni)
+    if not nat_translate(v.nats[nat], w.p, d, 0, &status):
+        r.stop = STOP_NO_MEMORY
+        return STOPPED
+    hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
+        <int32_t>before.dst_ip, before.dst_port)
+    if status >= 16:
+        return finish(r, w, v.nat_reason[status], eni)
+    return eni
+
+
+cdef int arrive(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t from_subnet) noexcept nogil:
+    """A packet reaches an ENI: NACL in, then by kind: NAT gateway, SG ingress, V2N back."""
+    cdef int ok
+    cdef int32_t pool
+    cdef uint8_t status
+    cdef uint32_t ip
+    cdef uint16_t port
+    if not nacl_in(v, r, w, eni, from_subnet):
+        return DONE
+    if v.eni_kind[eni] == K_NAT_GATEWAY:
+        return translate_at_nat(v, r, w, v.eni_nat[eni], 1, eni)
+    ok = sg_check(v, r, w, eni, 0)
+    if ok < 0:
+        return STOPPED
+    if not ok:
+        return finish(r, w, R_SG_INGRESS_DENY, eni)
+    if v.eni_kind[eni] != K_HYPERPLANE:
+        return finish(r, w, R_DELIVERED, eni)
+    pool = v.pool_of_eni[eni]
+    if pool < 0:
+        return finish(r, w, R_V2N_UNSOLICITED_INBOUND, eni)
+    ip = w.p.dst_ip
+    port = w.p.dst_port
+    if not nat_translate(v.pools[pool], w.p, 1, 0, &status):
+        r.stop = STOP_NO_MEMORY
+        return STOPPED
+    hop(r, w, H_V2N_IN, pool, status, <int32_t>ip, port, <int32_t>w.p.dst_ip, w.p.dst_port)
+    return finish(r, w, R_DELIVERED_TO_FUNCTION if status < 16 else v.v2n_reason[status], eni)
+
+
+cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
+    """The internet gateway maps the private source to its public IP (1:1), or drops it; a
+    packet to a public address of the VPC turns around (hairpin)."""
+    cdef uint32_t public = public_of(v, w.p.src_ip)
+    cdef uint32_t private
+    cdef int32_t nat, back
+    hop(r, w, H_IGW_OUT, eni, <int32_t>w.p.src_ip, <int32_t>public, 0, 0, 0)
+    if public == 0:
+        nat = v.eni_nat[eni]
+        if nat >= 0 and not v.nat_public[nat]:
+            return finish(r, w, R_PRIVATE_NAT_TO_INTERNET, eni)
+        return finish(r, w, R_NO_PUBLIC_IP, eni)
+    w.p.src_ip = public
+    back = public_at(v, w.p.dst_ip, &private)
+    if back < 0:
+        return finish(r, w, R_EXITED_TO_INTERNET, eni)
+    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, back, 0, 0, 0)
+    w.p.dst_ip = private
+    return arrive(v, r, w, back, -1)
+
+
+cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
+    """A packet leaves an ENI: DNS resolver?, SG egress, route, NACL out, then its target."""
+    cdef packet_t* p = w.p
+    cdef int32_t subnet = v.eni_subnet[eni]
+    cdef int32_t table, route, target, dst_eni, to_subnet, nacl, e, number, nat_eni
+    cdef int8_t kind
+    cdef int64_t flat
+    cdef int ok, local, allowed
+    # the VPC DNS resolver: neither security groups nor NACLs filter it
+    if p.dst_ip == v.subnet_dns[subnet] and p.dst_port == DNS_PORT and (p.proto == P_TCP or p.proto == P_UDP):
+        hop(r, w, H_DNS, subnet, 0, 0, 0, 0, 0)
+        return finish(r, w, R_DELIVERED_TO_DNS_RESOLVER, eni)
+    ok = sg_check(v, r, w, eni, 1)
+    if ok < 0:
+        return STOPPED
+    if not ok:
+        return finish(r, w, R_SG_EGRESS_DENY, eni)
+    table = v.subnet_route_table[subnet]
+    route = route_lookup(v.routes, table, p.dst_ip)
+    if route >= 0:
+        flat = v.route_offset[table] + route
+        kind = v.target_flat[flat]
+        target = v.target_index_flat[flat]
+    else:
+        kind = T_NONE
+        target = -1
+    local = kind == T_LOCAL or kind == T_ENI
+    if kind == T_LOCAL:
+        dst_eni = eni_at(v, p.dst_ip, v.subnet_vpc[subnet])
+    elif kind == T_ENI:
+        dst_eni = target
+    else:
+        dst_eni = -1
+    hop(r, w, H_ROUTE, eni, subnet, table, route, kind, target)
+    # the NACL is crossed on the way to another subnet or out of the VPC; a packet with no
+    # route (or a blackhole) never leaves
+    if kind == T_ENI:
+        to_subnet = v.eni_subnet[dst_eni if dst_eni > 0 else 0]
+    else:
+        to_subnet = subnet_at(v, p.dst_ip, v.subnet_vpc[subnet])
+    if kind == T_NONE or kind == T_BLACKHOLE or (local and to_subnet == subnet):
+        nacl = -1
+    else:
+        nacl = v.subnet_nacl[subnet]
+    e = rule_lookup(v.nacls, nacl, 1, p)
+    allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
+    number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else NACL_DENY_RULE)
+    hop(r, w, H_NACL_OUT, subnet, nacl, allowed, number, 0, 0)
+    if not allowed:
+        return finish(r, w, R_NACL_OUT_DENY, eni)
+    if local:
+        if dst_eni < 0:
+            return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
+        return arrive(v, r, w, dst_eni, subnet)
+    if kind == T_NAT:
+        nat_eni = v.nat_eni[target]
+        if nat_eni < 0:
+            return finish(r, w, R_UNMODELLED_TARGET, eni)
+        if not nacl_in(v, r, w, nat_eni, subnet):
+            return DONE
+        return translate_at_nat(v, r, w, v.eni_nat[nat_eni], 0, nat_eni)
+    if kind == T_IGW:
+        return leave_by_igw(v, r, w, eni)
+    if kind == T_GATEWAY_ENDPOINT:
+        if p.proto == P_TCP or (p.proto == P_ICMP and p.flags == ICMP_ECHO_REQUEST):
+            return finish(r, w, R_DELIVERED_TO_GATEWAY_ENDPOINT, eni)
+        return finish(r, w, R_GATEWAY_ENDPOINT_PROTOCOL, eni)
+    if kind == T_PEERING:
+        return finish(r, w, R_FORWARDED_TO_PEERING, eni)
+    if kind == T_BLACKHOLE:
+        return finish(r, w, R_BLACKHOLE_ROUTE, eni)
+    if kind == T_NONE:
+        return finish(r, w, R_NO_ROUTE, eni)
+    return finish(r, w, R_UNMODELLED_TARGET, eni)
+
+
+cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
+    cdef uint32_t private
+    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)
+    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, 0, 0, 0)
+    if eni < 0:
+        return finish(r, w, R_NOT_A_VPC_PUBLIC_ADDRESS, -1)
+    w.p.dst_ip = private
+    return arrive(v, r, w, eni, -1)
+
+
+cdef int from_gateway_endpoint(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t endpoint) noexcept nogil:
+    cdef int32_t vpc = v.endpoint_vpc[endpoint if endpoint > 0 else 0] if v.n_endpoints else -1
+    cdef int32_t eni = eni_at(v, w.p.dst_ip, vpc)
+    hop(r, w, H_ENDPOINT_IN, endpoint, eni, 0, 0, 0, 0)
+    if eni < 0:
+        return finish(r, w, R_NO_ENI_AT_ADDRESS, -1)
+    return arrive(v, r, w, eni, -1)
+
+
+cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t function) noexcept nogil:
+    """A reply from a peer to an execution environment becomes the packet the peer really
+    sends: to the Hyperplane ENI's address and port, or to the NAT gateway's public address when
+    the request left through one; then it starts where the peer is."""
+    cdef packet_t* p = w.p
+    cdef packet_t request, sent, natted
+    cdef int32_t k, pool = -1, vpc, peer, hp, table, route
+    cdef int64_t flat
+    cdef uint32_t public
+    request = p[0]
+    request.src_ip, request.dst_ip = p.dst_ip, p.src_ip
+    request.src_port, request.dst_port = p.dst_port, p.src_port
+    for k in range(v.fn_off[function], v.fn_off[function + 1]):
+        if nat_find(v.pools[v.fn_pools[k]], &request, 0, &sent):
+            pool = v.fn_pools[k]
+            break
+    if pool < 0:
+        return finish(r, w, R_V2N_UNSOLICITED_INBOUND, -1)
+    p.dst_ip, p.dst_port = sent.src_ip, sent.src_port
+    vpc = v.pool_vpc[pool]
+    peer = eni_at(v, p.src_ip, vpc)
+    if peer >= 0:
+        return peer
+    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
+    hp = eni_at(v, sent.src_ip, vpc)
+    if hp >= 0:
+        table = v.subnet_route_table[v.eni_subnet[hp]]
+        route = route_lookup(v.routes, table, sent.dst_ip)
+        if route >= 0:
+            flat = v.route_offset[table] + route
+            if v.target_flat[flat] == T_GATEWAY_ENDPOINT:
+                return from_gateway_endpoint(v, r, w, v.target_index_flat[flat])
+            if v.target_flat[flat] == T_NAT:
+                if not nat_find(v.nats[v.target_index_flat[flat]], &sent, 0, &natted):
+                    return finish(r, w, R_NAT_UNSOLICITED_INBOUND, -1)
+                public = public_of(v, natted.src_ip)
+                p.dst_ip = public if public else natted.src_ip
+                p.dst_port = natted.src_port
+    return from_internet(v, r, w)
+
+
+cdef int start(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
+    """Where a row begins: the ENI it is sent from, or DONE / STOPPED."""
+    cdef int8_t origin = r.origin[w.row]
+    cdef int32_t index = r.index[w.row], eni
+    cdef uint32_t ip
+    cdef uint16_t port
+    cdef uint8_t status
+    cdef nat_t* pool
+    if origin == O_ENI:
+        return index
+    if origin == O_INTERNET:
+        return from_internet(v, r, w)
+    if origin == O_GATEWAY_ENDPOINT:
+        return from_gateway_endpoint(v, r, w, index)
+    if origin == O_REPLY_TO_FUNCTION:
+        return reply_to_function(v, r, w, index)
+    # O_FUNCTION: V2N on the pool's table, then the Hyperplane ENI holding the new source
+    pool = v.pools[index]
+    ip = w.p.src_ip
+    port = w.p.src_port
+    if not nat_translate(pool, w.p, 0, v.pool_stops[index] and w.row != r.nostop_row, &status):
+        r.stop = STOP_NO_MEMORY if pool.oom else STOP_POOL_FULL
+        r.stop_pool = index
+        r.stop_status = status
+        return STOPPED
+    hop(r, w, H_V2N_OUT, index, status, <int32_t>ip, port, <int32_t>w.p.src_ip, w.p.src_port)
+    if status >= 16:
+        return finish(r, w, v.v2n_reason[status], -1)
+    eni = eni_at(v, w.p.src_ip, v.pool_vpc[index])
+    if eni < 0:  # an address no ENI of this compilation holds (cannot happen)
+        return finish(r, w, R_ENI_CAPACITY, -1)
+    return eni
+
+
+cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    """Walk rows begin..end-1; returns ``end``, or the row where it stopped (``r.stop``)."""
+    cdef Py_ssize_t i
+    cdef packet_walk_t w
+    cdef int next_eni, sends
+    for i in range(begin, end):
+        if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
+            r.stop = STOP_LOG_FULL
+            return i
+        w.row = i
+        w.p = &r.out[i]
+        w.pos = 0
+        r.first_hop[i] = r.n_hops
+        r.reason[i] = 0
+        r.location[i] = -1
+        next_eni = start(v, r, &w)
+        sends = 0
+        while next_eni >= 0:
+            sends += 1
+            if sends > MAX_SENDS:
+                finish(r, &w, R_ROUTING_LOOP, next_eni)
+                break
+            next_eni = send(v, r, &w, next_eni)
+        if next_eni == STOPPED:
+            r.n_hops = r.first_hop[i]
+            return i
+    return end
+
+
+#### the Python-facing class
+
+cdef object _array(object value, object dtype, str name):
+    arr = np.ascontiguousarray(value, dtype=dtype)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional")
+    return arr
+
+
+cdef const void* _ptr(object arr):
+    # the first element of a C-contiguous array (a dummy for empty ones: never read)
+    cdef const uint8_t[::1] bytes_ = arr.view(np.uint8) if arr.size else _EMPTY
+    return &bytes_[0]
+
+
+_EMPTY = np.zeros(8, np.uint8)
+
+
+@cython.final
+cdef class Walker:
+    """One compilation of the VPC and its stateful tables, ready to walk batches.
+
+    Built by ``hyperplane.walker`` from a ``CompiledVpc``; holds every array it points into.
+    """
+
+    cdef vpc_t v
+    cdef list keep
+    cdef nat_t** nat_ptrs
+    cdef nat_t** pool_ptrs
+    cdef ConntrackCore track
+    cdef readonly Py_ssize_t n_enis, n_pools, n_endpoints, n_functions
+
+    def __cinit__(self):
+        self.nat_ptrs = NULL
+        self.pool_ptrs = NULL
+
+    def __init__(self, vpc, nat_cores, pool_cores, pool_vpc, pool_of_eni, pool_stops,
+                 ConntrackCore track not None, v2n_reason, nat_reason):
+        cdef Py_ssize_t k
+        cdef vpc_t* v = &self.v
+        self.keep = []
+        arr = self._hold
+        self.n_enis = v.n_enis = len(vpc.enis)
+        v.eni_subnet = <const int32_t*>_ptr(arr(vpc.eni_subnet, np.int32, "eni_subnet"))
+        v.eni_sg_set = <const int32_t*>_ptr(arr(vpc.eni_sg_set, np.int32, "eni_sg_set"))
+        v.eni_kind = <const int8_t*>_ptr(arr(vpc.eni_kind, np.int8, "eni_kind"))
+        v.eni_nat = <const int32_t*>_ptr(arr(vpc.eni_nat, np.int32, "eni_nat"))
+        v.eni_key = <const int32_t*>_ptr(arr(vpc.eni_key, np.int32, "eni_key"))
+        v.pool_of_eni = <const int32_t*>_ptr(arr(pool_of_eni, np.int32, "pool_of_eni"))
+        v.subnet_route_table = <const int32_t*>_ptr(arr(vpc.subnet_route_table, np.int32, "subnet_route_table"))
+        v.subnet_nacl = <const int32_t*>_ptr(arr(vpc.subnet_nacl, np.int32, "subnet_nacl"))
+        v.subnet_dns = <const uint32_t*>_ptr(arr(vpc.subnet_dns, np.uint32, "subnet_dns"))
+        v.subnet_vpc = <const int32_t*>_ptr(arr(vpc.subnet_vpc, np.int32, "subnet_vpc"))
+        v.n_ranges = len(vpc._subnet_lo)
+        v.subnet_lo = <const uint64_t*>_ptr(arr(vpc._subnet_lo, np.uint64, "subnet_lo"))
+        v.subnet_hi = <const uint64_t*>_ptr(arr(vpc._subnet_hi, np.uint64, "subnet_hi"))
+        v.subnet_idx = <const int32_t*>_ptr(arr(vpc._subnet_idx, np.int32, "subnet_idx"))
+        v.n_private = len(vpc._private_keys)
+        v.private_keys = <const uint64_t*>_ptr(arr(vpc._private_keys, np.uint64, "private_keys"))
+        v.private_key_eni = <const int32_t*>_ptr(arr(vpc._private_key_eni, np.int32, "private_key_eni"))
+        v.n_public = len(vpc._public_ips)
+        v.public_ips = <const uint32_t*>_ptr(arr(vpc._public_ips, np.uint32, "public_ips"))
+        v.public_eni = <const int32_t*>_ptr(arr(vpc._public_eni, np.int32, "public_eni"))
+        v.public_private = <const uint32_t*>_ptr(arr(vpc._public_private, np.uint32, "public_private"))
+        v.n_with_public = len(vpc._private_with_public)
+        v.private_with_public = <const uint32_t*>_ptr(arr(vpc._private_with_public, np.uint32, "private_with_public"))
+        v.public_of_private = <const uint32_t*>_ptr(arr(vpc._public_of_private, np.uint32, "public_of_private"))
+        v.n_nats = len(vpc.nat_ids)
+        v.nat_public = <const uint8_t*>_ptr(arr(vpc.nat_public, np.uint8, "nat_public"))
+        v.nat_eni = <const int32_t*>_ptr(arr(vpc.nat_eni, np.int32, "nat_eni"))
+        self.n_endpoints = v.n_endpoints = len(vpc.endpoint_vpc)
+        v.endpoint_vpc = <const int32_t*>_ptr(arr(vpc.endpoint_vpc, np.int32, "endpoint_vpc"))
+        v.route_offset = <const int64_t*>_ptr(arr(vpc._route_offset, np.int64, "route_offset"))
+        v.target_flat = <const int8_t*>_ptr(arr(vpc._target_flat, np.int8, "target_flat"))
+        v.target_index_flat = <const int32_t*>_ptr(arr(vpc._target_index_flat, np.int32, "target_index_flat"))
+        self.keep += [vpc.routes.kernel, vpc.security_groups.kernel, vpc.network_acls.kernel]
+        v.routes = route_tables_of(vpc.routes.kernel)
+        v.sgs = rule_tables_of(vpc.security_groups.kernel)
+        v.nacls = rule_tables_of(vpc.network_acls.kernel)
+        v.v2n_reason = <const uint8_t*>_ptr(arr(v2n_reason, np.uint8, "v2n_reason"))
+        v.nat_reason = <const uint8_t*>_ptr(arr(nat_reason, np.uint8, "nat_reason"))
+
+        nat_cores = list(nat_cores)
+        pool_cores = list(pool_cores)
+        if len(nat_cores) != v.n_nats:
+            raise ValueError(f"{len(nat_cores)} NAT gateway tables for {v.n_nats} NAT gateways")
+        self.keep += nat_cores + pool_cores
+        self.nat_ptrs = <nat_t**>malloc((len(nat_cores) + 1) * sizeof(nat_t*))
+        self.pool_ptrs = <nat_t**>malloc((len(pool_cores) + 1) * sizeof(nat_t*))
+        if self.nat_ptrs == NULL or self.pool_ptrs == NULL:
+            raise MemoryError()
+        for k in range(len(nat_cores)):
+            self.nat_ptrs[k] = &(<NatCore?>nat_cores[k]).st
+        for k in range(len(pool_cores)):
+            self.pool_ptrs[k] = &(<NatCore?>pool_cores[k]).st
+        v.nats = self.nat_ptrs
+        v.pools = self.pool_ptrs
+        self.n_pools = v.n_pools = len(pool_cores)
+        v.pool_vpc = <const int32_t*>_ptr(arr(pool_vpc, np.int32, "pool_vpc"))
+        v.pool_stops = <const uint8_t*>_ptr(arr(pool_stops, np.uint8, "pool_stops"))
+        self.track = track
+        v.track = &track.st
+        self.set_function_pools([])
+
+    def _hold(self, value, dtype, name):
+        """``value`` as a C-contiguous array of ``dtype``, kept alive with the walker."""
+        a = _array(value, dtype, name)
+        self.keep.append(a)
+        return a
+
+    def __dealloc__(self):
+        free(self.nat_ptrs)
+        free(self.pool_ptrs)
+
+    def set_function_pools(self, pools_by_function):
+        """The pool indexes of each function (REPLY_TO_FUNCTION rows: index = function number)."""
+        counts = [len(p) for p in pools_by_function]
+        off = np.zeros(len(counts) + 1, np.int32)
+        off[1:] = np.cumsum(counts)
+        flat = np.array([k for p in pools_by_function for k in p], np.int32)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.n_pools):
+            raise ValueError(f"a function's pool index is outside 0..{self.n_pools - 1}")
+        self.keep += [off, flat]
+        self.n_functions = self.v.n_functions = len(counts)
+        self.v.fn_off = <const int32_t*>_ptr(off)
+        self.v.fn_pools = <const int32_t*>_ptr(flat)
+
+    def check_origins(self, const int8_t[::1] origin not None, const int32_t[::1] index not None):
+        """A ValueError naming the first row whose origin or origin index is not valid."""
+        cdef Py_ssize_t i, n = origin.shape[0], bad = -1
+        cdef int8_t o
+        cdef int32_t k
+        cdef Py_ssize_t limit
+        with nogil:
+            for i in range(n):
+                o = origin[i]
+                k = index[i]
+                if o == O_ENI:
+                    limit = self.n_enis
+                elif o == O_FUNCTION:
+                    limit = self.n_pools
+                elif o == O_REPLY_TO_FUNCTION:
+                    limit = self.n_functions
+                elif o == O_GATEWAY_ENDPOINT:
+                    limit = self.n_endpoints
+                    if k == -1:
+                        continue
+                elif o == O_INTERNET:
+                    continue
+                else:
+                    bad = i
+                    break
+                if k < 0 or k >= limit:
+                    bad = i
+                    break
+        if bad >= 0:
+            names = {O_ENI: "an ENI index", O_FUNCTION: "a pool index", O_REPLY_TO_FUNCTION: "a function number",
+                     O_GATEWAY_ENDPOINT: "an endpoint index (or -1)"}
+            what = names.get(origin[bad])
+            if what is None:
+                raise ValueError(f"origin[{bad}] = {origin[bad]} is not an Origin (0..4)")
+            raise ValueError(f"origin_index[{bad}] = {index[bad]} is not {what} of this network")
+
+    def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
+             const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
+             int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
+             Py_ssize_t nostop_row=-1):
+        """Walk rows ``begin:`` of ``out`` in place (origins checked by ``check_origins``).
+
+        Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
+        done), why (``STOPS``), the hop log's length, and for a full pool its index and the
+        V2N status."""
+        cdef Py_ssize_t n = out.shape[0]
+        cdef run_t r
+        cdef Py_ssize_t stopped
+        cdef uint8_t[::1] log = hops.view(np.uint8)
+        cdef Py_ssize_t cap = log.shape[0] // sizeof(hop_t)
+        if not (origin.shape[0] == index.shape[0] == reason.shape[0] == location.shape[0]
+                == first_hop.shape[0] == n):
+            raise ValueError("out, origin, index, reason, location and first_hop must have one row per packet")
+        if hops.dtype != HOP or not 0 <= begin <= n or not 0 <= n_hops <= cap:
+            raise ValueError("begin or n_hops out of range")
+        if n == begin:
+            return n, STOP_NONE, n_hops, -1, 0
+        r.out = &out[0]
+        r.origin = &origin[0]
+        r.index = &index[0]
+        r.reason = &reason[0]
+        r.location = &location[0]
+        r.first_hop = &first_hop[0]
+        r.hops = <hop_t*>&log[0] if cap else NULL
+        r.n_hops = n_hops
+        r.hop_cap = cap
+        r.nostop_row = nostop_row
+        r.stop = STOP_NONE
+        r.stop_pool = -1
+        r.stop_status = 0
+        self.track._enter()
+        try:
+            with nogil:
+                stopped = walk_rows(&self.v, &r, begin, n)
+        finally:
+            self.track.busy = 0
+        return stopped, r.stop, r.n_hops, r.stop_pool, r.stop_status
