@@ -35,7 +35,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, 
 from libc.stdlib cimport free, malloc
 
 from hyperplane._conntrack cimport ConntrackCore, track_check, track_t
-from hyperplane._nat cimport NatCore, nat_find, nat_t, nat_translate
+from hyperplane._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
                                  rule_tables_of, rule_tables_t)
 from hyperplane._types cimport packet_t
@@ -87,6 +87,8 @@ cdef enum:
     # limits
     MAX_SENDS = 8                  # a packet sent more times than this is in a routing loop
     HOPS_PER_PACKET = 64           # room the log must have before a packet starts (> 8 sends x 7)
+    AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
+    AHEAD_CONN = 4                 # ... and the connection it points to this many
     NACL_DENY_RULE = 32767
     P_ICMP = 1
     P_TCP = 6
@@ -241,6 +243,7 @@ cdef struct run_t:
     Py_ssize_t n_hops
     Py_ssize_t hop_cap
     Py_ssize_t nostop_row          # resume here without stopping on a full pool
+    int record                     # write the hop log (facts)
     int stop
     int32_t stop_pool
     uint8_t stop_status
@@ -298,6 +301,8 @@ cdef inline uint32_t public_of(const vpc_t* v, uint32_t private_ip) noexcept nog
 cdef inline void hop(run_t* r, packet_walk_t* w, uint8_t stage, int32_t a, int32_t b, int32_t c,
                      int32_t d, int32_t e, int32_t f) noexcept nogil:
     cdef hop_t* h = &r.hops[r.n_hops]
+    if not r.record:
+        return
     r.n_hops += 1
     h.row = <int32_t>w.row
     h.stage = stage
@@ -594,7 +599,13 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
     cdef packet_walk_t w
     cdef int next_eni, sends
     for i in range(begin, end):
-        if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
+        # the first table a function's packet meets is its pool's: fetch it early (the later
+        # ones depend on this packet's translations)
+        if i + AHEAD < end and r.origin[i + AHEAD] == O_FUNCTION:
+            nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], 0, 0)
+        if i + AHEAD_CONN < end and r.origin[i + AHEAD_CONN] == O_FUNCTION:
+            nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], 0, 1)
+        if r.record and r.hop_cap - r.n_hops < HOPS_PER_PACKET:
             r.stop = STOP_LOG_FULL
             return i
         w.row = i
@@ -783,7 +794,7 @@ cdef class Walker:
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
              int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
-             Py_ssize_t nostop_row=-1):
+             Py_ssize_t nostop_row=-1, bint record=True):
         """Walk rows ``begin:`` of ``out`` in place (origins checked by ``check_origins``).
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
@@ -811,6 +822,7 @@ cdef class Walker:
         r.n_hops = n_hops
         r.hop_cap = cap
         r.nostop_row = nostop_row
+        r.record = record
         r.stop = STOP_NONE
         r.stop_pool = -1
         r.stop_status = 0

@@ -12,6 +12,7 @@ This module drives the compiled loop: it creates an overflow Hyperplane ENI when
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,7 +51,22 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
 assert tuple(COLUMNS) == _walk.STAGES
 _STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
 _STOP = {code: name for name, code in _walk.STOPS.items()}
-HOPS_PER_ROW = 12  # the log's first allocation; it grows when a batch needs more
+HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
+# Hop logs of results that are gone, for the next batches: touching fresh memory costs more
+# than the walk itself on a VM (every page is faulted in and zeroed), reused memory does not.
+_SPARE_LOGS: list[np.ndarray] = []
+
+
+def _hop_log(size: int) -> np.ndarray:
+    for k, log in enumerate(_SPARE_LOGS):
+        if len(log) >= size:
+            return _SPARE_LOGS.pop(k)
+    return np.empty(size, _walk.HOP)
+
+
+def _recycle(log: np.ndarray) -> None:
+    if len(_SPARE_LOGS) < 2:
+        _SPARE_LOGS.append(log)
 
 
 class HopFacts:
@@ -61,10 +77,11 @@ class HopFacts:
     its order), built on first use.
     """
 
-    def __init__(self, hops: np.ndarray, first_hop: np.ndarray) -> None:
-        self.hops = hops
+    def __init__(self, log: np.ndarray, n_hops: int, first_hop: np.ndarray) -> None:
+        self.hops = log[:n_hops]
         self.first_hop = first_hop  # len(rows) + 1 offsets into hops
         self._stages: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] | None = None
+        weakref.finalize(self, _recycle, log)  # the log is reused once these facts are gone
 
     def of(self, row: int) -> list[tuple[str, dict]]:
         out = []
@@ -125,7 +142,7 @@ def walk(pipeline: Pipeline, packets: np.ndarray, origin: np.ndarray, origin_ind
     reason = np.zeros(n, np.uint8)
     location = np.full(n, -1, np.int32)
     first_hop = np.zeros(n + 1, np.int64)
-    hops = np.empty(n * HOPS_PER_ROW + 64, _walk.HOP)
+    hops = _hop_log(n * HOPS_PER_ROW + 64)
     begin, n_hops, nostop = 0, 0, -1
     while True:
         core.set_function_pools(function_pools)
@@ -136,7 +153,10 @@ def walk(pipeline: Pipeline, packets: np.ndarray, origin: np.ndarray, origin_ind
         begin, nostop = row, -1
         kind = _STOP[stop]
         if kind == "log_full":
-            hops = np.resize(hops, 2 * len(hops))
+            grown = _hop_log(2 * len(hops))
+            grown[:n_hops] = hops[:n_hops]
+            _recycle(hops)
+            hops = grown
         elif kind == "no_memory":
             raise MemoryError(f"a connection table cannot grow (at row {row} of the batch)")
         else:  # every Hyperplane ENI of the pool is full: Lambda adds one (or cannot)
@@ -150,4 +170,4 @@ def walk(pipeline: Pipeline, packets: np.ndarray, origin: np.ndarray, origin_ind
             else:
                 nostop = row  # refused: this row is walked without stopping
     first_hop[n] = n_hops
-    return BatchResult(out, reason, location, HopFacts(hops[:n_hops], first_hop), pipeline.vpc)
+    return BatchResult(out, reason, location, HopFacts(hops, n_hops, first_hop), pipeline.vpc)
