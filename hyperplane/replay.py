@@ -26,15 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperplane._batch import independent_runs
 from hyperplane.flowlogs import FlowLogAggregator
-from hyperplane.nat import Direction
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
 from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Facts, Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import ip_str
-from hyperplane.vpc import Target
 
 # capture kinds that cannot be emulated -> their verdict
 _SKIPPED = {
@@ -107,12 +104,20 @@ class _Functions:
             out[(out < 0) & ((addresses & np.uint32(mask)) == base)] = k
         return out
 
-    def environment(self, name: str, capture_ip: int) -> int:
-        if capture_ip not in self.environments:
-            k = sum(1 for n, _ in self.environments.values() if n == name)
-            env = self.net.function(name).environment_address(k)
-            self.environments[capture_ip] = (name, int(ipaddress.IPv4Address(env)))
-        return self.environments[capture_ip][1]
+    def environments_of(self, owner: np.ndarray, addresses: np.ndarray) -> np.ndarray:
+        """The execution-environment address of each capture address (``owner``: its function's
+        index in ``networks``), numbered per function in order of first appearance."""
+        unique, first, inverse = np.unique(addresses, return_index=True, return_inverse=True)
+        envs = np.empty(len(unique), np.uint32)
+        for k in np.argsort(first, kind="stable"):
+            capture_ip = int(unique[k])
+            if capture_ip not in self.environments:
+                name = self.networks[owner[first[k]]][0]
+                count = sum(1 for n, _ in self.environments.values() if n == name)
+                env = self.net.function(name).environment_address(count)
+                self.environments[capture_ip] = (name, int(ipaddress.IPv4Address(env)))
+            envs[k] = self.environments[capture_ip][1]
+        return envs[inverse]
 
 
 def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | None = None,
@@ -154,7 +159,8 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
                 out[rows] = res.packets
                 _count_rule_drops(net, res, report)
             report.packets += n
-            report.kinds.update(PacketKind(k).name for k in chunk.kind)
+            for k, c in zip(*np.unique(chunk.kind, return_counts=True)):
+                report.kinds[PacketKind(int(k)).name] += int(c)
             for r, c in zip(*np.unique(reason, return_counts=True)):
                 report.reasons[Reason(int(r)).name] += int(c)
                 report.dispositions[Reason(int(r)).disposition.name] += int(c)
@@ -183,15 +189,9 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     return report
 
 
-def _replay_rows(net: Network, fns: _Functions, records: np.ndarray, inject: str) -> BatchResult:
-    """Verdicts for emulated rows, run by run (a reply starts a new run: its path depends on
-    the connections the earlier rows opened)."""
-    bounds = list(independent_runs(records)) + [len(records)]
-    parts = [_replay_run(net, fns, records[a:b].copy(), inject) for a, b in zip(bounds, bounds[1:])]
-    return parts[0] if len(parts) == 1 else BatchResult.concatenate(parts, bounds)
-
-
-def _replay_run(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> BatchResult:
+def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> BatchResult:
+    """Verdicts for emulated rows, all in one walk (each packet meets the tables as the earlier
+    ones left them: a reply finds the connection its request opened)."""
     n = len(rec)
     vpc = net.compiled
     origin = np.full(n, Origin.INTERNET, np.int8)
@@ -201,69 +201,35 @@ def _replay_run(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> 
     origin[eni_src >= 0], index[eni_src >= 0] = Origin.ENI, eni_src[eni_src >= 0]
     if inject == "function" and fns.networks:
         sender = fns.owner(rec["src_ip"])
-        for i in np.flatnonzero(sender >= 0):
-            name = fns.networks[sender[i]][0]
-            env = fns.environment(name, int(rec["src_ip"][i]))
-            rec["src_ip"][i] = env
-            invocation = net.lambda_service.invoke(name, env, now=net.now)
-            if not invocation.accepted:
-                refused[i] = Reason[invocation.reason_code]
-            elif invocation.pool is None:
-                refused[i] = Reason.EXITED_TO_INTERNET  # no VpcConfig: straight out of Lambda's VPC
-            else:
-                origin[i], index[i] = Origin.FUNCTION, net._pool_index(invocation.pool)
+        rows = np.flatnonzero(sender >= 0)
+        if rows.size:
+            # one invocation per execution environment: the clock stands still within a chunk
+            envs = fns.environments_of(sender[rows], rec["src_ip"][rows])
+            rec["src_ip"][rows] = envs
+            for env in np.unique(envs):
+                name = fns.networks[sender[rows][envs == env][0]][0]
+                mine = rows[envs == env]
+                invocation = net.lambda_service.invoke(name, int(env), now=net.now)
+                if not invocation.accepted:
+                    refused[mine] = Reason[invocation.reason_code]
+                elif invocation.pool is None:
+                    refused[mine] = Reason.EXITED_TO_INTERNET  # no VpcConfig: out of Lambda's VPC
+                else:
+                    origin[mine], index[mine] = Origin.FUNCTION, net._pool_index(invocation.pool)
         receiver = fns.owner(rec["dst_ip"])
-        for i in np.flatnonzero(receiver >= 0):
-            name = fns.networks[receiver[i]][0]
-            rec["dst_ip"][i] = fns.environment(name, int(rec["dst_ip"][i]))
-            refused[i] = _reply_path(net, rec, i, origin, index)
+        rows = np.flatnonzero(receiver >= 0)
+        if rows.size:  # replies: matched to their connection during the walk
+            rec["dst_ip"][rows] = fns.environments_of(receiver[rows], rec["dst_ip"][rows])
+            numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
+            origin[rows], index[rows], refused[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]], 0
+    if not refused.any():
+        return net.process(rec, origin, index)
     walk = np.flatnonzero(refused == 0)
     res = net.process(rec[walk], origin[walk], index[walk])
     reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
     reason[walk], location[walk], out[walk] = res.reason, res.location, res.packets
     facts = Facts([(stage, walk[rows], cols) for stage, rows, cols in res.facts.stages])
-    return BatchResult(out, reason, location, facts, res.vpc or net.compiled)
-
-
-def _reply_path(net: Network, rec: np.ndarray, i: int, origin: np.ndarray, index: np.ndarray) -> int:
-    """Turn a reply toward an execution environment into the packet the peer really sends
-    (to the Hyperplane ENI's port, or to the NAT gateway's public address); 0, or the reason it
-    has no path."""
-    vpc = net.compiled
-    env = int(rec["dst_ip"][i])
-    name = net.lambda_service.function_of_environment(ip_str(env))
-    request = rec[i:i + 1].copy()  # the request this answers: environment -> peer
-    request["src_ip"], request["dst_ip"] = rec["dst_ip"][i], rec["src_ip"][i]
-    request["src_port"], request["dst_port"] = rec["dst_port"][i], rec["src_port"][i]
-    for pool in net.lambda_service.function(name).pools:
-        sent, found = pool.table.lookup(request, Direction.OUT)
-        if found[0]:
-            break
-    else:
-        return Reason.V2N_UNSOLICITED_INBOUND
-    hp_ip, hp_port = sent["src_ip"][0], sent["src_port"][0]
-    rec["dst_ip"][i], rec["dst_port"][i] = hp_ip, hp_port
-    in_vpc = vpc.vpc_ids.index(pool.vpc_id)
-    peer = vpc.eni_of_private_ip(rec["src_ip"][i:i + 1], in_vpc)[0]
-    if peer >= 0:
-        origin[i], index[i] = Origin.ENI, peer
-        return 0
-    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
-    hp = vpc.eni_of_private_ip(np.array([hp_ip], np.uint32), in_vpc)[0]
-    table = vpc.subnet_route_table[vpc.eni_subnet[[hp]]]
-    route = vpc.routes.lookup_records(sent, table)
-    kind, target = vpc.route_targets(table, route)
-    if kind[0] == Target.GATEWAY_ENDPOINT:
-        origin[i], index[i] = Origin.GATEWAY_ENDPOINT, target[0]
-        return 0
-    if kind[0] == Target.NAT:
-        out, found = net._nat_tables[target[0]].lookup(sent, Direction.OUT)
-        if not found[0]:
-            return Reason.NAT_UNSOLICITED_INBOUND
-        public = vpc.public_of_private_ip(out["src_ip"])[0]
-        rec["dst_ip"][i], rec["dst_port"][i] = public if public else out["src_ip"][0], out["src_port"][0]
-    origin[i], index[i] = Origin.INTERNET, -1
-    return 0
+    return BatchResult(out, reason, location, facts, res.vpc)
 
 
 def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:

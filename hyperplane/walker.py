@@ -137,6 +137,7 @@ def walk(pipeline: Pipeline, packets: np.ndarray, origin: np.ndarray, origin_ind
     ``Origin.REPLY_TO_FUNCTION`` rows."""
     n = len(packets)
     core = _compiled(pipeline)
+    core.set_function_pools(function_pools)
     core.check_origins(origin, origin_index)
     out = packets.copy()
     reason = np.zeros(n, np.uint8)
