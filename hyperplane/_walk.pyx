@@ -4,12 +4,11 @@
 Theory of operation
 ===================
 
-``hyperplane/pipeline.py`` walks a batch stage by stage (readable, numpy); this module walks it
-packet by packet in one GIL-free loop, so a packet meets every stateful table (V2N and NAT
-gateway connections, security-group tracking) exactly as the earlier packets left them, at its
-own time. That is what a capture replay needs (a SYN-ACK right after its SYN, a FIN, a UDP
-answer), and it needs no cutting of batches into independent runs. The stages are the same, in
-the same order, calling the same compiled kernels one row at a time:
+One GIL-free loop takes each packet of a batch through the whole VPC before the next one, so a
+packet meets every stateful table (V2N and NAT gateway connections, security-group tracking)
+exactly as the earlier packets left them, at its own time. That is what a capture replay needs
+(a SYN-ACK right after its SYN, a FIN, a UDP answer). The stages call the compiled kernels of
+``_nat``, ``_conntrack`` and ``_policy`` one row at a time:
 
   origin   FUNCTION: V2N out on the pool's table, then send from the Hyperplane ENI
            ENI: send;  INTERNET: IGW public -> private, arrive;  GATEWAY_ENDPOINT: arrive
@@ -22,8 +21,8 @@ the same order, calling the same compiled kernels one row at a time:
            | SG ingress (+tracking) -> plain ENI: delivered | Hyperplane ENI: V2N back
 
 What each stage decided is appended to a hop log (``hop_t``: row, stage, position in the
-packet's path, six values); ``hyperplane/walker.py`` turns it into the same ``Facts`` the
-pipeline records, for traces and flow logs.
+packet's path, six values); ``hyperplane/pipeline.py`` reads it as ``Facts``, for traces and
+flow logs. ``tests/dataplane_reference.py`` is the plain-Python model the tests compare with.
 
 The loop stops, having recorded nothing for that row, when V2N finds every Hyperplane ENI of a
 pool full (the caller creates an overflow ENI, recompiles and resumes at that row), when the hop
@@ -96,7 +95,7 @@ cdef enum:
     DNS_PORT = 53
     ICMP_ECHO_REQUEST = 8
 
-# Reason codes (hyperplane.reasons.Reason; hyperplane/walker.py checks them at import).
+# Reason codes (hyperplane.reasons.Reason; hyperplane/pipeline.py checks them at import).
 cdef enum:
     R_DELIVERED = 1
     R_DELIVERED_TO_FUNCTION = 2
@@ -650,7 +649,7 @@ _EMPTY = np.zeros(8, np.uint8)
 cdef class Walker:
     """One compilation of the VPC and its stateful tables, ready to walk batches.
 
-    Built by ``hyperplane.walker`` from a ``CompiledVpc``; holds every array it points into.
+    Built by ``hyperplane.pipeline.Pipeline`` from a ``CompiledVpc``; holds every array it points into.
     """
 
     cdef vpc_t v

@@ -23,7 +23,6 @@ from hyperplane.records import PACKET, ip as ip_int
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, render_hops
 from hyperplane.vpc import CompiledVpc
-from hyperplane.walker import walk
 
 # Where a function without VpcConfig appears to come from on the internet (Lambda's own NAT;
 # TEST-NET-1, since the real addresses are not documented).
@@ -200,7 +199,7 @@ class Network:
         peer's answer addressed to an execution environment, matched to its connection and
         walked back from the peer. Rows keep their own ``time``.
 
-        Each packet goes through the whole VPC before the next one (``hyperplane.walker``),
+        Each packet goes through the whole VPC before the next one (``hyperplane.pipeline``),
         so the result is the one row-by-row processing gives.
         """
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
@@ -211,7 +210,7 @@ class Network:
         origin_index = np.ascontiguousarray(np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,)))
         pipeline = self._current_pipeline()
         fn_pools = self._function_pools() if (origin == Origin.REPLY_TO_FUNCTION).any() else ()
-        return walk(pipeline, packets, origin, origin_index, fn_pools)
+        return pipeline.run(packets, origin, origin_index, fn_pools)
 
     def function_number(self, name: str) -> int:
         """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""
@@ -289,7 +288,7 @@ class Network:
     def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
               first: list[Hop] = (), pipeline: Pipeline | None = None) -> Result:
         pipeline = pipeline or self._current_pipeline()
-        res = walk(pipeline, rec, np.array([origin], np.int8), np.array([index], np.int32))
+        res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
         reason = Reason(int(res.reason[0]))
         hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
         if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):

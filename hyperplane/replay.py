@@ -29,7 +29,7 @@ import numpy as np
 from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
-from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Facts, Origin
+from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import ip_str
 
@@ -228,8 +228,7 @@ def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) ->
     res = net.process(rec[walk], origin[walk], index[walk])
     reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
     reason[walk], location[walk], out[walk] = res.reason, res.location, res.packets
-    facts = Facts([(stage, walk[rows], cols) for stage, rows, cols in res.facts.stages])
-    return BatchResult(out, reason, location, facts, res.vpc)
+    return BatchResult(out, reason, location, res.facts.spread(walk, n), res.vpc)
 
 
 def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:

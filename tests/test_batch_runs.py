@@ -1,8 +1,9 @@
 """A batch gives the verdicts that sending its rows one by one would give.
 
-The pipeline runs a batch stage by stage; ``hyperplane._batch.independent_runs`` cuts it where a
-row answers an earlier one. These tests drive conversations (both directions, state-changing
-flags) through the example and compare one batch against row-by-row processing.
+The pipeline walks each packet through the whole VPC before the next one, so a reply in the same
+batch as its request finds the state the request left. These tests drive conversations (both
+directions, state-changing flags) through a small VPC and compare one batch against row-by-row
+processing.
 """
 
 import numpy as np
@@ -10,7 +11,6 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 import hyperplane as hp
-from hyperplane._batch import independent_runs
 from hyperplane.loaders import parse_topology
 from hyperplane.pipeline import Origin
 from hyperplane.records import packets
@@ -84,14 +84,3 @@ def test_a_batch_agrees_with_row_by_row_processing(steps):
     one_by_one = [single_net.process(rows[k:k + 1], origin[k:k + 1], index[k:k + 1]) for k in range(len(rows))]
     assert together.reason.tolist() == [int(r.reason[0]) for r in one_by_one]
     assert (together.packets == np.concatenate([r.packets for r in one_by_one])).all()
-
-
-def test_runs_keep_bulk_transfer_together_and_cut_at_state_changes():
-    rows = packets(6)
-    rows["src_ip"] = [1, 2, 1, 2, 1, 2]
-    rows["dst_ip"] = [2, 1, 2, 1, 2, 1]
-    rows["src_port"] = [10, 5, 10, 5, 10, 5]
-    rows["dst_port"] = [5, 10, 5, 10, 5, 10]
-    rows["proto"] = 6
-    rows["flags"] = [0x02, 0x12, 0x10, 0x10, 0x18, 0x11]  # SYN, SYN-ACK, ACK, ACK, PSH-ACK, FIN
-    assert independent_runs(rows).tolist() == [0, 1, 2, 5]
