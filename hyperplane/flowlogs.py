@@ -36,6 +36,7 @@ import gc
 import gzip
 import hashlib
 import ipaddress
+import itertools
 import operator
 import re
 import time as _time
@@ -46,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from hyperplane._walk import observations
 from hyperplane.errors import HyperplaneError
 from hyperplane.pipeline import BatchResult
 from hyperplane.records import ACK, FIN, RST, SYN, TCP, UDP
@@ -262,10 +264,9 @@ def _text(value: Any) -> str:
 DEFAULT_FORMAT = FlowLogFormat()
 
 
-# -- observations: the reverse walk of the facts ----------------------------------------------
+# -- observations: the reverse walk of the hop log ----------------------------------------------
 
-_ACCEPT, _REJECT, _SKIP = 0, 1, 2
-_INGRESS, _EGRESS = 0, 1
+_EGRESS = 1
 _PORT_MASK = np.uint64(0xFFFF)
 _SHIFT16 = np.uint64(16)
 _U48 = np.uint64(48)
@@ -275,98 +276,16 @@ _DIR_BIT, _ACTION_BIT, _PATH_SHIFT = 8, 9, 10
 MAX_ENIS = 1 << 16  # ENIs one aggregator can tell apart (they share a key word with an endpoint)
 
 
-def _ep(ip: np.ndarray, port: np.ndarray) -> np.ndarray:
-    """An endpoint (address, port) as one uint64: ip << 16 | port."""
-    return (np.asarray(ip, np.uint64) << _SHIFT16) | np.asarray(port, np.uint64)
-
-
-def _bool(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    return a.view(bool) if a.dtype == np.uint8 else a.astype(bool)
-
-
 def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
     """Every (row, ENI, direction/action/path, header) a batch's packets produced, as columns.
 
-    Walks the stage facts backwards from the packets as delivered, undoing each translation
-    (its facts hold the values before it), so that each stage sees the header it had. Per-row
-    state carries what later stages of the same hop decided (NACL out, DNS, route target) back
-    to its SG egress."""
-    packets = batch.packets
-    n = len(packets)
-    src = _ep(packets["src_ip"], packets["src_port"])
-    dst = _ep(packets["dst_ip"], packets["dst_port"])
-    egress_state = np.zeros(n, np.uint8)  # of the hop being walked back: ACCEPT/REJECT/SKIP
-    path_state = np.zeros(n, np.uint16)
-    orig_src = np.zeros(n, np.uint32)  # environment address before V2N out (Hyperplane egress)
-    orig_dst = np.zeros(n, np.uint32)  # environment address after V2N in (Hyperplane ingress)
-    for stage, rows, cols in batch.facts.stages:
-        if stage == "v2n_out":
-            orig_src[rows] = cols["src_ip"]
-
-    parts: list[tuple] = []  # (rows, eni, bits, src_ep, dst_ep, orig)
-    ingress = np.uint16(_INGRESS << _DIR_BIT)
-    egress = np.uint16(_EGRESS << _DIR_BIT)
-    reject = np.uint16(1 << _ACTION_BIT)
-    no = np.uint16(0)
-
-    def add(rows, eni, bits, s, d, orig) -> None:
-        if len(rows):
-            m = (len(rows),)
-            parts.append((rows, np.broadcast_to(np.asarray(eni, np.int32), m),
-                          np.broadcast_to(np.asarray(bits, np.uint16), m), s, d,
-                          np.broadcast_to(np.asarray(orig, np.uint32), m)))
-
-    for stage, rows, cols in reversed(batch.facts.stages):
-        if stage == "sg_ingress":
-            bits = np.where(_bool(cols["allowed"]), ingress, ingress | reject)
-            add(rows, cols["eni"], bits, src[rows], dst[rows], orig_dst[rows])
-        elif stage == "sg_egress":
-            allowed = _bool(cols["allowed"])
-            state = egress_state[rows]
-            bits = np.where(allowed & (state == _ACCEPT), egress, egress | reject)
-            bits |= np.where(allowed, path_state[rows], no)
-            keep = state != _SKIP
-            if keep.all():
-                add(rows, cols["eni"], bits, src[rows], dst[rows], orig_src[rows])
-            else:
-                r = rows[keep]
-                add(r, np.asarray(cols["eni"])[keep], bits[keep], src[r], dst[r], orig_src[r])
-            egress_state[rows] = _ACCEPT
-            path_state[rows] = 0
-        elif stage == "nacl_out":
-            egress_state[rows] = np.where(_bool(cols["allowed"]), _ACCEPT, _REJECT)
-        elif stage == "dns":
-            egress_state[rows] = _SKIP
-        elif stage == "route":
-            path_state[rows] = _PATH_OF_TARGET[np.asarray(cols["target"], np.uint8)].astype(np.uint16) << _PATH_SHIFT
-        elif stage == "nacl_in":
-            denied = ~_bool(cols["allowed"])
-            if denied.any():
-                r = rows[denied]  # refused here: the row ended at the ENI it was entering
-                add(r, batch.location[r], ingress | reject, src[r], dst[r], 0)
-        elif stage in ("nat_out", "nat_in"):
-            s = _ep(cols["src_ip"], cols["src_port"])
-            d = _ep(cols["dst_ip"], cols["dst_port"])
-            add(rows, vpc.nat_eni[np.asarray(cols["nat"])], ingress, s, d, 0)
-            src[rows] = s
-            dst[rows] = d
-        elif stage == "v2n_in":
-            passed = np.asarray(cols["status"]) < 16
-            orig_dst[rows] = np.where(passed, cols["to_ip"], 0)
-            dst[rows] = _ep(cols["dst_ip"], cols["dst_port"])
-        elif stage == "v2n_out":
-            src[rows] = _ep(cols["src_ip"], cols["src_port"])
-        elif stage == "igw_out":
-            src[rows] = (np.asarray(cols["private_ip"], np.uint64) << _SHIFT16) | (src[rows] & _PORT_MASK)
-        elif stage == "igw_in":
-            dst[rows] = (np.asarray(cols["public_ip"], np.uint64) << _SHIFT16) | (dst[rows] & _PORT_MASK)
-
-    names = ("row", "eni", "bits", "src", "dst", "orig")
-    if not parts:
-        dtypes = (np.int64, np.int32, np.uint16, np.uint64, np.uint64, np.uint32)
-        return {k: np.zeros(0, t) for k, t in zip(names, dtypes)}
-    return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
+    The compiled reverse walk of each packet's hops (``hyperplane._walk.observations``): from
+    the packet as delivered, each translation is undone (its hop holds the values before it),
+    so that each ENI sees the header it had; what later stages of the same send decided (NACL
+    out, DNS, route target) is carried back to its SG egress."""
+    facts = batch.facts
+    return observations(facts.hops, facts.first_hop, np.ascontiguousarray(batch.packets),
+                        np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET)
 
 
 # -- grouping ---------------------------------------------------------------------------------
@@ -686,10 +605,11 @@ class FlowLogAggregator:
         """Every record, in both destinations' layouts: ``<folder>/cloudwatch/<log_group>/<eni>-all``
         and ``<folder>/s3/AWSLogs/...``. Returns the files by destination."""
         records = self.records()
+        lines = fmt.lines(records)  # formatted once for both destinations
         folder = Path(folder)
-        return {"cloudwatch": write_cloudwatch(folder / "cloudwatch", records, log_group, fmt),
+        return {"cloudwatch": write_cloudwatch(folder / "cloudwatch", records, log_group, fmt, lines),
                 "s3": write_s3(folder / "s3", records, self.account_id or "-", self.region or "-",
-                               flow_log_id, fmt)}
+                               flow_log_id, fmt, lines)}
 
     def _services_of(self, ips: np.ndarray) -> list[str | None]:
         """pkt-src-aws-service / pkt-dst-aws-service of each address (None: not a service's)."""
@@ -726,23 +646,24 @@ def _service_ranges(topology) -> list[tuple[int, int, str]]:
 # -- sinks ------------------------------------------------------------------------------------
 
 def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
-                     log_group: str = "vpc-flow-logs", fmt: FlowLogFormat = DEFAULT_FORMAT) -> list[Path]:
+                     log_group: str = "vpc-flow-logs", fmt: FlowLogFormat = DEFAULT_FORMAT,
+                     lines: Sequence[str] | None = None) -> list[Path]:
     """Write records as CloudWatch Logs does: one log stream per ENI,
-    ``<folder>/<log_group>/<eni-id>-all``, one record per line in time order. Returns the
-    stream files written."""
-    by_eni: dict[str, list[FlowLogRecord]] = {}
-    for r in records:
-        by_eni.setdefault(r[1], []).append(r)  # interface-id
+    ``<folder>/<log_group>/<eni-id>-all``, one record per line in time order. ``lines``: the
+    records already formatted with ``fmt``. Returns the stream files written."""
+    records = list(records)
+    lines = fmt.lines(records) if lines is None else lines
     group = Path(folder) / log_group
     try:
         group.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FlowLogError(f"{group}: cannot create the log group folder: {e.strerror}") from None
+    keys = list(map(operator.itemgetter(1, 9, 10), records))  # interface-id, start, end
+    order = sorted(range(len(records)), key=keys.__getitem__)
     written = []
-    for eni, rs in sorted(by_eni.items()):
-        rs.sort(key=operator.itemgetter(9, 10))  # start, end
+    for eni, rows in itertools.groupby(order, key=lambda k: keys[k][0]):
         path = group / f"{eni}-all"
-        _write(path, "".join(line + "\n" for line in fmt.lines(rs)).encode())
+        _write(path, "".join(lines[k] + "\n" for k in rows).encode())
         written.append(path)
     return written
 
@@ -757,19 +678,23 @@ def s3_key(account_id: str, region: str, flow_log_id: str, delivered: int, diges
 
 
 def write_s3(folder: str | Path, records: Iterable[FlowLogRecord], account_id: str, region: str,
-             flow_log_id: str = "fl-0123456789abcdef0", fmt: FlowLogFormat = DEFAULT_FORMAT) -> list[Path]:
+             flow_log_id: str = "fl-0123456789abcdef0", fmt: FlowLogFormat = DEFAULT_FORMAT,
+             lines: Sequence[str] | None = None) -> list[Path]:
     """Write records as VPC Flow Logs delivers them to S3: gzip text files, each starting with
     the header line of field names, one per 5-minute delivery period holding the records that
     ended in it (a file stamped 16:20 holds records ending 16:15:01-16:20:00), under
     ``<folder>/`` + :func:`s3_key`. The hash part of the name is the content's (SHA-256, 8 hex
-    digits), so output is reproducible. Returns the files written."""
-    by_period: dict[int, list[FlowLogRecord]] = {}
-    for r in records:
+    digits), so output is reproducible. ``lines``: the records already formatted with ``fmt``.
+    Returns the files written."""
+    records = list(records)
+    lines = fmt.lines(records) if lines is None else lines
+    by_period: dict[int, list[str]] = {}
+    for r, line in zip(records, lines):
         delivered = -(-int(r.end) // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
-        by_period.setdefault(delivered, []).append(r)
+        by_period.setdefault(delivered, []).append(line)
     written = []
     for delivered, rs in sorted(by_period.items()):
-        text = fmt.header + "\n" + "".join(line + "\n" for line in fmt.lines(rs))
+        text = fmt.header + "\n" + "".join(line + "\n" for line in rs)
         data = text.encode()
         digest = hashlib.sha256(data).hexdigest()[:8]
         path = Path(folder) / s3_key(account_id, region, flow_log_id, delivered, digest)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperplane import _walk
 from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
@@ -42,6 +43,9 @@ _SKIPPED = {
     PacketKind.TRUNCATED: Reason.CAPTURE_TRUNCATED,
     PacketKind.MALFORMED: Reason.CAPTURE_MALFORMED,
 }
+_SKIPPED_REASON = np.zeros(max(PacketKind) + 1, np.uint8)  # by kind; 0 for emulated packets
+for _kind, _reason in _SKIPPED.items():
+    _SKIPPED_REASON[_kind] = _reason
 
 
 @dataclass
@@ -137,33 +141,40 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     try:
         for chunk in reader:
             n = len(chunk)
-            reason = np.zeros(n, np.uint8)
+            emulated = chunk.kind == PacketKind.EMULATED
+            reason = _SKIPPED_REASON[chunk.kind]
             location = np.full(n, -1, np.int32)
-            out = chunk.records.copy()
-            for kind, r in _SKIPPED.items():
-                reason[chunk.kind == kind] = r
-            rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
-            if rows.size:
+            out = chunk.records
+            if emulated.any():
+                every = emulated.all()
+                rows = None if every else np.flatnonzero(emulated)
+                records = chunk.records.copy() if every else chunk.records[rows]
                 if t0 is None:
-                    t0 = chunk.records["time"][rows[0]] - net.now
-                records = chunk.records[rows].copy()
+                    t0 = records["time"][0] - net.now
                 records["time"] -= t0
-                net.advance(max(0.0, float(records["time"].max()) - net.now))
+                # the clock (ENI lifecycle, invocations) stands at the chunk's first packet; the
+                # tables judge each packet at its own time
+                net.advance(max(0.0, float(records["time"][0]) - net.now))
                 res = _replay_rows(net, fns, records, inject)
+                net.advance(max(0.0, float(records["time"].max()) - net.now))
                 if flow_logs is not None:
                     if logs is None:  # records carry the capture's own timestamps
                         logs = FlowLogAggregator(interval=flow_log_interval, time_offset=float(t0))
                     logs.add(res)
-                reason[rows] = res.reason
-                location[rows] = res.location
-                out[rows] = res.packets
+                if every:
+                    reason, location, out = res.reason, res.location, res.packets
+                else:
+                    out = out.copy()
+                    reason[rows], location[rows], out[rows] = res.reason, res.location, res.packets
                 _count_rule_drops(net, res, report)
             report.packets += n
-            for k, c in zip(*np.unique(chunk.kind, return_counts=True)):
-                report.kinds[PacketKind(int(k)).name] += int(c)
-            for r, c in zip(*np.unique(reason, return_counts=True)):
-                report.reasons[Reason(int(r)).name] += int(c)
-                report.dispositions[Reason(int(r)).disposition.name] += int(c)
+            for k, c in enumerate(np.bincount(chunk.kind)):
+                if c:
+                    report.kinds[PacketKind(k).name] += int(c)
+            for r, c in enumerate(np.bincount(reason, minlength=256)):
+                if c:
+                    report.reasons[Reason(r).name] += int(c)
+                    report.dispositions[Reason(r).disposition.name] += int(c)
             delivered = DELIVERED_BY_REASON[reason]
             if writer is not None:
                 report.written += writer.write(chunk, out, delivered)
@@ -231,19 +242,25 @@ def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) ->
     return BatchResult(out, reason, location, res.facts.spread(walk, n), res.vpc)
 
 
+_DENYING_STAGES = {_walk.STAGES.index(s): s for s in ("nacl_out", "nacl_in", "sg_egress", "sg_ingress")}
+_DENYING = np.isin(np.arange(256), list(_DENYING_STAGES))  # by stage code
+
+
 def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:
     """Drops per deciding rule: the NACL entry or the security groups that refused."""
     vpc = net.compiled
-    for stage, rows, cols in res.facts.stages:
-        if stage in ("nacl_out", "nacl_in"):
-            denied = cols["allowed"] == 0
-            for nacl, number in zip(cols["nacl"][denied], cols["rule_number"][denied]):
-                label = "*" if number == 32767 else str(number)
-                report.drops_by_rule[f"{vpc.nacl_ids[nacl]} {stage.replace('_', '-')} rule {label}"] += 1
-        elif stage in ("sg_egress", "sg_ingress"):
-            denied = cols["allowed"] == 0
-            for sg in cols["sg_set"][denied]:
-                report.drops_by_rule[f"{','.join(vpc.sg_set_groups[sg])} {stage.replace('_', '-')}"] += 1
+    hops = res.facts.hops
+    denied = hops[_DENYING[hops["stage"]] & (hops["v"][:, 2] == 0)]
+    if not len(denied):
+        return
+    keys = np.stack([denied["stage"].astype(np.int64), denied["v"][:, 1], denied["v"][:, 3]], axis=1)
+    for (stage, index, number), count in zip(*np.unique(keys, axis=0, return_counts=True)):
+        name = _DENYING_STAGES[int(stage)]
+        if name.startswith("nacl"):
+            label = "*" if number == 32767 else str(number)
+            report.drops_by_rule[f"{vpc.nacl_ids[index]} {name.replace('_', '-')} rule {label}"] += int(count)
+        else:
+            report.drops_by_rule[f"{','.join(vpc.sg_set_groups[index])} {name.replace('_', '-')}"] += int(count)
 
 
 class _VerdictSink:
