@@ -100,6 +100,7 @@ class _Functions:
                 raise ValueError(f"--function {name}={cidr}: {exc}") from None
             self.networks.append((name, int(network.network_address), int(network.netmask)))
         self.environments: dict[int, tuple[str, int]] = {}  # capture address -> (name, env address)
+        self.function_of_env: dict[int, str] = {}
 
     def owner(self, addresses: np.ndarray) -> np.ndarray:
         """Index into ``self.networks`` of the function whose CIDR holds each address (-1)."""
@@ -108,10 +109,11 @@ class _Functions:
             out[(out < 0) & ((addresses & np.uint32(mask)) == base)] = k
         return out
 
-    def environments_of(self, owner: np.ndarray, addresses: np.ndarray) -> np.ndarray:
-        """The execution-environment address of each capture address (``owner``: its function's
-        index in ``networks``), numbered per function in order of first appearance."""
-        unique, first, inverse = np.unique(addresses, return_index=True, return_inverse=True)
+    def environments_of(self, owner: np.ndarray, addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The execution-environment addresses of capture addresses (``owner``: each one's
+        function, an index into ``networks``), numbered per function in order of first
+        appearance: ``(environments, which)``, the distinct ones and each row's among them."""
+        unique, first, which = np.unique(addresses, return_index=True, return_inverse=True)
         envs = np.empty(len(unique), np.uint32)
         for k in np.argsort(first, kind="stable"):
             capture_ip = int(unique[k])
@@ -120,8 +122,12 @@ class _Functions:
                 count = sum(1 for n, _ in self.environments.values() if n == name)
                 env = self.net.function(name).environment_address(count)
                 self.environments[capture_ip] = (name, int(ipaddress.IPv4Address(env)))
+                self.function_of_env[self.environments[capture_ip][1]] = name
             envs[k] = self.environments[capture_ip][1]
-        return envs[inverse]
+        return envs, which
+
+    def function_of(self, env: int) -> str:
+        return self.function_of_env[env]
 
 
 def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | None = None,
@@ -215,22 +221,26 @@ def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) ->
         rows = np.flatnonzero(sender >= 0)
         if rows.size:
             # one invocation per execution environment: the clock stands still within a chunk
-            envs = fns.environments_of(sender[rows], rec["src_ip"][rows])
-            rec["src_ip"][rows] = envs
-            for env in np.unique(envs):
-                name = fns.networks[sender[rows][envs == env][0]][0]
-                mine = rows[envs == env]
-                invocation = net.lambda_service.invoke(name, int(env), now=net.now)
+            envs, which = fns.environments_of(sender[rows], rec["src_ip"][rows])
+            rec["src_ip"][rows] = envs[which]
+            env_origin = np.full(len(envs), Origin.FUNCTION, np.int8)
+            env_index = np.zeros(len(envs), np.int32)
+            env_refused = np.zeros(len(envs), np.uint8)
+            for k, env in enumerate(envs.tolist()):
+                name = fns.function_of(env)
+                invocation = net.lambda_service.invoke(name, env, now=net.now)
                 if not invocation.accepted:
-                    refused[mine] = Reason[invocation.reason_code]
+                    env_refused[k] = Reason[invocation.reason_code]
                 elif invocation.pool is None:
-                    refused[mine] = Reason.EXITED_TO_INTERNET  # no VpcConfig: out of Lambda's VPC
+                    env_refused[k] = Reason.EXITED_TO_INTERNET  # no VpcConfig: out of Lambda's VPC
                 else:
-                    origin[mine], index[mine] = Origin.FUNCTION, net._pool_index(invocation.pool)
+                    env_index[k] = net._pool_index(invocation.pool)
+            origin[rows], index[rows], refused[rows] = env_origin[which], env_index[which], env_refused[which]
         receiver = fns.owner(rec["dst_ip"])
         rows = np.flatnonzero(receiver >= 0)
         if rows.size:  # replies: matched to their connection during the walk
-            rec["dst_ip"][rows] = fns.environments_of(receiver[rows], rec["dst_ip"][rows])
+            envs, which = fns.environments_of(receiver[rows], rec["dst_ip"][rows])
+            rec["dst_ip"][rows] = envs[which]
             numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
             origin[rows], index[rows], refused[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]], 0
     if not refused.any():
@@ -243,14 +253,17 @@ def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) ->
 
 
 _DENYING_STAGES = {_walk.STAGES.index(s): s for s in ("nacl_out", "nacl_in", "sg_egress", "sg_ingress")}
-_DENYING = np.isin(np.arange(256), list(_DENYING_STAGES))  # by stage code
+_FILTER_DENIAL = np.isin(np.arange(256), [Reason.NACL_OUT_DENY, Reason.NACL_IN_DENY, Reason.SG_EGRESS_DENY,
+                                           Reason.SG_INGRESS_DENY])  # by reason code
 
 
 def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:
     """Drops per deciding rule: the NACL entry or the security groups that refused."""
     vpc = net.compiled
-    hops = res.facts.hops
-    denied = hops[_DENYING[hops["stage"]] & (hops["v"][:, 2] == 0)]
+    # a packet refused by a filter ended there: its last hop is the deciding one
+    rows = np.flatnonzero(_FILTER_DENIAL[res.reason])
+    facts = res.facts
+    denied = facts.hops[facts.first_hop[rows + 1] - 1]
     if not len(denied):
         return
     keys = np.stack([denied["stage"].astype(np.int64), denied["v"][:, 1], denied["v"][:, 3]], axis=1)
