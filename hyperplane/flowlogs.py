@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from hyperplane import _text
 from hyperplane._walk import observations
 from hyperplane.errors import HyperplaneError
 from hyperplane.pipeline import BatchResult
@@ -201,7 +202,7 @@ class FlowLogFormat:
         if attr not in _RECORD_ATTRS:  # ECS fields, reject-reason, sublocations: never apply
             return lambda r: "-"
         k = FlowLogRecord._fields.index(attr)
-        return lambda r: _text(r[k])
+        return lambda r: _text_of(r[k])
 
     def _column(self, name: str, records: Sequence[FlowLogRecord]) -> list[str]:
         attr = name.replace("-", "_")
@@ -257,7 +258,7 @@ _ALWAYS_PRESENT = {"account-id", "interface-id", "srcaddr", "dstaddr", "srcport"
                    "pkt-srcaddr", "pkt-dstaddr", "flow-direction"}
 
 
-def _text(value: Any) -> str:
+def _text_of(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
@@ -545,9 +546,46 @@ class FlowLogAggregator:
 
     def records(self) -> list[FlowLogRecord]:
         """Every record so far, ordered by window, ENI, start time and addresses."""
+        t = self._table()
+        if t is None:
+            return []
+        n = len(t["eni"])
+        eni, enis = t["eni"], self._enis
+
+        def by_eni(attr: str) -> list:
+            return np.array([getattr(e, attr) for e in enis], dtype=object)[eni].tolist()
+
+        def named(codes: np.ndarray) -> list:
+            return np.array([None, *t["services"]], dtype=object)[codes + 1].tolist()
+
+        path = t["path"]
+        cols = [
+            [self.account_id or "-"] * n, by_eni("id"), _ip_text(t["srcaddr"]), _ip_text(t["dstaddr"]),
+            t["srcport"].tolist(), t["dstport"].tolist(), t["protocol"].tolist(), t["packets"].tolist(),
+            t["bytes"].tolist(), t["start"].tolist(), t["end"].tolist(),
+            np.where(t["reject"], "REJECT", "ACCEPT").astype(object).tolist(), ["OK"] * n,
+            by_eni("vpc_id"), by_eni("subnet_id"), by_eni("instance_id"), t["tcp-flags"].tolist(), ["IPv4"] * n,
+            _ip_text(t["pkt-srcaddr"]), _ip_text(t["pkt-dstaddr"]), [self.region] * n, [None] * n,
+            named(t["pkt-src-aws-service"]), named(t["pkt-dst-aws-service"]),
+            np.where(t["egress"], "egress", "ingress").astype(object).tolist(),
+            np.where(path > 0, path, -1).astype(object).tolist(),
+        ]
+        cols[-1] = [None if p < 0 else p for p in cols[-1]]
+        make = functools.partial(tuple.__new__, FlowLogRecord)  # no per-record argument parsing
+        enabled = gc.isenabled()
+        gc.disable()  # hundreds of thousands of new tuples, none of them in a cycle
+        try:
+            return list(map(make, zip(*cols)))
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _table(self) -> dict[str, Any] | None:
+        """The records as columns (numpy arrays by field name, ENIs and AWS services as codes),
+        sorted by window, ENI, start time and addresses; None when there are none."""
         self._compact()
         if not self._parts:
-            return []
+            return None
         t = self._parts[0]
         a, b, c = t["a"], t["b"], t["c"]
         small = (a >> _U48).astype(np.int64)
@@ -568,57 +606,93 @@ class FlowLogAggregator:
         start = np.floor(t["start"]).astype(np.int64)
         end = np.floor(t["end"]).astype(np.int64)
         order = np.lexsort((d_port, s_port, pkt_dst, pkt_src, egress, start, eni, window))
+        names, src_service = self._services_of(pkt_src[order])
+        _, dst_service = self._services_of(pkt_dst[order])
+        return {
+            "eni": eni[order], "srcaddr": srcaddr[order], "dstaddr": dstaddr[order],
+            "srcport": s_port[order].astype(np.int64), "dstport": d_port[order].astype(np.int64),
+            "protocol": proto[order], "packets": t["packets"][order].astype(np.int64),
+            "bytes": t["bytes"][order].astype(np.int64), "start": start[order], "end": end[order],
+            "reject": reject[order], "egress": egress[order], "path": np.where(egress, path, 0)[order],
+            "tcp-flags": t["flags"][order].astype(np.int64), "pkt-srcaddr": pkt_src[order],
+            "pkt-dstaddr": pkt_dst[order], "pkt-src-aws-service": src_service,
+            "pkt-dst-aws-service": dst_service, "services": names,
+        }
 
-        n = len(order)
-        eni = eni[order]
-        egress = egress[order]
-        path = path[order]
+    def _text_columns(self, t: dict[str, Any], fmt: FlowLogFormat) -> list[tuple]:
+        """The format's fields as columns for ``hyperplane._text.lines``."""
         enis = self._enis
-        ids = np.array([e.id for e in enis], dtype=object)[eni].tolist()
-        vpcs = np.array([e.vpc_id for e in enis], dtype=object)[eni].tolist()
-        subnets = np.array([e.subnet_id for e in enis], dtype=object)[eni].tolist()
-        instances = np.array([e.instance_id for e in enis], dtype=object)[eni].tolist()
-        pkt_src, pkt_dst = pkt_src[order], pkt_dst[order]
-        cols = [
-            [self.account_id or "-"] * n, ids, _ip_text(srcaddr[order]), _ip_text(dstaddr[order]),
-            s_port[order].tolist(), d_port[order].tolist(), proto[order].tolist(),
-            t["packets"][order].tolist(), t["bytes"][order].tolist(), start[order].tolist(), end[order].tolist(),
-            np.where(reject[order], "REJECT", "ACCEPT").astype(object).tolist(), ["OK"] * n,
-            vpcs, subnets, instances, t["flags"][order].tolist(), ["IPv4"] * n,
-            _ip_text(pkt_src), _ip_text(pkt_dst), [self.region] * n, [None] * n,
-            self._services_of(pkt_src), self._services_of(pkt_dst),
-            np.where(egress, "egress", "ingress").astype(object).tolist(),
-            np.where(egress & (path > 0), path, -1).astype(object).tolist(),
-        ]
-        cols[-1] = [None if p < 0 else p for p in cols[-1]]
-        make = functools.partial(tuple.__new__, FlowLogRecord)  # no per-record argument parsing
-        enabled = gc.isenabled()
-        gc.disable()  # hundreds of thousands of new tuples, none of them in a cycle
-        try:
-            return list(map(make, zip(*cols)))
-        finally:
-            if enabled:
-                gc.enable()
+
+        def words(codes: np.ndarray, table: list) -> tuple:
+            present = [w for w in table]
+            return (_text.WORDS, codes, [("-" if w is None else str(w)).encode() for w in present])
+
+        def const(value: Any) -> tuple:
+            return (_text.CONSTANT, _text_of(value).encode())
+
+        columns = []
+        for name in fmt.fields:
+            if name == "version":
+                columns.append(const(fmt.version))
+            elif name in ("interface-id", "vpc-id", "subnet-id", "instance-id"):
+                attr = {"interface-id": "id"}.get(name, name.replace("-", "_"))
+                columns.append(words(t["eni"], [getattr(e, attr) for e in enis]))
+            elif name in ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr"):
+                columns.append((_text.ADDRESS, t[name]))
+            elif name in ("srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "tcp-flags"):
+                columns.append((_text.INTEGER, t[name]))
+            elif name == "traffic-path":
+                columns.append((_text.INTEGER, np.where(t["path"] > 0, t["path"], -1)))
+            elif name == "action":
+                columns.append(words(t["reject"].astype(np.int32), ["ACCEPT", "REJECT"]))
+            elif name == "flow-direction":
+                columns.append(words(t["egress"].astype(np.int32), ["ingress", "egress"]))
+            elif name in ("pkt-src-aws-service", "pkt-dst-aws-service"):
+                columns.append(words(t[name], t["services"]))
+            else:
+                columns.append(const({"account-id": self.account_id or "-", "log-status": "OK", "type": "IPv4",
+                                      "region": self.region}.get(name)))
+        return columns
 
     def write(self, folder: str | Path, fmt: FlowLogFormat = DEFAULT_FORMAT, log_group: str = "vpc-flow-logs",
               flow_log_id: str = "fl-0123456789abcdef0") -> dict[str, list[Path]]:
         """Every record, in both destinations' layouts: ``<folder>/cloudwatch/<log_group>/<eni>-all``
         and ``<folder>/s3/AWSLogs/...``. Returns the files by destination."""
-        records = self.records()
-        lines = fmt.lines(records)  # formatted once for both destinations
         folder = Path(folder)
-        return {"cloudwatch": write_cloudwatch(folder / "cloudwatch", records, log_group, fmt, lines),
-                "s3": write_s3(folder / "s3", records, self.account_id or "-", self.region or "-",
-                               flow_log_id, fmt, lines)}
+        t = self._table()
+        if t is None:
+            return {"cloudwatch": _cloudwatch_streams(folder / "cloudwatch", log_group, []), "s3": []}
+        columns = self._text_columns(t, fmt)
+        # CloudWatch: one stream per ENI (by id), each in time order
+        ids = np.array([e.id for e in self._enis], dtype=object)
+        rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")[t["eni"]]
+        order = np.lexsort((t["end"], t["start"], rank))
+        text, offsets = _text.lines(columns, order)
+        eni_sorted = t["eni"][order]
+        cuts = np.flatnonzero(np.diff(eni_sorted)) + 1
+        streams = [(ids[eni_sorted[lo]], text[offsets[lo]:offsets[hi]])
+                   for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)])]
+        cloudwatch = _cloudwatch_streams(folder / "cloudwatch", log_group, streams)
+        # S3: one file per delivery period, records in their order
+        delivered = -(-t["end"] // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
+        order = np.argsort(delivered, kind="stable")
+        text, offsets = _text.lines(columns, order)
+        period = delivered[order]
+        cuts = np.flatnonzero(np.diff(period)) + 1
+        files = [(int(period[lo]), text[offsets[lo]:offsets[hi]])
+                 for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)])]
+        s3 = _s3_files(folder / "s3", self.account_id or "-", self.region or "-", flow_log_id, fmt, files)
+        return {"cloudwatch": cloudwatch, "s3": s3}
 
-    def _services_of(self, ips: np.ndarray) -> list[str | None]:
-        """pkt-src-aws-service / pkt-dst-aws-service of each address (None: not a service's)."""
-        names: list[str | None] = [None]
-        which = np.zeros(len(ips), np.intp)
+    def _services_of(self, ips: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """pkt-src-aws-service / pkt-dst-aws-service of each address: (names, a code per address
+        into them, -1 where the address is not a service's)."""
+        names: list[str] = []
+        which = np.full(len(ips), -1, np.int32)
         for first, last, name in self._services or ():
             names.append(name)
             which[(ips >= first) & (ips <= last)] = len(names) - 1
-        return np.array(names, dtype=object)[which].tolist()
+        return names, which
 
 
 def _ip_text(ips: np.ndarray) -> list[str]:
@@ -646,24 +720,29 @@ def _service_ranges(topology) -> list[tuple[int, int, str]]:
 # -- sinks ------------------------------------------------------------------------------------
 
 def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
-                     log_group: str = "vpc-flow-logs", fmt: FlowLogFormat = DEFAULT_FORMAT,
-                     lines: Sequence[str] | None = None) -> list[Path]:
+                     log_group: str = "vpc-flow-logs", fmt: FlowLogFormat = DEFAULT_FORMAT) -> list[Path]:
     """Write records as CloudWatch Logs does: one log stream per ENI,
-    ``<folder>/<log_group>/<eni-id>-all``, one record per line in time order. ``lines``: the
-    records already formatted with ``fmt``. Returns the stream files written."""
+    ``<folder>/<log_group>/<eni-id>-all``, one record per line in time order. Returns the
+    stream files written."""
     records = list(records)
-    lines = fmt.lines(records) if lines is None else lines
+    lines = fmt.lines(records)
+    keys = list(map(operator.itemgetter(1, 9, 10), records))  # interface-id, start, end
+    order = sorted(range(len(records)), key=keys.__getitem__)
+    streams = [(eni, "".join(lines[k] + "\n" for k in rows).encode())
+               for eni, rows in itertools.groupby(order, key=lambda k: keys[k][0])]
+    return _cloudwatch_streams(folder, log_group, streams)
+
+
+def _cloudwatch_streams(folder: str | Path, log_group: str, streams: list[tuple[str, bytes]]) -> list[Path]:
     group = Path(folder) / log_group
     try:
         group.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FlowLogError(f"{group}: cannot create the log group folder: {e.strerror}") from None
-    keys = list(map(operator.itemgetter(1, 9, 10), records))  # interface-id, start, end
-    order = sorted(range(len(records)), key=keys.__getitem__)
     written = []
-    for eni, rows in itertools.groupby(order, key=lambda k: keys[k][0]):
+    for eni, data in streams:
         path = group / f"{eni}-all"
-        _write(path, "".join(lines[k] + "\n" for k in rows).encode())
+        _write(path, data)
         written.append(path)
     return written
 
@@ -678,24 +757,27 @@ def s3_key(account_id: str, region: str, flow_log_id: str, delivered: int, diges
 
 
 def write_s3(folder: str | Path, records: Iterable[FlowLogRecord], account_id: str, region: str,
-             flow_log_id: str = "fl-0123456789abcdef0", fmt: FlowLogFormat = DEFAULT_FORMAT,
-             lines: Sequence[str] | None = None) -> list[Path]:
+             flow_log_id: str = "fl-0123456789abcdef0", fmt: FlowLogFormat = DEFAULT_FORMAT) -> list[Path]:
     """Write records as VPC Flow Logs delivers them to S3: gzip text files, each starting with
     the header line of field names, one per 5-minute delivery period holding the records that
     ended in it (a file stamped 16:20 holds records ending 16:15:01-16:20:00), under
     ``<folder>/`` + :func:`s3_key`. The hash part of the name is the content's (SHA-256, 8 hex
-    digits), so output is reproducible. ``lines``: the records already formatted with ``fmt``.
-    Returns the files written."""
-    records = list(records)
-    lines = fmt.lines(records) if lines is None else lines
+    digits), so output is reproducible. Returns the files written."""
     by_period: dict[int, list[str]] = {}
-    for r, line in zip(records, lines):
+    records = list(records)
+    for r, line in zip(records, fmt.lines(records)):
         delivered = -(-int(r.end) // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
         by_period.setdefault(delivered, []).append(line)
+    files = [(delivered, "".join(line + "\n" for line in lines).encode())
+             for delivered, lines in sorted(by_period.items())]
+    return _s3_files(folder, account_id, region, flow_log_id, fmt, files)
+
+
+def _s3_files(folder: str | Path, account_id: str, region: str, flow_log_id: str, fmt: FlowLogFormat,
+              files: list[tuple[int, bytes]]) -> list[Path]:
     written = []
-    for delivered, rs in sorted(by_period.items()):
-        text = fmt.header + "\n" + "".join(line + "\n" for line in rs)
-        data = text.encode()
+    for delivered, body in files:
+        data = (fmt.header + "\n").encode() + body
         digest = hashlib.sha256(data).hexdigest()[:8]
         path = Path(folder) / s3_key(account_id, region, flow_log_id, delivered, digest)
         try:

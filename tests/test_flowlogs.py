@@ -356,6 +356,29 @@ def test_s3_sink_uses_aws_key_layout_and_a_gzip_header_line(tmp_path):
     assert [p.name for p in again] == [p.name for p in files]  # the hash is the content's
 
 
+def test_aggregator_writes_the_same_files_as_the_record_sinks(tmp_path):
+    """``FlowLogAggregator.write`` formats in compiled code; it must write byte for byte what
+    ``write_cloudwatch`` / ``write_s3`` write from ``records()``, for every field."""
+    lab = Lab()
+    t0 = 1529511300
+    sent = lab.from_function(DB, 5432, time=t0 + 1)
+    lab.reply(sent, SYN | ACK, t0 + 2)
+    lab.from_function("8.8.8.8", 443, time=t0 + 3)  # through the NAT gateway
+    lab.from_function("52.216.8.1", 443, time=t0 + 301)  # S3, through the gateway endpoint
+    lab.from_function(CACHE, 6379, proto=UDP, time=t0 + 302)  # refused somewhere on the way
+    lab.run(packet("198.51.100.9", "10.0.0.20", 5555, 22, TCP, SYN, t0 + 303), Origin.INTERNET)
+    fmt = FlowLogFormat(list(flowlogs.FIELDS))
+    files = lab.flow_logs.write(tmp_path / "fast", fmt, log_group="vpc/app", flow_log_id="fl-1234abcd")
+    records = lab.flow_logs.records()
+    assert len(records) >= 6
+    slow_cw = write_cloudwatch(tmp_path / "slow" / "cloudwatch", records, "vpc/app", fmt)
+    slow_s3 = write_s3(tmp_path / "slow" / "s3", records, lab.flow_logs.account_id, lab.flow_logs.region,
+                       "fl-1234abcd", fmt)
+    for fast, slow in ((files["cloudwatch"], slow_cw), (files["s3"], slow_s3)):
+        assert [p.relative_to(tmp_path / "fast") for p in fast] == [p.relative_to(tmp_path / "slow") for p in slow]
+        assert [p.read_bytes() for p in fast] == [p.read_bytes() for p in slow]
+
+
 def test_reading_a_file_that_is_not_a_flow_log_names_it(tmp_path):
     bogus = tmp_path / "x.log.gz"
     bogus.write_bytes(b"not gzip")
