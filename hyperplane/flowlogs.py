@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hyperplane import _text
+from hyperplane._records import RecordTable
 from hyperplane._walk import observations
 from hyperplane.errors import HyperplaneError
 from hyperplane.pipeline import BatchResult
@@ -289,118 +290,11 @@ def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
                         np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET)
 
 
-# -- grouping ---------------------------------------------------------------------------------
-# A record's key is exactly three uint64 words:
+# -- records ----------------------------------------------------------------------------------
+# A record's key is exactly three uint64 words (hyperplane._records.RecordTable aggregates them):
 #   a = src endpoint (48) | small word << 48 (proto, direction, action, traffic path)
 #   b = dst endpoint (48) | ENI number << 48
 #   c = window << 32 | original address (Hyperplane ENIs; else 0)
-
-_KEYS = ("a", "b", "c")
-_M1 = np.uint64(0xFF51AFD7ED558CCD)
-_M2 = np.uint64(0xC4CEB9FE1A85EC53)
-_S33 = np.uint64(33)
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    h ^= h >> _S33
-    h *= _M1
-    h ^= h >> _S33
-    h *= _M2
-    h ^= h >> _S33
-    return h
-
-
-def _hash_keys(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each key (collisions are detected and resolved by ``_group``)."""
-    with np.errstate(over="ignore"):
-        h = a * _M1
-        h += b
-        h = _mix(h)
-        h ^= c
-        return _mix(h)
-
-
-def _group(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(gid, first): a dense group number for each row (equal keys, equal numbers) and a row of
-    each group.
-
-    Sorts the hash with the row index in its low bits (one fast sort of uint64 rather than an
-    argsort), numbers the runs of equal hashes, then checks every row's key against its group's
-    first row; rows of a group holding different keys (a hash collision) are regrouped exactly."""
-    n = len(a)
-    if n == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    bits = max(1, (n - 1).bit_length())
-    low = np.uint64((1 << bits) - 1)
-    h = _hash_keys(a, b, c)
-    h &= ~low
-    h |= np.arange(n, dtype=np.uint64)
-    h.sort()
-    order = (h & low).astype(np.intp)
-    h >>= np.uint64(bits)
-    new_run = np.empty(n, bool)
-    new_run[0] = True
-    np.not_equal(h[1:], h[:-1], out=new_run[1:])
-    gid = np.empty(n, np.intp)
-    gid[order] = np.cumsum(new_run) - 1  # in row order: later lookups stay cache friendly
-    first = order[new_run]
-    ok = (a == a[first][gid]) & (b == b[first][gid]) & (c == c[first][gid])
-    if not ok.all():
-        gid, first = _split_collisions((a, b, c), gid, first, ~ok)
-    return gid, first
-
-
-def _split_collisions(keys, gid, first, wrong):
-    """Regroup exactly (lexsort on the full keys) the rows of every group holding several keys."""
-    bad = np.zeros(len(first), bool)
-    bad[gid[wrong]] = True
-    rows = np.flatnonzero(bad[gid])
-    sub = [k[rows] for k in keys]
-    order = np.lexsort(sub[::-1])
-    change = np.ones(len(rows), bool)
-    same = np.ones(len(rows) - 1, bool)
-    for k in sub:
-        same &= k[order][1:] == k[order][:-1]
-    change[1:] = ~same
-    new = np.empty(len(rows), np.intp)
-    new[order] = len(first) + np.cumsum(change) - 1
-    gid = gid.copy()
-    gid[rows] = new
-    first = np.concatenate([first, rows[order[change]]])
-    # groups emptied by the split keep their number with no rows: renumber densely
-    used = np.zeros(len(first), bool)
-    used[gid] = True
-    renumber = np.cumsum(used) - 1
-    return renumber[gid], first[used]
-
-
-def _aggregate(a, b, c, packets, nbytes, start, end, flags) -> dict[str, np.ndarray]:
-    """One partial record per distinct key: packets and bytes summed, start min, end max, tcp
-    flags ORed. ``packets`` may be None (each row is one packet)."""
-    gid, first = _group(a, b, c)
-    g = len(first)
-    out = {"a": a[first], "b": b[first], "c": c[first]}
-    if packets is None:
-        out["packets"] = np.bincount(gid, minlength=g).astype(np.int64)
-    else:
-        out["packets"] = np.bincount(gid, weights=packets, minlength=g).astype(np.int64)
-    out["bytes"] = np.bincount(gid, weights=nbytes, minlength=g).astype(np.int64)
-    out["start"] = np.full(g, np.inf)
-    np.minimum.at(out["start"], gid, start)
-    out["end"] = np.full(g, -np.inf)
-    np.maximum.at(out["end"], gid, end)
-    out["flags"] = np.zeros(g, np.uint8)
-    np.bitwise_or.at(out["flags"], gid, flags)
-    return out
-
-
-def _merge(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Partial records with equal keys merged."""
-    return _aggregate(t["a"], t["b"], t["c"], t["packets"], t["bytes"], t["start"], t["end"], t["flags"])
-
-
-def _concat(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
 
 
 def _tcp_flags(proto: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -433,8 +327,7 @@ class FlowLogAggregator:
     virtual clock from 0 gives the capture's first timestamp, so records carry Unix times)."""
 
     def __init__(self, account_id: str | None = None, region: str | None = None,
-                 interval: int = DEFAULT_INTERVAL, time_offset: float = 0.0,
-                 compact_every: int = 1 << 21) -> None:
+                 interval: int = DEFAULT_INTERVAL, time_offset: float = 0.0) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval <= 0:
             raise FlowLogError(f"interval must be a positive whole number of seconds, not {interval!r}")
         if not np.isfinite(time_offset):
@@ -447,10 +340,7 @@ class FlowLogAggregator:
         self._eni_uid: dict[str, int] = {}
         self._uid_cache: tuple[CompiledVpc, np.ndarray] | None = None  # compiled ENI index -> number
         self._services: list[tuple[int, int, str]] | None = None
-        self._parts: list[dict[str, np.ndarray]] = []
-        self._pending = 0  # partial rows held (merged or not)
-        self._compacted = 0  # rows of the last merged table
-        self._compact_every = compact_every
+        self._records = RecordTable()
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -496,21 +386,11 @@ class FlowLogAggregator:
         a = s | (small.astype(np.uint64) << _U48)
         b = d | (uid[eni].astype(np.uint64) << _U48)
         c = (np.floor(time / self.interval).astype(np.uint64) << _U32) | orig
-        length = packets["length"][rows]
+        length = packets["length"][rows].astype(np.int64)
         flags = _tcp_flags(proto, packets["flags"][rows])
-        part = _aggregate(a, b, c, None, length, time, time, flags)
-        self._parts.append(part)
-        self._pending += len(part["a"])
-        # merge when the partial rows outgrow both the budget and twice the merged table: the
-        # work per observation stays bounded however many flows there are
-        if self._pending > max(self._compact_every, 2 * self._compacted):
-            self._compact()
+        time = np.ascontiguousarray(time, np.float64)
+        self._records.add(a, b, c, None, length, time, time, flags)
         return m
-
-    def _compact(self) -> None:
-        if len(self._parts) > 1:
-            self._parts = [_merge(_concat(self._parts))]
-        self._pending = self._compacted = len(self._parts[0]["a"]) if self._parts else 0
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] is vpc:
@@ -541,8 +421,7 @@ class FlowLogAggregator:
 
     def __len__(self) -> int:
         """The number of records so far."""
-        self._compact()
-        return self._pending
+        return len(self._records)
 
     def records(self) -> list[FlowLogRecord]:
         """Every record so far, ordered by window, ENI, start time and addresses."""
@@ -583,10 +462,9 @@ class FlowLogAggregator:
     def _table(self) -> dict[str, Any] | None:
         """The records as columns (numpy arrays by field name, ENIs and AWS services as codes),
         sorted by window, ENI, start time and addresses; None when there are none."""
-        self._compact()
-        if not self._parts:
+        if not len(self._records):
             return None
-        t = self._parts[0]
+        t = self._records.columns()
         a, b, c = t["a"], t["b"], t["c"]
         small = (a >> _U48).astype(np.int64)
         proto = small & 0xFF

@@ -266,9 +266,12 @@ def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> N
     denied = facts.hops[facts.first_hop[rows + 1] - 1]
     if not len(denied):
         return
-    keys = np.stack([denied["stage"].astype(np.int64), denied["v"][:, 1], denied["v"][:, 3]], axis=1)
-    for (stage, index, number), count in zip(*np.unique(keys, axis=0, return_counts=True)):
-        name = _DENYING_STAGES[int(stage)]
+    # one int64 per (stage, NACL or SG set, rule number <= 32767)
+    keys = ((denied["stage"].astype(np.int64) << 48) | (denied["v"][:, 1].astype(np.int64) << 16)
+            | denied["v"][:, 3].astype(np.int64) & 0xFFFF)
+    for key, count in zip(*np.unique(keys, return_counts=True)):
+        stage, index, number = int(key) >> 48, (int(key) >> 16) & 0xFFFFFFFF, int(key) & 0xFFFF
+        name = _DENYING_STAGES[stage]
         if name.startswith("nacl"):
             label = "*" if number == 32767 else str(number)
             report.drops_by_rule[f"{vpc.nacl_ids[index]} {name.replace('_', '-')} rule {label}"] += int(count)

@@ -17,6 +17,7 @@ from scapy.layers.inet import IP, TCP as ScapyTCP
 
 import hyperplane as hp
 from hyperplane import flowlogs
+from hyperplane._records import RecordTable
 from hyperplane.flowlogs import (
     DEFAULT_FORMAT,
     FlowLogAggregator,
@@ -522,33 +523,52 @@ def test_vectorized_records_equal_a_row_by_row_reference(seed):
     assert {k[2] for k in got} == {"ACCEPT", "REJECT"}  # the traffic mix covers both
 
 
-def test_hash_collisions_do_not_merge_different_flows(monkeypatch):
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 1500), st.floats(0, 1e6), st.integers(0, 255)),
+                max_size=400),
+       st.lists(st.integers(1, 50), min_size=1, max_size=8))
+def test_record_table_merges_exactly_like_a_dict(rows, cuts):
+    """The compiled record table against a dict: keys that share most bits (so that they land
+    in the same index slots) never merge, and batches split anywhere give the same records."""
+    keys = [(np.uint64(k % 7) << np.uint64(48), np.uint64(k % 5), np.uint64(k // 35)) for k, _, _, _ in rows]
+    reference: dict[tuple, list] = {}
+    for key, (_, size, t, flags) in zip(keys, rows):
+        rec = reference.setdefault(tuple(int(x) for x in key), [0, 0, t, t, 0])
+        rec[0] += 1
+        rec[1] += size
+        rec[2], rec[3], rec[4] = min(rec[2], t), max(rec[3], t), rec[4] | flags
+    table = RecordTable()
+    start = 0
+    for cut in cuts * 50:
+        part = slice(start, min(len(rows), start + cut))
+        a, b, c = (np.array([k[w] for k in keys[part]], np.uint64) for w in range(3))
+        t = np.array([r[2] for r in rows[part]], np.float64)
+        table.add(a, b, c, None, np.array([r[1] for r in rows[part]], np.int64), t, t,
+                  np.array([r[3] for r in rows[part]], np.uint8))
+        start = part.stop
+        if start >= len(rows):
+            break
+    got = table.columns()
+    assert len(table) == len(reference)
+    assert list(zip(got["a"].tolist(), got["b"].tolist(), got["c"].tolist())) == list(reference)  # first seen
+    assert [list(v) for v in zip(got["packets"].tolist(), got["bytes"].tolist(), got["start"].tolist(),
+                                 got["end"].tolist(), got["flags"].tolist())] == list(reference.values())
+
+
+def test_records_do_not_depend_on_how_traffic_is_cut_into_batches():
     rng = np.random.default_rng(9)
-    honest = Lab(interval=60)
-    batches = mixed_traffic(honest, rng, 200)
+    whole = Lab(interval=60)
+    batches = mixed_traffic(whole, rng, 300)
     for rows, origin, index in batches:
-        honest.run(rows, origin, index)
-    # the same traffic again, with a hash that sends every key into one of three buckets
-    monkeypatch.setattr(flowlogs, "_hash_keys", lambda a, b, c: (a ^ b ^ c) % np.uint64(3) << np.uint64(62))
+        whole.run(rows, origin, index)
     rng = np.random.default_rng(9)
-    colliding = Lab(interval=60)
-    for rows, origin, index in mixed_traffic(colliding, rng, 200):
-        colliding.run(rows, origin, index)
-    assert records_by_key(colliding.flow_logs) == records_by_key(honest.flow_logs)
-    assert len(colliding.flow_logs) > 20
-
-
-def test_compaction_keeps_records_whole():
-    lab = Lab(interval=60)
-    lab.flow_logs = FlowLogAggregator(interval=60, compact_every=3)  # merge after nearly every batch
-    reference_logs = FlowLogAggregator(interval=60)
-    for k in range(12):
-        result = lab.net.process(packet(lab.env, CACHE, 45000 + k % 3, 6379, TCP, SYN if k < 3 else ACK, k * 10),
-                                 Origin.FUNCTION, lab.pool)
-        lab.flow_logs.add(result, lab.net.compiled)
-        reference_logs.add(result, lab.net.compiled)
-    assert lab.flow_logs.records() == reference_logs.records()
-    assert sum(r.packets for r in reference_logs.records()) == 24
+    split = Lab(interval=60)
+    for rows, origin, index in mixed_traffic(split, rng, 300):
+        for k in range(len(rows)):  # row by row: each packet its own batch
+            one = slice(k, k + 1)
+            split.run(rows[one], origin[one] if np.ndim(origin) else origin, index[one] if np.ndim(index) else index)
+    assert records_by_key(split.flow_logs) == records_by_key(whole.flow_logs)
+    assert len(whole.flow_logs) > 20
 
 
 def test_write_puts_both_layouts_under_one_folder(tmp_path):
