@@ -1,26 +1,62 @@
 # cython: language_level=3, embedsignature=True
-"""Flow log records keyed by three 64-bit words, aggregated in compiled code.
+"""Flow log records: observed from the walker's hop log and aggregated, in compiled code.
 
-A flow log record is one (ENI, window, direction, action, 5-tuple, ...) key with its packets and
-bytes summed, first and last packet times and TCP flags ORed (``hyperplane/flowlogs.py`` packs
-the key into the three words). A replay adds millions of observations; here each one is a hash
-probe: records live end to end in insertion order (the columns ``columns()`` returns), and an
-open-addressing index of record numbers (linear probing, at most half full) finds a key's
-record. Keys are compared in full, so two keys that hash alike never merge.
+Observations. ``RecordTable.observe`` walks each packet's hops backwards from the packet as
+delivered, undoing each translation (its hop holds the values before it), so every ENI sees the
+header it had; what the later stages of a send decided (NACL out, DNS, the route's target) is
+carried back to its SG egress. Each (packet, ENI) observation is a record key of three words:
+
+    a = src ip << 16 | port (48) | small << 48: proto | direction << 8 | reject << 9 | path << 10
+    b = dst ip << 16 | port (48) | ENI number << 48
+    c = window << 32 | the execution environment's address behind a Hyperplane ENI (else 0)
+
+(ports 0 for protocols without them, as AWS logs ICMP).
+
+Records. A record is one key with its packets and bytes summed, first and last packet times and
+TCP flags ORed. Records live end to end in insertion order (the columns ``columns()`` returns),
+and an open-addressing index of record numbers (linear probing, at most half full) finds a key's
+record; keys are compared in full, so two keys that hash alike never merge.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.math cimport floor
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
 
 from hyperplane._tables cimport mix
+from hyperplane._types cimport packet_t
+from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
+                               H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, hop_t)
 
 import numpy as np
 
 cdef enum:
     EMPTY = 0xFFFFFFFF
     MAX_RECORDS = 0x7FFFFFFF
+    ROOM_PER_PACKET = 64           # new records one packet may add (one per hop at most)
+    P_TCP = 6
+    P_UDP = 17
+    F_FIN = 0x01
+    F_SYN = 0x02
+    F_RST = 0x04
+    F_ACK = 0x10
+
+cdef uint64_t PORT = 0xFFFF
+
+
+cdef struct batch_t:
+    # one batch's hop log and what the keys need, as raw pointers
+    const hop_t* hops
+    const int64_t* first_hop
+    const packet_t* packets
+    const int32_t* location
+    const int32_t* nat_eni
+    const uint8_t* path_of_target
+    const int64_t* eni_number
+    const uint8_t* eni_hyperplane
+    double interval
+    double time_offset
 
 
 cdef struct record_t:
@@ -121,34 +157,162 @@ cdef class RecordTable:
                      const int64_t* nbytes, const double* start, const double* end, const uint8_t* flags,
                      Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
         cdef Py_ssize_t k
-        cdef uint64_t i
+        for k in range(lo, hi):
+            self._merge_one(a[k], b[k], c[k], counts[k] if counts != NULL else 1, nbytes[k], start[k], end[k],
+                            flags[k])
+
+    cdef inline void _merge_one(self, uint64_t a, uint64_t b, uint64_t c, int64_t packets, int64_t nbytes,
+                                double start, double end, uint8_t flags) noexcept nogil:
+        cdef uint64_t i = key_hash(a, b, c) & self.mask
         cdef uint32_t r
         cdef record_t* rec
-        for k in range(lo, hi):
-            i = key_hash(a[k], b[k], c[k]) & self.mask
-            while True:
-                r = self.index[i]
-                if r == EMPTY:
-                    r = <uint32_t>self.count
-                    self.count += 1
-                    self.index[i] = r
-                    rec = &self.records[r]
-                    rec.a, rec.b, rec.c = a[k], b[k], c[k]
-                    rec.packets = counts[k] if counts != NULL else 1
-                    rec.nbytes = nbytes[k]
-                    rec.start, rec.end, rec.flags = start[k], end[k], flags[k]
-                    break
+        while True:
+            r = self.index[i]
+            if r == EMPTY:
+                r = <uint32_t>self.count
+                self.count += 1
+                self.index[i] = r
                 rec = &self.records[r]
-                if rec.a == a[k] and rec.b == b[k] and rec.c == c[k]:
-                    rec.packets += counts[k] if counts != NULL else 1
-                    rec.nbytes += nbytes[k]
-                    if start[k] < rec.start:
-                        rec.start = start[k]
-                    if end[k] > rec.end:
-                        rec.end = end[k]
-                    rec.flags |= flags[k]
-                    break
-                i = (i + 1) & self.mask
+                rec.a, rec.b, rec.c = a, b, c
+                rec.packets, rec.nbytes = packets, nbytes
+                rec.start, rec.end, rec.flags = start, end, flags
+                return
+            rec = &self.records[r]
+            if rec.a == a and rec.b == b and rec.c == c:
+                rec.packets += packets
+                rec.nbytes += nbytes
+                if start < rec.start:
+                    rec.start = start
+                if end > rec.end:
+                    rec.end = end
+                rec.flags |= flags
+                return
+            i = (i + 1) & self.mask
+
+    cdef inline void _emit(self, const batch_t* bt, Py_ssize_t row, int32_t eni, uint16_t bits, uint64_t src,
+                           uint64_t dst, uint32_t orig) noexcept nogil:
+        """One observation of packet ``row`` at ENI ``eni``, merged into its record."""
+        cdef const packet_t* p = &bt.packets[row]
+        cdef double t = p.time + bt.time_offset
+        cdef uint8_t flags = 0
+        if p.proto == P_TCP:
+            flags = (p.flags & (F_FIN | F_SYN | F_RST)) | (0x10 if (p.flags & (F_SYN | F_ACK)) == (F_SYN | F_ACK) else 0)
+        elif p.proto != P_UDP:  # no ports, as AWS logs ICMP
+            src &= ~PORT
+            dst &= ~PORT
+        if not bt.eni_hyperplane[eni]:
+            orig = 0
+        self._merge_one(src | (<uint64_t>(bits | p.proto) << 48), dst | (<uint64_t>bt.eni_number[eni] << 48),
+                        (<uint64_t>floor(t / bt.interval) << 32) | orig, 1, p.length, t, t, flags)
+
+    cdef Py_ssize_t _observe(self, const batch_t* bt, Py_ssize_t begin, Py_ssize_t end,
+                             int64_t* observed) noexcept nogil:
+        """Observe rows begin..end-1 while the table has room for a packet's records; returns
+        the row where it stopped for room (or ``end``)."""
+        cdef Py_ssize_t i, k
+        cdef const hop_t* h
+        cdef uint64_t src, dst
+        cdef uint32_t orig_src, orig_dst
+        cdef uint8_t egress_state
+        cdef uint16_t path, bits
+        cdef int64_t before
+        cdef const packet_t* p
+        for i in range(begin, end):
+            if self.capacity - self.count < ROOM_PER_PACKET:
+                return i
+            before = self.count
+            p = &bt.packets[i]
+            src = (<uint64_t>p.src_ip << 16) | p.src_port
+            dst = (<uint64_t>p.dst_ip << 16) | p.dst_port
+            orig_src = orig_dst = 0
+            egress_state = 0   # of the send being walked back: 0 accept, 1 reject, 2 skip (DNS)
+            path = 0
+            for k in range(bt.first_hop[i], bt.first_hop[i + 1]):
+                if bt.hops[k].stage == H_V2N_OUT:
+                    orig_src = <uint32_t>bt.hops[k].v[2]
+            k = bt.first_hop[i + 1] - 1
+            while k >= bt.first_hop[i]:
+                h = &bt.hops[k]
+                k -= 1
+                if h.stage == H_SG_INGRESS:
+                    observed[0] += 1
+                    self._emit(bt, i, h.v[0], 0 if h.v[2] else 1 << 9, src, dst, orig_dst)
+                elif h.stage == H_SG_EGRESS:
+                    bits = (1 << 8) | (0 if (h.v[2] and egress_state == 0) else 1 << 9)
+                    if h.v[2]:
+                        bits |= path
+                    if egress_state != 2:
+                        observed[0] += 1
+                        self._emit(bt, i, h.v[0], bits, src, dst, orig_src)
+                    egress_state = 0
+                    path = 0
+                elif h.stage == H_NACL_OUT:
+                    egress_state = 0 if h.v[2] else 1
+                elif h.stage == H_DNS:
+                    egress_state = 2
+                elif h.stage == H_ROUTE:
+                    path = <uint16_t>bt.path_of_target[<uint8_t>h.v[4]] << 10
+                elif h.stage == H_NACL_IN:
+                    if not h.v[2] and bt.location[i] >= 0:  # refused here: it ended at that ENI
+                        observed[0] += 1
+                        self._emit(bt, i, bt.location[i], 1 << 9, src, dst, 0)
+                elif h.stage == H_NAT_OUT or h.stage == H_NAT_IN:
+                    src = (<uint64_t><uint32_t>h.v[2] << 16) | <uint16_t>h.v[3]
+                    dst = (<uint64_t><uint32_t>h.v[4] << 16) | <uint16_t>h.v[5]
+                    observed[0] += 1
+                    self._emit(bt, i, bt.nat_eni[h.v[0]], 0, src, dst, 0)
+                elif h.stage == H_V2N_IN:
+                    orig_dst = <uint32_t>h.v[4] if h.v[1] < 16 else 0
+                    dst = (<uint64_t><uint32_t>h.v[2] << 16) | <uint16_t>h.v[3]
+                elif h.stage == H_V2N_OUT:
+                    src = (<uint64_t><uint32_t>h.v[2] << 16) | <uint16_t>h.v[3]
+                elif h.stage == H_IGW_OUT:
+                    src = (<uint64_t><uint32_t>h.v[1] << 16) | (src & PORT)
+                elif h.stage == H_IGW_IN:
+                    dst = (<uint64_t><uint32_t>h.v[0] << 16) | (dst & PORT)
+        return end
+
+    def observe(self, hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
+                const int32_t[::1] location not None, const int32_t[::1] nat_eni not None,
+                const uint8_t[::1] path_of_target not None, const int64_t[::1] eni_number not None,
+                const uint8_t[::1] eni_hyperplane not None, double interval, double time_offset):
+        """Observe a walked batch (its hop log, ``first_hop`` offsets, packets as delivered and
+        locations) and merge every observation into its record (see the module docstring);
+        returns the number of observations. ``eni_number``: each compiled ENI's number in the
+        records; ``eni_hyperplane``: 1 for Hyperplane ENIs."""
+        cdef Py_ssize_t n = packets.shape[0], i, row = 0
+        cdef uint8_t[::1] log = hops.view(np.uint8)
+        cdef const hop_t* base = <const hop_t*>&log[0] if log.shape[0] else NULL
+        cdef Py_ssize_t n_enis = eni_number.shape[0], total
+        cdef batch_t bt
+        cdef int64_t observed = 0
+        if (first_hop.shape[0] != n + 1 or location.shape[0] != n or path_of_target.shape[0] != 256
+                or eni_hyperplane.shape[0] != n_enis or not interval > 0):
+            raise ValueError("observe: first_hop, packets, location and the ENI tables must describe one batch")
+        total = first_hop[n]
+        if total > log.shape[0] // <Py_ssize_t>sizeof(hop_t) or (n and first_hop[0] != 0):
+            raise ValueError("observe: first_hop does not fit the hop log")
+        for i in range(n):
+            if location[i] >= n_enis or first_hop[i + 1] < first_hop[i]:
+                raise ValueError(f"observe: row {i} has no valid location or hops")
+        for i in range(total):
+            if base[i].stage > H_V2N_IN or not 0 <= base[i].row < n:
+                raise ValueError(f"observe: hop {i} is not a hop of this batch")
+            if (base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN) and not (
+                    0 <= base[i].v[0] < nat_eni.shape[0] and 0 <= nat_eni[base[i].v[0]] < n_enis):
+                raise ValueError(f"observe: hop {i} names NAT gateway {base[i].v[0]}")
+            if (base[i].stage == H_SG_EGRESS or base[i].stage == H_SG_INGRESS) and not 0 <= base[i].v[0] < n_enis:
+                raise ValueError(f"observe: hop {i} names ENI {base[i].v[0]}")
+        bt.hops, bt.first_hop, bt.packets = base, &first_hop[0], &packets[0] if n else NULL
+        bt.location, bt.nat_eni = &location[0] if n else NULL, &nat_eni[0] if nat_eni.shape[0] else NULL
+        bt.path_of_target, bt.eni_number = &path_of_target[0], &eni_number[0] if n_enis else NULL
+        bt.eni_hyperplane, bt.interval, bt.time_offset = &eni_hyperplane[0] if n_enis else NULL, interval, time_offset
+        while row < n:
+            if self.capacity - self.count < ROOM_PER_PACKET:
+                self._grow()
+            with nogil:
+                row = self._observe(&bt, row, n, &observed)
+        return observed
 
     def columns(self):
         """Every record as columns, in the order the keys first appeared: a, b, c, packets,

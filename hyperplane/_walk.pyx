@@ -64,20 +64,6 @@ cdef enum:
     # ENI kinds (hyperplane.vpc.EniKind)
     K_NAT_GATEWAY = 2
     K_HYPERPLANE = 3
-    # stages of the hop log (STAGES below names them)
-    H_V2N_OUT = 0
-    H_IGW_IN = 1
-    H_ENDPOINT_IN = 2
-    H_DNS = 3
-    H_SG_EGRESS = 4
-    H_ROUTE = 5
-    H_NACL_OUT = 6
-    H_IGW_OUT = 7
-    H_NAT_OUT = 8
-    H_NAT_IN = 9
-    H_NACL_IN = 10
-    H_SG_INGRESS = 11
-    H_V2N_IN = 12
     # why the loop stopped
     STOP_NONE = 0
     STOP_POOL_FULL = 1
@@ -137,13 +123,6 @@ STAGES = ("v2n_out", "igw_in", "endpoint_in", "dns", "sg_egress", "route", "nacl
           "nat_out", "nat_in", "nacl_in", "sg_ingress", "v2n_in")
 STOPS = {"pool_full": STOP_POOL_FULL, "log_full": STOP_LOG_FULL, "no_memory": STOP_NO_MEMORY}
 HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
-
-cdef struct hop_t:
-    int32_t row
-    uint8_t stage
-    uint8_t pos
-    uint16_t pad
-    int32_t v[6]
 
 assert HOP.itemsize == sizeof(hop_t)
 
@@ -832,127 +811,3 @@ cdef class Walker:
         finally:
             self.track.busy = 0
         return stopped, r.stop, r.n_hops, r.stop_pool, r.stop_status
-
-
-#### flow-log observations, read back from the hop log
-
-cdef inline uint64_t endpoint(uint32_t ip, uint16_t port) noexcept nogil:
-    return (<uint64_t>ip << 16) | port
-
-
-def observations(hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
-                 const int32_t[::1] location not None, const int32_t[::1] nat_eni not None,
-                 const uint8_t[::1] path_of_target not None):
-    """What each packet did at each ENI, for flow logs: ``(row, eni, bits, src, dst, orig)``
-    columns, one entry per (packet, ENI) observation.
-
-    Walks each row's hops backwards from the packet as delivered, undoing each translation (its
-    hop holds the values before it), so every ENI sees the header it had; what the later stages
-    of a send decided (NACL out, DNS, the route's target) is carried back to its SG egress.
-    ``bits``: direction << 8 (0 ingress, 1 egress) | reject << 9 | traffic path << 10; ``src``,
-    ``dst``: ip << 16 | port; ``orig``: the execution environment's address behind a Hyperplane
-    ENI (0 elsewhere).
-    """
-    cdef Py_ssize_t n = packets.shape[0], m = 0, i, k
-    cdef uint8_t[::1] log = hops.view(np.uint8)
-    cdef const hop_t* h
-    cdef const hop_t* base = <const hop_t*>&log[0] if log.shape[0] else NULL
-    if hops.dtype != HOP or first_hop.shape[0] != n + 1 or location.shape[0] != n or path_of_target.shape[0] != 256:
-        raise ValueError("observations: hops, first_hop, packets and location must describe one batch")
-    cdef Py_ssize_t total = first_hop[n]
-    if total > log.shape[0] // sizeof(hop_t) or (n and first_hop[0] != 0):
-        raise ValueError("observations: first_hop does not fit the hop log")
-    for i in range(total):
-        if base[i].stage > H_V2N_IN or not 0 <= base[i].row < n:
-            raise ValueError(f"observations: hop {i} is not a hop of this batch")
-        if (base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN) and not 0 <= base[i].v[0] < nat_eni.shape[0]:
-            raise ValueError(f"observations: hop {i} names NAT gateway {base[i].v[0]}")
-    # at most one observation per hop
-    rows_ = np.empty(total, np.int64)
-    eni_ = np.empty(total, np.int32)
-    bits_ = np.empty(total, np.uint16)
-    src_ = np.empty(total, np.uint64)
-    dst_ = np.empty(total, np.uint64)
-    orig_ = np.empty(total, np.uint32)
-    cdef int64_t[::1] o_row = rows_
-    cdef int32_t[::1] o_eni = eni_
-    cdef uint16_t[::1] o_bits = bits_
-    cdef uint64_t[::1] o_src = src_, o_dst = dst_
-    cdef uint32_t[::1] o_orig = orig_
-    cdef uint64_t src, dst
-    cdef uint32_t orig_src, orig_dst
-    cdef uint8_t egress_state
-    cdef uint16_t path, bits
-    cdef uint32_t orig_src_or_dst
-    cdef bint skip
-    with nogil:
-        for i in range(n):
-            src = endpoint(packets[i].src_ip, packets[i].src_port)
-            dst = endpoint(packets[i].dst_ip, packets[i].dst_port)
-            orig_src = orig_dst = 0
-            egress_state = 0   # of the send being walked back: 0 accept, 1 reject, 2 skip (DNS)
-            path = 0
-            for k in range(first_hop[i], first_hop[i + 1]):
-                if base[k].stage == H_V2N_OUT:
-                    orig_src = <uint32_t>base[k].v[2]
-            k = first_hop[i + 1] - 1
-            while k >= first_hop[i]:
-                h = &base[k]
-                k -= 1
-                if h.stage == H_SG_INGRESS or h.stage == H_SG_EGRESS:
-                    if h.stage == H_SG_INGRESS:
-                        bits = 0 if h.v[2] else 1 << 9
-                        orig_src_or_dst = orig_dst
-                    else:
-                        bits = (1 << 8) | (0 if (h.v[2] and egress_state == 0) else 1 << 9)
-                        if h.v[2]:
-                            bits |= path
-                        orig_src_or_dst = orig_src
-                        skip = egress_state == 2
-                        egress_state = 0
-                        path = 0
-                        if skip:
-                            continue
-                    o_row[m] = i
-                    o_eni[m] = h.v[0]
-                    o_bits[m] = bits
-                    o_src[m] = src
-                    o_dst[m] = dst
-                    o_orig[m] = orig_src_or_dst
-                    m += 1
-                elif h.stage == H_NACL_OUT:
-                    egress_state = 0 if h.v[2] else 1
-                elif h.stage == H_DNS:
-                    egress_state = 2
-                elif h.stage == H_ROUTE:
-                    path = <uint16_t>path_of_target[<uint8_t>h.v[4]] << 10
-                elif h.stage == H_NACL_IN:
-                    if not h.v[2]:  # refused here: the row ended at the ENI it was entering
-                        o_row[m] = i
-                        o_eni[m] = location[i]
-                        o_bits[m] = 1 << 9
-                        o_src[m] = src
-                        o_dst[m] = dst
-                        o_orig[m] = 0
-                        m += 1
-                elif h.stage == H_NAT_OUT or h.stage == H_NAT_IN:
-                    src = endpoint(<uint32_t>h.v[2], <uint16_t>h.v[3])
-                    dst = endpoint(<uint32_t>h.v[4], <uint16_t>h.v[5])
-                    o_row[m] = i
-                    o_eni[m] = nat_eni[h.v[0]]
-                    o_bits[m] = 0
-                    o_src[m] = src
-                    o_dst[m] = dst
-                    o_orig[m] = 0
-                    m += 1
-                elif h.stage == H_V2N_IN:
-                    orig_dst = <uint32_t>h.v[4] if h.v[1] < 16 else 0
-                    dst = endpoint(<uint32_t>h.v[2], <uint16_t>h.v[3])
-                elif h.stage == H_V2N_OUT:
-                    src = endpoint(<uint32_t>h.v[2], <uint16_t>h.v[3])
-                elif h.stage == H_IGW_OUT:
-                    src = endpoint(<uint32_t>h.v[1], <uint16_t>(src & 0xFFFF))
-                elif h.stage == H_IGW_IN:
-                    dst = endpoint(<uint32_t>h.v[0], <uint16_t>(dst & 0xFFFF))
-    return {"row": rows_[:m], "eni": eni_[:m], "bits": bits_[:m], "src": src_[:m], "dst": dst_[:m],
-            "orig": orig_[:m]}

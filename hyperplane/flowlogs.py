@@ -24,8 +24,9 @@ ENI (translated ports on a Hyperplane ENI); ICMP records carry ports 0, as AWS's
 Aggregation: one record per (ENI, direction, action, 5-tuple, pkt addresses) per window
 ``floor(time / interval)``; ``start``/``end`` are the first and last packet times in it (integer
 seconds); ``tcp-flags`` ORs FIN=1, SYN=2, RST=4 and SYN-ACK=18 (ACK is reported only with SYN).
-Everything is vectorized: observations by a reverse walk of the facts (undoing translations),
-grouping by a hash-and-index sort verified against the full keys.
+Observation and aggregation run in compiled code (``hyperplane._records``): a reverse walk of
+each packet's hops (undoing translations) and a hash table of records keyed in full; the files
+are formatted in compiled code too (``hyperplane._text``).
 """
 
 from __future__ import annotations
@@ -49,10 +50,8 @@ import numpy as np
 
 from hyperplane import _text
 from hyperplane._records import RecordTable
-from hyperplane._walk import observations
 from hyperplane.errors import HyperplaneError
 from hyperplane.pipeline import BatchResult
-from hyperplane.records import ACK, FIN, RST, SYN, TCP, UDP
 from hyperplane.vpc import CompiledVpc, EniKind, Target
 
 __all__ = [
@@ -266,43 +265,20 @@ def _text_of(value: Any) -> str:
 DEFAULT_FORMAT = FlowLogFormat()
 
 
-# -- observations: the reverse walk of the hop log ----------------------------------------------
+# -- records ----------------------------------------------------------------------------------
+# A record's key is exactly three uint64 words (hyperplane._records observes and aggregates them):
+#   a = src endpoint (ip << 16 | port: 48 bits) | small word << 48
+#   b = dst endpoint (48) | ENI number << 48
+#   c = window << 32 | original address (Hyperplane ENIs; else 0)
+# small word: proto (8) | direction << 8 | action << 9 | traffic path << 10
 
 _EGRESS = 1
+_DIR_BIT, _ACTION_BIT, _PATH_SHIFT = 8, 9, 10
 _PORT_MASK = np.uint64(0xFFFF)
 _SHIFT16 = np.uint64(16)
 _U48 = np.uint64(48)
 _U32 = np.uint64(32)
-# bits of the "small" word of an observation: proto (8) | direction << 8 | action << 9 | path << 10
-_DIR_BIT, _ACTION_BIT, _PATH_SHIFT = 8, 9, 10
 MAX_ENIS = 1 << 16  # ENIs one aggregator can tell apart (they share a key word with an endpoint)
-
-
-def _observe(batch: BatchResult, vpc: CompiledVpc) -> dict[str, np.ndarray]:
-    """Every (row, ENI, direction/action/path, header) a batch's packets produced, as columns.
-
-    The compiled reverse walk of each packet's hops (``hyperplane._walk.observations``): from
-    the packet as delivered, each translation is undone (its hop holds the values before it),
-    so that each ENI sees the header it had; what later stages of the same send decided (NACL
-    out, DNS, route target) is carried back to its SG egress."""
-    facts = batch.facts
-    return observations(facts.hops, facts.first_hop, np.ascontiguousarray(batch.packets),
-                        np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET)
-
-
-# -- records ----------------------------------------------------------------------------------
-# A record's key is exactly three uint64 words (hyperplane._records.RecordTable aggregates them):
-#   a = src endpoint (48) | small word << 48 (proto, direction, action, traffic path)
-#   b = dst endpoint (48) | ENI number << 48
-#   c = window << 32 | original address (Hyperplane ENIs; else 0)
-
-
-def _tcp_flags(proto: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """AWS's tcp-flags of each packet: FIN, SYN, RST, and ACK only together with SYN (18)."""
-    f = flags & np.uint8(FIN | SYN | RST)
-    f |= ((flags & np.uint8(SYN | ACK)) == np.uint8(SYN | ACK)).view(np.uint8) << np.uint8(4)
-    f[proto != TCP] = 0
-    return f
 
 
 # -- the aggregator ---------------------------------------------------------------------------
@@ -360,37 +336,19 @@ class FlowLogAggregator:
         if not isinstance(vpc, CompiledVpc):
             raise FlowLogError("add() needs the CompiledVpc the batch ran on (net.compiled)")
         uid = self._uids(vpc)
-        obs = _observe(batch, vpc)
-        m = len(obs["row"])
-        if m == 0:
-            return 0
-        rows = obs["row"]
-        packets = batch.packets  # column by column: fancy indexing of a structured array is slow
-        time = packets["time"][rows]
-        if self.time_offset:
-            time = time + self.time_offset
+        facts = batch.facts
+        packets = np.ascontiguousarray(batch.packets)
+        walked = np.diff(facts.first_hop) > 0  # rows with hops: the ones that may be observed
+        time = packets["time"][walked] + self.time_offset
         limit = float(self.interval) * 2.0**32  # windows are numbered in 32 bits
-        if not (time.min() >= 0 and time.max() < limit):  # NaN fails both
+        if len(time) and not (time.min() >= 0 and time.max() < limit):  # NaN fails both
             bad = int(np.flatnonzero(~((time >= 0) & (time < limit)))[0])
-            raise FlowLogError(f"packet row {int(rows[bad])}: time {float(time[bad])!r} (with the offset) "
-                               f"is not a number of seconds from 0 to {limit:g}")
-        proto = packets["proto"][rows]
-        s, d = obs["src"], obs["dst"]
-        ported = (proto == TCP) | (proto == UDP)
-        if not ported.all():  # ICMP and others: ports 0, as AWS logs them
-            s = np.where(ported, s, s & ~_PORT_MASK)
-            d = np.where(ported, d, d & ~_PORT_MASK)
-        eni = obs["eni"]
-        orig = np.where(vpc.eni_kind[eni] == EniKind.HYPERPLANE, obs["orig"], 0).astype(np.uint64)
-        small = obs["bits"] | proto
-        a = s | (small.astype(np.uint64) << _U48)
-        b = d | (uid[eni].astype(np.uint64) << _U48)
-        c = (np.floor(time / self.interval).astype(np.uint64) << _U32) | orig
-        length = packets["length"][rows].astype(np.int64)
-        flags = _tcp_flags(proto, packets["flags"][rows])
-        time = np.ascontiguousarray(time, np.float64)
-        self._records.add(a, b, c, None, length, time, time, flags)
-        return m
+            raise FlowLogError(f"packet row {int(np.flatnonzero(walked)[bad])}: time {float(time[bad])!r} "
+                               f"(with the offset) is not a number of seconds from 0 to {limit:g}")
+        return self._records.observe(facts.hops, facts.first_hop, packets,
+                                     np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET,
+                                     uid, (vpc.eni_kind == EniKind.HYPERPLANE).view(np.uint8),
+                                     float(self.interval), self.time_offset)
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] is vpc:
