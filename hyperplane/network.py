@@ -189,7 +189,7 @@ class Network:
     # -- packets ----------------------------------------------------------------------------
 
     def process(self, packets: np.ndarray, origin: Sequence[int] | np.ndarray | int,
-                origin_index: Sequence[int] | np.ndarray | int = -1) -> BatchResult:
+                origin_index: Sequence[int] | np.ndarray | int = -1, *, in_place: bool = False) -> BatchResult:
         """Walk a batch of PACKET records (the batch API; ``send`` is a batch of one).
 
         ``origin`` per row (or one for all): ``Origin.ENI`` with ``origin_index`` the compiled
@@ -200,7 +200,8 @@ class Network:
         walked back from the peer. Rows keep their own ``time``.
 
         Each packet goes through the whole VPC before the next one (``hyperplane.pipeline``),
-        so the result is the one row-by-row processing gives.
+        so the result is the one row-by-row processing gives. ``in_place``: the result's
+        ``packets`` are ``packets`` themselves, translated (no copy).
         """
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
             raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
@@ -210,7 +211,7 @@ class Network:
         origin_index = np.ascontiguousarray(np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,)))
         pipeline = self._current_pipeline()
         fn_pools = self._function_pools() if (origin == Origin.REPLY_TO_FUNCTION).any() else ()
-        return pipeline.run(packets, origin, origin_index, fn_pools)
+        return pipeline.run(packets, origin, origin_index, fn_pools, in_place=in_place and packets.flags.writeable)
 
     def function_number(self, name: str) -> int:
         """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""

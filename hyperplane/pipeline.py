@@ -231,15 +231,16 @@ class Pipeline:
         return self._walker
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
-            function_pools: Sequence[Sequence[int]] = ()) -> BatchResult:
+            function_pools: Sequence[Sequence[int]] = (), in_place: bool = False) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
-        ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``)."""
+        ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
+        ``in_place``: translate ``packets`` themselves rather than a copy."""
         n = len(packets)
         pipeline = self
         core = self.walker
         core.set_function_pools(function_pools)
         core.check_origins(origin, origin_index)
-        out = packets.copy()
+        out = packets if in_place else packets.copy()
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
         first_hop = np.zeros(n + 1, np.int64)

@@ -99,7 +99,9 @@ class _Functions:
             except ValueError as exc:
                 raise ValueError(f"--function {name}={cidr}: {exc}") from None
             self.networks.append((name, int(network.network_address), int(network.netmask)))
-        self.environments: dict[int, tuple[str, int]] = {}  # capture address -> (name, env address)
+        # capture addresses seen so far (sorted) and the environment address each one became
+        self._ips = np.zeros(0, np.uint32)
+        self._envs = np.zeros(0, np.uint32)
         self.function_of_env: dict[int, str] = {}
 
     def owner(self, addresses: np.ndarray) -> np.ndarray:
@@ -113,18 +115,24 @@ class _Functions:
         """The execution-environment addresses of capture addresses (``owner``: each one's
         function, an index into ``networks``), numbered per function in order of first
         appearance: ``(environments, which)``, the distinct ones and each row's among them."""
-        unique, first, which = np.unique(addresses, return_index=True, return_inverse=True)
-        envs = np.empty(len(unique), np.uint32)
-        for k in np.argsort(first, kind="stable"):
-            capture_ip = int(unique[k])
-            if capture_ip not in self.environments:
-                name = self.networks[owner[first[k]]][0]
-                count = sum(1 for n, _ in self.environments.values() if n == name)
-                env = self.net.function(name).environment_address(count)
-                self.environments[capture_ip] = (name, int(ipaddress.IPv4Address(env)))
-                self.function_of_env[self.environments[capture_ip][1]] = name
-            envs[k] = self.environments[capture_ip][1]
-        return envs, which
+        known = np.zeros(len(addresses), bool)
+        if len(self._ips):
+            known = self._ips[np.minimum(np.searchsorted(self._ips, addresses), len(self._ips) - 1)] == addresses
+        if not known.all():  # new addresses, numbered in order of first appearance
+            unique, first = np.unique(addresses[~known], return_index=True)
+            for k in np.argsort(first, kind="stable"):
+                name = self.networks[owner[~known][first[k]]][0]
+                count = sum(1 for n in self.function_of_env.values() if n == name)
+                env = int(ipaddress.IPv4Address(self.net.function(name).environment_address(count)))
+                self.function_of_env[env] = name
+                self._ips, self._envs = np.append(self._ips, unique[k]), np.append(self._envs, np.uint32(env))
+            order = np.argsort(self._ips)
+            self._ips, self._envs = self._ips[order], self._envs[order]
+        pos = np.searchsorted(self._ips, addresses)
+        present = np.flatnonzero(np.bincount(pos, minlength=len(self._ips)))
+        remap = np.zeros(len(self._ips), np.intp)
+        remap[present] = np.arange(len(present))
+        return self._envs[present], remap[pos]
 
     def function_of(self, env: int) -> str:
         return self.function_of_env[env]
@@ -244,7 +252,7 @@ def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) ->
             numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
             origin[rows], index[rows], refused[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]], 0
     if not refused.any():
-        return net.process(rec, origin, index)
+        return net.process(rec, origin, index, in_place=True)
     walk = np.flatnonzero(refused == 0)
     res = net.process(rec[walk], origin[walk], index[walk])
     reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
