@@ -115,9 +115,10 @@ class _Functions:
         """The execution-environment addresses of capture addresses (``owner``: each one's
         function, an index into ``networks``), numbered per function in order of first
         appearance: ``(environments, which)``, the distinct ones and each row's among them."""
+        pos = np.searchsorted(self._ips, addresses)
         known = np.zeros(len(addresses), bool)
         if len(self._ips):
-            known = self._ips[np.minimum(np.searchsorted(self._ips, addresses), len(self._ips) - 1)] == addresses
+            known = self._ips[np.minimum(pos, len(self._ips) - 1)] == addresses
         if not known.all():  # new addresses, numbered in order of first appearance
             unique, first = np.unique(addresses[~known], return_index=True)
             for k in np.argsort(first, kind="stable"):
@@ -128,7 +129,7 @@ class _Functions:
                 self._ips, self._envs = np.append(self._ips, unique[k]), np.append(self._envs, np.uint32(env))
             order = np.argsort(self._ips)
             self._ips, self._envs = self._ips[order], self._envs[order]
-        pos = np.searchsorted(self._ips, addresses)
+            pos = np.searchsorted(self._ips, addresses)
         present = np.flatnonzero(np.bincount(pos, minlength=len(self._ips)))
         remap = np.zeros(len(self._ips), np.intp)
         remap[present] = np.arange(len(present))
