@@ -7,8 +7,9 @@ environments): TCP conversations (SYN, SYN-ACK, ACK, data both ways, FINs) to th
 database, S3 and internet hosts, and UDP DNS-like exchanges, interleaved in time. Then, in the same
 run and on the same file: `hyperplane.replay` end to end (read, emulate, write the output pcap,
 aggregate flow logs), dpkt parsing it, and scapy's PcapReader feeding the scripting API on a
-prefix. The last line is one JSON object: replay_pps, dpkt_parse_pps, scapy_replay_pps,
-ratio_vs_dpkt, ratio_vs_scapy, runs (how many independent runs the batches were cut into).
+prefix. Replay and dpkt each run ``--repeat`` times (a fresh network each time) and the best
+run counts, since the machines are shared and noisy. The last line is one JSON object: packets,
+delivered, replay_pps, dpkt_parse_pps, scapy_replay_pps, ratio_vs_dpkt, ratio_vs_scapy.
 """
 
 from __future__ import annotations
@@ -137,16 +138,20 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--flows", type=int, default=20_000)
     ap.add_argument("--scapy-packets", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         capture = os.path.join(tmp, "in.pcap")
         write_capture(capture, conversations(args.packets, args.flows))
-        t_dpkt, n = time_dpkt(capture)
-        net = hp.Network.example()
-        start = time.perf_counter()
-        report = hp.replay(net, capture, functions={"orders": "172.16.5.0/24"},
-                           output=os.path.join(tmp, "out.pcap"), flow_logs=os.path.join(tmp, "logs"))
-        t_replay = time.perf_counter() - start
+        t_dpkt, t_replay = float("inf"), float("inf")
+        for k in range(args.repeat):
+            t, n = time_dpkt(capture)
+            t_dpkt = min(t_dpkt, t)
+            net = hp.Network.example()
+            start = time.perf_counter()
+            report = hp.replay(net, capture, functions={"orders": "172.16.5.0/24"},
+                               output=os.path.join(tmp, "out.pcap"), flow_logs=os.path.join(tmp, f"logs{k}"))
+            t_replay = min(t_replay, time.perf_counter() - start)
         t_scapy, n_scapy = time_scapy(capture, args.scapy_packets)
     replay_pps, dpkt_pps, scapy_pps = n / t_replay, n / t_dpkt, n_scapy / t_scapy
     print(json.dumps({
