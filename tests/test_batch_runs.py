@@ -41,6 +41,8 @@ PUBLIC_WEB = "203.0.113.20"
 
 def network():
     return hp.Network(parse_topology(yaml.safe_load(TOPOLOGY)), ready=True)
+
+
 FLAGS = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04]
 
 
@@ -84,3 +86,32 @@ def test_a_batch_agrees_with_row_by_row_processing(steps):
     one_by_one = [single_net.process(rows[k:k + 1], origin[k:k + 1], index[k:k + 1]) for k in range(len(rows))]
     assert together.reason.tolist() == [int(r.reason[0]) for r in one_by_one]
     assert (together.packets == np.concatenate([r.packets for r in one_by_one])).all()
+
+
+def test_answers_addressed_to_the_execution_environment_find_their_connection_in_the_same_batch():
+    """``Origin.REPLY_TO_FUNCTION``: a peer's answer written as the function sees it (to the
+    environment's own address and port) is matched to the connection its request opened -- in
+    the same batch -- and walked back from the peer: the cache answers from inside the VPC, the
+    internet host through the NAT gateway's public address."""
+    net = hp.Network.example()
+    env = net.function("orders").environment_address(0)
+    pool = net.pool_index("orders", env)
+    fn = net.function_number("orders")
+    steps = [  # (source, destination, sport, dport, flags, origin, origin index)
+        (env, "10.0.21.10", 41000, 6379, 0x02, Origin.FUNCTION, pool),  # SYN to the cache
+        ("10.0.21.10", env, 6379, 41000, 0x12, Origin.REPLY_TO_FUNCTION, fn),  # its SYN-ACK
+        (env, "93.184.216.34", 41001, 443, 0x02, Origin.FUNCTION, pool),  # SYN to the internet
+        ("93.184.216.34", env, 443, 41001, 0x12, Origin.REPLY_TO_FUNCTION, fn),  # its SYN-ACK
+        ("93.184.216.34", env, 443, 41999, 0x12, Origin.REPLY_TO_FUNCTION, fn),  # answers nothing
+    ]
+    rows = packets(len(steps))
+    for k, (src, dst, sport, dport, flags, _, _) in enumerate(steps):
+        rows[k] = (k * 0.001, ip(src), ip(dst), sport, dport, 60, 6, flags)
+    res = net.process(rows, [s[5] for s in steps], [s[6] for s in steps])
+    assert [hp.Reason(r).name for r in res.reason] == [
+        "DELIVERED", "DELIVERED_TO_FUNCTION", "EXITED_TO_INTERNET", "DELIVERED_TO_FUNCTION",
+        "V2N_UNSOLICITED_INBOUND"]
+    for answer in (1, 3):  # back at the environment, on its own port
+        assert (res.packets["dst_ip"][answer], res.packets["dst_port"][answer]) == (ip(env), steps[answer][3])
+    stages = [stage for stage, _ in res.facts.of(3)]
+    assert stages[:3] == ["igw_in", "nacl_in", "nat_in"] and stages[-1] == "v2n_in"

@@ -735,6 +735,24 @@ nat_gateways:
     assert peer.packet.src == "10.0.2.6" and 1024 <= peer.packet.sport <= 65535
 
 
+def test_routes_that_send_packets_between_two_nat_gateways_forever_end_in_a_routing_loop():
+    net = network("""
+route_tables:
+  - {id: rtb-a, vpc_id: vpc-dp, routes: [{destination: 0.0.0.0/0, target: nat-x}]}
+  - {id: rtb-b, vpc_id: vpc-dp, routes: [{destination: 0.0.0.0/0, target: nat-y}]}
+subnets:
+  - {id: subnet-a, vpc_id: vpc-dp, cidr: 10.0.1.0/24, availability_zone: us-east-1a, route_table_id: rtb-a}
+  - {id: subnet-b, vpc_id: vpc-dp, cidr: 10.0.2.0/24, availability_zone: us-east-1b, route_table_id: rtb-b}
+nat_gateways:
+  - {id: nat-x, subnet_id: subnet-b, connectivity_type: private, private_ip: 10.0.2.6}
+  - {id: nat-y, subnet_id: subnet-a, connectivity_type: private, private_ip: 10.0.1.6}
+""")
+    r = net.send(tcp("8.8.8.8", 443), source="eni-a1")
+    assert r.reason == hp.Reason.ROUTING_LOOP and r.disposition == hp.Disposition.NULL_ROUTED
+    translations = [h.resource for h in hops(r, "nat-out")]
+    assert translations[:4] == ["nat-x", "nat-y", "nat-x", "nat-y"] and len(translations) == 8
+
+
 def test_gateway_endpoint_accepts_tcp_only():
     net = hp.Network.example()  # rtb-public routes pl-63a5400a (S3) to vpce-s3
     r = net.send(IP(dst="52.216.8.1") / TCP(sport=47000, dport=443, flags="S"), source="i-0web")
