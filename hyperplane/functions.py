@@ -30,6 +30,7 @@ address, subnets in the order the config lists them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import math
@@ -212,7 +213,7 @@ class LambdaSettings:
             raise ValueError(f"LambdaSettings.execution_environment_network {network} is smaller than a /24 "
                              "(each function needs a /24 of execution environment addresses)")
 
-    @property
+    @functools.cached_property  # asked on every invocation
     def environment_network(self) -> IPv4Network:
         return IPv4Network(self.execution_environment_network)
 
