@@ -13,7 +13,9 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.layers import inet as scapy
 
+import hyperplane as hp
 from hyperplane.errors import HyperplaneError, SubnetOutOfAddresses, TopologyError, UnknownResource
 from hyperplane.loaders import (
     EXAMPLE_TOPOLOGY, dump_topology, load_example_topology, load_topology, parse_topology, topology_document,
@@ -146,6 +148,11 @@ def test_cidr_with_host_bits_suggests_the_network(tmp_path):
     assert err.where == "subnets[0].cidr" and "did you mean 10.0.0.0/24" in err.problem
 
 
+#: An inspection appliance's Gateway Load Balancer endpoint: a route target, nothing more.
+GWLB_ENDPOINT = {"id": "vpce-gwlb", "vpc_id": "vpc-1", "type": "gateway_load_balancer", "name": "inspection",
+                 "service_name": "com.amazonaws.vpce.eu-west-1.vpce-svc-0firewall"}
+
+
 def _many(n: int, template: str) -> list[str]:
     return [template.format(i) for i in range(n)]
 
@@ -250,6 +257,12 @@ CASES: list[tuple[str, Callable[[dict], Any], str, str]] = [
         "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs", "subnet_ids": ["subnet-a"]}]),
         d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/12", "target": "vpce-1"})),
      "route_tables[0].routes[1].target", "is an interface endpoint; only gateway and Gateway Load Balancer endpoints are route targets"),
+    ("interface_key_on_a_gateway_load_balancer_endpoint", lambda d: d.update(vpc_endpoints=[dict(GWLB_ENDPOINT, subnet_ids=["subnet-a"])]),
+     "vpc_endpoints[0].subnet_ids", "subnet_ids does not apply to a Gateway Load Balancer endpoint"),
+    ("gateway_key_on_a_gateway_load_balancer_endpoint", lambda d: d.update(vpc_endpoints=[dict(GWLB_ENDPOINT, route_table_ids=["rtb-public"])]),
+     "vpc_endpoints[0].route_table_ids", "route_table_ids does not apply to a Gateway Load Balancer endpoint"),
+    ("unknown_endpoint_type", lambda d: d.update(vpc_endpoints=[dict(GWLB_ENDPOINT, type="gwlb")]),
+     "vpc_endpoints[0].type", "'gwlb' is not gateway, interface or gateway_load_balancer"),
     ("unknown_managed_policy", lambda d: d["functions"][0].update(role={"name": "r", "managed_policies": ["AdministratorAccessz"]}),
      "functions[0].role.managed_policies", "unknown managed policy"),
     ("bad_account_id", lambda d: d.update(account_id="12345"), "account_id", "12-digit"),
@@ -471,6 +484,42 @@ def test_gateway_endpoint_adds_its_prefix_list_route_and_finds_its_prefix_list_b
     assert t.vpc_endpoints["vpce-s3"].prefix_list_id == "pl-s3"
     assert Route("pl-s3", "vpce-s3") in t.route_tables["rtb-public"].routes
     assert t.prefix_lists["pl-s3"].contains(IPv4Address("52.218.1.1"))
+
+
+def _inspected(d: dict) -> None:
+    """rtb-public (subnet-a) sends TEST-NET-1 and subnet-c (a route more specific than local)
+    through the Gateway Load Balancer endpoint; eni-app in subnet-a sends."""
+    d["vpc_endpoints"] = [dict(GWLB_ENDPOINT)]
+    d["route_tables"][0]["routes"] += [{"destination": "192.0.2.0/24", "target": "vpce-gwlb"},
+                                       {"destination": "10.0.2.0/24", "target": "vpce-gwlb"}]
+    d["network_interfaces"].append({"id": "eni-app", "subnet_id": "subnet-a", "security_group_ids": ["sg-1"]})
+
+
+def test_gateway_load_balancer_endpoint_loads_as_a_route_target_only(tmp_path):
+    t = load(tmp_path, _inspected)
+    ep = t.vpc_endpoints["vpce-gwlb"]
+    assert ep.is_gateway_load_balancer and not ep.is_gateway and not ep.is_interface
+    assert ep.name == "inspection" and ep.service_name == "com.amazonaws.vpce.eu-west-1.vpce-svc-0firewall"
+    assert (ep.route_table_ids, ep.prefix_list_id, ep.subnet_ids, ep.network_interface_ids) == ((), None, (), ())
+    assert not any(e.managed_by == "vpce-gwlb" for e in t.network_interfaces.values())
+    assert Route(IPv4Network("10.0.2.0/24"), "vpce-gwlb") in t.route_tables["rtb-public"].routes
+
+
+@pytest.mark.parametrize("dst", ["192.0.2.10", "10.0.2.10"], ids=["outside_the_vpc", "more_specific_than_local"])
+def test_packet_routed_to_a_gateway_load_balancer_endpoint_ends_unmodelled(tmp_path, dst):
+    net = hp.Network(load(tmp_path, _inspected), ready=True)
+    out = net.send(scapy.IP(dst=dst) / scapy.TCP(sport=40000, dport=443, flags="S"), source="eni-app")
+    assert out.reason == hp.Reason.UNMODELLED_TARGET
+    assert any("vpce-gwlb" in f"{hop}" for hop in out.hops)
+
+
+def test_gateway_load_balancer_endpoint_round_trips_with_only_its_own_keys(tmp_path):
+    t = load(tmp_path, _inspected)
+    assert topology_document(t)["vpc_endpoints"] == [GWLB_ENDPOINT | {"name": "inspection"}]
+    assert list(topology_document(t)["vpc_endpoints"][0]) == ["id", "name", "vpc_id", "service_name", "type"]
+    for name in ("gwlb.yaml", "gwlb.json"):
+        dump_topology(t, tmp_path / name)
+        assert load_topology(tmp_path / name) == t
 
 
 def test_function_without_role_gets_the_vpc_access_role(tmp_path):

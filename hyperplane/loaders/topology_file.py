@@ -55,6 +55,13 @@ _ID_PREFIX = {
 }
 _RULE_KEYS = ("protocol", "ports", "from_port", "to_port", "icmp_type", "icmp_code")
 _PEER_KEYS = ("cidr", "prefix_list_id", "security_group_id")
+_GWLB = "gateway_load_balancer"
+#: The keys each endpoint type takes beyond id, name, vpc_id, service_name and type.
+_ENDPOINT_KEYS: dict[str, tuple[str, ...]] = {
+    "gateway": ("route_table_ids", "prefix_list_id"),
+    "interface": ("subnet_ids", "security_group_ids", "private_dns_enabled", "dns_names", "network_interfaces"),
+    _GWLB: (),  # a route target only: the appliances behind it are not emulated
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -743,23 +750,22 @@ class _Builder:
             ep_id = r.identifier(item["id"], _join(where, "id"), "vpce-")
             self.claim(ep_id, where)
             kind = r.string(item["type"], _join(where, "type")).lower()
-            if kind not in ("gateway", "interface"):
-                self.fail(_join(where, "type"), f"{item['type']!r} is not gateway or interface")
-            allowed_here = {"gateway": ("route_table_ids", "prefix_list_id"),
-                            "interface": ("subnet_ids", "security_group_ids", "private_dns_enabled", "dns_names", "network_interfaces")}
-            other = "interface" if kind == "gateway" else "gateway"
-            for key in allowed_here[other]:
-                if key in item:
-                    self.fail(_join(where, key), f"{key} does not apply to a {kind} endpoint")
+            if kind not in _ENDPOINT_KEYS:
+                self.fail(_join(where, "type"), f"{item['type']!r} is not gateway, interface or gateway_load_balancer")
+            for key in item:
+                if key not in _ENDPOINT_KEYS[kind] and any(key in keys for keys in _ENDPOINT_KEYS.values()):
+                    what = "a Gateway Load Balancer endpoint (only a route target)" if kind == _GWLB else f"a {kind} endpoint"
+                    self.fail(_join(where, key), f"{key} does not apply to {what}")
             service = r.string(item["service_name"], _join(where, "service_name"))
             ep: dict[str, Any] = {"_where": where, "id": ep_id, "endpoint_type": kind, "service_name": service,
                                   "vpc_id": r.identifier(item["vpc_id"], _join(where, "vpc_id"), "vpc-"),
                                   "name": r.text(item.get("name"), _join(where, "name"))}
+            # a Gateway Load Balancer endpoint is a route target only: the keys above are all it has
             if kind == "gateway":
                 ep["route_table_ids"] = r.id_list(item.get("route_table_ids"), _join(where, "route_table_ids"), "rtb-")
                 ep["prefix_list_id"] = (r.identifier(item["prefix_list_id"], _join(where, "prefix_list_id"), "pl-")
                                         if item.get("prefix_list_id") is not None else None)
-            else:
+            elif kind == "interface":
                 ep["subnet_ids"] = r.id_list(item.get("subnet_ids"), _join(where, "subnet_ids"), "subnet-")
                 ep["security_group_ids"] = (r.id_list(item["security_group_ids"], _join(where, "security_group_ids"), "sg-")
                                             if "security_group_ids" in item else None)
@@ -941,6 +947,8 @@ class _Builder:
 
     @staticmethod
     def endpoint(ep: dict) -> VpcEndpoint:
+        if ep["endpoint_type"] == _GWLB:
+            return VpcEndpoint(ep["id"], ep["vpc_id"], ep["service_name"], _GWLB, name=ep["name"])
         if ep["endpoint_type"] == "gateway":
             return VpcEndpoint(ep["id"], ep["vpc_id"], ep["service_name"], "gateway",
                                route_table_ids=ep["route_table_ids"], prefix_list_id=ep["prefix_list_id"], name=ep["name"])
@@ -1076,7 +1084,7 @@ def topology_document(topology: Topology) -> dict:
         out = _named({"id": ep.id}, ep.name) | {"vpc_id": ep.vpc_id, "service_name": ep.service_name, "type": ep.endpoint_type}
         if ep.is_gateway:
             out |= {"prefix_list_id": ep.prefix_list_id, "route_table_ids": list(ep.route_table_ids)}
-        else:
+        elif ep.is_interface:  # a Gateway Load Balancer endpoint is a route target only: nothing more
             out |= {
                 "subnet_ids": list(ep.subnet_ids), "security_group_ids": list(ep.security_group_ids),
                 "private_dns_enabled": ep.private_dns_enabled, "dns_names": list(ep.dns_names),
