@@ -99,9 +99,11 @@ class _Functions:
             except ValueError as exc:
                 raise ValueError(f"--function {name}={cidr}: {exc}") from None
             self.networks.append((name, int(network.network_address), int(network.netmask)))
-        # capture addresses seen so far (sorted) and the environment address each one became
+        # capture addresses seen so far and the environment address each one became, by slot;
+        # a slot is found by the address's low 16 bits (checked in full; -1: none)
         self._ips = np.zeros(0, np.uint32)
         self._envs = np.zeros(0, np.uint32)
+        self._slot_of_low = np.full(1 << 16, -1, np.int32)
         self.function_of_env: dict[int, str] = {}
 
     def owner(self, addresses: np.ndarray) -> np.ndarray:
@@ -115,25 +117,39 @@ class _Functions:
         """The execution-environment addresses of capture addresses (``owner``: each one's
         function, an index into ``networks``), numbered per function in order of first
         appearance: ``(environments, which)``, the distinct ones and each row's among them."""
-        pos = np.searchsorted(self._ips, addresses)
-        known = np.zeros(len(addresses), bool)
-        if len(self._ips):
-            known = self._ips[np.minimum(pos, len(self._ips) - 1)] == addresses
-        if not known.all():  # new addresses, numbered in order of first appearance
-            unique, first = np.unique(addresses[~known], return_index=True)
+        slot = self._slots(addresses)
+        if (slot < 0).any():  # new addresses, numbered in order of first appearance
+            new = slot < 0
+            unique, first = np.unique(addresses[new], return_index=True)
             for k in np.argsort(first, kind="stable"):
-                name = self.networks[owner[~known][first[k]]][0]
+                name = self.networks[owner[new][first[k]]][0]
                 count = sum(1 for n in self.function_of_env.values() if n == name)
                 env = int(ipaddress.IPv4Address(self.net.function(name).environment_address(count)))
                 self.function_of_env[env] = name
+                low = int(unique[k]) & 0xFFFF
+                if self._slot_of_low[low] < 0:
+                    self._slot_of_low[low] = len(self._ips)
                 self._ips, self._envs = np.append(self._ips, unique[k]), np.append(self._envs, np.uint32(env))
-            order = np.argsort(self._ips)
-            self._ips, self._envs = self._ips[order], self._envs[order]
-            pos = np.searchsorted(self._ips, addresses)
-        present = np.flatnonzero(np.bincount(pos, minlength=len(self._ips)))
+            slot = self._slots(addresses)
+        present = np.flatnonzero(np.bincount(slot, minlength=len(self._ips)))
         remap = np.zeros(len(self._ips), np.intp)
         remap[present] = np.arange(len(present))
-        return self._envs[present], remap[pos]
+        return self._envs[present], remap[slot]
+
+    def _slots(self, addresses: np.ndarray) -> np.ndarray:
+        """The slot of each known capture address (-1: not seen yet)."""
+        slot = self._slot_of_low[addresses & np.uint32(0xFFFF)]
+        hit = slot >= 0
+        hit[hit] = self._ips[slot[hit]] == addresses[hit]
+        if not hit.all():  # unknown, or sharing its low 16 bits with another: search in full
+            rows = np.flatnonzero(~hit)
+            slot[rows] = -1
+            if len(self._ips):
+                order = np.argsort(self._ips)
+                pos = np.minimum(np.searchsorted(self._ips[order], addresses[rows]), len(order) - 1)
+                found = self._ips[order[pos]] == addresses[rows]
+                slot[rows[found]] = order[pos[found]]
+        return slot
 
     def function_of(self, env: int) -> str:
         return self.function_of_env[env]

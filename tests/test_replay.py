@@ -114,3 +114,24 @@ def test_replay_writes_flow_logs_with_capture_timestamps(capture, tmp_path):
     assert ("10.0.20.10", "REJECT") in actions  # the SYN-ACK, refused by acl-data on its way out
     assert all(int(T0) <= int(r["start"]) <= int(r["end"]) <= int(T0) + 3 for r in db)
     assert report.flow_log_records >= len(db)
+
+
+def test_capture_addresses_sharing_their_low_bits_stay_different_environments(tmp_path):
+    """Two capture addresses of one function that differ only in their high bits (172.16.5.10
+    and 172.17.5.10 under --function orders=172.16.0.0/15) are two execution environments: each
+    answer goes back to its own."""
+    pkts = []
+    for k, (src, sport) in enumerate([("172.16.5.10", 41000), ("172.17.5.10", 41000)]):
+        for j, (a, b, sp, dp, flags) in enumerate([(src, "10.0.21.10", sport, 6379, "S"),
+                                                   ("10.0.21.10", src, 6379, sport, "SA")]):
+            p = Ether() / IP(src=a, dst=b) / TCP(sport=sp, dport=dp, flags=flags)
+            p.time = T0 + k + j * 0.01
+            pkts.append(p)
+    wrpcap(str(tmp_path / "in.pcap"), pkts)
+    net = hp.Network.example()
+    replay(net, tmp_path / "in.pcap", functions={"orders": "172.16.0.0/15"}, verdicts=tmp_path / "v.jsonl",
+           output=tmp_path / "out.pcap")
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED_TO_FUNCTION"] * 2
+    envs = [net.function("orders").environment_address(k) for k in range(2)]
+    assert [verdicts[k]["dst"] for k in (1, 3)] == envs  # each answer reached its own environment
