@@ -353,10 +353,6 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
 cdef int arrive(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t from_subnet) noexcept nogil:
     """A packet reaches an ENI: NACL in, then by kind: NAT gateway, SG ingress, V2N back."""
     cdef int ok
-    cdef int32_t pool
-    cdef uint8_t status
-    cdef uint32_t ip
-    cdef uint16_t port
     if not nacl_in(v, r, w, eni, from_subnet):
         return DONE
     if v.eni_kind[eni] == K_NAT_GATEWAY:
@@ -368,6 +364,16 @@ cdef int arrive(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t
         return finish(r, w, R_SG_INGRESS_DENY, eni)
     if v.eni_kind[eni] != K_HYPERPLANE:
         return finish(r, w, R_DELIVERED, eni)
+    return back_to_function(v, r, w, eni)
+
+
+cdef int back_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
+    """A packet that reached a Hyperplane ENI: V2N translates it back to its execution
+    environment, or drops it (nothing can open a connection to a function)."""
+    cdef int32_t pool
+    cdef uint8_t status
+    cdef uint32_t ip
+    cdef uint16_t port
     pool = v.pool_of_eni[eni]
     if pool < 0:
         return finish(r, w, R_V2N_UNSOLICITED_INBOUND, eni)
@@ -519,8 +525,13 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
     peer = eni_at(v, p.src_ip, vpc)
     if peer >= 0:
         return peer
-    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
     hp = eni_at(v, sent.src_ip, vpc)
+    if (hp >= 0 and p.src_ip == v.subnet_dns[v.eni_subnet[hp]] and p.src_port == DNS_PORT
+            and (p.proto == P_TCP or p.proto == P_UDP)):
+        # the VPC DNS resolver's answer: straight back to the ENI that asked, unfiltered
+        hop(r, w, H_DNS, v.eni_subnet[hp], 0, 0, 0, 0, 0)
+        return back_to_function(v, r, w, hp)
+    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
     if hp >= 0:
         table = v.subnet_route_table[v.eni_subnet[hp]]
         route = route_lookup(v.routes, table, sent.dst_ip)

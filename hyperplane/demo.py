@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
 
+from hyperplane.flowlogs import read_cloudwatch
 from hyperplane.network import Network
+from hyperplane.replay import replay
+
+# (peer, port, protocol) the demo capture's conversations go to
+_PEERS = [("10.0.21.10", 6379, "tcp"), ("10.0.20.10", 5432, "tcp"), ("93.184.216.34", 443, "tcp"),
+          ("52.216.8.1", 443, "tcp"), ("10.0.0.2", 53, "udp")]
+_TCP_EXCHANGE = [(True, "S"), (False, "SA"), (True, "A"), (True, "PA"), (False, "PA"), (True, "FA"),
+                 (False, "FA"), (True, "A")]
+
+
+def write_demo_capture(path: str | Path, conversations: int = 40, t0: float = 1_700_000_000.0) -> int:
+    """A capture as if taken inside the function ``orders`` (four execution environments,
+    172.16.5.10-13): TCP conversations to the cache, the database, the internet and S3, and DNS
+    queries, interleaved in time. Returns the number of packets written."""
+    packets = []
+    for k in range(conversations):
+        env, (peer, port, proto) = f"172.16.5.{10 + k % 4}", _PEERS[k % len(_PEERS)]
+        sport = 40000 + k
+        steps = _TCP_EXCHANGE if proto == "tcp" else [(True, None), (False, None)]
+        for j, (outbound, flags) in enumerate(steps):
+            src, dst, sp, dp = (env, peer, sport, port) if outbound else (peer, env, port, sport)
+            l4 = TCP(sport=sp, dport=dp, flags=flags) if proto == "tcp" else UDP(sport=sp, dport=dp)
+            p = Ether() / IP(src=src, dst=dst) / l4
+            p.time = t0 + k * 0.05 + j * 0.002
+            packets.append(p)
+    packets.sort(key=lambda p: p.time)
+    wrpcap(str(path), packets)
+    return len(packets)
 
 
 def run_demo(say: Callable[[str], None]) -> None:
@@ -49,3 +81,18 @@ def run_demo(say: Callable[[str], None]) -> None:
     say("")
     say("== ping the web server from the internet (sg-web allows ICMP echo)")
     say(str(net.send(IP(src="198.51.100.7", dst="203.0.113.20") / ICMP(), source="internet")))
+
+    say("")
+    say("== replay: a capture taken inside orders (--function orders=172.16.5.0/24)")
+    with tempfile.TemporaryDirectory() as tmp:
+        capture = Path(tmp) / "orders.pcap"
+        n = write_demo_capture(capture)
+        report = replay(Network.example(), capture, functions={"orders": "172.16.5.0/24"},
+                        output=Path(tmp) / "out.pcap", flow_logs=Path(tmp) / "flow-logs")
+        say(f"{n} packets generated; summary:")
+        say(report.summary())
+        stream = sorted((Path(tmp) / "flow-logs" / "cloudwatch").glob("*/eni-db-all"))
+        if stream:
+            say(f"-- flow log records of eni-db ({stream[0].name}):")
+            for record in read_cloudwatch(stream[0])[:6]:
+                say("  " + " ".join(record.values()))

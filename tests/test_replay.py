@@ -135,3 +135,17 @@ def test_capture_addresses_sharing_their_low_bits_stay_different_environments(tm
     assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED_TO_FUNCTION"] * 2
     envs = [net.function("orders").environment_address(k) for k in range(2)]
     assert [verdicts[k]["dst"] for k in (1, 3)] == envs  # each answer reached its own environment
+
+
+def test_dns_answers_from_the_vpc_resolver_reach_the_environment_that_asked(tmp_path):
+    query = Ether() / IP(src=FUNCTION_ADDRESS, dst="10.0.0.2") / UDP(sport=45000, dport=53)
+    answer = Ether() / IP(src="10.0.0.2", dst=FUNCTION_ADDRESS) / UDP(sport=53, dport=45000)
+    query.time, answer.time = T0, T0 + 0.001
+    wrpcap(str(tmp_path / "in.pcap"), [query, answer])
+    net = hp.Network.example()
+    report = replay(net, tmp_path / "in.pcap", functions={"orders": "172.16.5.0/24"},
+                    verdicts=tmp_path / "v.jsonl")
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert [v["reason"] for v in verdicts] == ["DELIVERED_TO_DNS_RESOLVER", "DELIVERED_TO_FUNCTION"]
+    assert (verdicts[1]["dst"], verdicts[1]["dport"]) == (net.function("orders").environment_address(0), 45000)
+    assert report.delivered == 2
