@@ -149,3 +149,12 @@ def test_dns_answers_from_the_vpc_resolver_reach_the_environment_that_asked(tmp_
     assert [v["reason"] for v in verdicts] == ["DELIVERED_TO_DNS_RESOLVER", "DELIVERED_TO_FUNCTION"]
     assert (verdicts[1]["dst"], verdicts[1]["dport"]) == (net.function("orders").environment_address(0), 45000)
     assert report.delivered == 2
+
+
+def test_demo_tells_the_scenarios_then_replays_a_generated_capture():
+    out = CliRunner().invoke(main, ["demo"])
+    assert out.exit_code == 0, out.output
+    assert "orders -> PostgreSQL" in out.output and "NACL_OUT_DENY" in out.output
+    replayed = out.output.split("== replay:")[1]
+    assert "by reason:" in replayed and "DELIVERED_TO_FUNCTION" in replayed and "Hyperplane ENIs:" in replayed
+    assert "flow log records of eni-db" in replayed and " REJECT OK" in replayed  # acl-data's refusals
