@@ -7,6 +7,7 @@ import numpy.typing as npt
 from typing_extensions import final
 
 __test__: dict[str, str]  # added by Cython
+__pyx_capi__: dict[str, object]  # the cdef functions other compiled modules call
 
 @final
 class ConntrackCore:

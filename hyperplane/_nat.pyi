@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 __test__: dict[str, str]  # added by Cython
+__pyx_capi__: dict[str, object]  # the cdef functions other compiled modules call
 
 # Cython puts the pickling helpers of the final class at module level too.
 def __reduce_cython__(self: NatCore) -> object: ...

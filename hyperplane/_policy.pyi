@@ -7,6 +7,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base, final
 
 __test__: dict[str, str]  # added by Cython
+__pyx_capi__: dict[str, object]  # the cdef functions other compiled modules call
 
 INGRESS: int  # 0: security groups ingress, network ACLs inbound
 EGRESS: int  # 1: security groups egress, network ACLs outbound

@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, auto_pickle=False
 """Flow log records: observed from the walker's hop log and aggregated, in compiled code.
 
 Observations. ``RecordTable.observe`` walks each packet's hops backwards from the packet as

@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, auto_pickle=False
 """The per-packet walker: each packet goes through the whole VPC before the next one.
 
 Theory of operation
