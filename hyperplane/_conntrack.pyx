@@ -327,18 +327,83 @@ cdef inline uint32_t take_slot(track_t* st) noexcept nogil:
 
 #### the batch kernel
 
+cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t rule, uint8_t* allowed,
+                       uint8_t* tracked) noexcept nogil:
+    """One row, its key computed: 1, or 0 out of memory / full (``st.oom``)."""
+    cdef flow_t* f
+    cdef uint32_t s
+    cdef uint8_t bits
+    cdef double t = p.time
+    cdef int is_tcp, room
+    if not (t >= st.now):
+        t = st.now
+    st.now = t
+    if k.kind == K_NO_GROUP:
+        allowed[0] = 1
+        tracked[0] = 0
+        return 1
+    if k.kind == K_UNTRACKED:
+        allowed[0] = rule != 0
+        tracked[0] = 0
+        return 1
+    is_tcp = k.kind == K_TCP
+    s = find(st, k)
+    if s != EMPTY:
+        f = &st.flows[s]
+        if f.expires <= t:
+            kill(st, s, 1)
+            s = EMPTY
+        elif (is_tcp and (p.flags & (F_SYN | F_ACK | F_RST | F_FIN)) == F_SYN
+                and (f.bits & FIN_BOTH) == FIN_BOTH):
+            kill(st, s, 0)          # a new connection on the tuple of a closed one
+            s = EMPTY
+    if s != EMPTY:
+        allowed[0] = 1
+        tracked[0] = 1
+        if is_tcp and (p.flags & F_RST):
+            kill(st, s, 0)
+        else:
+            bits = f.bits | (SEEN_A << k.side)
+            if is_tcp and (p.flags & F_FIN):
+                bits |= FIN_A << k.side
+            f.bits = bits
+            f.expires = t + st.timeout[k.kind * N_BITS + bits]
+    elif rule != 0:
+        allowed[0] = 1
+        tracked[0] = 0
+        if is_tcp and (p.flags & F_RST):
+            return 1                # a RST opens nothing
+        room = reserve(st, t)
+        if room < 0:
+            st.oom = room
+            return 0
+        s = take_slot(st)
+        f = &st.flows[s]
+        f.ip_a = k.ip_a
+        f.ip_b = k.ip_b
+        f.eni = k.eni
+        f.port_a = k.port_a
+        f.port_b = k.port_b
+        f.proto = k.proto
+        bits = SEEN_A << k.side
+        if is_tcp and (p.flags & F_FIN):
+            bits |= FIN_A << k.side
+        f.bits = bits
+        f.expires = t + st.timeout[k.kind * N_BITS + bits]
+        idx_put(st.index, st.idx_mask, k.hash, s)
+        st.stored += 1
+        st.created += 1
+    else:
+        allowed[0] = 0
+        tracked[0] = 0
+    return 1
+
+
 cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const uint8_t* rule,
                     uint8_t* allowed, uint8_t* tracked, Py_ssize_t n) noexcept nogil:
     """Decide rows 0..n-1. Returns n, or the row where it stopped (out of memory / full)."""
     cdef key_t keys[BLOCK]
-    cdef key_t* k
-    cdef const packet_t* p
-    cdef flow_t* f
     cdef Py_ssize_t i0, i, j, m
-    cdef uint32_t s
-    cdef uint8_t bits
-    cdef double t
-    cdef int is_tcp, room
     i0 = 0
     while i0 < n:
         m = n - i0 if n - i0 < BLOCK else BLOCK
@@ -353,78 +418,18 @@ cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const u
                 prefetch_flow(st, keys[j].hash)
         for j in range(m):
             i = i0 + j
-            k = &keys[j]
-            p = &pk[i]
-            t = p.time
-            if not (t >= st.now):
-                t = st.now
-            st.now = t
-            if k.kind == K_NO_GROUP:
-                allowed[i] = 1
-                tracked[i] = 0
-                continue
-            if k.kind == K_UNTRACKED:
-                allowed[i] = rule[i] != 0
-                tracked[i] = 0
-                continue
-            is_tcp = k.kind == K_TCP
-            s = find(st, k)
-            if s != EMPTY:
-                f = &st.flows[s]
-                if f.expires <= t:
-                    kill(st, s, 1)
-                    s = EMPTY
-                elif (is_tcp and (p.flags & (F_SYN | F_ACK | F_RST | F_FIN)) == F_SYN
-                        and (f.bits & FIN_BOTH) == FIN_BOTH):
-                    kill(st, s, 0)          # a new connection on the tuple of a closed one
-                    s = EMPTY
-            if s != EMPTY:
-                allowed[i] = 1
-                tracked[i] = 1
-                if is_tcp and (p.flags & F_RST):
-                    kill(st, s, 0)
-                else:
-                    bits = f.bits | (SEEN_A << k.side)
-                    if is_tcp and (p.flags & F_FIN):
-                        bits |= FIN_A << k.side
-                    f.bits = bits
-                    f.expires = t + st.timeout[k.kind * N_BITS + bits]
-            elif rule[i] != 0:
-                allowed[i] = 1
-                tracked[i] = 0
-                if is_tcp and (p.flags & F_RST):
-                    continue                # a RST opens nothing
-                room = reserve(st, t)
-                if room < 0:
-                    st.oom = room
-                    return i
-                s = take_slot(st)
-                f = &st.flows[s]
-                f.ip_a = k.ip_a
-                f.ip_b = k.ip_b
-                f.eni = k.eni
-                f.port_a = k.port_a
-                f.port_b = k.port_b
-                f.proto = k.proto
-                bits = SEEN_A << k.side
-                if is_tcp and (p.flags & F_FIN):
-                    bits |= FIN_A << k.side
-                f.bits = bits
-                f.expires = t + st.timeout[k.kind * N_BITS + bits]
-                idx_put(st.index, st.idx_mask, k.hash, s)
-                st.stored += 1
-                st.created += 1
-            else:
-                allowed[i] = 0
-                tracked[i] = 0
+            if not decide(st, &keys[j], &pk[i], rule[i], &allowed[i], &tracked[i]):
+                return i
         i0 += m
     return n
 
 
 cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
                      uint8_t* allowed, uint8_t* tracked) noexcept nogil:
-    """One row, as a batch of one (hyperplane/_walk.pyx); 1, or 0 out of memory (``st.oom``)."""
-    return run(st, &eni, p, &rule_allowed, allowed, tracked, 1) == 1
+    """One row (hyperplane/_walk.pyx, nothing to overlap it with); 1, or 0 out of memory (``st.oom``)."""
+    cdef key_t k
+    canonical_key(p, eni, &k)
+    return decide(st, &k, p, rule_allowed, allowed, tracked)
 
 
 #### the Python-facing class
