@@ -285,8 +285,9 @@ def test_odd_protocols_ports_and_icmp_types_from_every_origin_get_a_known_verdic
 
 
 def test_a_very_large_batch_of_each_origin_gets_a_verdict_per_row_and_answers_find_their_connections():
-    """100k connections from one execution environment (more than the NAT gateway has ports for
-    one destination), their answers, and the same rows from every other origin."""
+    """100k connections from one execution environment (more than one Hyperplane ENI holds, more
+    than the NAT gateway has ports for one destination), their answers, and the same rows from
+    every other origin."""
     net = hp.Network.example()
     env = net.function("orders").environment_address(0)
     pool, fn = net.pool_index("orders", env), net.function_number("orders")
@@ -295,7 +296,9 @@ def test_a_very_large_batch_of_each_origin_gets_a_verdict_per_row_and_answers_fi
     rows["time"] = np.arange(n) * 1e-5
     rows["src_port"] = 1024 + np.arange(n) % 60000
     rows["dst_port"] = 443 + np.arange(n) // 60000
+    before = len(net.hyperplane_enis)
     out = net.process(rows, Origin.FUNCTION, pool)
+    assert len(net.hyperplane_enis) > before  # the pool filled mid-batch: the walk stopped, grew it, resumed
     n_enis = net._current_pipeline().walker.n_enis
     assert_valid_verdicts(out, n, n_enis)
     assert set(out.reason.tolist()) <= {hp.Reason.EXITED_TO_INTERNET, hp.Reason.NAT_PORT_ALLOCATION_ERROR}
@@ -366,8 +369,8 @@ def test_set_function_pools_refuses_pools_the_walker_does_not_have(lab):
 def walk_args(walker_n: int, **changes):
     n = walker_n
     args = {"out": packets(n), "origin": np.full(n, Origin.INTERNET, np.int8), "index": np.zeros(n, np.int32),
-                "reason": np.zeros(n, np.uint8), "location": np.zeros(n, np.int32), "first_hop": np.zeros(n, np.int64),
-                "hops": np.zeros(200, HOP), "n_hops": 0, "begin": 0}
+            "reason": np.zeros(n, np.uint8), "location": np.zeros(n, np.int32), "first_hop": np.zeros(n, np.int64),
+            "hops": np.zeros(200, HOP), "n_hops": 0, "begin": 0}
     args.update(changes)
     return list(args.values())
 
@@ -649,6 +652,19 @@ def test_observe_refuses_a_hop_log_that_is_not_an_array_with_a_type_error(hops):
 def test_observe_refuses_a_time_offset_that_is_not_finite(offset):
     with pytest.raises(ValueError, match="time_offset"):
         RecordTable().observe(**observe_args(time_offset=offset))
+
+
+@pytest.mark.xfail(strict=True, reason="_records.pyx RecordTable.observe puts eni_number[e] in the top 16 bits "
+                   "of key word b without checking it: ENIs numbered 1 and 65537 (or 0 and 65536) share one "
+                   "record (two observations merged into 1 record of ENI 1), -1 becomes 65535. Should be a "
+                   "ValueError for an ENI number outside 0..65535")
+@pytest.mark.parametrize("numbers", [[1, 65537], [0, 2**16], [1, -1]])
+def test_observe_refuses_eni_numbers_that_do_not_fit_the_record_key(numbers):
+    hops = hop_log([SG_INGRESS, SG_INGRESS], rows=(0, 0), v={(0, 0): 0, (1, 0): 1})
+    args = observe_args(hops=hops, first_hop=np.array([0, 2], np.int64), packets=tcp_rows(1),
+                        location=np.array([-1], np.int32), eni_number=np.array(numbers, np.int64))
+    with pytest.raises(ValueError, match="ENI"):
+        RecordTable().observe(**args)
 
 
 @pytest.mark.xfail(strict=True, reason="_records.pyx RecordTable._observe makes room for ROOM_PER_PACKET = 64 "
