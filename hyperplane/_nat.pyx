@@ -560,17 +560,97 @@ cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t 
     __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
 
 
+cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packet_t* out, uint8_t* status,
+                          int stop_on_full) noexcept nogil:
+    """One packet (``h``: its index hash) into ``out``/``status``: 1, or 0 where the batch
+    must stop (full with none pending, or out of memory), having recorded nothing."""
+    cdef conn_t* c
+    cdef uint32_t s
+    cdef int ev
+    cdef uint8_t nxt, st_code, initial
+    cdef double t
+    out[0] = p[0]
+    t = p.time
+    if not (t >= st.now):          # late packets, and NaN, happen "now"
+        t = st.now
+    elif t > MAX_TIME:
+        t = MAX_TIME
+    st.now = t
+    if t >= st.next_advance:
+        advance(st, t)
+    if not (p.proto == P_TCP or p.proto == P_UDP or (p.proto == P_ICMP and st.gateway_mode)):
+        st_code = S_UNSUPPORTED_PROTOCOL
+    elif d == OUT:
+        s = fwd_find(st, h, p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+        if s != EMPTY and st.conns[s].expires <= t:
+            kill(st, s, 1, 1)
+            s = EMPTY
+        ev = tcp_event(p.flags, OUT) if p.proto == P_TCP else EV_OTHER
+        if s != EMPTY and p.proto == P_TCP and TCP_NEXT[st.conns[s].state * 6 + ev] == REOPEN:
+            kill(st, s, 0, 1)
+            s = EMPTY
+        st_code = S_TRANSLATED
+        if s == EMPTY:
+            if p.proto == P_TCP:
+                initial = ST_TCP_OPENING if ev == EV_SYN_OUT else ST_DEAD
+            elif p.proto == P_UDP:
+                initial = ST_UDP
+            else:
+                initial = ST_ICMP if p.flags == 8 else ST_DEAD
+            if initial == ST_DEAD:
+                st_code = S_RST_NO_CONNECTION if (st.gateway_mode and p.proto == P_TCP) else S_NO_CONNECTION
+            else:
+                s = open_connection(st, p, t, initial, &st_code)
+                if s == EMPTY:
+                    if st.oom or (stop_on_full and not has_pending(st, t)):
+                        status[0] = st_code
+                        return 0    # not counted: the caller adds an address and resumes here
+                    count_refusal(st, t)
+        if s != EMPTY:
+            c = &st.conns[s]
+            out.src_ip = st.addr_ip[c.addr]
+            out.src_port = c.x_port
+            nxt = TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state
+            if nxt == KILL:
+                kill(st, s, 0, 1)
+                st_code = S_CLOSED
+            else:
+                c.state = nxt
+                set_expiry(st, s, t + st.timeout[nxt])
+    else:
+        s = rev_find(st, h, p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+        if s != EMPTY and st.conns[s].expires <= t:
+            kill(st, s, 1, 1)
+            s = EMPTY
+        if s == EMPTY or (p.proto == P_ICMP and p.flags != 0):
+            st_code = S_UNSOLICITED
+        else:
+            c = &st.conns[s]
+            out.dst_ip = c.in_ip
+            out.dst_port = c.in_port
+            st_code = S_TRANSLATED
+            if p.proto == P_TCP:
+                nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, IN)]
+            elif p.proto == P_UDP:
+                nxt = ST_UDP_REPLIED
+            else:
+                nxt = c.state
+            if nxt == KILL:
+                kill(st, s, 0, 1)
+                st_code = S_CLOSED
+            else:
+                c.state = nxt
+                set_expiry(st, s, t + st.timeout[nxt])
+    st.status_count[st_code] += 1
+    status[0] = st_code
+    return 1
+
+
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
                     packet_t* out, uint8_t* status, Py_ssize_t start, Py_ssize_t n,
                     int stop_on_full) noexcept nogil:
     """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory)."""
     cdef Py_ssize_t i
-    cdef const packet_t* p
-    cdef conn_t* c
-    cdef uint32_t s
-    cdef int d, ev
-    cdef uint8_t nxt, st_code, initial
-    cdef double t
     cdef Py_ssize_t j, block_start = start, block_end = start
     cdef uint64_t h, draws
     cdef uint64_t hashes[BLOCK]
@@ -589,83 +669,8 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
                 if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == OUT:
                     prefetch_new_port(st, &inp[j], draws)
                     draws += 1
-        p = &inp[i]
-        d = dirs[i * dstep]
-        h = hashes[i - block_start]
-        out[i] = p[0]
-        t = p.time
-        if not (t >= st.now):          # late packets, and NaN, happen "now"
-            t = st.now
-        elif t > MAX_TIME:
-            t = MAX_TIME
-        st.now = t
-        if t >= st.next_advance:
-            advance(st, t)
-        if not (p.proto == P_TCP or p.proto == P_UDP or (p.proto == P_ICMP and st.gateway_mode)):
-            st_code = S_UNSUPPORTED_PROTOCOL
-        elif d == OUT:
-            s = fwd_find(st, h, p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
-            if s != EMPTY and st.conns[s].expires <= t:
-                kill(st, s, 1, 1)
-                s = EMPTY
-            ev = tcp_event(p.flags, OUT) if p.proto == P_TCP else EV_OTHER
-            if s != EMPTY and p.proto == P_TCP and TCP_NEXT[st.conns[s].state * 6 + ev] == REOPEN:
-                kill(st, s, 0, 1)
-                s = EMPTY
-            st_code = S_TRANSLATED
-            if s == EMPTY:
-                if p.proto == P_TCP:
-                    initial = ST_TCP_OPENING if ev == EV_SYN_OUT else ST_DEAD
-                elif p.proto == P_UDP:
-                    initial = ST_UDP
-                else:
-                    initial = ST_ICMP if p.flags == 8 else ST_DEAD
-                if initial == ST_DEAD:
-                    st_code = S_RST_NO_CONNECTION if (st.gateway_mode and p.proto == P_TCP) else S_NO_CONNECTION
-                else:
-                    s = open_connection(st, p, t, initial, &st_code)
-                    if s == EMPTY:
-                        if st.oom or (stop_on_full and not has_pending(st, t)):
-                            status[i] = st_code
-                            return i    # not counted: the caller adds an address and resumes here
-                        count_refusal(st, t)
-            if s != EMPTY:
-                c = &st.conns[s]
-                out[i].src_ip = st.addr_ip[c.addr]
-                out[i].src_port = c.x_port
-                nxt = TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state
-                if nxt == KILL:
-                    kill(st, s, 0, 1)
-                    st_code = S_CLOSED
-                else:
-                    c.state = nxt
-                    set_expiry(st, s, t + st.timeout[nxt])
-        else:
-            s = rev_find(st, h, p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
-            if s != EMPTY and st.conns[s].expires <= t:
-                kill(st, s, 1, 1)
-                s = EMPTY
-            if s == EMPTY or (p.proto == P_ICMP and p.flags != 0):
-                st_code = S_UNSOLICITED
-            else:
-                c = &st.conns[s]
-                out[i].dst_ip = c.in_ip
-                out[i].dst_port = c.in_port
-                st_code = S_TRANSLATED
-                if p.proto == P_TCP:
-                    nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, IN)]
-                elif p.proto == P_UDP:
-                    nxt = ST_UDP_REPLIED
-                else:
-                    nxt = c.state
-                if nxt == KILL:
-                    kill(st, s, 0, 1)
-                    st_code = S_CLOSED
-                else:
-                    c.state = nxt
-                    set_expiry(st, s, t + st.timeout[nxt])
-        st.status_count[st_code] += 1
-        status[i] = st_code
+        if not translate(st, &inp[i], dirs[i * dstep], hashes[i - block_start], &out[i], &status[i], stop_on_full):
+            return i
     return n
 
 
@@ -673,10 +678,10 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
 
 cdef int nat_translate(nat_t* st, packet_t* p, uint8_t direction, int stop_on_full,
                        uint8_t* status) noexcept nogil:
-    """Translate one packet in place, as a batch of one; 1, or 0 where ``run`` stopped (full
-    with none pending, or out of memory: ``st.oom``), having recorded nothing."""
+    """Translate one packet in place (the walker: nothing to overlap it with); 1, or 0 where it
+    must stop (full with none pending, or out of memory: ``st.oom``), having recorded nothing."""
     cdef packet_t out
-    if run(st, p, &direction, 0, &out, status, 0, 1, stop_on_full) == 0:
+    if not translate(st, p, direction, packet_hash(p, direction), &out, status, stop_on_full):
         return 0
     p[0] = out
     return 1
