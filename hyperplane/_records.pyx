@@ -19,7 +19,7 @@ record; keys are compared in full, so two keys that hash alike never merge.
 """
 
 cimport cython
-from libc.math cimport floor
+from libc.math cimport INFINITY, floor
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
@@ -30,6 +30,8 @@ from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT
                                H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, hop_t)
 
 import numpy as np
+
+from hyperplane._walk import HOP as _HOP
 
 cdef enum:
     EMPTY = 0xFFFFFFFF
@@ -281,20 +283,30 @@ cdef class RecordTable:
         returns the number of observations. ``eni_number``: each compiled ENI's number in the
         records; ``eni_hyperplane``: 1 for Hyperplane ENIs."""
         cdef Py_ssize_t n = packets.shape[0], i, row = 0
+        if not isinstance(hops, np.ndarray) or hops.dtype != _HOP or hops.ndim != 1:
+            raise TypeError("hops must be a one-dimensional array of hyperplane._walk.HOP")
+        if not hops.flags.c_contiguous:
+            raise ValueError("hops must be C-contiguous")
         cdef uint8_t[::1] log = hops.view(np.uint8)
         cdef const hop_t* base = <const hop_t*>&log[0] if log.shape[0] else NULL
         cdef Py_ssize_t n_enis = eni_number.shape[0], total
         cdef batch_t bt
         cdef int64_t observed = 0
         if (first_hop.shape[0] != n + 1 or location.shape[0] != n or path_of_target.shape[0] != 256
-                or eni_hyperplane.shape[0] != n_enis or not interval > 0):
+                or eni_hyperplane.shape[0] != n_enis):
             raise ValueError("observe: first_hop, packets, location and the ENI tables must describe one batch")
+        if not (0 < interval < INFINITY) or not (-INFINITY < time_offset < INFINITY):
+            raise ValueError(f"observe: interval ({interval}) and time_offset ({time_offset}) must be finite, "
+                             "interval > 0")
+        for i in range(n_enis):
+            if not 0 <= eni_number[i] <= 0xFFFF:  # it shares a key word with an endpoint
+                raise ValueError(f"observe: ENI number {eni_number[i]} (ENI {i}) is outside 0..65535")
         total = first_hop[n]
         if total > log.shape[0] // <Py_ssize_t>sizeof(hop_t) or (n and first_hop[0] != 0):
             raise ValueError("observe: first_hop does not fit the hop log")
         for i in range(n):
-            if location[i] >= n_enis or first_hop[i + 1] < first_hop[i]:
-                raise ValueError(f"observe: row {i} has no valid location or hops")
+            if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= ROOM_PER_PACKET:
+                raise ValueError(f"observe: row {i} has no valid location, or not 0..{ROOM_PER_PACKET} hops")
         for i in range(total):
             if base[i].stage > H_V2N_IN or not 0 <= base[i].row < n:
                 raise ValueError(f"observe: hop {i} is not a hop of this batch")

@@ -100,7 +100,7 @@ cdef Py_ssize_t write_rows(const column_t* cols, Py_ssize_t n_cols, const int64_
 def lines(list columns, order):
     """``(text, offsets)``: the rows ``order`` as lines (see the module docstring); line k is
     ``text[offsets[k]:offsets[k + 1]]``."""
-    order = np.ascontiguousarray(order, np.int64)
+    order = _integers(order, "order").astype(np.int64)
     cdef Py_ssize_t m = order.shape[0], n_cols = len(columns), width = 1, c, pos
     keep = []  # the arrays and bytes the C descriptors point into
     cdef column_t* cols = <column_t*>malloc((n_cols + 1) * sizeof(column_t))
@@ -113,41 +113,50 @@ def lines(list columns, order):
         raise MemoryError()
     try:
         for c, column in enumerate(columns):
+            if not isinstance(column, tuple) or not column or not isinstance(column[0], int):
+                raise TypeError(f"column {c}: expected (INTEGER|ADDRESS, values), (WORDS, codes, words) "
+                                f"or (CONSTANT, text), not {column!r:.80}")
             kind = column[0]
+            if kind not in _SIZE:
+                raise ValueError(f"column {c}: unknown kind {kind!r}")
+            if len(column) != _SIZE[kind]:
+                raise ValueError(f"column {c}: a {_NAME[kind]} column is a tuple of {_SIZE[kind]}, not {len(column)}")
             cols[c].kind = kind
-            if kind == INTEGER or kind == ADDRESS:
-                array = np.ascontiguousarray(column[1], np.int64)
-                rows_needed = array.shape[0]
-                keep.append(array)
-                values = array
-                cols[c].values = &values[0] if array.shape[0] else NULL
-                width += 21
-            elif kind == WORDS:
-                array = np.ascontiguousarray(column[1], np.int32)
-                words = [bytes(w) for w in column[2]]
-                if array.shape[0] and (array.min() < -1 or array.max() >= len(words)):
-                    raise ValueError(f"column {c}: a code outside its word table")
-                rows_needed = array.shape[0]
-                offsets_ = np.cumsum([0] + [len(w) for w in words]).astype(np.int64)
-                blob = np.frombuffer(b"".join(words) + b"\0", np.uint8)
-                keep += [array, offsets_, blob]
-                codes, starts, text = array, offsets_, blob
-                cols[c].codes = &codes[0] if array.shape[0] else NULL
-                cols[c].starts = &starts[0]
-                cols[c].text = <const char*>&text[0]
-                width += max([len(w) for w in words] + [1]) + 1
-            elif kind == CONSTANT:
-                blob = np.frombuffer(bytes(column[1]) + b"\0", np.uint8)
+            if kind == CONSTANT:
+                blob = np.frombuffer(_bytes(column[1], c) + b"\0", np.uint8)
                 keep.append(blob)
                 text = blob
                 cols[c].text = <const char*>&text[0]
                 cols[c].length = blob.shape[0] - 1
                 width += blob.shape[0]
                 continue
+            array = _integers(column[1], f"column {c}")
+            if kind == INTEGER and array.shape[0] and array.max() >= 2**63:
+                raise ValueError(f"column {c}: {array.max()} does not fit a signed 64-bit integer")
+            if kind == ADDRESS and array.shape[0] and (array.min() < 0 or array.max() > 0xFFFFFFFF):
+                raise ValueError(f"column {c}: {array.min() if array.min() < 0 else array.max()} is not an IPv4 address")
+            if kind == WORDS:
+                words = [_bytes(w, c) for w in column[2]]
+                if array.shape[0] and (array.min() < -1 or array.max() >= len(words)):
+                    raise ValueError(f"column {c}: a code outside its word table")
+                offsets_ = np.cumsum([0] + [len(w) for w in words]).astype(np.int64)
+                blob = np.frombuffer(b"".join(words) + b"\0", np.uint8)
+                array = array.astype(np.int32)
+                keep += [array, offsets_, blob]
+                codes, starts, text = array, offsets_, blob
+                cols[c].codes = &codes[0] if array.shape[0] else NULL
+                cols[c].starts = &starts[0]
+                cols[c].text = <const char*>&text[0]
+                width += max([len(w) for w in words] + [1]) + 1
             else:
-                raise ValueError(f"column {c}: unknown kind {kind!r}")
-            if m and (order.min() < 0 or order.max() >= rows_needed):
-                raise ValueError(f"column {c} has {rows_needed} rows; order asks for row {order.max()}")
+                array = array.astype(np.int64)
+                keep.append(array)
+                values = array
+                cols[c].values = &values[0] if array.shape[0] else NULL
+                width += 21
+            if m and (order.min() < 0 or order.max() >= array.shape[0]):
+                bad = order.min() if order.min() < 0 else order.max()
+                raise ValueError(f"column {c} has {array.shape[0]} rows; order asks for row {bad}")
         buffer = np.empty(m * width + 1, np.uint8)
         offsets = np.empty(m + 1, np.int64)
         out_view = buffer
@@ -156,6 +165,26 @@ def lines(list columns, order):
         return buffer[:pos].tobytes(), offsets
     finally:
         free(cols)
+
+
+_SIZE = {INTEGER: 2, ADDRESS: 2, WORDS: 3, CONSTANT: 2}
+_NAME = {INTEGER: "INTEGER", ADDRESS: "ADDRESS", WORDS: "WORDS", CONSTANT: "CONSTANT"}
+
+
+cdef object _integers(object value, str name):
+    """``value`` as a one-dimensional array of integers, or a clear error."""
+    array = np.ascontiguousarray(value)
+    if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and array.size == 0):
+        raise TypeError(f"{name}: expected integers, not {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected one dimension, not {array.ndim}")
+    return array.astype(np.int64) if array.dtype.kind == "f" else array
+
+
+cdef bytes _bytes(object value, Py_ssize_t c):
+    if not isinstance(value, bytes):
+        raise TypeError(f"column {c}: words and constants are bytes, not {type(value).__name__}")
+    return value
 
 
 cdef Py_ssize_t _write(const column_t* cols, Py_ssize_t n_cols, const int64_t[::1] rows, Py_ssize_t m,

@@ -736,7 +736,10 @@ cdef class Walker:
         counts = [len(p) for p in pools_by_function]
         off = np.zeros(len(counts) + 1, np.int32)
         off[1:] = np.cumsum(counts)
-        flat = np.array([k for p in pools_by_function for k in p], np.int32)
+        flat = np.array([k for p in pools_by_function for k in p])
+        if flat.size and flat.dtype.kind not in "iu":
+            raise TypeError(f"pool indexes are integers, not {flat.dtype}")
+        flat = flat.astype(np.int32)
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_pools):
             raise ValueError(f"a function's pool index is outside 0..{self.n_pools - 1}")
         self.keep += [off, flat]
@@ -750,6 +753,8 @@ cdef class Walker:
         cdef int8_t o
         cdef int32_t k
         cdef Py_ssize_t limit
+        if index.shape[0] != n:
+            raise ValueError(f"origin and origin_index must have one value per row ({n} and {index.shape[0]})")
         with nogil:
             for i in range(n):
                 o = origin[i]
@@ -784,7 +789,7 @@ cdef class Walker:
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
              int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
              Py_ssize_t nostop_row=-1, bint record=True):
-        """Walk rows ``begin:`` of ``out`` in place (origins checked by ``check_origins``).
+        """Walk rows ``begin:`` of ``out`` in place.
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
         done), why (``STOPS``), the hop log's length, and for a full pool its index and the
@@ -792,13 +797,16 @@ cdef class Walker:
         cdef Py_ssize_t n = out.shape[0]
         cdef run_t r
         cdef Py_ssize_t stopped
+        if not isinstance(hops, np.ndarray) or hops.dtype != HOP or hops.ndim != 1 or not hops.flags.c_contiguous:
+            raise TypeError("hops must be a one-dimensional, C-contiguous array of hyperplane._walk.HOP")
         cdef uint8_t[::1] log = hops.view(np.uint8)
         cdef Py_ssize_t cap = log.shape[0] // sizeof(hop_t)
         if not (origin.shape[0] == index.shape[0] == reason.shape[0] == location.shape[0]
                 == first_hop.shape[0] == n):
             raise ValueError("out, origin, index, reason, location and first_hop must have one row per packet")
-        if hops.dtype != HOP or not 0 <= begin <= n or not 0 <= n_hops <= cap:
-            raise ValueError("begin or n_hops out of range")
+        if not 0 <= begin <= n or not 0 <= n_hops <= cap:
+            raise ValueError(f"begin ({begin}) or n_hops ({n_hops}) outside the batch or the hop log")
+        self.check_origins(origin, index)  # the loop indexes tables with them
         if n == begin:
             return n, STOP_NONE, n_hops, -1, 0
         r.out = &out[0]

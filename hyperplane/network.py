@@ -16,7 +16,7 @@ from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfigurat
 from hyperplane.functions import FunctionState, HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
-from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, ConnectionTable
+from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.pipeline import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int
@@ -207,8 +207,13 @@ class Network:
             raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
         n = len(packets)
         packets = np.ascontiguousarray(packets)
-        origin = np.ascontiguousarray(np.broadcast_to(np.asarray(origin, dtype=np.int8), (n,)))
-        origin_index = np.ascontiguousarray(np.broadcast_to(np.asarray(origin_index, dtype=np.int32), (n,)))
+        origin = _per_row(origin, n, "origin", 0, max(Origin), "an Origin (0..4)").astype(np.int8)
+        origin_index = _per_row(origin_index, n, "origin_index", -2**31, 2**31 - 1, "an index (int32)").astype(np.int32)
+        times = packets["time"]
+        bad = ~(times <= MAX_TIME)  # NaN too; earlier times are the tables' "now"
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"packets[{k}].time = {float(times[k])!r} is not a number of seconds up to {MAX_TIME:g}")
         pipeline = self._current_pipeline()
         fn_pools = self._function_pools() if (origin == Origin.REPLY_TO_FUNCTION).any() else ()
         return pipeline.run(packets, origin, origin_index, fn_pools, in_place=in_place and packets.flags.writeable)
@@ -339,3 +344,18 @@ class Network:
         t = self.topology
         return (f"<Network {len(t.vpcs)} VPC, {len(t.subnets)} subnets, {len(t.functions)} functions, "
                 f"{len(self.hyperplane_enis)} Hyperplane ENIs, now={self.now:g}s>")
+
+
+def _per_row(value: Any, n: int, name: str, low: int, high: int, what: str) -> np.ndarray:
+    """``value`` (one integer, or one per packet) as ``n`` int64s, or a clear error naming the row."""
+    values = np.asarray(value)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers (one, or one per packet), not {values.dtype}")
+    if values.ndim > 1 or (values.ndim == 1 and len(values) != n):
+        raise ValueError(f"{name} must be one integer or one per packet: {values.shape} for {n} packets")
+    values = np.broadcast_to(values.astype(np.int64), (n,))
+    bad = (values < low) | (values > high)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{k}] = {values[k]} is not {what}")
+    return np.ascontiguousarray(values)

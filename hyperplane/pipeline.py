@@ -239,7 +239,6 @@ class Pipeline:
         pipeline = self
         core = self.walker
         core.set_function_pools(function_pools)
-        core.check_origins(origin, origin_index)
         out = packets if in_place else packets.copy()
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
