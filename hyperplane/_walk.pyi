@@ -45,5 +45,4 @@ class Walker:
         n_hops: int,
         begin: int,
         nostop_row: int = -1,
-        record: bool = True,
     ) -> tuple[int, int, int, int, int]: ...  # (row, stop, n_hops, pool, status)

@@ -41,8 +41,6 @@ from hyperplane._types cimport packet_t
 
 import numpy as np
 
-from hyperplane.records import PACKET as _PACKET
-
 
 cdef enum:
     # origins (hyperplane.pipeline.Origin)
@@ -128,19 +126,13 @@ assert HOP.itemsize == sizeof(hop_t)
 
 
 # Sorted-array lookups (the compiled VPC's tables; see hyperplane/vpc.py).
-cdef inline Py_ssize_t lower_bound64(const uint64_t* keys, Py_ssize_t n, uint64_t key) noexcept nogil:
-    cdef Py_ssize_t lo = 0, half
-    while n > 0:
-        half = n >> 1
-        if keys[lo + half] < key:
-            lo += half + 1
-            n -= half + 1
-        else:
-            n = half
-    return lo
+ctypedef fused sorted_t:
+    uint32_t
+    uint64_t
 
 
-cdef inline Py_ssize_t lower_bound32(const uint32_t* keys, Py_ssize_t n, uint32_t key) noexcept nogil:
+cdef inline Py_ssize_t lower_bound(const sorted_t* keys, Py_ssize_t n, sorted_t key) noexcept nogil:
+    """The first position whose key is >= ``key`` among ``n`` ascending keys (``n``: none)."""
     cdef Py_ssize_t lo = 0, half
     while n > 0:
         half = n >> 1
@@ -221,7 +213,6 @@ cdef struct run_t:
     Py_ssize_t n_hops
     Py_ssize_t hop_cap
     Py_ssize_t nostop_row          # resume here without stopping on a full pool
-    int record                     # write the hop log (facts)
     int stop
     int32_t stop_pool
     uint8_t stop_status
@@ -243,14 +234,14 @@ cdef inline int32_t eni_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept no
     if vpc < 0:
         return -1
     key = (<uint64_t>vpc << 32) | ip
-    k = lower_bound64(v.private_keys, v.n_private, key)
+    k = lower_bound(v.private_keys, v.n_private, key)
     return v.private_key_eni[k] if k < v.n_private and v.private_keys[k] == key else -1
 
 
 cdef inline int32_t subnet_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept nogil:
     """The subnet of ``ip`` within VPC ``vpc`` (-1: in none)."""
     cdef uint64_t key = (<uint64_t>vpc << 32) | ip
-    cdef Py_ssize_t k = lower_bound64(v.subnet_lo, v.n_ranges, key + 1) - 1   # last lo <= key
+    cdef Py_ssize_t k = lower_bound(v.subnet_lo, v.n_ranges, key + 1) - 1   # last lo <= key
     if k >= 0 and key <= v.subnet_hi[k]:
         return v.subnet_idx[k]
     return -1
@@ -258,7 +249,7 @@ cdef inline int32_t subnet_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept
 
 cdef inline int32_t public_at(const vpc_t* v, uint32_t public_ip, uint32_t* private) noexcept nogil:
     """The ENI (or NAT gateway ENI) a public address maps to, and its private address (-1)."""
-    cdef Py_ssize_t k = lower_bound32(v.public_ips, v.n_public, public_ip)
+    cdef Py_ssize_t k = lower_bound(v.public_ips, v.n_public, public_ip)
     if k < v.n_public and v.public_ips[k] == public_ip:
         private[0] = v.public_private[k]
         return v.public_eni[k]
@@ -268,7 +259,7 @@ cdef inline int32_t public_at(const vpc_t* v, uint32_t public_ip, uint32_t* priv
 
 cdef inline uint32_t public_of(const vpc_t* v, uint32_t private_ip) noexcept nogil:
     """The public address the internet gateway maps a private one to (0: none)."""
-    cdef Py_ssize_t k = lower_bound32(v.private_with_public, v.n_with_public, private_ip)
+    cdef Py_ssize_t k = lower_bound(v.private_with_public, v.n_with_public, private_ip)
     if k < v.n_with_public and v.private_with_public[k] == private_ip:
         return v.public_of_private[k]
     return 0
@@ -279,8 +270,6 @@ cdef inline uint32_t public_of(const vpc_t* v, uint32_t private_ip) noexcept nog
 cdef inline void hop(run_t* r, packet_walk_t* w, uint8_t stage, int32_t a, int32_t b, int32_t c,
                      int32_t d, int32_t e, int32_t f) noexcept nogil:
     cdef hop_t* h = &r.hops[r.n_hops]
-    if not r.record:
-        return
     r.n_hops += 1
     h.row = <int32_t>w.row
     h.stage = stage
@@ -594,7 +583,7 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
             nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], 0, 0)
         if i + AHEAD_CONN < end and r.origin[i + AHEAD_CONN] == O_FUNCTION:
             nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], 0, 1)
-        if r.record and r.hop_cap - r.n_hops < HOPS_PER_PACKET:
+        if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
             r.stop = STOP_LOG_FULL
             return i
         w.row = i
@@ -788,7 +777,7 @@ cdef class Walker:
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
              int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
-             Py_ssize_t nostop_row=-1, bint record=True):
+             Py_ssize_t nostop_row=-1):
         """Walk rows ``begin:`` of ``out`` in place.
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
@@ -819,7 +808,6 @@ cdef class Walker:
         r.n_hops = n_hops
         r.hop_cap = cap
         r.nostop_row = nostop_row
-        r.record = record
         r.stop = STOP_NONE
         r.stop_pool = -1
         r.stop_status = 0
