@@ -94,15 +94,14 @@ def _recycle(log: np.ndarray) -> None:
 class Facts:
     """What each stage decided for each packet of a batch, read from the compiled hop log.
 
-    ``of(row)`` gives one packet's stages in order, with their values; ``stages`` the same as
-    (stage, rows, columns) groups, ordered by position in the path (so each row's stages come
-    in its order), built on first use.
+    ``of(row)`` gives one packet's stages in order, with their values (named by ``COLUMNS``);
+    ``hops`` is the log itself (``hyperplane._walk.HOP`` rows: row, stage code, position in the
+    packet's path, six values), the hops of row k being ``hops[first_hop[k]:first_hop[k + 1]]``.
     """
 
     def __init__(self, log: np.ndarray, n_hops: int, first_hop: np.ndarray) -> None:
         self.hops = log[:n_hops]
         self.first_hop = first_hop  # len(rows) + 1 offsets into hops
-        self._stages: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] | None = None
         weakref.finalize(self, _recycle, log)  # the log is reused once these facts are gone
 
     def of(self, row: int) -> list[tuple[str, dict]]:
@@ -114,12 +113,6 @@ class Facts:
                                                   for (name, dt), v in zip(columns, values)}))
         return out
 
-    @property
-    def stages(self) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
-        if self._stages is None:
-            self._stages = _group_stages(self.hops)
-        return self._stages
-
     def spread(self, rows: np.ndarray, n: int) -> Facts:
         """These facts as those of a batch of ``n`` rows in which this batch's rows were
         ``rows`` (ascending); the other rows have none."""
@@ -130,24 +123,6 @@ class Facts:
         first = np.zeros(n + 1, np.int64)
         np.cumsum(counts, out=first[1:])
         return Facts(hops, len(hops), first)
-
-
-def _group_stages(hops: np.ndarray) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
-    key = (hops["pos"].astype(np.uint16) << 4) | hops["stage"]
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    cuts = np.flatnonzero(np.diff(key)) + 1
-    out = []
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(key)]):
-        if hi <= lo:
-            continue
-        group = hops[order[lo:hi]]
-        stage = int(group["stage"][0])
-        v = group["v"]
-        columns = {name: v[:, k].view(np.uint32).astype(dt) if dt in (_U32, _U16)
-                   else v[:, k].astype(dt) for k, (name, dt) in enumerate(_STAGE_COLUMNS[stage])}
-        out.append((_walk.STAGES[stage], group["row"].astype(np.intp), columns))
-    return out
 
 
 @dataclass
