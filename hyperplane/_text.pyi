@@ -11,4 +11,6 @@ ADDRESS: int
 WORDS: int
 CONSTANT: int
 
-def lines(columns: list[tuple[Any, ...]], order: npt.ArrayLike) -> tuple[bytes, npt.NDArray[np.int64]]: ...
+def lines(
+    columns: list[tuple[Any, ...]], order: npt.ArrayLike, sep: bytes = b" "
+) -> tuple[bytes, npt.NDArray[np.int64]]: ...

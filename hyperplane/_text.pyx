@@ -9,9 +9,10 @@ hundreds of thousands of them. Here a column is one of
     (WORDS, int32 codes, [bytes])     codes[i] indexes the word table; -1 prints "-"
     (CONSTANT, bytes)                 the same text on every line
 
-and ``lines(columns, order)`` writes the rows ``order`` in that order, each line ending in a
-newline, into one bytes object, with the offset at which each line starts (so that callers cut
-it into files per ENI or per delivery period without handling lines one by one).
+and ``lines(columns, order, sep)`` writes the rows ``order`` in that order, fields separated by
+``sep`` (a space by default), each line ending in a newline, into one bytes object, with the
+offset at which each line starts (so that callers cut it into files per ENI or per delivery
+period without handling lines one by one).
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -62,7 +63,7 @@ cdef inline Py_ssize_t put_ip(char* out, uint32_t ip) noexcept nogil:
 
 
 cdef Py_ssize_t write_rows(const column_t* cols, Py_ssize_t n_cols, const int64_t* order, Py_ssize_t m,
-                           char* out, int64_t* offsets) noexcept nogil:
+                           const char* sep, Py_ssize_t sep_length, char* out, int64_t* offsets) noexcept nogil:
     cdef Py_ssize_t i, c, pos = 0, length
     cdef int64_t k
     cdef int32_t code
@@ -73,8 +74,8 @@ cdef Py_ssize_t write_rows(const column_t* cols, Py_ssize_t n_cols, const int64_
         for c in range(n_cols):
             col = &cols[c]
             if c:
-                out[pos] = 32  # " "
-                pos += 1
+                memcpy(out + pos, sep, sep_length)
+                pos += sep_length
             if col.kind == 0:
                 pos += put_int(out + pos, col.values[k])
             elif col.kind == 1:
@@ -97,11 +98,12 @@ cdef Py_ssize_t write_rows(const column_t* cols, Py_ssize_t n_cols, const int64_
     return pos
 
 
-def lines(list columns, order):
+def lines(list columns, order, bytes sep=b" "):
     """``(text, offsets)``: the rows ``order`` as lines (see the module docstring); line k is
     ``text[offsets[k]:offsets[k + 1]]``."""
     order = _integers(order, "order").astype(np.int64)
-    cdef Py_ssize_t m = order.shape[0], n_cols = len(columns), width = 1, c, pos
+    cdef const uint8_t[::1] separator = np.frombuffer(sep + b"\0", np.uint8)
+    cdef Py_ssize_t m = order.shape[0], n_cols = len(columns), width = 1 + n_cols * len(sep), c, pos
     keep = []  # the arrays and bytes the C descriptors point into
     cdef column_t* cols = <column_t*>malloc((n_cols + 1) * sizeof(column_t))
     cdef const int64_t[::1] values
@@ -161,7 +163,7 @@ def lines(list columns, order):
         offsets = np.empty(m + 1, np.int64)
         out_view = buffer
         off_view = offsets
-        pos = _write(cols, n_cols, rows, m, out_view, off_view)
+        pos = _write(cols, n_cols, rows, m, <const char*>&separator[0], len(sep), out_view, off_view)
         return buffer[:pos].tobytes(), offsets
     finally:
         free(cols)
@@ -188,8 +190,8 @@ cdef bytes _bytes(object value, Py_ssize_t c):
 
 
 cdef Py_ssize_t _write(const column_t* cols, Py_ssize_t n_cols, const int64_t[::1] rows, Py_ssize_t m,
-                       uint8_t[::1] out, int64_t[::1] offsets):
+                       const char* sep, Py_ssize_t sep_length, uint8_t[::1] out, int64_t[::1] offsets):
     cdef Py_ssize_t pos
     with nogil:
-        pos = write_rows(cols, n_cols, &rows[0] if m else NULL, m, <char*>&out[0], &offsets[0])
+        pos = write_rows(cols, n_cols, &rows[0] if m else NULL, m, sep, sep_length, <char*>&out[0], &offsets[0])
     return pos

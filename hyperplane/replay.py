@@ -16,9 +16,7 @@ network's ``now``. Every input packet gets exactly one verdict; packets that can
 
 from __future__ import annotations
 
-import csv
 import ipaddress
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperplane import _walk
+from hyperplane import _text, _walk
 from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
+from hyperplane.pipeline import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Origin
-from hyperplane.reasons import Reason
-from hyperplane.records import ip_str
+from hyperplane.reasons import Disposition, Reason
 
 # capture kinds that cannot be emulated -> their verdict
 _SKIPPED = {
@@ -305,28 +303,41 @@ def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> N
 
 
 class _VerdictSink:
-    """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``)."""
+    """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``), written by
+    the compiled line writer (``hyperplane._text``)."""
 
     FIELDS = ["index", "disposition", "reason", "resource", "src", "sport", "dst", "dport", "proto"]
+    _REASONS = [Reason(r).name.encode() if r in Reason._value2member_map_ else b"?" for r in range(256)]
+    _DISPOSITIONS = [Disposition(d).name.encode() if d in Disposition._value2member_map_ else b"?"
+                     for d in range(max(Disposition) + 1)]
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.file = open(self.path, "w", newline="")
-        self.csv = csv.writer(self.file) if self.path.suffix == ".csv" else None
+        self.csv = self.path.suffix == ".csv"
+        self.file = open(self.path, "wb")
         if self.csv:
-            self.csv.writerow(self.FIELDS)
+            self.file.write((",".join(self.FIELDS) + "\n").encode())
 
     def write(self, start: int, reason: np.ndarray, location: np.ndarray, out: np.ndarray, net: Network) -> None:
-        enis = net.compiled.enis
-        for k in range(len(reason)):
-            r = Reason(int(reason[k]))
-            p = out[k]
-            row = [start + k, r.disposition.name, r.name, enis[location[k]].id if location[k] >= 0 else "",
-                   ip_str(p["src_ip"]), int(p["src_port"]), ip_str(p["dst_ip"]), int(p["dst_port"]), int(p["proto"])]
-            if self.csv:
-                self.csv.writerow(row)
-            else:
-                self.file.write(json.dumps(dict(zip(self.FIELDS, row))) + "\n")
+        ids = [e.id.encode() for e in net.compiled.enis] + [b""]  # "" where no ENI
+        values = [
+            (_text.INTEGER, start + np.arange(len(reason))),
+            (_text.WORDS, _DISPOSITION_OF[reason], self._DISPOSITIONS),
+            (_text.WORDS, reason, self._REASONS),
+            (_text.WORDS, np.where(location >= 0, location, len(ids) - 1), ids),
+            (_text.ADDRESS, out["src_ip"]), (_text.INTEGER, out["src_port"]),
+            (_text.ADDRESS, out["dst_ip"]), (_text.INTEGER, out["dst_port"]), (_text.INTEGER, out["proto"]),
+        ]
+        if self.csv:
+            columns, sep = values, b","
+        else:  # {"index": 0, "disposition": "ACCEPTED", ...}: the JSON syntax as constant columns
+            columns, sep = [], b""
+            for k, (name, value) in enumerate(zip(self.FIELDS, values)):
+                quote = '"' if value[0] == _text.WORDS or value[0] == _text.ADDRESS else ""
+                opening = ("{" if k == 0 else ", ") + f'"{name}": {quote}'
+                columns += [(_text.CONSTANT, opening.encode()), value, (_text.CONSTANT, (quote + "}" * (k == 8)).encode())]
+        text, _ = _text.lines(columns, np.arange(len(reason)), sep)
+        self.file.write(text)
 
     def close(self) -> None:
         self.file.close()

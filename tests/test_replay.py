@@ -158,3 +158,19 @@ def test_demo_tells_the_scenarios_then_replays_a_generated_capture():
     replayed = out.output.split("== replay:")[1]
     assert "by reason:" in replayed and "DELIVERED_TO_FUNCTION" in replayed and "Hyperplane ENIs:" in replayed
     assert "flow log records of eni-db" in replayed and " REJECT OK" in replayed  # acl-data's refusals
+
+
+def test_csv_and_json_lines_verdict_files_say_the_same(capture, tmp_path):
+    import csv
+
+    for suffix in ("jsonl", "csv"):
+        replay(hp.Network.example(), capture, functions={"orders": "172.16.5.0/24"}, verdicts=tmp_path / f"v.{suffix}")
+    as_json = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    with open(tmp_path / "v.csv", newline="") as f:
+        as_csv = list(csv.DictReader(f))
+    assert len(as_json) == len(as_csv) == 10
+    assert [{k: str(v) for k, v in row.items()} for row in as_json] == as_csv
+    assert as_json[0] == {"index": 0, "disposition": "ACCEPTED", "reason": "DELIVERED", "resource": "eni-cache",
+                          "src": "10.0.10.4", "sport": as_json[0]["sport"], "dst": "10.0.21.10", "dport": 6379,
+                          "proto": 6}
+    assert as_json[-1]["resource"] == "" and as_json[-1]["reason"] == "NOT_IPV4"
