@@ -177,7 +177,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             if emulated.any():
                 every = emulated.all()
                 rows = None if every else np.flatnonzero(emulated)
-                records = chunk.records.copy() if every else chunk.records[rows]
+                records = chunk.records if every else chunk.records[rows]  # walked in place
                 if t0 is None:
                     t0 = records["time"][0] - net.now
                 records["time"] -= t0
