@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--connections", type=int, default=40_000)
     ap.add_argument("--python-packets", type=int, default=2_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     net = hp.Network.example()
     orders = net.function("orders")
