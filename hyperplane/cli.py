@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from hyperplane.errors import HyperplaneError
 
@@ -113,15 +117,47 @@ def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inj
         mapping[name] = cidr
     net = Network.load(topology) if topology else Network.example()
     size = max(capture.stat().st_size, 1)
-    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
+    progress = Progress(TextColumn("replaying {task.fields[packets]:,} packets"), BarColumn(),
+                        DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    with progress:
+        task = progress.add_task("replay", total=size, packets=0)
+        done = 0
+
         def step(chunk) -> None:  # progress by bytes of the file read so far
-            bar.update(min(size, int(chunk.file_offset[-1])) - bar.pos)
+            nonlocal done
+            done += len(chunk)
+            progress.update(task, completed=min(size, int(chunk.file_offset[-1])), packets=done)
 
         report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
                             verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
                             progress=step)
-        bar.update(size - bar.pos)
-    click.echo(report.summary())
+    _print_summary(report)
+
+
+def _print_summary(report) -> None:
+    """The replay summary as tables (rich; plain text when the output is not a terminal)."""
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)  # ids whole in files
+    console.print(f"{report.packets} packets, {report.delivered} delivered, {report.written} written, "
+                  f"{report.flow_log_records} flow log records")
+    skipped = {k: n for k, n in report.kinds.items() if k != "EMULATED"}
+    if skipped:
+        console.print("not emulated: " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
+
+    def table(title: str, headers: list[str], rows: list[list]) -> None:
+        if rows:
+            t = Table(title=title, title_justify="left", box=box.SIMPLE)
+            for k, h in enumerate(headers):
+                t.add_column(h, justify="right" if k else "left")
+            for row in rows:
+                t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+            console.print(t)
+
+    table("by disposition", ["disposition", "packets"], [list(kv) for kv in report.dispositions.most_common()])
+    table("by reason", ["reason", "packets"], [list(kv) for kv in report.reasons.most_common()])
+    table("drops by rule", ["rule", "packets"], [list(kv) for kv in report.drops_by_rule.most_common()])
+    table("Hyperplane ENIs", ["ENI", "address", "subnet", "live", "peak", "created", "overflow"],
+          [[e["id"], e["private_ip"], e["subnet_id"], e["connections"], e["peak"], e["created"],
+            "yes" if e["overflow"] else ""] for e in report.hyperplane_enis])
 
 
 @main.command()

@@ -100,6 +100,8 @@ def test_replay_command_prints_a_summary_and_refuses_bad_arguments(capture, tmp_
                               "--output", str(tmp_path / "o.pcap")])
     assert ok.exit_code == 0, ok.output
     assert "10 packets, 8 delivered" in ok.output
+    tables = ok.output.split("by reason")[1]
+    assert "DELIVERED_TO_FUNCTION" in tables and "acl-data nacl-out rule *" in tables and "Hyperplane ENIs" in tables
     bad = runner.invoke(main, ["replay", str(capture), "--function", "orders"])
     assert bad.exit_code == 2
 
