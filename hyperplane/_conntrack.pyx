@@ -54,7 +54,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
-from hyperplane._types cimport packet_t
+from hyperplane._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
+                               P_UDP, packet_t)
 
 import numpy as np
 
@@ -64,15 +65,6 @@ cdef enum:
     MAX_CAP = 1 << 24
     MIN_CAP = 16
     BLOCK = 16                     # rows whose memory is fetched together
-    P_ICMP = 1
-    P_TCP = 6
-    P_UDP = 17
-    F_FIN = 0x01
-    F_SYN = 0x02
-    F_RST = 0x04
-    F_ACK = 0x10
-    ICMP_ECHO_REPLY = 0
-    ICMP_ECHO_REQUEST = 8
 
 # What a row is tracked as: the first four index the timeout table.
 cdef enum:

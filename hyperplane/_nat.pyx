@@ -51,7 +51,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
-from hyperplane._types cimport packet_t
+from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
 
@@ -63,13 +63,6 @@ cdef enum:
     BLOCK = 16                     # rows whose memory is fetched together
     OUT = 0
     IN = 1
-    P_ICMP = 1
-    P_TCP = 6
-    P_UDP = 17
-    F_FIN = 0x01
-    F_SYN = 0x02
-    F_RST = 0x04
-    F_ACK = 0x10
 
 # Status codes, one per packet (mirrored by hyperplane.nat.NatStatus).
 cdef enum:
@@ -560,6 +553,17 @@ cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t 
     __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
 
 
+cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept nogil:
+    """A packet of connection s at time t moves it to ``state`` and refreshes its deadline, or
+    closes it (state KILL: returns 0)."""
+    if state == KILL:
+        kill(st, s, 0, 1)
+        return 0
+    st.conns[s].state = state
+    set_expiry(st, s, t + st.timeout[state])
+    return 1
+
+
 cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packet_t* out, uint8_t* status,
                           int stop_on_full) noexcept nogil:
     """One packet (``h``: its index hash) into ``out``/``status``: 1, or 0 where the batch
@@ -610,13 +614,8 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             c = &st.conns[s]
             out.src_ip = st.addr_ip[c.addr]
             out.src_port = c.x_port
-            nxt = TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state
-            if nxt == KILL:
-                kill(st, s, 0, 1)
+            if not move_to(st, s, TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state, t):
                 st_code = S_CLOSED
-            else:
-                c.state = nxt
-                set_expiry(st, s, t + st.timeout[nxt])
     else:
         s = rev_find(st, h, p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
         if s != EMPTY and st.conns[s].expires <= t:
@@ -628,19 +627,13 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             c = &st.conns[s]
             out.dst_ip = c.in_ip
             out.dst_port = c.in_port
-            st_code = S_TRANSLATED
             if p.proto == P_TCP:
                 nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, IN)]
             elif p.proto == P_UDP:
                 nxt = ST_UDP_REPLIED
             else:
                 nxt = c.state
-            if nxt == KILL:
-                kill(st, s, 0, 1)
-                st_code = S_CLOSED
-            else:
-                c.state = nxt
-                set_expiry(st, s, t + st.timeout[nxt])
+            st_code = S_TRANSLATED if move_to(st, s, nxt, t) else S_CLOSED
     st.status_count[st_code] += 1
     status[0] = st_code
     return 1

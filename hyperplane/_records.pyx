@@ -25,7 +25,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
 
 from hyperplane._tables cimport mix
-from hyperplane._types cimport packet_t
+from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
 from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
                                H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, hop_t)
 
@@ -37,12 +37,6 @@ cdef enum:
     EMPTY = 0xFFFFFFFF
     MAX_RECORDS = 0x7FFFFFFF
     ROOM_PER_PACKET = 64           # new records one packet may add (one per hop at most)
-    P_TCP = 6
-    P_UDP = 17
-    F_FIN = 0x01
-    F_SYN = 0x02
-    F_RST = 0x04
-    F_ACK = 0x10
 
 cdef uint64_t PORT = 0xFFFF
 

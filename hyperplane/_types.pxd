@@ -14,3 +14,15 @@ cdef struct packet_t:
     uint16_t length
     uint8_t proto
     uint8_t flags
+
+# Protocol numbers and TCP flags as the records hold them (hyperplane.records).
+cdef enum:
+    P_ICMP = 1
+    P_TCP = 6
+    P_UDP = 17
+    F_FIN = 0x01
+    F_SYN = 0x02
+    F_RST = 0x04
+    F_ACK = 0x10
+    ICMP_ECHO_REPLY = 0
+    ICMP_ECHO_REQUEST = 8

@@ -37,7 +37,7 @@ from hyperplane._conntrack cimport ConntrackCore, track_check, track_t
 from hyperplane._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
                                  rule_tables_of, rule_tables_t)
-from hyperplane._types cimport packet_t
+from hyperplane._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
 
@@ -73,11 +73,7 @@ cdef enum:
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     NACL_DENY_RULE = 32767
-    P_ICMP = 1
-    P_TCP = 6
-    P_UDP = 17
     DNS_PORT = 53
-    ICMP_ECHO_REQUEST = 8
 
 # Reason codes (hyperplane.reasons.Reason; hyperplane/pipeline.py checks them at import).
 cdef enum:
@@ -608,19 +604,6 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
 
 #### the Python-facing class
 
-cdef object _array(object value, object dtype, str name):
-    arr = np.ascontiguousarray(value, dtype=dtype)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional")
-    return arr
-
-
-cdef const void* _ptr(object arr):
-    # the first element of a C-contiguous array (a dummy for empty ones: never read)
-    cdef const uint8_t[::1] bytes_ = arr.view(np.uint8) if arr.size else _EMPTY
-    return &bytes_[0]
-
-
 _EMPTY = np.zeros(8, np.uint8)
 
 
@@ -632,7 +615,8 @@ cdef class Walker:
     """
 
     cdef vpc_t v
-    cdef list keep
+    cdef list keep                 # the arrays and objects v points into
+    cdef tuple function_pools      # ... and the arrays of set_function_pools
     cdef nat_t** nat_ptrs
     cdef nat_t** pool_ptrs
     cdef ConntrackCore track
@@ -647,46 +631,45 @@ cdef class Walker:
         cdef Py_ssize_t k
         cdef vpc_t* v = &self.v
         self.keep = []
-        arr = self._hold
         self.n_enis = v.n_enis = len(vpc.enis)
-        v.eni_subnet = <const int32_t*>_ptr(arr(vpc.eni_subnet, np.int32, "eni_subnet"))
-        v.eni_sg_set = <const int32_t*>_ptr(arr(vpc.eni_sg_set, np.int32, "eni_sg_set"))
-        v.eni_kind = <const int8_t*>_ptr(arr(vpc.eni_kind, np.int8, "eni_kind"))
-        v.eni_nat = <const int32_t*>_ptr(arr(vpc.eni_nat, np.int32, "eni_nat"))
-        v.eni_key = <const int32_t*>_ptr(arr(vpc.eni_key, np.int32, "eni_key"))
-        v.pool_of_eni = <const int32_t*>_ptr(arr(pool_of_eni, np.int32, "pool_of_eni"))
-        v.subnet_route_table = <const int32_t*>_ptr(arr(vpc.subnet_route_table, np.int32, "subnet_route_table"))
-        v.subnet_nacl = <const int32_t*>_ptr(arr(vpc.subnet_nacl, np.int32, "subnet_nacl"))
-        v.subnet_dns = <const uint32_t*>_ptr(arr(vpc.subnet_dns, np.uint32, "subnet_dns"))
-        v.subnet_vpc = <const int32_t*>_ptr(arr(vpc.subnet_vpc, np.int32, "subnet_vpc"))
+        v.eni_subnet = <const int32_t*>self._hold(vpc.eni_subnet, np.int32)
+        v.eni_sg_set = <const int32_t*>self._hold(vpc.eni_sg_set, np.int32)
+        v.eni_kind = <const int8_t*>self._hold(vpc.eni_kind, np.int8)
+        v.eni_nat = <const int32_t*>self._hold(vpc.eni_nat, np.int32)
+        v.eni_key = <const int32_t*>self._hold(vpc.eni_key, np.int32)
+        v.pool_of_eni = <const int32_t*>self._hold(pool_of_eni, np.int32)
+        v.subnet_route_table = <const int32_t*>self._hold(vpc.subnet_route_table, np.int32)
+        v.subnet_nacl = <const int32_t*>self._hold(vpc.subnet_nacl, np.int32)
+        v.subnet_dns = <const uint32_t*>self._hold(vpc.subnet_dns, np.uint32)
+        v.subnet_vpc = <const int32_t*>self._hold(vpc.subnet_vpc, np.int32)
         v.n_ranges = len(vpc._subnet_lo)
-        v.subnet_lo = <const uint64_t*>_ptr(arr(vpc._subnet_lo, np.uint64, "subnet_lo"))
-        v.subnet_hi = <const uint64_t*>_ptr(arr(vpc._subnet_hi, np.uint64, "subnet_hi"))
-        v.subnet_idx = <const int32_t*>_ptr(arr(vpc._subnet_idx, np.int32, "subnet_idx"))
+        v.subnet_lo = <const uint64_t*>self._hold(vpc._subnet_lo, np.uint64)
+        v.subnet_hi = <const uint64_t*>self._hold(vpc._subnet_hi, np.uint64)
+        v.subnet_idx = <const int32_t*>self._hold(vpc._subnet_idx, np.int32)
         v.n_private = len(vpc._private_keys)
-        v.private_keys = <const uint64_t*>_ptr(arr(vpc._private_keys, np.uint64, "private_keys"))
-        v.private_key_eni = <const int32_t*>_ptr(arr(vpc._private_key_eni, np.int32, "private_key_eni"))
+        v.private_keys = <const uint64_t*>self._hold(vpc._private_keys, np.uint64)
+        v.private_key_eni = <const int32_t*>self._hold(vpc._private_key_eni, np.int32)
         v.n_public = len(vpc._public_ips)
-        v.public_ips = <const uint32_t*>_ptr(arr(vpc._public_ips, np.uint32, "public_ips"))
-        v.public_eni = <const int32_t*>_ptr(arr(vpc._public_eni, np.int32, "public_eni"))
-        v.public_private = <const uint32_t*>_ptr(arr(vpc._public_private, np.uint32, "public_private"))
+        v.public_ips = <const uint32_t*>self._hold(vpc._public_ips, np.uint32)
+        v.public_eni = <const int32_t*>self._hold(vpc._public_eni, np.int32)
+        v.public_private = <const uint32_t*>self._hold(vpc._public_private, np.uint32)
         v.n_with_public = len(vpc._private_with_public)
-        v.private_with_public = <const uint32_t*>_ptr(arr(vpc._private_with_public, np.uint32, "private_with_public"))
-        v.public_of_private = <const uint32_t*>_ptr(arr(vpc._public_of_private, np.uint32, "public_of_private"))
+        v.private_with_public = <const uint32_t*>self._hold(vpc._private_with_public, np.uint32)
+        v.public_of_private = <const uint32_t*>self._hold(vpc._public_of_private, np.uint32)
         v.n_nats = len(vpc.nat_ids)
-        v.nat_public = <const uint8_t*>_ptr(arr(vpc.nat_public, np.uint8, "nat_public"))
-        v.nat_eni = <const int32_t*>_ptr(arr(vpc.nat_eni, np.int32, "nat_eni"))
+        v.nat_public = <const uint8_t*>self._hold(vpc.nat_public, np.uint8)
+        v.nat_eni = <const int32_t*>self._hold(vpc.nat_eni, np.int32)
         self.n_endpoints = v.n_endpoints = len(vpc.endpoint_vpc)
-        v.endpoint_vpc = <const int32_t*>_ptr(arr(vpc.endpoint_vpc, np.int32, "endpoint_vpc"))
-        v.route_offset = <const int64_t*>_ptr(arr(vpc._route_offset, np.int64, "route_offset"))
-        v.target_flat = <const int8_t*>_ptr(arr(vpc._target_flat, np.int8, "target_flat"))
-        v.target_index_flat = <const int32_t*>_ptr(arr(vpc._target_index_flat, np.int32, "target_index_flat"))
+        v.endpoint_vpc = <const int32_t*>self._hold(vpc.endpoint_vpc, np.int32)
+        v.route_offset = <const int64_t*>self._hold(vpc._route_offset, np.int64)
+        v.target_flat = <const int8_t*>self._hold(vpc._target_flat, np.int8)
+        v.target_index_flat = <const int32_t*>self._hold(vpc._target_index_flat, np.int32)
         self.keep += [vpc.routes.kernel, vpc.security_groups.kernel, vpc.network_acls.kernel]
         v.routes = route_tables_of(vpc.routes.kernel)
         v.sgs = rule_tables_of(vpc.security_groups.kernel)
         v.nacls = rule_tables_of(vpc.network_acls.kernel)
-        v.v2n_reason = <const uint8_t*>_ptr(arr(v2n_reason, np.uint8, "v2n_reason"))
-        v.nat_reason = <const uint8_t*>_ptr(arr(nat_reason, np.uint8, "nat_reason"))
+        v.v2n_reason = <const uint8_t*>self._hold(v2n_reason, np.uint8)
+        v.nat_reason = <const uint8_t*>self._hold(nat_reason, np.uint8)
 
         nat_cores = list(nat_cores)
         pool_cores = list(pool_cores)
@@ -704,17 +687,21 @@ cdef class Walker:
         v.nats = self.nat_ptrs
         v.pools = self.pool_ptrs
         self.n_pools = v.n_pools = len(pool_cores)
-        v.pool_vpc = <const int32_t*>_ptr(arr(pool_vpc, np.int32, "pool_vpc"))
-        v.pool_stops = <const uint8_t*>_ptr(arr(pool_stops, np.uint8, "pool_stops"))
+        v.pool_vpc = <const int32_t*>self._hold(pool_vpc, np.int32)
+        v.pool_stops = <const uint8_t*>self._hold(pool_stops, np.uint8)
         self.track = track
         v.track = &track.st
         self.set_function_pools([])
 
-    def _hold(self, value, dtype, name):
-        """``value`` as a C-contiguous array of ``dtype``, kept alive with the walker."""
-        a = _array(value, dtype, name)
+    cdef const void* _hold(self, value, dtype) except NULL:
+        """The data of ``value`` as a one-dimensional C array of ``dtype``, kept alive with the
+        walker (empty arrays point to a dummy that is never read)."""
+        a = np.ascontiguousarray(value, dtype=dtype)
+        if a.ndim != 1:
+            raise ValueError("the walker's tables are one-dimensional")
         self.keep.append(a)
-        return a
+        cdef const uint8_t[::1] data = a.view(np.uint8) if a.size else _EMPTY
+        return &data[0]
 
     def __dealloc__(self):
         free(self.nat_ptrs)
@@ -731,10 +718,12 @@ cdef class Walker:
         flat = flat.astype(np.int32)
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_pools):
             raise ValueError(f"a function's pool index is outside 0..{self.n_pools - 1}")
-        self.keep += [off, flat]
+        flat = np.append(flat, np.int32(0))  # never empty: the pointer below is always valid
+        cdef const int32_t[::1] off_view = off, flat_view = flat
+        self.function_pools = (off, flat)  # replaced on every call: what v points into
         self.n_functions = self.v.n_functions = len(counts)
-        self.v.fn_off = <const int32_t*>_ptr(off)
-        self.v.fn_pools = <const int32_t*>_ptr(flat)
+        self.v.fn_off = &off_view[0]
+        self.v.fn_pools = &flat_view[0]
 
     def check_origins(self, const int8_t[::1] origin not None, const int32_t[::1] index not None):
         """A ValueError naming the first row whose origin or origin index is not valid."""
