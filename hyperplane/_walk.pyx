@@ -430,8 +430,10 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     # route (or a blackhole) never leaves
     if kind == T_ENI:
         to_subnet = v.eni_subnet[dst_eni if dst_eni > 0 else 0]
-    else:
+    elif kind == T_LOCAL:
         to_subnet = subnet_at(v, p.dst_ip, v.subnet_vpc[subnet])
+    else:
+        to_subnet = -1  # leaves the subnet (or never leaves at all: no route, blackhole)
     if kind == T_NONE or kind == T_BLACKHOLE or (local and to_subnet == subnet):
         nacl = -1
     else:
