@@ -230,6 +230,13 @@ class Network:
         return [[index[id(p)] for p in self.lambda_service.function(name).pools if id(p) in index]
                 for name in self.lambda_service.functions]
 
+    def replay(self, capture: str | Path, **options: Any) -> Any:
+        """Replay a pcap/pcapng capture through this network: ``hyperplane.replay.replay(self,
+        capture, ...)`` (``functions=``, ``inject=``, ``output=``, ``verdicts=``, ``flow_logs=``,
+        ...); returns its ``ReplayReport``."""
+        from hyperplane.replay import replay
+        return replay(self, capture, **options)
+
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
         ``"internet"``."""

@@ -176,3 +176,11 @@ def test_csv_and_json_lines_verdict_files_say_the_same(capture, tmp_path):
                           "src": "10.0.10.4", "sport": as_json[0]["sport"], "dst": "10.0.21.10", "dport": 6379,
                           "proto": 6}
     assert as_json[-1]["resource"] == "" and as_json[-1]["reason"] == "NOT_IPV4"
+
+
+def test_network_replay_is_the_spec_entry_point(capture, tmp_path):
+    net = hp.Network.example()
+    report = net.replay(capture, functions={"orders": "172.16.5.0/24"}, output=tmp_path / "out.pcap",
+                        flow_logs=tmp_path / "logs")
+    assert isinstance(report, hp.ReplayReport) and report.packets == 10 and report.written == report.delivered
+    assert report.flow_log_records > 0 and any((tmp_path / "logs" / "s3").rglob("*.log.gz"))
