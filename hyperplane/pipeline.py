@@ -74,9 +74,11 @@ assert tuple(COLUMNS) == _walk.STAGES
 _STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
 _STOP = {code: name for name, code in _walk.STOPS.items()}
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
-# Hop logs of results that are gone, for the next batches: touching fresh memory costs more
-# than the walk itself on a VM (every page is faulted in and zeroed), reused memory does not.
+# A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
+# the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is
+# kept, up to SPARE_LOG_BYTES (a batch of about 1.5M packets).
 _SPARE_LOGS: list[np.ndarray] = []
+SPARE_LOG_BYTES = 512 << 20
 
 
 def _hop_log(size: int) -> np.ndarray:
@@ -87,7 +89,7 @@ def _hop_log(size: int) -> np.ndarray:
 
 
 def _recycle(log: np.ndarray) -> None:
-    if len(_SPARE_LOGS) < 2:
+    if not _SPARE_LOGS and log.nbytes <= SPARE_LOG_BYTES:
         _SPARE_LOGS.append(log)
 
 
