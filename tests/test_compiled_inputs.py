@@ -843,3 +843,18 @@ def test_lines_agree_with_a_plain_python_formatter(table):
     want = plain_lines(columns, order)
     assert text == b"".join(want)
     assert offsets.tolist() == np.cumsum([0] + [len(line) for line in want]).tolist()
+
+
+def test_a_hop_log_at_any_alignment_records_the_same_hops():
+    """Hops are streamed to memory where the log is 16-byte aligned, stored plainly elsewhere."""
+    rows = tcp_rows(4, src="198.51.100.7", dst="203.0.113.20")
+
+    def walk(hops):  # on a network of its own: the walk changes tracking state
+        walker = hp.Network.example()._current_pipeline().walker
+        _, _, n_hops, _, _ = walker.walk(*walk_args(4, out=rows.copy(), hops=hops))
+        return hops[:n_hops].tobytes()
+
+    aligned = np.zeros(64, HOP)
+    shifted = np.frombuffer(bytearray(64 * HOP.itemsize + 8), HOP, count=64, offset=8)
+    assert aligned.ctypes.data % 16 == 0 and shifted.ctypes.data % 16 == 8
+    assert walk(aligned) == walk(shifted) != b""
