@@ -9,11 +9,23 @@ security groups decide by their rules alone, a NAT gateway opens a connection fo
 that may open one and has none to answer. With a ``State`` (shared by the packets of a batch),
 security groups remember the flows they let through per ENI, so that a reply passes whatever the
 rules say (SPEC §3), and a NAT gateway translates back what ``State.nat`` says it translated
-(the port it chose is the emulator's; the caller fills it in from the batch). Lambda functions
-(Hyperplane ENIs) are not modelled.
+(the port it chose is the emulator's; the caller fills it in from the batch).
+
+Lambda functions (SPEC §2): a function's Hyperplane ENIs are ENIs of their subnet that carry the
+function's security groups and have no public IP (``HyperplaneEni``, given to ``evaluate``
+besides the topology). A packet from an execution environment (``FromFunction``) is first
+translated by V2N: only TCP and UDP are carried, and TCP only from an opening SYN; the source
+becomes the Hyperplane ENI's address and a port that V2N chose (the emulator's, filled in by the
+caller). Then the Hyperplane ENI sends it like any ENI. A packet that reaches a Hyperplane ENI
+passes NACL in and SG ingress as anywhere, then V2N translates it back to the execution
+environment if it answers a connection the function opened (``State.v2n``); nothing else gets
+through (one-way NAT).
 
 The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or gateway):
 
+  from a function:   V2N out (TCP SYN or UDP opens a connection; other TCP, other protocols:
+                     dropped, at no ENI) -> sent from the Hyperplane ENI of the environment's
+                     subnet, with its address and the V2N port as source
   send from an ENI:  DNS to the VPC resolver (base + 2, TCP/UDP 53: no SG, no NACL)
                      -> SG egress
                      -> route (longest prefix; static beats prefix list at equal length)
@@ -23,7 +35,8 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                                 | pcx | blackhole | no route
   arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
                      -> NAT gateway ENI: only its own connections come back (none here)
-                     -> otherwise SG ingress -> delivered
+                     -> otherwise SG ingress -> delivered; at a Hyperplane ENI: V2N back to
+                        the function (a connection it opened), or dropped
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
                      -> sent on from the gateway's ENI, with its private address as source
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
@@ -34,11 +47,13 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
 Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
 the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
 gateway, gateway endpoint, DNS), the receiver for decisions taken on arrival (NACL in, SG
-ingress, the NAT gateway). From the internet to an address nobody holds: no ENI (None).
+ingress, the NAT gateway, V2N back). From the internet to an address nobody holds, and a
+function's packet that V2N refuses: no ENI (None).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
@@ -79,6 +94,41 @@ class State:
     #: (protocol, inside address, inside port, remote address, remote port) -> the port a NAT
     #: gateway chose for that new connection (the emulator's choice; 1024 when unknown)
     nat_ports: dict = field(default_factory=dict)
+    #: (protocol, Hyperplane ENI address, V2N port, remote address, remote port) ->
+    #: (execution environment address, its port), one per connection a function opened
+    v2n: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HyperplaneEni:
+    """A function's Hyperplane ENI, as the Lambda service created it: an address in a subnet,
+    the function's security groups, never a public IP."""
+
+    id: str
+    subnet_id: str
+    security_group_ids: tuple[str, ...]
+    private_ip: IPv4Address
+    public_ip: None = None
+
+    @property
+    def private_ips(self) -> tuple[IPv4Address, ...]:
+        return (self.private_ip,)
+
+
+@dataclass(frozen=True)
+class FromFunction:
+    """The origin of a packet from an execution environment: the Hyperplane ENI that carries
+    it (the one of the subnet the environment is bound to, see ``bound_subnet``) and the port
+    V2N chose for its connection (the emulator's choice; unused when V2N refuses the packet)."""
+
+    eni_id: str
+    port: int | None
+
+
+def bound_subnet(function_name: str, environment_ip: IPv4Address, subnet_ids: tuple[str, ...]) -> str:
+    """The subnet an execution environment is bound to for its lifetime (SPEC §2: deterministic
+    and documented; hyperplane/functions.py documents a CRC-32 of name and dotted address)."""
+    return subnet_ids[zlib.crc32(f"{function_name}:{environment_ip}".encode()) % len(subnet_ids)]
 
 
 def flow_key(pkt: Packet) -> tuple:
@@ -98,15 +148,25 @@ class Verdict:
 
 
 class ReferenceVpc:
-    """The topology and the few lookups the walk needs, by plain iteration."""
+    """The topology (and the Lambda service's Hyperplane ENIs) and the few lookups the walk
+    needs, by plain iteration."""
 
-    def __init__(self, topology: model.Topology) -> None:
+    def __init__(self, topology: model.Topology, hyperplane_enis: tuple[HyperplaneEni, ...] = ()) -> None:
         self.t = topology
+        self.hyperplane = {e.id: e for e in hyperplane_enis}
 
     # -- lookups ------------------------------------------------------------------------------
 
-    def eni(self, eni_id: str) -> model.NetworkInterface:
+    def all_enis(self) -> list:
+        return [*self.t.network_interfaces.values(), *self.hyperplane.values()]
+
+    def eni(self, eni_id: str) -> model.NetworkInterface | HyperplaneEni:
+        if eni_id in self.hyperplane:
+            return self.hyperplane[eni_id]
         return self.t.network_interfaces[eni_id]
+
+    def is_hyperplane(self, eni_id: str) -> bool:
+        return eni_id in self.hyperplane
 
     def subnet_of_eni(self, eni_id: str) -> model.Subnet:
         return self.t.subnets[self.eni(eni_id).subnet_id]
@@ -116,7 +176,7 @@ class ReferenceVpc:
 
     def eni_holding(self, vpc_id: str, address: IPv4Address) -> str | None:
         """The ENI of the VPC with this private address (primary or secondary)."""
-        for eni in self.t.network_interfaces.values():
+        for eni in self.all_enis():
             if self.t.subnets[eni.subnet_id].vpc_id == vpc_id and address in eni.private_ips:
                 return eni.id
         return None
@@ -164,8 +224,9 @@ class ReferenceVpc:
         return None
 
     def members_of_group(self, group_id: str) -> list[IPv4Address]:
-        """Private addresses of every ENI carrying the group (never public addresses)."""
-        return [ip for eni in self.t.network_interfaces.values() if group_id in eni.security_group_ids
+        """Private addresses of every ENI carrying the group, Hyperplane ENIs included (never
+        public addresses)."""
+        return [ip for eni in self.all_enis() if group_id in eni.security_group_ids
                 for ip in eni.private_ips]
 
     # -- matching -----------------------------------------------------------------------------
@@ -231,12 +292,15 @@ class ReferenceVpc:
         return best
 
 
-def evaluate(topology: model.Topology, pkt: Packet, origin: str | None,
-             state: State | None = None) -> Verdict:
-    """Walk one packet sent by the ENI ``origin`` (an ENI id), or from the internet (None).
+def evaluate(topology: model.Topology, pkt: Packet, origin: str | FromFunction | None,
+             state: State | None = None, hyperplane_enis: tuple[HyperplaneEni, ...] = ()) -> Verdict:
+    """Walk one packet sent by the ENI ``origin`` (an ENI id), by a function's execution
+    environment (``FromFunction``; ``pkt.src`` is the environment's address), or from the
+    internet (None).
 
-    ``state``: flows and NAT connections of earlier packets, updated with this one's flows."""
-    walk = _Walk(ReferenceVpc(topology), state)
+    ``state``: flows and NAT connections of earlier packets, updated with this one's flows.
+    ``hyperplane_enis``: the Hyperplane ENIs that exist (the Lambda service's)."""
+    walk = _Walk(ReferenceVpc(topology, tuple(hyperplane_enis)), state)
     verdict = walk.start(pkt, origin)
     return replace(verdict, path=tuple(walk.path))
 
@@ -247,7 +311,9 @@ class _Walk:
         self.state = state
         self.path: list[str] = []
 
-    def start(self, pkt: Packet, origin: str | None) -> Verdict:
+    def start(self, pkt: Packet, origin: str | FromFunction | None) -> Verdict:
+        if isinstance(origin, FromFunction):
+            return self.from_function(pkt, origin)
         if origin is not None:
             return self.send(pkt, origin)
         owner = self.vpc.owner_of_public_ip(pkt.dst)
@@ -255,6 +321,19 @@ class _Walk:
             return Verdict(Reason.NOT_A_VPC_PUBLIC_ADDRESS, None)
         eni_id, private = owner
         return self.arrive(replace(pkt, dst=private), eni_id, from_subnet=None)
+
+    def from_function(self, pkt: Packet, origin: FromFunction) -> Verdict:
+        """V2N out: a new connection from the environment, translated to the Hyperplane ENI's
+        address and V2N's port, then sent from that ENI."""
+        if pkt.proto not in (TCP, UDP):
+            return Verdict(Reason.V2N_UNSUPPORTED_PROTOCOL, None)
+        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:
+            return Verdict(Reason.V2N_NO_CONNECTION, None)
+        hp = self.vpc.hyperplane[origin.eni_id]
+        if self.state is not None:
+            self.state.v2n[(pkt.proto, hp.private_ip, origin.port, pkt.dst, pkt.dst_port)] = (pkt.src, pkt.src_port)
+        self.path.append("v2n")
+        return self.send(replace(pkt, src=hp.private_ip, src_port=origin.port), hp.id)
 
     def send(self, pkt: Packet, eni_id: str) -> Verdict:
         self.path.append(eni_id)
@@ -339,7 +418,18 @@ class _Walk:
             return self.send(replace(pkt, dst=address, dst_port=port), eni_id)
         if not self.security_groups_allow(eni_id, False, pkt):
             return Verdict(Reason.SG_INGRESS_DENY, eni_id)
+        if v.is_hyperplane(eni_id):
+            return self.back_to_function(pkt, eni_id)
         return Verdict(Reason.DELIVERED, eni_id)
+
+    def back_to_function(self, pkt: Packet, eni_id: str) -> Verdict:
+        """V2N in: only an answer on a connection the function opened gets through (one way)."""
+        if pkt.proto not in (TCP, UDP):
+            return Verdict(Reason.V2N_UNSUPPORTED_PROTOCOL, eni_id)
+        key = (pkt.proto, pkt.dst, pkt.dst_port, pkt.src, pkt.src_port)
+        if self.state is None or key not in self.state.v2n:
+            return Verdict(Reason.V2N_UNSOLICITED_INBOUND, eni_id)
+        return Verdict(Reason.DELIVERED_TO_FUNCTION, eni_id)
 
     def security_groups_allow(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
         """The rules, or a flow they let through before (stateful); either way it is tracked."""

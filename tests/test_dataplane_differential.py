@@ -4,15 +4,21 @@ Hypothesis draws small VPCs as topology documents (random route tables with loca
 gateway, NAT gateway, blackhole, prefix-list, gateway endpoint and peering routes; security
 groups with CIDR, prefix-list and group peers, egress-only and rule-less ones; numbered NACLs
 of allow and deny entries; ENIs with secondary and public addresses; maybe a NAT gateway, public
-or private, in a subnet routed to the internet gateway) and a batch of packets between ENIs,
-to random addresses, and from the internet. The whole batch goes through ``Network.process`` at
-once; every packet must end with the reason and at the ENI that ``dataplane_reference`` gives.
+or private, in a subnet routed to the internet gateway; mostly a Lambda function attached to
+one or two of the subnets with one to three of the groups) and a batch of packets between ENIs,
+from the function's execution environments, to random addresses (the function's Hyperplane ENIs
+included), and from the internet. The whole batch goes through ``Network.process`` at once;
+every packet must end with the reason and at the ENI that ``dataplane_reference`` gives. A
+function's packet is translated by V2N first: the emulator chooses the port (the reference takes
+it from the batch's facts), the reference chooses the Hyperplane ENI (the one of the subnet the
+environment is bound to) and the test checks that both agree on it.
 
 Packets are independent: each has its own source port (from a range disjoint from the
 destination ports), so no packet is the reply of another and connection tracking, which only
 ever lets more through, cannot change a first packet's fate. Replies are tested on their own:
 every delivered first packet is answered in a second batch, against the reference walking with
-the flows and NAT connections the first batch left (``dataplane_reference.State``).
+the flows, NAT and V2N connections the first batch left (``dataplane_reference.State``): an
+answer to a function's packet goes back to its Hyperplane ENI and on to the function.
 
 ``--hypothesis-show-statistics`` lists the verdicts reached (and whether through a NAT gateway
 or an IGW hairpin), to check that the generator still reaches every branch.
@@ -20,6 +26,7 @@ or an IGW hairpin), to check that the generator still reaches every branch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 import numpy as np
@@ -31,8 +38,10 @@ from hyperplane.network import Network
 from hyperplane.pipeline import Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
+from hyperplane.vpc import EniKind
 
-from dataplane_reference import ACK, FIN, ICMP, SYN, TCP, UDP, Packet, State, evaluate
+from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, HyperplaneEni, Packet, State,
+                                 bound_subnet, evaluate)
 
 GRE = 47
 VPC_CIDRS = ["10.0.0.0/16", "10.1.0.0/16"]
@@ -53,6 +62,8 @@ DST_PORTS = [22, 53, 53, 80, 443, 1000, 5000, 5005, 8080]  # all below FIRST_SOU
 FIRST_SOURCE_PORT = 20000
 BROAD_CIDRS = ["0.0.0.0/0", "0.0.0.0/0", "10.0.0.0/16"]  # drawn more often, so that packets get far
 PORT_RANGES = [None, "80", "443", "22-80", "1024-65535", "5000-5010", "0-65535"]
+FUNCTION = "fn-t"
+ENVIRONMENTS = range(4)  # execution environments that send: enough to use both subnets of two
 
 # ---------------------------------------------------------------------------------------------
 # topology documents
@@ -128,6 +139,8 @@ def topology_document(draw) -> dict:
     if nat_subnet is not None:
         tables.append("rtb-nat-home")
     endpoint_tables = draw(st.lists(st.sampled_from(tables), unique=True)) if with_endpoint else []
+    if "rtb-nat-home" in tables and with_endpoint and "rtb-nat-home" not in endpoint_tables and draw(st.booleans()):
+        endpoint_tables.append("rtb-nat-home")  # the NAT gateway sends on to the endpoint more often
 
     def random_routes(table: str) -> list[dict]:
         routes = []
@@ -248,6 +261,20 @@ def topology_document(draw) -> dict:
     return document
 
 
+@st.composite
+def with_function(draw, document: dict) -> dict:
+    """Mostly, the document with a function attached to one or two of its subnets with one to
+    three of its groups (the default role, AWSLambdaVPCAccessExecutionRole, lets Lambda create
+    its Hyperplane ENIs)."""
+    if draw(st.integers(0, 4)) == 0:
+        return document
+    subnets = [s["id"] for s in document["subnets"]]
+    groups = [g["id"] for g in document["security_groups"]] + ["sg-t-default"]
+    config = {"subnet_ids": draw(st.lists(st.sampled_from(subnets), min_size=1, max_size=2, unique=True)),
+              "security_group_ids": draw(st.lists(st.sampled_from(groups), min_size=1, max_size=3, unique=True))}
+    return {**document, "functions": [{"name": FUNCTION, "vpc_config": config}]}
+
+
 # ---------------------------------------------------------------------------------------------
 # packets
 
@@ -260,51 +287,102 @@ OUTSIDE_ADDRESSES = [IPv4Address(a) for a in [
     "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5"]]
 
 
-def inside_addresses(topology) -> list[IPv4Address]:
-    """Addresses in the VPC worth aiming at: every ENI's, the resolver, reserved and free
-    addresses of the subnets, addresses in no subnet."""
+@dataclass(frozen=True)
+class Environment:
+    """A plan's origin: execution environment ``k`` of the function."""
+
+    k: int
+
+
+@dataclass(frozen=True)
+class AttachedFunction:
+    """The function of a case, Active, with its Hyperplane ENIs as the reference sees them."""
+
+    addresses: dict[int, IPv4Address]  # environment number -> its source address
+    eni_of: dict[int, HyperplaneEni]  # environment number -> the ENI of the subnet it is bound to
+
+
+def hyperplane_enis(net: Network) -> tuple[HyperplaneEni, ...]:
+    """The Hyperplane ENIs of the compiled VPC, for the reference."""
+    return tuple(HyperplaneEni(e.id, e.ref.subnet_id, tuple(e.ref.security_group_ids), IPv4Address(e.ref.private_ip))
+                 for e in net.compiled.enis if e.kind == EniKind.HYPERPLANE)
+
+
+def attached_function(net: Network, enis: tuple[HyperplaneEni, ...]) -> AttachedFunction | None:
+    if FUNCTION not in net.topology.functions:
+        return None
+    fn = net.function(FUNCTION)
+    if fn.state != "Active":  # e.g. SubnetOutOfIPAddresses in a /28 full of ENIs
+        event(f"function {fn.state} ({fn.state_reason_code})")
+        return None
+    config = net.topology.functions[FUNCTION].vpc_config
+    addresses = {k: IPv4Address(fn.environment_address(k)) for k in ENVIRONMENTS}
+    eni_of = {}
+    for k, address in addresses.items():
+        subnet = bound_subnet(FUNCTION, address, tuple(config.subnet_ids))
+        [eni] = [e for e in enis if e.subnet_id == subnet and set(e.security_group_ids) == set(config.security_group_ids)]
+        eni_of[k] = eni
+    return AttachedFunction(addresses, eni_of)
+
+
+def inside_addresses(topology, enis: tuple[HyperplaneEni, ...] = ()) -> list[IPv4Address]:
+    """Addresses in the VPC worth aiming at: every ENI's (Hyperplane ENIs too), the resolver,
+    reserved and free addresses of the subnets, addresses in no subnet."""
     out = {IPv4Address(a) for a in ["10.0.0.2", "10.0.99.9", "10.1.0.77"]}
-    for eni in topology.network_interfaces.values():
+    for eni in [*topology.network_interfaces.values(), *enis]:
         out.update(eni.private_ips)
     for subnet in topology.subnets.values():
         out.update({subnet.cidr[1], subnet.cidr[2], subnet.cidr[3], subnet.cidr[-2]})
     return sorted(out)
 
 
-@st.composite
-def packet_plan(draw, topology) -> list[tuple[str | None, Packet]]:
-    # an appliance (an ENI some route targets) does not send through a route to itself
+def senders_of(topology) -> list:
+    """ENIs that send: not managed, and not an appliance (an ENI some route targets), which
+    would send through a route to itself."""
     def routes_to_itself(eni) -> bool:
         table = topology.route_tables[topology.subnets[eni.subnet_id].route_table_id]
         return any(r.target == eni.id for r in table.routes)
 
-    senders = [e for e in topology.network_interfaces.values() if not e.is_managed and not routes_to_itself(e)]
+    return [e for e in topology.network_interfaces.values() if not e.is_managed and not routes_to_itself(e)]
+
+
+def packet_fields(draw, sport: int, gre: bool) -> tuple[dict, bool]:
+    """Protocol, ports and flags of a packet of a random kind; GRE only while ``gre`` (tracked
+    by addresses alone: one per batch keeps packets independent). Returns the fields and
+    whether GRE is still allowed after this one."""
+    kind = draw(st.sampled_from(KINDS))
+    if kind == "gre":
+        if not gre:
+            kind = "udp"
+        gre = False
+    dport = draw(st.sampled_from(DST_PORTS))
+    if kind == "tcp_syn":
+        fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=SYN)
+    elif kind == "tcp_ack":
+        fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=draw(st.sampled_from([ACK, ACK | FIN, 0x18])))
+    elif kind == "udp":
+        fields = dict(proto=UDP, src_port=sport, dst_port=dport)
+    elif kind == "icmp_echo":
+        fields = dict(proto=ICMP, src_port=sport, flags=8)
+    elif kind == "icmp_unreachable":
+        fields = dict(proto=ICMP, src_port=sport, flags=3)
+    else:
+        fields = dict(proto=GRE, src_port=sport)
+    return fields, gre
+
+
+@st.composite
+def packet_plan(draw, topology) -> list[tuple[str | None, Packet]]:
+    """Packets between ENIs, to random addresses, and from the internet."""
+    senders = senders_of(topology)
     assume(senders)
     publics = sorted({e.public_ip for e in topology.network_interfaces.values() if e.public_ip is not None})
     inside = inside_addresses(topology)
     outside = OUTSIDE_ADDRESSES + publics
     plan = []
-    gre_used = False
+    gre = True
     for k in range(draw(st.integers(4, 24))):
-        kind = draw(st.sampled_from(KINDS))
-        if kind == "gre":  # tracked by addresses alone: one per batch keeps packets independent
-            if gre_used:
-                kind = "udp"
-            gre_used = True
-        sport = FIRST_SOURCE_PORT + k
-        dport = draw(st.sampled_from(DST_PORTS))
-        if kind == "tcp_syn":
-            fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=SYN)
-        elif kind == "tcp_ack":
-            fields = dict(proto=TCP, src_port=sport, dst_port=dport, flags=draw(st.sampled_from([ACK, ACK | FIN, 0x18])))
-        elif kind == "udp":
-            fields = dict(proto=UDP, src_port=sport, dst_port=dport)
-        elif kind == "icmp_echo":
-            fields = dict(proto=ICMP, src_port=sport, flags=8)
-        elif kind == "icmp_unreachable":
-            fields = dict(proto=ICMP, src_port=sport, flags=3)
-        else:
-            fields = dict(proto=GRE, src_port=sport)
+        fields, gre = packet_fields(draw, FIRST_SOURCE_PORT + k, gre)
         if draw(st.integers(0, 4)) == 0:  # from the internet
             # the internet includes the VPC's own public addresses (hairpin through the IGW):
             # a group peer never matches them
@@ -322,6 +400,31 @@ def packet_plan(draw, topology) -> list[tuple[str | None, Packet]]:
     return plan
 
 
+@st.composite
+def function_plan(draw, topology, enis: tuple[HyperplaneEni, ...], fn: AttachedFunction,
+                  first_port: int) -> list[tuple[str | Environment, Packet]]:
+    """Packets from the function's execution environments (anywhere, other Hyperplane ENIs
+    included), and packets from ENIs to the Hyperplane ENIs (nothing may open a connection
+    to a function)."""
+    senders = senders_of(topology)
+    publics = sorted({e.public_ip for e in topology.network_interfaces.values() if e.public_ip is not None})
+    inside = inside_addresses(topology, enis)
+    plan = []
+    for k in range(draw(st.integers(1, 10))):
+        fields, _ = packet_fields(draw, first_port + k, False)
+        if draw(st.integers(0, 2)) > 0 or not senders:
+            env = draw(st.sampled_from(sorted(fn.addresses)))
+            own = fn.eni_of[env].private_ip  # its Hyperplane ENI's own address: as for an ENI, never
+            targets = OUTSIDE_ADDRESSES + publics if draw(st.booleans()) else [a for a in inside if a != own]
+            plan.append((Environment(env), Packet(fn.addresses[env], draw(st.sampled_from(targets)), **fields)))
+        else:
+            sender = draw(st.sampled_from(senders))
+            src = draw(st.sampled_from(sender.private_ips))
+            dst = draw(st.sampled_from([e.private_ip for e in enis]))
+            plan.append((sender.id, Packet(src, dst, **fields)))
+    return plan
+
+
 def records(plan) -> np.ndarray:
     out = np.zeros(len(plan), dtype=PACKET)
     for k, (_, p) in enumerate(plan):
@@ -332,25 +435,77 @@ def records(plan) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the test
 
-def draw_case(data):
-    """A topology that loads, and a plan of independent first packets."""
+@dataclass
+class Case:
+    topology: object
+    net: Network
+    enis: tuple[HyperplaneEni, ...]  # the Hyperplane ENIs, as the reference sees them
+    fn: AttachedFunction | None
+    plan: list
+
+
+def draw_case(data) -> Case:
+    """A topology that loads, and a plan of independent first packets; then, mostly, a function
+    attached to the VPC and packets from and to it, after the others."""
     document = data.draw(topology_document(), label="document")
     try:
         topology = parse_topology(document)
     except HyperplaneError:
         assume(False)
-    return topology, data.draw(packet_plan(topology), label="packets")
+    plan = data.draw(packet_plan(topology), label="packets")
+    topology = parse_topology(data.draw(with_function(document), label="function"))
+    net = Network(topology, ready=True)
+    enis = hyperplane_enis(net)
+    fn = attached_function(net, enis)
+    if fn is not None:
+        plan += data.draw(function_plan(topology, enis, fn, FIRST_SOURCE_PORT + len(plan)), label="function packets")
+    return Case(topology, net, enis, fn, plan)
 
 
-def run(net: Network, plan) -> tuple[np.ndarray, list[tuple[Reason, str | None]]]:
-    """The whole plan as one batch: the packets after translation, and (reason, ENI id) each."""
+@dataclass
+class Batch:
+    packets: np.ndarray  # after every translation
+    got: list[tuple[Reason, str | None]]  # (reason, ENI id) per row
+    v2n: list[tuple[IPv4Address, int] | None]  # a function's packet: the source V2N gave it
+
+
+def run(net: Network, plan) -> Batch:
+    """The whole plan as one batch."""
     index = net.compiled.eni_index
-    origin = np.array([Origin.INTERNET if o is None else Origin.ENI for o, _ in plan], np.int8)
-    origin_index = np.array([-1 if o is None else index[o] for o, _ in plan], np.int32)
+    pools = {o.k: net.pool_index(FUNCTION, o.k) for o, _ in plan if isinstance(o, Environment)}
+    origin = np.array([Origin.INTERNET if o is None else Origin.FUNCTION if isinstance(o, Environment)
+                       else Origin.ENI for o, _ in plan], np.int8)
+    origin_index = np.array([-1 if o is None else pools[o.k] if isinstance(o, Environment) else index[o]
+                             for o, _ in plan], np.int32)
     result = net.process(records(plan), origin, origin_index)
     enis = net.compiled.enis
-    return result.packets, [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
-                            for r, at in zip(result.reason, result.location)]
+    v2n = []
+    for row, (o, _) in enumerate(plan):
+        out = [f for stage, f in result.facts.of(row) if stage == "v2n_out" and f["status"] < 16]
+        v2n.append((IPv4Address(out[0]["to_ip"]), out[0]["to_port"]) if out else None)
+    return Batch(result.packets, [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
+                                  for r, at in zip(result.reason, result.location)], v2n)
+
+
+def reference_origin(case: Case, origin, v2n) -> str | FromFunction | None:
+    """The plan's origin for the reference: a function's packet gets the port V2N chose."""
+    if isinstance(origin, Environment):
+        return FromFunction(case.fn.eni_of[origin.k].id, None if v2n is None else v2n[1])
+    return origin
+
+
+def check_v2n(case: Case, plan, batch: Batch) -> None:
+    """V2N gave each function packet it carried the address of the Hyperplane ENI of the subnet
+    the environment is bound to, and a port of Lambda's ephemeral range (SPEC §2)."""
+    wrong = [(k, o, v) for k, ((o, _), v) in enumerate(zip(plan, batch.v2n)) if isinstance(o, Environment)
+             and v is not None and (v[0] != case.fn.eni_of[o.k].private_ip or not 1024 <= v[1] <= 65535)]
+    assert not wrong, "\n".join(f"#{k} from {o}: V2N source {v}, expected {case.fn.eni_of[o.k].private_ip} "
+                                 "and a port 1024-65535" for k, o, v in wrong)
+
+
+def walk_reference(case: Case, plan, batch: Batch, state: State | None = None) -> list:
+    return [evaluate(case.topology, p, reference_origin(case, o, v), state, case.enis)
+            for (o, p), v in zip(plan, batch.v2n)]
 
 
 def assert_same(plan, got, verdicts) -> None:
@@ -365,16 +520,18 @@ def via_nat(verdict) -> bool:
     return any(e.startswith("eni-nat") for e in verdict.path)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
-    topology, plan = draw_case(data)
-    _, got = run(Network(topology, ready=True), plan)
-    verdicts = [evaluate(topology, p, o) for o, p in plan]
-    for v in verdicts:  # --hypothesis-show-statistics: which verdicts were reached, and how
-        event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")
-              + (" after a hairpin" if "igw-hairpin" in v.path else ""))
-    assert_same(plan, got, verdicts)
+    case = draw_case(data)
+    batch = run(case.net, case.plan)
+    check_v2n(case, case.plan, batch)
+    verdicts = walk_reference(case, case.plan, batch)
+    for (o, _), v in zip(case.plan, verdicts):  # --hypothesis-show-statistics: which verdicts
+        event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")  # were reached, and how
+              + (" after a hairpin" if "igw-hairpin" in v.path else "")
+              + (" from a function" if isinstance(o, Environment) else ""))
+    assert_same(case.plan, batch.got, verdicts)
 
 
 def reply_to(first: Packet, delivered: np.void) -> Packet | None:
@@ -393,29 +550,30 @@ def reply_to(first: Packet, delivered: np.void) -> Packet | None:
     return None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
     """Every delivered first packet is answered, all answers in a second batch: security
     groups let them through on the flows the first batch opened (whatever the rules), NACLs
     judge them by their own ports, NAT gateways translate them back."""
-    topology, plan = draw_case(data)
-    net = Network(topology, ready=True)
-    packets, got = run(net, plan)
-    first = [evaluate(topology, p, o) for o, p in plan]
-    assert_same(plan, got, first)
+    case = draw_case(data)
+    plan = case.plan
+    batch = run(case.net, plan)
+    first = walk_reference(case, plan, batch)
+    assert_same(plan, batch.got, first)
 
     # the reference learns which port each NAT gateway chose, then walks the first batch again
-    # with state, so that it knows the flows and NAT connections the replies find
+    # with state, so that it knows the flows, NAT and V2N connections the replies find
     state = State()
-    for (o, p), v, f in zip(plan, first, packets):
+    for (o, p), v, f, v2n in zip(plan, first, batch.packets, batch.v2n):
         if via_nat(v):
+            if v2n is not None:  # a function's packet reached the NAT gateway from its Hyperplane ENI
+                p = replace(p, src=v2n[0], src_port=v2n[1])
             state.nat_ports[(p.proto, p.src, p.src_port, p.dst, p.dst_port)] = int(f["src_port"])
-    for o, p in plan:
-        evaluate(topology, p, o, state)
+    walk_reference(case, plan, batch, state)
 
-    replies = []
-    for (o, p), v, f in zip(plan, first, packets):
+    replies, to_function = [], []
+    for (o, p), v, f in zip(plan, first, batch.packets):
         answer = reply_to(p, f)
         if answer is None:
             continue
@@ -423,9 +581,13 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
             replies.append((v.eni_id, answer))
         elif v.reason == Reason.EXITED_TO_INTERNET:
             replies.append((None, answer))
+        else:
+            continue
+        to_function.append(isinstance(o, Environment))
     assume(replies)
-    _, got = run(net, replies)
-    verdicts = [evaluate(topology, p, o, state) for o, p in replies]
-    for (o, p), v in zip(replies, verdicts):
-        event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else ""))
-    assert_same(replies, got, verdicts)
+    answers = run(case.net, replies)
+    verdicts = walk_reference(case, replies, answers, state)
+    for v, fn in zip(verdicts, to_function):
+        event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else "")
+              + (" to a function" if fn else ""))
+    assert_same(replies, answers.got, verdicts)
