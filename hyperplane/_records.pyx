@@ -21,10 +21,10 @@ record; keys are compared in full, so two keys that hash alike never merge.
 cimport cython
 from libc.math cimport INFINITY, floor
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport mix
+from hyperplane._tables cimport mix, table_alloc
 from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
 from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
                                H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, hop_t)
@@ -39,6 +39,9 @@ cdef enum:
     ROOM_PER_PACKET = 64           # new records one packet may add (one per hop at most)
 
 cdef uint64_t PORT = 0xFFFF
+
+
+assert sizeof(record_t) == 64
 
 
 cdef struct batch_t:
@@ -56,6 +59,7 @@ cdef struct batch_t:
 
 
 cdef struct record_t:
+    # 64 bytes, one cache line (the table is line-aligned): a probe touches one line
     uint64_t a
     uint64_t b
     uint64_t c
@@ -64,6 +68,7 @@ cdef struct record_t:
     double start
     double end
     uint8_t flags
+    uint8_t pad[7]
 
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
@@ -82,7 +87,7 @@ cdef class RecordTable:
     def __cinit__(self):
         self.capacity = 1024
         self.mask = 2 * self.capacity - 1
-        self.records = <record_t*>malloc(self.capacity * sizeof(record_t))
+        self.records = <record_t*>table_alloc(self.capacity * sizeof(record_t))
         self.index = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
         if self.records == NULL or self.index == NULL:
             raise MemoryError("cannot allocate the flow log record table")
@@ -101,9 +106,11 @@ cdef class RecordTable:
         cdef Py_ssize_t r
         if capacity > MAX_RECORDS:
             raise MemoryError(f"more than {MAX_RECORDS} flow log records")
-        cdef record_t* records = <record_t*>realloc(self.records, capacity * sizeof(record_t))
+        cdef record_t* records = <record_t*>table_alloc(capacity * sizeof(record_t))
         if records == NULL:
             raise MemoryError("cannot grow the flow log record table")
+        memcpy(records, self.records, self.count * sizeof(record_t))
+        free(self.records)
         self.records = records
         cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
         if index == NULL:
