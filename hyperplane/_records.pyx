@@ -41,9 +41,6 @@ cdef enum:
 cdef uint64_t PORT = 0xFFFF
 
 
-assert sizeof(record_t) == 64
-
-
 cdef struct batch_t:
     # one batch's hop log and what the keys need, as raw pointers
     const hop_t* hops
@@ -69,6 +66,8 @@ cdef struct record_t:
     double end
     uint8_t flags
     uint8_t pad[7]
+
+assert sizeof(record_t) == 64
 
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
