@@ -517,12 +517,16 @@ cdef int from_gateway_endpoint(const vpc_t* v, run_t* r, packet_walk_t* w, int32
 
 cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t function) noexcept nogil:
     """A reply from a peer to an execution environment becomes the packet the peer really
-    sends: to the Hyperplane ENI's address and port, or to the NAT gateway's public address when
-    the request left through one; then it starts where the peer is."""
+    sends, and starts where the peer is. The request's way out is followed from the Hyperplane
+    ENI, route by route: each NAT gateway it crossed changed the address the peer answers (its
+    private address, public from the internet); the last route says where the answer comes
+    from: an appliance ENI, a service behind a gateway endpoint, the peer's own ENI, or the
+    internet."""
     cdef packet_t* p = w.p
     cdef packet_t request, sent, natted
-    cdef int32_t k, pool = -1, vpc, peer, hp, table, route
+    cdef int32_t k, pool = -1, vpc, peer, eni, table, route, target = -1
     cdef int64_t flat
+    cdef int8_t kind = T_NONE
     cdef uint32_t public
     request = p[0]
     request.src_ip, request.dst_ip = p.dst_ip, p.src_ip
@@ -536,28 +540,37 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
     p.dst_ip, p.dst_port = sent.src_ip, sent.src_port
     vpc = v.pool_vpc[pool]
     peer = eni_at(v, p.src_ip, vpc)
-    if peer >= 0:
-        return peer
-    hp = eni_at(v, sent.src_ip, vpc)
-    if (hp >= 0 and p.src_ip == v.subnet_dns[v.eni_subnet[hp]] and p.src_port == DNS_PORT
+    eni = eni_at(v, sent.src_ip, vpc)  # the Hyperplane ENI
+    if (eni >= 0 and p.src_ip == v.subnet_dns[v.eni_subnet[eni]] and p.src_port == DNS_PORT
             and (p.proto == P_TCP or p.proto == P_UDP)):
         # the VPC DNS resolver's answer: straight back to the ENI that asked, unfiltered
-        hop(r, w, H_DNS, v.eni_subnet[hp], 0, 0, 0, 0, 0)
-        return back_to_function(v, r, w, hp)
-    # from outside the VPC: back the way the request left, by the Hyperplane ENI's routes
-    if hp >= 0:
-        table = v.subnet_route_table[v.eni_subnet[hp]]
+        hop(r, w, H_DNS, v.eni_subnet[eni], 0, 0, 0, 0, 0)
+        return back_to_function(v, r, w, eni)
+    for k in range(MAX_SENDS):
+        if eni < 0:
+            break
+        table = v.subnet_route_table[v.eni_subnet[eni]]
         route = route_lookup(v.routes, table, sent.dst_ip)
-        if route >= 0:
-            flat = v.route_offset[table] + route
-            if v.target_flat[flat] == T_GATEWAY_ENDPOINT:
-                return from_gateway_endpoint(v, r, w, v.target_index_flat[flat])
-            if v.target_flat[flat] == T_NAT:
-                if not nat_find(v.nats[v.target_index_flat[flat]], &sent, 0, &natted):
-                    return finish(r, w, R_NAT_UNSOLICITED_INBOUND, -1)
-                public = public_of(v, natted.src_ip)
-                p.dst_ip = public if public else natted.src_ip
-                p.dst_port = natted.src_port
+        if route < 0:
+            kind = T_NONE
+            break
+        flat = v.route_offset[table] + route
+        kind, target = v.target_flat[flat], v.target_index_flat[flat]
+        if kind != T_NAT:
+            break
+        if not nat_find(v.nats[target], &sent, 0, &natted):
+            return finish(r, w, R_NAT_UNSOLICITED_INBOUND, -1)
+        p.dst_ip, p.dst_port = natted.src_ip, natted.src_port  # the peer answers the gateway
+        sent, eni = natted, v.nat_eni[target]
+    if kind == T_GATEWAY_ENDPOINT:
+        return from_gateway_endpoint(v, r, w, target)
+    if kind == T_ENI and target >= 0 and peer < 0:
+        return target  # the appliance the request was routed to sends the answer on
+    if peer >= 0:
+        return peer
+    public = public_of(v, p.dst_ip)  # from the internet: a NAT gateway's Elastic IP
+    if public:
+        p.dst_ip = public
     return from_internet(v, r, w)
 
 

@@ -21,7 +21,7 @@ every delivered first packet is answered in a second batch, against the referenc
 the flows, NAT and V2N connections the first batch left (``dataplane_reference.State``): an
 answer to a function's packet goes back to its Hyperplane ENI and on to the function. The same
 answers, addressed to the execution environment as ``Origin.REPLY_TO_FUNCTION`` rows, must end
-as the peer's own answers did (two cases where they do not are xfail scenarios at the end).
+as the peer's own answers did (scenarios at the end: an appliance's answer, a NAT gateway inside the VPC).
 
 ``--hypothesis-show-statistics`` lists the verdicts reached (and whether through a NAT gateway
 or an IGW hairpin), to check that the generator still reaches every branch.
@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, event, given, settings, strategies as st
 
 from hyperplane.errors import HyperplaneError
@@ -604,11 +603,8 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
         else:
             continue
         to_function.append(isinstance(o, Environment))
-        # the same answer, addressed to the execution environment; not yet where the emulator is
-        # known to disagree (the xfail scenarios below): from an appliance that an ENI route led
-        # the request to, and from a peer in the VPC that the request reached through a NAT gateway
-        if isinstance(o, Environment) and (v.reason == Reason.EXITED_TO_INTERNET or (
-                answer.src in case.topology.network_interfaces[v.eni_id].private_ips and not via_nat(v))):
+        # the same answer, addressed to the execution environment
+        if isinstance(o, Environment):
             twins.append((len(replies) - 1, (ToEnvironment(), replace(answer, dst=p.src, dst_port=p.src_port))))
     assume(replies)
     answers = run(case.net, replies)
@@ -675,8 +671,6 @@ def _answers(net: Network, peer: str, request_dst: str) -> tuple[Reason, Reason]
     return Reason(int(by_peer.reason[0])), Reason(int(to_env.reason[0]))
 
 
-@pytest.mark.xfail(strict=True, reason="REPLY_TO_FUNCTION does not start at an appliance that an ENI route "
-                                       "led the request to: it takes the answer for one from the internet")
 def test_reply_to_function_from_an_appliance_ends_as_the_appliance_answer() -> None:
     # 8.8.8.0/24 goes to a firewall appliance (source/destination check off): the request is
     # delivered there, and the appliance answers for 8.8.8.8
@@ -686,11 +680,9 @@ def test_reply_to_function_from_an_appliance_ends_as_the_appliance_answer() -> N
                              "security_group_ids": ["sg-open"], "source_dest_check": False}])
     by_peer, to_env = _answers(net, "eni-fw", "8.8.8.8")
     assert by_peer == Reason.DELIVERED_TO_FUNCTION
-    assert to_env == by_peer  # the emulator: NOT_A_VPC_PUBLIC_ADDRESS
+    assert to_env == by_peer
 
 
-@pytest.mark.xfail(strict=True, reason="REPLY_TO_FUNCTION skips a NAT gateway that the request crossed inside "
-                                       "the VPC: the answer goes straight to the Hyperplane ENI")
 def test_reply_to_function_through_a_private_nat_gateway_meets_its_subnet_acl() -> None:
     # subnet-app is reached through a private NAT gateway in subnet-mid, whose NACL admits only
     # subnet-fn: the host answers the NAT gateway's address, which that NACL refuses (SPEC §3)
@@ -702,4 +694,4 @@ def test_reply_to_function_through_a_private_nat_gateway_meets_its_subnet_acl() 
                        "egress": [{"rule_number": 100, "protocol": "all", "cidr": "0.0.0.0/0", "rule_action": "allow"}]}])
     by_peer, to_env = _answers(net, "eni-app", "10.0.2.10")
     assert by_peer == Reason.NACL_IN_DENY
-    assert to_env == by_peer  # the emulator: DELIVERED_TO_FUNCTION, no NACL of subnet-mid on the way
+    assert to_env == by_peer
