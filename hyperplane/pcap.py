@@ -107,7 +107,6 @@ _PCAP_MAGIC = {
 }
 _SHB = 0x0A0D0D0A
 _IDB = 1
-_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
 
 class CaptureError(HyperplaneError):
