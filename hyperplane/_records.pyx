@@ -26,8 +26,8 @@ from libc.string cimport memcpy, memset
 
 from hyperplane._tables cimport mix, table_alloc
 from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
-from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
-                               H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, hop_t)
+from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT, H_ROUTE,
+                               H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, HOPS_PER_PACKET, hop_t)
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from hyperplane._walk import HOP as _HOP
 cdef enum:
     EMPTY = 0xFFFFFFFF
     MAX_RECORDS = 0x7FFFFFFF
-    ROOM_PER_PACKET = 64           # new records one packet may add (one per hop at most)
 
 cdef uint64_t PORT = 0xFFFF
 
@@ -220,7 +219,7 @@ cdef class RecordTable:
         cdef int64_t before
         cdef const packet_t* p
         for i in range(begin, end):
-            if self.capacity - self.count < ROOM_PER_PACKET:
+            if self.capacity - self.count < HOPS_PER_PACKET:
                 return i
             before = self.count
             p = &bt.packets[i]
@@ -305,8 +304,8 @@ cdef class RecordTable:
         if total > log.shape[0] // <Py_ssize_t>sizeof(hop_t) or (n and first_hop[0] != 0):
             raise ValueError("observe: first_hop does not fit the hop log")
         for i in range(n):
-            if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= ROOM_PER_PACKET:
-                raise ValueError(f"observe: row {i} has no valid location, or not 0..{ROOM_PER_PACKET} hops")
+            if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
+                raise ValueError(f"observe: row {i} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
         for i in range(total):
             if base[i].stage > H_V2N_IN or not 0 <= base[i].row < n:
                 raise ValueError(f"observe: hop {i} is not a hop of this batch")
@@ -320,7 +319,7 @@ cdef class RecordTable:
         bt.path_of_target, bt.eni_number = &path_of_target[0], &eni_number[0] if n_enis else NULL
         bt.eni_hyperplane, bt.interval, bt.time_offset = &eni_hyperplane[0] if n_enis else NULL, interval, time_offset
         while row < n:
-            if self.capacity - self.count < ROOM_PER_PACKET:
+            if self.capacity - self.count < HOPS_PER_PACKET:
                 self._grow()
             with nogil:
                 row = self._observe(&bt, row, n, &observed)

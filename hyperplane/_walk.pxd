@@ -3,6 +3,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t
 
 # stages (hyperplane._walk.STAGES names them; hyperplane.pipeline.COLUMNS names their values)
 cdef enum:
+    HOPS_PER_PACKET = 64           # the most hops one packet logs (8 sends x at most 7, and its start)
     H_V2N_OUT = 0
     H_IGW_IN = 1
     H_ENDPOINT_IN = 2

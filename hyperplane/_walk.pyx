@@ -69,7 +69,6 @@ cdef enum:
     STOP_NO_MEMORY = 3
     # limits
     MAX_SENDS = 8                  # a packet sent more times than this is in a routing loop
-    HOPS_PER_PACKET = 64           # room the log must have before a packet starts (> 8 sends x 7)
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     NACL_DENY_RULE = 32767
