@@ -21,6 +21,7 @@ STATUS_BLOCK_TRAILER: int
 STATUS_BLOCK_TOO_LONG: int
 STATUS_BAD_INTERFACE: int
 STATUS_CAPLEN_BLOCK: int
+STATUS_TIME_RANGE: int
 MAX_RECORD_BYTES: int
 MAX_BLOCK_BYTES: int
 LINKTYPES: tuple[int, ...]
@@ -72,6 +73,7 @@ def scan_pcapng(
     linktype_col: npt.NDArray[np.uint16],
     interface: npt.NDArray[np.uint16],
     row: int,
+    if_first: int = 0,  # capture-wide number of the section's interface 0
 ) -> tuple[int, int, int, int, int, int]:  # status, pos, row, need, value, skipped_blocks
     ...
 def build_frames(
@@ -89,4 +91,11 @@ def build_frames(
     out: npt.NDArray[np.uint8],  # uint8_t[::1], written
     out_linktype: int,
     nanosecond: bool,
+    epb_interface: npt.NDArray[np.uint32] | None = None,  # const uint32_t[::1]: pcapng output
+) -> int: ...
+def reframe_refused(
+    linktype: npt.NDArray[np.uint16],  # const uint16_t[::1]
+    ethertype: npt.NDArray[np.uint16],
+    rows: npt.NDArray[np.int64],
+    out_linktype: int,
 ) -> int: ...

@@ -13,7 +13,8 @@ pcapng section headers and interface descriptions) and converts status codes int
   (``BLOCK``: SHB, IDB), or at malformed framing (an error status with the offset and the value).
   Every record that is completely in the buffer gets a row: packets that cannot be emulated get
   a row too, with their ``kind``.
-- ``build_frames`` copies selected frames into an output pcap byte buffer (record header + frame),
+- ``build_frames`` copies selected frames into an output pcap or pcapng byte buffer (record
+  header or enhanced packet block + frame),
   writes the translated addresses, ports and ICMP echo identifiers into the copy and updates the
   IPv4 header and TCP/UDP/ICMP checksums incrementally (RFC 1624), so a checksum that was right
   stays right and one left wrong by checksum offload stays as it was.
@@ -21,7 +22,8 @@ pcapng section headers and interface descriptions) and converts status codes int
 The record layout is declared locally (``rec_t``) instead of cimporting ``_types.pxd``; it must
 match ``hyperplane.records.PACKET`` field for field (``record_layout()`` lets a test check that).
 Every read of frame bytes is bounded by the captured length; every loop step advances by at least
-12 bytes, so no input can make a scan read out of bounds or loop forever.
+12 bytes (a pcap record header, a pcapng block's minimum length) or ends the scan, so no input can
+make a scan read out of bounds or loop forever.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -75,6 +77,7 @@ cdef enum:
     S_BLOCK_TOO_LONG = 6    # value: block total length
     S_BAD_INTERFACE = 7     # value: interface id
     S_CAPLEN_BLOCK = 8      # value: captured length that overruns its block
+    S_TIME_RANGE = 9        # value: the raw timestamp (as uint64 bits), beyond int64 nanoseconds
 
 cdef enum:
     MAX_RECORD = 262144         # captured bytes of one packet
@@ -109,6 +112,7 @@ STATUS_BLOCK_TRAILER = S_BLOCK_TRAILER
 STATUS_BLOCK_TOO_LONG = S_BLOCK_TOO_LONG
 STATUS_BAD_INTERFACE = S_BAD_INTERFACE
 STATUS_CAPLEN_BLOCK = S_CAPLEN_BLOCK
+STATUS_TIME_RANGE = S_TIME_RANGE
 MAX_RECORD_BYTES = MAX_RECORD
 MAX_BLOCK_BYTES = MAX_BLOCK
 LINKTYPES = (LT_NULL, LT_ETHERNET, LT_RAW12, LT_RAW14, LT_RAW, LT_LOOP, LT_SLL, LT_IPV4,
@@ -451,20 +455,34 @@ def scan_pcap(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
 
 #### pcapng ####
 
-cdef inline int64_t ng_ts(uint64_t t, int64_t mul, int64_t div, int shift,
-                          int64_t offset_ns) noexcept nogil:
-    """A pcapng timestamp in interface units as nanoseconds (if_tsresol, if_tsoffset)."""
-    cdef uint64_t whole, frac
+cdef enum:
+    NS_PER_S = 1000000000
+
+cdef inline bint ng_ts(uint64_t t, int64_t mul, int64_t div, int shift, int64_t offset_ns,
+                       int64_t* out) noexcept nogil:
+    """A pcapng timestamp in interface units as nanoseconds (if_tsresol, if_tsoffset) into
+    ``out``; False if it lies beyond int64 nanoseconds (the sum would wrap into the past)."""
+    cdef uint64_t whole, ns
+    cdef uint64_t top = <uint64_t>0x7FFFFFFFFFFFFFFF
     if shift >= 0:
-        if shift >= 64:
-            return offset_ns
+        # pcap.py refuses 2^-n resolutions with n > 63, so the shifts below are defined
         whole = t >> shift
-        frac = t & ((<uint64_t>1 << shift) - 1) if shift > 0 else 0
-        return offset_ns + <int64_t>(whole * 1000000000) + <int64_t>(
-            <double>frac * 1e9 / <double>(<uint64_t>1 << shift))
-    if div > 1:
-        return offset_ns + <int64_t>(t // <uint64_t>div)
-    return offset_ns + <int64_t>(t * <uint64_t>mul)
+        if whole > top // NS_PER_S:
+            return False
+        ns = whole * NS_PER_S
+        if shift > 0:
+            ns += <uint64_t>(<double>(t & ((<uint64_t>1 << shift) - 1)) * 1e9
+                             / <double>(<uint64_t>1 << shift))
+    elif div > 1:
+        ns = t // <uint64_t>div
+    else:
+        if t > top // <uint64_t>mul:
+            return False
+        ns = t * <uint64_t>mul
+    if ns > top or (offset_ns > 0 and <int64_t>ns > <int64_t>top - offset_ns):
+        return False
+    out[0] = <int64_t>ns + offset_ns   # ns >= 0 and offset_ns > -2^62: no wrap below either
+    return True
 
 
 def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
@@ -477,11 +495,12 @@ def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
                 int64_t[::1] file_offset not None, uint32_t[::1] caplen not None,
                 uint32_t[::1] wirelen not None, uint16_t[::1] l3_offset not None,
                 uint16_t[::1] ethertype not None, uint16_t[::1] linktype_col not None,
-                uint16_t[::1] interface not None, Py_ssize_t row):
+                uint16_t[::1] interface not None, Py_ssize_t row, Py_ssize_t if_first=0):
     """Scan pcapng blocks in ``buf[pos:end]``: EPB, SPB and the obsolete PB become rows; other
     blocks are skipped and counted; SHB and IDB stop the scan for Python.
 
-    Returns ``(status, pos, row, need, value, skipped_blocks)``.
+    ``if_first`` is the capture-wide number of the section's interface 0: rows carry
+    ``if_first + interface id``. Returns ``(status, pos, row, need, value, skipped_blocks)``.
     """
     cdef cols_t c
     cdef Py_ssize_t max_rows = kind.shape[0]
@@ -494,6 +513,7 @@ def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
     cdef const uint8_t* b
     cdef uint32_t btype, blen, incl, orig, iface, snap
     cdef uint64_t t
+    cdef int64_t tns = 0
     fill_cols(&c, rec_bytes, kind, ts_ns, frame_offset, file_offset, caplen, wirelen,
               l3_offset, ethertype, linktype_col, interface)
     if end > buf.shape[0] or pos < 0 or pos > end or row < 0 or row > max_rows:
@@ -501,6 +521,8 @@ def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
     if (if_snaplen.shape[0] != nif or if_mul.shape[0] != nif or if_div.shape[0] != nif
             or if_shift.shape[0] != nif or if_offset_ns.shape[0] != nif):
         raise ValueError("interface columns differ in length")
+    if if_first < 0 or if_first + nif > 65536:
+        raise ValueError("interface numbers beyond 16 bits")
     if end == 0:
         return (S_NEED_DATA, pos, row, 8, 0, 0)
     with nogil:
@@ -562,10 +584,13 @@ def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
                     value = incl
                     break
                 t = (<uint64_t>rd32(b + 12, big) << 32) | rd32(b + 16, big)
-                emit_row(&c, row, b + 28, pos + 28, base + pos, incl, orig,
-                         ng_ts(t, if_mul[iface], if_div[iface], if_shift[iface],
-                               if_offset_ns[iface]),
-                         if_linktype[iface], <uint16_t>iface)
+                if not ng_ts(t, if_mul[iface], if_div[iface], if_shift[iface],
+                             if_offset_ns[iface], &tns):
+                    status = S_TIME_RANGE
+                    value = <int64_t>t
+                    break
+                emit_row(&c, row, b + 28, pos + 28, base + pos, incl, orig, tns,
+                         if_linktype[iface], <uint16_t>(iface + if_first))
                 row += 1
             elif btype == 3:
                 # SPB: interface 0, no timestamp, captured = min(origlen, snaplen, room)
@@ -589,7 +614,7 @@ def scan_pcapng(const uint8_t[::1] buf not None, Py_ssize_t pos, Py_ssize_t end,
                     value = incl
                     break
                 emit_row(&c, row, b + 12, pos + 12, base + pos, incl, orig,
-                         if_offset_ns[0], if_linktype[0], 0)
+                         if_offset_ns[0], if_linktype[0], <uint16_t>if_first)
                 row += 1
             else:
                 skipped += 1
@@ -675,38 +700,112 @@ cdef inline void rewrite_ipv4(uint8_t* ip, Py_ssize_t avail, uint8_t kind,
             put_be16(l4 + 2, csum_apply(be16(l4 + 2), csum_word(0, old_sp, ck)))
 
 
+cdef inline Py_ssize_t link_len(int lt) noexcept nogil:
+    """Bytes of the link header synthesized in front of a re-framed L3 packet."""
+    if lt == LT_ETHERNET:
+        return 14
+    if lt == LT_SLL:
+        return 16
+    if lt == LT_SLL2:
+        return 20
+    if lt == LT_NULL or lt == LT_LOOP:
+        return 4
+    return 0
+
+
+cdef inline bint can_reframe(int lt, uint16_t etype) noexcept nogil:
+    """Whether a frame whose L3 protocol is ``etype`` keeps its L3 packet whole behind a
+    link header of type ``lt`` (ethertype-carrying headers take any protocol; address-family
+    headers and raw IP only IPv4/IPv6, and LINKTYPE_IPV4/IPV6 only their own)."""
+    if lt == LT_ETHERNET or lt == LT_SLL or lt == LT_SLL2:
+        return etype != 0
+    if lt == LT_IPV4:
+        return etype == 0x0800
+    if lt == LT_IPV6:
+        return etype == 0x86DD
+    if lt == LT_NULL or lt == LT_LOOP or lt == LT_RAW or lt == LT_RAW12 or lt == LT_RAW14:
+        return etype == 0x0800 or etype == 0x86DD
+    return False
+
+
+cdef inline void put_link(uint8_t* f, int lt, uint16_t etype) noexcept nogil:
+    """Write a synthesized link header of ``link_len(lt)`` bytes: no addresses, the protocol."""
+    cdef uint32_t fam
+    if lt == LT_ETHERNET:
+        memset(f, 0, 12)
+        put_be16(f + 12, etype)
+    elif lt == LT_SLL:
+        # packet type 0 (to us), ARPHRD_NONE (0xFFFE: no link-layer address), address length 0
+        memset(f, 0, 16)
+        put_be16(f + 2, 0xFFFE)
+        put_be16(f + 14, etype)
+    elif lt == LT_SLL2:
+        memset(f, 0, 20)
+        put_be16(f, etype)
+        put_be16(f + 8, 0xFFFE)
+    elif lt == LT_NULL or lt == LT_LOOP:
+        # AF_INET is 2 everywhere; AF_INET6 differs by OS: 24 (NetBSD/OpenBSD) is one that
+        # every reader accepts. NULL is in the writer's (little-endian) order, LOOP in network.
+        fam = 2 if etype == 0x0800 else 24
+        if lt == LT_NULL:
+            put_le32(f, fam)
+        else:
+            put_be32(f, fam)
+
+
+def reframe_refused(const uint16_t[::1] linktype not None, const uint16_t[::1] ethertype not None,
+                    const int64_t[::1] rows not None, int out_linktype):
+    """The first of ``rows`` whose frame cannot be written as ``out_linktype`` (its own link
+    type differs and its L3 packet would not survive re-framing), or -1."""
+    cdef Py_ssize_t j, i, n = linktype.shape[0]
+    if ethertype.shape[0] != n:
+        raise ValueError("chunk columns differ in length")
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        if i < 0 or i >= n:
+            raise IndexError(f"row {i} outside the chunk of {n}")
+        if linktype[i] != out_linktype and not can_reframe(out_linktype, ethertype[i]):
+            return i
+    return -1
+
+
 def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offset not None,
                  const uint32_t[::1] caplen not None, const uint32_t[::1] wirelen not None,
                  const uint16_t[::1] l3_offset not None, const uint16_t[::1] linktype not None,
                  const uint16_t[::1] ethertype not None, const uint8_t[::1] kind not None,
                  const int64_t[::1] ts_ns not None, const uint8_t[::1] rec_bytes not None,
                  const int64_t[::1] rows not None, uint8_t[::1] out not None,
-                 int out_linktype, bint nanosecond):
-    """Append pcap records (little-endian header + frame) for ``rows`` to ``out``.
+                 int out_linktype, bint nanosecond, const uint32_t[::1] epb_interface=None):
+    """Append output records for ``rows`` to ``out``; returns the number of bytes written.
 
-    A frame whose link type equals ``out_linktype`` keeps its link layer byte for byte; otherwise
-    its L3 packet is written behind a synthesized link header: Ethernet (zero MACs, the frame's
-    ethertype) when ``out_linktype`` is 1, none for raw IP (12, 14, 101, 228, 229). Returns the
-    number of bytes written. ``out`` must hold ``sum(16 + caplen + 14)`` bytes over ``rows``.
+    Classic pcap (``epb_interface`` None): little-endian record header + frame. A frame whose
+    link type equals ``out_linktype`` keeps its link layer byte for byte; otherwise its L3
+    packet is written behind a synthesized link header (Ethernet, SLL, SLL2: no addresses, the
+    frame's ethertype; NULL/LOOP: the address family; none for raw IP), where ``can_reframe``
+    allows it. pcapng: one enhanced packet block per row on interface ``epb_interface[j]``,
+    frame kept as it is; the timestamp is ``ts_ns`` in nanoseconds or microseconds (the
+    interface's resolution, written by the caller). ``out`` must hold ``40 + caplen`` bytes per
+    row.
     """
     cdef Py_ssize_t n = kind.shape[0]
     cdef Py_ssize_t nrows = rows.shape[0]
     cdef Py_ssize_t cap = out.shape[0]
-    cdef Py_ssize_t i, j, w = 0, l3, inlen, body, link, fo, need
+    cdef Py_ssize_t i, j, w = 0, l3, inlen, body, link, fo, need, head, pad
     cdef uint8_t* o
     cdef uint8_t* frame
     cdef const uint8_t* src
     cdef const rec_t* recs
     cdef int64_t t
+    cdef uint64_t units
     cdef uint32_t orig
-    cdef bint to_eth = out_linktype == LT_ETHERNET
-    cdef bint to_raw = (out_linktype == LT_RAW or out_linktype == LT_IPV4
-                        or out_linktype == LT_IPV6 or out_linktype == LT_RAW12
-                        or out_linktype == LT_RAW14)
+    cdef bint ng = epb_interface is not None
+    cdef Py_ssize_t out_link = link_len(out_linktype)
     if (frame_offset.shape[0] != n or caplen.shape[0] != n or wirelen.shape[0] != n
             or l3_offset.shape[0] != n or linktype.shape[0] != n or ethertype.shape[0] != n
             or ts_ns.shape[0] != n or rec_bytes.shape[0] != n * <Py_ssize_t>sizeof(rec_t)):
         raise ValueError("chunk columns differ in length")
+    if ng and epb_interface.shape[0] != nrows:
+        raise ValueError("one output interface per row needed")
     # validate everything first, so the GIL-free loop cannot write out of bounds
     need = 0
     for j in range(nrows):
@@ -716,14 +815,17 @@ def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offs
         fo = frame_offset[i]
         if fo < 0 or fo + <Py_ssize_t>caplen[i] > data.shape[0]:
             raise ValueError(f"row {i}: frame outside the chunk's data")
-        if linktype[i] != out_linktype and not (to_eth or to_raw):
+        if not ng and linktype[i] != out_linktype and not can_reframe(out_linktype, ethertype[i]):
             raise ValueError(f"row {i}: link type {linktype[i]} cannot be written as "
                              f"link type {out_linktype}")
-        need += 16 + <Py_ssize_t>caplen[i] + 14
+        if ts_ns[i] < 0:
+            raise ValueError(f"row {i}: negative timestamp")
+        need += 40 + <Py_ssize_t>caplen[i]
     if need > cap:
         raise ValueError(f"output buffer of {cap} bytes, {need} needed")
     if nrows == 0:
         return 0
+    head = 28 if ng else 16
     with nogil:
         o = &out[0]
         src = &data[0]
@@ -732,8 +834,8 @@ def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offs
             i = rows[j]
             inlen = caplen[i]
             orig = wirelen[i]
-            frame = o + w + 16
-            if linktype[i] == out_linktype:
+            frame = o + w + head
+            if ng or linktype[i] == out_linktype:
                 memcpy(frame, src + frame_offset[i], inlen)
                 l3 = l3_offset[i]
                 body = inlen
@@ -741,10 +843,8 @@ def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offs
                 l3 = l3_offset[i]
                 if l3 > inlen:
                     l3 = inlen
-                link = 14 if to_eth else 0
-                if to_eth:
-                    memset(frame, 0, 12)
-                    put_be16(frame + 12, ethertype[i])
+                link = out_link
+                put_link(frame, out_linktype, ethertype[i])
                 memcpy(frame + link, src + frame_offset[i] + l3, inlen - l3)
                 body = link + inlen - l3
                 orig = <uint32_t>(orig - l3 + link) if orig >= l3 else <uint32_t>body
@@ -752,10 +852,24 @@ def build_frames(const uint8_t[::1] data not None, const int64_t[::1] frame_offs
             if (kind[i] == K_EMULATED or kind[i] == K_FRAGMENT) and l3 <= body:
                 rewrite_ipv4(frame + l3, body - l3, kind[i], recs + i)
             t = ts_ns[i]
-            put_le32(o + w, <uint32_t>(t // 1000000000))
-            put_le32(o + w + 4, <uint32_t>((t % 1000000000) if nanosecond
-                                           else (t % 1000000000) // 1000))
-            put_le32(o + w + 8, <uint32_t>body)
-            put_le32(o + w + 12, orig)
-            w += 16 + body
+            if ng:
+                units = <uint64_t>t if nanosecond else <uint64_t>(t // 1000)
+                pad = (-body) & 3
+                memset(frame + body, 0, pad)
+                put_le32(o + w, 6)
+                put_le32(o + w + 4, <uint32_t>(32 + body + pad))
+                put_le32(o + w + 8, epb_interface[j])
+                put_le32(o + w + 12, <uint32_t>(units >> 32))
+                put_le32(o + w + 16, <uint32_t>units)
+                put_le32(o + w + 20, <uint32_t>body)
+                put_le32(o + w + 24, orig)
+                put_le32(frame + body + pad, <uint32_t>(32 + body + pad))
+                w += 32 + body + pad
+            else:
+                put_le32(o + w, <uint32_t>(t // 1000000000))
+                put_le32(o + w + 4, <uint32_t>((t % 1000000000) if nanosecond
+                                               else (t % 1000000000) // 1000))
+                put_le32(o + w + 8, <uint32_t>body)
+                put_le32(o + w + 12, orig)
+                w += 16 + body
     return w

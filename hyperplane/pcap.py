@@ -22,18 +22,23 @@ An SPB has no timestamp: its rows have time 0 (plus ``if_tsoffset``).
 Limits and bad input: a packet may hold at most 262,144 captured bytes (``MAX_RECORD_BYTES``,
 libpcap's own maximum snap length) and a pcapng block at most 16 MiB; anything larger, a wrong
 magic, a short file header, an unknown link type, a pcapng block whose trailing length differs
-from its leading one, or a packet for an undescribed interface raises :class:`CaptureError`
+from its leading one, a packet for an undescribed interface, or a packet time beyond the 64-bit
+nanosecond clock (pcapng units times ``if_tsresol`` past 2262) raises :class:`CaptureError`
 naming the file and byte offset. A file that ends inside a record (the last one, necessarily) is
 a partial read: the complete records are returned, a ``warnings.warn`` names the offset and
 ``reader.truncated_bytes`` counts what was left; ``strict=True`` raises instead.
 
-Writing (:class:`CaptureWriter`, :func:`write_capture`) produces classic little-endian pcap,
-micro- or nanosecond, from chunks plus translated records: each selected frame keeps its bytes
-and link layer, the record's addresses, ports and ICMP echo identifier are written into it and
-the IPv4, TCP, UDP and ICMP checksums are updated incrementally (RFC 1624). A UDP checksum of 0
-(none) stays 0. Frames whose link type differs from the file's are re-framed: behind a
-synthesized Ethernet header (zero MACs, original ethertype) for an Ethernet file, bare for raw IP.
-ICMP error messages keep their embedded (quoted) header as captured.
+Writing (:class:`CaptureWriter`, :func:`write_capture`) produces little-endian classic pcap or
+pcapng (a ``.pcapng`` path), micro- or nanosecond, from chunks plus translated records: each
+selected frame keeps its bytes and link layer, the record's addresses, ports and ICMP echo
+identifier are written into it and the IPv4, TCP, UDP and ICMP checksums are updated
+incrementally (RFC 1624). A UDP checksum of 0 (none) stays 0. pcapng keeps every input interface
+(one IDB per input interface and link type). A pcap has one link type: frames of another are
+re-framed behind a synthesized header (Ethernet or Linux SLL/SLL2 without addresses, BSD
+loopback, none for raw IP) when their L3 packet survives whole (IPv4 and IPv6 always), and
+otherwise refused with a :class:`CaptureError` naming the input file and the interface block.
+Timestamps a pcap cannot hold (before 1970, after 2106) are refused the same way. ICMP error
+messages keep their embedded (quoted) header as captured.
 
 A streaming replay::
 
@@ -55,7 +60,7 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -151,6 +156,8 @@ class Interface:
     ts_resolution: float  # seconds per timestamp unit
     name: str | None = None
     ts_offset: int = 0    # seconds added to every timestamp (pcapng if_tsoffset)
+    offset: int = 0       # where it is described in the file: its IDB (0: the pcap header)
+    section: int = 0      # pcapng section number, from 0
 
 
 @dataclass(eq=False)
@@ -171,10 +178,15 @@ class CaptureChunk:
     l3_offset: np.ndarray      # uint16, where the L3 header starts in the frame (after VLAN tags)
     ethertype: np.ndarray      # uint16, L3 protocol (0x0800, 0x86DD, 0x0806, ...; 0 if unknown)
     linktype: np.ndarray       # uint16
-    interface: np.ndarray      # uint16, pcapng interface id (0 for classic pcap)
+    interface: np.ndarray      # uint16, interface number in the capture (IDBs of all sections
+                               # counted in file order; the section's id for one section; 0 for pcap)
     file_offset: np.ndarray    # int64, where the packet's record (or block) starts in the file
     frame_offset: np.ndarray   # int64, where the frame starts in ``data``
     data: np.ndarray = field(repr=False)  # uint8
+    # the capture's interfaces so far (``interfaces[interface[i]]``) and its file name, so that
+    # a writer can describe them and name the place of what it cannot write
+    interfaces: tuple[Interface, ...] = field(default=(), repr=False)
+    source: str = ""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -205,7 +217,10 @@ class CaptureChunk:
             offsets.append(starts + base)
             base += int(lens.sum())
         cat = np.concatenate
+        last = max(chunks, key=lambda c: len(c.interfaces))
         return cls(
+            interfaces=last.interfaces,
+            source=last.source,
             index=chunks[0].index,
             records=cat([c.records for c in chunks]),
             kind=cat([c.kind for c in chunks]),
@@ -239,7 +254,8 @@ def _columns(n: int) -> dict[str, np.ndarray]:
 
 
 def _empty_chunk(index: int = 0) -> CaptureChunk:
-    return CaptureChunk(index=index, data=np.empty(0, np.uint8), **_columns(0))
+    columns: dict[str, Any] = _columns(0)
+    return CaptureChunk(index=index, data=np.empty(0, np.uint8), **columns)
 
 
 _SCAN_PROBLEMS = {
@@ -258,7 +274,12 @@ _SCAN_PROBLEMS = {
     ),
     _pcap.STATUS_BAD_INTERFACE: lambda v: f"packet for interface {v}, which no IDB described",
     _pcap.STATUS_CAPLEN_BLOCK: lambda v: f"captured length {v} overruns its block",
+    _pcap.STATUS_TIME_RANGE: lambda v: (
+        f"packet timestamp {v % (1 << 64)} (in its interface's units, plus its if_tsoffset) lies "
+        "beyond the 64-bit nanosecond clock (years 1678 to 2262)"
+    ),
 }
+MAX_INTERFACES = 65536  # interface numbers are 16-bit in the packet rows
 
 
 class CaptureReader:
@@ -267,8 +288,10 @@ class CaptureReader:
     Iterate it (once) for the chunks; the counters fill in as it goes. Use it as a context
     manager, or let the iteration run to its end, to close the file. Capture-level facts:
     ``format`` (``"pcap"``/``"pcapng"``), ``byte_order`` (of the first section), ``nanosecond``,
-    ``ts_resolution`` (finest, seconds), ``interfaces``, ``linktype`` (of the first interface),
-    ``output_linktype`` (what a writer should use to keep every frame's link layer if it can).
+    ``ts_resolution`` (finest, seconds), ``interfaces`` (of the current section),
+    ``all_interfaces`` (of every section so far, numbered as the rows' ``interface``),
+    ``linktype`` (of the first interface), ``output_linktype`` (what a pcap writer should use to
+    keep every frame's link layer if it can).
     """
 
     def __init__(
@@ -287,6 +310,9 @@ class CaptureReader:
         self.buffer_bytes = max(int(buffer_bytes), 64 << 10)
         self.strict = strict
         self.interfaces: list[Interface] = []
+        self.all_interfaces: list[Interface] = []
+        self._all_tuple: tuple[Interface, ...] = ()
+        self._if_first = 0  # capture-wide number of the current section's interface 0
         self.sections = 0
         self.packets = 0
         self.skipped_blocks = 0
@@ -327,7 +353,7 @@ class CaptureReader:
     def output_linktype(self) -> int:
         """The link type for an output file: the capture's own if all interfaces share one,
         else Ethernet (frames of other link types are then re-framed behind Ethernet)."""
-        kinds = set(self.linktypes)
+        kinds = {i.linktype for i in self.all_interfaces}
         return kinds.pop() if len(kinds) == 1 else LINKTYPE_ETHERNET
 
     @property
@@ -421,6 +447,8 @@ class CaptureReader:
             if linktype not in SUPPORTED_LINKTYPES:
                 raise self._error(20, f"unknown link type {linktype}")
             self.interfaces = [Interface(linktype, snaplen, 1e-9 if nano else 1e-6)]
+            self.all_interfaces = list(self.interfaces)
+            self._all_tuple = tuple(self.all_interfaces)
             self._tsres = [(10, 9 if nano else 6)]
             self._linktype = linktype
             self._pos = 24
@@ -429,15 +457,19 @@ class CaptureReader:
             if not self._handle_shb():
                 raise self._error(0, f"truncated section header ({self._fill} bytes)")
             self._first_order = "big" if self._big else "little"
-            # read the interfaces described before the first packet, so facts are known now
+            # read the interfaces described before the first packet, so facts are known now. Each
+            # turn consumes a whole block or stops: a block cut by the end of the file is left at
+            # _pos for the scan, which reports the partial read (issue 9: an SHB cut short here
+            # used to be retried forever)
             while self._ensure(8):
                 btype = struct.unpack((">" if self._big else "<") + "I", self._bytes(4))[0]
                 if btype == _SHB:
-                    self._handle_shb()
+                    ok = self._handle_shb()
                 elif btype == _IDB:
-                    if not self._handle_idb():
-                        break
+                    ok = self._handle_idb()
                 else:
+                    break
+                if not ok:
                     break
         else:
             raise self._error(
@@ -475,6 +507,7 @@ class CaptureReader:
             raise self._error(start, f"block length mismatch: {blen} at the start, {trailer} at the end")
         # a new section starts a new list of interfaces
         self.sections += 1
+        self._if_first = len(self.all_interfaces)
         self.interfaces = []
         self._tsres = []
         self._if_cols = _interface_columns([], [])
@@ -526,9 +559,13 @@ class CaptureReader:
             raise self._error(start, f"interface time resolution {base}^-{exp} is not supported")
         if abs(ts_offset) > (1 << 62) // 10**9:
             raise self._error(start, f"interface time offset {ts_offset} s is out of range")
-        self.interfaces.append(
-            Interface(linktype, snaplen, float(base) ** -exp, name, ts_offset)
-        )
+        if len(self.all_interfaces) >= MAX_INTERFACES:
+            raise self._error(start, f"more than {MAX_INTERFACES} interfaces in the capture")
+        itf = Interface(linktype, snaplen, float(base) ** -exp, name, ts_offset, start,
+                        max(self.sections - 1, 0))
+        self.interfaces.append(itf)
+        self.all_interfaces.append(itf)
+        self._all_tuple = tuple(self.all_interfaces)
         self._tsres.append(tsres)
         self._if_cols = _interface_columns(self.interfaces, self._tsres)
         self._pos += blen
@@ -563,7 +600,7 @@ class CaptureReader:
             status, self._pos, row, need, value, skipped = _pcap.scan_pcapng(
                 self._buf, self._pos, self._fill, self._base, self._big,
                 ic["linktype"], ic["snaplen"], ic["mul"], ic["div"], ic["shift"],
-                ic["offset_ns"], *common
+                ic["offset_ns"], *common, self._if_first
             )
             self.skipped_blocks += skipped
         return status, row, need, value
@@ -643,7 +680,8 @@ class CaptureReader:
 
     def _make_chunk(self, cols: dict[str, np.ndarray], n: int, data: np.ndarray) -> CaptureChunk:
         cut = {k: v[:n] for k, v in cols.items()}
-        chunk = CaptureChunk(index=self.packets, data=data, **cut)
+        chunk = CaptureChunk(index=self.packets, data=data, interfaces=self._all_tuple,
+                             source=self.name, **cut)
         self.packets += n
         self._kind_counts += np.bincount(cut["kind"], minlength=256)
         for k in PacketKind:
@@ -704,13 +742,26 @@ def load_capture(path: str | os.PathLike[str], *, strict: bool = False) -> tuple
     return reader, chunk
 
 
+_PCAP_SECONDS = 1 << 32  # a pcap record's seconds field: 1970 to 2106
+_PCAPNG_SUFFIXES = (".pcapng", ".ntar")
+
+
 class CaptureWriter:
-    """Streams the output capture: classic pcap, little-endian, micro- or nanosecond.
+    """Streams the output capture, little-endian, micro- or nanosecond: classic pcap, or pcapng
+    (``format="pcapng"``, or a path ending in ``.pcapng``).
 
     ``write(chunk, records, mask)`` appends the rows of ``chunk`` selected by ``mask`` (all if
     ``None``), each frame rewritten with the addresses and ports of the same row of ``records``
-    (the chunk's own if ``None``) and its checksums updated. Frames keep their link layer when
-    their link type is the file's; otherwise they are re-framed (Ethernet or raw IP files only).
+    (the chunk's own if ``None``) and its checksums updated.
+
+    pcapng keeps every input interface: one IDB per input interface and link type (name and
+    ``if_tsoffset`` kept), each packet on its own interface, frames byte for byte. A pcap has one
+    link type (``linktype``): frames of another one are re-framed behind a synthesized header
+    (Ethernet, Linux SLL/SLL2, BSD loopback or none for raw IP) when their L3 packet survives it
+    whole (IPv4 and IPv6 always; other protocols only behind ethertype-carrying headers). A frame
+    that would not survive, or a timestamp outside pcap's 1970-2106, raises
+    :class:`CaptureError` naming the input file and the byte offset of the interface block (or
+    packet), before anything of that chunk is written.
     """
 
     def __init__(
@@ -719,12 +770,22 @@ class CaptureWriter:
         linktype: int = LINKTYPE_ETHERNET,
         nanosecond: bool = False,
         snaplen: int = MAX_RECORD_BYTES,
+        *,
+        format: str | None = None,
     ) -> None:
         if linktype not in SUPPORTED_LINKTYPES:
             raise ValueError(f"cannot write link type {linktype}")
+        if format is None:
+            named = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
+            format = "pcapng" if named.lower().endswith(_PCAPNG_SUFFIXES) else "pcap"
+        if format not in ("pcap", "pcapng"):
+            raise ValueError(f"format must be 'pcap' or 'pcapng', not {format!r}")
+        self.format = format
         self.linktype = int(linktype)
         self.nanosecond = bool(nanosecond)
         self.packets_written = 0
+        self._idb_of: dict[int, int] = {}         # input interface << 16 | link type -> IDB
+        self._idb_clock: list[tuple[int, int]] = []  # each IDB's if_tsoffset and unit, in ns
         if isinstance(path, (str, os.PathLike)):
             self.path: str | None = os.fspath(path)
             self._file: BinaryIO | None = open(self.path, "wb")
@@ -733,8 +794,12 @@ class CaptureWriter:
             self.path = None
             self._file = path
             self._owns = False
-        magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-        self._file.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, self.linktype))
+        self.name = os.path.basename(self.path) if self.path else "output"
+        if format == "pcapng":
+            self._file.write(_ng_block(_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        else:
+            magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+            self._file.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, self.linktype))
 
     def write(
         self,
@@ -760,19 +825,104 @@ class CaptureWriter:
                 rows = np.flatnonzero(mask).astype(np.int64)
             else:
                 rows = mask.astype(np.int64, copy=False)
+                if len(rows) and (rows.min() < 0 or rows.max() >= n):
+                    raise IndexError(f"row outside the chunk of {n}")
         if len(rows) == 0:
             return 0
-        size = int(chunk.caplen[rows].sum(dtype=np.int64)) + 30 * len(rows)
+        rows = np.ascontiguousarray(rows)
+        ts = chunk.ts_ns
+        epb: np.ndarray | None = None
+        units_given = self.nanosecond
+        if self.format == "pcapng":
+            # timestamps in each output IDB's own units, from its if_tsoffset
+            epb, shift, unit = self._interfaces_of(chunk, rows)
+            ts = chunk.ts_ns.copy()
+            ts[rows] -= shift
+            self._check_times(chunk, rows, ts[rows], None)
+            ts[rows] //= unit
+            units_given = True
+        else:
+            self._check_reframing(chunk, rows)
+            self._check_times(chunk, rows, ts[rows], _PCAP_SECONDS * 1_000_000_000)
+        size = int(chunk.caplen[rows].sum(dtype=np.int64)) + 40 * len(rows)
         out = np.empty(size, np.uint8)
         used = _pcap.build_frames(
             chunk.data, chunk.frame_offset, chunk.caplen, chunk.wirelen, chunk.l3_offset,
-            chunk.linktype, chunk.ethertype, chunk.kind, chunk.ts_ns,
-            np.ascontiguousarray(records).view(np.uint8), np.ascontiguousarray(rows), out,
-            self.linktype, self.nanosecond,
+            chunk.linktype, chunk.ethertype, chunk.kind, ts,
+            np.ascontiguousarray(records).view(np.uint8), rows, out,
+            self.linktype, units_given, epb,
         )
         self._file.write(out.data[:used])
         self.packets_written += len(rows)
         return len(rows)
+
+    def _where(self, chunk: CaptureChunk, i: int) -> tuple[str, int, str]:
+        """Input file, offset of row ``i``'s interface block, and the interface's description."""
+        k = int(chunk.interface[i])
+        itf = chunk.interfaces[k] if k < len(chunk.interfaces) else None
+        offset = itf.offset if itf is not None else int(chunk.file_offset[i])
+        return chunk.source or self.name, offset, f"interface {k} (link type {chunk.linktype[i]})"
+
+    def _check_reframing(self, chunk: CaptureChunk, rows: np.ndarray) -> None:
+        i = _pcap.reframe_refused(chunk.linktype, chunk.ethertype, rows, self.linktype)
+        if i >= 0:
+            source, offset, what = self._where(chunk, i)
+            etype = int(chunk.ethertype[i])
+            raise CaptureError(
+                source, offset,
+                f"{what} cannot be written to {self.name}, a pcap of link type {self.linktype}: "
+                f"its packet at byte {int(chunk.file_offset[i])} (ethertype 0x{etype:04x}) would "
+                "not survive re-framing; write a pcapng output to keep every interface",
+            )
+
+    def _check_times(self, chunk: CaptureChunk, rows: np.ndarray, ts: np.ndarray, top: int | None) -> None:
+        bad = ts < 0 if top is None else (ts < 0) | (ts >= top)
+        if bad.any():
+            i = int(rows[np.argmax(bad)])
+            t = int(chunk.ts_ns[i])
+            span = "its interface's if_tsoffset" if top is None else "pcap's 1970-2106"
+            raise CaptureError(
+                chunk.source or self.name, int(chunk.file_offset[i]),
+                f"packet time {t / 1e9:.9f} s (since 1970) lies outside {span}: it cannot be "
+                f"written to {self.name}",
+            )
+
+    def _interfaces_of(
+        self, chunk: CaptureChunk, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The output IDB of each row (writing the IDBs not written yet), the nanoseconds to
+        take from its timestamp (the IDB's if_tsoffset) and the IDB's unit in nanoseconds."""
+        keys = (chunk.interface[rows].astype(np.int64) << 16) | chunk.linktype[rows]
+        unique, which = np.unique(keys, return_inverse=True)
+        ids = np.empty(len(unique), np.uint32)
+        shift = np.empty(len(unique), np.int64)
+        unit = np.empty(len(unique), np.int64)
+        for k, key in enumerate(unique.tolist()):
+            if key not in self._idb_of:
+                itf_no, linktype = key >> 16, key & 0xFFFF
+                itf = chunk.interfaces[itf_no] if itf_no < len(chunk.interfaces) else None
+                self._write_idb(linktype, itf)
+                self._idb_of[key] = len(self._idb_clock) - 1
+            ids[k] = self._idb_of[key]
+            shift[k], unit[k] = self._idb_clock[ids[k]]
+        return np.ascontiguousarray(ids[which]), shift[which], unit[which]
+
+    def _write_idb(self, linktype: int, itf: Interface | None) -> None:
+        assert self._file is not None
+        opts = b""
+        # nanoseconds if asked, or if the input interface was finer than microseconds
+        nano = self.nanosecond or (itf is not None and itf.ts_resolution < 1e-6)
+        if nano:
+            opts += _ng_option(9, bytes([9]))
+        offset = itf.ts_offset if itf is not None else 0
+        if offset:
+            opts += _ng_option(14, struct.pack("<q", offset))
+        if itf is not None and itf.name:
+            opts += _ng_option(2, itf.name.encode("utf-8")[:1024])
+        if opts:
+            opts += _ng_option(0, b"")
+        self._file.write(_ng_block(_IDB, struct.pack("<HHI", linktype, 0, 0) + opts))
+        self._idb_clock.append((offset * 1_000_000_000, 1 if nano else 1000))
 
     def close(self) -> None:
         if self._file is not None:
@@ -789,16 +939,26 @@ class CaptureWriter:
         self.close()
 
 
+def _ng_block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def _ng_option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
 def write_capture(
     path: str | os.PathLike[str] | BinaryIO,
     items: Iterable[CaptureChunk | tuple[CaptureChunk, np.ndarray | None, np.ndarray | None]],
     *,
     linktype: int = LINKTYPE_ETHERNET,
     nanosecond: bool = False,
+    format: str | None = None,
 ) -> int:
     """Write a whole output capture from chunks, or ``(chunk, records, mask)`` triples; returns
-    the number of packets written."""
-    with CaptureWriter(path, linktype, nanosecond) as writer:
+    the number of packets written (``format`` as for :class:`CaptureWriter`)."""
+    with CaptureWriter(path, linktype, nanosecond, format=format) as writer:
         for item in items:
             if isinstance(item, CaptureChunk):
                 writer.write(item)
