@@ -742,6 +742,8 @@ def load_capture(path: str | os.PathLike[str], *, strict: bool = False) -> tuple
     return reader, chunk
 
 
+_LINK_HEADER = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20,
+                LINKTYPE_NULL: 4, LINKTYPE_LOOP: 4}  # synthesized by _pcap.put_link; raw IP: none
 _PCAP_SECONDS = 1 << 32  # a pcap record's seconds field: 1970 to 2106
 _PCAPNG_SUFFIXES = (".pcapng", ".ntar")
 
@@ -865,6 +867,20 @@ class CaptureWriter:
 
     def _check_reframing(self, chunk: CaptureChunk, rows: np.ndarray) -> None:
         i = _pcap.reframe_refused(chunk.linktype, chunk.ethertype, rows, self.linktype)
+        if i < 0:
+            # a longer synthesized header must not push a frame past what readers take
+            grown = (chunk.linktype[rows] != self.linktype) & (
+                chunk.caplen[rows].astype(np.int64) - chunk.l3_offset[rows]
+                + _LINK_HEADER.get(self.linktype, 0) > MAX_RECORD_BYTES)
+            if grown.any():
+                i = int(rows[np.argmax(grown)])
+                source, offset, what = self._where(chunk, i)
+                raise CaptureError(
+                    source, offset,
+                    f"{what}: its packet at byte {int(chunk.file_offset[i])} re-framed as link type "
+                    f"{self.linktype} would exceed {MAX_RECORD_BYTES} bytes; write a pcapng output",
+                )
+            return
         if i >= 0:
             source, offset, what = self._where(chunk, i)
             etype = int(chunk.ethertype[i])

@@ -769,11 +769,10 @@ def test_pcapng_with_a_truncated_second_section_header_is_refused_not_hung(tmp_p
 
 @pytest.mark.parametrize("cut", range(1, 52))
 def test_every_cut_of_a_header_block_before_the_first_packet_ends_the_read(tmp_path, cut):
-    # SHB, IDB, SHB, IDB, then a packet: a file cut anywhere in the header blocks stops too
-    eth = bytes(Ether() / _tcp())
+    # SHB, IDB, SHB, IDB: a file cut anywhere in the blocks read at open stops too
     head = _shb("<") + _idb("<", 1) + _shb(">") + _idb(">", 1, tsresol=9)
     data = head[: len(head) - cut] if cut < len(head) else head[:8]
-    path = _write(tmp_path, "cut.pcapng", data + (eth[:0]))
+    path = _write(tmp_path, "cut.pcapng", data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -941,3 +940,15 @@ def test_pcap_record_times_at_the_end_of_the_32_bit_clock_do_not_wrap(tmp_path, 
         write_capture(out, [chunk], nanosecond=nano)
     write_capture(str(tmp_path / "late_out.pcapng"), [chunk], nanosecond=True)
     assert list(load_capture(str(tmp_path / "late_out.pcapng"))[1].ts_ns) == list(chunk.ts_ns)
+
+
+def test_a_frame_that_would_outgrow_the_record_limit_when_reframed_is_refused(tmp_path):
+    small = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP() / b"x")
+    big = small + b"\0" * (MAX_RECORD_BYTES - len(small))  # a captured frame of the full limit
+    path = _write(tmp_path, "big.pcap", _pcap_bytes([(T0, 0, big)], linktype=101, snaplen=MAX_RECORD_BYTES))
+    _, chunk = load_capture(path)
+    with pytest.raises(CaptureError, match=r"big.pcap: byte 0: interface 0 \(link type 101\): its packet at "
+                                           rf"byte 24 re-framed as link type 1 would exceed {MAX_RECORD_BYTES}"):
+        write_capture(str(tmp_path / "out.pcap"), [chunk], linktype=1)
+    write_capture(str(tmp_path / "out.pcapng"), [chunk])  # kept as it is
+    assert load_capture(str(tmp_path / "out.pcapng"))[1].caplen[0] == MAX_RECORD_BYTES
