@@ -454,7 +454,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     # the NACL is crossed on the way to another subnet or out of the VPC; a packet with no
     # route (or a blackhole) never leaves
     if kind == T_ENI:
-        to_subnet = v.eni_subnet[dst_eni if dst_eni > 0 else 0]
+        to_subnet = v.eni_subnet[dst_eni] if dst_eni >= 0 else -1  # a missing target: out of the subnet
     elif kind == T_LOCAL:
         to_subnet = subnet_at(v, p.dst_ip, v.subnet_vpc[subnet])
     else:

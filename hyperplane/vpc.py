@@ -260,7 +260,9 @@ class CompiledVpc:
             ep = self.topology.vpc_endpoints[route.target]
             return (Target.GATEWAY_ENDPOINT if ep.is_gateway else Target.UNMODELLED), endpoint_index[route.target]
         if kind == "eni":
-            return Target.ENI, self.eni_index.get(route.target, -1)
+            # "a route whose target is gone is a blackhole" (SPEC §4)
+            index = self.eni_index.get(route.target, -1)
+            return (Target.ENI, index) if index >= 0 else (Target.BLACKHOLE, -1)
         if kind == "pcx":
             return Target.PEERING, -1
         return Target.UNMODELLED, -1

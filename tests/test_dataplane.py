@@ -1060,3 +1060,23 @@ def test_the_hop_that_refused_a_packet_is_its_last_and_names_the_resource():
     met = {r.name for r in checked}  # the sweep met many kinds of refusal
     assert met >= {"SG_EGRESS_DENY", "SG_INGRESS_DENY", "NACL_OUT_DENY", "NACL_IN_DENY", "NO_PUBLIC_IP",
                    "NOT_A_VPC_PUBLIC_ADDRESS", "NAT_UNSOLICITED_INBOUND", "V2N_UNSUPPORTED_PROTOCOL"}, met
+
+
+def test_a_route_to_a_network_interface_that_is_gone_is_a_blackhole_before_any_nacl():
+    # SPEC §4: "a route whose target is gone is a blackhole". A snapshot's route may name a
+    # Hyperplane ENI left over from a function that no longer uses its (subnet, SG set) pair:
+    # no pool takes it over, so nothing holds it in the data plane.
+    import dataclasses
+    import ipaddress
+
+    from hyperplane.model import NetworkInterface, Route
+
+    t = load_example_topology()
+    leftover = NetworkInterface("eni-0leftover", "subnet-data-a", ipaddress.IPv4Address("10.0.20.99"),
+                                ("sg-db",), kind="lambda")
+    rtb = t.route_tables["rtb-private"]
+    route = Route(ipaddress.IPv4Network("198.51.100.0/24"), "eni-0leftover")
+    net = hp.Network(t.replace(leftover, dataclasses.replace(rtb, routes=rtb.routes + (route,))), ready=True)
+    r = net.function("orders").send(IP(dst="198.51.100.7") / TCP(dport=443, flags="S"))
+    assert r.reason == hp.Reason.BLACKHOLE_ROUTE and r.disposition == hp.Disposition.NULL_ROUTED
+    assert [h.stage for h in r.hops if h.stage.startswith("nacl")] == []  # it never left the subnet
