@@ -76,3 +76,7 @@ class SubnetOutOfAddresses(HyperplaneError):
 
     def __reduce__(self):
         return (type(self), (self.subnet_id, self.cidr))
+
+
+class ReplayError(HyperplaneError, ValueError):
+    """A replay could not go on: the message names the capture and the packet."""

@@ -19,11 +19,13 @@ Time. Nothing reads the wall clock. Every method that changes something takes ``
 :meth:`LambdaService.advance`, which applies due lifecycle events in time order; time never
 goes backwards.
 
-Execution environments. Each function owns a block of source addresses inside
+Execution environments. Each function owns blocks of source addresses inside
 ``LambdaSettings.execution_environment_network`` (169.254.0.0/16 by default): the *i*-th function
 created gets the *i*-th /24 (the topology's functions first, in declaration order; a deleted
-function's block is not reused), and its environment *k* (0-253) is ``block + 1 + k``. An
-environment is bound for its lifetime to ONE subnet of the function's ``VpcConfig``:
+function's block is not reused), and its environment *k* (0-253) is ``block + 1 + k``. A function
+that needs more environments (a capture of a busy function) gets further /24s as it needs them,
+taken from the top of the network downward: environment *k* is host ``1 + k % 254`` of its
+``k // 254``-th block. An environment is bound for its lifetime to ONE subnet of the function's ``VpcConfig``:
 ``subnet_ids[zlib.crc32(f"{name}:{environment_ip}".encode()) % len(subnet_ids)]`` (dotted
 address, subnets in the order the config lists them).
 """
@@ -39,7 +41,9 @@ from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+import numpy as np
 
 from hyperplane.errors import HyperplaneError, SubnetOutOfAddresses, UnknownResource
 from hyperplane.model import (
@@ -113,6 +117,8 @@ DELETE_ENI_PERMISSION = "ec2:DeleteNetworkInterface"
 LATEST = "$LATEST"
 _ENVIRONMENT_BLOCK = 256  # addresses per function: a /24
 _ENVIRONMENTS_PER_FUNCTION = 254  # block + 1 .. block + 254
+# environment numbers stay below any address as an int (the network cannot overlap 0.0.0.0/8)
+_MAX_ENVIRONMENT_NUMBER = 1 << 24
 
 #: (subnet id, security group set): what identifies one Hyperplane ENI pool.
 PoolKey = tuple[str, frozenset[str]]
@@ -379,7 +385,8 @@ class FunctionState:
             the new one is ``pending_vpc_config``).
         versions: published versions, each with its own VpcConfig.
         created_at, last_invoked (``None`` if never invoked), last_modified.
-        environment_network: its /24 of execution environment addresses.
+        environment_network: its first /24 of execution environment addresses (environments
+            0-253; later ones are in further blocks, see the module docstring).
     """
 
     def __init__(self, service: LambdaService, fn: LambdaFunction, index: int, now: float) -> None:
@@ -405,6 +412,7 @@ class FunctionState:
         self._idle_token = 0
         self._held: Counter[tuple[str, PoolKey]] = Counter()
         self.deleted = False
+        self._blocks = [index]  # its /24s of environment addresses, by ordinal (see the module docstring)
 
     # -- what the function is --------------------------------------------------------------
 
@@ -612,8 +620,10 @@ class LambdaService:
         self._now = self._check_time(now, "now")
         self._seed = seed
         self._functions: dict[str, FunctionState] = {}
-        self._by_index: dict[int, FunctionState] = {}
+        self._by_index: dict[int, FunctionState] = {}  # environment block -> its function
         self._next_index = 0
+        # further environment blocks are taken from the top of the network downward
+        self._top_block = self.settings.environment_network.num_addresses // _ENVIRONMENT_BLOCK - 1
         self._pools: dict[PoolKey, HyperplaneEniPool] = {}
         self._enis: dict[str, HyperplaneEni] = {}  # every ENI ever created, in creation order
         self._by_address: dict[int, list[HyperplaneEni]] = {}  # existing ENIs by address
@@ -750,11 +760,24 @@ class LambdaService:
     # -- execution environments ------------------------------------------------------------
 
     def environment_address(self, name: str, k: int = 0) -> str:
-        """The source address of a function's execution environment ``k`` (0-253)."""
+        """The source address of a function's execution environment ``k`` (0, 1, ...: the first
+        254 in its first /24, later ones in blocks it is given as it needs them)."""
         fs = self.function(name)
-        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < _ENVIRONMENTS_PER_FUNCTION:
-            raise InvalidEnvironment(f"execution environment number must be 0..{_ENVIRONMENTS_PER_FUNCTION - 1}, not {k!r}")
-        return str(fs.environment_network[1 + k])
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < _MAX_ENVIRONMENT_NUMBER:
+            raise InvalidEnvironment(f"execution environment number must be an int from 0, not {k!r}")
+        ordinal, host = divmod(k, _ENVIRONMENTS_PER_FUNCTION)
+        while len(fs._blocks) <= ordinal:
+            if self._top_block < self._next_index:
+                network = self.settings.environment_network
+                raise InvalidEnvironment(
+                    f"{fs.name}: no room for execution environment {k}: the execution environment network "
+                    f"{network} ({network.num_addresses // _ENVIRONMENT_BLOCK} blocks of 254) is full; "
+                    "a larger LambdaSettings.execution_environment_network makes room")
+            fs._blocks.append(self._top_block)
+            self._by_index[self._top_block] = fs
+            self._top_block -= 1
+        base = int(self.settings.environment_network.network_address) + fs._blocks[ordinal] * _ENVIRONMENT_BLOCK
+        return str(IPv4Address(base + 1 + host))
 
     def function_of_environment(self, ip: str | int | IPv4Address) -> str | None:
         """The function whose execution environments use ``ip``, or ``None``."""
@@ -776,7 +799,7 @@ class LambdaService:
         if environment is None:
             return self.environment_address(fs.name, 0)
         if isinstance(environment, int) and not isinstance(environment, bool) \
-                and 0 <= environment < _ENVIRONMENTS_PER_FUNCTION:
+                and 0 <= environment < _MAX_ENVIRONMENT_NUMBER:
             return self.environment_address(fs.name, environment)  # a number, not an address
         try:
             ip = IPv4Address(environment)
@@ -784,7 +807,7 @@ class LambdaService:
             raise InvalidEnvironment(f"{environment!r} is not an IPv4 address of an execution environment") from None
         if self.function_of_environment(ip) != fs.name:
             raise InvalidEnvironment(
-                f"{ip} is not an execution environment of {fs.name} (its environments are "
+                f"{ip} is not an execution environment of {fs.name} (its first ones are "
                 f"{fs.environment_network[1]}-{fs.environment_network[_ENVIRONMENTS_PER_FUNCTION]})")
         return str(ip)
 
@@ -808,10 +831,82 @@ class LambdaService:
         ``Restoring`` until its ENIs are re-created). Otherwise the :class:`Invocation` names
         the pool that translates the environment's packets: the pool of the subnet the
         environment is bound to (see the module docstring). ``environment`` is the environment's
-        address (dotted string, or the uint32 the records hold) or its number 0-253; ``None``
-        = environment 0.
+        address (dotted string, or the uint32 the records hold) or its number; ``None`` =
+        environment 0.
         """
         self.advance(now)
+        return self._invoke(name, environment)
+
+    def invoke_rows(self, functions: Sequence[str], environments: Sequence[str | int],
+                    environment_of_row: np.ndarray, times: np.ndarray) -> tuple[int, list[InvocationResult], np.ndarray]:
+        """Many packets' invocations, each at its own time: what one :meth:`invoke` per packet,
+        with the clock moved to the packet's time before each, gives — in a few calls.
+
+        ``functions[e]`` / ``environments[e]``: environment ``e``'s function (``name`` or
+        ``name:version``) and address or number; ``environment_of_row``: each row's environment;
+        ``times``: each row's time, non-decreasing, from the clock on.
+
+        Returns ``(decided, outcomes, outcome_of_row)``: the first ``decided`` rows were invoked
+        (``outcomes[outcome_of_row[r]]`` is row ``r``'s); the rest must wait until the clock has
+        moved on (``advance`` to the time of row ``decided``), because a lifecycle event falls
+        before them or an invocation created ENIs that the packets after it must meet.
+
+        Why a few calls suffice: between lifecycle events a function's state changes only
+        through an invocation of an Inactive function (which starts restoring it), so an
+        environment's second invocation already sees the state every later one sees, and the
+        invocations in between only move the idle timer, done once at the end.
+        """
+        n = len(environment_of_row)
+        envs = np.asarray(environment_of_row, np.intp)
+        times = np.asarray(times, np.float64)
+        outcome_of_row = np.zeros(n, np.intp)
+        outcomes: list[InvocationResult] = []
+        if n == 0:
+            return 0, outcomes, outcome_of_row
+        if times[0] < self._now or (n > 1 and (np.diff(times) < 0).any()):
+            raise ClockError(f"invocation times must be non-decreasing from the clock (t={self._now!r} s)")
+        # each environment's first and second rows decide; the others repeat the second's outcome
+        first = np.unique(envs, return_index=True)[1]
+        later = np.ones(n, bool)
+        later[first] = False
+        second = np.flatnonzero(later)[np.unique(envs[later], return_index=True)[1]]
+        points = np.union1d(first, second)
+        decided = n
+        generation = self._generation
+        for p in points.tolist():
+            t = float(times[p])
+            due = self.next_event_at
+            name = functions[envs[p]]
+            if p == 0 and due is not None and due <= t:
+                raise ClockError(f"a lifecycle event is due at t={due!r} s: advance the clock to t={t!r} s first")
+            if (due is not None and due <= t) or (p > 0 and self.function(name).state == INACTIVE):
+                decided = p  # an event first, or a restore that creates ENIs: from this row on, later
+                break
+            self._now = t  # no event is due before t: the lifecycle clock may stand there
+            outcome_of_row[p] = len(outcomes)
+            outcomes.append(self._invoke(name, environments[envs[p]]))
+            if self._generation != generation:
+                decided = p + 1
+                break
+        rows = np.arange(decided)
+        point_of = np.full(n, -1, np.intp)  # each environment's deciding row, second over first
+        point_of[envs[first]] = first
+        point_of[envs[second]] = second
+        rest = rows[~np.isin(rows, points)]
+        outcome_of_row[rest] = outcome_of_row[point_of[envs[rest]]]
+        # the idle timer counts from each function's last invocation
+        last_row = {_split_qualifier(functions[e])[0]: r for r, e in enumerate(envs[:decided].tolist())}
+        for base, r in last_row.items():
+            fs = self.function(base)
+            t = float(times[r])
+            if fs.last_invoked is None or fs.last_invoked < t:
+                fs.last_invoked = t
+                if outcomes[outcome_of_row[r]].accepted and fs.state == ACTIVE:
+                    self._touch(fs, t)
+        return decided, outcomes, outcome_of_row
+
+    def _invoke(self, name: str, environment: str | int | IPv4Address | None) -> InvocationResult:
+        """One invocation at the clock's time (the state checks of :meth:`invoke`)."""
         t = self._now
         base, qualifier = _split_qualifier(name)
         fs = self.function(base)
@@ -924,7 +1019,8 @@ class LambdaService:
         fs.deleted = True
         self._reconcile(fs, t)
         del self._functions[fs.name]
-        del self._by_index[fs.index]
+        for block in fs._blocks:  # not reused: a late packet to the function finds no one
+            del self._by_index[block]
 
     def delete_role(self, role: str | ExecutionRole, now: float | None = None) -> None:
         """Delete an execution role (by name, ARN or object). ENI deletions that need it can no
@@ -951,10 +1047,10 @@ class LambdaService:
 
     def _create(self, fn: LambdaFunction, t: float, *, ready: bool) -> FunctionState:
         network = self.settings.environment_network
-        if self._next_index >= network.num_addresses // _ENVIRONMENT_BLOCK:
+        if self._next_index > self._top_block:
             raise LambdaError(f"the execution environment network {network} has room for "
-                              f"{network.num_addresses // _ENVIRONMENT_BLOCK} functions (one /24 each); "
-                              f"cannot create {fn.name}")
+                              f"{network.num_addresses // _ENVIRONMENT_BLOCK} blocks of 254 environments, "
+                              f"all taken; cannot create {fn.name}")
         fs = FunctionState(self, fn, self._next_index, t)
         self._next_index += 1
         self._functions[fs.name] = fs

@@ -13,7 +13,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
 from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
-from hyperplane.functions import FunctionState, HyperplaneEni, LambdaService, LambdaSettings
+from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
 from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
@@ -24,11 +25,6 @@ from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, render_hops
 from hyperplane.vpc import CompiledVpc
 
-# Where a function without VpcConfig appears to come from on the internet (Lambda's own NAT;
-# TEST-NET-1, since the real addresses are not documented).
-LAMBDA_SERVICE_PUBLIC_IP = "192.0.2.250"
-_NOT_INTERNET = [ipaddress.IPv4Network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8")]
 
 
 class Function:
@@ -258,34 +254,34 @@ class Network:
         return self._walk(pkt, rec, Origin.ENI, k, source)
 
     def _send_from_function(self, name: str, pkt: Packet, environment: Any) -> Result:
-        invocation = self.lambda_service.invoke(name, environment, now=self.now)
+        self.lambda_service.function(name)  # an unknown name is an error before anything else
         pkt = self._with_ephemeral_port(pkt)
         rec, bad = to_record(pkt, self.now)
-        source = ("function", name, invocation.environment_ip)
         if bad is not None:
-            return self._refused(pkt, bad, source)
-        rec["src_ip"] = ip_int(invocation.environment_ip)
-        if not invocation.accepted:
+            env = self.lambda_service._environment(self.lambda_service.function(name), environment)
+            return self._refused(pkt, bad, ("function", name, env))
+        rows = function_rows(self, rec, [name], [environment if environment is not None else 0],
+                             np.zeros(1, np.intp), np.array([self.now]))
+        invocation = rows.outcomes[0]
+        source = ("function", name, invocation.environment_ip)
+        verdict = Reason(int(rows.verdict[0])) if rows.verdict[0] else None
+        if not isinstance(invocation, Invocation):
             hop = Hop(f"function:{name}", "invoke", "deny", f"{invocation.state}: {invocation.reason}")
             return Result(self, Reason[invocation.reason_code], [hop], from_record(pkt, rec[0]), source, -1)
         if invocation.pool is None:  # no VpcConfig: the internet only, from Lambda's own address
             dst = ipaddress.IPv4Address(int(rec["dst_ip"][0]))
-            if any(dst in net for net in _NOT_INTERNET):
+            if verdict == Reason.NO_VPC_ACCESS:
                 hop = Hop(f"function:{name}", "invoke", "drop", f"no VpcConfig: {dst} is not on the internet")
-                return Result(self, Reason.NO_VPC_ACCESS, [hop], from_record(pkt, rec[0]), source, -1)
-            rec["src_ip"] = ip_int(LAMBDA_SERVICE_PUBLIC_IP)
+                return Result(self, verdict, [hop], from_record(pkt, rec[0]), source, -1)
             first = [Hop(f"function:{name}", "invoke", "allow",
                          f"no VpcConfig: {invocation.environment_ip} leaves from Lambda's own "
                          f"address {LAMBDA_SERVICE_PUBLIC_IP}")]
-            eni, _ = self.compiled.public_ip_lookup(rec["dst_ip"])
-            if eni[0] < 0:
-                return Result(self, Reason.EXITED_TO_INTERNET, first, from_record(pkt, rec[0]), source, -1)
-            return self._walk(pkt, rec, Origin.INTERNET, -1, source, first)
-        pipeline = self._current_pipeline()
-        pool = self._pool_index(invocation.pool)
-        first = Hop(f"function:{name}", "invoke", "allow",
-                    f"environment {invocation.environment_ip} bound to {invocation.subnet_id}")
-        return self._walk(pkt, rec, Origin.FUNCTION, pool, source, [first], pipeline)
+            if verdict is not None:
+                return Result(self, verdict, first, from_record(pkt, rec[0]), source, -1)
+            return self._walk(pkt, rec, Origin(int(rows.origin[0])), int(rows.index[0]), source, first)
+        first = [Hop(f"function:{name}", "invoke", "allow",
+                     f"environment {invocation.environment_ip} bound to {invocation.subnet_id}")]
+        return self._walk(pkt, rec, Origin.FUNCTION, int(rows.index[0]), source, first)
 
     def _with_ephemeral_port(self, pkt: Packet) -> Packet:
         """A TCP/UDP packet whose source port the caller left unset gets the next ephemeral

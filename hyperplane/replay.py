@@ -26,6 +26,9 @@ import numpy as np
 
 from hyperplane import _text, _walk
 from hyperplane.flowlogs import FlowLogAggregator
+from hyperplane.errors import HyperplaneError, ReplayError
+from hyperplane.functions import LambdaError
+from hyperplane.inputs import function_rows
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
 from hyperplane.pipeline import _DISPOSITION as _DISPOSITION_OF
@@ -103,6 +106,7 @@ class _Functions:
         self._envs = np.zeros(0, np.uint32)
         self._slot_of_low = np.full(1 << 16, -1, np.int32)
         self.function_of_env: dict[int, str] = {}
+        self._count: dict[str, int] = {}  # environments per function so far
 
     def owner(self, addresses: np.ndarray) -> np.ndarray:
         """Index into ``self.networks`` of the function whose CIDR holds each address (-1)."""
@@ -120,9 +124,15 @@ class _Functions:
             new = slot < 0
             unique, first = np.unique(addresses[new], return_index=True)
             for k in np.argsort(first, kind="stable"):
-                name = self.networks[owner[new][first[k]]][0]
-                count = sum(1 for n in self.function_of_env.values() if n == name)
-                env = int(ipaddress.IPv4Address(self.net.function(name).environment_address(count)))
+                name, base, mask = self.networks[owner[new][first[k]]]
+                count = self._count.get(name, 0)
+                try:
+                    env = int(ipaddress.IPv4Address(self.net.function(name).environment_address(count)))
+                except LambdaError as exc:
+                    cidr = ipaddress.IPv4Network((base, bin(mask).count("1")))
+                    raise ReplayError(f"capture address {ipaddress.IPv4Address(int(unique[k]))} "
+                                      f"(--function {name}={cidr}): {exc}") from None
+                self._count[name] = count + 1
                 self.function_of_env[env] = name
                 low = int(unique[k]) & 0xFFFF
                 if self._slot_of_low[low] < 0:
@@ -165,37 +175,31 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     reader = read_capture(capture, chunk_packets=chunk_packets)
     writer = CaptureWriter(output, reader.output_linktype, reader.nanosecond) if output else None
     sink = _VerdictSink(verdicts) if verdicts else None
-    t0 = None
-    logs = None
+    run = _Run(net, fns, inject, report,
+               FlowLogAggregator(interval=flow_log_interval) if flow_logs is not None else None)
     try:
         for chunk in reader:
             n = len(chunk)
             emulated = chunk.kind == PacketKind.EMULATED
             reason = _SKIPPED_REASON[chunk.kind]
-            location = np.full(n, -1, np.int32)
+            resource = np.full(n, -1, np.int32)
+            resources: list[bytes] = []
             out = chunk.records
             if emulated.any():
                 every = emulated.all()
                 rows = None if every else np.flatnonzero(emulated)
                 records = chunk.records if every else chunk.records[rows]  # walked in place
-                if t0 is None:
-                    t0 = records["time"][0] - net.now
-                records["time"] -= t0
-                # the clock (ENI lifecycle, invocations) stands at the chunk's first packet; the
-                # tables judge each packet at its own time
-                net.advance(max(0.0, float(records["time"][0]) - net.now))
-                res = _replay_rows(net, fns, records, inject)
-                net.advance(max(0.0, float(records["time"].max()) - net.now))
-                if flow_logs is not None:
-                    if logs is None:  # records carry the capture's own timestamps
-                        logs = FlowLogAggregator(interval=flow_log_interval, time_offset=float(t0))
-                    logs.add(res)
+                try:
+                    res_reason, res_resource, resources, res_out = run.rows(records)
+                except (HyperplaneError, ValueError) as exc:
+                    first, last = (0, n - 1) if rows is None else (int(rows[0]), int(rows[-1]))
+                    raise ReplayError(f"{capture}: packets #{chunk.index + first}-#{chunk.index + last}: "
+                                      f"{exc}") from exc
                 if every:
-                    reason, location, out = res.reason, res.location, res.packets
+                    reason, resource, out = res_reason, res_resource, res_out
                 else:
                     out = out.copy()
-                    reason[rows], location[rows], out[rows] = res.reason, res.location, res.packets
-                _count_rule_drops(net, res, report)
+                    reason[rows], resource[rows], out[rows] = res_reason, res_resource, res_out
             report.packets += n
             for k, c in enumerate(np.bincount(chunk.kind)):
                 if c:
@@ -208,7 +212,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             if writer is not None:
                 report.written += writer.write(chunk, out, delivered)
             if sink is not None:
-                sink.write(chunk.index, reason, location, out, net)
+                sink.write(chunk.index, reason, resource, resources, out)
             if progress is not None and n:
                 progress(chunk)
     finally:
@@ -217,9 +221,9 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             writer.close()
         if sink is not None:
             sink.close()
-    if logs is not None:
-        logs.write(flow_logs)
-        report.flow_log_records = len(logs)
+    if run.logs is not None:
+        run.logs.write(flow_logs)
+        report.flow_log_records = len(run.logs)
     for eni in net.hyperplane_enis:
         stats = next((s for s in eni.pool.table.stats() if s.address == eni.private_ip), None)
         report.hyperplane_enis.append({
@@ -229,50 +233,94 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     return report
 
 
-def _replay_rows(net: Network, fns: _Functions, rec: np.ndarray, inject: str) -> BatchResult:
-    """Verdicts for emulated rows, all in one walk (each packet meets the tables as the earlier
-    ones left them: a reply finds the connection its request opened)."""
-    n = len(rec)
-    vpc = net.compiled
-    origin = np.full(n, Origin.INTERNET, np.int8)
-    index = np.full(n, -1, np.int32)
-    refused = np.zeros(n, np.uint8)  # a verdict decided here, before the walk
-    eni_src = vpc.eni_of_private_ip(rec["src_ip"])
-    origin[eni_src >= 0], index[eni_src >= 0] = Origin.ENI, eni_src[eni_src >= 0]
-    if inject == "function" and fns.networks:
-        sender = fns.owner(rec["src_ip"])
-        rows = np.flatnonzero(sender >= 0)
-        if rows.size:
-            # one invocation per execution environment: the clock stands still within a chunk
-            envs, which = fns.environments_of(sender[rows], rec["src_ip"][rows])
-            rec["src_ip"][rows] = envs[which]
-            env_origin = np.full(len(envs), Origin.FUNCTION, np.int8)
-            env_index = np.zeros(len(envs), np.int32)
-            env_refused = np.zeros(len(envs), np.uint8)
-            for k, env in enumerate(envs.tolist()):
-                name = fns.function_of(env)
-                invocation = net.lambda_service.invoke(name, env, now=net.now)
-                if not invocation.accepted:
-                    env_refused[k] = Reason[invocation.reason_code]
-                elif invocation.pool is None:
-                    env_refused[k] = Reason.EXITED_TO_INTERNET  # no VpcConfig: out of Lambda's VPC
+class _Run:
+    """The replay's walk: capture rows in time order, as sending them one by one at their own
+    times would (``net.advance`` to each packet's time, then its send) — in few walks.
+
+    Rows are walked in segments that end where the Lambda service has an event due (an ENI
+    ready, an idle reclaim, a deletion) or where an invocation changed what later packets meet;
+    each segment's results are resolved against the compilation that walked it.
+    """
+
+    def __init__(self, net: Network, fns: _Functions, inject: str, report: ReplayReport,
+                 logs: FlowLogAggregator | None) -> None:
+        self.net, self.fns, self.inject, self.report, self.logs = net, fns, inject, report, logs
+        self.t0: float | None = None  # capture time at the network's `now`
+
+    def rows(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
+        """Verdicts of emulated rows: (reason, resource index into the list, the resources'
+        ids, the packets as they left). ``rec`` is translated in place."""
+        net = self.net
+        n = len(rec)
+        if self.t0 is None:
+            self.t0 = float(rec["time"][0]) - net.now
+            if self.logs is not None:  # flow log records carry the capture's own timestamps
+                self.logs.time_offset = self.t0
+        rec["time"] -= self.t0
+        # the clock of sending one by one: packets earlier than the one before are sent at its time
+        clock = np.maximum.accumulate(np.maximum(rec["time"], net.now))
+        reason = np.zeros(n, np.uint8)
+        resource = np.full(n, -1, np.int32)
+        resources: dict[bytes, int] = {}
+        pos = 0
+        while pos < n:
+            net.advance(max(0.0, float(clock[pos]) - net.now))
+            due = net.lambda_service.next_event_at
+            end = n if due is None else max(pos + 1, int(np.searchsorted(clock, due, "left")))
+            end, origin, index, verdict = self._inputs(rec, clock, pos, end)
+            walk = np.flatnonzero(verdict == 0)
+            reason[pos:end] = verdict
+            if walk.size:
+                seg = rec[pos:end]
+                if walk.size == end - pos:
+                    res = net.process(seg, origin, index, in_place=True)
                 else:
-                    env_index[k] = net._pool_index(invocation.pool)
-            origin[rows], index[rows], refused[rows] = env_origin[which], env_index[which], env_refused[which]
-        receiver = fns.owner(rec["dst_ip"])
-        rows = np.flatnonzero(receiver >= 0)
-        if rows.size:  # replies: matched to their connection during the walk
-            envs, which = fns.environments_of(receiver[rows], rec["dst_ip"][rows])
-            rec["dst_ip"][rows] = envs[which]
-            numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
-            origin[rows], index[rows], refused[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]], 0
-    if not refused.any():
-        return net.process(rec, origin, index, in_place=True)
-    walk = np.flatnonzero(refused == 0)
-    res = net.process(rec[walk], origin[walk], index[walk])
-    reason, location, out = refused.copy(), np.full(n, -1, np.int32), rec.copy()
-    reason[walk], location[walk], out[walk] = res.reason, res.location, res.packets
-    return BatchResult(out, reason, location, res.facts.spread(walk, n), res.vpc)
+                    res = net.process(seg[walk], origin[walk], index[walk])
+                    seg[walk] = res.packets
+                reason[pos + walk] = res.reason
+                ids = [resources.setdefault(e.id.encode(), len(resources)) for e in res.vpc.enis]
+                located = res.location >= 0
+                resource[pos + walk[located]] = np.asarray(ids, np.int32)[res.location[located]]
+                if self.logs is not None:
+                    self.logs.add(res)
+                _count_rule_drops(res, self.report)
+            pos = end
+        net.advance(max(0.0, float(clock[-1]) - net.now))
+        return reason, resource, list(resources), rec
+
+    def _inputs(self, rec: np.ndarray, clock: np.ndarray, pos: int, end: int
+                ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """Walker input of rows ``pos..end-1`` (``end`` may come earlier: an invocation decided
+        that later rows must wait for the clock): (end, origin, index, verdict before the walk)."""
+        net, fns = self.net, self.fns
+        seg = rec[pos:end]
+        m = end - pos
+        origin = np.full(m, Origin.INTERNET, np.int8)
+        index = np.full(m, -1, np.int32)
+        verdict = np.zeros(m, np.uint8)
+        eni_src = net.compiled.eni_of_private_ip(seg["src_ip"])
+        origin[eni_src >= 0], index[eni_src >= 0] = Origin.ENI, eni_src[eni_src >= 0]
+        if self.inject == "function" and fns.networks:
+            receiver = fns.owner(seg["dst_ip"])
+            rows = np.flatnonzero(receiver >= 0)
+            if rows.size:  # replies: matched to their connection during the walk
+                envs, which = fns.environments_of(receiver[rows], seg["dst_ip"][rows])
+                seg["dst_ip"][rows] = envs[which]
+                numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
+                origin[rows], index[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]]
+            sender = fns.owner(seg["src_ip"])
+            rows = np.flatnonzero(sender >= 0)
+            if rows.size:  # each packet an invocation at its own time
+                envs, which = fns.environments_of(sender[rows], seg["src_ip"][rows])
+                sub = seg[rows]
+                decided = function_rows(net, sub, [fns.function_of(int(e)) for e in envs], envs.tolist(),
+                                        which, clock[pos + rows])
+                done = rows[:decided.decided]
+                seg["src_ip"][done] = sub["src_ip"][:decided.decided]
+                origin[done], index[done], verdict[done] = decided.origin, decided.index, decided.verdict
+                if decided.decided < len(rows):
+                    m = int(rows[decided.decided])
+        return pos + m, origin[:m], index[:m], verdict[:m]
 
 
 _DENYING_STAGES = {_walk.STAGES.index(s): s for s in ("nacl_out", "nacl_in", "sg_egress", "sg_ingress")}
@@ -280,9 +328,10 @@ _FILTER_DENIAL = np.isin(np.arange(256), [Reason.NACL_OUT_DENY, Reason.NACL_IN_D
                                            Reason.SG_INGRESS_DENY])  # by reason code
 
 
-def _count_rule_drops(net: Network, res: BatchResult, report: ReplayReport) -> None:
-    """Drops per deciding rule: the NACL entry or the security groups that refused."""
-    vpc = net.compiled
+def _count_rule_drops(res: BatchResult, report: ReplayReport) -> None:
+    """Drops per deciding rule: the NACL entry or the security groups that refused (named in
+    the compilation that walked the packets)."""
+    vpc = res.vpc
     # a packet refused by a filter ended there: its last hop is the deciding one
     rows = np.flatnonzero(_FILTER_DENIAL[res.reason])
     facts = res.facts
@@ -318,13 +367,14 @@ class _VerdictSink:
         if self.csv:
             self.file.write((",".join(self.FIELDS) + "\n").encode())
 
-    def write(self, start: int, reason: np.ndarray, location: np.ndarray, out: np.ndarray, net: Network) -> None:
-        ids = [e.id.encode() for e in net.compiled.enis] + [b""]  # "" where no ENI
+    def write(self, start: int, reason: np.ndarray, resource: np.ndarray, resources: list[bytes],
+              out: np.ndarray) -> None:
+        ids = resources + [b""]  # "" where no ENI
         values = [
             (_text.INTEGER, start + np.arange(len(reason))),
             (_text.WORDS, _DISPOSITION_OF[reason], self._DISPOSITIONS),
             (_text.WORDS, reason, self._REASONS),
-            (_text.WORDS, np.where(location >= 0, location, len(ids) - 1), ids),
+            (_text.WORDS, np.where(resource >= 0, resource, len(ids) - 1), ids),
             (_text.ADDRESS, out["src_ip"]), (_text.INTEGER, out["src_port"]),
             (_text.ADDRESS, out["dst_ip"]), (_text.INTEGER, out["dst_port"]), (_text.INTEGER, out["proto"]),
         ]

@@ -225,8 +225,26 @@ def test_execution_environments_have_their_own_addresses_per_function():
     assert service.function_of_environment("10.0.10.4") is None
     with pytest.raises(InvalidEnvironment, match="169.254.1.4 is not an execution environment of orders"):
         service.invoke("orders", "169.254.1.4")
-    with pytest.raises(InvalidEnvironment, match="0..253"):
-        service.environment_address("orders", 254)
+    with pytest.raises(InvalidEnvironment, match="an int from 0"):
+        service.environment_address("orders", -1)
+
+
+def test_a_busy_function_gets_more_environment_blocks_from_the_top_of_the_network():
+    # a capture of a busy function holds more than 254 concurrent execution environments
+    service = example(ready=True)
+    assert service.environment_address("orders", 254) == "169.254.255.1"
+    assert service.environment_address("report", 254) == "169.254.254.1"
+    assert service.environment_address("orders", 2 * 254 + 7) == "169.254.253.8"
+    assert service.function_of_environment("169.254.255.1") == "orders"
+    assert service.function_of_environment("169.254.254.1") == "report"
+    assert service.invoke("orders", "169.254.253.8").accepted
+
+
+def test_a_full_environment_network_is_a_clear_error():
+    service = example(ready=True, settings=LambdaSettings(execution_environment_network="169.254.0.0/22"))
+    assert service.environment_address("orders", 254) == "169.254.3.1"  # the fourth and last /24
+    with pytest.raises(InvalidEnvironment, match=r"orders: no room for execution environment 508: .*169.254.0.0/22"):
+        service.environment_address("orders", 508)
     with pytest.raises(UnknownResource, match="nope"):
         service.invoke("nope")
 
