@@ -235,38 +235,65 @@ def make_case(fmt: str, i: int) -> bytes:
 # -- the independent framing walk: which records the file holds --------------------------------
 
 
-def packet_records(data: bytes) -> tuple[list[int], int] | None:
-    """Offsets of the packet records of a capture and the bytes left after the last complete
-    record or block, found by framing alone (no checks); None if it is neither format."""
+def packet_records(data: bytes) -> tuple[list[tuple[int, int]], int] | None:
+    """The packet records of a capture, found by framing alone (no checks): (offset, time in
+    nanoseconds computed with Python's unbounded ints) each, and the bytes left after the last
+    complete record or block; None if it is neither format."""
     if len(data) < 4:
         return None
-    offsets = []
+    records = []
     if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
         order = "<" if data[0] in (0xD4, 0x4D) else ">"
+        unit = 1 if data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1000
         pos = 24
         while len(data) - pos >= 16:
-            incl = struct.unpack_from(order + "I", data, pos + 8)[0]
+            sec, frac, incl = struct.unpack_from(order + "III", data, pos)
             if pos + 16 + incl > len(data):
                 break
-            offsets.append(pos)
+            records.append((pos, sec * 10**9 + frac * unit))
             pos += 16 + incl
-        return offsets, len(data) - pos
+        return records, len(data) - pos
     pos, order = 0, "<"
+    clocks: list[tuple[int, int, int]] = []  # per interface of the section: base, exponent, offset s
     while len(data) - pos >= 8:
         btype = struct.unpack_from("<I", data, pos)[0]
         if btype == 0x0A0D0D0A:
             if len(data) - pos < 12:
                 break
             order = "<" if data[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            clocks = []
         else:
             btype = struct.unpack_from(order + "I", data, pos)[0]
         blen = struct.unpack_from(order + "I", data, pos + 4)[0]
         if blen < 12 or pos + blen > len(data):
             break
-        if btype in (2, 3, 6):
-            offsets.append(pos)
+        if btype == 1 and blen >= 20:
+            base, exp, offset, opt = 10, 6, 0, pos + 16
+            while opt + 4 <= pos + blen - 4:
+                code, olen = struct.unpack_from(order + "HH", data, opt)
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    raw = data[opt + 4]
+                    base, exp = (2, raw & 0x7F) if raw & 0x80 else (10, raw)
+                elif code == 14 and olen >= 8:
+                    offset = struct.unpack_from(order + "q", data, opt + 4)[0]
+                opt += 4 + olen + (-olen % 4)
+            clocks.append((base, exp, offset))
+        elif btype in (2, 6) and blen >= 32:
+            iface = struct.unpack_from(order + ("I" if btype == 6 else "H"), data, pos + 8)[0]
+            high, low = struct.unpack_from(order + "II", data, pos + 12)
+            t = high << 32 | low
+            base, exp, offset = clocks[iface] if iface < len(clocks) else (10, 6, 0)
+            if base == 2:
+                ns = (t >> exp) * 10**9 + (int(float(t & ((1 << exp) - 1)) * 1e9 / float(1 << exp)) if exp else 0)
+            else:
+                ns = t * 10 ** (9 - exp) if exp <= 9 else t // 10 ** (exp - 9)
+            records.append((pos, ns + offset * 10**9))
+        elif btype == 3:
+            records.append((pos, (clocks[0][2] if clocks else 0) * 10**9))
         pos += blen
-    return offsets, len(data) - pos
+    return records, len(data) - pos
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -328,12 +355,17 @@ def check_read(data: bytes) -> str:
             if len(c) and ((c.l3_offset > np.maximum(c.caplen, 0)).any() or (c.frame_offset < 0).any()
                            or (c.frame_offset + c.caplen > len(c.data)).any()):
                 raise Unclear("a row whose frame lies outside its chunk")
-        rows.append((offsets.tolist(), kinds.tolist(), facts["truncated"]))
+        times = np.concatenate([c.ts_ns for c in chunks]) if chunks else np.zeros(0, np.int64)
+        rows.append((offsets.tolist(), kinds.tolist(), facts["truncated"], times.tolist()))
     if rows[0] != rows[1]:
         raise Unclear("reading by chunks of 65536 and of 1 packet gave different rows")
     expected = packet_records(data)
-    if expected is None or (rows[0][0], rows[0][2]) != expected:
+    if expected is None or (rows[0][0], rows[0][2]) != ([o for o, _ in expected[0]], expected[1]):
         raise Unclear(f"rows at {rows[0][0]} (tail {rows[0][2]}) but the file's records are at {expected}")
+    for (offset, want), got in zip(expected[0], rows[0][3]):
+        # a time beyond int64 nanoseconds must have been refused, not wrapped (issue 9)
+        if want != got:
+            raise Unclear(f"record at byte {offset}: time {got} ns read, {want} ns in the file")
     _write_back(outcomes[1][1], path, len(data))
     return "accepted"
 
