@@ -14,9 +14,11 @@ exactly as the earlier packets left them, at its own time. That is what a captur
            ENI: send;  INTERNET: IGW public -> private, arrive;  GATEWAY_ENDPOINT: arrive
            REPLY_TO_FUNCTION: find the connection the reply belongs to (V2N, then the NAT
            gateway on the Hyperplane ENI's route) and start as the peer really sends it
-  send     DNS resolver? -> SG egress (+tracking) -> route (LPM) -> NACL out (when the packet
-           leaves the subnet) -> local/ENI: arrive | NAT: NACL in, translate, send again from
-           the NAT's ENI | IGW: public address, hairpin | gateway endpoint | peering | ...
+  send     source/destination check (its source) -> DNS resolver? -> SG egress (+tracking) ->
+           route (LPM) -> NACL out (when the packet leaves the subnet) -> local: arrive | ENI:
+           the check on the appliance (after its NACL in: its destination), arrive | NAT: NACL
+           in, translate, send again from the NAT's ENI | IGW: public address, hairpin |
+           gateway endpoint | peering | ...
   arrive   NACL in (from another subnet) -> NAT gateway ENI: translate back, send on
            | SG ingress (+tracking) -> plain ENI: delivered | Hyperplane ENI: V2N back
 
@@ -86,6 +88,8 @@ cdef enum:
     R_NACL_OUT_DENY = 11
     R_NACL_IN_DENY = 12
     R_SG_INGRESS_DENY = 13
+    R_SOURCE_DEST_CHECK_OUT = 14
+    R_SOURCE_DEST_CHECK_IN = 15
     R_NO_ROUTE = 20
     R_BLACKHOLE_ROUTE = 21
     R_NO_ENI_AT_ADDRESS = 22
@@ -105,6 +109,7 @@ REASONS = {
     "DELIVERED_TO_DNS_RESOLVER": R_DELIVERED_TO_DNS_RESOLVER, "EXITED_TO_INTERNET": R_EXITED_TO_INTERNET,
     "FORWARDED_TO_PEERING": R_FORWARDED_TO_PEERING, "SG_EGRESS_DENY": R_SG_EGRESS_DENY,
     "NACL_OUT_DENY": R_NACL_OUT_DENY, "NACL_IN_DENY": R_NACL_IN_DENY, "SG_INGRESS_DENY": R_SG_INGRESS_DENY,
+    "SOURCE_DEST_CHECK_OUT": R_SOURCE_DEST_CHECK_OUT, "SOURCE_DEST_CHECK_IN": R_SOURCE_DEST_CHECK_IN,
     "NO_ROUTE": R_NO_ROUTE, "BLACKHOLE_ROUTE": R_BLACKHOLE_ROUTE, "NO_ENI_AT_ADDRESS": R_NO_ENI_AT_ADDRESS,
     "UNMODELLED_TARGET": R_UNMODELLED_TARGET, "NO_PUBLIC_IP": R_NO_PUBLIC_IP,
     "PRIVATE_NAT_TO_INTERNET": R_PRIVATE_NAT_TO_INTERNET, "NOT_A_VPC_PUBLIC_ADDRESS": R_NOT_A_VPC_PUBLIC_ADDRESS,
@@ -142,6 +147,8 @@ cdef inline Py_ssize_t lower_bound(const sorted_t* keys, Py_ssize_t n, sorted_t 
 cdef struct vpc_t:
     # ENIs
     Py_ssize_t n_enis
+    const uint32_t* eni_ip          # the primary private address
+    const uint8_t* eni_sd_check     # source/destination check on (never for NAT gateway, Hyperplane ENIs)
     const int32_t* eni_subnet
     const int32_t* eni_sg_set
     const int8_t* eni_kind
@@ -232,6 +239,11 @@ cdef inline int32_t eni_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept no
     key = (<uint64_t>vpc << 32) | ip
     k = lower_bound(v.private_keys, v.n_private, key)
     return v.private_key_eni[k] if k < v.n_private and v.private_keys[k] == key else -1
+
+
+cdef inline int owns(const vpc_t* v, int32_t eni, uint32_t ip) noexcept nogil:
+    """1 if ``ip`` is one of the ENI's private addresses (the primary one costs one compare)."""
+    return v.eni_ip[eni] == ip or eni_at(v, ip, v.subnet_vpc[v.eni_subnet[eni]]) == eni
 
 
 cdef inline int32_t subnet_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept nogil:
@@ -425,6 +437,10 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     cdef int8_t kind
     cdef int64_t flat
     cdef int ok, local, allowed
+    # source/destination check: "the instance must be the source or destination of any traffic
+    # it sends or receives" (EC2); decided before anything else sees the packet
+    if v.eni_sd_check[eni] and not owns(v, eni, p.src_ip):
+        return finish(r, w, R_SOURCE_DEST_CHECK_OUT, eni)
     # the VPC DNS resolver: neither security groups nor NACLs filter it
     if p.dst_ip == v.subnet_dns[subnet] and p.dst_port == DNS_PORT and (p.proto == P_TCP or p.proto == P_UDP):
         hop(r, w, H_DNS, subnet, 0, 0, 0, 0, 0)
@@ -472,6 +488,11 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     if local:
         if dst_eni < 0:
             return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
+        if kind == T_ENI and v.eni_sd_check[dst_eni] and not owns(v, dst_eni, p.dst_ip):
+            # an appliance must have the check off; the subnet's NACL is crossed first
+            if not nacl_in(v, r, w, dst_eni, subnet):
+                return DONE
+            return finish(r, w, R_SOURCE_DEST_CHECK_IN, dst_eni)
         return arrive(v, r, w, dst_eni, subnet)
     if kind == T_NAT:
         nat_eni = v.nat_eni[target]
@@ -519,14 +540,14 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
     sends, and starts where the peer is. The request's way out is followed from the Hyperplane
     ENI, route by route: each NAT gateway it crossed changed the address the peer answers (its
     private address, public from the internet); the last route says where the answer comes
-    from: an appliance ENI, a service behind a gateway endpoint, the peer's own ENI, or the
-    internet."""
+    from: an appliance ENI, a service behind a gateway endpoint, the peer's own ENI (also when
+    the request reached it through the internet gateway's hairpin), or the internet."""
     cdef packet_t* p = w.p
     cdef packet_t request, sent, natted
     cdef int32_t k, pool = -1, vpc, peer, eni, table, route, target = -1
     cdef int64_t flat
     cdef int8_t kind = T_NONE
-    cdef uint32_t public
+    cdef uint32_t public, private
     request = p[0]
     request.src_ip, request.dst_ip = p.dst_ip, p.src_ip
     request.src_port, request.dst_port = p.dst_port, p.src_port
@@ -570,6 +591,13 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
     public = public_of(v, p.dst_ip)  # from the internet: a NAT gateway's Elastic IP
     if public:
         p.dst_ip = public
+        if kind == T_IGW:
+            # the request turned around at the internet gateway (hairpin): the peer is the ENI
+            # of that public address, which answers from its private one through its own subnet
+            peer = public_at(v, p.src_ip, &private)
+            if peer >= 0 and v.eni_kind[peer] != K_NAT_GATEWAY:
+                p.src_ip = private
+                return peer
     return from_internet(v, r, w)
 
 
@@ -672,6 +700,8 @@ cdef class Walker:
         cdef vpc_t* v = &self.v
         self.keep = []
         self.n_enis = v.n_enis = len(vpc.enis)
+        v.eni_ip = <const uint32_t*>self._hold(vpc.eni_ip, np.uint32)
+        v.eni_sd_check = <const uint8_t*>self._hold(vpc.eni_source_dest_check, np.uint8)
         v.eni_subnet = <const int32_t*>self._hold(vpc.eni_subnet, np.int32)
         v.eni_sg_set = <const int32_t*>self._hold(vpc.eni_sg_set, np.int32)
         v.eni_kind = <const int8_t*>self._hold(vpc.eni_kind, np.int8)

@@ -7,6 +7,7 @@ explanation code for the same cause, ``Reason.explanation`` gives it.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 
 class Disposition(enum.IntEnum):
@@ -29,13 +30,18 @@ _D = Disposition
 class Reason(enum.IntEnum):
     """Why a packet ended where it did. ``.disposition``, ``.explanation``, ``.text``."""
 
-    def __new__(cls, value: int, disposition: Disposition, explanation: str | None, text: str):
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.disposition = disposition
-        member.explanation = explanation
-        member.text = text
-        return member
+    disposition: Disposition
+    explanation: str | None  # AWS Reachability Analyzer's explanation code, where it has one
+    text: str
+
+    if not TYPE_CHECKING:  # members are (value, disposition, explanation, text); Reason(value) finds one
+        def __new__(cls, value: int, disposition: Disposition, explanation: str | None, text: str):
+            member = int.__new__(cls, value)
+            member._value_ = value
+            member.disposition = disposition
+            member.explanation = explanation
+            member.text = text
+            return member
 
     # delivered
     DELIVERED = 1, _D.ACCEPTED, None, "delivered to the destination ENI"
@@ -49,6 +55,8 @@ class Reason(enum.IntEnum):
     NACL_OUT_DENY = 11, _D.DENIED_OUT, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it out"
     NACL_IN_DENY = 12, _D.DENIED_IN, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it in"
     SG_INGRESS_DENY = 13, _D.DENIED_IN, "ENI_SG_RULES_MISMATCH", "no security group rule allows it in"
+    SOURCE_DEST_CHECK_OUT = 14, _D.DENIED_OUT, None, "the sender's source/destination check is on and the source is not its address"
+    SOURCE_DEST_CHECK_IN = 15, _D.DENIED_IN, None, "routed to an ENI whose source/destination check is on: it is not the destination"
     # routing
     NO_ROUTE = 20, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no route matches the destination"
     BLACKHOLE_ROUTE = 21, _D.NULL_ROUTED, "BAD_STATE_ROUTE", "the matching route is a blackhole (its target is gone)"

@@ -148,6 +148,11 @@ class CompiledVpc:
         self.eni_public_ip = np.array([e.public_ip for e in rows], dtype=np.uint32)
         self.eni_nat = np.array([e.nat for e in rows], dtype=np.int32)
         self.eni_key = np.array([numbering.setdefault(e.id, len(numbering)) for e in rows], dtype=np.int32)
+        # source/destination check (on by default): the ENI only sends from, and is only routed
+        # packets for, its own addresses; NAT gateways and Hyperplane ENIs translate, so never
+        self.eni_source_dest_check = np.array(
+            [e.kind in (EniKind.PLAIN, EniKind.INTERFACE_ENDPOINT) and e.ref.source_dest_check for e in rows],
+            dtype=np.uint8)
 
         # private address -> ENI: keyed by (VPC, address), since VPCs may overlap
         self.eni_vpc = self.subnet_vpc[self.eni_subnet] if rows else np.zeros(0, np.int32)

@@ -26,7 +26,9 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
   from a function:   V2N out (TCP SYN or UDP opens a connection; other TCP, other protocols:
                      dropped, at no ENI) -> sent from the Hyperplane ENI of the environment's
                      subnet, with its address and the V2N port as source
-  send from an ENI:  DNS to the VPC resolver (base + 2, TCP/UDP 53: no SG, no NACL)
+  send from an ENI:  source/destination check: an ENI with it on sends only from its own
+                     addresses (NAT gateway and Hyperplane ENIs are exempt)
+                     -> DNS to the VPC resolver (base + 2, TCP/UDP 53: no SG, no NACL)
                      -> SG egress
                      -> route (longest prefix; static beats prefix list at equal length)
                      -> NACL out of the sender's subnet, when the packet leaves it: not with
@@ -35,6 +37,8 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                                 | pcx | blackhole | no route
   arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
                      -> NAT gateway ENI: only its own connections come back (none here)
+                     -> source/destination check: with it on, only packets addressed to it
+                        (what an ``eni`` route sends an appliance is dropped there)
                      -> otherwise SG ingress -> delivered; at a Hyperplane ENI: V2N back to
                         the function (a connection it opened), or dropped
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
@@ -62,7 +66,7 @@ from hyperplane.reasons import Reason
 
 TCP, UDP, ICMP = 6, 17, 1
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 MAX_HOPS = 8
 
 
@@ -70,7 +74,9 @@ MAX_HOPS = 8
 class Packet:
     """One IPv4 packet. ``flags``: the TCP flags for TCP, the ICMP type for ICMP, 0 otherwise.
 
-    For ICMP the code is taken as 0 (the packet records carry none)."""
+    ICMP as the packet records carry it (hyperplane/records.py): an echo request has its
+    identifier in ``src_port``, an echo reply in ``dst_port`` (their code is 0); any other type
+    has its code in ``dst_port``."""
 
     src: IPv4Address
     dst: IPv4Address
@@ -129,6 +135,12 @@ def bound_subnet(function_name: str, environment_ip: IPv4Address, subnet_ids: tu
     """The subnet an execution environment is bound to for its lifetime (SPEC §2: deterministic
     and documented; hyperplane/functions.py documents a CRC-32 of name and dotted address)."""
     return subnet_ids[zlib.crc32(f"{function_name}:{environment_ip}".encode()) % len(subnet_ids)]
+
+
+def icmp_type_and_code(pkt: Packet) -> tuple[int, int]:
+    if pkt.flags in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+        return pkt.flags, 0
+    return pkt.flags, pkt.dst_port
 
 
 def flow_key(pkt: Packet) -> tuple:
@@ -242,8 +254,25 @@ class ReferenceVpc:
             low, high = port_range
             return low <= pkt.dst_port <= high
         if protocol == ICMP:
-            return icmp_type in (-1, pkt.flags) and icmp_code in (-1, 0)
+            # AWS: a security group rule's FromPort is "the ICMP type or -1 (all ICMP types)"
+            # and ToPort "the ICMP code or -1 (all ICMP codes)" (IpPermission); a NACL entry's
+            # IcmpTypeCode: "The ICMP type. A value of -1 means all types." and "The ICMP code.
+            # A value of -1 means all codes for the specified ICMP type."
+            kind, code = icmp_type_and_code(pkt)
+            if icmp_type == -1:
+                return True
+            return icmp_type == kind and (icmp_code == -1 or icmp_code == code)
         return True  # other protocols have no ports
+
+    def checks_source_and_destination(self, eni_id: str) -> bool:
+        """EC2: "Each EC2 instance performs source/destination checks by default. This means
+        that the instance must be the source or destination of any traffic it sends or
+        receives." An ENI's ``source_dest_check`` says whether it does; a NAT gateway's ENI and
+        a Hyperplane ENI are AWS's own translators, which forward by design."""
+        if self.is_hyperplane(eni_id):
+            return False
+        eni = self.t.network_interfaces[eni_id]
+        return eni.kind != "nat_gateway" and eni.source_dest_check
 
     def peer_matches(self, rule: model.SecurityGroupRule, peer: IPv4Address) -> bool:
         if rule.cidr is not None:
@@ -340,6 +369,8 @@ class _Walk:
         if len(self.path) > MAX_HOPS:
             raise AssertionError("routing loop: the generator must not build one")
         v = self.vpc
+        if v.checks_source_and_destination(eni_id) and pkt.src not in v.eni(eni_id).private_ips:
+            return Verdict(Reason.SOURCE_DEST_CHECK_OUT, eni_id)  # a spoofed source
         subnet = v.subnet_of_eni(eni_id)
         vpc = v.vpc_of_eni(eni_id)
         if pkt.dst == vpc.dns_resolver_ip and pkt.proto in (TCP, UDP) and pkt.dst_port == 53:
@@ -416,6 +447,8 @@ class _Walk:
                 return Verdict(Reason.NAT_UNSOLICITED_INBOUND, eni_id)
             address, port = inside
             return self.send(replace(pkt, dst=address, dst_port=port), eni_id)
+        if v.checks_source_and_destination(eni_id) and pkt.dst not in v.eni(eni_id).private_ips:
+            return Verdict(Reason.SOURCE_DEST_CHECK_IN, eni_id)  # an appliance that must not forward
         if not self.security_groups_allow(eni_id, False, pkt):
             return Verdict(Reason.SG_INGRESS_DENY, eni_id)
         if v.is_hyperplane(eni_id):

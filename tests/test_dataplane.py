@@ -107,7 +107,9 @@ security_groups:
     ingress:
       - {protocol: tcp, ports: 8000-8080, cidr: 10.0.1.0/24}
       - {protocol: udp, ports: 53, cidr: 10.0.1.0/24}
-network_interfaces:
+network_interfaces:  # eni-a1 sends from another address below: its source/destination check is off
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, security_group_ids: [sg-any], instance_id: i-0a1,
+     source_dest_check: false}
   - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10, security_group_ids: [sg-range]}
 """)
     def verdict(layer4):
@@ -179,7 +181,7 @@ security_groups:
   - {id: sg-srv, vpc_id: vpc-dp, ingress: [{protocol: tcp, ports: 443, security_group_id: sg-member}]}
 network_interfaces:
   - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, secondary_private_ips: [10.0.1.11],
-     security_group_ids: [sg-member]}
+     security_group_ids: [sg-member], source_dest_check: false}  # it also sends from 10.0.1.12
   - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10, secondary_private_ips: [10.0.2.11],
      security_group_ids: [sg-srv]}
 """)
@@ -277,7 +279,7 @@ def test_default_security_group_admits_its_own_members():
 security_groups:
   - {id: sg-any, vpc_id: vpc-dp, egress: []}
 network_interfaces:  # no security_group_ids: the VPC's default group
-  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10}
+  - {id: eni-a1, subnet_id: subnet-a, private_ip: 10.0.1.10, source_dest_check: false}  # sends as a stranger too
   - {id: eni-b1, subnet_id: subnet-b, private_ip: 10.0.2.10}
 """)
     member = net.send(tcp(B1, 22), source="eni-a1")  # both carry sg-dp-default
