@@ -31,7 +31,9 @@ State bits: SEEN_A/SEEN_B (a packet came from that endpoint), FIN_A/FIN_B (TCP o
 a "stream" once both endpoints have sent. The timeout of each (kind, bits) is in a 64-entry table.
 
 Time is the packet's own ``time``, clamped to be non-decreasing (a NaN takes the current clock);
-a flow is live while now < expires. Nothing reads a clock.
+a flow is live while now < expires, with ``expires = now + timeout`` rounded up to the next double
+(``deadline`` in _tables.pxd), so liveness is exact: a timeout below the spacing of doubles at
+``now`` keeps the flow for its own instant instead of none. Nothing reads a clock.
 
 Expiry is lazy and amortized: a lookup that meets a dead flow removes it; when the slab of flows
 is full, one sweep reaps every dead flow, and the slab (and its index) doubles only if that freed
@@ -53,7 +55,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
+from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, table_alloc
 from hyperplane._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
                                P_UDP, packet_t)
 
@@ -190,9 +192,12 @@ cdef void idx_remove(track_t* st, uint32_t s) noexcept nogil:
     cdef uint32_t mask = st.idx_mask
     cdef uint32_t* tab = st.index
     cdef uint32_t i = <uint32_t>hash_of(&st.flows[s]) & mask
-    cdef uint32_t j, k
+    cdef uint32_t j, k, n = 0
     while (tab[i] & SLOT_MASK) != s:
         i = (i + 1) & mask
+        n += 1
+        if n > mask:
+            return                  # not indexed: nothing to remove (never loop for it)
     j = i
     while True:
         j = (j + 1) & mask
@@ -225,6 +230,8 @@ cdef inline void prefetch_flow(const track_t* st, uint64_t h) noexcept nogil:
 cdef void kill(track_t* st, uint32_t s, int expired) noexcept nogil:
     """Remove a flow from the index and free its slot."""
     cdef flow_t* f = &st.flows[s]
+    if f.bits == 0:
+        return                      # a free slot: killing it twice would corrupt the free list
     idx_remove(st, s)
     f.bits = 0
     f.next_free = st.free_head
@@ -359,7 +366,7 @@ cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t r
             if is_tcp and (p.flags & F_FIN):
                 bits |= FIN_A << k.side
             f.bits = bits
-            f.expires = t + st.timeout[k.kind * N_BITS + bits]
+            f.expires = deadline(t, st.timeout[k.kind * N_BITS + bits])
     elif rule != 0:
         allowed[0] = 1
         tracked[0] = 0
@@ -381,7 +388,7 @@ cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t r
         if is_tcp and (p.flags & F_FIN):
             bits |= FIN_A << k.side
         f.bits = bits
-        f.expires = t + st.timeout[k.kind * N_BITS + bits]
+        f.expires = deadline(t, st.timeout[k.kind * N_BITS + bits])
         idx_put(st.index, st.idx_mask, k.hash, s)
         st.stored += 1
         st.created += 1

@@ -32,8 +32,13 @@ that packet when no address is pending, so that the caller can add one and resum
 
 State and time. TCP follows TCP_NEXT below (RST in either direction closes at once, after the RST
 itself is translated; a SYN on a CLOSED tuple replaces the connection). UDP becomes REPLIED once
-an IN packet is seen. Every packet refreshes ``expires = now + timeout[state]``; a connection is
-live while now < expires. Time is the packet's own ``time``, clamped to be non-decreasing.
+an IN packet is seen. Every packet refreshes ``expires = now + timeout[state]``, rounded up to
+the next double (``deadline`` in _tables.pxd); a connection is live while now < expires, which is
+then exact for every double ``now``: a timeout smaller than the spacing of doubles at ``now``
+(1 ms from 2**44 s on) keeps the connection for its own instant, and never yields a deadline
+equal to the time that set it. Time is the packet's own ``time``, clamped to be non-decreasing
+and to at most MAX_TIME (1e15 s, where doubles are 1/8 s apart, so one-second buckets stay
+distinct).
 
 Expiry is amortized through a timer wheel of one-second buckets: a connection sits in a bucket
 whose second is at or before its deadline; when the clock passes a second, that bucket's
@@ -41,7 +46,9 @@ connections are reaped if dead or moved to the bucket of their (since extended) 
 connection that expired within the current second is killed lazily when a lookup or a port probe
 meets it, or by a sweep of the current bucket before any refusal (so capacity decisions are
 exact). Buckets are doubly linked, so a connection whose deadline moves earlier (established ->
-closing) changes bucket, and a killed connection frees its slot at once.
+closing) changes bucket, and a killed connection frees its slot at once. Every loop is bounded
+whatever the doubles: killing is idempotent, an index removal stops after one lap, bucket
+numbers come from ``second_of`` (clamped, so inf and NaN never reach an undefined conversion).
 """
 
 cimport cython
@@ -50,7 +57,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, mix, table_alloc
+from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, second_of, table_alloc
 from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
@@ -181,9 +188,12 @@ cdef inline uint64_t entry_hash(const nat_t* st, int reverse, uint32_t e) noexce
 cdef void idx_remove(nat_t* st, uint32_t* tab, int reverse, uint32_t s) noexcept nogil:
     cdef uint32_t mask = st.idx_mask
     cdef uint32_t i = <uint32_t>entry_hash(st, reverse, s) & mask
-    cdef uint32_t j, k
+    cdef uint32_t j, k, n = 0
     while (tab[i] & SLOT_MASK) != s:
         i = (i + 1) & mask
+        n += 1
+        if n > mask:
+            return                  # not indexed: nothing to remove (never loop for it)
     j = i
     while True:
         j = (j + 1) & mask
@@ -278,7 +288,7 @@ cdef void dest_release(nat_t* st, uint64_t key) noexcept nogil:
 
 cdef inline void wheel_link(nat_t* st, uint32_t s) noexcept nogil:
     cdef conn_t* c = &st.conns[s]
-    cdef uint32_t b = <uint32_t>(<int64_t>floor(c.expires) & (WHEEL_SIZE - 1))
+    cdef uint32_t b = <uint32_t>(second_of(c.expires) & (WHEEL_SIZE - 1))
     c.bucket = <uint16_t>b
     c.wheel_prev = EMPTY
     c.wheel_next = st.wheel[b]
@@ -312,6 +322,8 @@ cdef inline void set_expiry(nat_t* st, uint32_t s, double expires) noexcept nogi
 cdef void kill(nat_t* st, uint32_t s, int expired, int linked) noexcept nogil:
     """Take a connection out of service and free its slot (``linked``: still in a wheel list)."""
     cdef conn_t* c = &st.conns[s]
+    if c.state == ST_DEAD:
+        return                      # killed already: a second kill would free the slot twice
     idx_remove(st, st.fwd, 0, s)
     idx_remove(st, st.rev, 1, s)
     dest_release(st, dest_key(c.addr, c.proto, c.rem_ip, c.rem_port))
@@ -343,7 +355,7 @@ cdef void process_bucket(nat_t* st, uint32_t b, double now) noexcept nogil:
 
 cdef void advance(nat_t* st, double now) noexcept nogil:
     """Process every whole second before now's."""
-    cdef int64_t target = <int64_t>floor(now) - 1
+    cdef int64_t target = second_of(now) - 1
     cdef int64_t k, n
     st.next_advance = <double>(target + 2)   # the clock must pass another whole second first
     if not st.started:
@@ -360,7 +372,7 @@ cdef void advance(nat_t* st, double now) noexcept nogil:
     st.wheel_tick = target
 
 cdef inline void sweep_current(nat_t* st, double now) noexcept nogil:
-    cdef uint32_t b = <uint32_t>(<int64_t>floor(now) & (WHEEL_SIZE - 1))
+    cdef uint32_t b = <uint32_t>(second_of(now) & (WHEEL_SIZE - 1))
     if st.wheel_min[b] <= now:
         process_bucket(st, b, now)
 
@@ -450,6 +462,8 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
                 if swept:
                     continue
                 break
+            if st.stats[a].live >= st.stats[a].peak:
+                sweep_current(st, now)      # a peak counts only connections still alive
             port = draw_port(st, <uint8_t>a, p.dst_ip, p.dst_port, p.proto, now)
             # the draw may have killed expired connections and moved dests: look again
             dp = dest_pos(st, dk)
@@ -473,7 +487,7 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
             c.addr = <uint8_t>a
             st.last_addr = a
             c.state = state
-            c.expires = now + st.timeout[state]
+            c.expires = deadline(now, st.timeout[state])
             idx_put(st.fwd, st.idx_mask, fwd_hash_of(c), s)
             idx_put(st.rev, st.idx_mask, rev_hash_of(st, c), s)
             wheel_link(st, s)
@@ -481,9 +495,7 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
             st.stats[a].live += 1
             st.stats[a].created += 1
             if st.stats[a].live > st.stats[a].peak:
-                sweep_current(st, now)      # a peak counts only connections still alive
-                if st.stats[a].live > st.stats[a].peak:
-                    st.stats[a].peak = st.stats[a].live
+                st.stats[a].peak = st.stats[a].live
             status[0] = S_CREATED
             return s
         else:
@@ -560,7 +572,7 @@ cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept
         kill(st, s, 0, 1)
         return 0
     st.conns[s].state = state
-    set_expiry(st, s, t + st.timeout[state])
+    set_expiry(st, s, deadline(t, st.timeout[state]))
     return 1
 
 

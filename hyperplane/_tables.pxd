@@ -39,3 +39,38 @@ cdef inline uint64_t mix(uint64_t a, uint64_t b) noexcept nogil:
     h *= <uint64_t>0xD6E8FEB86659FD93
     h ^= h >> 32
     return h
+
+
+cdef extern from "math.h" nogil:
+    double nextafter(double x, double y)
+    double fabs(double x)
+    double floor(double x)
+    const double INFINITY
+
+
+cdef inline double deadline(double t, double timeout) noexcept nogil:
+    """``t + timeout`` rounded up to the next double, not to the nearest: liveness (``now <
+    deadline``) is then exact for every double ``now``. Rounded to nearest, a timeout below half
+    the spacing of doubles at ``t`` (1 ms at t >= 2**44 s) vanished, and a connection was dead at
+    the very time it was opened."""
+    cdef double e = t + timeout
+    cdef double err
+    # Fast2Sum: the rounding error of the sum, exact when the larger magnitude comes first
+    if fabs(t) >= fabs(timeout):
+        err = timeout - (e - t)
+    else:
+        err = t - (e - timeout)
+    if err > 0:                    # the sum was rounded down (false for inf and NaN)
+        e = nextafter(e, INFINITY)
+    return e
+
+
+cdef inline long long second_of(double x) noexcept nogil:
+    """floor(x) as an integer, clamped so that inf, NaN and huge deadlines never reach the
+    undefined double -> int64 conversion (they land in some timer bucket and are looked at
+    again when it comes round)."""
+    if x >= 4.0e18:
+        return <long long>4000000000000000000
+    if not (x >= -4.0e18):
+        return -<long long>4000000000000000000
+    return <long long>floor(x)

@@ -34,7 +34,11 @@ HYPERPLANE_ENI_MAX_CONNECTIONS = 65_000
 NAT_GATEWAY_MAX_PER_DESTINATION = 55_000
 NAT_GATEWAY_MAX_ADDRESSES = 8
 MIN_TIMEOUT = 0.001
-MAX_TIME = 1e15  # seconds; earlier packets are clamped to the table's clock, later ones refused
+# Seconds; earlier packets are clamped to the table's clock, later ones refused. Up to 1e15 doubles
+# are at most 1/8 s apart, so the one-second timer wheel tells deadlines apart; a timeout below
+# that spacing is not lost: deadlines are rounded up (a connection lives while now < t + timeout,
+# exactly), so a 1 ms connection at 1e15 s lives for its packet's instant and is dead at the next.
+MAX_TIME = 1e15
 
 
 class Direction(enum.IntEnum):

@@ -21,6 +21,7 @@ from hyperplane.conntrack import (FIN_A, FIN_B, SEEN_A, SEEN_B, ConnectionTracke
                                   ConnectionTrackingConfiguration, TrackResult)
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PSH, RST,
                                 SYN, TCP, UDP, ip, packet, packets)
+from nat_reference import exact_deadline, reported_deadline
 
 LAMBDA = "10.0.1.50"  # a Hyperplane ENI's address
 DB = "10.0.2.10"
@@ -114,12 +115,12 @@ class ReferenceTracker:
                 else:
                     flow.bits |= seen | (fin if tcp and flags & FIN else 0)
                     if self.mutant != "no_refresh":
-                        flow.expires = t + self.timeout(proto, flow.bits)
+                        flow.expires = deadline(t, self.timeout(proto, flow.bits))
             elif rule:
                 verdicts.append((1, 0))
                 if not (tcp and flags & RST):
                     bits = seen | (fin if tcp and flags & FIN else 0)
-                    self.flows[key] = RefFlow(bits, t + self.timeout(proto, bits))
+                    self.flows[key] = RefFlow(bits, deadline(t, self.timeout(proto, bits)))
             else:
                 verdicts.append((0, 0))
         return [a for a, _ in verdicts], [t for _, t in verdicts]
@@ -133,6 +134,12 @@ class ReferenceTracker:
 
     def listing(self) -> list[tuple]:
         return sorted(k + (f.bits, f.expires) for k, f in self.flows.items())
+
+
+def deadline(t: float, timeout: float) -> float:
+    """The deadline a flow last seen at ``t`` reports: the first double at or after t + timeout
+    (computed exactly), so that ``now < deadline`` is exactly ``now < t + timeout``."""
+    return reported_deadline(exact_deadline(t, timeout))
 
 
 def listing(tracker: ConnectionTracker) -> list[tuple]:
@@ -228,8 +235,9 @@ def test_udp_flow_lives_180_s_once_replied():
     c = Conversation(tracker, ENI_LAMBDA, sport=53, proto=UDP)
     assert c.request(0.0, rule=True) == ALLOWED_NEW
     assert c.reply(10.0, rule=False) == TRACKED  # now a stream
-    assert c.request(189.9, rule=False) == TRACKED  # 179.9 s later
-    assert c.reply(369.9, rule=False) == DENIED  # 180 s idle
+    # (times with an exact binary form: liveness is exactly now < last packet + timeout)
+    assert c.request(189.5, rule=False) == TRACKED  # 179.5 s later
+    assert c.reply(369.5, rule=False) == DENIED  # 180 s idle
 
 
 def test_tcp_established_flow_lasts_5_days_idle_and_unanswered_syn_60_s():
@@ -277,8 +285,8 @@ def test_fin_both_ways_lingers_120_s_and_a_new_syn_is_judged_by_the_rules():
     c.reply(30.1, rule=False, flags=SYN | ACK)
     c.request(40.0, rule=False, flags=FIN | ACK)
     c.reply(40.0, rule=False, flags=FIN | ACK)
-    assert c.reply(159.9, rule=False, flags=ACK) == TRACKED
-    assert c.reply(279.9, rule=False, flags=ACK) == DENIED  # 120 s linger since the last packet
+    assert c.reply(159.5, rule=False, flags=ACK) == TRACKED
+    assert c.reply(279.5, rule=False, flags=ACK) == DENIED  # 120 s linger since the last packet
 
 
 def test_forget_drops_every_flow_of_a_deleted_eni():
@@ -664,3 +672,17 @@ def test_compiled_tracker_agrees_with_reference_model_on_busy_traffic(seed):
     ref.expire(ref.now)
     assert listing(tracker) == ref.listing()
     assert tracker.counters()["created"] > 20
+
+
+def test_a_timeout_below_the_clock_resolution_keeps_the_flow_for_its_own_instant():
+    # at 2**44 s and later doubles are 2 ms or more apart: a 1 ms UDP timeout rounded to nearest
+    # vanished (t + timeout == t), so the flow was dead as it opened and a reply in the same
+    # instant was denied; deadlines are rounded up, so liveness is exactly now < t + timeout
+    t = 2e13
+    tracker = ConnectionTracker(ConnectionTrackingConfiguration(udp=0.001, udp_stream=0.001))
+    c = Conversation(tracker, ENI_LAMBDA, sport=53, proto=UDP)
+    assert c.request(t, rule=True) == ALLOWED_NEW
+    assert tracker.flows()["expires"][0] == math.nextafter(t, math.inf)
+    assert c.reply(t, rule=False) == TRACKED
+    assert c.reply(math.nextafter(t, math.inf), rule=False) == DENIED
+    assert tracker.expire(t + 1.0) == 0 and tracker.live == 0  # the late reply reaped it

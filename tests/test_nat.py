@@ -20,6 +20,7 @@ from hyperplane._nat import NatCore
 from hyperplane.nat import STATE_NAMES, ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PACKET, PSH, RST,
                                 SYN, TCP, UDP, ip, ip_str, packet, packets)
+from nat_reference import exact_deadline, reported_deadline
 
 ENI = "10.0.1.200"
 ENI_2 = "10.0.1.201"
@@ -402,7 +403,9 @@ def test_connection_table_idle_timeout_per_state(kind, proto, steps, state, time
     direction, flags = keep
     assert (flow.out(flags, t1) if direction == "out" else flow.back(flags, t1)) is NatStatus.TRANSLATED
     assert flow.state == state
-    deadline = t1 + timeout
+    # live while now < t1 + timeout, exactly: the first double at or after that sum is dead
+    deadline = reported_deadline(exact_deadline(t1, timeout))
+    assert table.connections()["expires"][0] == deadline
     table.expire(deadline - TICK)
     assert table.live == 1
 
@@ -689,6 +692,14 @@ def test_nat_core_lookup_none_and_wrong_buffers_are_refused(core):
 #### churn ######################################################################################
 
 
+def count_live(times: np.ndarray, timeout: float, now: float) -> int:
+    """How many connections last seen at ``times`` are live at ``now`` (now < t + timeout, exactly)."""
+    near = times + timeout
+    # rounding to nearest is monotonic: only a sum that rounds to ``now`` itself is in doubt
+    undecided = [t for t in times[near == now] if exact_deadline(float(t), timeout) > now]
+    return int(np.count_nonzero(near > now)) + len(undecided)
+
+
 def test_hyperplane_eni_churn_of_millions_keeps_memory_flat():
     total, batch_rows, udp_timeout = 3_000_000, 100_000, 30.0
     rate = 50_000 / udp_timeout  # new connections per second: about 50,000 live at once
@@ -708,7 +719,7 @@ def test_hyperplane_eni_churn_of_millions_keeps_memory_flat():
         assert (r.status == NatStatus.CREATED).all()
         now = float(times[i[-1]])
         table.expire(now)
-        assert table.live == np.count_nonzero(times[: i[-1] + 1] + udp_timeout > now)
+        assert table.live == count_live(times[: i[-1] + 1], udp_timeout, now)
         footprint.append(table.memory_bytes)
     s = table.stats()[0]
     assert s.created == total and s.created == s.live + s.expired
@@ -944,6 +955,76 @@ print("done")
 """)
     assert "done" in out
     assert "timeouts.udp" in out or "status 1\nstatus 1" in out
+
+
+@pytest.mark.parametrize("t", [2e13, 1e15])
+def test_millisecond_timeouts_at_far_future_times_return_and_keep_the_connection_for_its_instant(t):
+    # Issue 9: from 2**44 s on, 1 ms is below half the spacing of doubles, so now + timeout == now;
+    # the connection was killed while it was being opened and the batch loop never returned.
+    out = run_isolated(f"""
+import math
+from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.records import packet
+t = {t!r}
+table = ConnectionTable.hyperplane_eni(["10.0.10.4"], timeouts=Timeouts(*[0.001] * 5))
+def send(time, direction, src, dst, sport, dport):
+    r = table.process(packet(src, dst, sport, dport, proto=17, time=time), direction)
+    return int(r.status[0]), int(r.packets["src_port"][0]), int(r.packets["dst_port"][0])
+t0 = math.nextafter(t, 0)  # the double before t (1e15 is the latest time a table takes)
+status, x_port, _ = send(t0, 0, "169.254.0.1", "8.8.8.8", 40000, 53)
+print("opened", status, table.live)
+print("expires", table.connections()["expires"][0] == t)
+print("reply now", send(t0, 1, "8.8.8.8", "10.0.10.4", 53, x_port))
+print("reply later", send(t, 1, "8.8.8.8", "10.0.10.4", 53, x_port)[0])
+print("live", table.live)
+""")
+    # the packet's own instant is before t0 + 1 ms; the next representable time is after it
+    assert out.splitlines() == ["opened 1 1", "expires True", f"reply now (0, 53, 40000)",
+                                f"reply later {int(NatStatus.UNSOLICITED)}", "live 0"]
+
+
+def test_a_deadline_equal_to_now_expires_the_connection_at_large_times():
+    # 2**49 s: doubles are 1/8 s apart, and a 1/8 s timeout lands exactly on the next one
+    out = run_isolated("""
+from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.records import packet
+t = 2.0 ** 49
+table = ConnectionTable.hyperplane_eni(["10.0.10.4"], timeouts=Timeouts(*[0.125] * 5))
+r = table.process(packet("169.254.0.1", "8.8.8.8", 40000, 53, proto=17, time=t), 0)
+x_port = int(r.packets["src_port"][0])
+print(table.connections()["expires"][0] == t + 0.125)
+r = table.process(packet("8.8.8.8", "10.0.10.4", 53, x_port, proto=17, time=t + 0.125), 1)
+print(int(r.status[0]), table.live)
+table.expire(t + 10.0)
+print(table.live, [s.expired for s in table.stats()])
+""")
+    assert out.splitlines() == ["True", f"{int(NatStatus.UNSOLICITED)} 0", "0 [1]"]
+
+
+@pytest.mark.parametrize("t", [2e13, 1e15])
+def test_network_with_millisecond_v2n_timeouts_answers_at_far_future_times(t):
+    # the same through the whole VPC: LambdaSettings(timeouts=...) reach the V2N tables
+    out = run_isolated(f"""
+import hyperplane as hp
+from hyperplane.functions import LambdaSettings
+from hyperplane.nat import Timeouts
+from hyperplane.pipeline import Origin
+from hyperplane.records import ip, packets
+import math
+t = {t!r}
+net = hp.Network.example(lambda_settings=LambdaSettings(timeouts=Timeouts(*[0.001] * 5)))
+env = net.function("orders").environment_address(0)
+pool = net.pool_index("orders", env)
+fn = net.function_number("orders")
+rows = packets(3)
+t0 = math.nextafter(t, 0)
+rows[0] = (t0, ip(env), ip("10.0.21.10"), 41000, 6379, 60, 6, 0x02)
+rows[1] = (t0, ip("10.0.21.10"), ip(env), 6379, 41000, 60, 6, 0x12)
+rows[2] = (t, ip("10.0.21.10"), ip(env), 6379, 41000, 60, 6, 0x10)
+res = net.process(rows, [Origin.FUNCTION, Origin.REPLY_TO_FUNCTION, Origin.REPLY_TO_FUNCTION], [pool, fn, fn])
+print([hp.Reason(r).name for r in res.reason])
+""")
+    assert out.strip() == str(["DELIVERED", "DELIVERED_TO_FUNCTION", "V2N_UNSOLICITED_INBOUND"])
 
 
 def test_connection_table_nan_time_does_not_stop_expiry():

@@ -9,16 +9,26 @@ with protocol-shaped flags (whole handshakes and FIN exchanges happen on one tup
 packets pile fresh connections onto one destination (port draws exhaust their random probes),
 bursts without time steps let connections accumulate, a few packets arrive out of order, and a
 second run steps around the timer wheel's 1024 s lap. Live connections, with their state and
-deadline, are compared after every chunk. Checked by hand to fail on mutants of the reference
-(FIN_OUT + fin_in -> FIN_OUT instead of CLOSED; PROBES 8 -> 7; deadlines ``<=`` -> ``<``).
+deadline, are compared after every row.
+
+The reference does not predict ports (tests/nat_reference.py): the table is driven one row at a
+time, and each port it gives a new connection is checked against the documented limits and then
+adopted by the model. The same batch is then run again on a fresh table in random chunks: it
+must give the same rows, counters and connections (the batch kernel's blocks and resumptions
+change nothing). Checked by hand to fail on mutants of the reference (FIN_OUT + fin_in -> FIN_OUT
+instead of CLOSED; a 55,000-style per-destination limit off by one; the UDP timeout taken from
+``udp_replied``; deadlines ``<=`` -> ``<``).
 """
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, NAT_GATEWAY_TIMEOUTS, STATE_NAMES, ConnectionTable, Timeouts
 from hyperplane.records import packets
-from nat_reference import ReferenceNat
+from nat_reference import (DOCUMENTED_ENI_TIMEOUTS, DOCUMENTED_GATEWAY_TIMEOUTS, EPHEMERAL_PORTS,
+                           HYPERPLANE_ENI_MAX_CONNECTIONS, NAT_GATEWAY_MAX_PER_DESTINATION, InvalidChoice,
+                           ReferenceNat)
 
 FLAGS = [0x02, 0x02, 0x02, 0x12, 0x10, 0x11, 0x11, 0x04, 0x01, 0x18, 8, 0]
 PROTOS = [6, 6, 17, 17, 1, 47]
@@ -129,23 +139,27 @@ def test_compiled_table_matches_reference_model_across_timer_wheel_laps(sc):
 
 def check_against_reference(sc):
     addresses = [100 + i for i in range(sc["n_addresses"])]
-    core = ConnectionTable(
-        gateway=sc["gateway"], addresses=addresses, ports=sc["ports"],
-        max_connections_per_address=sc["max_per_address"],
-        max_connections_per_destination=sc["per_destination"], timeouts=sc["timeouts"], seed=sc["seed"],
-        on_full=grower(sc["grow"]) if sc["use_grow"] else None)
+
+    def table():
+        return ConnectionTable(
+            gateway=sc["gateway"], addresses=addresses, ports=sc["ports"],
+            max_connections_per_address=sc["max_per_address"],
+            max_connections_per_destination=sc["per_destination"], timeouts=sc["timeouts"], seed=sc["seed"],
+            on_full=grower(sc["grow"]) if sc["use_grow"] else None)
+
+    core = table()
     ref = ReferenceNat(gateway=sc["gateway"], ports=sc["ports"], max_per_address=sc["max_per_address"],
-                       per_destination=sc["per_destination"], timeouts=sc["timeouts"], seed=sc["seed"])
+                       per_destination=sc["per_destination"], timeouts=sc["timeouts"])
     for a in addresses:
         ref.add_address(a)
     ref_grow = grower(sc["grow"]) if sc["use_grow"] else None
 
-    # Build the batch while running the reference, so that replies can address live connections.
+    # Build the batch row by row, running the table and the model side by side, so that replies
+    # can address live connections (whose ports only the table knows).
     n = len(sc["packets"])
     batch = packets(n)
     direction = np.zeros(n, np.uint8)
-    expected = []
-    ref_live = []  # the reference's live connections (with state and deadline) after each row
+    rows = []  # the table's (status, translated fields) per row
     t = 0.0
     for i, (dt, kind, proto, flags, host, iport, rhost, rport, xoff, which, inbound, talk) in enumerate(
             sc["packets"]):
@@ -171,32 +185,92 @@ def check_against_reference(sc):
         else:
             batch[i] = (t, 1 + host % 2, 50 + rhost, iport, rport, 40, proto, flags)
         direction[i] = kind != "out"
-        expected.append(ref.process_one(batch[i], int(direction[i]), ref_grow))
-        ref_live.append(ref.live_connections())
-
-    results, core_live, pos = [], [], 0
-    for size in sc["chunks"] * (n // sum(sc["chunks"]) + 1):
-        if pos >= n:
-            break
-        results.append(core.process(batch[pos:pos + size], direction[pos:pos + size]))
-        pos += size
-        # states are compared at every chunk's end, not only at the end: a connection whose state
-        # went wrong might otherwise expire before anything shows it
-        core_live.append((min(pos, n) - 1,
-                          {c for c in map(tuple, core.connections().tolist()) if c[-1] > core.now}))
-    status = np.concatenate([r.status for r in results])
-    out = np.concatenate([r.packets for r in results])
-
-    for i, (want_status, want_fields) in enumerate(expected):
-        got = (int(out[i]["src_ip"]), int(out[i]["src_port"]), int(out[i]["dst_ip"]), int(out[i]["dst_port"]))
-        assert (int(status[i]), got) == (int(want_status), want_fields), f"row {i}: {batch[i]}"
-
-    for row, live_after in core_live:
-        assert live_after == ref_live[row], f"live connections after row {row}"
+        r = core.process(batch[i:i + 1], direction[i:i + 1])
+        got = (int(r.status[0]), fields_of(r.packets[0]))
+        rows.append(got)
+        want_status, want_fields = ref.process_one(
+            batch[i], int(direction[i]), lambda: (got[1][0], got[1][1]), ref_grow)
+        assert got == (int(want_status), want_fields), f"row {i}: {batch[i]}"
+        assert live_in(core) == ref.live_connections(), f"live connections after row {i}: {batch[i]}"
 
     core.expire(t)
     ref.expire(t)
-    got_stats = [(s.live, s.peak, s.created, s.expired, s.closed, s.refused) for s in core.stats()]
-    want_stats = [(s.live, s.peak, s.created, s.expired, s.closed, s.refused) for s in ref.stats]
-    assert got_stats == want_stats
-    assert {tuple(c.item()) for c in core.connections()} == ref.live_connections()
+    assert stats_of(core) == [(s.live, s.peak, s.created, s.expired, s.closed, s.refused) for s in ref.stats]
+    assert live_in(core) == ref.live_connections()
+
+    # the same batch in chunks: the batch kernel must not depend on where a batch is cut
+    again, pos, results = table(), 0, []
+    for size in sc["chunks"] * (n // sum(sc["chunks"]) + 1):
+        if pos >= n:
+            break
+        results.append(again.process(batch[pos:pos + size], direction[pos:pos + size]))
+        pos += size
+    status = np.concatenate([r.status for r in results])
+    out = np.concatenate([r.packets for r in results])
+    assert [(int(status[i]), fields_of(out[i])) for i in range(n)] == rows
+    again.expire(t)
+    assert stats_of(again) == stats_of(core)
+    assert live_in(again) == live_in(core)
+
+
+def fields_of(row) -> tuple[int, int, int, int]:
+    return (int(row["src_ip"]), int(row["src_port"]), int(row["dst_ip"]), int(row["dst_port"]))
+
+
+def stats_of(table) -> list[tuple[int, ...]]:
+    return [(s.live, s.peak, s.created, s.expired, s.closed, s.refused) for s in table.stats()]
+
+
+def live_in(table) -> set[tuple]:
+    """The table's live connections, states by name (dead ones not reaped yet left out)."""
+    return {(*c[:7], STATE_NAMES[c[7]], c[8]) for c in map(tuple, table.connections().tolist())
+            if c[-1] > table.now}
+
+
+#### the model's checks of the table's choices can fail ###########################################
+
+
+def one_address_model(**kw):
+    args = dict(gateway=False, ports=(1000, 1003), max_per_address=None, per_destination=4,
+                timeouts=Timeouts())
+    args.update(kw)
+    ref = ReferenceNat(**args)
+    ref.add_address(100)
+    return ref
+
+
+def opening(t=0.0, sport=1):
+    row = packets(1)[0]
+    row["time"], row["src_ip"], row["dst_ip"], row["src_port"], row["dst_port"], row["proto"] = t, 3, 50, sport, 1, 17
+    return row
+
+
+@pytest.mark.parametrize("choice,problem", [
+    ((100, 999), "outside"),  # below the table's port range
+    ((100, 1004), "outside"),  # above it
+    ((101, 1000), "first with room"),  # not the first address that has room
+])
+def test_reference_refuses_a_port_the_documents_do_not_allow(choice, problem):
+    ref = one_address_model()
+    with pytest.raises(InvalidChoice, match=problem):
+        ref.process_one(opening(), 0, lambda: choice)
+
+
+def test_reference_refuses_a_port_still_held_by_a_live_connection():
+    ref = one_address_model()
+    ref.process_one(opening(0.0, sport=1), 0, lambda: (100, 1000))
+    with pytest.raises(InvalidChoice, match="still held"):
+        ref.process_one(opening(29.0, sport=2), 0, lambda: (100, 1000))
+    # once the first connection idled out (UDP: 30 s, SPEC §2) its port may be given again
+    ref.process_one(opening(30.0, sport=3), 0, lambda: (100, 1000))
+
+
+def test_reference_timeouts_are_the_documented_ones():
+    # SPEC §2 / README: 350 s established, 120 s opening/closing, 30 s UDP, 180 s UDP with replies;
+    # SPEC §4: a NAT gateway idles everything out after 350 s
+    assert {k: getattr(HYPERPLANE_ENI_TIMEOUTS, k) for k in DOCUMENTED_ENI_TIMEOUTS} == DOCUMENTED_ENI_TIMEOUTS
+    assert {k: getattr(NAT_GATEWAY_TIMEOUTS, k) for k in DOCUMENTED_GATEWAY_TIMEOUTS} == DOCUMENTED_GATEWAY_TIMEOUTS
+    eni = ConnectionTable.hyperplane_eni([100])
+    assert eni.max_connections_per_address == HYPERPLANE_ENI_MAX_CONNECTIONS and eni.ports == EPHEMERAL_PORTS
+    nat = ConnectionTable.nat_gateway([100])
+    assert nat.max_connections_per_destination == NAT_GATEWAY_MAX_PER_DESTINATION and nat.ports == EPHEMERAL_PORTS
