@@ -422,7 +422,7 @@ class FlowLogAggregator:
         sorted by window, ENI, start time and addresses; None when there are none."""
         if not len(self._records):
             return None
-        t = self._records.columns()
+        t: dict[str, np.ndarray] = self._records.columns()
         a, b, c = t["a"], t["b"], t["c"]
         small = (a >> _U48).astype(np.int64)
         proto = small & 0xFF

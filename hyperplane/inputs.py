@@ -61,7 +61,7 @@ class FunctionRows:
     @property
     def lambda_vpc(self) -> np.ndarray:
         """Rows of functions without VpcConfig (they leave from Lambda's own VPC)."""
-        return np.array([o.accepted and o.pool is None for o in self.outcomes], bool)[self.outcome_of_row]
+        return np.array([isinstance(o, Invocation) and o.pool is None for o in self.outcomes])[self.outcome_of_row]
 
 
 def function_rows(net: Network, records: np.ndarray, functions: Sequence[str], environments: Sequence[str | int],

@@ -178,7 +178,7 @@ class Network:
         """The ``origin_index`` of ``Origin.FUNCTION`` rows from one execution environment
         (its pool: the subnet it is bound to). This is an invocation."""
         invocation = self.lambda_service.invoke(function, environment, now=self.now)
-        if not invocation.accepted or invocation.pool is None:
+        if not isinstance(invocation, Invocation) or invocation.pool is None:
             raise ValueError(f"{function}: no Hyperplane ENI pool ({getattr(invocation, 'reason', 'no VpcConfig')})")
         return self._pool_index(invocation.pool)
 
@@ -249,7 +249,7 @@ class Network:
         if eni_id not in vpc.eni_index:
             raise ValueError(f"source {source!r} is neither 'internet', a function, an ENI id nor an instance id")
         k = vpc.eni_index[eni_id]
-        if "src" not in ip_layer(pkt).fields:  # unset: the ENI's own address
+        if "src" not in pkt[IP].fields:  # unset: the ENI's own address (to_record found the layer)
             rec["src_ip"] = vpc.enis[k].ip
         return self._walk(pkt, rec, Origin.ENI, k, source)
 
@@ -291,13 +291,14 @@ class Network:
         if isinstance(l4, (TCP, UDP)) and "sport" not in l4.fields:
             pkt = pkt.copy()
             self._next_port = 32768 if self._next_port >= 60999 else self._next_port + 1
-            ip_layer(pkt).payload.sport = self._next_port
+            pkt[IP].payload.sport = self._next_port
         return pkt
 
     def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
-              first: list[Hop] = (), pipeline: Pipeline | None = None) -> Result:
+              first: Sequence[Hop] = (), pipeline: Pipeline | None = None) -> Result:
         pipeline = pipeline or self._current_pipeline()
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
+        assert res.vpc is not None  # a pipeline's results carry its compilation
         reason = Reason(int(res.reason[0]))
         hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
         if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
@@ -328,6 +329,8 @@ class Network:
             return self.send(answer, self.compiled.enis[result.location].id)
         if reason == Reason.DELIVERED_TO_FUNCTION:
             name = self.lambda_service.function_of_environment(p.dst)
+            if name is None:
+                raise ValueError(f"nothing to reply to: {p.dst} is no execution environment any more")
             return self._send_from_function(name, answer, p.dst)
         if reason == Reason.EXITED_TO_INTERNET:
             if p.src == LAMBDA_SERVICE_PUBLIC_IP and isinstance(result.source, tuple):

@@ -208,14 +208,14 @@ class Pipeline:
         return self._walker
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
-            function_pools: Sequence[Sequence[int]] = (), in_place: bool = False) -> BatchResult:
+            function_pools: Sequence[list[int]] = (), in_place: bool = False) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
         ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
         ``in_place``: translate ``packets`` themselves rather than a copy."""
         n = len(packets)
         pipeline = self
         core = self.walker
-        core.set_function_pools(function_pools)
+        core.set_function_pools(list(function_pools))
         out = packets if in_place else packets.copy()
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
@@ -240,11 +240,12 @@ class Pipeline:
                 table = pipeline.pools[pool]
                 before = len(table.addresses)
                 now = max(float(packets["time"][row]), table.now)
-                if table.on_full(table, now, NatStatus(status)) and len(table.addresses) > before:
+                full = table.on_full
+                if full is not None and full(table, now, NatStatus(status)) and len(table.addresses) > before:
                     if pipeline.refresh is not None:  # walk on with the new ENI compiled in
                         pipeline = pipeline.refresh()
                         core = pipeline.walker
-                        core.set_function_pools(function_pools)
+                        core.set_function_pools(list(function_pools))
                 else:
                     nostop = row  # refused: this row is walked without stopping
         first_hop[n] = n_hops

@@ -16,7 +16,8 @@ from hyperplane.records import PACKET
 
 def ip_layer(pkt: Packet) -> IP | None:
     """The IPv4 layer of a packet (an Ethernet or cooked header in front is fine)."""
-    return pkt.getlayer(IP) if pkt.haslayer(IP) else None
+    layer = pkt.getlayer(IP)
+    return layer if isinstance(layer, IP) else None
 
 
 def to_record(pkt: Packet, time: float) -> tuple[np.ndarray, Reason | None]:
@@ -51,7 +52,10 @@ def to_record(pkt: Packet, time: float) -> tuple[np.ndarray, Reason | None]:
 
 def from_record(pkt: Packet, rec: np.void) -> IP:
     """The packet's IPv4 layer rewritten with the record's addresses and ports."""
-    ip = ip_layer(pkt).copy()
+    layer = ip_layer(pkt)
+    if layer is None:
+        raise ValueError("the packet has no IPv4 layer")
+    ip = layer.copy()
     ip.src = _dotted(int(rec["src_ip"]))
     ip.dst = _dotted(int(rec["dst_ip"]))
     del ip.chksum

@@ -85,6 +85,7 @@ def _sg_detail(vpc: CompiledVpc, f: dict, direction: int) -> tuple[str, str, str
         return ",".join(groups), "allow", "tracked connection (security groups are stateful)"
     if f["allowed"]:
         spec = vpc.security_groups.rule(f["sg_set"], direction, f["rule"])
+        assert spec is not None  # the walker names only rules of the set
         group, _, k, rule = spec.ref
         return group, "allow", f"rule {k}: {_sg_rule_text(rule)}"
     return ",".join(groups), "deny", "no rule of " + ", ".join(groups) + " matches"
@@ -104,6 +105,7 @@ def _nacl_detail(vpc: CompiledVpc, f: dict, direction: int) -> str:
     if number == 32767:
         return "rule * (no numbered rule matches: implicit deny)"
     entry = vpc.network_acls.entry(f["nacl"], direction, number)
+    assert entry is not None  # the walker names only entries of the ACL
     e = entry.ref
     proto = {-1: "all", 1: "icmp", 6: "tcp", 17: "udp"}.get(e.protocol, str(e.protocol))
     ports = f"/{e.port_range[0]}-{e.port_range[1]}" if e.protocol in (6, 17) else ""
