@@ -64,7 +64,7 @@ class ReplayReport:
 
     @property
     def delivered(self) -> int:
-        return sum(n for r, n in self.reasons.items() if Reason[r].disposition.delivered)
+        return sum(int(n) for r, n in self.reasons.items() if Reason[r].disposition.delivered)
 
     def summary(self) -> str:
         lines = [f"{self.packets} packets, {self.delivered} delivered, {self.written} written, "
@@ -221,7 +221,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
             writer.close()
         if sink is not None:
             sink.close()
-    if run.logs is not None:
+    if run.logs is not None and flow_logs is not None:
         run.logs.write(flow_logs)
         report.flow_log_records = len(run.logs)
     for eni in net.hyperplane_enis:
@@ -278,6 +278,7 @@ class _Run:
                     res = net.process(seg[walk], origin[walk], index[walk])
                     seg[walk] = res.packets
                 reason[pos + walk] = res.reason
+                assert res.vpc is not None  # a pipeline's results carry its compilation
                 ids = [resources.setdefault(e.id.encode(), len(resources)) for e in res.vpc.enis]
                 located = res.location >= 0
                 resource[pos + walk[located]] = np.asarray(ids, np.int32)[res.location[located]]
@@ -301,14 +302,13 @@ class _Run:
         eni_src = net.compiled.eni_of_private_ip(seg["src_ip"])
         origin[eni_src >= 0], index[eni_src >= 0] = Origin.ENI, eni_src[eni_src >= 0]
         if self.inject == "function" and fns.networks:
-            receiver = fns.owner(seg["dst_ip"])
-            rows = np.flatnonzero(receiver >= 0)
-            if rows.size:  # replies: matched to their connection during the walk
-                envs, which = fns.environments_of(receiver[rows], seg["dst_ip"][rows])
-                seg["dst_ip"][rows] = envs[which]
-                numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
-                origin[rows], index[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]]
+            receiver = fns.owner(seg["dst_ip"])  # before the senders' addresses change
             sender = fns.owner(seg["src_ip"])
+            # environments are numbered in the order their addresses first appear, either way
+            both = np.stack([sender, receiver], 1).ravel()
+            seen = both >= 0
+            if seen.any():
+                fns.environments_of(both[seen], np.stack([seg["src_ip"], seg["dst_ip"]], 1).ravel()[seen])
             rows = np.flatnonzero(sender >= 0)
             if rows.size:  # each packet an invocation at its own time
                 envs, which = fns.environments_of(sender[rows], seg["src_ip"][rows])
@@ -320,6 +320,12 @@ class _Run:
                 origin[done], index[done], verdict[done] = decided.origin, decided.index, decided.verdict
                 if decided.decided < len(rows):
                     m = int(rows[decided.decided])
+            rows = np.flatnonzero(receiver[:m] >= 0)
+            if rows.size:  # replies: matched to their connection during the walk
+                envs, which = fns.environments_of(receiver[rows], seg["dst_ip"][rows])
+                seg["dst_ip"][rows] = envs[which]
+                numbers = np.array([net.function_number(name) for name, _, _ in fns.networks], np.int32)
+                origin[rows], index[rows] = Origin.REPLY_TO_FUNCTION, numbers[receiver[rows]]
         return pos + m, origin[:m], index[:m], verdict[:m]
 
 
@@ -332,6 +338,7 @@ def _count_rule_drops(res: BatchResult, report: ReplayReport) -> None:
     """Drops per deciding rule: the NACL entry or the security groups that refused (named in
     the compilation that walked the packets)."""
     vpc = res.vpc
+    assert vpc is not None
     # a packet refused by a filter ended there: its last hop is the deciding one
     rows = np.flatnonzero(_FILTER_DENIAL[res.reason])
     facts = res.facts

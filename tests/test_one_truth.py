@@ -239,3 +239,14 @@ def test_replay_equals_sending_one_by_one_whatever_the_chunk_size(packets, ready
         answers.append((lines, written, records))
     assert answers[0] == answers[1] == answers[2]
     assert np.all([len(a[0]) == len(packets) for a in answers])
+
+
+def test_environments_are_numbered_in_order_of_first_appearance_replies_included(tmp_path):
+    # an answer to an address never seen sending comes first: that address is environment 0
+    packets = [syn("10.0.21.10", capture_address("orders", 1), 40000, 6379, T0, flags="SA"),
+               syn(capture_address("orders", 0), "10.0.21.10", 6379, 40001, T0 + 1)]
+    capture = write(tmp_path / "in.pcap", packets)
+    expected = one_by_one(hp.Network.example(), packets)[0]
+    lines, _, _ = replayed(hp.Network.example(), capture, tmp_path, "r")
+    assert [v["reason"] for v in lines] == expected == ["V2N_UNSOLICITED_INBOUND", "DELIVERED"]
+    assert lines[0]["dst"] == hp.Network.example().function("orders").environment_address(0)
