@@ -322,7 +322,7 @@ class CaptureReader:
         self._started = False
         self._big = False
         self._tsres: list[tuple[int, int]] = []
-        self._if_cols = _interface_columns([], [])
+        self._if_cols = _InterfaceColumns()
         try:
             self._file: io.FileIO | None = open(self.path, "rb", buffering=0)
         except OSError as exc:
@@ -510,7 +510,7 @@ class CaptureReader:
         self._if_first = len(self.all_interfaces)
         self.interfaces = []
         self._tsres = []
-        self._if_cols = _interface_columns([], [])
+        self._if_cols = _InterfaceColumns()
         self._pos += blen
         return True
 
@@ -565,9 +565,8 @@ class CaptureReader:
                         max(self.sections - 1, 0))
         self.interfaces.append(itf)
         self.all_interfaces.append(itf)
-        self._all_tuple = tuple(self.all_interfaces)
         self._tsres.append(tsres)
-        self._if_cols = _interface_columns(self.interfaces, self._tsres)
+        self._if_cols.append(itf, base, exp)
         self._pos += blen
         return True
 
@@ -596,7 +595,7 @@ class CaptureReader:
                 self._linktype, *common
             )
         else:
-            ic = self._if_cols
+            ic = self._if_cols.view
             status, self._pos, row, need, value, skipped = _pcap.scan_pcapng(
                 self._buf, self._pos, self._fill, self._base, self._big,
                 ic["linktype"], ic["snaplen"], ic["mul"], ic["div"], ic["shift"],
@@ -680,6 +679,8 @@ class CaptureReader:
 
     def _make_chunk(self, cols: dict[str, np.ndarray], n: int, data: np.ndarray) -> CaptureChunk:
         cut = {k: v[:n] for k, v in cols.items()}
+        if len(self._all_tuple) != len(self.all_interfaces):
+            self._all_tuple = tuple(self.all_interfaces)
         chunk = CaptureChunk(index=self.packets, data=data, interfaces=self._all_tuple,
                              source=self.name, **cut)
         self.packets += n
@@ -689,21 +690,40 @@ class CaptureReader:
         return chunk
 
 
-def _interface_columns(
-    interfaces: list[Interface], resolutions: list[tuple[int, int]]
-) -> dict[str, np.ndarray]:
+class _InterfaceColumns:
     """Per-interface arrays the compiled scan reads: link type, snap length and the timestamp
-    conversion to nanoseconds (``mul``/``div`` for 10^-n resolutions, ``shift`` for 2^-n)."""
-    n = len(interfaces)
-    cols: dict[str, np.ndarray] = {
-        "linktype": np.zeros(n, np.uint16),
-        "snaplen": np.zeros(n, np.uint32),
-        "mul": np.ones(n, np.int64),
-        "div": np.ones(n, np.int64),
-        "shift": np.full(n, -1, np.int32),
-        "offset_ns": np.zeros(n, np.int64),
-    }
-    for i, (itf, (base, exp)) in enumerate(zip(interfaces, resolutions)):
+    conversion to nanoseconds (``mul``/``div`` for 10^-n resolutions, ``shift`` for 2^-n).
+
+    Grown by doubling, one row per IDB: a section of many interfaces costs linear time (it was
+    rebuilt per IDB, quadratic: 8,000 IDBs took a minute)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._store = self._allocate(4)
+        self.view = self._cut()
+
+    @staticmethod
+    def _allocate(n: int) -> dict[str, np.ndarray]:
+        return {
+            "linktype": np.zeros(n, np.uint16),
+            "snaplen": np.zeros(n, np.uint32),
+            "mul": np.ones(n, np.int64),
+            "div": np.ones(n, np.int64),
+            "shift": np.full(n, -1, np.int32),
+            "offset_ns": np.zeros(n, np.int64),
+        }
+
+    def _cut(self) -> dict[str, np.ndarray]:
+        return {k: v[: self.n] for k, v in self._store.items()}
+
+    def append(self, itf: Interface, base: int, exp: int) -> None:
+        i = self.n
+        if i == len(self._store["linktype"]):
+            bigger = self._allocate(2 * i)
+            for k, v in self._store.items():
+                bigger[k][:i] = v
+            self._store = bigger
+        cols = self._store
         cols["linktype"][i] = itf.linktype
         cols["snaplen"][i] = itf.snaplen & 0xFFFFFFFF
         cols["offset_ns"][i] = itf.ts_offset * 1_000_000_000
@@ -713,7 +733,8 @@ def _interface_columns(
             cols["mul"][i] = 10 ** (9 - exp)
         else:
             cols["div"][i] = 10 ** (exp - 9)
-    return cols
+        self.n += 1
+        self.view = self._cut()
 
 
 def read_capture(

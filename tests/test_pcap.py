@@ -952,3 +952,14 @@ def test_a_frame_that_would_outgrow_the_record_limit_when_reframed_is_refused(tm
         write_capture(str(tmp_path / "out.pcap"), [chunk], linktype=1)
     write_capture(str(tmp_path / "out.pcapng"), [chunk])  # kept as it is
     assert load_capture(str(tmp_path / "out.pcapng"))[1].caplen[0] == MAX_RECORD_BYTES
+
+
+def test_a_section_of_many_interfaces_is_read_in_linear_time_not_hung(tmp_path):
+    # 30,000 IDBs (600 kB): the interface table was rebuilt per IDB, so this took ~15 minutes
+    n = 30_000
+    data = _shb("<") + _idb("<", 1) * n + _epb("<", n - 1, 0, bytes(Ether() / _tcp()))
+    path = _write(tmp_path, "many.pcapng", data)
+    reader, chunk = _within(30, lambda: load_capture(path))
+    assert len(reader.all_interfaces) == n and list(chunk.interface) == [n - 1]
+    with pytest.raises(CaptureError, match=rf"more.pcapng: byte {28 + 20 * 65536}: more than 65536 interfaces"):
+        _within(30, lambda: list(read_capture(_write(tmp_path, "more.pcapng", _shb("<") + _idb("<", 1) * 65537))))

@@ -223,10 +223,12 @@ def make_case(fmt: str, i: int) -> bytes:
         elif how < 0.9:
             for _ in range(rng.randint(1, 8)):
                 data[rng.randrange(len(data))] = rng.randrange(256)
-        else:  # a stretch of the file repeated or removed (blocks out of place)
+        else:  # a stretch of the file repeated or removed (blocks out of place, or thousands
+            # of them: per-block work must stay linear)
             a = rng.randrange(len(data))
             b = min(len(data), a + 4 * rng.randint(1, 40))
-            data[a:b] = data[a:b] * 2 if rng.random() < 0.5 else b""
+            times = rng.choice([0, 2, 2, 3, rng.randint(1000, 5000)])
+            data[a:b] = data[a:b] * times
     if rng.random() < 0.2:
         data = data[: rng.randrange(len(data) + 1)]
     return bytes(data)
