@@ -10,7 +10,11 @@ import json
 import re
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich import box
@@ -18,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hyperplane.errors import HyperplaneError
+from hyperplane.errors import HyperplaneError, RepairWarning
 
 
 class UserError(click.ClickException):
@@ -44,6 +48,40 @@ def main() -> None:
     """Emulate, packet by packet, the VPC networking of AWS Lambda functions."""
 
 
+_REPAIR_HELP = ("Lenient load: re-allocate, from its subnet, a NAT gateway address outside the subnet "
+                "(moto writes them), with one warning line per gateway on stderr.")
+
+
+@contextmanager
+def _repair_warnings() -> Iterator[None]:
+    """Each :class:`RepairWarning` as one line on stderr; other warnings go on as usual."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RepairWarning)
+            yield
+    finally:  # after the block: inside it, showwarning would record again
+        for w in caught:
+            if issubclass(w.category, RepairWarning):
+                click.echo(f"hyperplane: warning: repaired: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _load_network(path: Path | None, repair: bool = False) -> Any:
+    """The network of a ``--topology`` option (a file or a describe-* folder), else the example."""
+    from hyperplane.loaders import load_aws_snapshot, load_topology
+    from hyperplane.network import Network
+
+    if path is None:
+        return Network.example()
+    # the loaders directly: Network.load does not forward repair= to them
+    with _repair_warnings():
+        if path.is_dir():
+            return Network(load_aws_snapshot(path, repair=repair), ready=True)  # as Network.load does
+        return Network(load_topology(path, repair=repair))
+
+
 @main.command()
 def demo() -> None:
     """Run the built-in example end to end (no files needed)."""
@@ -64,18 +102,18 @@ _DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>\d+))?(?:/(?P<proto>tcp
               help="Destination, e.g. 10.0.20.10:5432/tcp (default protocol tcp).")
 @click.option("--sport", type=int, default=None, help="Source port (default: an ephemeral port).")
 @click.option("--src", "src_ip", default=None, help="Source address (for --from internet).")
-def trace(topology: Path | None, source: str, destination: str, sport: int | None, src_ip: str | None) -> None:
+@click.option("--repair", is_flag=True, help=_REPAIR_HELP)
+def trace(topology: Path | None, source: str, destination: str, sport: int | None, src_ip: str | None,
+          repair: bool) -> None:
     """Send one packet (a TCP SYN, a UDP datagram or an ICMP echo) and print its trace."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
-
-    from hyperplane.network import Network
 
     m = _DESTINATION.match(destination)
     if not m:
         raise click.BadParameter(f"{destination!r} is not IP[:PORT][/PROTO]", param_hint="--to")
     proto = (m["proto"] or "tcp").lower()
     port = int(m["port"] or (0 if proto == "icmp" else 443))
-    net = Network.load(topology) if topology else Network.example()
+    net = _load_network(topology, repair)
     ip = IP(dst=m["ip"]) if src_ip is None else IP(src=src_ip, dst=m["ip"])
     if source == "internet" and src_ip is None:
         ip.src = "198.51.100.1"
@@ -103,10 +141,11 @@ def trace(topology: Path | None, source: str, destination: str, sport: int | Non
               help="Write VPC flow logs here (CloudWatch-like streams and S3-like gzip files).")
 @click.option("--flow-log-interval", type=click.Choice(["60", "600"]), default="600", show_default=True,
               help="Aggregation interval of the flow logs, seconds.")
+@click.option("--repair", is_flag=True, help=_REPAIR_HELP)
 def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inject: str,
-           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str) -> None:
+           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
+           repair: bool) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
-    from hyperplane.network import Network
     from hyperplane.replay import replay as run_replay
 
     mapping = {}
@@ -115,7 +154,7 @@ def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inj
         if not sep or not name or not cidr:
             raise click.BadParameter(f"{item!r} is not NAME=CIDR", param_hint="--function")
         mapping[name] = cidr
-    net = Network.load(topology) if topology else Network.example()
+    net = _load_network(topology, repair)
     size = max(capture.stat().st_size, 1)
     progress = Progress(TextColumn("replaying {task.fields[packets]:,} packets"), BarColumn(),
                         DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
@@ -164,14 +203,23 @@ def _print_summary(report) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--profile", default=None, help="AWS profile (default credentials otherwise).")
 @click.option("--region", default=None, help="AWS region (the profile's otherwise).")
-def snapshot(folder: Path, profile: str | None, region: str | None) -> None:
-    """Collect the account's network (EC2 describe-* calls, Lambda list-functions) into FOLDER/<region>/."""
+@click.option("--repair", is_flag=True,
+              help="Write what the lenient load makes of the account: a NAT gateway address outside its "
+                   "subnet (moto's) re-allocated from the subnet, one warning line per gateway on stderr.")
+def snapshot(folder: Path, profile: str | None, region: str | None, repair: bool) -> None:
+    """Collect the account's network (EC2 describe-* calls, Lambda list-functions) into FOLDER/<region>/.
+
+    The folder is loaded once after writing: if it does not load, the error is printed (exit 2;
+    the files stay, as collected)."""
     import boto3
 
+    from hyperplane.loaders.aws_snapshot import read_aws_snapshot
     from hyperplane.loaders.boto3_collect import write_snapshot
 
-    files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder)
+    with _repair_warnings():
+        files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder, repair=repair)
     click.echo(f"wrote {len(files)} files to {files[0].parent}")
+    read_aws_snapshot(files[0].parent)  # a TopologyError here is the _Group's one line, exit 2
 
 
 @main.command()

@@ -12,6 +12,7 @@ __all__ = [
     "TopologyError",
     "UnknownResource",
     "SubnetOutOfAddresses",
+    "RepairWarning",
 ]
 
 
@@ -27,15 +28,19 @@ class TopologyError(HyperplaneError):
         where: a path in the document, e.g. ``subnets[2].cidr`` (``""`` for the whole file).
         problem: what is wrong, in one sentence.
         line: the 1-based line of ``where`` in the file when the loader could find it, else ``None``.
+        column: the 1-based column, for errors found while reading the text (syntax, encoding),
+            else ``None``.
 
     ``str(error)`` reads ``example.yaml: subnets[2].cidr: '10.0.300.0/24' is not a valid IPv4 CIDR``.
     """
 
-    def __init__(self, file: str | None, where: str, problem: str, line: int | None = None) -> None:
+    def __init__(self, file: str | None, where: str, problem: str, line: int | None = None,
+                 column: int | None = None) -> None:
         self.file = file
         self.where = where
         self.problem = problem
         self.line = line
+        self.column = column
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -43,8 +48,17 @@ class TopologyError(HyperplaneError):
         parts.append(self.problem)
         return ": ".join(parts)
 
-    def __reduce__(self):  # keep pickling (e.g. pytest-xdist) working with 3 arguments
-        return (type(self), (self.file, self.where, self.problem, self.line))
+    def __reduce__(self):  # keep pickling (e.g. pytest-xdist) working with every argument
+        return (type(self), (self.file, self.where, self.problem, self.line, self.column))
+
+
+class RepairWarning(UserWarning):
+    """A lenient load (``repair=True``, ``--repair``) changed the input to make it loadable.
+
+    One warning per repaired resource, naming it, what was wrong and what it was changed to
+    (e.g. a NAT gateway address outside its subnet, which moto writes, re-allocated from the
+    subnet). Without ``repair`` the same input is a :class:`TopologyError` that mentions it.
+    """
 
 
 class UnknownResource(HyperplaneError, KeyError):

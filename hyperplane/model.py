@@ -1395,7 +1395,7 @@ class _Checker:
             versions: dict[str, int] = {}
             for i, version in enumerate(fn.versions):
                 at = f"{base}.versions[{i}]"
-                if not version.version.isdigit() or version.version == "0":
+                if not (version.version.isascii() and version.version.isdigit()) or not version.version.lstrip("0"):
                     self.fail(f"{at}.version", f"{version.version!r} is not a version number (1, 2, ...)")
                 if version.version in versions:
                     self.fail(f"{at}.version", f"version {version.version} is published twice")

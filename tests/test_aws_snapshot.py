@@ -594,3 +594,80 @@ def test_a_running_networks_hyperplane_enis_are_written_and_taken_over_again(tmp
     again = hp.Network.load(tmp_path)
     assert sorted((e.id, e.subnet_id, e.private_ip) for e in again.hyperplane_enis) == before
     assert {again.function(n).state for n in ("orders", "report", "thumbnail")} == {"Active"}
+
+
+# --------------------------------------------------------------------------------------------
+# issue 9: numbers in describe-* files, encodings, NAT gateway addresses outside their subnet
+
+
+def _example_documents() -> dict[str, dict]:
+    from hyperplane.loaders.aws_snapshot import describe_documents
+    return describe_documents(load_example_topology())
+
+
+def _parse_example(change=None, *, repair: bool = False):
+    docs = _example_documents()
+    if change is not None:
+        change(docs)
+    return parse_aws_documents(docs.items(), source="snap", repair=repair)
+
+
+@pytest.mark.parametrize("change, file, where", [
+    (lambda d: d["NetworkAcls.json"]["NetworkAcls"][0]["Entries"][0].__setitem__("Protocol", "٦"),
+     "NetworkAcls.json", "NetworkAcls[0].Entries[0].Protocol"),
+    (lambda d: d["SecurityGroups.json"]["SecurityGroups"][0]["IpPermissionsEgress"][0].__setitem__("IpProtocol", "١٧"),
+     "SecurityGroups.json", "SecurityGroups[0].IpPermissionsEgress[0].IpProtocol"),
+    (lambda d: d["Functions.json"]["Functions"].append(d["Functions.json"]["Functions"][0] | {"Version": "²"}),
+     "Functions.json", "Functions[4].Version"),
+])
+def test_a_protocol_or_a_version_in_non_ascii_digits_is_refused_with_its_json_path(change, file, where):
+    # Version '²' passed isdigit() and broke int() while sorting versions (a ValueError traceback)
+    with pytest.raises(TopologyError) as caught:
+        _parse_example(change)
+    assert (caught.value.file, caught.value.where) == (file, where) and "ASCII digits" in caught.value.problem
+
+
+@pytest.mark.parametrize("data, where, problem", [
+    (b'{"Vpcs": [{"VpcId": "vpc-\xff"}]}', "line 1, column 26", "invalid UTF-8: byte 0xff"),
+    (b'{"Vpcs": [\n {"VpcId": "vpc-1", "VpcId": "vpc-2"}]}', "line 2, column 2", "'VpcId' appears twice"),
+    (b'{"Vpcs": [\x01]}', "line 1, column 11", "invalid JSON"),
+])
+def test_a_broken_describe_file_gives_file_line_and_column_on_one_line(tmp_path, data, where, problem):
+    (tmp_path / "Vpcs.json").write_bytes(data)
+    with pytest.raises(TopologyError) as caught:
+        read_aws_snapshot(tmp_path)
+    e = caught.value
+    assert (e.file, e.where) == ("Vpcs.json", where) and problem in e.problem and "\n" not in str(e)
+
+
+def test_a_describe_file_with_a_byte_order_mark_loads(tmp_path):
+    docs = _example_documents()
+    for name, doc in docs.items():
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + json.dumps(doc).encode())
+    assert read_aws_snapshot(tmp_path)[0].nat_gateways.keys() == {"nat-a"}
+
+
+def _moto_nat(docs: dict[str, dict]) -> None:
+    """What moto writes: the NAT gateway's address is a random 10.x outside its subnet."""
+    docs["NatGateways.json"]["NatGateways"][0]["NatGatewayAddresses"][0]["PrivateIp"] = "10.107.155.74"
+
+
+def test_a_nat_gateway_address_outside_its_subnet_is_refused_and_the_error_names_repair():
+    with pytest.raises(TopologyError) as caught:
+        _parse_example(_moto_nat)
+    e = caught.value
+    assert (e.file, e.where) == ("NatGateways.json", "NatGateways[0].NatGatewayAddresses[0].PrivateIp")
+    assert "10.107.155.74 is not inside subnet-public-a (10.0.0.0/24)" in e.problem and "--repair" in e.problem
+
+
+def test_repair_reallocates_a_nat_gateway_address_from_its_subnet_and_warns_once_naming_it():
+    with pytest.warns(hp.errors.RepairWarning) as caught:
+        topology, report = _parse_example(_moto_nat, repair=True)
+    assert len(caught) == 1 and "NAT gateway nat-a" in str(caught[0].message)
+    new = topology.nat_gateways["nat-a"].private_ip
+    assert new in topology.subnets["subnet-public-a"].cidr
+    assert new not in {e.private_ip for e in topology.network_interfaces.values() if e.kind != "nat_gateway"}
+    assert report.readdressed == {"nat-a": {"10.107.155.74": str(new)}} and len(report.repairs) == 1
+    fn = hp.Network(topology, ready=True).function("orders")
+    out = fn.send(IP(dst="8.8.8.8") / TCP(dport=443, flags="S"))
+    assert out.reason == Reason.EXITED_TO_INTERNET and out.packet.src == "203.0.113.10"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
-from hyperplane.loaders.boto3_collect import EC2_CALLS, CollectError, collect_documents, read_boto3, write_snapshot
+from hyperplane.loaders.boto3_collect import (
+    EC2_CALLS, CollectError, collect_documents, from_boto3, read_boto3, write_snapshot,
+)
 from hyperplane.reasons import Reason
 
 boto3 = pytest.importorskip("boto3")
@@ -104,38 +105,76 @@ def test_clients_can_be_given_as_a_mapping_and_every_describe_call_is_collected(
     assert not topology.functions and len(topology.vpcs) == 2  # moto's default VPC and ours
 
 
-def _fix_moto_nat_address(folder: Path, nat_id: str, subnet_ip: str) -> None:
-    """moto gives a NAT gateway a random 10.x address outside its subnet (AWS never does);
-    put it inside the subnet, in both files that show it, before loading."""
-    (region,) = [p for p in folder.iterdir() if p.is_dir()]
-    nats = json.loads((region / "NatGateways.json").read_text())
-    for nat in nats["NatGateways"]:
-        if nat["NatGatewayId"] == nat_id:
-            for address in nat["NatGatewayAddresses"]:
-                eni_id, address["PrivateIp"] = address["NetworkInterfaceId"], subnet_ip
-    (region / "NatGateways.json").write_text(json.dumps(nats))
-    enis = json.loads((region / "NetworkInterfaces.json").read_text())
-    for eni in enis["NetworkInterfaces"]:
-        if eni["NetworkInterfaceId"] == eni_id:
-            eni["PrivateIpAddress"] = subnet_ip
-            eni["PrivateIpAddresses"] = [{"Primary": True, "PrivateIpAddress": subnet_ip}]
-    (region / "NetworkInterfaces.json").write_text(json.dumps(enis))
+# moto gives a NAT gateway a random 10.x address outside its subnet (AWS never does): loading
+# such a snapshot is refused with a pointer to --repair, and the lenient load re-allocates it.
 
 
-def test_write_snapshot_then_network_load_reaches_the_internet_through_the_nat_gateway(aws, tmp_path):
-    ids = build_account(aws, nat=True)
-    written = write_snapshot(aws, tmp_path)
-    assert {p.name for p in written} >= {"Vpcs.json", "NatGateways.json", "Functions.json"}
-    assert all(p.parent == tmp_path / "us-east-1" for p in written)
-    _fix_moto_nat_address(tmp_path, ids["nat"], "10.0.0.200")
-    net = hp.Network.load(tmp_path)
-    assert net.topology.nat_gateways[ids["nat"]].public_ip is not None
+def _nat_route_works(net: hp.Network, ids: dict) -> None:
+    nat = net.topology.nat_gateways[ids["nat"]]
+    assert nat.public_ip is not None and nat.private_ip in net.topology.subnets[ids["public"]].cidr
     fn = net.function("orders")
     out = fn.send(IP(dst="8.8.8.8") / TCP(dport=443, flags="S"))
     assert out.reason == Reason.EXITED_TO_INTERNET and out.packet.src == ids["nat_public_ip"]
     assert out.reply(TCP(flags="SA")).reason == Reason.DELIVERED_TO_FUNCTION
     inbound = net.send(IP(src="8.8.8.8", dst=ids["nat_public_ip"]) / TCP(sport=443, dport=1234, flags="S"), "internet")
     assert inbound.reason == Reason.NAT_UNSOLICITED_INBOUND
+
+
+def test_write_snapshot_with_repair_then_network_load_reaches_the_internet_through_the_nat_gateway(aws, tmp_path):
+    ids = build_account(aws, nat=True)
+    with pytest.warns(hp.errors.RepairWarning, match=f"NAT gateway {ids['nat']}"):
+        written = write_snapshot(aws, tmp_path, repair=True)
+    assert {p.name for p in written} >= {"Vpcs.json", "NatGateways.json", "Functions.json"}
+    assert all(p.parent == tmp_path / "us-east-1" for p in written)
+    _nat_route_works(hp.Network.load(tmp_path), ids)  # the repaired folder loads as it is
+
+
+def test_from_boto3_refuses_moto_nat_address_naming_repair_and_repairs_it_when_asked(aws):
+    ids = build_account(aws, nat=True)
+    with pytest.raises(hp.errors.TopologyError, match="--repair") as caught:
+        from_boto3(aws)
+    assert caught.value.where == "NatGateways[0].NatGatewayAddresses[0].PrivateIp"
+    with pytest.warns(hp.errors.RepairWarning) as warned:
+        topology = from_boto3(aws, repair=True)
+    assert [str(w.message).count(ids["nat"]) for w in warned if w.category is hp.errors.RepairWarning] == [1]
+    _nat_route_works(hp.Network(topology, ready=True), ids)
+
+
+def test_the_snapshot_command_against_moto_then_trace_needs_repair_and_says_so(aws, tmp_path):
+    from click.testing import CliRunner
+
+    from hyperplane.cli import main
+
+    ids = build_account(aws, nat=True)
+    runner = CliRunner()
+    # as collected: written, but the folder does not load; the one line says what to do
+    raw = runner.invoke(main, ["snapshot", str(tmp_path / "raw")])
+    assert raw.exit_code == 2 and "wrote 15 files" in raw.stdout
+    assert raw.stderr.count("\n") == 1 and "is not inside" in raw.stderr and "--repair" in raw.stderr
+    trace = ["trace", "--topology", str(tmp_path / "raw"), "--from", "orders", "--to", "8.8.8.8:443"]
+    refused = runner.invoke(main, trace)
+    assert refused.exit_code == 2 and "--repair" in refused.stderr
+    repaired = runner.invoke(main, [*trace, "--repair"])
+    assert repaired.exit_code == 0, repaired.stderr
+    lines = [line for line in repaired.stderr.splitlines() if line.startswith("hyperplane: warning: repaired:")]
+    assert len(lines) == 1 and ids["nat"] in lines[0]
+    assert f"-> {ids['nat_public_ip']}" in repaired.stdout  # out through the NAT gateway's Elastic IP
+    # snapshot --repair writes a folder that loads without it
+    fixed = runner.invoke(main, ["snapshot", "--repair", str(tmp_path / "fixed")])
+    assert fixed.exit_code == 0 and fixed.stderr.count("hyperplane: warning: repaired:") == 1
+    plain = runner.invoke(main, ["trace", "--topology", str(tmp_path / "fixed"), "--from", "orders", "--to", "8.8.8.8:443"])
+    assert plain.exit_code == 0 and "hyperplane: warning" not in plain.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="network.py: Network.load/from_boto3 pass **kw to Network(), not "
+                                       "repair= to the loaders (lines for the lead in the issue 9 report)")
+def test_network_load_and_from_boto3_take_repair(aws, tmp_path):
+    ids = build_account(aws, nat=True)
+    write_snapshot(aws, tmp_path)
+    with pytest.warns(hp.errors.RepairWarning):
+        _nat_route_works(hp.Network.load(tmp_path, repair=True), ids)
+    with pytest.warns(hp.errors.RepairWarning):
+        _nat_route_works(hp.Network.from_boto3(aws, repair=True), ids)
 
 
 class _Pages:

@@ -789,3 +789,131 @@ def test_any_corrupted_document_loads_or_raises_a_topology_error(data):
         assert exc.file == "junk.yaml" and exc.problem
     else:
         assert parse_topology(topology_document(topology)) == topology
+
+
+# -- issue 9: numbers are ASCII digits; syntax errors have a line and a column -----------------
+
+
+def test_a_port_written_in_superscript_two_is_refused_with_its_place_not_a_traceback(tmp_path):
+    # '²'.isdigit() is True and int('²') raises: this was a ValueError from deep inside
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(copy.deepcopy(BASE), sort_keys=False).replace("ports: 443", "ports: ²"))
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    e = caught.value
+    assert (e.file, e.where) == ("t.yaml", "security_groups[0].ingress[0].ports") and "ASCII digits" in e.problem
+    assert e.line is not None
+
+
+def test_a_rule_number_in_arabic_indic_digits_is_refused_not_read_as_100(tmp_path):
+    def change(doc):
+        doc["network_acls"][0]["ingress"][0]["rule_number"] = "١٠٠"
+    e = error(tmp_path, change)
+    assert e.where == "network_acls[0].ingress[0].rule_number"
+    assert "expected an integer (ASCII digits 0-9)" in e.problem and "'١٠٠'" in e.problem
+
+
+@pytest.mark.parametrize("field, value, where", [
+    ("ports", "١٠٢٤-٦٥٥٣٥", "security_groups[0].ingress[0].ports"),
+    ("ports", "1024-６５５３５", "security_groups[0].ingress[0].ports"),  # fullwidth digits
+    ("protocol", "٦", "security_groups[0].ingress[0].protocol"),  # the model's \d read it as 6 (tcp)
+    ("from_port", "٢٢", "security_groups[0].ingress[0].from_port"),
+])
+def test_non_ascii_digits_in_rule_numbers_are_refused_where_they_stand(tmp_path, field, value, where):
+    def change(doc):
+        rule = doc["security_groups"][0]["ingress"][0]
+        if field == "from_port":
+            del rule["ports"]
+            rule |= {"from_port": value, "to_port": 22}
+        else:
+            rule[field] = value
+    e = error(tmp_path, change)
+    assert e.where == where and "ASCII" in e.problem
+
+
+def test_an_account_id_or_a_version_in_other_digits_is_refused(tmp_path):
+    e = error(tmp_path, lambda doc: doc.__setitem__("account_id", "١٢٣٤٥٦٧٨٩٠١٢"))
+    assert e.where == "account_id" and "12-digit" in e.problem
+    e = error(tmp_path, lambda doc: doc["functions"][0].__setitem__("versions", [{"version": "²"}]))
+    assert e.where == "functions[0].versions[0].version" and "not a version number" in e.problem
+
+
+def _broken(tmp_path: Path, name: str, data: bytes) -> TopologyError:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    return caught.value
+
+
+EXAMPLE_TEXT = EXAMPLE_TOPOLOGY.read_text(encoding="utf-8")
+
+
+def test_a_control_character_in_yaml_gives_line_and_column_on_one_line(tmp_path):
+    # PyYAML's ReaderError has no mark: the error had where == "", line None and two lines
+    lines = EXAMPLE_TEXT.splitlines(keepends=True)
+    row = next(i for i, line in enumerate(lines) if line.startswith("vpcs:"))
+    lines[row] = "vpcs:\x07\n"
+    e = _broken(tmp_path, "bell.yaml", "".join(lines).encode())
+    assert (e.where, e.line, e.column) == (f"line {row + 1}, column 6", row + 1, 6)
+    assert "U+0007" in e.problem and "\n" not in str(e)
+
+
+SYNTAX = [
+    ("tab.yaml", b"vpcs:\n\t- id: vpc-1\n", 2, 1, "cannot start any token"),
+    ("indent.yaml", b"vpcs:\n  - id: vpc-1\n     cidr: 10.0.0.0/16\n", 3, 10, "mapping values are not allowed"),
+    ("quote.yaml", b"vpcs:\n  - id: 'vpc-1\n", 3, 1, "while scanning a quoted scalar that starts at line 2, column 9"),
+    ("utf8.yaml", b"vpcs:\n  - id: vpc-\xff1\n", 2, 13, "invalid UTF-8: byte 0xff"),
+    ("utf8.json", b'{"vpcs": [\n  {"id": "vpc-\xc3"}]}', 2, 15, "invalid UTF-8: byte 0xc3"),
+    ("syntax.json", b'{"vpcs": [\n  {"id": "vpc-1",}]}', 2, 18, "invalid JSON"),
+    ("twice.json", b'{"vpcs": [\n  {"id": "vpc-1", "id": "vpc-2"}]}', 2, 3, "'id' appears twice"),
+    ("key.yaml", b"vpcs:\n  - {[a]: b}\n", 2, 6, "a mapping key must be a plain value"),
+    ("date.yaml", b"vpcs:\n  - id: 2020-02-30\n", 2, 9, "invalid YAML value '2020-02-30'"),
+    ("deep.yaml", b"vpcs: " + b"[" * 300 + b"]" * 300 + b"\n", 1, 207, "nesting deeper than 200 levels"),
+    ("deep.json", b'{"vpcs": ' + b"[" * 300 + b"]" * 300 + b"}", 1, 209, "nesting deeper than 200 levels"),
+    ("digits.json", b'{"account_id": ' + b"1" * 5000 + b"}", 1, 16, "too many digits"),
+]
+
+
+@pytest.mark.parametrize("name, data, line, column, problem", SYNTAX, ids=[s[0] for s in SYNTAX])
+def test_every_syntax_error_gives_file_line_column_and_one_line(tmp_path, name, data, line, column, problem):
+    e = _broken(tmp_path, name, data)
+    assert (e.file, e.where, e.line, e.column) == (name, f"line {line}, column {column}", line, column)
+    assert problem in e.problem and "\n" not in str(e)
+
+
+@pytest.mark.parametrize("name", ["bom.yaml", "bom.json"])
+def test_a_byte_order_mark_written_by_an_editor_is_ignored(tmp_path, name):
+    doc = copy.deepcopy(BASE)
+    text = json.dumps(doc) if name.endswith(".json") else yaml.safe_dump(doc, sort_keys=False)
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_topology(path) == load(tmp_path)
+
+
+# -- issue 9: a NAT gateway address outside its subnet; repair=True -------------------------------
+
+
+def _nat_outside(doc: dict) -> None:
+    doc["nat_gateways"][0]["private_ip"] = "10.107.155.74"  # moto's kind of address: not in subnet-a
+
+
+def test_a_nat_gateway_address_outside_its_subnet_is_refused_and_the_error_names_repair(tmp_path):
+    e = error(tmp_path, _nat_outside)
+    assert e.where == "nat_gateways[0].private_ip"
+    assert "10.107.155.74 is not inside subnet-a (10.0.0.0/24)" in e.problem and "--repair" in e.problem
+
+
+def test_repair_reallocates_the_nat_gateway_address_from_its_subnet_and_warns_once_naming_it(tmp_path):
+    doc = copy.deepcopy(BASE)
+    _nat_outside(doc)
+    path = write(tmp_path, doc)
+    with pytest.warns(hp.errors.RepairWarning) as caught:
+        topology = load_topology(path, repair=True)
+    assert len(caught) == 1 and "nat-1" in str(caught[0].message) and "10.107.155.74 -> 10.0.0.4" in str(caught[0].message)
+    nat = topology.nat_gateways["nat-1"]
+    assert nat.private_ips == (IPv4Address("10.0.0.4"),)  # the lowest free address of subnet-a
+    assert topology.network_interfaces[nat.network_interface_id].private_ip == IPv4Address("10.0.0.4")
+    out = hp.Network(topology).send(scapy.IP(src="10.0.1.9", dst="8.8.8.8") / scapy.TCP(dport=443, flags="S"),
+                                    source="internet")  # any packet: the network works
+    assert out is not None

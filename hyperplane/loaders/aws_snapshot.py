@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -74,6 +73,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 from hyperplane.errors import SubnetOutOfAddresses, TopologyError
+from hyperplane.loaders._source import REPAIR_HINT, ascii_int, caller_level, decode, load_json, warn_repair
 from hyperplane.model import (
     ALL_PORTS, ANY_IPV4, ICMP, PROTOCOL_ALL, ElasticIp, ExecutionRole, FunctionVersion,
     InternetGateway, LambdaFunction, NatGateway, NetworkAcl, NetworkAclEntry, NetworkInterface,
@@ -165,6 +165,10 @@ class SnapshotReport:
             catalogues, ...), with counts; not warned about.
         notes: decisions about single resources (an ENI skipped, a route made a blackhole, ...).
         regions: the regions seen (from availability zones).
+        repairs: what a lenient load (``repair=True``) changed, one line per resource (each
+            also issued as a :class:`~hyperplane.errors.RepairWarning`).
+        readdressed: the NAT gateway addresses re-allocated by ``repair``:
+            ``{nat id: {old address: new address}}``.
     """
 
     source: str = ""
@@ -174,6 +178,8 @@ class SnapshotReport:
     ignored: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+    readdressed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def skip(self, kind: str, count: int = 1) -> None:
         if count:
@@ -186,6 +192,7 @@ class SnapshotReport:
         if self.skipped:
             lines.append("not emulated (skipped): " + ", ".join(f"{k}: {n}" for k, n in self.skipped.items()))
         lines.extend(f"note: {n}" for n in self.notes)
+        lines.extend(f"repaired: {n}" for n in self.repairs)
         return "\n".join(lines)
 
     __str__ = summary
@@ -195,11 +202,14 @@ class SnapshotReport:
 # entry points
 
 
-def read_aws_snapshot(folder: str | os.PathLike[str]) -> tuple[Topology, SnapshotReport]:
+def read_aws_snapshot(folder: str | os.PathLike[str], *, repair: bool = False) -> tuple[Topology, SnapshotReport]:
     """Read a snapshot folder (any depth) into a validated Topology and its report.
 
     Raises :class:`~hyperplane.errors.TopologyError` for a missing folder, unreadable or
-    invalid JSON, missing fields and dangling references.
+    invalid JSON, missing fields and dangling references. ``repair=True`` is the lenient
+    load: a NAT gateway address outside its subnet (moto writes them) is re-allocated from the
+    subnet, with one :class:`~hyperplane.errors.RepairWarning` per gateway and a line in
+    ``SnapshotReport.repairs``; without it that address is an error that says so.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -212,13 +222,13 @@ def read_aws_snapshot(folder: str | os.PathLike[str]) -> tuple[Topology, Snapsho
     for path in paths:
         name = path.relative_to(root).as_posix()
         documents.append((name, _read_json(path, name)))
-    return parse_aws_documents(documents, source=str(folder))
+    return parse_aws_documents(documents, source=str(folder), repair=repair)
 
 
-def load_aws_snapshot(folder: str | os.PathLike[str], *, warn: bool = True) -> Topology:
+def load_aws_snapshot(folder: str | os.PathLike[str], *, warn: bool = True, repair: bool = False) -> Topology:
     """The Topology of a snapshot folder; with ``warn``, one :class:`SnapshotWarning` lists
-    what was not emulated (see :func:`read_aws_snapshot` for the report itself)."""
-    topology, report = read_aws_snapshot(folder)
+    what was not emulated (see :func:`read_aws_snapshot` for the report itself and ``repair``)."""
+    topology, report = read_aws_snapshot(folder, repair=repair)
     if warn:
         warn_skipped(report)
     return topology
@@ -227,35 +237,28 @@ def load_aws_snapshot(folder: str | os.PathLike[str], *, warn: bool = True) -> T
 def warn_skipped(report: SnapshotReport) -> None:
     """Issue one :class:`SnapshotWarning` when the report skipped something."""
     if report.skipped or report.notes:
-        warnings.warn(report.summary(), SnapshotWarning, stacklevel=_caller_level())
+        warnings.warn(report.summary(), SnapshotWarning, stacklevel=caller_level())
 
 
-def _caller_level() -> int:
-    """The stack level of the first frame outside the hyperplane package (the user's call)."""
-    package = str(Path(__file__).resolve().parents[1])
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
-    return level
-
-
-def parse_aws_documents(documents: Iterable[tuple[str, Any]], source: str = "") -> tuple[Topology, SnapshotReport]:
+def parse_aws_documents(documents: Iterable[tuple[str, Any]], source: str = "", *,
+                        repair: bool = False) -> tuple[Topology, SnapshotReport]:
     """Assemble parsed describe-* documents ``(file name, JSON value)`` into a Topology.
 
     The file names only label errors and the report; kinds come from the top-level keys.
+    ``repair`` as in :func:`read_aws_snapshot`.
     """
-    return _Snapshot(source).build(documents)
+    topology, report = _Snapshot(source, repair).build(documents)
+    for line in report.repairs:  # only once the topology loads: a repair is not half a load
+        warn_repair(line)
+    return topology, report
 
 
 def _read_json(path: Path, name: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TopologyError(name, "", f"cannot read the file: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TopologyError(name, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
+    return load_json(decode(data, name), name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +292,8 @@ def _tag_name(data: Mapping[str, Any]) -> str:
 class _Snapshot:
     """Collects items by kind, then assembles the model in dependency order."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, repair: bool = False) -> None:
+        self.repair = repair
         self.report = SnapshotReport(source=source)
         self.items: dict[str, list[_Item]] = {k: [] for k in READ_KINDS}
         self.instances: list[_Item] = []
@@ -375,6 +379,18 @@ class _Snapshot:
             self.fail(item.file, item.at(key), f"{value!r} is not an IPv4 address")
         raise AssertionError
 
+    def protocol(self, item: _Item, key: str, raw: Any) -> int:
+        """An ``IpProtocol`` / ``Protocol`` value: a name or a number in ASCII digits (the
+        model's parser reads ``'٦'`` as 6)."""
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or (isinstance(raw, str) and not raw.isascii()):
+            self.fail(item.file, item.at(key), f"{json.dumps(raw)[:40]} is not a protocol "
+                                               "(use -1, tcp, udp, icmp or 0-255 in ASCII digits)")
+        try:
+            return parse_protocol(str(raw))
+        except ValueError as exc:
+            self.fail(item.file, item.at(key), str(exc))
+        raise AssertionError
+
     def define(self, item: _Item, key: str, collection: dict) -> str:
         resource_id = self.get(item, key)
         if resource_id in self.defined:
@@ -394,6 +410,14 @@ class _Snapshot:
             extra = f" (it was skipped: {why})" if why else ""
             self.fail(item.file, where or item.at(key), f"refers to {what} {ref!r}, which no file defines{extra}")
         return ref
+
+    def account_id_or_default(self) -> str:
+        account = self.account_id
+        if account and account.isascii() and account.isdigit() and len(account) == 12:
+            return account
+        if account:
+            self.note(f"owner {account[:40]!r} is not a 12-digit account id; the topology uses {_DEFAULT_ACCOUNT}")
+        return _DEFAULT_ACCOUNT
 
     def note(self, text: str) -> None:
         self.report.notes.append(text)
@@ -683,6 +707,7 @@ class _Snapshot:
     def build_nat_gateways(self) -> dict[str, tuple[NatGateway, NetworkInterface]]:
         out = {}
         eips = {}
+        pending: list[tuple[_Item, str, str, str, list[IPv4Address], list[ElasticIp], str, list[int]]] = []
         for item in self.items["Addresses"]:
             if isinstance(item.data.get("AllocationId"), str) and isinstance(item.data.get("PublicIp"), str):
                 eips[item.data["AllocationId"]] = item.data["PublicIp"]
@@ -719,7 +744,32 @@ class _Snapshot:
                     elastic_ips.append(ElasticIp(allocation if isinstance(allocation, str) else f"eipalloc-{_suffix(nat_id)}-{len(elastic_ips)}", public_ip))
             if not private_ips:
                 self.fail(item.file, item.at("NatGatewayAddresses"), "a NAT gateway needs at least one address with a PrivateIp")
-            eni_id = eni_id or f"eni-nat-{_suffix(nat_id)}"
+            cidr = self.subnets_pre[subnet_id][1]
+            outside = [k for k, ip in enumerate(private_ips) if ip not in cidr]
+            if outside and not self.repair:
+                at = next(a for a in addresses if self.opt_ip(a, "PrivateIp") == private_ips[outside[0]])
+                self.fail(at.file, at.at("PrivateIp"), f"{private_ips[outside[0]]} is not inside {subnet_id} ({cidr}), "
+                          f"so NAT gateway {nat_id} cannot hold it (moto writes such addresses; AWS does not); {REPAIR_HINT}")
+            pending.append((item, nat_id, subnet_id, connectivity, private_ips, elastic_ips,
+                            eni_id or f"eni-nat-{_suffix(nat_id)}", outside))
+        # re-allocate after every gateway's own addresses are known, so none is handed out twice
+        in_use = {ip for r in self.enis.values() for ip in (r["private_ip"], *r["secondary"])}
+        in_use |= {ip for p in pending for k, ip in enumerate(p[4]) if k not in p[7]}
+        for item, nat_id, subnet_id, connectivity, private_ips, elastic_ips, eni_id, outside in pending:
+            if outside:
+                moved = []
+                for k in outside:
+                    try:
+                        new_ip = next_free_address(self.subnets_pre[subnet_id][1], in_use, subnet_id=subnet_id)
+                    except SubnetOutOfAddresses as exc:
+                        self.fail(item.file, item.at("NatGatewayAddresses"), f"cannot re-allocate {private_ips[k]}: {exc}")
+                    in_use.add(new_ip)
+                    moved.append(f"{private_ips[k]} -> {new_ip}")
+                    self.report.readdressed.setdefault(nat_id, {})[str(private_ips[k])] = str(new_ip)
+                    private_ips[k] = new_ip
+                self.report.repairs.append(
+                    f"{item.file}: {item.path}: NAT gateway {nat_id} had an address outside its subnet {subnet_id}; "
+                    f"re-allocated from the subnet: {', '.join(moved)}")
             nat = NatGateway(nat_id, subnet_id, connectivity, tuple(private_ips), tuple(elastic_ips), eni_id, _tag_name(item.data))
             eni = NetworkInterface(eni_id, subnet_id, private_ips[0], (), tuple(private_ips[1:]),
                                    elastic_ips[0].public_ip if elastic_ips else None, "nat_gateway",
@@ -780,10 +830,7 @@ class _Snapshot:
         if str(raw).lower() in ("icmpv6", "58"):
             self.report.skip("security group rules (ICMPv6)")
             return []
-        try:
-            protocol = parse_protocol(str(raw))
-        except ValueError as exc:
-            self.fail(perm.file, perm.at("IpProtocol"), str(exc))
+        protocol = self.protocol(perm, "IpProtocol", raw)
         port_range, icmp_type, icmp_code = ALL_PORTS, -1, -1
         low = perm.data.get("FromPort")
         high = perm.data.get("ToPort")
@@ -850,11 +897,7 @@ class _Snapshot:
                     self.report.skip("network ACL entries (IPv6)")
                     continue
                 egress = self.get(entry, "Egress", bool)
-                raw = self.get(entry, "Protocol", (str, int))
-                try:
-                    protocol = parse_protocol(str(raw))
-                except ValueError as exc:
-                    self.fail(entry.file, entry.at("Protocol"), str(exc))
+                protocol = self.protocol(entry, "Protocol", self.get(entry, "Protocol", (str, int)))
                 action = self.get(entry, "RuleAction").lower()
                 if action not in ("allow", "deny"):
                     self.fail(entry.file, entry.at("RuleAction"), f"{action!r} is not allow or deny")
@@ -1189,6 +1232,10 @@ class _Snapshot:
             self.get(item, "Role")
             config = self.vpc_config(item)
             version = item.data.get("Version", "$LATEST")
+            if version != "$LATEST" and (not isinstance(version, str) or ascii_int(version) is None
+                                         or ascii_int(version) <= 0):  # type: ignore[operator]
+                self.fail(item.file, item.at("Version"), f"{json.dumps(version)[:40]} is not $LATEST or a "
+                                                         "version number (1, 2, ... in ASCII digits)")
             if version == "$LATEST":
                 if name in latest:
                     other = latest[name][0]
@@ -1202,7 +1249,7 @@ class _Snapshot:
             item, config = latest.get(name, (item, self.vpc_config(item)))
             self.where[name] = f"{item.file}::{item.path}"
             role = ExecutionRole(item.data["Role"], (), SNAPSHOT_ROLE_POLICIES)
-            numbered = sorted(versions.get(name, []), key=lambda v: int(v.version) if v.version.isdigit() else 0)
+            numbered = sorted(versions.get(name, []), key=lambda v: ascii_int(v.version) or 0)
             out[name] = LambdaFunction(name, role, config, tuple(numbered), _text(item.data.get("Description")))
         return out
 
@@ -1251,7 +1298,7 @@ class _Snapshot:
         self.region = self.regions[0] if self.regions else _DEFAULT_REGION
         self.report.regions = list(self.regions)
         topology = Topology(
-            account_id=self.account_id if self.account_id and self.account_id.isdigit() else _DEFAULT_ACCOUNT,
+            account_id=self.account_id_or_default(),
             region=self.region, vpcs=_keyed(vpcs), subnets=_keyed(subnets), route_tables=self.route_tables,
             security_groups=self.security_groups, network_acls=self.acls, internet_gateways=self.igws,
             nat_gateways={n.id: n for n, _e in self.nats.values()}, prefix_lists=self.prefix_lists,

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from hyperplane.errors import HyperplaneError
+from hyperplane.errors import HyperplaneError, TopologyError
 from hyperplane.loaders.aws_snapshot import SnapshotReport, parse_aws_documents, warn_skipped
 from hyperplane.model import Topology
 
@@ -106,24 +106,66 @@ def collect_documents(session_or_clients: Any = None) -> tuple[str, dict[str, di
     return region, documents
 
 
-def read_boto3(session_or_clients: Any = None) -> tuple[Topology, SnapshotReport]:
-    """The Topology of what boto3 sees, with its report (what was not emulated)."""
+def _parse(region: str, documents: dict[str, dict], repair: bool) -> tuple[Topology, SnapshotReport]:
+    return parse_aws_documents(((f"{region}/{name}", doc) for name, doc in documents.items()),
+                               source=f"boto3 {region}", repair=repair)
+
+
+def read_boto3(session_or_clients: Any = None, *, repair: bool = False) -> tuple[Topology, SnapshotReport]:
+    """The Topology of what boto3 sees, with its report (what was not emulated).
+
+    ``repair=True``: the lenient load of :func:`~hyperplane.loaders.aws_snapshot.read_aws_snapshot`
+    (moto's NAT gateway addresses outside their subnet are re-allocated, with a warning)."""
     region, documents = collect_documents(session_or_clients)
-    return parse_aws_documents(((f"{region}/{name}", doc) for name, doc in documents.items()), source=f"boto3 {region}")
+    return _parse(region, documents, repair)
 
 
-def from_boto3(session_or_clients: Any = None, *, warn: bool = True) -> Topology:
-    """The Topology of what boto3 sees (one region); one warning lists what was skipped."""
-    topology, report = read_boto3(session_or_clients)
+def from_boto3(session_or_clients: Any = None, *, warn: bool = True, repair: bool = False) -> Topology:
+    """The Topology of what boto3 sees (one region); one warning lists what was skipped;
+    ``repair`` as in :func:`read_boto3`."""
+    topology, report = read_boto3(session_or_clients, repair=repair)
     if warn:
         warn_skipped(report)
     return topology
 
 
-def write_snapshot(session_or_clients: Any, folder: str | os.PathLike[str]) -> list[Path]:
+def _readdress(documents: dict[str, dict], readdressed: dict[str, dict[str, str]]) -> None:
+    """Write re-allocated NAT gateway addresses into the documents: the gateway's addresses
+    and its ENI's, so that the folder loads as it was repaired, without ``repair``."""
+    enis: dict[str, dict[str, str]] = {}
+    for nat in documents.get("NatGateways.json", {}).get("NatGateways", []):
+        moved = readdressed.get(nat.get("NatGatewayId"), {})
+        for address in nat.get("NatGatewayAddresses", []):
+            if address.get("PrivateIp") in moved:
+                address["PrivateIp"] = moved[address["PrivateIp"]]
+                if isinstance(address.get("NetworkInterfaceId"), str):
+                    enis.setdefault(address["NetworkInterfaceId"], {}).update(moved)
+    for eni in documents.get("NetworkInterfaces.json", {}).get("NetworkInterfaces", []):
+        moved = enis.get(eni.get("NetworkInterfaceId"), {})
+        if eni.get("PrivateIpAddress") in moved:
+            eni["PrivateIpAddress"] = moved[eni["PrivateIpAddress"]]
+        for address in eni.get("PrivateIpAddresses", []):
+            if address.get("PrivateIpAddress") in moved:
+                address["PrivateIpAddress"] = moved[address["PrivateIpAddress"]]
+
+
+def write_snapshot(session_or_clients: Any, folder: str | os.PathLike[str], *, repair: bool = False) -> list[Path]:
     """Collect and write ``folder/<region>/<Kind>.json``, the layout ``Network.load(folder)``
-    reads (what ``hyperplane snapshot DIR`` does). Returns the files written."""
+    reads (what ``hyperplane snapshot DIR`` does). Returns the files written.
+
+    ``repair=True`` (``hyperplane snapshot --repair``) writes what the lenient load makes of
+    the account: a NAT gateway address outside its subnet (moto's) is re-allocated from the
+    subnet in ``NatGateways.json`` and ``NetworkInterfaces.json``, with one
+    :class:`~hyperplane.errors.RepairWarning` per gateway; the folder then loads without it.
+    Without ``repair`` the documents are written as collected."""
     region, documents = collect_documents(session_or_clients)
+    failed: TopologyError | None = None
+    if repair:
+        try:
+            _topology, report = _parse(region, documents, True)
+            _readdress(documents, report.readdressed)
+        except TopologyError as exc:  # not repairable: keep what was collected, then say why
+            failed = exc
     region_dir = Path(folder) / region
     region_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -131,4 +173,6 @@ def write_snapshot(session_or_clients: Any, folder: str | os.PathLike[str]) -> l
         path = region_dir / name
         path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         written.append(path)
+    if failed is not None:
+        raise failed
     return written

@@ -23,6 +23,7 @@ from typing import Any, Iterable, NoReturn
 import yaml
 
 from hyperplane.errors import SubnetOutOfAddresses, TopologyError
+from hyperplane.loaders._source import REPAIR_HINT, ascii_int, decode, load_json, load_yaml, warn_repair
 from hyperplane.model import (
     ALL_PORTS, ANY_IPV4, ICMP, MANAGED_ENI_KINDS, PROTOCOL_ALL, ElasticIp, ExecutionRole,
     FunctionVersion, InternetGateway, LambdaFunction, NatGateway, NetworkAcl, NetworkAclEntry,
@@ -68,76 +69,33 @@ _ENDPOINT_KEYS: dict[str, tuple[str, ...]] = {
 # reading files
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key repeated in one mapping (a silent typo otherwise)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    result: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in result:
-            mark = key_node.start_mark
-            raise _DuplicateKey(key, mark.line + 1, mark.column + 1)
-        result[key] = loader.construct_object(value_node, deep=deep)
-    return result
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: object, line: int, column: int) -> None:
-        self.key, self.line, self.column = key, line, column
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
-    result: dict = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key, 0, 0)
-        result[key] = value
-    return result
-
-
 def _read_document(path: Path, name: str) -> Any:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise TopologyError(name, "", "a topology file must end in .yaml, .yml or .json")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise TopologyError(name, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TopologyError(name, "", f"cannot read the file: {exc}") from None
-    try:
-        if suffix == ".json":
-            return json.loads(text, object_pairs_hook=_json_pairs)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as exc:
-        where = f"line {exc.line}, column {exc.column}" if exc.line else ""
-        raise TopologyError(name, where, f"key {exc.key!r} appears twice in one mapping") from None
-    except json.JSONDecodeError as exc:
-        raise TopologyError(name, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(name, where, f"invalid YAML: {problem}") from None
+    except OSError as exc:
+        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
+    text = decode(data, name)
+    return load_json(text, name) if suffix == ".json" else load_yaml(text, name)
 
 
-def load_topology(path: str | os.PathLike[str]) -> Topology:
+def load_topology(path: str | os.PathLike[str], *, repair: bool = False) -> Topology:
     """Load a topology file (``.yaml``/``.yml`` or ``.json``), apply AWS defaults, validate.
 
     Raises :class:`~hyperplane.errors.TopologyError` (``file``, ``where``, ``problem``) on the
-    first problem found.
+    first problem found. ``repair=True`` re-allocates, from its subnet, a NAT gateway address
+    that lies outside the subnet, with one :class:`~hyperplane.errors.RepairWarning` per
+    gateway (see docs/topology-format.md, "Lenient loading").
     """
     path = Path(path)
     name = path.name
     document = _read_document(path, name)
     try:
-        return parse_topology(document, file=name)
+        return parse_topology(document, file=name, repair=repair)
     except TopologyError as exc:
         if exc.line is None:
             exc.line = _line_of(path, exc.where)
@@ -150,8 +108,8 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 def _line_of(path: Path, where: str) -> int | None:
     """The 1-based line where a document path (``subnets[2].cidr``) starts in the file."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        node = yaml.compose(decode(path.read_bytes(), path.name), Loader=yaml.SafeLoader)
+    except (OSError, TopologyError, yaml.YAMLError, RecursionError):
         return None
     line = None
     for key, index in _PATH_PART.findall(where):
@@ -238,10 +196,10 @@ class _Reader:
 
     def integer(self, node: Any, where: str, low: int, high: int) -> int:
         if isinstance(node, bool) or not isinstance(node, int):
-            if isinstance(node, str) and node.strip().lstrip("-").isdigit():
-                node = int(node)
-            else:
-                self.fail(where, f"expected an integer, got {_describe(node)}")
+            number = ascii_int(node) if isinstance(node, str) else None
+            if number is None:
+                self.fail(where, f"expected an integer (ASCII digits 0-9), got {_describe(node)}")
+            node = number
         if not low <= node <= high:
             self.fail(where, f"{node} is not within {low}-{high}")
         return node
@@ -267,6 +225,8 @@ class _Reader:
         raise AssertionError  # unreachable
 
     def protocol(self, node: Any, where: str) -> int:
+        if isinstance(node, str) and not node.isascii():  # parse_protocol's \d takes '٦' for 6
+            self.fail(where, f"{_describe(node)} is not a protocol (use all/-1, tcp, udp, icmp or 0-255, ASCII digits)")
         try:
             return parse_protocol(node)
         except ValueError as exc:
@@ -309,11 +269,13 @@ class _Reader:
             return (port, port)
         if isinstance(node, str):
             parts = node.replace(" ", "").split("-")
-            if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
-                low, high = int(parts[0]), int(parts[-1])
+            numbers = [ascii_int(p) if p[:1] != "-" else None for p in parts] if len(parts) in (1, 2) else [None]
+            if all(n is not None for n in numbers):
+                low, high = numbers[0], numbers[-1]
+                assert low is not None and high is not None
                 if low <= high <= 65535:
                     return (low, high)
-        self.fail(where, f"{node!r} is not a port or a port range like 1024-65535")
+        self.fail(where, f"{_describe(node)} is not a port or a port range like 1024-65535 (ASCII digits 0-9)")
         raise AssertionError  # unreachable
 
     def id_list(self, node: Any, where: str, prefix: str) -> tuple[str, ...]:
@@ -331,7 +293,8 @@ def _describe(node: Any) -> str:
         return str(node).lower()
     if isinstance(node, (dict, list)):
         return "a mapping" if isinstance(node, dict) else "a list"
-    return repr(node)
+    text = repr(node)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _keyed(resources: Iterable[Any]) -> dict[str, Any]:
@@ -349,7 +312,8 @@ def _suffix(resource_id: str) -> str:
 class _Builder:
     """Turns a document into a Topology: parse every resource, apply defaults, allocate."""
 
-    def __init__(self, document: Any, file: str | None) -> None:
+    def __init__(self, document: Any, file: str | None, repair: bool = False) -> None:
+        self.repair = repair
         self.r = _Reader(file)
         self.file = file
         self.doc = self.r.mapping(document, "", _TOP_LEVEL) if document is not None else {}
@@ -380,7 +344,7 @@ class _Builder:
             account = r.string(self.doc["account_id"], "account_id", allow_numbers=True)
             if isinstance(self.doc["account_id"], int):  # unquoted in YAML: leading zeros were lost
                 account = account.zfill(12)
-            if not (account.isdigit() and len(account) == 12):
+            if not (account.isascii() and account.isdigit() and len(account) == 12):
                 self.fail("account_id", f"{self.doc['account_id']!r} is not a 12-digit AWS account id")
             self.account_id = account
         if "region" in self.doc:
@@ -505,6 +469,7 @@ class _Builder:
             functions=functions,
         )
         validate_topology(topology, file=self.file, where=self.where)
+        self.warn_repaired(nats)  # only once the topology loads: a repair is not half a load
         return topology
 
     def default_group(self, subnet_id: str, where: str, subnet_vpc: dict, default_sg: dict) -> tuple[str, ...]:
@@ -894,6 +859,7 @@ class _Builder:
                 in_use.setdefault(subnet_id, set()).add(ip)
 
         for nat in nats.values():
+            self.nat_outside_subnet(nat, subnets.get(nat["subnet_id"]))
             for i, ip in enumerate(nat["private_ips"]):
                 note(nat["subnet_id"], ip)
             missing = len(nat["elastic_ips"]) - len(nat["private_ips"])
@@ -926,6 +892,29 @@ class _Builder:
                 holder["private_ip"] = ip
             else:
                 holder["private_ips"][index] = ip
+
+    def nat_outside_subnet(self, nat: dict, subnet: dict | None) -> None:
+        """A NAT gateway address outside its subnet (moto writes such snapshots; AWS never
+        does): refused with a hint, or with ``repair`` cleared for allocation, with a warning."""
+        if subnet is None:
+            return  # reported by allocation
+        outside = [(i, ip) for i, ip in enumerate(nat["private_ips"]) if ip is not None and ip not in subnet["cidr"]]
+        if not outside:
+            return
+        if not self.repair:
+            i, ip = outside[0]
+            at = _join(nat["_where"], "private_ip" if i == 0 else f"secondary_private_ips[{i - 1}]")
+            self.fail(at, f"{ip} is not inside {nat['subnet_id']} ({subnet['cidr']}); {REPAIR_HINT}")
+        for i, _ip in outside:
+            nat["private_ips"][i] = None
+        nat["_repaired"] = outside
+
+    def warn_repaired(self, nats: dict) -> None:
+        for nat in nats.values():
+            if "_repaired" in nat:
+                moved = ", ".join(f"{ip} -> {nat['private_ips'][i]}" for i, ip in nat["_repaired"])
+                warn_repair(f"{self.file or 'topology'}: {nat['_where']}: NAT gateway {nat['id']} had an address "
+                            f"outside its subnet {nat['subnet_id']}; re-allocated from the subnet: {moved}")
 
     def managed_interfaces(self, nats: dict, endpoints: dict) -> list[NetworkInterface]:
         out = []
@@ -972,12 +961,12 @@ def _service_dns_name(service_name: str) -> str:
     return service_name
 
 
-def parse_topology(document: Any, file: str | None = None) -> Topology:
+def parse_topology(document: Any, file: str | None = None, *, repair: bool = False) -> Topology:
     """Build a validated Topology from an already parsed document (a dict as in the file).
 
-    ``file`` names the source in error messages.
+    ``file`` names the source in error messages; ``repair`` as in :func:`load_topology`.
     """
-    return _Builder(document, file).build()
+    return _Builder(document, file, repair).build()
 
 
 # --------------------------------------------------------------------------------------------
