@@ -1,6 +1,6 @@
 """Throughput of the compiled connection table, against a plain-Python dict NAT in the same run.
 
-    python benchmarks/nat_throughput.py [--connections 1000000] [--packets 10000000]
+    python benchmarks/nat_throughput.py [--connections 1000000] [--packets 10000000] [--repeat 3] [--quick]
 
 The last line printed is one JSON object:
   established_mpps   outbound packets of open connections, chosen uniformly at random among the
@@ -16,24 +16,11 @@ ENI address, so 1,000,000 connections use 16 Hyperplane ENI addresses.
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-
 import numpy as np
 
+from _common import best_of_fresh, best_rate, emit, environment_syns, mpps, options, ratio, replies_to
 from hyperplane.nat import ConnectionTable, Direction
-from hyperplane.records import ACK, SYN, TCP, ip, packets
-
-
-def best_rate(fn, rows: int, repeat: int) -> float:
-    """Best of ``repeat`` runs, in millions of rows per second (noisy shared machine)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return rows / best / 1e6
+from hyperplane.records import ACK, ip
 
 
 def dict_nat(table: dict, batch: np.ndarray, timeout: float) -> list:
@@ -50,32 +37,19 @@ def dict_nat(table: dict, batch: np.ndarray, timeout: float) -> list:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--connections", type=int, default=1_000_000)
-    ap.add_argument("--packets", type=int, default=10_000_000)
-    ap.add_argument("--python-packets", type=int, default=300_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = options(__doc__, {"connections": 1_000_000, "packets": 10_000_000, "python_packets": 300_000}, repeat=3,
+                   quick={"connections": 200_000, "packets": 2_000_000})
     n = args.connections
     rng = np.random.default_rng(42)
 
     enis = [ip("10.0.10.50") + k for k in range(n // 65_000 + 1)]
 
     # one SYN per connection: 1,000 destinations, execution environments with 60,000 ports each
-    syn = packets(n)
-    syn["src_ip"] = ip("169.254.0.1") + np.arange(n) // 60_000
-    syn["src_port"] = 1024 + np.arange(n) % 60_000
-    syn["dst_ip"] = ip("10.0.20.1") + rng.integers(0, 100, n)
-    syn["dst_port"] = 5000 + rng.integers(0, 10, n)
-    syn["proto"] = TCP
-    syn["flags"] = SYN
-    syn["length"] = 60
-    setup_mpps = 0.0
-    for _ in range(args.repeat):  # a fresh table each time; the best run counts
-        table = ConnectionTable.hyperplane_eni(enis, capacity=n)
-        t0 = time.perf_counter()
-        opened = table.process(syn, Direction.OUT)
-        setup_mpps = max(setup_mpps, n / (time.perf_counter() - t0) / 1e6)
+    syn = environment_syns(n, rng, length=60)
+    # a fresh table each time; the best run counts
+    setup_s, table, opened = best_of_fresh(lambda: ConnectionTable.hyperplane_eni(enis, capacity=n),
+                                           lambda t: t.process(syn, Direction.OUT), args.repeat)
+    setup_mpps = mpps(n, setup_s)
     assert (opened.status == 1).all(), "every SYN must open a connection"
 
     # established: ACKs on connections picked uniformly at random, time moving at 1 s per 1M packets
@@ -86,12 +60,7 @@ def main() -> None:
     est_mpps = best_rate(lambda: table.process(est, Direction.OUT), args.packets, args.repeat)
 
     # inbound: the replies, addressed to the translated tuples
-    back = packets(args.packets)
-    sent = opened.packets[pick]
-    back["src_ip"], back["dst_ip"] = sent["dst_ip"], sent["src_ip"]
-    back["src_port"], back["dst_port"] = sent["dst_port"], sent["src_port"]
-    back["proto"] = TCP
-    back["flags"] = ACK
+    back = replies_to(opened.packets[pick], ACK)
     back["time"] = est["time"][-1] + np.arange(args.packets) / 1e6
     inbound = table.process(back, Direction.IN)
     assert (inbound.status == 0).all(), "every reply must map back"
@@ -104,16 +73,15 @@ def main() -> None:
     prefix = est[: args.python_packets]
     dict_mpps = best_rate(lambda: dict_nat(conns, prefix, 350.0), len(prefix), args.repeat)
 
-    result = {
+    emit({
         "connections": table.live,
         "established_mpps": round(est_mpps, 2),
         "setup_mpps": round(setup_mpps, 2),
         "inbound_mpps": round(in_mpps, 2),
         "bytes_per_connection": round(table.memory_bytes / table.live, 1),
         "dict_nat_mpps": round(dict_mpps, 3),
-        "ratio_vs_python": round(est_mpps / dict_mpps, 1),
-    }
-    print(json.dumps(result))
+        "ratio_vs_python": round(ratio(est_mpps, dict_mpps), 1),
+    })
 
 
 if __name__ == "__main__":
