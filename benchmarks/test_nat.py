@@ -4,25 +4,23 @@ The standalone ``nat_throughput.py`` prints the headline figures; these keep per
 timings comparable across commits (``--benchmark-autosave`` / ``--benchmark-compare``).
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from hyperplane.nat import ConnectionTable, Direction
-from hyperplane.records import ACK, SYN, TCP, UDP, ip, packets
+from hyperplane.records import ACK, TCP, UDP, ip
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add this folder
+from _common import environment_syns, replies_to  # noqa: E402
 
 N = 200_000
 
 
 def syns(n: int, proto: int = TCP) -> np.ndarray:
-    rng = np.random.default_rng(7)
-    batch = packets(n)
-    batch["src_ip"] = ip("169.254.0.1") + np.arange(n) // 60_000
-    batch["src_port"] = 1024 + np.arange(n) % 60_000
-    batch["dst_ip"] = ip("10.0.20.1") + rng.integers(0, 100, n)
-    batch["dst_port"] = 5000 + rng.integers(0, 10, n)
-    batch["proto"] = proto
-    batch["flags"] = SYN if proto == TCP else 0
-    return batch
+    return environment_syns(n, np.random.default_rng(7), proto)
 
 
 def fresh_table() -> ConnectionTable:
@@ -50,10 +48,6 @@ def test_established_outbound(benchmark):
 def test_replies_inbound(benchmark):
     table = fresh_table()
     batch = syns(N)
-    sent = table.process(batch, Direction.OUT).packets
-    back = packets(N)
-    back["src_ip"], back["dst_ip"] = sent["dst_ip"], sent["src_ip"]
-    back["src_port"], back["dst_port"] = sent["dst_port"], sent["src_port"]
-    back["proto"], back["flags"] = TCP, ACK
+    back = replies_to(table.process(batch, Direction.OUT).packets, ACK)
     result = benchmark(table.process, back, Direction.IN)
     assert (result.status == 0).all()
