@@ -1,6 +1,6 @@
 """Throughput of security group connection tracking, against a plain-Python dict in the same run.
 
-    python benchmarks/conntrack_throughput.py [--flows 100000] [--packets 1000000]
+    python benchmarks/conntrack_throughput.py [--flows 100000] [--packets 1000000] [--repeat 5] [--quick]
 
 The last line printed is one JSON object:
   check_mpps        rows of live flows (TCP ACKs, either direction, flows picked uniformly at
@@ -14,24 +14,11 @@ The last line printed is one JSON object:
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-
 import numpy as np
 
+from _common import best_of_fresh, best_rate, emit, mpps, options, ratio, same_verdicts
 from hyperplane.conntrack import ConnectionTracker
 from hyperplane.records import ACK, SYN, TCP, ip, packets
-
-
-def best_rate(fn, rows: int, repeat: int) -> float:
-    """Best of ``repeat`` runs, in millions of rows per second (noisy shared machine)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return rows / best / 1e6
 
 
 def dict_check(flows: dict, eni: list, batch: np.ndarray, timeout: float) -> list:
@@ -50,13 +37,8 @@ def dict_check(flows: dict, eni: list, batch: np.ndarray, timeout: float) -> lis
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--flows", type=int, default=100_000)
-    ap.add_argument("--packets", type=int, default=1_000_000)
-    ap.add_argument("--python-packets", type=int, default=200_000)
-    ap.add_argument("--enis", type=int, default=1_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+    args = options(__doc__, {"flows": 100_000, "packets": 1_000_000, "python_packets": 200_000, "enis": 1_000},
+                   repeat=5, quick={"flows": 20_000, "packets": 200_000})
     n = args.flows
     rng = np.random.default_rng(42)
 
@@ -71,12 +53,10 @@ def main() -> None:
     syn["length"] = 60
     eni = rng.integers(0, args.enis, n).astype(np.int32)
     allow = np.ones(n, dtype=np.uint8)
-    setup_mpps = 0.0
-    for _ in range(args.repeat):  # a fresh table each time; the best run counts
-        tracker = ConnectionTracker(capacity=n)
-        t0 = time.perf_counter()
-        opened = tracker.check(eni, syn, allow)
-        setup_mpps = max(setup_mpps, n / (time.perf_counter() - t0) / 1e6)
+    # a fresh table each time; the best run counts
+    setup_s, tracker, opened = best_of_fresh(lambda: ConnectionTracker(capacity=n),
+                                             lambda t: t.check(eni, syn, allow), args.repeat)
+    setup_mpps = mpps(n, setup_s)
     assert opened.allowed.all() and not opened.tracked.any()
     live = tracker.live
     assert live == n, f"{n - live} duplicate tuples"
@@ -104,18 +84,20 @@ def main() -> None:
         flows[(e, proto) + ((a + b) if a <= b else (b + a))] = [60.0]
     m = args.python_packets
     prefix, prefix_eni = rows[:m], row_eni[:m].tolist()
-    assert all(x == (1, 1) for x in dict_check(flows, prefix_eni, prefix, 432_000.0))
+    # the baseline's (allowed, tracked) per row against the table's, before either is timed
+    same_verdicts("dict conntrack", list(zip(result.allowed[:m].tolist(), result.tracked[:m].tolist())),
+                  dict_check(flows, prefix_eni, prefix, 432_000.0))
     dict_mpps = best_rate(lambda: dict_check(flows, prefix_eni, prefix, 432_000.0), m, max(1, args.repeat // 2))
 
-    print(json.dumps({
+    emit({
         "flows": live,
         "rows": args.packets,
         "check_mpps": round(check_mpps, 2),
         "setup_mpps": round(setup_mpps, 2),
         "bytes_per_flow": round(tracker.memory_bytes / live, 1),
         "dict_mpps": round(dict_mpps, 3),
-        "ratio_vs_python": round(check_mpps / dict_mpps, 1),
-    }))
+        "ratio_vs_python": round(ratio(check_mpps, dict_mpps), 1),
+    })
 
 
 if __name__ == "__main__":
