@@ -1,6 +1,6 @@
 """Throughput of the whole pipeline through the built-in example topology.
 
-    python benchmarks/pipeline_throughput.py [--packets 1000000]
+    python benchmarks/pipeline_throughput.py [--packets 1000000] [--repeat 5] [--quick]
 
 Traffic: the function `orders` (two Hyperplane ENIs, private subnets) talking to the Redis cache,
 the database, S3 through the gateway endpoint and the internet through the NAT gateway, on
@@ -15,36 +15,20 @@ those connections, in both directions. The last line is one JSON object:
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-
 import numpy as np
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
+from _common import best_of, emit, mpps, options, pps, ratio, replies_to
 from hyperplane.pipeline import Origin
 from hyperplane.records import ACK, SYN, TCP as P_TCP, ip, packets
 
 DESTINATIONS = [("10.0.21.10", 6379), ("10.0.20.10", 5432), ("52.216.8.1", 443), ("93.184.216.34", 443)]
 
 
-def best(fn, repeat: int) -> float:
-    t = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--packets", type=int, default=1_000_000)
-    ap.add_argument("--connections", type=int, default=40_000)
-    ap.add_argument("--python-packets", type=int, default=2_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+    args = options(__doc__, {"packets": 1_000_000, "connections": 40_000, "python_packets": 2_000}, repeat=5,
+                   quick={"packets": 200_000, "repeat": 3})
     net = hp.Network.example()
     orders = net.function("orders")
     envs = [orders.environment_address(k) for k in range(4)]
@@ -70,35 +54,31 @@ def main() -> None:
     pick = rng.integers(0, n, args.packets)
     est = syn[pick]
     est["flags"] = ACK
-    t_out = best(lambda: net.process(est, Origin.FUNCTION, origin_index[pick]), args.repeat)
+    t_out, _ = best_of(lambda: net.process(est, Origin.FUNCTION, origin_index[pick]), args.repeat)
 
     # replies: from the internet to the NAT's address, and from the cache, to the translated tuples
     sent = opened.packets[pick]
     ok = opened.delivered[pick]
     cache = ok & (dst[pick] == 0)
     inet = ok & (dst[pick] == 3)
-    back = packets(int(cache.sum() + inet.sum()))
     rows = np.concatenate([np.flatnonzero(cache), np.flatnonzero(inet)])
-    back["src_ip"], back["dst_ip"] = sent["dst_ip"][rows], sent["src_ip"][rows]
-    back["src_port"], back["dst_port"] = sent["dst_port"][rows], sent["src_port"][rows]
-    back["proto"], back["flags"] = P_TCP, ACK
+    back = replies_to(sent[rows], ACK)
     origin = np.where(np.arange(len(rows)) < cache.sum(), Origin.ENI, Origin.INTERNET).astype(np.int8)
     index = np.where(origin == Origin.ENI, net.compiled.eni_index["eni-cache"], -1).astype(np.int32)
     replies = net.process(back, origin, index)
     assert replies.delivered.all(), "every reply must reach its function"
-    t_back = best(lambda: net.process(back, origin, index), args.repeat)
+    t_back, _ = best_of(lambda: net.process(back, origin, index), args.repeat)
 
     probe = [IP(dst=DESTINATIONS[k % 4][0]) / TCP(sport=30000 + k, dport=DESTINATIONS[k % 4][1], flags="A")
              for k in range(args.python_packets)]
-    t_py = best(lambda: [orders.send(p) for p in probe], 1)
+    t_py, _ = best_of(lambda: [orders.send(p) for p in probe], 1)
 
-    result = {
-        "pipeline_mpps": round(args.packets / t_out / 1e6, 2),
-        "replies_mpps": round(len(back) / t_back / 1e6, 2),
-        "per_packet_python_pps": round(args.python_packets / t_py),
-        "ratio_vs_per_packet_python": round(args.packets / t_out / (args.python_packets / t_py)),
-    }
-    print(json.dumps(result))
+    emit({
+        "pipeline_mpps": round(mpps(args.packets, t_out), 2),
+        "replies_mpps": round(mpps(len(back), t_back), 2),
+        "per_packet_python_pps": round(pps(args.python_packets, t_py)),
+        "ratio_vs_per_packet_python": round(ratio(pps(args.packets, t_out), pps(args.python_packets, t_py))),
+    })
 
 
 if __name__ == "__main__":
