@@ -8,18 +8,18 @@ whose addresses fall half inside configured CIDRs, half anywhere; protocols mixe
 Prints one JSON line: Mpps per kernel (column API and PACKET-records API) and the ratio to the
 plain Python baseline measured in the same run (on a subset: it is ~1000x slower).
 
-    python benchmarks/policy_throughput.py [--packets N] [--seed S]
+    python benchmarks/policy_throughput.py [--packets N] [--seed S] [--repeat N] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from _common import best_of, emit, mpps, options, ratio, same_verdicts, timed
 from hyperplane.policy import (
     CompiledNetworkAcls,
     CompiledRoutes,
@@ -175,89 +175,96 @@ def py_nacls(acls):
 
 # ---- measurement ---------------------------------------------------------------------------
 
-def best_of(fn, repeats=5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def fill(records: np.ndarray, src: np.ndarray, dst: np.ndarray, proto: np.ndarray, port: np.ndarray) -> None:
+    """The PACKET records the records API reads: the same packets as the columns."""
+    records["src_ip"], records["dst_ip"], records["proto"], records["dst_port"] = src, dst, proto, port
+    records["flags"] = np.where(proto == 1, port >> 8, 0)
+
+
+def kernel_figures(kind: str, n: int, nb: int, repeat: int, columns: Callable[[], object],
+                   records: Callable[[], object], python: Callable[[], Sequence[object]],
+                   prefix_verdicts: Callable[[], Sequence[object]]) -> dict[str, float]:
+    """Mpps of one kernel (column and records API, over ``n`` rows) and of the Python baseline
+    (one run on the first ``nb`` rows: it is ~1000x slower), which must decide those rows as the
+    kernel does."""
+    t, _ = best_of(columns, repeat)
+    t_rec, _ = best_of(records, repeat)
+    t_py, expected = best_of(python, 1)
+    same_verdicts(f"{kind}: the Python baseline", prefix_verdicts(), expected)
+    rate, py_rate = mpps(n, t), mpps(nb, t_py)
+    return {f"{kind}_mpps": round(rate, 1), f"{kind}_records_mpps": round(mpps(n, t_rec), 1),
+            f"{kind}_python_mpps": round(py_rate, 4), f"{kind}_ratio_vs_python": round(ratio(rate, py_rate), 1)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--baseline-packets", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+    def seed(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--seed", type=int, default=7)
+
+    args = options(__doc__, {"packets": 1_000_000, "baseline_packets": 20_000}, repeat=5,
+                   quick={"packets": 200_000}, extra=seed)
     rng, nrng = random.Random(args.seed), np.random.default_rng(args.seed)
     n, nb = args.packets, args.baseline_packets
     result: dict[str, float | int] = {"packets": n}
 
     # routes
     tables = make_routes(rng)
-    start = time.perf_counter()
-    routes = CompiledRoutes.compile(tables)
-    result["route_compile_ms"] = round((time.perf_counter() - start) * 1e3, 1)
+    compile_s, routes = timed(lambda: CompiledRoutes.compile(tables))
+    result["route_compile_ms"] = round(compile_s * 1e3, 1)
     nets = [c for t in tables for s in t for c in s.cidrs]
     table_idx = nrng.integers(0, len(tables), n).astype(np.int32)
     dst, proto, port = packet_columns(nrng, nets, n)
     records = np.zeros(n, dtype=PACKET)
-    records["dst_ip"], records["src_ip"], records["proto"], records["dst_port"] = dst, dst, proto, port
-    records["flags"] = np.where(proto == 1, port >> 8, 0)
-    t = best_of(lambda: routes.lookup(table_idx, dst))
-    t_rec = best_of(lambda: routes.lookup_records(records, table_idx))
+    fill(records, dst, dst, proto, port)
     ref = py_routes(tables)
     ti, di = table_idx[:nb].tolist(), dst[:nb].tolist()
-    t_py = best_of(lambda: [ref(a, b) for a, b in zip(ti, di)], 1) * n / nb
-    assert routes.lookup(table_idx[:nb], dst[:nb]).tolist() == [ref(a, b) for a, b in zip(ti, di)]
-    result.update(route_mpps=round(n / t / 1e6, 1), route_records_mpps=round(n / t_rec / 1e6, 1),
-                  route_python_mpps=round(n / t_py / 1e6, 4), route_ratio_vs_python=round(t_py / t, 1))
+    result.update(kernel_figures(
+        "route", n, nb, args.repeat, lambda: routes.lookup(table_idx, dst),
+        lambda: routes.lookup_records(records, table_idx), lambda: [ref(a, b) for a, b in zip(ti, di)],
+        lambda: routes.lookup(table_idx[:nb], dst[:nb]).tolist()))
 
     # security groups
     sets = make_sgs(rng)
-    start = time.perf_counter()
-    sgs = CompiledSecurityGroups.compile(sets)
-    result["sg_compile_ms"] = round((time.perf_counter() - start) * 1e3, 1)
+    compile_s, sgs = timed(lambda: CompiledSecurityGroups.compile(sets))
+    result["sg_compile_ms"] = round(compile_s * 1e3, 1)
     nets = [c for s in sets for r in s.ingress + s.egress for c in r.cidrs if c[1] > 0]
     sg_idx = nrng.integers(0, len(sets), n).astype(np.int32)
     direction = nrng.integers(0, 2, n).astype(np.uint8)
     peer, proto, port = packet_columns(nrng, nets, n)
-    records["src_ip"], records["dst_ip"], records["proto"], records["dst_port"] = peer, peer, proto, port
-    records["flags"] = np.where(proto == 1, port >> 8, 0)
-    t = best_of(lambda: sgs.evaluate(sg_idx, direction, peer, proto, port))
-    t_rec = best_of(lambda: sgs.evaluate_records(records, sg_idx, direction))
-    ref = py_sgs(sets)
-    cols = [c[:nb].tolist() for c in (sg_idx, direction, peer, proto, port)]
-    t_py = best_of(lambda: [ref(*row) for row in zip(*cols)], 1) * n / nb
-    allowed, rule = sgs.evaluate(*(c[:nb] for c in (sg_idx, direction, peer, proto, port)))
-    assert list(zip(allowed.astype(bool).tolist(), rule.tolist())) == [ref(*row) for row in zip(*cols)]
-    result.update(sg_mpps=round(n / t / 1e6, 1), sg_records_mpps=round(n / t_rec / 1e6, 1),
-                  sg_python_mpps=round(n / t_py / 1e6, 4), sg_ratio_vs_python=round(t_py / t, 1),
-                  sg_allowed_share=round(float(sgs.evaluate(sg_idx, direction, peer, proto, port)[0].mean()), 3))
+    fill(records, peer, peer, proto, port)
+    sg_ref = py_sgs(sets)
+    sg_cols = [c[:nb].tolist() for c in (sg_idx, direction, peer, proto, port)]
+
+    def sg_prefix() -> list[tuple[bool, int]]:
+        allowed, rule = sgs.evaluate(*(c[:nb] for c in (sg_idx, direction, peer, proto, port)))
+        return list(zip(allowed.astype(bool).tolist(), rule.tolist()))
+
+    result.update(kernel_figures(
+        "sg", n, nb, args.repeat, lambda: sgs.evaluate(sg_idx, direction, peer, proto, port),
+        lambda: sgs.evaluate_records(records, sg_idx, direction), lambda: [sg_ref(*row) for row in zip(*sg_cols)],
+        sg_prefix))
+    result["sg_allowed_share"] = round(float(sgs.evaluate(sg_idx, direction, peer, proto, port)[0].mean()), 3)
 
     # network ACLs
     acls = make_nacls(rng)
-    start = time.perf_counter()
-    nacls = CompiledNetworkAcls.compile(acls)
-    result["nacl_compile_ms"] = round((time.perf_counter() - start) * 1e3, 1)
+    compile_s, nacls = timed(lambda: CompiledNetworkAcls.compile(acls))
+    result["nacl_compile_ms"] = round(compile_s * 1e3, 1)
     nets = [e.cidr for a in acls for e in a.inbound + a.outbound if e.cidr[1] > 0]
     nacl_idx = nrng.integers(0, len(acls), n).astype(np.int32)
     address, proto, port = packet_columns(nrng, nets, n)
-    records["src_ip"], records["dst_ip"], records["proto"], records["dst_port"] = address, address, proto, port
-    records["flags"] = np.where(proto == 1, port >> 8, 0)
-    t = best_of(lambda: nacls.evaluate(nacl_idx, direction, address, proto, port))
-    t_rec = best_of(lambda: nacls.evaluate_records(records, nacl_idx, direction))
-    ref = py_nacls(acls)
-    cols = [c[:nb].tolist() for c in (nacl_idx, direction, address, proto, port)]
-    t_py = best_of(lambda: [ref(*row) for row in zip(*cols)], 1) * n / nb
-    allowed, number = nacls.evaluate(*(c[:nb] for c in (nacl_idx, direction, address, proto, port)))
-    assert list(zip(allowed.astype(bool).tolist(), number.tolist())) == [ref(*row) for row in zip(*cols)]
-    result.update(nacl_mpps=round(n / t / 1e6, 1), nacl_records_mpps=round(n / t_rec / 1e6, 1),
-                  nacl_python_mpps=round(n / t_py / 1e6, 4), nacl_ratio_vs_python=round(t_py / t, 1))
+    fill(records, address, address, proto, port)
+    nacl_ref = py_nacls(acls)
+    nacl_cols = [c[:nb].tolist() for c in (nacl_idx, direction, address, proto, port)]
 
-    print(json.dumps(result))
+    def nacl_prefix() -> list[tuple[bool, int]]:
+        allowed, number = nacls.evaluate(*(c[:nb] for c in (nacl_idx, direction, address, proto, port)))
+        return list(zip(allowed.astype(bool).tolist(), number.tolist()))
 
+    result.update(kernel_figures(
+        "nacl", n, nb, args.repeat, lambda: nacls.evaluate(nacl_idx, direction, address, proto, port),
+        lambda: nacls.evaluate_records(records, nacl_idx, direction),
+        lambda: [nacl_ref(*row) for row in zip(*nacl_cols)], nacl_prefix))
+
+    emit(result)
 
 if __name__ == "__main__":
     main()
