@@ -196,6 +196,24 @@ def kernel_figures(kind: str, n: int, nb: int, repeat: int, columns: Callable[[]
             f"{kind}_python_mpps": round(py_rate, 4), f"{kind}_ratio_vs_python": round(ratio(rate, py_rate), 1)}
 
 
+def rule_figures(kind: str, kernel: CompiledSecurityGroups | CompiledNetworkAcls,
+                 python: Callable[..., tuple[bool, int]], records: np.ndarray, index: np.ndarray,
+                 direction: np.ndarray, address: np.ndarray, proto: np.ndarray, port: np.ndarray, nb: int,
+                 repeat: int) -> dict[str, float]:
+    """``kernel_figures`` of security groups or network ACLs: (allowed, rule) per packet."""
+    columns = (index, direction, address, proto, port)
+    fill(records, address, address, proto, port)
+    rows = [c[:nb].tolist() for c in columns]
+
+    def prefix() -> list[tuple[bool, int]]:
+        allowed, rule = kernel.evaluate(*(c[:nb] for c in columns))
+        return list(zip(allowed.astype(bool).tolist(), rule.tolist()))
+
+    return kernel_figures(kind, len(index), nb, repeat, lambda: kernel.evaluate(*columns),
+                          lambda: kernel.evaluate_records(records, index, direction),
+                          lambda: [python(*row) for row in zip(*rows)], prefix)
+
+
 def main() -> None:
     def seed(ap: argparse.ArgumentParser) -> None:
         ap.add_argument("--seed", type=int, default=7)
@@ -230,18 +248,8 @@ def main() -> None:
     sg_idx = nrng.integers(0, len(sets), n).astype(np.int32)
     direction = nrng.integers(0, 2, n).astype(np.uint8)
     peer, proto, port = packet_columns(nrng, nets, n)
-    fill(records, peer, peer, proto, port)
-    sg_ref = py_sgs(sets)
-    sg_cols = [c[:nb].tolist() for c in (sg_idx, direction, peer, proto, port)]
-
-    def sg_prefix() -> list[tuple[bool, int]]:
-        allowed, rule = sgs.evaluate(*(c[:nb] for c in (sg_idx, direction, peer, proto, port)))
-        return list(zip(allowed.astype(bool).tolist(), rule.tolist()))
-
-    result.update(kernel_figures(
-        "sg", n, nb, args.repeat, lambda: sgs.evaluate(sg_idx, direction, peer, proto, port),
-        lambda: sgs.evaluate_records(records, sg_idx, direction), lambda: [sg_ref(*row) for row in zip(*sg_cols)],
-        sg_prefix))
+    result.update(rule_figures("sg", sgs, py_sgs(sets), records, sg_idx, direction, peer, proto, port, nb,
+                               args.repeat))
     result["sg_allowed_share"] = round(float(sgs.evaluate(sg_idx, direction, peer, proto, port)[0].mean()), 3)
 
     # network ACLs
@@ -251,20 +259,11 @@ def main() -> None:
     nets = [e.cidr for a in acls for e in a.inbound + a.outbound if e.cidr[1] > 0]
     nacl_idx = nrng.integers(0, len(acls), n).astype(np.int32)
     address, proto, port = packet_columns(nrng, nets, n)
-    fill(records, address, address, proto, port)
-    nacl_ref = py_nacls(acls)
-    nacl_cols = [c[:nb].tolist() for c in (nacl_idx, direction, address, proto, port)]
-
-    def nacl_prefix() -> list[tuple[bool, int]]:
-        allowed, number = nacls.evaluate(*(c[:nb] for c in (nacl_idx, direction, address, proto, port)))
-        return list(zip(allowed.astype(bool).tolist(), number.tolist()))
-
-    result.update(kernel_figures(
-        "nacl", n, nb, args.repeat, lambda: nacls.evaluate(nacl_idx, direction, address, proto, port),
-        lambda: nacls.evaluate_records(records, nacl_idx, direction),
-        lambda: [nacl_ref(*row) for row in zip(*nacl_cols)], nacl_prefix))
+    result.update(rule_figures("nacl", nacls, py_nacls(acls), records, nacl_idx, direction, address, proto, port,
+                               nb, args.repeat))
 
     emit(result)
+
 
 if __name__ == "__main__":
     main()
