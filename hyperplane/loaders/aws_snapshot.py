@@ -427,7 +427,7 @@ class _Snapshot:
     def collect(self, file: str, document: Any) -> None:
         self.report.files.append(file)
         if not isinstance(document, dict):
-            self.fail(file, "", "expected a JSON object whose top-level key names the describe-* call "
+            self.fail(file, "top level", "expected a JSON object whose top-level key names the describe-* call "
                                 "(Vpcs, Subnets, RouteTables, ...)")
         if isinstance(document.get("FunctionName"), str):  # get-function-configuration
             self.items["Functions"].append(_Item(file, "", document))

@@ -146,7 +146,7 @@ class _Reader:
         self.file = file
 
     def fail(self, where: str, problem: str) -> NoReturn:
-        raise TopologyError(self.file, where, problem)
+        raise TopologyError(self.file, where or "top level", problem)
 
     def mapping(self, node: Any, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(node, dict):
