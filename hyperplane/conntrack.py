@@ -66,6 +66,9 @@ NO_SECURITY_GROUP = -1  # an ``eni`` value: no security group at this stage (all
 SEEN_A, SEEN_B, FIN_A, FIN_B = 1, 2, 4, 8
 
 MAX_ENI_INDEX = 2**31 - 1
+# Latest time accepted, in seconds (as the NAT tables and Network.process): the clock never goes
+# back, so one row stamped +inf would leave every later flow dead the moment it opened.
+MAX_TIME = 1e15
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,21 @@ class ConnectionTracker:
         - ``rule_allowed``: uint8 or bool per row (or one bool), whether the group's rules allow
           the packet.
 
+        Times are seconds up to 1e15 (later ones, +inf included, are refused naming the row; a
+        NaN or an earlier time happens at the tracker's clock).
+
         A row of a live flow of that ENI is allowed and tracked, and refreshes the flow's idle
         deadline from the row's ``time``; otherwise the rules decide, and a row they allow opens
         a flow (except a TCP RST). A TCP RST of a tracked flow ends it.
         """
         packets = _rows(packets, "packets", (PACKET,), "hyperplane.records.PACKET")
         n = len(packets)
+        if n:
+            late = packets["time"] > MAX_TIME  # NaN is not refused: it takes the clock
+            if late.any():
+                k = int(np.flatnonzero(late)[0])
+                raise ValueError(f"packets[{k}].time = {float(packets['time'][k])!r} is later than "
+                                 f"{MAX_TIME:g} s, the latest time a tracker takes")
         if isinstance(eni, (int, np.integer)) and not isinstance(eni, (bool, np.bool_)):
             eni_rows = np.full(n, _eni_value(eni), dtype=np.int32)
         else:
@@ -157,6 +169,8 @@ class ConnectionTracker:
         """Reap every flow idle past its timeout at ``now``; returns how many (``live`` is then exact)."""
         if isinstance(now, bool) or not isinstance(now, (int, float, np.floating, np.integer)):
             raise TypeError(f"now must be a number of seconds, not {type(now).__name__}")
+        if not float(now) <= MAX_TIME:
+            raise ValueError(f"now must be a number of seconds up to {MAX_TIME:g}, not {now!r}")
         return self._core.expire(float(now))
 
     # -- observation -------------------------------------------------------------------------

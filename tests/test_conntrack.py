@@ -686,3 +686,16 @@ def test_a_timeout_below_the_clock_resolution_keeps_the_flow_for_its_own_instant
     assert c.reply(t, rule=False) == TRACKED
     assert c.reply(math.nextafter(t, math.inf), rule=False) == DENIED
     assert tracker.expire(t + 1.0) == 0 and tracker.live == 0  # the late reply reaped it
+
+
+@pytest.mark.parametrize("late", [math.inf, 1e16, math.nextafter(1e15, math.inf)])
+def test_a_row_stamped_after_1e15_is_refused_naming_it_and_the_clock_stays(late):
+    # an infinite clock never comes back: every flow opened afterwards would be dead at once
+    tracker = ConnectionTracker()
+    rows = batch(packet(LAMBDA, DB, 40000, 53, UDP, 0, 10.0), packet(LAMBDA, DB, 40001, 53, UDP, 0, late))
+    with pytest.raises(ValueError, match=r"packets\[1\]\.time"):
+        tracker.check(ENI_LAMBDA, rows, True)
+    with pytest.raises(ValueError, match="now must be"):
+        tracker.expire(late)
+    assert tracker.now == -math.inf and tracker.live == 0
+    assert one(tracker, ENI_LAMBDA, packet(LAMBDA, DB, 40000, 53, UDP, 0, 1e15), True) == ALLOWED_NEW

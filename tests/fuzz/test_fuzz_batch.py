@@ -212,18 +212,21 @@ def check_conntrack(case: dict[str, Any]) -> str:
     rows = case["rows"]
     tracker = ConnectionTracker(ConnectionTrackingConfiguration(*case["config"]))
     eni = case["eni"]
-    bad_row = None
+    bad_eni = None
     if isinstance(eni, list):
-        bad_row = next((k for k, e in enumerate(eni) if e < -1), None)
+        bad_eni = next((k for k, e in enumerate(eni) if e < -1), None)
         eni = np.asarray(eni, dtype=np.int32)
+    bad_time = next((k for k, r in enumerate(rows) if r[0] > 1e15), None)  # a NaN takes the clock
     try:
         r = tracker.check(eni, to_packets(rows), np.asarray(case["rule"], dtype=bool))
     except (TypeError, ValueError) as exc:
-        if bad_row is None:
+        text = str(exc)
+        row = bad_eni if text.startswith("eni[") else bad_time if "time" in text else None
+        if row is None:
             raise Unclear(f"a good batch was refused: {type(exc).__name__}: {exc}") from None
-        return refusal(exc, ["eni"], bad_row)
-    if bad_row is not None:
-        raise Unclear(f"eni[{bad_row}] = {case['eni'][bad_row]} was taken")
+        return refusal(exc, ["eni", "time"], row)
+    if bad_eni is not None or bad_time is not None:
+        raise Unclear(f"a bad batch was taken (eni row {bad_eni}, time row {bad_time})")
     if len(r.allowed) != len(rows) or len(r.tracked) != len(rows):
         raise Unclear(f"{len(r.allowed)} verdicts for {len(rows)} rows")
     if not set(r.allowed.tolist()) <= {0, 1} or not set(r.tracked.tolist()) <= {0, 1}:
