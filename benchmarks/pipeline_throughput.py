@@ -20,7 +20,7 @@ from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
 from _common import best_of, emit, mpps, options, pps, ratio, replies_to
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ACK, SYN, TCP as P_TCP, ip, packets
 
 DESTINATIONS = [("10.0.21.10", 6379), ("10.0.20.10", 5432), ("52.216.8.1", 443), ("93.184.216.34", 443)]

@@ -6,13 +6,14 @@
     print(r)
 """
 
+from hyperplane import _compat  # noqa: F401 - the import paths of before the folders
 from hyperplane.errors import HyperplaneError, TopologyError
 from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.flowlogs import FlowLogAggregator, FlowLogFormat, FlowLogRecord
 from hyperplane.functions import HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.nat import ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.network import Function, Network
-from hyperplane.pipeline import BatchResult, Origin
+from hyperplane.dataplane.walk import BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import PACKET
 from hyperplane.replay import ReplayReport, replay

@@ -51,8 +51,8 @@ import numpy as np
 from hyperplane import _text
 from hyperplane._records import RecordTable
 from hyperplane.errors import HyperplaneError
-from hyperplane.pipeline import BatchResult
-from hyperplane.vpc import CompiledVpc, EniKind, Target
+from hyperplane.dataplane.walk import BatchResult
+from hyperplane.dataplane.compiled_vpc import CompiledVpc, EniKind, Target
 
 __all__ = [
     "DEFAULT_FORMAT",

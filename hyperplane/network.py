@@ -14,16 +14,16 @@ from scapy.packet import Packet
 
 from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
-from hyperplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
+from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
 from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
-from hyperplane.pipeline import BatchResult, Origin, Pipeline
+from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, render_hops
-from hyperplane.vpc import CompiledVpc
+from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
 
 
@@ -195,7 +195,7 @@ class Network:
         peer's answer addressed to an execution environment, matched to its connection and
         walked back from the peer. Rows keep their own ``time``.
 
-        Each packet goes through the whole VPC before the next one (``hyperplane.pipeline``),
+        Each packet goes through the whole VPC before the next one (``hyperplane.dataplane.walk``),
         so the result is the one row-by-row processing gives. ``in_place``: the result's
         ``packets`` are ``packets`` themselves, translated (no copy).
         """

@@ -28,11 +28,11 @@ from hyperplane import _text, _walk
 from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.errors import HyperplaneError, ReplayError
 from hyperplane.functions import LambdaError
-from hyperplane.inputs import function_rows
+from hyperplane.dataplane.inputs import function_rows
 from hyperplane.network import Network
 from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
-from hyperplane.pipeline import _DISPOSITION as _DISPOSITION_OF
-from hyperplane.pipeline import DELIVERED_BY_REASON, BatchResult, Origin
+from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
+from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason
 
 # capture kinds that cannot be emulated -> their verdict

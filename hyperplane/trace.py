@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from hyperplane.nat import NatStatus
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import ip_str
-from hyperplane.vpc import CompiledVpc, Target
+from hyperplane.dataplane.compiled_vpc import CompiledVpc, Target
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
 
     from hyperplane.network import Network
-    from hyperplane.pipeline import BatchResult
+    from hyperplane.dataplane.walk import BatchResult
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import hyperplane as hp
 from hyperplane.loaders import parse_topology
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.records import packets
 
 # Servers that answer only because security groups are stateful (no egress rule at all), so a

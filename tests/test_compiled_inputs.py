@@ -24,7 +24,7 @@ import hyperplane as hp
 from hyperplane._records import RecordTable
 from hyperplane._text import ADDRESS, CONSTANT, INTEGER, WORDS, lines
 from hyperplane._walk import HOP
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ip, packets
 
 KNOWN_REASONS = {int(r) for r in hp.Reason}

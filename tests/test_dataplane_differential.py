@@ -39,10 +39,10 @@ from hypothesis import HealthCheck, assume, event, given, settings, strategies a
 from hyperplane.errors import HyperplaneError
 from hyperplane.loaders import parse_topology
 from hyperplane.network import Network
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
-from hyperplane.vpc import EniKind
+from hyperplane.dataplane.compiled_vpc import EniKind
 
 from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, HyperplaneEni, Packet, State,
                                  bound_subnet, evaluate)

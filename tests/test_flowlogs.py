@@ -29,9 +29,9 @@ from hyperplane.flowlogs import (
     write_cloudwatch,
     write_s3,
 )
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ACK, FIN, ICMP, PSH, RST, SYN, TCP, UDP, ip, ip_str, packet, packets
-from hyperplane.vpc import EniKind, Target
+from hyperplane.dataplane.compiled_vpc import EniKind, Target
 
 DB, CACHE, WEB = "10.0.20.10", "10.0.21.10", "10.0.0.20"
 WIDE = FlowLogFormat(

@@ -1008,7 +1008,7 @@ def test_network_with_millisecond_v2n_timeouts_answers_at_far_future_times(t):
 import hyperplane as hp
 from hyperplane.functions import LambdaSettings
 from hyperplane.nat import Timeouts
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ip, packets
 import math
 t = {t!r}

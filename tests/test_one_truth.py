@@ -16,7 +16,7 @@ from scapy.all import IP, TCP, UDP, Ether, rdpcap, wrpcap
 import hyperplane as hp
 from hyperplane.flowlogs import FlowLogAggregator
 from hyperplane.functions import LambdaSettings
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.scapy_adapter import to_record
 
 T0 = 1_700_000_000.0

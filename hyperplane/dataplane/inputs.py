@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hyperplane.functions import Invocation, InvocationResult
-from hyperplane.pipeline import Origin
+from hyperplane.dataplane.walk import Origin
 from hyperplane.reasons import Reason
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ import numpy as np
 from hyperplane import _walk
 from hyperplane.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
-from hyperplane.vpc import CompiledVpc
+from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
 for _name, _code in _walk.REASONS.items():  # the compiled copy of the codes must agree
     assert Reason[_name] == _code, _name
