@@ -169,8 +169,9 @@ class Network:
             self._compiled_generation = service.generation
         return self._pipeline
 
-    def _pool_index(self, pool: Any) -> int:
-        """The index of a Hyperplane ENI pool in the pipeline (``Origin.FUNCTION`` rows)."""
+    def pool_number(self, pool: Any) -> int:
+        """The walker's number of a Hyperplane ENI pool (the ``origin_index`` of its
+        ``Origin.FUNCTION`` rows), compiling what changed first."""
         self._current_pipeline()
         return self._pool_index_of[id(pool)]
 
@@ -180,7 +181,7 @@ class Network:
         invocation = self.lambda_service.invoke(function, environment, now=self.now)
         if not isinstance(invocation, Invocation) or invocation.pool is None:
             raise ValueError(f"{function}: no Hyperplane ENI pool ({getattr(invocation, 'reason', 'no VpcConfig')})")
-        return self._pool_index(invocation.pool)
+        return self.pool_number(invocation.pool)
 
     # -- packets ----------------------------------------------------------------------------
 

@@ -19,16 +19,25 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-from hyperplane.functions import Invocation, InvocationResult
+from hyperplane.dataplane.compiled_vpc import CompiledVpc
 from hyperplane.dataplane.walk import Origin
+from hyperplane.functions import Invocation, InvocationResult, LambdaService
 from hyperplane.reasons import Reason
 
-if TYPE_CHECKING:
-    from hyperplane.network import Network
+
+class Host(Protocol):
+    """What the rows are made for (a ``Network``): its Lambda service and current compilation."""
+
+    lambda_service: LambdaService
+
+    @property
+    def compiled(self) -> CompiledVpc: ...
+
+    def pool_number(self, pool: Any) -> int: ...
 
 # Where a function without VpcConfig appears to come from on the internet (Lambda's own NAT;
 # TEST-NET-1, since the real addresses are not documented).
@@ -64,7 +73,7 @@ class FunctionRows:
         return np.array([isinstance(o, Invocation) and o.pool is None for o in self.outcomes])[self.outcome_of_row]
 
 
-def function_rows(net: Network, records: np.ndarray, functions: Sequence[str], environments: Sequence[str | int],
+def function_rows(net: Host, records: np.ndarray, functions: Sequence[str], environments: Sequence[str | int],
                   environment_of_row: np.ndarray, times: np.ndarray) -> FunctionRows:
     """Invoke for each row of ``records`` (PACKET rows sent by execution environments) at its
     time in ``times`` and say how the walker takes it. ``functions[e]``/``environments[e]``:
@@ -84,7 +93,7 @@ def function_rows(net: Network, records: np.ndarray, functions: Sequence[str], e
         if not isinstance(outcome, Invocation):
             verdict_of[j] = Reason[outcome.reason_code]
         elif outcome.pool is not None:
-            index_of[j] = net._pool_index(outcome.pool)
+            index_of[j] = net.pool_number(outcome.pool)
     which = which[:decided]
     rows = FunctionRows(decided, origin_of[which], index_of[which], verdict_of[which], outcomes, which)
     rec = records[:decided]
