@@ -90,7 +90,7 @@ def demo() -> None:
     run_demo(click.echo)
 
 
-_DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>\d+))?(?:/(?P<proto>tcp|udp|icmp))?$", re.I)
+_DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>[0-9]+))?(?:/(?P<proto>tcp|udp|icmp))?$", re.I)
 
 
 @main.command()

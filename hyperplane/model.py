@@ -123,7 +123,7 @@ def parse_protocol(value: object) -> int:
         text = value.strip().lower()
         if text in _PROTOCOL_NAMES:
             return _PROTOCOL_NAMES[text]
-        if not re.fullmatch(r"-?\d+", text):
+        if not re.fullmatch(r"-?[0-9]+", text):
             raise ValueError(f"{value!r} is not a protocol (use all/-1, tcp, udp, icmp or 0-255)")
         number = int(text)
     else:

@@ -90,9 +90,10 @@ class Network:
         account, so its functions start Active (``ready=True`` unless given)."""
         if Path(path).is_dir():
             from hyperplane.loaders.aws_snapshot import load_aws_snapshot
+            repair = kw.pop("repair", False)
             kw.setdefault("ready", True)
-            return cls(load_aws_snapshot(path), **kw)
-        return cls(load_topology(path), **kw)
+            return cls(load_aws_snapshot(path, repair=repair), **kw)
+        return cls(load_topology(path, repair=kw.pop("repair", False)), **kw)
 
     @classmethod
     def from_boto3(cls, session_or_clients: Any = None, **kw) -> Network:
@@ -100,8 +101,9 @@ class Network:
         None for the default session), collected with the describe-* calls; functions start
         Active as in :meth:`load` of a folder."""
         from hyperplane.loaders.boto3_collect import from_boto3
+        repair = kw.pop("repair", False)
         kw.setdefault("ready", True)
-        return cls(from_boto3(session_or_clients), **kw)
+        return cls(from_boto3(session_or_clients, repair=repair), **kw)
 
     @classmethod
     def example(cls, **kw) -> Network:

@@ -166,8 +166,6 @@ def test_the_snapshot_command_against_moto_then_trace_needs_repair_and_says_so(a
     assert plain.exit_code == 0 and "hyperplane: warning" not in plain.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="network.py: Network.load/from_boto3 pass **kw to Network(), not "
-                                       "repair= to the loaders (lines for the lead in the issue 9 report)")
 def test_network_load_and_from_boto3_take_repair(aws, tmp_path):
     ids = build_account(aws, nat=True)
     write_snapshot(aws, tmp_path)
