@@ -21,7 +21,7 @@ from hyperplane.model import (
 from hyperplane.lambda_service.enis import HyperplaneEni, HyperplaneEniPool, PoolKey, pool_keys
 from hyperplane.lambda_service.environments import block_network, subnet_for
 from hyperplane.lambda_service.errors import SetupFailure
-from hyperplane.lambda_service.states import ACTIVE, CREATING, IN_PROGRESS, INVALID_SECURITY_GROUP, INVALID_SUBNET, PENDING
+from hyperplane.lambda_service.states import ACTIVE, IN_PROGRESS, INITIAL, INVALID_SECURITY_GROUP, INVALID_SUBNET
 
 if TYPE_CHECKING:
     from hyperplane.lambda_service.service import LambdaService
@@ -47,7 +47,7 @@ class FunctionState:
         versions: published versions, each with its own VpcConfig.
         created_at, last_invoked (``None`` if never invoked), last_modified.
         environment_network: its first /24 of execution environment addresses (environments
-            0-253; later ones are in further blocks, see the module docstring).
+            0-253; later ones are in further blocks, see :mod:`hyperplane.lambda_service.environments`).
     """
 
     def __init__(self, service: LambdaService, fn: LambdaFunction, index: int, now: float) -> None:
@@ -58,14 +58,10 @@ class FunctionState:
         self.index = index
         self.vpc_config: VpcConfig | None = fn.vpc_config
         self.pending_vpc_config: VpcConfig | None = None
-        self.updating = False
         self._versions: dict[str, VpcConfig | None] = {v.version: v.vpc_config for v in fn.versions}
-        self.state = PENDING
-        self.state_reason_code: str | None = CREATING
-        self.state_reason: str | None = "The function is being created."
-        self.last_update_status = IN_PROGRESS
-        self.last_update_status_reason_code: str | None = None
-        self.last_update_status_reason: str | None = None
+        # the lifecycle fields: changed only by hyperplane.lambda_service.states.apply
+        (self.state, self.state_reason_code, self.state_reason), \
+            (self.last_update_status, self.last_update_status_reason_code, self.last_update_status_reason) = INITIAL
         self.created_at = now
         self.last_modified = now
         self.last_invoked: float | None = None
@@ -73,7 +69,7 @@ class FunctionState:
         self._idle_token = 0
         self._held: Counter[tuple[str, PoolKey]] = Counter()
         self.deleted = False
-        self._blocks = [index]  # its /24s of environment addresses, by ordinal (see the module docstring)
+        self._blocks = [index]  # its /24s of environment addresses, by ordinal (see environments.py)
 
     # -- what the function is --------------------------------------------------------------
 
@@ -89,6 +85,11 @@ class FunctionState:
             return self._versions[qualifier]
         except KeyError:
             raise UnknownResource(f"{self.name}:{qualifier}", "function version") from None
+
+    @property
+    def updating(self) -> bool:
+        """An update of an Active function is waiting for its new ENIs (``pending_vpc_config``)."""
+        return self.state == ACTIVE and self.last_update_status == IN_PROGRESS
 
     @property
     def is_vpc_attached(self) -> bool:

@@ -17,15 +17,12 @@ from hyperplane.model import LambdaFunction, VpcConfig
 from hyperplane.lambda_service.enis import PoolKey, pool_keys
 from hyperplane.lambda_service.errors import SetupFailure
 from hyperplane.lambda_service.function import FunctionState
-from hyperplane.lambda_service.states import (
-    ACTIVE, CREATING, FAILED, IDLE, IN_PROGRESS, INACTIVE, PENDING, RESTORING, SUCCESSFUL,
-)
+from hyperplane.lambda_service.states import ACTIVE, FAILED, INACTIVE, PENDING, FunctionEvent as E, apply
 
 if TYPE_CHECKING:
     from hyperplane.lambda_service.service import LambdaService
 
-__all__ = ["create", "start", "restore", "idle", "touch", "settle", "holdings", "reconcile",
-           "update_succeeded", "update_failed"]
+__all__ = ["create", "start", "restore", "idle", "touch", "settle", "holdings", "reconcile"]
 
 
 def create(service: LambdaService, fn: LambdaFunction, t: float, *, ready: bool) -> FunctionState:
@@ -46,20 +43,15 @@ def configs(fs: FunctionState) -> list[VpcConfig]:
 
 
 def start(service: LambdaService, fs: FunctionState, t: float, *, ready: bool) -> None:
-    """Create (or re-create) everything the function needs: Pending, or Failed."""
+    """Create (or re-create) everything a Pending/Creating function needs; Failed if Lambda cannot."""
     needed = configs(fs)
     try:
         if needed:
             service._ensure_pools(needed, fs.role, t, ready=ready)
     except SetupFailure as failure:
-        fs.state, fs.state_reason_code, fs.state_reason = FAILED, failure.code, failure.reason
-        update_failed(fs, failure)
+        apply(fs, E.CREATION_FAILED, failure=failure)
         reconcile(service, fs, t)
         return
-    fs.state, fs.state_reason_code = PENDING, CREATING
-    fs.state_reason = "The function is being created."
-    fs.last_update_status = IN_PROGRESS
-    fs.last_update_status_reason_code = fs.last_update_status_reason = None
     fs._activity = t
     reconcile(service, fs, t)
     settle(service, t)
@@ -74,9 +66,9 @@ def restore(service: LambdaService, fs: FunctionState, t: float) -> None:
     except SetupFailure as failure:
         # AWS: "If Lambda fails to recreate the resources, the function returns to the
         # Inactive state."
-        fs.state_reason_code, fs.state_reason = failure.code, failure.reason
+        apply(fs, E.RESTORE_FAILED, failure=failure)
         return
-    fs.state, fs.state_reason_code, fs.state_reason = PENDING, RESTORING, "The function is being restored."
+    apply(fs, E.RESTORE_STARTED)
     fs._activity = t
     reconcile(service, fs, t)
     settle(service, t)
@@ -90,9 +82,8 @@ def idle(service: LambdaService, fs: FunctionState, t: float) -> None:
         schedule_idle(service, fs, t)
         return
     days = service.settings.idle_reclaim_seconds / 86400
-    fs.state, fs.state_reason_code = INACTIVE, IDLE
-    fs.state_reason = (f"The function is inactive: it was not invoked for {days:g} days, and Lambda "
-                       "reclaimed its Hyperplane ENIs.")
+    apply(fs, E.IDLE_RECLAIMED, reason=f"The function is inactive: it was not invoked for {days:g} days, "
+                                       "and Lambda reclaimed its Hyperplane ENIs.")
     reconcile(service, fs, t, delay=0.0)
 
 
@@ -109,17 +100,6 @@ def schedule_idle(service: LambdaService, fs: FunctionState, t: float) -> None:
         service._at(when, "idle", (fs, fs._idle_token))
 
 
-def update_succeeded(fs: FunctionState) -> None:
-    fs.last_update_status = SUCCESSFUL
-    fs.last_update_status_reason_code = fs.last_update_status_reason = None
-
-
-def update_failed(fs: FunctionState, failure: SetupFailure) -> None:
-    fs.last_update_status = FAILED
-    fs.last_update_status_reason_code = failure.code
-    fs.last_update_status_reason = failure.reason
-
-
 def settle(service: LambdaService, t: float) -> None:
     """Finish what waits for ENIs that are ready at ``t``: creations, restores, updates."""
     pools = service._manager.pools
@@ -127,13 +107,12 @@ def settle(service: LambdaService, t: float) -> None:
         if fs.state == PENDING:
             keys = {key for (_u, key), n in fs._held.items() if n > 0}
             if all(pools[k].ready(t) for k in keys):
-                fs.state, fs.state_reason_code, fs.state_reason = ACTIVE, None, None
-                update_succeeded(fs)
+                apply(fs, E.ENIS_READY)
                 touch(service, fs, t)
         elif fs.updating:
             if all(pools[k].ready(t) for k in pool_keys(fs.pending_vpc_config)):
-                fs.vpc_config, fs.pending_vpc_config, fs.updating = fs.pending_vpc_config, None, False
-                update_succeeded(fs)
+                fs.vpc_config, fs.pending_vpc_config = fs.pending_vpc_config, None
+                apply(fs, E.UPDATE_SUCCEEDED)
                 reconcile(service, fs, t)
 
 

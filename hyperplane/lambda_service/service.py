@@ -43,7 +43,7 @@ from hyperplane.lambda_service.function import (
 from hyperplane.lambda_service.invocations import Invocation, InvocationRefused, InvocationResult
 from hyperplane.lambda_service.settings import LambdaSettings, is_number
 from hyperplane.lambda_service.states import (
-    ACTIVE, ENI_ORPHANED, FAILED, IN_PROGRESS, INACTIVE, INSUFFICIENT_ROLE_PERMISSIONS, PENDING,
+    ACTIVE, ENI_ORPHANED, FAILED, INACTIVE, INSUFFICIENT_ROLE_PERMISSIONS, PENDING, FunctionEvent as E, apply,
 )
 
 __all__ = ["LambdaService", "CREATE_ENI_PERMISSIONS", "DELETE_ENI_PERMISSION"]
@@ -292,34 +292,32 @@ class LambdaService:
                 f"(State {fs.state}, LastUpdateStatus {fs.last_update_status}).")
         fs.last_modified = t
         if fs.state == FAILED:  # a new attempt at creating it, with the new config
+            apply(fs, E.CREATION_RETRIED)
             fs.vpc_config = config
             lifecycle.start(self, fs, t, ready=False)
             return fs
+        apply(fs, E.UPDATE_STARTED)
         if fs.state == INACTIVE:  # restored later, with the new config
             try:
                 for cfg in ([config] if config else []):
                     check_vpc_config(self.topology, cfg)
             except SetupFailure as failure:
-                lifecycle.update_failed(fs, failure)
+                apply(fs, E.UPDATE_FAILED, failure=failure)
                 return fs
             fs.vpc_config = config
-            lifecycle.update_succeeded(fs)
+            apply(fs, E.UPDATE_SUCCEEDED)
             return fs
         if config is None or set(pool_keys(config)) == set(pool_keys(fs.vpc_config)):
             fs.vpc_config = config
-            lifecycle.update_succeeded(fs)
+            apply(fs, E.UPDATE_SUCCEEDED)
             lifecycle.reconcile(self, fs, t)
             return fs
         try:
             self._ensure_pools([config], fs.role, t, ready=False)
         except SetupFailure as failure:
-            lifecycle.update_failed(fs, failure)
+            apply(fs, E.UPDATE_FAILED, failure=failure)
             return fs
-        fs.pending_vpc_config = config
-        fs.updating = True
-        fs.last_update_status = IN_PROGRESS
-        fs.last_update_status_reason_code = None
-        fs.last_update_status_reason = "The function is being updated."
+        fs.pending_vpc_config = config  # InProgress until its pools are ready (lifecycle.settle)
         lifecycle.reconcile(self, fs, t)
         lifecycle.settle(self, t)
         return fs
@@ -349,7 +347,7 @@ class LambdaService:
             del fs._versions[qualifier]
             lifecycle.reconcile(self, fs, t)
             return
-        fs.deleted = True
+        apply(fs, E.DELETED)
         lifecycle.reconcile(self, fs, t)
         del self._functions[fs.name]
         self._environments.release(fs)
