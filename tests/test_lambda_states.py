@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 from hyperplane.lambda_service import (
-    ACTIVE, CREATING, ENI_LIMIT_EXCEEDED, FAILED,
+    ACTIVE, CREATING, ENI_AVAILABLE, ENI_DELETED, ENI_DELETING, ENI_LIMIT_EXCEEDED, ENI_ORPHANED, ENI_PENDING,
+    FAILED,
     FUNCTION_INACTIVE, IDLE, IN_PROGRESS, INACTIVE, INSUFFICIENT_ROLE_PERMISSIONS, INVALID_SUBNET, PENDING,
     RESTORING, SUCCESSFUL, IllegalTransition, LambdaError, LambdaService, LambdaSettings, ResourceConflict,
     lifecycle, service as service_module, states,
 )
-from hyperplane.lambda_service.states import STATE_TRANSITIONS, FunctionEvent as E
+from hyperplane.lambda_service.states import ENI_TRANSITIONS, STATE_TRANSITIONS, EniEvent, FunctionEvent as E
 from hyperplane.loaders import parse_topology
+from hyperplane.nat import Direction
+from hyperplane.records import PACKET, UDP, ip
 
 DAY = 86400.0
 VPC_ROLE = {"name": "vpc-role", "managed_policies": ["AWSLambdaVPCAccessExecutionRole"]}
@@ -275,3 +279,72 @@ def test_a_failure_event_needs_its_failure() -> None:
     with pytest.raises(TypeError):
         states.apply(fs, E.CREATION_FAILED)
     assert fs.state == PENDING
+# --------------------------------------------------------------------------------------------
+# Hyperplane ENI statuses
+
+
+def udp_rows(source: str, times: list[float]) -> np.ndarray:
+    rows = np.zeros(len(times), dtype=PACKET)
+    rows["time"] = times
+    rows["src_ip"] = ip(source)
+    rows["dst_ip"] = ip("10.0.1.10")
+    rows["src_port"] = 1024 + np.arange(len(times))
+    rows["dst_port"] = 53
+    rows["length"] = 60
+    rows["proto"] = UDP
+    return rows
+
+
+def test_eni_statuses_follow_the_table_from_pending_to_deleted() -> None:
+    s = service()
+    eni = s.function("f").hyperplane_enis[0]
+    assert eni.status == ENI_PENDING
+    s.advance(60.0)
+    assert eni.status == ENI_AVAILABLE
+    s.update_function_configuration("f", None, now=100.0)  # detached: the pool has no user
+    assert eni.status == ENI_DELETING
+    # AWS: Lambda deletes an unused Hyperplane ENI "within 20 minutes"
+    s.advance(100.0 + 20 * 60)
+    assert eni.status == ENI_DELETED
+
+
+def test_an_eni_whose_user_comes_back_is_available_again_and_an_orphan_is_deleted_by_hand() -> None:
+    s = active()
+    eni = s.function("f").hyperplane_enis[0]
+    s.update_function_configuration("f", None, now=100.0)
+    assert eni.status == ENI_DELETING
+    s.update_function_configuration("f", A, now=200.0)  # the same pair again, before the deletion
+    assert eni.status == ENI_AVAILABLE
+    s.update_function_configuration("f", None, now=300.0)
+    s.delete_role("vpc-role", now=400.0)
+    s.advance(300.0 + 20 * 60)
+    assert eni.status == ENI_ORPHANED
+    s.delete_network_interface(eni.id)
+    assert eni.status == ENI_DELETED
+
+
+def test_an_eni_event_its_status_does_not_allow_is_refused_and_changes_nothing() -> None:
+    eni = active().function("f").hyperplane_enis[0]
+    with pytest.raises(IllegalTransition) as caught:
+        states.apply_eni(eni, EniEvent.REUSED)
+    assert str(caught.value) == (f"Hyperplane ENI {eni.id} is available: 'a user came back' is not allowed; "
+                                 "allowed there: last user left, deleted, deletion failed")
+    assert eni.status == ENI_AVAILABLE
+    assert ENI_TRANSITIONS[ENI_DELETED] == {}
+
+
+def test_an_overflow_eni_made_by_a_packet_ahead_of_the_clock_never_goes_back_to_pending() -> None:
+    # A capture's packets run ahead of the service clock; the overflow ENI a later packet makes
+    # is ready at that packet's time. Detaching the function at an earlier clock time used to
+    # recompute it as "pending" (and leave it so until its deletion) instead of "deleting".
+    s = service(max_connections_per_eni=1)
+    s.advance(60.0)
+    invocation = s.invoke("f", now=70.0)
+    result = invocation.pool.table.process(udp_rows(invocation.environment_ip, [70.0, 90.0]), Direction.OUT)
+    first, overflow = invocation.pool.enis
+    assert overflow.overflow and result.packets["src_ip"][1] == overflow.private_ip_int
+    assert (first.status, overflow.status, s.now) == (ENI_AVAILABLE, ENI_AVAILABLE, 70.0)
+    s.update_function_configuration("f", None, now=80.0)  # the pool has no user left
+    assert (first.status, overflow.status) == (ENI_DELETING, ENI_DELETING)
+    s.advance(80.0 + 20 * 60)
+    assert (first.status, overflow.status) == (ENI_DELETED, ENI_DELETED)

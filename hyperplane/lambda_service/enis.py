@@ -11,7 +11,8 @@ connections (65,000), which is how Lambda's overflow ENIs appear.
 the per-VPC ENI limit, at the lowest free address of the subnet, or taking over a ``kind:
 lambda`` ENI of the topology), counts which functions and versions use each, schedules the
 deletion of a pool left without users, and keeps each ENI's status. Whether the execution role
-may create or delete an ENI is the service's question, not this module's.
+may create or delete an ENI is the service's question, not this module's. An ENI's status moves
+only through :func:`hyperplane.lambda_service.states.apply_eni`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hyperplane.lambda_service.errors import SetupFailure
 from hyperplane.lambda_service.settings import LambdaSettings
 from hyperplane.lambda_service.states import (
     ENI_AVAILABLE, ENI_DELETED, ENI_DELETING, ENI_LIMIT_EXCEEDED, ENI_ORPHANED, ENI_PENDING,
-    SUBNET_OUT_OF_IP_ADDRESSES,
+    SUBNET_OUT_OF_IP_ADDRESSES, EniEvent, apply_eni,
 )
 
 __all__ = ["HyperplaneEni", "HyperplaneEniPool", "HyperplaneEniManager", "PoolKey", "pool_keys"]
@@ -347,23 +348,26 @@ class HyperplaneEniManager:
         of a packet that made an overflow ENI, if the clock has not reached it yet)."""
         now = self._owner.now
         t = now if at is None else max(now, at)
+        released = pool.delete_at is not None
         for eni in pool.enis:
-            if eni.status in (ENI_DELETED, ENI_ORPHANED):
+            before = eni.status
+            if before in (ENI_DELETED, ENI_ORPHANED):
                 continue
-            if t < eni.ready_at:
-                status = ENI_PENDING
-            elif pool.delete_at is not None:
-                status = ENI_DELETING
-            else:
-                status = ENI_AVAILABLE
-            if status != eni.status:
-                eni.status = status
+            # forward only: an ENI seen ready at a packet's time ahead of the clock stays ready
+            # when the clock, still behind, refreshes the pool again
+            if before == ENI_PENDING and t >= eni.ready_at:
+                apply_eni(eni, EniEvent.READY)
+            if released and eni.status == ENI_AVAILABLE:
+                apply_eni(eni, EniEvent.RELEASED)
+            elif not released and eni.status == ENI_DELETING:
+                apply_eni(eni, EniEvent.REUSED)
+            if eni.status != before:
                 self.generation += 1
 
     def delete_pool(self, pool: HyperplaneEniPool, t: float, *, allowed: bool) -> None:
         """Delete the pool's ENIs at ``t`` (orphan them when the role may not)."""
         for eni in pool.enis:
-            eni.status = ENI_DELETED if allowed else ENI_ORPHANED
+            apply_eni(eni, EniEvent.DELETED if allowed else EniEvent.ORPHANED)
             eni.deleted_at = t
             if allowed:
                 self._forget_address(eni)  # an orphan keeps its address
@@ -374,7 +378,7 @@ class HyperplaneEniManager:
 
     def delete_by_hand(self, eni: HyperplaneEni, t: float) -> None:
         """DeleteNetworkInterface of an orphaned ENI: gone, its address free."""
-        eni.status = ENI_DELETED
+        apply_eni(eni, EniEvent.DELETED)
         eni.deleted_at = t
         self._forget_address(eni)
         self.generation += 1
