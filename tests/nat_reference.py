@@ -65,7 +65,7 @@ TCP_NEXT = {
     OPENING: {"other": OPENING, "syn_out": OPENING, "synack_in": ESTABLISHED, "fin_out": FIN_OUT, "fin_in": FIN_IN},
     ESTABLISHED: {"other": ESTABLISHED, "syn_out": ESTABLISHED, "synack_in": ESTABLISHED, "fin_out": FIN_OUT,
                   "fin_in": FIN_IN},
-    FIN_OUT: {"other": FIN_OUT, "syn_out": FIN_OUT, "synack_in": FIN_OUT, "fin_out": FIN_OUT, "fin_in": FIN_OUT},
+    FIN_OUT: {"other": FIN_OUT, "syn_out": FIN_OUT, "synack_in": FIN_OUT, "fin_out": FIN_OUT, "fin_in": CLOSED},
     FIN_IN: {"other": FIN_IN, "syn_out": FIN_IN, "synack_in": FIN_IN, "fin_out": CLOSED, "fin_in": FIN_IN},
     CLOSED: {"other": CLOSED, "syn_out": REOPEN, "synack_in": CLOSED, "fin_out": CLOSED, "fin_in": CLOSED},
 }

@@ -191,7 +191,9 @@ def check_against_reference(sc):
         want_status, want_fields = ref.process_one(
             batch[i], int(direction[i]), lambda: (got[1][0], got[1][1]), ref_grow)
         assert got == (int(want_status), want_fields), f"row {i}: {batch[i]}"
-        assert live_in(core) == ref.live_connections(), f"live connections after row {i}: {batch[i]}"
+        assert live_in(core) == ref.live_connections(), (
+            f"live connections after row {i}: {batch[i]}: table {sorted(live_in(core) - ref.live_connections())}, "
+            f"model {sorted(ref.live_connections() - live_in(core))}")
 
     core.expire(t)
     ref.expire(t)
