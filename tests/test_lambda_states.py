@@ -348,3 +348,17 @@ def test_an_overflow_eni_made_by_a_packet_ahead_of_the_clock_never_goes_back_to_
     assert (first.status, overflow.status) == (ENI_DELETING, ENI_DELETING)
     s.advance(80.0 + 20 * 60)
     assert (first.status, overflow.status) == (ENI_DELETED, ENI_DELETED)
+
+
+def test_a_restore_does_not_turn_a_failed_last_update_into_a_successful_one() -> None:
+    # AWS (API_FunctionConfiguration, LastUpdateStatus): "The status of the last update that was
+    # performed on the function." Re-creating an Inactive function's ENIs is no update; this
+    # emulator used to report the failed update as Successful once the restore finished.
+    s = inactive()
+    fs = s.update_function_configuration("f", NOWHERE)
+    assert (fs.last_update_status, fs.last_update_status_reason_code) == (FAILED, INVALID_SUBNET)
+    s.invoke("f")  # starts the restore, with the config it had
+    s.advance(s.now + 60.0)
+    assert fs.state == ACTIVE and fs.vpc_config is not None and fs.vpc_config.subnet_ids == ("subnet-a",)
+    assert (fs.last_update_status, fs.last_update_status_reason_code) == (FAILED, INVALID_SUBNET)
+    assert "subnet-nope" in (fs.last_update_status_reason or "")

@@ -124,7 +124,8 @@ LAST_UPDATE_TRANSITIONS: dict[str, dict[FunctionEvent, str]] = {
                   E.UPDATE_FAILED: FAILED},
     # ENIs ready here ends a restore; idle reclaim waits while an update is InProgress
     SUCCESSFUL: {E.ENIS_READY: SUCCESSFUL, E.UPDATE_STARTED: IN_PROGRESS, E.IDLE_RECLAIMED: SUCCESSFUL},
-    FAILED: {E.ENIS_READY: SUCCESSFUL, E.UPDATE_STARTED: IN_PROGRESS, E.CREATION_RETRIED: IN_PROGRESS,
+    # a restore is no update: the last update stays Failed, its reasons kept
+    FAILED: {E.ENIS_READY: FAILED, E.UPDATE_STARTED: IN_PROGRESS, E.CREATION_RETRIED: IN_PROGRESS,
              E.IDLE_RECLAIMED: FAILED},
 }
 
@@ -178,7 +179,7 @@ def apply(fs: FunctionState, event: FunctionEvent, *, failure: SetupFailure | No
         status = LAST_UPDATE_TRANSITIONS[fs.last_update_status][event]
         if status == FAILED and failure is not None:
             update = (FAILED, failure.code, failure.reason)
-        elif status == FAILED:  # an idle reclaim keeps the failed update's reasons
+        elif status == FAILED:  # an idle reclaim or a restore keeps the failed update's reasons
             pass
         elif event is E.UPDATE_STARTED:
             update = (IN_PROGRESS, None, "The function is being updated.")
