@@ -4,8 +4,8 @@ The Lambda control plane of one account, on a virtual clock; packets never pass 
 One module per reason to change:
 
 - :mod:`~hyperplane.lambda_service.settings`: every number the layer uses (:class:`LambdaSettings`).
-- :mod:`~hyperplane.lambda_service.states`: the lifecycle's words (states, update statuses,
-  reason codes, ENI statuses).
+- :mod:`~hyperplane.lambda_service.states`: the lifecycle as transition tables (a function's
+  State and LastUpdateStatus, a Hyperplane ENI's status) and AWS's words for them.
 - :mod:`~hyperplane.lambda_service.enis`: Hyperplane ENIs, their pools (one per subnet and
   security group set) and their addresses.
 - :mod:`~hyperplane.lambda_service.environments`: execution environment addresses and the
@@ -14,6 +14,7 @@ One module per reason to change:
 - :mod:`~hyperplane.lambda_service.lifecycle`: what happens to a function over time.
 - :mod:`~hyperplane.lambda_service.invocations`: what an invocation gives, one or many.
 - :mod:`~hyperplane.lambda_service.service`: :class:`LambdaService`, the clock, the API, IAM.
+- :mod:`~hyperplane.lambda_service.errors`: what the service raises.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ class ExecutionEnvironments:
                 network = self.settings.environment_network
                 raise InvalidEnvironment(
                     f"{fs.name}: no room for execution environment {k}: the execution environment network "
-                    f"{network} ({network.num_addresses // ENVIRONMENT_BLOCK} blocks of 254) is full; a larger LambdaSettings.execution_environment_network makes room")
+                    f"{network} ({network.num_addresses // ENVIRONMENT_BLOCK} blocks of 254) is full; "
+                    "a larger LambdaSettings.execution_environment_network makes room")
             fs._blocks.append(self._top_block)
             self._by_block[self._top_block] = fs
             self._top_block -= 1

@@ -6,7 +6,6 @@ re-exported from :mod:`hyperplane.lambda_service`.
 
 from __future__ import annotations
 
-
 from hyperplane.errors import HyperplaneError
 
 
@@ -30,7 +29,8 @@ class IllegalTransition(LambdaError):
     """An event that the lifecycle table does not allow in the current state.
 
     Nothing was changed. ``str(error)`` names the thing, its state and the event:
-    ``function orders is Active (LastUpdateStatus Successful): 'ENIs ready' is not allowed``.
+    ``function orders is Active (LastUpdateStatus Successful): 'ENIs ready' is not allowed;
+    allowed there: idle reclaim, update started, deleted``.
 
     Attributes:
         subject: what was being moved (``function orders``, ``Hyperplane ENI eni-0123...``).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 
+from hyperplane.lambda_service import lifecycle
 from hyperplane.lambda_service.enis import HyperplaneEniPool
 from hyperplane.lambda_service.errors import ClockError
 from hyperplane.lambda_service.function import LATEST, FunctionState, split_qualifier
@@ -186,5 +187,5 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
         if fs.last_invoked is None or fs.last_invoked < t:
             fs.last_invoked = t
             if outcomes[outcome_of_row[r]].accepted and fs.state == ACTIVE:
-                service._touch(fs, t)
+                lifecycle.touch(service, fs, t)
     return decided, outcomes, outcome_of_row

@@ -265,9 +265,6 @@ class LambdaService:
         pool = self._manager.pools[(subnet_id, frozenset(config.security_group_ids))]
         return Invocation(fs.name, env, pool, subnet_id, qualifier)
 
-    def _touch(self, fs: FunctionState, t: float) -> None:
-        lifecycle.touch(self, fs, t)
-
     def update_function_configuration(self, name: str, vpc_config: VpcConfig | Mapping[str, Any] | None,
                                       now: float | None = None) -> FunctionState:
         """UpdateFunctionConfiguration of the VpcConfig ($LATEST only).
