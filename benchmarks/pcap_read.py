@@ -19,7 +19,9 @@ import dpkt
 import numpy as np
 
 from _common import best_of, best_of_fresh, emit, ipv4_frames, options, pps, ratio, timed, write_pcap
-from hyperplane.pcap import CaptureChunk, CaptureWriter, read_capture
+from hyperplane.formats.capture import CaptureChunk
+from hyperplane.formats.pcap_reader import read_capture
+from hyperplane.formats.pcap_writer import CaptureWriter
 
 
 def build_capture(path: str, n: int, seed: int = 7) -> None:

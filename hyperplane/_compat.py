@@ -1,9 +1,10 @@
 """Import paths of before the subsystems became folders (issue 10).
 
 ``hyperplane.nat``, ``hyperplane.pcap``, ``hyperplane.flowlogs`` and ``hyperplane.loaders`` are
-documented in the README and stay as they are: each name is the subsystem module it always
-was. The other old paths (``hyperplane.vpc``, ``hyperplane.pipeline``, ...) were internal; they
-still import, with a ``DeprecationWarning`` naming the new path, and will go in a later release.
+documented in the README and stay public, without a warning: each name is its subsystem's public
+module (``hyperplane.pcap`` is ``hyperplane.formats.pcap``). The other old paths
+(``hyperplane.vpc``, ``hyperplane.pipeline``, ...) were internal; they still import, with a
+``DeprecationWarning`` naming the new path, and will go in a later release.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 moved("vpc", "dataplane.compiled_vpc")
 moved("pipeline", "dataplane.walk")
 moved("inputs", "dataplane.inputs")
+moved("pcap", "formats.pcap", deprecated=False)
 
 if not any(isinstance(f, _Finder) for f in sys.meta_path):
     sys.meta_path.insert(0, _Finder())

@@ -30,7 +30,9 @@ from hyperplane.errors import HyperplaneError, ReplayError
 from hyperplane.functions import LambdaError
 from hyperplane.dataplane.inputs import function_rows
 from hyperplane.network import Network
-from hyperplane.pcap import CaptureChunk, CaptureWriter, PacketKind, read_capture
+from hyperplane.formats.capture import CaptureChunk, PacketKind
+from hyperplane.formats.pcap_reader import read_capture
+from hyperplane.formats.pcap_writer import CaptureWriter
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason

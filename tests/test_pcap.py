@@ -38,16 +38,9 @@ from scapy.all import (
 
 import hyperplane as hp
 from hyperplane import _pcap
-from hyperplane.pcap import (
-    MAX_RECORD_BYTES,
-    CaptureChunk,
-    CaptureError,
-    CaptureWriter,
-    PacketKind,
-    load_capture,
-    read_capture,
-    write_capture,
-)
+from hyperplane.formats.capture import MAX_RECORD_BYTES, CaptureChunk, CaptureError, PacketKind
+from hyperplane.formats.pcap_reader import load_capture, read_capture
+from hyperplane.formats.pcap_writer import CaptureWriter, write_capture
 from hyperplane.records import PACKET, ip, ip_str
 
 K = PacketKind

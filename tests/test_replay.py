@@ -8,7 +8,7 @@ from scapy.all import IP, TCP, UDP, Ether, IPv6, rdpcap, wrpcap
 
 import hyperplane as hp
 from hyperplane.cli import main
-from hyperplane.pcap import CaptureError
+from hyperplane.formats.capture import CaptureError
 from hyperplane.replay import replay
 
 FUNCTION_ADDRESS = "172.16.5.10"  # what the capture, taken inside `orders`, shows as source

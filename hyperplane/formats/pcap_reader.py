@@ -1,4 +1,4 @@
-"""Capture files in and out: a streaming pcap/pcapng reader and a pcap writer.
+"""Reading capture files: a streaming pcap/pcapng reader.
 
 Why its own reader: replay must turn millions of frames into packet records per second, so the
 per-packet work runs compiled (``_pcap.pyx``) over bounded buffers; this module keeps the file,
@@ -27,82 +27,36 @@ nanosecond clock (pcapng units times ``if_tsresol`` past 2262) raises :class:`Ca
 naming the file and byte offset. A file that ends inside a record (the last one, necessarily) is
 a partial read: the complete records are returned, a ``warnings.warn`` names the offset and
 ``reader.truncated_bytes`` counts what was left; ``strict=True`` raises instead.
-
-Writing (:class:`CaptureWriter`, :func:`write_capture`) produces little-endian classic pcap or
-pcapng (a ``.pcapng`` path), micro- or nanosecond, from chunks plus translated records: each
-selected frame keeps its bytes and link layer, the record's addresses, ports and ICMP echo
-identifier are written into it and the IPv4, TCP, UDP and ICMP checksums are updated
-incrementally (RFC 1624). A UDP checksum of 0 (none) stays 0. pcapng keeps every input interface
-(one IDB per input interface and link type). A pcap has one link type: frames of another are
-re-framed behind a synthesized header (Ethernet or Linux SLL/SLL2 without addresses, BSD
-loopback, none for raw IP) when their L3 packet survives whole (IPv4 and IPv6 always), and
-otherwise refused with a :class:`CaptureError` naming the input file and the interface block.
-Timestamps a pcap cannot hold (before 1970, after 2106) are refused the same way. ICMP error
-messages keep their embedded (quoted) header as captured.
-
-A streaming replay::
-
-    reader = read_capture("in.pcap")
-    with CaptureWriter("out.pcap", reader.output_linktype, reader.nanosecond) as out:
-        for chunk in reader:
-            emulate = chunk.kind == PacketKind.EMULATED
-            translated, delivered = ...  # the pipeline, on chunk.records[emulate]
-            out.write(chunk, translated, delivered)   # PACKET rows, bool mask, both len(chunk)
-    reader.counts   # packets by PacketKind
 """
 
 from __future__ import annotations
 
-import enum
 import io
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from collections.abc import Iterator
 
 import numpy as np
 
-from hyperplane.errors import HyperplaneError
+from hyperplane import _pcap
+from hyperplane.formats.capture import (
+    _IDB,
+    _SHB,
+    LINKTYPE_ETHERNET,
+    MAX_BLOCK_BYTES,
+    MAX_RECORD_BYTES,
+    SUPPORTED_LINKTYPES,
+    CaptureChunk,
+    CaptureError,
+    Interface,
+    PacketKind,
+    _columns,
+)
 
-from . import _pcap
-from .records import PACKET
+__all__ = ["CaptureReader", "read_capture", "load_capture", "DEFAULT_BUFFER_BYTES", "MAX_INTERFACES"]
 
-__all__ = [
-    "CaptureError",
-    "PacketKind",
-    "Interface",
-    "CaptureChunk",
-    "CaptureReader",
-    "CaptureWriter",
-    "read_capture",
-    "load_capture",
-    "write_capture",
-    "MAX_RECORD_BYTES",
-    "LINKTYPE_NULL",
-    "LINKTYPE_ETHERNET",
-    "LINKTYPE_RAW",
-    "LINKTYPE_LOOP",
-    "LINKTYPE_LINUX_SLL",
-    "LINKTYPE_IPV4",
-    "LINKTYPE_IPV6",
-    "LINKTYPE_LINUX_SLL2",
-]
-
-MAX_RECORD_BYTES: int = _pcap.MAX_RECORD_BYTES
-MAX_BLOCK_BYTES: int = _pcap.MAX_BLOCK_BYTES
 DEFAULT_BUFFER_BYTES = 16 << 20
-
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-SUPPORTED_LINKTYPES = frozenset(_pcap.LINKTYPES)
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", False),
@@ -110,152 +64,6 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", True),
     b"\xa1\xb2\x3c\x4d": (">", True),
 }
-_SHB = 0x0A0D0D0A
-_IDB = 1
-
-
-class CaptureError(HyperplaneError):
-    """A capture file that cannot be read: which file, at which byte, and what is wrong.
-
-    ``str(error)`` reads ``in.pcap: byte 1234: record length 4000000 exceeds the 262144-byte
-    limit``. ``offset`` is ``None`` when the problem is not at a place in the file (cannot open).
-    """
-
-    def __init__(self, file: str, offset: int | None, problem: str) -> None:
-        self.file = file
-        self.offset = offset
-        self.problem = problem
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"byte {self.offset}: " if self.offset is not None else ""
-        return f"{self.file}: {where}{self.problem}"
-
-    def __reduce__(self):
-        return (type(self), (self.file, self.offset, self.problem))
-
-
-class PacketKind(enum.IntEnum):
-    """Why a packet can (``EMULATED``) or cannot be pushed through the emulator."""
-
-    EMULATED = _pcap.KIND_EMULATED    # IPv4, unfragmented or first fragment, any protocol
-    IPV6 = _pcap.KIND_IPV6
-    ARP = _pcap.KIND_ARP
-    NON_IP = _pcap.KIND_NON_IP        # another ethertype (or 802.3 LLC)
-    FRAGMENT = _pcap.KIND_FRAGMENT    # IPv4 fragment with a non-zero offset: no L4 header
-    TRUNCATED = _pcap.KIND_TRUNCATED  # captured too short to read the L3/L4 header
-    MALFORMED = _pcap.KIND_MALFORMED  # IPv4 link type/ethertype but bad version, IHL or length
-
-
-@dataclass(frozen=True)
-class Interface:
-    """A capture interface: classic pcap has one, pcapng one per IDB."""
-
-    linktype: int
-    snaplen: int
-    ts_resolution: float  # seconds per timestamp unit
-    name: str | None = None
-    ts_offset: int = 0    # seconds added to every timestamp (pcapng if_tsoffset)
-    offset: int = 0       # where it is described in the file: its IDB (0: the pcap header)
-    section: int = 0      # pcapng section number, from 0
-
-
-@dataclass(eq=False)
-class CaptureChunk:
-    """Consecutive packets of a capture: records plus what a writer needs to rebuild frames.
-
-    All arrays have one entry per packet, in file order; ``index`` is the position of the first
-    row in the whole capture. ``data`` holds the frame bytes: frame ``i`` is
-    ``data[frame_offset[i] : frame_offset[i] + caplen[i]]`` (see :meth:`frame`).
-    """
-
-    index: int
-    records: np.ndarray        # PACKET
-    kind: np.ndarray           # uint8, PacketKind
-    ts_ns: np.ndarray          # int64, timestamp as integer nanoseconds since the epoch
-    caplen: np.ndarray         # uint32, captured bytes
-    wirelen: np.ndarray        # uint32, bytes on the wire
-    l3_offset: np.ndarray      # uint16, where the L3 header starts in the frame (after VLAN tags)
-    ethertype: np.ndarray      # uint16, L3 protocol (0x0800, 0x86DD, 0x0806, ...; 0 if unknown)
-    linktype: np.ndarray       # uint16
-    interface: np.ndarray      # uint16, interface number in the capture (IDBs of all sections
-                               # counted in file order; the section's id for one section; 0 for pcap)
-    file_offset: np.ndarray    # int64, where the packet's record (or block) starts in the file
-    frame_offset: np.ndarray   # int64, where the frame starts in ``data``
-    data: np.ndarray = field(repr=False)  # uint8
-    # the capture's interfaces so far (``interfaces[interface[i]]``) and its file name, so that
-    # a writer can describe them and name the place of what it cannot write
-    interfaces: tuple[Interface, ...] = field(default=(), repr=False)
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def frame(self, i: int) -> bytes:
-        """The captured bytes of packet ``i`` of this chunk (for scapy at the edge)."""
-        start = int(self.frame_offset[i])
-        return self.data[start : start + int(self.caplen[i])].tobytes()
-
-    @property
-    def emulated(self) -> np.ndarray:
-        """Boolean mask of the rows the emulator takes."""
-        return self.kind == PacketKind.EMULATED
-
-    @classmethod
-    def concatenate(cls, chunks: Iterable[CaptureChunk]) -> CaptureChunk:
-        """One chunk from many (copies the frame bytes; meant for small captures and tests)."""
-        chunks = list(chunks)
-        if not chunks:
-            return _empty_chunk()
-        datas, offsets, base = [], [], 0
-        for c in chunks:
-            # compact each chunk's frames so unused buffer bytes are not copied
-            lens = c.caplen.astype(np.int64)
-            starts = np.concatenate(([0], np.cumsum(lens)[:-1])) if len(c) else lens
-            parts = [c.data[o : o + n] for o, n in zip(c.frame_offset.tolist(), lens.tolist())]
-            datas.append(np.concatenate(parts) if parts else np.empty(0, np.uint8))
-            offsets.append(starts + base)
-            base += int(lens.sum())
-        cat = np.concatenate
-        last = max(chunks, key=lambda c: len(c.interfaces))
-        return cls(
-            interfaces=last.interfaces,
-            source=last.source,
-            index=chunks[0].index,
-            records=cat([c.records for c in chunks]),
-            kind=cat([c.kind for c in chunks]),
-            ts_ns=cat([c.ts_ns for c in chunks]),
-            caplen=cat([c.caplen for c in chunks]),
-            wirelen=cat([c.wirelen for c in chunks]),
-            l3_offset=cat([c.l3_offset for c in chunks]),
-            ethertype=cat([c.ethertype for c in chunks]),
-            linktype=cat([c.linktype for c in chunks]),
-            interface=cat([c.interface for c in chunks]),
-            file_offset=cat([c.file_offset for c in chunks]),
-            frame_offset=cat(offsets).astype(np.int64),
-            data=cat(datas) if datas else np.empty(0, np.uint8),
-        )
-
-
-def _columns(n: int) -> dict[str, np.ndarray]:
-    return {
-        "records": np.empty(n, dtype=PACKET),
-        "kind": np.empty(n, np.uint8),
-        "ts_ns": np.empty(n, np.int64),
-        "frame_offset": np.empty(n, np.int64),
-        "file_offset": np.empty(n, np.int64),
-        "caplen": np.empty(n, np.uint32),
-        "wirelen": np.empty(n, np.uint32),
-        "l3_offset": np.empty(n, np.uint16),
-        "ethertype": np.empty(n, np.uint16),
-        "linktype": np.empty(n, np.uint16),
-        "interface": np.empty(n, np.uint16),
-    }
-
-
-def _empty_chunk(index: int = 0) -> CaptureChunk:
-    columns: dict[str, Any] = _columns(0)
-    return CaptureChunk(index=index, data=np.empty(0, np.uint8), **columns)
 
 
 _SCAN_PROBLEMS = {
@@ -761,244 +569,3 @@ def load_capture(path: str | os.PathLike[str], *, strict: bool = False) -> tuple
     with read_capture(path, strict=strict) as reader:
         chunk = CaptureChunk.concatenate(reader)
     return reader, chunk
-
-
-_LINK_HEADER = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20,
-                LINKTYPE_NULL: 4, LINKTYPE_LOOP: 4}  # synthesized by _pcap.put_link; raw IP: none
-_PCAP_SECONDS = 1 << 32  # a pcap record's seconds field: 1970 to 2106
-_PCAPNG_SUFFIXES = (".pcapng", ".ntar")
-
-
-class CaptureWriter:
-    """Streams the output capture, little-endian, micro- or nanosecond: classic pcap, or pcapng
-    (``format="pcapng"``, or a path ending in ``.pcapng``).
-
-    ``write(chunk, records, mask)`` appends the rows of ``chunk`` selected by ``mask`` (all if
-    ``None``), each frame rewritten with the addresses and ports of the same row of ``records``
-    (the chunk's own if ``None``) and its checksums updated.
-
-    pcapng keeps every input interface: one IDB per input interface and link type (name and
-    ``if_tsoffset`` kept), each packet on its own interface, frames byte for byte. A pcap has one
-    link type (``linktype``): frames of another one are re-framed behind a synthesized header
-    (Ethernet, Linux SLL/SLL2, BSD loopback or none for raw IP) when their L3 packet survives it
-    whole (IPv4 and IPv6 always; other protocols only behind ethertype-carrying headers). A frame
-    that would not survive, or a timestamp outside pcap's 1970-2106, raises
-    :class:`CaptureError` naming the input file and the byte offset of the interface block (or
-    packet), before anything of that chunk is written.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str] | BinaryIO,
-        linktype: int = LINKTYPE_ETHERNET,
-        nanosecond: bool = False,
-        snaplen: int = MAX_RECORD_BYTES,
-        *,
-        format: str | None = None,
-    ) -> None:
-        if linktype not in SUPPORTED_LINKTYPES:
-            raise ValueError(f"cannot write link type {linktype}")
-        if format is None:
-            named = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
-            format = "pcapng" if named.lower().endswith(_PCAPNG_SUFFIXES) else "pcap"
-        if format not in ("pcap", "pcapng"):
-            raise ValueError(f"format must be 'pcap' or 'pcapng', not {format!r}")
-        self.format = format
-        self.linktype = int(linktype)
-        self.nanosecond = bool(nanosecond)
-        self.packets_written = 0
-        self._idb_of: dict[int, int] = {}         # input interface << 16 | link type -> IDB
-        self._idb_clock: list[tuple[int, int]] = []  # each IDB's if_tsoffset and unit, in ns
-        if isinstance(path, (str, os.PathLike)):
-            self.path: str | None = os.fspath(path)
-            self._file: BinaryIO | None = open(self.path, "wb")
-            self._owns = True
-        else:
-            self.path = None
-            self._file = path
-            self._owns = False
-        self.name = os.path.basename(self.path) if self.path else "output"
-        if format == "pcapng":
-            self._file.write(_ng_block(_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
-        else:
-            magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-            self._file.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, self.linktype))
-
-    def write(
-        self,
-        chunk: CaptureChunk,
-        records: np.ndarray | None = None,
-        mask: np.ndarray | None = None,
-    ) -> int:
-        """Append the selected rows of ``chunk`` as frames; returns how many were written."""
-        if self._file is None:
-            raise ValueError("write to a closed CaptureWriter")
-        n = len(chunk)
-        if records is None:
-            records = chunk.records
-        if records.dtype != PACKET or len(records) != n:
-            raise ValueError(f"records must be {n} rows of records.PACKET")
-        if mask is None:
-            rows = np.arange(n, dtype=np.int64)
-        else:
-            mask = np.asarray(mask)
-            if mask.dtype == bool:
-                if len(mask) != n:
-                    raise ValueError(f"mask has {len(mask)} entries for {n} rows")
-                rows = np.flatnonzero(mask).astype(np.int64)
-            else:
-                rows = mask.astype(np.int64, copy=False)
-                if len(rows) and (rows.min() < 0 or rows.max() >= n):
-                    raise IndexError(f"row outside the chunk of {n}")
-        if len(rows) == 0:
-            return 0
-        rows = np.ascontiguousarray(rows)
-        ts = chunk.ts_ns
-        epb: np.ndarray | None = None
-        units_given = self.nanosecond
-        if self.format == "pcapng":
-            # timestamps in each output IDB's own units, from its if_tsoffset
-            epb, shift, unit = self._interfaces_of(chunk, rows)
-            ts = chunk.ts_ns.copy()
-            ts[rows] -= shift
-            self._check_times(chunk, rows, ts[rows], None)
-            ts[rows] //= unit
-            units_given = True
-        else:
-            self._check_reframing(chunk, rows)
-            self._check_times(chunk, rows, ts[rows], _PCAP_SECONDS * 1_000_000_000)
-        size = int(chunk.caplen[rows].sum(dtype=np.int64)) + 40 * len(rows)
-        out = np.empty(size, np.uint8)
-        used = _pcap.build_frames(
-            chunk.data, chunk.frame_offset, chunk.caplen, chunk.wirelen, chunk.l3_offset,
-            chunk.linktype, chunk.ethertype, chunk.kind, ts,
-            np.ascontiguousarray(records).view(np.uint8), rows, out,
-            self.linktype, units_given, epb,
-        )
-        self._file.write(out.data[:used])
-        self.packets_written += len(rows)
-        return len(rows)
-
-    def _where(self, chunk: CaptureChunk, i: int) -> tuple[str, int, str]:
-        """Input file, offset of row ``i``'s interface block, and the interface's description."""
-        k = int(chunk.interface[i])
-        itf = chunk.interfaces[k] if k < len(chunk.interfaces) else None
-        offset = itf.offset if itf is not None else int(chunk.file_offset[i])
-        return chunk.source or self.name, offset, f"interface {k} (link type {chunk.linktype[i]})"
-
-    def _check_reframing(self, chunk: CaptureChunk, rows: np.ndarray) -> None:
-        i = _pcap.reframe_refused(chunk.linktype, chunk.ethertype, rows, self.linktype)
-        if i < 0:
-            # a longer synthesized header must not push a frame past what readers take
-            grown = (chunk.linktype[rows] != self.linktype) & (
-                chunk.caplen[rows].astype(np.int64) - chunk.l3_offset[rows]
-                + _LINK_HEADER.get(self.linktype, 0) > MAX_RECORD_BYTES)
-            if grown.any():
-                i = int(rows[np.argmax(grown)])
-                source, offset, what = self._where(chunk, i)
-                raise CaptureError(
-                    source, offset,
-                    f"{what}: its packet at byte {int(chunk.file_offset[i])} re-framed as link type "
-                    f"{self.linktype} would exceed {MAX_RECORD_BYTES} bytes; write a pcapng output",
-                )
-            return
-        if i >= 0:
-            source, offset, what = self._where(chunk, i)
-            etype = int(chunk.ethertype[i])
-            raise CaptureError(
-                source, offset,
-                f"{what} cannot be written to {self.name}, a pcap of link type {self.linktype}: "
-                f"its packet at byte {int(chunk.file_offset[i])} (ethertype 0x{etype:04x}) would "
-                "not survive re-framing; write a pcapng output to keep every interface",
-            )
-
-    def _check_times(self, chunk: CaptureChunk, rows: np.ndarray, ts: np.ndarray, top: int | None) -> None:
-        bad = ts < 0 if top is None else (ts < 0) | (ts >= top)
-        if bad.any():
-            i = int(rows[np.argmax(bad)])
-            t = int(chunk.ts_ns[i])
-            span = "its interface's if_tsoffset" if top is None else "pcap's 1970-2106"
-            raise CaptureError(
-                chunk.source or self.name, int(chunk.file_offset[i]),
-                f"packet time {t / 1e9:.9f} s (since 1970) lies outside {span}: it cannot be "
-                f"written to {self.name}",
-            )
-
-    def _interfaces_of(
-        self, chunk: CaptureChunk, rows: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The output IDB of each row (writing the IDBs not written yet), the nanoseconds to
-        take from its timestamp (the IDB's if_tsoffset) and the IDB's unit in nanoseconds."""
-        keys = (chunk.interface[rows].astype(np.int64) << 16) | chunk.linktype[rows]
-        unique, which = np.unique(keys, return_inverse=True)
-        ids = np.empty(len(unique), np.uint32)
-        shift = np.empty(len(unique), np.int64)
-        unit = np.empty(len(unique), np.int64)
-        for k, key in enumerate(unique.tolist()):
-            if key not in self._idb_of:
-                itf_no, linktype = key >> 16, key & 0xFFFF
-                itf = chunk.interfaces[itf_no] if itf_no < len(chunk.interfaces) else None
-                self._write_idb(linktype, itf)
-                self._idb_of[key] = len(self._idb_clock) - 1
-            ids[k] = self._idb_of[key]
-            shift[k], unit[k] = self._idb_clock[ids[k]]
-        return np.ascontiguousarray(ids[which]), shift[which], unit[which]
-
-    def _write_idb(self, linktype: int, itf: Interface | None) -> None:
-        assert self._file is not None
-        opts = b""
-        # nanoseconds if asked, or if the input interface was finer than microseconds
-        nano = self.nanosecond or (itf is not None and itf.ts_resolution < 1e-6)
-        if nano:
-            opts += _ng_option(9, bytes([9]))
-        offset = itf.ts_offset if itf is not None else 0
-        if offset:
-            opts += _ng_option(14, struct.pack("<q", offset))
-        if itf is not None and itf.name:
-            opts += _ng_option(2, itf.name.encode("utf-8")[:1024])
-        if opts:
-            opts += _ng_option(0, b"")
-        self._file.write(_ng_block(_IDB, struct.pack("<HHI", linktype, 0, 0) + opts))
-        self._idb_clock.append((offset * 1_000_000_000, 1 if nano else 1000))
-
-    def close(self) -> None:
-        if self._file is not None:
-            if self._owns:
-                self._file.close()
-            else:
-                self._file.flush()
-            self._file = None
-
-    def __enter__(self) -> CaptureWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _ng_block(btype: int, body: bytes) -> bytes:
-    body += b"\0" * (-len(body) % 4)
-    return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
-
-
-def _ng_option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def write_capture(
-    path: str | os.PathLike[str] | BinaryIO,
-    items: Iterable[CaptureChunk | tuple[CaptureChunk, np.ndarray | None, np.ndarray | None]],
-    *,
-    linktype: int = LINKTYPE_ETHERNET,
-    nanosecond: bool = False,
-    format: str | None = None,
-) -> int:
-    """Write a whole output capture from chunks, or ``(chunk, records, mask)`` triples; returns
-    the number of packets written (``format`` as for :class:`CaptureWriter`)."""
-    with CaptureWriter(path, linktype, nanosecond, format=format) as writer:
-        for item in items:
-            if isinstance(item, CaptureChunk):
-                writer.write(item)
-            else:
-                writer.write(*item)
-        return writer.packets_written

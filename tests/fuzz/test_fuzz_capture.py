@@ -31,7 +31,9 @@ from harness import CORPUS, Unclear, corpus, run_cases
 from scapy.all import ARP, ICMP, IP, TCP, UDP, CookedLinux, Dot1Q, Ether, IPv6, fragment
 
 import hyperplane as hp
-from hyperplane.pcap import CaptureError, CaptureWriter, PacketKind, read_capture
+from hyperplane.formats.capture import CaptureError, PacketKind
+from hyperplane.formats.pcap_reader import read_capture
+from hyperplane.formats.pcap_writer import CaptureWriter
 
 T0 = 1_700_000_000
 KINDS = {int(k) for k in PacketKind}

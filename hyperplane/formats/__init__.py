@@ -1,0 +1,19 @@
+"""Every reader and writer of the outside world, one module per format and direction.
+
+- ``capture``: what a capture holds, shared by its reader and writer (chunks of packet rows,
+  packet kinds, interfaces, link types, ``CaptureError``);
+- ``pcap_reader``: reads classic pcap and pcapng files, streaming, into capture chunks;
+- ``pcap_writer``: writes classic pcap or pcapng files from capture chunks and translated records;
+- ``pcap``: the public face of the three above (``hyperplane.pcap``).
+- ``topology_reader``: reads our topology files (YAML/JSON) into a Topology, through
+  ``topology_resources`` (each resource, AWS's defaults) and ``_topology_fields`` (the schema);
+- ``topology_writer``: writes a Topology as a topology file, every default spelled out;
+- ``snapshot_reader``: reads a folder of AWS describe-* JSON into a Topology, through
+  ``snapshot_resources`` (VPCs, subnets, ENIs, gateways, endpoints, functions), ``snapshot_rules``
+  (security groups, network ACLs, route tables) and ``_snapshot_fields`` (typed JSON access);
+- ``snapshot_report``: what a snapshot held and what of it was loaded (``SnapshotReport``);
+- ``snapshot_writer``: writes a Topology as a describe-* folder;
+- ``boto3_collect``: the same documents from a live account (or moto) through boto3;
+- ``_source``: decoding and JSON/YAML parsing shared by the readers (errors with line and column).
+``hyperplane.loaders`` is the public face of the topology and snapshot modules.
+"""
