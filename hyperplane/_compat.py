@@ -2,9 +2,10 @@
 
 ``hyperplane.nat``, ``hyperplane.pcap``, ``hyperplane.flowlogs`` and ``hyperplane.loaders`` are
 documented in the README and stay public, without a warning: each name is its subsystem's public
-module (``hyperplane.pcap`` is ``hyperplane.formats.pcap``). The other old paths
-(``hyperplane.vpc``, ``hyperplane.pipeline``, ...) were internal; they still import, with a
-``DeprecationWarning`` naming the new path, and will go in a later release.
+module (``hyperplane.pcap`` is ``hyperplane.formats.pcap``, ``hyperplane.flowlogs`` is
+``hyperplane.dataplane.flow_logs``). The other old paths (``hyperplane.vpc``,
+``hyperplane.pipeline``, ...) were internal; they still import, with a ``DeprecationWarning``
+naming the new path, and will go in a later release.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ moved("vpc", "dataplane.compiled_vpc")
 moved("pipeline", "dataplane.walk")
 moved("inputs", "dataplane.inputs")
 moved("pcap", "formats.pcap", deprecated=False)
+moved("flowlogs", "dataplane.flow_logs", deprecated=False)  # re-exports formats.flow_log_files
 
 if not any(isinstance(f, _Finder) for f in sys.meta_path):
     sys.meta_path.insert(0, _Finder())

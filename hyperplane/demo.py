@@ -10,7 +10,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from hyperplane.flowlogs import read_cloudwatch
+from hyperplane.formats.flow_log_files import read_cloudwatch
 from hyperplane.network import Network
 from hyperplane.replay import replay
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hyperplane import _text, _walk
-from hyperplane.flowlogs import FlowLogAggregator
+from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import HyperplaneError, ReplayError
 from hyperplane.functions import LambdaError
 from hyperplane.dataplane.inputs import function_rows

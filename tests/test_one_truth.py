@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scapy.all import IP, TCP, UDP, Ether, rdpcap, wrpcap
 
 import hyperplane as hp
-from hyperplane.flowlogs import FlowLogAggregator
+from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.functions import LambdaSettings
 from hyperplane.dataplane.walk import Origin
 from hyperplane.scapy_adapter import to_record

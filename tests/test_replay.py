@@ -107,7 +107,7 @@ def test_replay_command_prints_a_summary_and_refuses_bad_arguments(capture, tmp_
 
 
 def test_replay_writes_flow_logs_with_capture_timestamps(capture, tmp_path):
-    from hyperplane.flowlogs import read_cloudwatch
+    from hyperplane.formats.flow_log_files import read_cloudwatch
 
     report = replay(hp.Network.example(), capture, functions={"orders": "172.16.5.0/24"},
                     flow_logs=tmp_path / "logs")

@@ -4,7 +4,10 @@
   packet kinds, interfaces, link types, ``CaptureError``);
 - ``pcap_reader``: reads classic pcap and pcapng files, streaming, into capture chunks;
 - ``pcap_writer``: writes classic pcap or pcapng files from capture chunks and translated records;
-- ``pcap``: the public face of the three above (``hyperplane.pcap``).
+- ``pcap``: the public face of the three above (``hyperplane.pcap``);
+- ``flow_log_files``: writes and reads VPC flow log files, as CloudWatch Logs streams and as S3
+  delivery files (the record and the log format with them); the aggregator that makes the records
+  is ``hyperplane.dataplane.flow_logs`` (``hyperplane.flowlogs``).
 - ``topology_reader``: reads our topology files (YAML/JSON) into a Topology, through
   ``topology_resources`` (each resource, AWS's defaults) and ``_topology_fields`` (the schema);
 - ``topology_writer``: writes a Topology as a topology file, every default spelled out;
