@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from _common import best_of_fresh, best_rate, emit, mpps, options, ratio, same_verdicts
-from hyperplane.conntrack import ConnectionTracker
+from hyperplane.tables.conntrack import ConnectionTracker
 from hyperplane.records import ACK, SYN, TCP, ip, packets
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from _common import best_of_fresh, best_rate, emit, environment_syns, mpps, options, ratio, replies_to
-from hyperplane.nat import ConnectionTable, Direction
+from hyperplane.tables.nat import ConnectionTable, Direction
 from hyperplane.records import ACK, ip
 
 

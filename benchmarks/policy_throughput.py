@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from _common import best_of, emit, mpps, options, ratio, same_verdicts, timed
-from hyperplane.policy import (
+from hyperplane.tables.policy import (
     CompiledNetworkAcls,
     CompiledRoutes,
     CompiledSecurityGroups,

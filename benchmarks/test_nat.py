@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hyperplane.nat import ConnectionTable, Direction
+from hyperplane.tables.nat import ConnectionTable, Direction
 from hyperplane.records import ACK, TCP, UDP, ip
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add this folder

@@ -8,11 +8,11 @@
 
 from hyperplane import _compat  # noqa: F401 - the import paths of before the folders
 from hyperplane.errors import HyperplaneError, TopologyError
-from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
+from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.formats.flow_log_files import FlowLogFormat, FlowLogRecord
 from hyperplane.functions import HyperplaneEni, LambdaService, LambdaSettings
-from hyperplane.nat import ConnectionTable, Direction, NatStatus, Timeouts
+from hyperplane.tables.nat import ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.network import Function, Network
 from hyperplane.dataplane.walk import BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason

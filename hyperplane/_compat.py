@@ -46,6 +46,9 @@ class _Finder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(name, _Loader(new))
 
 
+moved("nat", "tables.nat", deprecated=False)
+moved("conntrack", "tables.conntrack")
+moved("policy", "tables.policy")
 moved("vpc", "dataplane.compiled_vpc")
 moved("pipeline", "dataplane.walk")
 moved("inputs", "dataplane.inputs")

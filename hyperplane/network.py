@@ -12,12 +12,12 @@ import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
-from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
+from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
 from hyperplane.loaders import load_example_topology, load_topology
 from hyperplane.model import Topology
-from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
+from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int

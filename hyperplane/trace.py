@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from typing import TYPE_CHECKING, Any
 
-from hyperplane.nat import NatStatus
+from hyperplane.tables.nat import NatStatus
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import ip_str
 from hyperplane.dataplane.compiled_vpc import CompiledVpc, Target

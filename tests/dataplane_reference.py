@@ -1,7 +1,7 @@
 """A plain, per-packet Python walk of one packet through a VPC, for reading, not speed.
 
 Written from SPEC §3-§4 straight on the topology model (``hyperplane.model``), never on the
-compiled arrays of ``hyperplane.dataplane.compiled_vpc`` / ``hyperplane.policy``: the batch pipeline must agree with
+compiled arrays of ``hyperplane.dataplane.compiled_vpc`` / ``hyperplane.tables.policy``: the batch pipeline must agree with
 it packet for packet (tests/test_dataplane_differential.py).
 
 Scope: first packets of flows, and their replies. Without a ``State`` nothing is remembered:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hyperplane.nat import NatStatus, Timeouts
+from hyperplane.tables.nat import NatStatus, Timeouts
 
 TCP, UDP, ICMP = 6, 17, 1
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10

@@ -29,7 +29,7 @@ from hyperplane.functions import (
 )
 from hyperplane.loaders import load_example_topology, parse_topology
 from hyperplane.model import ExecutionRole, LambdaFunction, NetworkInterface, VpcConfig
-from hyperplane.nat import Direction, NatStatus
+from hyperplane.tables.nat import Direction, NatStatus
 from hyperplane.records import PACKET, UDP, ip
 
 DAY = 86400.0

@@ -23,7 +23,7 @@ from hyperplane.lambda_service import (
 )
 from hyperplane.lambda_service.states import ENI_TRANSITIONS, STATE_TRANSITIONS, EniEvent, FunctionEvent as E
 from hyperplane.loaders import parse_topology
-from hyperplane.nat import Direction
+from hyperplane.tables.nat import Direction
 from hyperplane.records import PACKET, UDP, ip
 
 DAY = 86400.0

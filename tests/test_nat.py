@@ -1,6 +1,6 @@
 """Scenarios for the connection tables of Hyperplane ENIs (V2N) and NAT gateways (issue 2).
 
-Each test drives ``hyperplane.nat.ConnectionTable`` with real packet sequences and checks what a
+Each test drives ``hyperplane.tables.nat.ConnectionTable`` with real packet sequences and checks what a
 user can see: per-packet status, the translated fields, ``connections()`` and the counters. The
 numbers come from SPEC §2 and §4: 65,000 connections per Hyperplane ENI address, ports
 1024-65535 (64,512 of them), 55,000 per (NAT address, destination), idle timeouts 350/120/30/180 s.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hyperplane._nat import NatCore
-from hyperplane.nat import STATE_NAMES, ConnectionTable, Direction, NatStatus, Timeouts
+from hyperplane.tables.nat import STATE_NAMES, ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PACKET, PSH, RST,
                                 SYN, TCP, UDP, ip, ip_str, packet, packets)
 from nat_reference import exact_deadline, reported_deadline
@@ -895,7 +895,7 @@ def run_isolated(code: str) -> str:
 
 PRELUDE = """
 import math
-from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.tables.nat import ConnectionTable, Timeouts
 from hyperplane.records import packet, UDP
 table = ConnectionTable.hyperplane_eni(["10.0.1.200"])
 def send(t, sport=1):
@@ -963,7 +963,7 @@ def test_millisecond_timeouts_at_far_future_times_return_and_keep_the_connection
     # the connection was killed while it was being opened and the batch loop never returned.
     out = run_isolated(f"""
 import math
-from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.tables.nat import ConnectionTable, Timeouts
 from hyperplane.records import packet
 t = {t!r}
 table = ConnectionTable.hyperplane_eni(["10.0.10.4"], timeouts=Timeouts(*[0.001] * 5))
@@ -986,7 +986,7 @@ print("live", table.live)
 def test_a_deadline_equal_to_now_expires_the_connection_at_large_times():
     # 2**49 s: doubles are 1/8 s apart, and a 1/8 s timeout lands exactly on the next one
     out = run_isolated("""
-from hyperplane.nat import ConnectionTable, Timeouts
+from hyperplane.tables.nat import ConnectionTable, Timeouts
 from hyperplane.records import packet
 t = 2.0 ** 49
 table = ConnectionTable.hyperplane_eni(["10.0.10.4"], timeouts=Timeouts(*[0.125] * 5))
@@ -1007,7 +1007,7 @@ def test_network_with_millisecond_v2n_timeouts_answers_at_far_future_times(t):
     out = run_isolated(f"""
 import hyperplane as hp
 from hyperplane.functions import LambdaSettings
-from hyperplane.nat import Timeouts
+from hyperplane.tables.nat import Timeouts
 from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ip, packets
 import math
@@ -1033,7 +1033,7 @@ def test_connection_table_nan_time_does_not_stop_expiry():
 import math
 import numpy as np
 from hyperplane._nat import NatCore
-from hyperplane.nat import Timeouts
+from hyperplane.tables.nat import Timeouts
 from hyperplane.records import packets, UDP
 core = NatCore(False, 1024, 64512, 65000, 64512, Timeouts().by_state())
 core.add_address(167772616, -math.inf)

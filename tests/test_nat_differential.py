@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, NAT_GATEWAY_TIMEOUTS, STATE_NAMES, ConnectionTable, Timeouts
+from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, NAT_GATEWAY_TIMEOUTS, STATE_NAMES, ConnectionTable, Timeouts
 from hyperplane.records import packets
 from nat_reference import (DOCUMENTED_ENI_TIMEOUTS, DOCUMENTED_GATEWAY_TIMEOUTS, EPHEMERAL_PORTS,
                            HYPERPLANE_ENI_MAX_CONNECTIONS, NAT_GATEWAY_MAX_PER_DESTINATION, InvalidChoice,

@@ -1,4 +1,4 @@
-"""Compiled route tables, security groups and network ACLs (hyperplane.policy).
+"""Compiled route tables, security groups and network ACLs (hyperplane.tables.policy).
 
 Scenarios first, then differential tests: random tables and packets evaluated by the plain
 per-packet reference below (readable, no arrays) and by the compiled kernels must agree exactly.
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hyperplane import _policy
-from hyperplane.policy import (
+from hyperplane.tables.policy import (
     EGRESS,
     IMPLICIT_DENY_RULE,
     INBOUND,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hyperplane import model
-from hyperplane.policy import (
+from hyperplane.tables.policy import (
     CompiledNetworkAcls,
     CompiledRoutes,
     CompiledSecurityGroups,

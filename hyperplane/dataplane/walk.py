@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hyperplane import _walk
-from hyperplane.nat import ConnectionTable, NatStatus
+from hyperplane.tables.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 

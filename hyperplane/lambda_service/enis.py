@@ -2,7 +2,7 @@
 
 One Hyperplane ENI exists per (subnet, security group set) pair that some function or published
 version uses: that pair is a :class:`HyperplaneEniPool`, shared by all of them. Packets never
-pass through this module. Each pool owns the V2N :class:`~hyperplane.nat.ConnectionTable` of its
+pass through this module. Each pool owns the V2N :class:`~hyperplane.tables.nat.ConnectionTable` of its
 addresses; the packet pipeline calls ``pool.table.process`` and the table calls back
 :meth:`HyperplaneEniPool._add_overflow_eni` when every address of the pool holds its maximum of
 connections (65,000), which is how Lambda's overflow ENIs appear.
@@ -24,7 +24,7 @@ from typing import Any, Iterable, Protocol
 
 from hyperplane.errors import SubnetOutOfAddresses
 from hyperplane.model import ExecutionRole, Topology, VpcConfig
-from hyperplane.nat import ConnectionTable, NatStatus
+from hyperplane.tables.nat import ConnectionTable, NatStatus
 
 from hyperplane.lambda_service.errors import SetupFailure
 from hyperplane.lambda_service.settings import LambdaSettings
@@ -135,7 +135,7 @@ class HyperplaneEniPool:
         key: ``(subnet_id, frozenset(security_group_ids))``.
         subnet_id, vpc_id, security_group_ids (sorted tuple).
         enis: the pool's ENIs, the first one first.
-        table: the V2N :class:`~hyperplane.nat.ConnectionTable` translating to their addresses.
+        table: the V2N :class:`~hyperplane.tables.nat.ConnectionTable` translating to their addresses.
         overflow_refusal: why the last overflow ENI could not be created (``None`` if it could).
     """
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from hyperplane.nat import HYPERPLANE_ENI_TIMEOUTS, Timeouts
+from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, Timeouts
 
 __all__ = ["LambdaSettings", "is_number"]
 
@@ -43,7 +43,7 @@ class LambdaSettings:
             overflow ENI to its pool. Default 65,000 (AWS).
         ports: the ports V2N allocates on an ENI, inclusive. Default 1024-65535, Lambda's
             ephemeral range (it matters for NACL rules on the return path).
-        timeouts: idle timeouts of V2N connections (:data:`hyperplane.nat.HYPERPLANE_ENI_TIMEOUTS`:
+        timeouts: idle timeouts of V2N connections (:data:`hyperplane.tables.nat.HYPERPLANE_ENI_TIMEOUTS`:
             TCP established 350 s, TCP opening/closing 120 s, UDP 30 s, UDP with replies 180 s).
         execution_environment_network: where execution environments' source addresses come
             from; one /24 per function (so a /16 holds 256 functions). Default 169.254.0.0/16
@@ -77,7 +77,7 @@ class LambdaSettings:
                 and 1 <= ports[0] <= ports[1] <= 65535):
             raise ValueError(f"LambdaSettings.ports must be (first, last) with 1 <= first <= last <= 65535, not {ports!r}")
         if not isinstance(self.timeouts, Timeouts):
-            raise ValueError(f"LambdaSettings.timeouts must be a hyperplane.nat.Timeouts, not {self.timeouts!r}")
+            raise ValueError(f"LambdaSettings.timeouts must be a hyperplane.tables.nat.Timeouts, not {self.timeouts!r}")
         try:
             network = IPv4Network(self.execution_environment_network)
         except (ValueError, TypeError) as exc:

@@ -162,7 +162,7 @@ def refusal(exc: Exception, names: list[str], row: int | None = None) -> str:
 
 
 def check_nat(case: dict[str, Any]) -> str:
-    from hyperplane.nat import ConnectionTable, NatStatus, Timeouts
+    from hyperplane.tables.nat import ConnectionTable, NatStatus, Timeouts
     rows = case["rows"]
     batch = to_packets(rows)
     spare = iter(range(0x0A000B00, 0x0A000B00 + 300))
@@ -208,7 +208,7 @@ def check_nat(case: dict[str, Any]) -> str:
 
 
 def check_conntrack(case: dict[str, Any]) -> str:
-    from hyperplane.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
+    from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
     rows = case["rows"]
     tracker = ConnectionTracker(ConnectionTrackingConfiguration(*case["config"]))
     eni = case["eni"]
@@ -240,7 +240,7 @@ def check_conntrack(case: dict[str, Any]) -> str:
 def check_network(case: dict[str, Any]) -> str:
     import hyperplane as hp
     from hyperplane.functions import LambdaSettings
-    from hyperplane.nat import Timeouts
+    from hyperplane.tables.nat import Timeouts
     rows = case["rows"]
     net = hp.Network.example(lambda_settings=LambdaSettings(timeouts=Timeouts(*case["timeouts"])))
     batch = to_packets(rows)

@@ -168,7 +168,7 @@ class ConnectionTable:
         if not (isinstance(per_addr, int) and 0 <= per_addr <= 2**32):
             raise ValueError(f"max_connections_per_address must be 1..2**32 or None, not {per_addr!r}")
         if not isinstance(timeouts, Timeouts):
-            raise TypeError(f"timeouts must be a hyperplane.nat.Timeouts, not {type(timeouts).__name__}")
+            raise TypeError(f"timeouts must be a hyperplane.tables.nat.Timeouts, not {type(timeouts).__name__}")
         for name, value in zip(Timeouts.__dataclass_fields__, astuple(timeouts)):
             _positive(value, f"timeouts.{name}")
         if not (isinstance(seed, int) and 0 <= seed < 2**64):
