@@ -52,6 +52,10 @@ moved("policy", "tables.policy")
 moved("vpc", "dataplane.compiled_vpc")
 moved("pipeline", "dataplane.walk")
 moved("inputs", "dataplane.inputs")
+moved("loaders.topology_file", "loaders")  # split into formats.topology_{reader,writer}: the facade has both
+moved("loaders.aws_snapshot", "loaders")  # split into formats.snapshot_{reader,writer}: the facade has both
+moved("loaders.boto3_collect", "formats.boto3_collect")
+moved("loaders._source", "formats._source")
 moved("pcap", "formats.pcap", deprecated=False)
 moved("flowlogs", "dataplane.flow_logs", deprecated=False)  # re-exports formats.flow_log_files
 

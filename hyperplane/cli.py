@@ -213,8 +213,8 @@ def snapshot(folder: Path, profile: str | None, region: str | None, repair: bool
     the files stay, as collected)."""
     import boto3
 
-    from hyperplane.loaders.aws_snapshot import read_aws_snapshot
-    from hyperplane.loaders.boto3_collect import write_snapshot
+    from hyperplane.formats.snapshot_reader import read_aws_snapshot
+    from hyperplane.formats.boto3_collect import write_snapshot
 
     with _repair_warnings():
         files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder, repair=repair)

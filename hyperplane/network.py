@@ -15,7 +15,7 @@ from scapy.packet import Packet
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
-from hyperplane.loaders import load_example_topology, load_topology
+from hyperplane.formats.topology_reader import load_example_topology, load_topology
 from hyperplane.model import Topology
 from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
@@ -86,10 +86,10 @@ class Network:
     @classmethod
     def load(cls, path: str | Path, **kw) -> Network:
         """A topology file (YAML or JSON, see docs/topology-format.md), or a folder of AWS
-        describe-* JSON files (hyperplane/loaders/aws_snapshot.py): a snapshot is a running
+        describe-* JSON files (hyperplane/formats/snapshot_reader.py): a snapshot is a running
         account, so its functions start Active (``ready=True`` unless given)."""
         if Path(path).is_dir():
-            from hyperplane.loaders.aws_snapshot import load_aws_snapshot
+            from hyperplane.formats.snapshot_reader import load_aws_snapshot
             repair = kw.pop("repair", False)
             kw.setdefault("ready", True)
             return cls(load_aws_snapshot(path, repair=repair), **kw)
@@ -100,7 +100,7 @@ class Network:
         """The account that boto3 sees (a Session, ``{"ec2": client, "lambda": client}`` or
         None for the default session), collected with the describe-* calls; functions start
         Active as in :meth:`load` of a folder."""
-        from hyperplane.loaders.boto3_collect import from_boto3
+        from hyperplane.formats.boto3_collect import from_boto3
         repair = kw.pop("repair", False)
         kw.setdefault("ready", True)
         return cls(from_boto3(session_or_clients, repair=repair), **kw)

@@ -17,16 +17,16 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 import hyperplane as hp
 from hyperplane.errors import TopologyError
 from hyperplane.loaders import load_example_topology
-from hyperplane.loaders.aws_snapshot import (
-    SnapshotWarning, load_aws_snapshot, parse_aws_documents, read_aws_snapshot, write_describe_folder,
-)
+from hyperplane.formats.snapshot_reader import load_aws_snapshot, parse_aws_documents, read_aws_snapshot
+from hyperplane.formats.snapshot_report import SnapshotWarning
+from hyperplane.formats.snapshot_writer import write_describe_folder
 from hyperplane.reasons import Reason
 
 SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
 FOLDERS = ["hybrid-cloud", "test-nat-gateway", "test-public-private-subnet", "test-public-subnet",
            "test-subnet", "test-vpc-endpoint-gateway", "test-vpc-endpoint-interface", "test-vpc-peering"]
 
-pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.loaders.aws_snapshot.SnapshotWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
 
 
 def snapshot(name: str) -> Path:
@@ -601,7 +601,7 @@ def test_a_running_networks_hyperplane_enis_are_written_and_taken_over_again(tmp
 
 
 def _example_documents() -> dict[str, dict]:
-    from hyperplane.loaders.aws_snapshot import describe_documents
+    from hyperplane.formats.snapshot_writer import describe_documents
     return describe_documents(load_example_topology())
 
 

@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
-from hyperplane.loaders.boto3_collect import (
+from hyperplane.formats.boto3_collect import (
     EC2_CALLS, CollectError, collect_documents, from_boto3, read_boto3, write_snapshot,
 )
 from hyperplane.reasons import Reason
@@ -19,7 +19,7 @@ from hyperplane.reasons import Reason
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
-pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.loaders.aws_snapshot.SnapshotWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
 
 OFFICE = "198.51.100.0/24"
 

@@ -5,7 +5,7 @@
 AWS managed prefix list, and Lambda's ``list_functions`` (all versions). The documents are the
 ones ``aws_snapshot`` reads, so :func:`from_boto3` (a Topology) and :func:`write_snapshot` (a
 folder ``DIR/<region>/Vpcs.json`` ... that ``Network.load(DIR)`` reads back) give the same
-network. IAM is not read: see :data:`hyperplane.loaders.aws_snapshot.SNAPSHOT_ROLE_POLICIES`.
+network. IAM is not read: see :data:`hyperplane.formats.snapshot_report.SNAPSHOT_ROLE_POLICIES`.
 
 ``session_or_clients``: a ``boto3.Session``; a mapping ``{"ec2": client, "lambda": client}``
 (the lambda client is optional: without it no function is collected); a single EC2 client; or
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hyperplane.errors import HyperplaneError, TopologyError
-from hyperplane.loaders.aws_snapshot import SnapshotReport, parse_aws_documents, warn_skipped
+from hyperplane.formats.snapshot_reader import parse_aws_documents
+from hyperplane.formats.snapshot_report import SnapshotReport, warn_skipped
 from hyperplane.model import Topology
 
 __all__ = ["EC2_CALLS", "CollectError", "collect_documents", "from_boto3", "read_boto3", "write_snapshot"]
@@ -114,7 +115,7 @@ def _parse(region: str, documents: dict[str, dict], repair: bool) -> tuple[Topol
 def read_boto3(session_or_clients: Any = None, *, repair: bool = False) -> tuple[Topology, SnapshotReport]:
     """The Topology of what boto3 sees, with its report (what was not emulated).
 
-    ``repair=True``: the lenient load of :func:`~hyperplane.loaders.aws_snapshot.read_aws_snapshot`
+    ``repair=True``: the lenient load of :func:`~hyperplane.formats.snapshot_reader.read_aws_snapshot`
     (moto's NAT gateway addresses outside their subnet are re-allocated, with a warning)."""
     region, documents = collect_documents(session_or_clients)
     return _parse(region, documents, repair)

@@ -28,7 +28,8 @@ from test_fuzz_topology import ODD_VALUES, clear, exercise, mutate_document, mut
 import hyperplane as hp
 from hyperplane.errors import TopologyError
 from hyperplane.loaders import load_example_topology
-from hyperplane.loaders.aws_snapshot import _read_json, describe_documents, parse_aws_documents
+from hyperplane.formats.snapshot_reader import _read_json, parse_aws_documents
+from hyperplane.formats.snapshot_writer import describe_documents
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "aws-snapshots"
 
