@@ -1,4 +1,4 @@
-"""Build the compiled core: every ``hyperplane/*.pyx`` becomes an extension module.
+"""Build the compiled core: every ``hyperplane/_core/*.pyx`` becomes an extension module.
 
 Metadata lives in pyproject.toml. ``HYPERPLANE_DEBUG=1`` turns bounds checks on and builds
 ``-O0 -g``; ``HYPERPLANE_ANNOTATE=1`` writes ``cython -a`` HTML beside each ``.pyx``.
@@ -22,13 +22,13 @@ directives = {
 }
 extensions = [
     Extension(
-        "hyperplane." + os.path.splitext(os.path.basename(pyx))[0],
+        "hyperplane._core." + os.path.splitext(os.path.basename(pyx))[0],
         [pyx],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     )
-    for pyx in sorted(glob.glob("hyperplane/*.pyx"))
+    for pyx in sorted(glob.glob("hyperplane/_core/*.pyx"))
 ]
 setup(
     ext_modules=cythonize(

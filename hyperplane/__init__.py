@@ -11,7 +11,7 @@ from hyperplane.errors import HyperplaneError, TopologyError
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.formats.flow_log_files import FlowLogFormat, FlowLogRecord
-from hyperplane.functions import HyperplaneEni, LambdaService, LambdaSettings
+from hyperplane.lambda_service import HyperplaneEni, LambdaService, LambdaSettings
 from hyperplane.tables.nat import ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.network import Function, Network
 from hyperplane.dataplane.walk import BatchResult, Origin

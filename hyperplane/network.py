@@ -13,7 +13,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
-from hyperplane.functions import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.lambda_service import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
 from hyperplane.formats.topology_reader import load_example_topology, load_topology
 from hyperplane.model import Topology

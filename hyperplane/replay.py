@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperplane import _text, _walk
+from hyperplane._core import _text, _walk
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import HyperplaneError, ReplayError
-from hyperplane.functions import LambdaError
+from hyperplane.lambda_service import LambdaError
 from hyperplane.dataplane.inputs import function_rows
 from hyperplane.network import Network
 from hyperplane.formats.capture import CaptureChunk, PacketKind
@@ -362,7 +362,7 @@ def _count_rule_drops(res: BatchResult, report: ReplayReport) -> None:
 
 class _VerdictSink:
     """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``), written by
-    the compiled line writer (``hyperplane._text``)."""
+    the compiled line writer (``hyperplane._core._text``)."""
 
     FIELDS = ["index", "disposition", "reason", "resource", "src", "sport", "dst", "dport", "proto"]
     _REASONS = [Reason(r).name.encode() if r in Reason._value2member_map_ else b"?" for r in range(256)]

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hyperplane as hp
-from hyperplane._records import RecordTable
-from hyperplane._text import ADDRESS, CONSTANT, INTEGER, WORDS, lines
-from hyperplane._walk import HOP
+from hyperplane._core._records import RecordTable
+from hyperplane._core._text import ADDRESS, CONSTANT, INTEGER, WORDS, lines
+from hyperplane._core._walk import HOP
 from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ip, packets
 
@@ -377,7 +377,7 @@ def test_walk_refuses_a_hop_log_that_is_not_a_hop_array_naming_it(lab, hops):
 def test_walk_refuses_unchecked_origins_instead_of_crashing(origin, index):
     child = run_child(f"""
         import numpy as np, hyperplane as hp
-        from hyperplane._walk import HOP
+        from hyperplane._core._walk import HOP
         from hyperplane.records import packets
         w = hp.Network.example()._current_pipeline().walker
         try:
@@ -630,8 +630,8 @@ def test_observe_survives_one_packet_with_thousands_of_hops():
     n_hops = 2000
     child = run_child(f"""
         import numpy as np
-        from hyperplane._records import RecordTable
-        from hyperplane._walk import HOP
+        from hyperplane._core._records import RecordTable
+        from hyperplane._core._walk import HOP
         from hyperplane.records import packets
         n = {n_hops}
         hops = np.zeros(n, HOP)
@@ -754,7 +754,7 @@ def test_a_code_of_minus_one_prints_a_dash_even_with_an_empty_word_table():
 def test_lines_refuses_a_column_tuple_missing_its_values_instead_of_crashing(column):
     child = run_child(f"""
         import numpy as np
-        from hyperplane._text import lines, INTEGER, WORDS, CONSTANT
+        from hyperplane._core._text import lines, INTEGER, WORDS, CONSTANT
         try:
             lines([{column}], [0])
         except (ValueError, TypeError) as e:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
 
-from hyperplane._conntrack import ConntrackCore
+from hyperplane._core._conntrack import ConntrackCore
 from hyperplane.tables.conntrack import (FIN_A, FIN_B, SEEN_A, SEEN_B, ConnectionTracker,
                                   ConnectionTrackingConfiguration, TrackResult)
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PSH, RST,

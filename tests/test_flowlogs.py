@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP as ScapyTCP
 
 import hyperplane as hp
-from hyperplane._records import RecordTable
+from hyperplane._core._records import RecordTable
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.formats import flow_log_files as flowlogs
 from hyperplane.formats.flow_log_files import (

@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from hyperplane._nat import NatCore
+from hyperplane._core._nat import NatCore
 from hyperplane.tables.nat import STATE_NAMES, ConnectionTable, Direction, NatStatus, Timeouts
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PACKET, PSH, RST,
                                 SYN, TCP, UDP, ip, ip_str, packet, packets)
@@ -1032,7 +1032,7 @@ def test_connection_table_nan_time_does_not_stop_expiry():
     out = run_isolated("""
 import math
 import numpy as np
-from hyperplane._nat import NatCore
+from hyperplane._core._nat import NatCore
 from hyperplane.tables.nat import Timeouts
 from hyperplane.records import packets, UDP
 core = NatCore(False, 1024, 64512, 65000, 64512, Timeouts().by_state())

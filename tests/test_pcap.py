@@ -37,7 +37,7 @@ from scapy.all import (
 )
 
 import hyperplane as hp
-from hyperplane import _pcap
+from hyperplane._core import _pcap
 from hyperplane.formats.capture import MAX_RECORD_BYTES, CaptureChunk, CaptureError, PacketKind
 from hyperplane.formats.pcap_reader import load_capture, read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter, write_capture

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperplane import _policy
+from hyperplane._core import _policy
 from hyperplane.tables.policy import (
     EGRESS,
     IMPLICIT_DENY_RULE,

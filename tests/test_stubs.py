@@ -1,4 +1,4 @@
-"""The hand-written stubs of the compiled modules (hyperplane/_*.pyi) say what the modules
+"""The hand-written stubs of the compiled modules (hyperplane/_core/_*.pyi) say what the modules
 really export: mypy's stubtest compares them with the built extensions."""
 
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-COMPILED = ["hyperplane._nat", "hyperplane._policy", "hyperplane._conntrack", "hyperplane._pcap",
-            "hyperplane._walk", "hyperplane._records", "hyperplane._text"]
+COMPILED = ["hyperplane._core._nat", "hyperplane._core._policy", "hyperplane._core._conntrack", "hyperplane._core._pcap",
+            "hyperplane._core._walk", "hyperplane._core._records", "hyperplane._core._text"]
 # only the compiled modules' stubs are judged here, not the Python modules they import
 CONFIG = f"""
 [mypy]

@@ -24,9 +24,9 @@ ENI (translated ports on a Hyperplane ENI); ICMP records carry ports 0, as AWS's
 Aggregation: one record per (ENI, direction, action, 5-tuple, pkt addresses) per window
 ``floor(time / interval)``; ``start``/``end`` are the first and last packet times in it (integer
 seconds); ``tcp-flags`` ORs FIN=1, SYN=2, RST=4 and SYN-ACK=18 (ACK is reported only with SYN).
-Observation and aggregation run in compiled code (``hyperplane._records``): a reverse walk of
+Observation and aggregation run in compiled code (``hyperplane._core._records``): a reverse walk of
 each packet's hops (undoing translations) and a hash table of records keyed in full; the files
-are formatted in compiled code too (``hyperplane._text``).
+are formatted in compiled code too (``hyperplane._core._text``).
 
 The record, the formats and the files (``hyperplane.formats.flow_log_files``) are re-exported
 here: this module is the public ``hyperplane.flowlogs``.
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from hyperplane import _text
-from hyperplane._records import RecordTable
+from hyperplane._core import _text
+from hyperplane._core._records import RecordTable
 from hyperplane.dataplane.compiled_vpc import CompiledVpc, EniKind, Target
 from hyperplane.dataplane.walk import BatchResult
 from hyperplane.formats.flow_log_files import (
@@ -97,7 +97,7 @@ for _t, _code in TRAFFIC_PATH.items():
 
 
 # -- records ----------------------------------------------------------------------------------
-# A record's key is exactly three uint64 words (hyperplane._records observes and aggregates them):
+# A record's key is exactly three uint64 words (hyperplane._core._records observes and aggregates them):
 #   a = src endpoint (ip << 16 | port: 48 bits) | small word << 48
 #   b = dst endpoint (48) | ENI number << 48
 #   c = window << 32 | original address (Hyperplane ENIs; else 0)
@@ -287,7 +287,7 @@ class FlowLogAggregator:
         }
 
     def _text_columns(self, t: dict[str, Any], fmt: FlowLogFormat) -> list[tuple]:
-        """The format's fields as columns for ``hyperplane._text.lines``."""
+        """The format's fields as columns for ``hyperplane._core._text.lines``."""
         enis = self._enis
 
         def words(codes: np.ndarray, table: list) -> tuple:

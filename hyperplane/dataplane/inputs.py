@@ -2,7 +2,7 @@
 so that they cannot disagree.
 
 A packet from an execution environment is an invocation at the packet's time
-(:meth:`~hyperplane.functions.LambdaService.invoke_rows`):
+(:meth:`~hyperplane.lambda_service.LambdaService.invoke_rows`):
 
 - accepted, with VpcConfig: the walker translates it on the Hyperplane ENI pool of the subnet the
   environment is bound to (``Origin.FUNCTION``);
@@ -25,7 +25,7 @@ import numpy as np
 
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 from hyperplane.dataplane.walk import Origin
-from hyperplane.functions import Invocation, InvocationResult, LambdaService
+from hyperplane.lambda_service import Invocation, InvocationResult, LambdaService
 from hyperplane.reasons import Reason
 
 

@@ -1,7 +1,7 @@
 """The data plane: a batch of packet records walked through the VPC, one packet at a time.
 
 Each packet goes through the whole VPC before the next one, in the compiled, GIL-free loop of
-``hyperplane._walk`` (its docstring is the theory of operation), so every packet meets the
+``hyperplane._core._walk`` (its docstring is the theory of operation), so every packet meets the
 stateful tables (V2N and NAT gateway connections, security-group tracking) exactly as the
 earlier ones left them, at its own time: a SYN-ACK right after its SYN, a FIN, a UDP answer.
 The walk, per packet:
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyperplane import _walk
+from hyperplane._core import _walk
 from hyperplane.tables.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
@@ -97,7 +97,7 @@ class Facts:
     """What each stage decided for each packet of a batch, read from the compiled hop log.
 
     ``of(row)`` gives one packet's stages in order, with their values (named by ``COLUMNS``);
-    ``hops`` is the log itself (``hyperplane._walk.HOP`` rows: row, stage code, position in the
+    ``hops`` is the log itself (``hyperplane._core._walk.HOP`` rows: row, stage code, position in the
     packet's path, six values), the hops of row k being ``hops[first_hop[k]:first_hop[k + 1]]``.
     """
 

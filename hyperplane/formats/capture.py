@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hyperplane import _pcap
+from hyperplane._core import _pcap
 from hyperplane.errors import HyperplaneError
 from hyperplane.records import PACKET
 

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hyperplane import _pcap
+from hyperplane._core import _pcap
 from hyperplane.formats.capture import (
     _IDB,
     _SHB,

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hyperplane import _pcap
+from hyperplane._core import _pcap
 from hyperplane.formats.capture import (
     _IDB,
     _SHB,

@@ -7,7 +7,7 @@ ingress rule for it, and removing a rule does not cut a flow that is already ope
 
 The pipeline asks, for a whole batch at once, "is this packet part of a flow the group already
 allowed?" through :meth:`ConnectionTracker.check`; the loop runs in the compiled
-``hyperplane._conntrack`` (its module docstring is the theory of operation).
+``hyperplane._core._conntrack`` (its module docstring is the theory of operation).
 
 Timeouts. AWS documents them in the EC2 user guide, "Amazon EC2 security group connection
 tracking" (security-group-connection-tracking.html, "Idle connection tracking timeout"), and in
@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hyperplane._conntrack import ConntrackCore
+from hyperplane._core._conntrack import ConntrackCore
 from hyperplane.records import PACKET, ip_str
 
 __all__ = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass, astuple
 
 import numpy as np
 
-from hyperplane._nat import NatCore
+from hyperplane._core._nat import NatCore
 from hyperplane.records import PACKET, ip_str
 
 __all__ = [

@@ -1,6 +1,6 @@
 # The contract of the compiled security-group connection tracking (theory in _conntrack.pyx).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
-from hyperplane._types cimport packet_t
+from hyperplane._core._types cimport packet_t
 
 cdef enum:
     N_KINDS = 4                    # what a flow is tracked as (index of the timeout rows)

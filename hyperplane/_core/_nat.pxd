@@ -1,6 +1,6 @@
 # The contract of the compiled connection table (see _nat.pyx for the theory of operation).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from hyperplane._types cimport packet_t
+from hyperplane._core._types cimport packet_t
 
 cdef enum:
     MAX_ADDRESSES = 254

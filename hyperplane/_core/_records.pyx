@@ -24,14 +24,14 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport mix, table_alloc
-from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
-from hyperplane._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT, H_ROUTE,
+from hyperplane._core._tables cimport mix, table_alloc
+from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
+from hyperplane._core._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT, H_ROUTE,
                                H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, HOPS_PER_PACKET, hop_t)
 
 import numpy as np
 
-from hyperplane._walk import HOP as _HOP
+from hyperplane._core._walk import HOP as _HOP
 
 cdef enum:
     EMPTY = 0xFFFFFFFF

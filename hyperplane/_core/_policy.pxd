@@ -1,7 +1,7 @@
 # The contract of the compiled policy tables (theory in _policy.pyx), and single-packet lookups
 # for the per-packet walker (hyperplane/_walk.pyx); the batch kernels live in _policy.pyx.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
-from hyperplane._types cimport packet_t
+from hyperplane._core._types cimport packet_t
 
 
 cdef struct route_tables_t:

@@ -35,11 +35,11 @@ cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from hyperplane._conntrack cimport ConntrackCore, track_check, track_t
-from hyperplane._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
-from hyperplane._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
+from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_t
+from hyperplane._core._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
+from hyperplane._core._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
                                  rule_tables_of, rule_tables_t)
-from hyperplane._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, packet_t
+from hyperplane._core._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
 

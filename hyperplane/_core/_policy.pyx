@@ -55,7 +55,7 @@ direction other than 0/1, mismatched lengths or a wrong dtype raise ``ValueError
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 
-from hyperplane._types cimport packet_t
+from hyperplane._core._types cimport packet_t
 
 import numpy as np
 

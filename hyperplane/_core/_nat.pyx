@@ -57,8 +57,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, second_of, table_alloc
-from hyperplane._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
+from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, second_of, table_alloc
+from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
 

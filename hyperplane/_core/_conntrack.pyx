@@ -55,8 +55,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, table_alloc
-from hyperplane._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
+from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, table_alloc
+from hyperplane._core._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
                                P_UDP, packet_t)
 
 import numpy as np
