@@ -318,7 +318,7 @@ class Network:
         p = result.packet
         if p is None or not result.delivered:
             raise ValueError(f"nothing to reply to: the packet was not delivered ({result.reason.name})")
-        answer = IP(src=p.dst, dst=p.src) / layer4
+        answer: Packet = IP(src=p.dst, dst=p.src) / layer4
         l4 = answer.payload
         if isinstance(l4, (TCP, UDP)) and isinstance(p.payload, (TCP, UDP)):
             if "sport" not in l4.fields:

@@ -55,7 +55,7 @@ def from_record(pkt: Packet, rec: np.void) -> IP:
     layer = ip_layer(pkt)
     if layer is None:
         raise ValueError("the packet has no IPv4 layer")
-    ip = layer.copy()
+    ip: IP = layer.copy()
     ip.src = _dotted(int(rec["src_ip"]))
     ip.dst = _dotted(int(rec["dst_ip"]))
     del ip.chksum

@@ -170,12 +170,12 @@ class CompiledVpc:
             if e.public_ip and subnet_online[e.subnet]:
                 public.append((e.public_ip, e.index, e.ip))
         self.nat_private_to_public: dict[int, int] = {}
-        for n, nid in enumerate(self.nat_ids):
-            nat = t.nat_gateways[nid]
-            eni = self.eni_index.get(nat.network_interface_id, -1)
-            for private, public_ip in nat.address_pairs:
-                if public_ip is not None and subnet_online[subnet_index[nat.subnet_id]]:
-                    public.append((_u32(public_ip), eni, _u32(private)))
+        for nid in self.nat_ids:
+            gateway = t.nat_gateways[nid]
+            gateway_eni = self.eni_index.get(gateway.network_interface_id or "", -1)
+            for private, public_ip in gateway.address_pairs:
+                if public_ip is not None and subnet_online[subnet_index[gateway.subnet_id]]:
+                    public.append((_u32(public_ip), gateway_eni, _u32(private)))
                     self.nat_private_to_public[_u32(private)] = _u32(public_ip)
         by_private = sorted((q, p) for p, _, q in public)
         self._private_with_public = np.array([q for q, _ in by_private], dtype=np.uint32)
@@ -194,12 +194,13 @@ class CompiledVpc:
         def rule_specs(group_id: str, egress: bool) -> list[SecurityGroupRuleSpec]:
             out = []
             for k, r in enumerate(t.security_groups[group_id].rules(egress)):
+                cidrs: tuple[Any, ...]
                 if r.cidr is not None:
                     cidrs = (r.cidr,)
                 elif r.prefix_list_id is not None:
                     cidrs = t.prefix_list_cidrs(r.prefix_list_id)
                 else:
-                    cidrs = tuple((ip, 32) for ip in members.get(r.security_group_id, ()))
+                    cidrs = tuple((ip, 32) for ip in members.get(r.security_group_id or "", ()))
                 if r.protocol == model.ICMP:
                     lo, hi = r.icmp_type, r.icmp_code
                 else:
@@ -235,11 +236,11 @@ class CompiledVpc:
             specs, kinds, indexes = [], [], []
             for route in t.route_tables[rid].routes:
                 if route.is_prefix_list_route:
-                    specs.append(RouteSpec.from_prefix_list(t.prefix_list_cidrs(route.destination), ref=route))
+                    specs.append(RouteSpec.from_prefix_list(t.prefix_list_cidrs(str(route.destination)), ref=route))
                 else:
                     specs.append(RouteSpec.static(route.destination, ref=route))
-                kind, index = self._target(route, nat_index, endpoint_index)
-                kinds.append(kind)
+                target, index = self._target(route, nat_index, endpoint_index)
+                kinds.append(target)
                 indexes.append(index)
             tables.append(specs)
             self.route_target.append(np.array(kinds, dtype=np.int8))
