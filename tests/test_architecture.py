@@ -100,3 +100,29 @@ def test_no_import_cycles_between_modules():
 def test_no_python_module_is_too_long_to_read(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= LONGEST, f"{module}: {lines} lines (split it by what it holds)"
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("hyperplane.nat", "hyperplane.tables.nat", "ConnectionTable"),
+    ("hyperplane.pcap", "hyperplane.formats.pcap", "read_capture"),
+    ("hyperplane.flowlogs", "hyperplane.formats.flow_log_files", "write_s3"),
+    ("hyperplane.functions", "hyperplane.lambda_service", "LambdaService"),
+    ("hyperplane.loaders", "hyperplane.formats.topology_reader", "load_topology"),
+])
+def test_documented_import_paths_of_before_the_folders_still_work_without_a_warning(old, new, name):
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
+
+
+def test_internal_import_paths_of_before_the_folders_warn_and_name_the_new_one():
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('error'); import hyperplane\n"
+            "try:\n    import hyperplane.pipeline\nexcept DeprecationWarning as w:\n    print(w)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "hyperplane.pipeline is now hyperplane.dataplane.walk; the old path will be removed"
