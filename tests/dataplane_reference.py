@@ -133,7 +133,7 @@ class FromFunction:
 
 def bound_subnet(function_name: str, environment_ip: IPv4Address, subnet_ids: tuple[str, ...]) -> str:
     """The subnet an execution environment is bound to for its lifetime (SPEC §2: deterministic
-    and documented; hyperplane/functions.py documents a CRC-32 of name and dotted address)."""
+    and documented; hyperplane/lambda_service/environments.py documents a CRC-32 of name and dotted address)."""
     return subnet_ids[zlib.crc32(f"{function_name}:{environment_ip}".encode()) % len(subnet_ids)]
 
 
