@@ -314,7 +314,8 @@ class Network:
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)
         return Result(self, reason, [], packet, source, -1)
 
-    def _reply(self, result: Result, layer4: Packet) -> Result:
+    def reply_to(self, result: Result, layer4: Packet) -> Result:
+        """The answer ``layer4`` back along ``result``'s connection (``Result.reply``)."""
         p = result.packet
         if p is None or not result.delivered:
             raise ValueError(f"nothing to reply to: the packet was not delivered ({result.reason.name})")

@@ -21,21 +21,44 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from hyperplane._core import _text, _walk
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import HyperplaneError, ReplayError
-from hyperplane.lambda_service import LambdaError
-from hyperplane.dataplane.inputs import function_rows
-from hyperplane.network import Network
+from hyperplane.lambda_service import HyperplaneEni, LambdaError
+from hyperplane.dataplane.compiled_vpc import CompiledVpc
+from hyperplane.dataplane.inputs import Host, function_rows
 from hyperplane.formats.capture import CaptureChunk, PacketKind
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.reasons import Disposition, Reason
+
+class Network(Host, Protocol):
+    """What a replay drives (a ``hyperplane.Network``): its clock, its walks and its functions."""
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def compiled(self) -> CompiledVpc: ...
+
+    @property
+    def hyperplane_enis(self) -> list[HyperplaneEni]: ...
+
+    def advance(self, seconds: float) -> float: ...
+
+    def process(self, packets: np.ndarray, origin: Any, origin_index: Any = -1, *,
+                in_place: bool = False) -> BatchResult: ...
+
+    def function(self, name: str) -> Any: ...
+
+    def function_number(self, name: str) -> int: ...
+
 
 # capture kinds that cannot be emulated -> their verdict
 _SKIPPED = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hyperplane.tables.nat import NatStatus
 from hyperplane.reasons import Disposition, Reason
@@ -19,8 +19,13 @@ from hyperplane.dataplane.compiled_vpc import CompiledVpc, Target
 if TYPE_CHECKING:
     from scapy.packet import Packet
 
-    from hyperplane.network import Network
     from hyperplane.dataplane.walk import BatchResult
+
+
+class Replier(Protocol):
+    """What sends a result's answer back along its connection (a ``Network``)."""
+
+    def reply_to(self, result: Result, layer4: Packet) -> Result: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Hop:
 class Result:
     """The answer to ``send``: verdict, reason, hops and the packet after every translation."""
 
-    network: Network
+    network: Replier
     reason: Reason
     hops: list[Hop]
     packet: Packet | None  # scapy IP packet as delivered (or where it stopped)
@@ -64,7 +69,7 @@ class Result:
 
     def reply(self, layer4: Packet) -> Result:
         """Send the answer back along the same connection (addresses and ports reversed)."""
-        return self.network._reply(self, layer4)
+        return self.network.reply_to(self, layer4)
 
     def __str__(self) -> str:
         lines = [f"{self.disposition.name} ({self.reason.name}): {self.reason.text}"]

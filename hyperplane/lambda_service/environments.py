@@ -19,15 +19,21 @@ from __future__ import annotations
 
 import zlib
 from ipaddress import IPv4Address, IPv4Network
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hyperplane.model import VpcConfig
 
 from hyperplane.lambda_service.errors import InvalidEnvironment, LambdaError
 from hyperplane.lambda_service.settings import LambdaSettings
 
-if TYPE_CHECKING:
-    from hyperplane.lambda_service.function import FunctionState
+
+class FunctionState(Protocol):
+    """What the blocks need of a function (``function.FunctionState``): its name, creation
+    index (its first block) and the blocks it holds."""
+
+    name: str
+    index: int
+    _blocks: list[int]
 
 __all__ = ["ExecutionEnvironments", "subnet_for", "ENVIRONMENT_BLOCK", "ENVIRONMENTS_PER_FUNCTION"]
 

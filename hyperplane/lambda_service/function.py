@@ -11,20 +11,26 @@ from __future__ import annotations
 
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from hyperplane.errors import UnknownResource
 from hyperplane.model import (
     MAX_SECURITY_GROUPS_PER_ENI, MAX_SUBNETS_PER_FUNCTION, FunctionVersion, LambdaFunction, Topology, VpcConfig,
 )
 
-from hyperplane.lambda_service.enis import HyperplaneEni, HyperplaneEniPool, PoolKey, pool_keys
+from hyperplane.lambda_service.enis import HyperplaneEni, HyperplaneEniManager, HyperplaneEniPool, PoolKey, pool_keys
 from hyperplane.lambda_service.environments import block_network, subnet_for
 from hyperplane.lambda_service.errors import SetupFailure
+from hyperplane.lambda_service.settings import LambdaSettings
 from hyperplane.lambda_service.states import ACTIVE, IN_PROGRESS, INITIAL, INVALID_SECURITY_GROUP, INVALID_SUBNET
 
-if TYPE_CHECKING:
-    from hyperplane.lambda_service.service import LambdaService
+
+class LambdaService(Protocol):
+    """What a function reads of the service that keeps it (``service.LambdaService``)."""
+
+    settings: LambdaSettings
+    topology: Topology
+    _manager: HyperplaneEniManager
 
 __all__ = ["FunctionState", "LATEST", "split_qualifier", "normalize_config", "check_vpc_config", "vpc_of"]
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
 from hyperplane.lambda_service import lifecycle
 from hyperplane.lambda_service.enis import HyperplaneEniPool
+from hyperplane.lambda_service.control_plane import LambdaService
 from hyperplane.lambda_service.errors import ClockError
 from hyperplane.lambda_service.function import LATEST, FunctionState, split_qualifier
 from hyperplane.lambda_service.states import (
@@ -23,8 +24,6 @@ from hyperplane.lambda_service.states import (
     INVALID_SUBNET, PENDING, SUBNET_OUT_OF_IP_ADDRESSES,
 )
 
-if TYPE_CHECKING:
-    from hyperplane.lambda_service.service import LambdaService
 
 __all__ = ["Invocation", "InvocationRefused", "InvocationResult", "FUNCTION_PENDING", "FUNCTION_INACTIVE",
            "FUNCTION_FAILED", "refusal", "invoke_rows"]

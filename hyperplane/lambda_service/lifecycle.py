@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from hyperplane.model import LambdaFunction, VpcConfig
 
 from hyperplane.lambda_service.enis import PoolKey, pool_keys
+from hyperplane.lambda_service.control_plane import LambdaService
 from hyperplane.lambda_service.errors import SetupFailure
 from hyperplane.lambda_service.function import FunctionState
 from hyperplane.lambda_service.states import ACTIVE, FAILED, INACTIVE, PENDING, FunctionEvent as E, apply
 
-if TYPE_CHECKING:
-    from hyperplane.lambda_service.service import LambdaService
 
 __all__ = ["create", "start", "restore", "idle", "touch", "settle", "holdings", "reconcile"]
 

@@ -33,13 +33,29 @@ hand. Nothing goes back to pending: an ENI once created stays created.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hyperplane.lambda_service.errors import IllegalTransition, SetupFailure
 
-if TYPE_CHECKING:
-    from hyperplane.lambda_service.enis import HyperplaneEni
-    from hyperplane.lambda_service.function import FunctionState
+
+class FunctionState(Protocol):
+    """The fields of a function the tables read and write (``function.FunctionState``)."""
+
+    name: str
+    state: str
+    state_reason_code: str | None
+    state_reason: str | None
+    last_update_status: str
+    last_update_status_reason_code: str | None
+    last_update_status_reason: str | None
+    deleted: bool
+
+
+class HyperplaneEni(Protocol):
+    """The fields of a Hyperplane ENI the tables read and write (``enis.HyperplaneEni``)."""
+
+    id: str
+    status: str
 
 __all__ = [
     "PENDING", "ACTIVE", "INACTIVE", "FAILED", "IN_PROGRESS", "SUCCESSFUL",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from hyperplane.errors import UnknownResource
 from hyperplane.model.resources import (
@@ -58,6 +58,9 @@ class Topology:
         gateways and interface endpoints included), vpc_peering_connections: by id.
         functions: :class:`LambdaFunction` by name.
     """
+
+    #: the cross-resource checker; hyperplane.model.validation, which imports this module, sets it
+    _checker: ClassVar[Callable[..., None]]
 
     account_id: str = "123456789012"
     region: str = "us-east-1"
@@ -274,8 +277,6 @@ class Topology:
 
     def validate(self, file: str | None = None, where: Mapping[str, str] | None = None) -> "Topology":
         """Check every cross-resource rule (see :func:`validate_topology`); returns ``self``."""
-        from hyperplane.model.validation import validate_topology  # the checker imports Topology
-
-        validate_topology(self, file=file, where=where)
+        type(self)._checker(self, file=file, where=where)
         return self
 

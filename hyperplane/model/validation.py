@@ -454,3 +454,5 @@ def validate_topology(
     """
     _Checker(topology, file, where).run()
 
+
+Topology._checker = validate_topology
