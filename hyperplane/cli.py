@@ -69,17 +69,13 @@ def _repair_warnings() -> Iterator[None]:
 
 
 def _load_network(path: Path | None, repair: bool = False) -> Any:
-    """The network of a ``--topology`` option (a file or a describe-* folder), else the example."""
-    from hyperplane.loaders import load_aws_snapshot, load_topology
+    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the example."""
     from hyperplane.network import Network
 
     if path is None:
         return Network.example()
-    # the loaders directly: Network.load does not forward repair= to them
     with _repair_warnings():
-        if path.is_dir():
-            return Network(load_aws_snapshot(path, repair=repair), ready=True)  # as Network.load does
-        return Network(load_topology(path, repair=repair))
+        return Network.load(path, repair=repair)
 
 
 @main.command()

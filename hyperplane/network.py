@@ -86,14 +86,17 @@ class Network:
     @classmethod
     def load(cls, path: str | Path, **kw) -> Network:
         """A topology file (YAML or JSON, see docs/topology-format.md), or a folder of AWS
-        describe-* JSON files (hyperplane/formats/snapshot_reader.py): a snapshot is a running
-        account, so its functions start Active (``ready=True`` unless given)."""
+        describe-* JSON files (hyperplane/formats/snapshot_reader.py).
+
+        Functions start Active, as in a running account, whatever the input: a user asking
+        "can my function connect" asks about the deployed function, not one being created
+        (``ready=False`` to watch creation, ``--cold`` on the command line)."""
+        repair = kw.pop("repair", False)
+        kw.setdefault("ready", True)
         if Path(path).is_dir():
             from hyperplane.formats.snapshot_reader import load_aws_snapshot
-            repair = kw.pop("repair", False)
-            kw.setdefault("ready", True)
             return cls(load_aws_snapshot(path, repair=repair), **kw)
-        return cls(load_topology(path, repair=kw.pop("repair", False)), **kw)
+        return cls(load_topology(path, repair=repair), **kw)
 
     @classmethod
     def from_boto3(cls, session_or_clients: Any = None, **kw) -> Network:
