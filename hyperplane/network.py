@@ -15,7 +15,8 @@ from scapy.packet import Packet
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.lambda_service import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
 from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
-from hyperplane.formats.topology_reader import load_example_topology, load_topology
+from hyperplane.formats.inputs import read_input
+from hyperplane.formats.topology_reader import load_example_topology
 from hyperplane.model import Topology
 from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
@@ -85,18 +86,16 @@ class Network:
 
     @classmethod
     def load(cls, path: str | Path, **kw) -> Network:
-        """A topology file (YAML or JSON, see docs/topology-format.md), or a folder of AWS
-        describe-* JSON files (hyperplane/formats/snapshot_reader.py).
+        """Any input :func:`hyperplane.formats.inputs.read_input` tells apart by content: a topology
+        file (YAML or JSON, docs/topology-format.md), a folder of AWS describe-* JSON files, ...
+        (docs/inputs.md); ``region=`` and ``parameters=`` go to the infrastructure-as-code readers.
 
         Functions start Active, as in a running account, whatever the input: a user asking
         "can my function connect" asks about the deployed function, not one being created
         (``ready=False`` to watch creation, ``--cold`` on the command line)."""
-        repair = kw.pop("repair", False)
+        options = {k: kw.pop(k) for k in ("repair", "region", "parameters") if k in kw}
         kw.setdefault("ready", True)
-        if Path(path).is_dir():
-            from hyperplane.formats.snapshot_reader import load_aws_snapshot
-            return cls(load_aws_snapshot(path, repair=repair), **kw)
-        return cls(load_topology(path, repair=repair), **kw)
+        return cls(read_input(path, **options), **kw)
 
     @classmethod
     def from_boto3(cls, session_or_clients: Any = None, **kw) -> Network:
