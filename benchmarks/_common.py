@@ -10,8 +10,9 @@
 - Traffic: ``environment_syns`` (execution environments opening connections to services) and
   ``replies_to`` (the answers to a batch).
 - The command line: ``options`` (the sizes, ``--repeat``, and ``--quick`` for the sizes
-  ``hyperplane bench --quick`` uses) and ``emit`` (the JSON object printed as the last line,
-  which ``hyperplane bench`` and tests/test_bench.py read).
+  ``hyperplane bench --quick`` uses), ``figure`` (one headline figure with its baseline and
+  their ratio) and ``emit`` (the JSON object printed as the last line, its headline figures
+  under ``"figures"``, which ``hyperplane bench`` and tests/test_bench.py read).
 
 The scripts run as ``python benchmarks/x.py``, which puts this folder first on ``sys.path``.
 """
@@ -68,6 +69,18 @@ def mpps(rows: int, seconds: float) -> float:
 def pps(rows: int, seconds: float) -> float:
     """Rows per second."""
     return rows / seconds
+
+
+def best_of_each(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """The shortest of ``repeat`` calls of each of ``fns``, in seconds, the calls taking turns, so
+    that a figure and its baseline see the same moments of a noisy machine."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, not {repeat}")
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            best[k] = min(best[k], timed(fn)[0])
+    return best
 
 
 def best_rate(fn: Callable[[], object], rows: int, repeat: int) -> float:
@@ -222,6 +235,24 @@ def options(doc: str, sizes: Mapping[str, int | None], *, repeat: int, quick: Ma
     return args
 
 
-def emit(figures: Mapping[str, object]) -> None:
-    """Print the figures as one JSON object: the last line, the one ``hyperplane bench`` reads."""
-    print(json.dumps(figures), flush=True)
+def figure(label: str, value: float, unit: str, baseline: str | None = None,
+           baseline_value: float | None = None) -> dict[str, object]:
+    """One headline figure: what was measured (``label``, ``value`` in ``unit``), the baseline
+    measured in the same run in the same unit, and ``value / baseline_value`` (None without a
+    baseline). For a cost (bytes, seconds) the ratio is still value / baseline: below 1 is less."""
+    if (baseline is None) != (baseline_value is None):
+        raise ValueError(f"{label}: a baseline needs both its name and its value")
+    return {"figure": label, "value": significant(value), "unit": unit, "baseline": baseline,
+            "baseline_value": None if baseline_value is None else significant(baseline_value),
+            "ratio": None if baseline_value is None else significant(ratio(value, baseline_value))}
+
+
+def significant(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits (0.0003456 and 3456000 alike)."""
+    return float(f"{x:.{digits}g}")
+
+
+def emit(figures: Mapping[str, object], headline: Sequence[Mapping[str, object]] = ()) -> None:
+    """Print the figures as one JSON object, the ``headline`` ones (``figure`` objects) also as a
+    list under ``"figures"``: the last line, the one ``hyperplane bench`` reads."""
+    print(json.dumps({**figures, "figures": list(headline)}), flush=True)
