@@ -6,7 +6,7 @@ import ipaddress
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -25,6 +25,9 @@ from hyperplane.records import PACKET, ip as ip_int
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, render_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
+
+if TYPE_CHECKING:
+    from hyperplane.connectivity.connection import ConnectionResult
 
 
 
@@ -59,6 +62,13 @@ class Function:
         default the first); a source port set on the packet is kept.
         """
         return self._network._send_from_function(self.name, pkt, environment)
+
+    def connect(self, destination: str, port: int | None = None, protocol: str | None = None, *,
+                subnet: str | None = None, subnets: Any = None,
+                environment: int | str | None = None) -> ConnectionResult:
+        """Judge a whole connection from this function, both ways (:meth:`Network.connect`)."""
+        return self._network.connect(self.name, destination, port, protocol, subnet=subnet, subnets=subnets,
+                                     environment=environment)
 
     def __repr__(self) -> str:
         return f"<Function {self.name} {self.state}>"
@@ -238,11 +248,29 @@ class Network:
         from hyperplane.replay import replay
         return replay(self, capture, **options)
 
+    def connect(self, source: str, destination: str, port: int | None = None, protocol: str | None = None, *,
+                subnet: str | None = None, subnets: Any = None, environment: int | str | None = None,
+                source_ip: str | None = None) -> ConnectionResult:
+        """Judge a whole connection from ``source`` to ``destination``, both ways: TCP's
+        handshake and a data packet each way, UDP's request and response, ICMP's echo and
+        reply (``hyperplane.connectivity.connection``). ``bool(result)`` is "connected";
+        printing it shows every leg's trace and, when it fails, which leg, where and why."""
+        from hyperplane.connectivity.connection import connect
+        return connect(self, source, destination, port, protocol, subnet=subnet, subnets=subnets,
+                       environment=environment, source_ip=source_ip)
+
+    def ephemeral_port(self) -> int:
+        """The next ephemeral source port (32768-60999, as Linux): what a packet sent without
+        a source port gets."""
+        self._next_port = 32768 if self._next_port >= 60999 else self._next_port + 1
+        return self._next_port
+
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
-        ``"internet"``."""
+        ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one."""
         if source.split(":")[0] in self.lambda_service.functions:  # "orders" or "orders:1"
             return self._send_from_function(source, pkt, None)
+        pkt = self._with_ephemeral_port(pkt)
         rec, bad = to_record(pkt, self.now)
         if bad is not None:
             return self._refused(pkt, bad, source)
@@ -295,14 +323,14 @@ class Network:
         l4 = ip.payload if ip is not None else None
         if isinstance(l4, (TCP, UDP)) and "sport" not in l4.fields:
             pkt = pkt.copy()
-            self._next_port = 32768 if self._next_port >= 60999 else self._next_port + 1
-            pkt[IP].payload.sport = self._next_port
+            pkt[IP].payload.sport = self.ephemeral_port()
         return pkt
 
     def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
               first: Sequence[Hop] = (), pipeline: Pipeline | None = None) -> Result:
         pipeline = pipeline or self._current_pipeline()
-        res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32))
+        fn_pools = self._function_pools() if origin == Origin.REPLY_TO_FUNCTION else ()
+        res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32), fn_pools)
         assert res.vpc is not None  # a pipeline's results carry its compilation
         reason = Reason(int(res.reason[0]))
         hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
@@ -347,6 +375,19 @@ class Network:
                               [Hop(f"function:{name}", "reply", "allow", "through Lambda's own VPC")],
                               IP(bytes(answer)), ("internet", p.dst), -1)
             return self.send(answer, "internet")
+        if reason == Reason.DELIVERED_TO_DNS_RESOLVER:
+            if isinstance(result.source, tuple):  # a function's query: its answer as replay walks it
+                _, name, environment = result.source
+                answer[IP].dst = environment
+                sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
+                if sent and isinstance(answer.payload, (TCP, UDP)):  # back to the port the function used
+                    answer.payload.dport = int(sent[0]["src_port"])
+                rec, _ = to_record(answer, self.now)
+                return self._walk(answer, rec, Origin.REPLY_TO_FUNCTION, self.function_number(name),
+                                  ("dns", p.dst))
+            # an ENI's query: the resolver answers the ENI that asked, no group or NACL between
+            return Result(self, Reason.DELIVERED, [Hop("AmazonProvidedDNS", "dns", "answer", f"to {p.src}")],
+                          IP(bytes(answer)), ("dns", p.dst), result.location)
         if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
             rec, _ = to_record(answer, self.now)
             return self._walk(answer, rec, Origin.GATEWAY_ENDPOINT, -1, "gateway-endpoint")

@@ -40,6 +40,9 @@ class Hop:
     def __str__(self) -> str:
         return f"{self.stage:<12} {self.resource:<22} {self.decision:<9} {self.detail}"
 
+    def to_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "resource": self.resource, "decision": self.decision, "detail": self.detail}
+
 
 @dataclass
 class Result:
@@ -79,6 +82,19 @@ class Result:
         if self.packet is not None:
             lines.append(f"  packet: {self.packet.summary()}")
         return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as plain data (stable keys, documented in docs/connectivity.md)."""
+        p = self.packet
+        l4 = p.payload if p is not None else None
+        return {
+            "disposition": self.disposition.name, "reason": self.reason.name, "delivered": self.delivered,
+            "text": self.reason.text, "explanation": self.explanation,
+            "hops": [h.to_dict() for h in self.hops],
+            "packet": None if p is None else {
+                "src": p.src, "dst": p.dst, "protocol": {1: "icmp", 6: "tcp", 17: "udp"}.get(p.proto, p.proto),
+                "sport": getattr(l4, "sport", None), "dport": getattr(l4, "dport", None)},
+        }
 
     def __repr__(self) -> str:
         return f"<Result {self.disposition.name} {self.reason.name}>"

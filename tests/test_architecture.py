@@ -23,7 +23,8 @@ SUBSYSTEMS = {
     "formats": (2, ["hyperplane.formats"]),
     "lambda_service": (2, ["hyperplane.lambda_service"]),
     "dataplane": (3, ["hyperplane.dataplane"]),
-    "api": (4, ["hyperplane.network", "hyperplane.trace", "hyperplane.replay", "hyperplane.scapy_adapter"]),
+    "api": (4, ["hyperplane.network", "hyperplane.trace", "hyperplane.replay", "hyperplane.scapy_adapter",
+                "hyperplane.connectivity"]),
     "cli": (5, ["hyperplane.cli", "hyperplane.demo", "hyperplane"]),  # the package itself re-exports all
 }
 LONGEST = 700  # lines, for Python modules (the compiled hot loops are exempt)

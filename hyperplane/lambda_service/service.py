@@ -35,7 +35,7 @@ from hyperplane.model import ExecutionRole, LambdaFunction, Topology, VpcConfig
 
 from hyperplane.lambda_service import invocations, lifecycle
 from hyperplane.lambda_service.enis import HyperplaneEni, HyperplaneEniManager, HyperplaneEniPool, PoolKey, pool_keys
-from hyperplane.lambda_service.environments import ExecutionEnvironments, subnet_for
+from hyperplane.lambda_service.environments import ENVIRONMENTS_PER_FUNCTION, ExecutionEnvironments, subnet_for
 from hyperplane.lambda_service.errors import ClockError, LambdaError, ResourceConflict, SetupFailure
 from hyperplane.lambda_service.function import (
     LATEST, FunctionState, check_vpc_config, normalize_config, split_qualifier,
@@ -203,6 +203,19 @@ class LambdaService:
         """The source address of a function's execution environment ``k`` (0, 1, ...: the first
         254 in its first /24, later ones in blocks it is given as it needs them)."""
         return self._environments.address(self.function(name), k)
+
+    def environment_in_subnet(self, name: str, subnet_id: str) -> int:
+        """The first environment number of ``name`` bound to ``subnet_id`` (one of its
+        ``VpcConfig`` subnets): how a check picks the subnet it runs from."""
+        fs = self.function(name)
+        config = fs.vpc_config
+        if config is None or subnet_id not in config.subnet_ids:
+            subnets = ", ".join(config.subnet_ids) if config is not None else "none (no VpcConfig)"
+            raise LambdaError(f"{subnet_id} is not a subnet of {name} (its subnets: {subnets})")
+        for k in range(ENVIRONMENTS_PER_FUNCTION * len(config.subnet_ids) * 4):
+            if subnet_for(fs.name, self._environments.address(fs, k), config) == subnet_id:
+                return k
+        raise LambdaError(f"no execution environment of {name} hashes to {subnet_id}")  # pragma: no cover
 
     def function_of_environment(self, ip: str | int | IPv4Address) -> str | None:
         """The function whose execution environments use ``ip``, or ``None``."""

@@ -1,0 +1,13 @@
+"""Questions about connections, answered with walks of the compiled walker (the hops are the
+evidence): can a source connect to a destination, both ways (``connection``), and what a
+source reaches at all (``reachability``).
+
+- ``names``: what a user may call a source or a destination (a function, an ENI or instance id,
+  an address, ``internet``, an endpoint, ...) and the address it stands for;
+- ``connection``: ``connect``: a whole exchange (TCP handshake and data, UDP request and
+  response, ICMP echo and reply), leg by leg, with which leg failed, where, and what would fix it.
+"""
+
+from hyperplane.connectivity.connection import ConnectionResult, Leg, connect
+
+__all__ = ["connect", "ConnectionResult", "Leg"]
