@@ -10,11 +10,7 @@ import json
 import re
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 from rich import box
@@ -22,60 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hyperplane.errors import HyperplaneError, RepairWarning
+from hyperplane.commands.common import REPAIR_HELP, Group, load_network, repair_warnings
 
 
-class UserError(click.ClickException):
-    """A mistake in the user's input: one line on stderr, exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"hyperplane: {self.message}", err=True)
-
-
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (HyperplaneError, ValueError, OSError) as exc:
-            raise UserError(str(exc)) from exc
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hyperplane")
 def main() -> None:
     """Emulate, packet by packet, the VPC networking of AWS Lambda functions."""
-
-
-_REPAIR_HELP = ("Lenient load: re-allocate, from its subnet, a NAT gateway address outside the subnet "
-                "(moto writes them), with one warning line per gateway on stderr.")
-
-
-@contextmanager
-def _repair_warnings() -> Iterator[None]:
-    """Each :class:`RepairWarning` as one line on stderr; other warnings go on as usual."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RepairWarning)
-            yield
-    finally:  # after the block: inside it, showwarning would record again
-        for w in caught:
-            if issubclass(w.category, RepairWarning):
-                click.echo(f"hyperplane: warning: repaired: {w.message}", err=True)
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
-
-def _load_network(path: Path | None, repair: bool = False) -> Any:
-    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the example."""
-    from hyperplane.network import Network
-
-    if path is None:
-        return Network.example()
-    with _repair_warnings():
-        return Network.load(path, repair=repair)
 
 
 @main.command()
@@ -98,7 +47,7 @@ _DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>[0-9]+))?(?:/(?P<proto>
               help="Destination, e.g. 10.0.20.10:5432/tcp (default protocol tcp).")
 @click.option("--sport", type=int, default=None, help="Source port (default: an ephemeral port).")
 @click.option("--src", "src_ip", default=None, help="Source address (for --from internet).")
-@click.option("--repair", is_flag=True, help=_REPAIR_HELP)
+@click.option("--repair", is_flag=True, help=REPAIR_HELP)
 def trace(topology: Path | None, source: str, destination: str, sport: int | None, src_ip: str | None,
           repair: bool) -> None:
     """Send one packet (a TCP SYN, a UDP datagram or an ICMP echo) and print its trace."""
@@ -109,7 +58,7 @@ def trace(topology: Path | None, source: str, destination: str, sport: int | Non
         raise click.BadParameter(f"{destination!r} is not IP[:PORT][/PROTO]", param_hint="--to")
     proto = (m["proto"] or "tcp").lower()
     port = int(m["port"] or (0 if proto == "icmp" else 443))
-    net = _load_network(topology, repair)
+    net = load_network(topology, repair)
     ip = IP(dst=m["ip"]) if src_ip is None else IP(src=src_ip, dst=m["ip"])
     if source == "internet" and src_ip is None:
         ip.src = "198.51.100.1"
@@ -137,7 +86,7 @@ def trace(topology: Path | None, source: str, destination: str, sport: int | Non
               help="Write VPC flow logs here (CloudWatch-like streams and S3-like gzip files).")
 @click.option("--flow-log-interval", type=click.Choice(["60", "600"]), default="600", show_default=True,
               help="Aggregation interval of the flow logs, seconds.")
-@click.option("--repair", is_flag=True, help=_REPAIR_HELP)
+@click.option("--repair", is_flag=True, help=REPAIR_HELP)
 def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inject: str,
            output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
            repair: bool) -> None:
@@ -150,7 +99,7 @@ def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inj
         if not sep or not name or not cidr:
             raise click.BadParameter(f"{item!r} is not NAME=CIDR", param_hint="--function")
         mapping[name] = cidr
-    net = _load_network(topology, repair)
+    net = load_network(topology, repair)
     size = max(capture.stat().st_size, 1)
     progress = Progress(TextColumn("replaying {task.fields[packets]:,} packets"), BarColumn(),
                         DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
@@ -212,7 +161,7 @@ def snapshot(folder: Path, profile: str | None, region: str | None, repair: bool
     from hyperplane.formats.snapshot_reader import read_aws_snapshot
     from hyperplane.formats.boto3_collect import write_snapshot
 
-    with _repair_warnings():
+    with repair_warnings():
         files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder, repair=repair)
     click.echo(f"wrote {len(files)} files to {files[0].parent}")
     read_aws_snapshot(files[0].parent)  # a TopologyError here is the _Group's one line, exit 2

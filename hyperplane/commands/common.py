@@ -1,0 +1,71 @@
+"""What every ``hyperplane`` command shares: user errors as one line, the ``--topology`` input
+and its options, repair warnings as one line each."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hyperplane.errors import HyperplaneError, RepairWarning
+
+__all__ = ["UserError", "Group", "topology_options", "load_network", "REPAIR_HELP", "repair_warnings"]
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"hyperplane: {self.message}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (HyperplaneError, ValueError, OSError) as exc:
+            raise UserError(str(exc)) from exc
+
+
+REPAIR_HELP = ("Lenient load: re-allocate, from its subnet, a NAT gateway address outside the subnet "
+                "(moto writes them), with one warning line per gateway on stderr.")
+
+
+@contextmanager
+def repair_warnings() -> Iterator[None]:
+    """Each :class:`RepairWarning` as one line on stderr; other warnings go on as usual."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RepairWarning)
+            yield
+    finally:  # after the block: inside it, showwarning would record again
+        for w in caught:
+            if issubclass(w.category, RepairWarning):
+                click.echo(f"hyperplane: warning: repaired: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def load_network(path: Path | None, repair: bool = False) -> Any:
+    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the example."""
+    from hyperplane.network import Network
+
+    if path is None:
+        return Network.example()
+    with repair_warnings():
+        return Network.load(path, repair=repair)
+
+
+
+def topology_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--topology`` and ``--repair``, as every command that reads a network takes them."""
+    command = click.option("--repair", is_flag=True, help=REPAIR_HELP)(command)
+    return click.option("--topology", "topology", type=click.Path(exists=True, path_type=Path),
+                        help="Topology file or AWS describe-* folder (default: the built-in example).")(command)
