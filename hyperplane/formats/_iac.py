@@ -73,7 +73,8 @@ class NotEmulated:
 
     def note(self, text: str) -> None:
         """A decision about one resource worth telling (e.g. a property that was not read)."""
-        self.notes.append(text)
+        if text not in self.notes:
+            self.notes.append(text)
 
     def summary(self) -> str:
         lines = [f"{self.source}: not emulated (skipped): "
