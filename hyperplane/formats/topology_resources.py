@@ -8,7 +8,9 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, NoReturn
 
 from hyperplane.errors import SubnetOutOfAddresses, TopologyError
+from hyperplane.formats._iac import synthesized_id
 from hyperplane.formats._source import REPAIR_HINT, warn_repair
+from hyperplane.formats.aws_prefix_lists import managed_prefix_list_cidrs
 from hyperplane.formats._topology_fields import (
     _ENDPOINT_KEYS, _GWLB, _PEER_KEYS, _RULE_KEYS, _TOP_LEVEL, _Reader, _join, _keyed,
     _service_dns_name, _suffix,
@@ -127,6 +129,11 @@ class _Builder:
                 continue
             if ep["prefix_list_id"] is None:
                 match = [pl_id for pl_id, pl in prefix_lists.items() if pl.name == ep["service_name"]]
+                published = managed_prefix_list_cidrs(ep["service_name"]) if not match else None
+                if published is not None:  # AWS's own list of the service (aws_prefix_lists.py)
+                    match = [synthesized_id("pl", ep["service_name"])]
+                    self.claim(match[0], ep["_where"])
+                    prefix_lists[match[0]] = PrefixList(match[0], ep["service_name"], published)
                 if not match:
                     self.fail(ep["_where"], f"no prefix list named {ep['service_name']!r}: give prefix_list_id")
                 ep["prefix_list_id"] = match[0]
@@ -361,12 +368,19 @@ class _Builder:
     def prefix_lists(self) -> dict[str, PrefixList]:
         r, out = self.r, {}
         for where, item in self.items("prefix_lists"):
-            item = r.mapping(item, where, ("id", "name", "cidrs"), ("id", "name", "cidrs"))
+            item = r.mapping(item, where, ("id", "name", "cidrs"), ("id", "name"))
             pl_id = r.identifier(item["id"], _join(where, "id"), "pl-")
             self.claim(pl_id, where)
-            at = _join(where, "cidrs")
-            cidrs = tuple(r.cidr(c, f"{at}[{i}]") for i, c in enumerate(r.sequence(item["cidrs"], at)))
-            out[pl_id] = PrefixList(pl_id, r.string(item["name"], _join(where, "name")), cidrs)
+            at, name = _join(where, "cidrs"), r.string(item["name"], _join(where, "name"))
+            if "cidrs" in item:
+                cidrs = tuple(r.cidr(c, f"{at}[{i}]") for i, c in enumerate(r.sequence(item["cidrs"], at)))
+            else:  # an AWS-managed list: the ranges AWS publishes (aws_prefix_lists.py)
+                published = managed_prefix_list_cidrs(name)
+                if published is None:
+                    self.fail(at, f"missing required key 'cidrs' ({name!r} is not an AWS-managed list of S3 "
+                                  "or DynamoDB whose ranges are known)")
+                cidrs = published
+            out[pl_id] = PrefixList(pl_id, name, cidrs)
         return out
 
     def peerings(self) -> dict[str, VpcPeeringConnection]:
