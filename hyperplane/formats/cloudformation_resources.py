@@ -140,11 +140,9 @@ def _endpoint(s: Stack, logical: str) -> None:
     entry: dict[str, Any] = {"id": s.physical_id(logical), "vpc_id": s.ident(logical, "VpcId", "vpc"),
                              "service_name": service, "name": logical}
     if kind == "gateway":
+        # its prefix list is AWS's, named after the service: the topology loader adds it with the
+        # ranges AWS publishes (aws_prefix_lists.py)
         entry.update(type="gateway", route_table_ids=s.id_list(logical, "RouteTableIds", "rtb"))
-        if service not in {pl["name"] for pl in s.doc.lists.get("prefix_lists", [])}:
-            # an AWS-managed list, named after its service; its CIDRs are AWS's to publish
-            s.doc.add("prefix_lists", {"id": synthesized_id("pl", service, "aws-managed"), "name": service,
-                                       "cidrs": []}, s.file, s.at(logical, "ServiceName"), {})
     elif kind == "interface":
         entry.update(type="interface", subnet_ids=s.id_list(logical, "SubnetIds", "subnet"),
                      private_dns_enabled=s.flag(logical, "PrivateDnsEnabled", False))  # CloudFormation's default
