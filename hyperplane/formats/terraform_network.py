@@ -224,6 +224,12 @@ def _endpoints(t: Translator) -> None:
                 item["security_group_ids"] = groups
             dns = tf.known(ep, "private_dns_enabled")
             item["private_dns_enabled"] = bool(dns) if dns is not None else False
+            # the endpoint records only its ENIs' ids; a data.aws_network_interface gives their addresses
+            data = {d.values.get("id"): d for d in tf.instances if d.mode == "data" and d.type == "aws_network_interface"}
+            enis = [data[i] for i in tf.known(ep, "network_interface_ids") or () if i in data]
+            if enis:
+                item["network_interfaces"] = [{"id": d.values["id"], "subnet_id": d.values.get("subnet_id"),
+                                               "private_ip": d.values.get("private_ip")} for d in enis]
         t.add("vpc_endpoints", ep, item)
     for assoc in tf.of_type("aws_vpc_endpoint_route_table_association", "aws_vpc_endpoint_subnet_association",
                             "aws_vpc_endpoint_security_group_association"):
