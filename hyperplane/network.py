@@ -259,6 +259,15 @@ class Network:
         return connect(self, source, destination, port, protocol, subnet=subnet, subnets=subnets,
                        environment=environment, source_ip=source_ip)
 
+    def reachability(self, source: str | None = None, destinations: Sequence[str] | None = None, *,
+                     to: str | None = None) -> Any:
+        """What ``source`` can reach: every destination, protocol and port range with its verdict
+        and the deciding resource and rule; ``to=``: who can connect to that destination
+        (``hyperplane.connectivity.reachability``). Asked of a scratch copy: this network is
+        left as it was."""
+        from hyperplane.connectivity.reachability import reachability
+        return reachability(self, source, destinations, to=to)
+
     def ephemeral_port(self) -> int:
         """The next ephemeral source port (32768-60999, as Linux): what a packet sent without
         a source port gets."""
