@@ -194,7 +194,11 @@ _RULE_FIELDS = {"protocol": "IpProtocol", "from_port": "FromPort", "to_port": "T
 
 
 def _sg_rule(s: Stack, rule: Mapping[str, Any], egress: bool, where: str) -> dict[str, Any] | None:
-    """A rule of our format, or None for an IPv6 rule (not emulated; noted)."""
+    """A rule of our format, or None for an IPv6 rule (not emulated; noted) and for the CDK's
+    "disallow all" placeholder (255.255.255.255/32, ICMP 252/86: a group without egress)."""
+    if rule.get("CidrIp") == "255.255.255.255/32" and str(rule.get("IpProtocol")) == "icmp" \
+            and str(rule.get("FromPort")) == "252" and str(rule.get("ToPort")) == "86":
+        return None
     protocol = _PROTOCOLS.get(str(rule.get("IpProtocol", "")).lower(), str(rule.get("IpProtocol", "")))
     out: dict[str, Any] = {"protocol": protocol}
     low, high = rule.get("FromPort"), rule.get("ToPort")
