@@ -1,16 +1,17 @@
 """The ``hyperplane`` command: demo, trace, replay, snapshot, bench.
 
 User mistakes (a bad topology file, an unknown source) are one line on stderr and exit code 2;
-``trace`` exits 0 when the packet is delivered and 1 when it is not.
+``trace`` exits 0 when the connection is established (``--packet``: the packet delivered) and 1
+when it is not.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich import box
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hyperplane.commands.common import REPAIR_HELP, Group, load_network, repair_warnings
+from hyperplane.commands.common import REPAIR_HELP, Group, UserError, load_network, repair_warnings, topology_options
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,39 +36,63 @@ def demo() -> None:
     run_demo(click.echo)
 
 
-_DESTINATION = re.compile(r"^(?P<ip>[0-9.]+)(?::(?P<port>[0-9]+))?(?:/(?P<proto>tcp|udp|icmp))?$", re.I)
-
-
 @main.command()
-@click.option("--topology", "topology", type=click.Path(exists=True, path_type=Path),
-              help="Topology file or AWS describe-* folder (default: the built-in example).")
+@topology_options
 @click.option("--from", "source", required=True,
               help="A function name, an ENI id, an instance id, or 'internet'.")
-@click.option("--to", "destination", required=True, metavar="IP[:PORT][/PROTO]",
-              help="Destination, e.g. 10.0.20.10:5432/tcp (default protocol tcp).")
-@click.option("--sport", type=int, default=None, help="Source port (default: an ephemeral port).")
-@click.option("--src", "src_ip", default=None, help="Source address (for --from internet).")
-@click.option("--repair", is_flag=True, help=REPAIR_HELP)
-def trace(topology: Path | None, source: str, destination: str, sport: int | None, src_ip: str | None,
-          repair: bool) -> None:
-    """Send one packet (a TCP SYN, a UDP datagram or an ICMP echo) and print its trace."""
+@click.option("--to", "destination", required=True, metavar="DEST[:PORT][/PROTO]",
+              help="An address, an ENI id or short name (db for eni-db), a function, an endpoint, 'dns' or "
+                   "'internet'; PORT defaults to 443, PROTO to tcp (tcp, udp, icmp).")
+@click.option("--packet", "one_packet", is_flag=True,
+              help="Send one packet (a TCP SYN, a UDP datagram or an ICMP echo) instead of judging the connection.")
+@click.option("--subnet", default=None, help="The function subnet the execution environment is bound to.")
+@click.option("--all-subnets", is_flag=True, help="Judge the connection from each of the function's subnets.")
+@click.option("--sport", default=None, help="Source port of --packet (default: an ephemeral port).")
+@click.option("--src", "src_ip", default=None, help="Source address of an internet source (default 192.0.2.1).")
+@click.option("--cold", is_flag=True, help="Functions start Pending, as just created (default: Active).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def trace(topology: Path | None, repair: bool, source: str, destination: str, one_packet: bool, subnet: str | None,
+          all_subnets: bool, sport: str | None, src_ip: str | None, cold: bool, fmt: str) -> None:
+    """Judge a connection both ways (SYN, SYN-ACK, ACK and data; UDP request and response; ICMP
+    echo and reply) and print every leg's trace: exit 0 if it is established, 1 if not."""
+    from hyperplane.connectivity.names import check_source, parse_destination, parse_port
+
+    net = load_network(topology, repair, cold=cold)
+    check_source(net.topology, source)
+    if src_ip is not None and source != "internet":
+        raise UserError(f"--src is for --from internet; {source} sends from its own address")
+    name, port, proto = parse_destination(destination)
+    proto = proto or "tcp"
+    if port is None and proto != "icmp":
+        port = 443
+    if one_packet:
+        if subnet or all_subnets:
+            raise UserError("--subnet and --all-subnets judge a connection, not --packet")
+        result: Any = _one_packet(net, source, name, port, proto, None if sport is None else parse_port(sport, "--sport"),
+                                  src_ip)
+        ok = result.delivered
+    else:
+        if sport is not None:
+            raise UserError("--sport is for --packet (a connection uses an ephemeral port)")
+        result = net.connect(source, name, port, proto, subnet=subnet, subnets="all" if all_subnets else None,
+                             source_ip=src_ip)
+        ok = result.connected
+    click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else str(result))
+    sys.exit(0 if ok else 1)
+
+
+def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, sport: int | None,
+                src_ip: str | None) -> Any:
     from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-    m = _DESTINATION.match(destination)
-    if not m:
-        raise click.BadParameter(f"{destination!r} is not IP[:PORT][/PROTO]", param_hint="--to")
-    proto = (m["proto"] or "tcp").lower()
-    port = int(m["port"] or (0 if proto == "icmp" else 443))
-    net = load_network(topology, repair)
-    ip = IP(dst=m["ip"]) if src_ip is None else IP(src=src_ip, dst=m["ip"])
-    if source == "internet" and src_ip is None:
-        ip.src = "198.51.100.1"
+    from hyperplane.connectivity.names import INTERNET_SOURCE_ADDRESS, resolve_destination
+
+    address = resolve_destination(net, name, from_internet=source == "internet").address
+    ip = IP(dst=address) if source != "internet" else IP(src=src_ip or INTERNET_SOURCE_ADDRESS, dst=address)
     l4 = {"tcp": TCP(dport=port, flags="S"), "udp": UDP(dport=port), "icmp": ICMP()}[proto]
     if sport is not None and proto != "icmp":
         l4.sport = sport
-    result = net.send(ip / l4, source=source)
-    click.echo(str(result))
-    sys.exit(0 if result.delivered else 1)
+    return net.send(ip / l4, source=source)
 
 
 @main.command()

@@ -156,3 +156,53 @@ def test_the_answer_as_json_names_the_failed_leg_and_the_deciding_rule(example):
         "connected": False, "failed_leg": "reply", "resource": "acl-data", "rule": "rule *: implicit deny"}
     syn_ack = data["legs"][1]["result"]
     assert syn_ack["reason"] == "NACL_OUT_DENY" and syn_ack["hops"][-1]["resource"] == "acl-data"
+
+
+# -- hyperplane trace -----------------------------------------------------------------------
+
+def run(*args: str):
+    from click.testing import CliRunner
+
+    from hyperplane.cli import main
+
+    return CliRunner().invoke(main, ["trace", *args])
+
+
+def test_trace_judges_the_connection_and_exits_1_when_the_reply_dies():
+    done = run("--from", "orders", "--to", "10.0.20.10:5432/tcp")
+    assert done.exit_code == 1
+    assert done.stdout.splitlines()[-2] == "fails: the reply (SYN-ACK) is denied out by acl-data (rule *: implicit deny)"
+    assert run("--from", "orders", "--to", "cache:6379").exit_code == 0
+    # the old single packet: the SYN alone is delivered
+    assert run("--from", "orders", "--to", "10.0.20.10:5432/tcp", "--packet").exit_code == 0
+
+
+def test_trace_from_every_subnet_as_json(tmp_path):
+    path = tmp_path / "shop.yaml"
+    path.write_text(TWO_SUBNETS)
+    done = run("--topology", str(path), "--from", "checkout", "--to", "db:5432", "--all-subnets", "--format", "json")
+    assert done.exit_code == 1
+    data = json.loads(done.stdout)
+    assert [(s["subnet"], s["connected"]) for s in data["subnets"]] == [("subnet-a", True), ("subnet-b", False)]
+    assert data["resource"] == "acl-bad" and data["failed_leg"] == "reply"
+
+
+def test_a_topology_file_starts_active_and_cold_shows_the_function_being_created(tmp_path):
+    path = tmp_path / "shop.yaml"
+    path.write_text(TWO_SUBNETS)
+    assert run("--topology", str(path), "--from", "checkout", "--to", "db:5432", "--subnet", "subnet-a").exit_code == 0
+    cold = run("--topology", str(path), "--from", "checkout", "--to", "db:5432", "--cold")
+    assert cold.exit_code == 1 and "FUNCTION_PENDING" in cold.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--to", "10.0.20.300:5432"], "'10.0.20.300' is not an IPv4 address"),
+    (["--to", "db:99999"], "port 99999 is not in 0-65535"),
+    (["--to", "db:5432", "--packet", "--sport", "70000"], "--sport 70000 is not in 0-65535"),
+    (["--to", "db:5432/tpc"], "did you mean 'tcp'"),
+    (["--to", "db:5432", "--src", "1.2.3.4"], "--src is for --from internet"),
+    (["--to", "dbb:5432"], "did you mean 'db'"),
+])
+def test_trace_mistakes_are_one_line_and_exit_2(args, message):
+    done = run("--from", "orders", *args)
+    assert done.exit_code == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

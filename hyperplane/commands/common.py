@@ -53,15 +53,15 @@ def repair_warnings() -> Iterator[None]:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def load_network(path: Path | None, repair: bool = False) -> Any:
-    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the example."""
+def load_network(path: Path | None, repair: bool = False, *, cold: bool = False) -> Any:
+    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the
+    example; ``cold``: functions start Pending, as just created (``ready=False``)."""
     from hyperplane.network import Network
 
     if path is None:
-        return Network.example()
+        return Network.example(ready=not cold)
     with repair_warnings():
-        return Network.load(path, repair=repair)
-
+        return Network.load(path, repair=repair, ready=not cold)
 
 
 def topology_options(command: Callable[..., Any]) -> Callable[..., Any]:
