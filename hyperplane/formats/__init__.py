@@ -17,6 +17,16 @@
 - ``snapshot_report``: what a snapshot held and what of it was loaded (``SnapshotReport``);
 - ``snapshot_writer``: writes a Topology as a describe-* folder;
 - ``boto3_collect``: the same documents from a live account (or moto) through boto3;
+- ``cloudformation_reader``: reads CloudFormation templates (YAML/JSON), SAM templates (through
+  aws-sam-translator) and CDK ``cdk.out`` assemblies into a Topology, through
+  ``cloudformation_stack`` (one stack: properties, ``Ref``/``GetAtt``, the document and where each
+  part came from), ``cloudformation_intrinsics`` (the table of intrinsic functions),
+  ``cloudformation_resources`` (each resource type) and ``cloudformation_links`` (routes, rules,
+  associations, attachments, versions; the addresses);
+- ``cloudformation_writer``: writes a Topology as a CloudFormation template;
+- ``_iac``: what the CloudFormation and Terraform readers share (synthesized ids, the first free
+  address, the report of what is not emulated);
+- ``inputs``: which reader an input needs, told by its content (``Network.load``, ``--topology``);
 - ``_source``: decoding and JSON/YAML parsing shared by the readers (errors with line and column).
 ``hyperplane.loaders`` is the public face of the topology and snapshot modules.
 """

@@ -92,10 +92,10 @@ def template_document(topology: Topology) -> dict[str, Any]:
     for group in t.security_groups.values():  # rules once every group has its logical id
         if "." in logical[group.id]:
             continue
-        props = resources[logical[group.id]]["Properties"]
-        props["SecurityGroupIngress"] = [_rule(r, False, ref) for r in group.ingress]
+        group_props = resources[logical[group.id]]["Properties"]
+        group_props["SecurityGroupIngress"] = [_rule(r, False, ref) for r in group.ingress]
         if not _allows_all(group.egress):
-            props["SecurityGroupEgress"] = [_rule(r, True, ref) for r in group.egress] or [DISALLOW_ALL]
+            group_props["SecurityGroupEgress"] = [_rule(r, True, ref) for r in group.egress] or [DISALLOW_ALL]
     for n in t.nat_gateways.values():
         nat = name_of(n.id, n.name)
         props: dict[str, Any] = {"SubnetId": ref(n.subnet_id), "ConnectivityType": n.connectivity_type,
@@ -151,8 +151,8 @@ def template_document(topology: Topology) -> dict[str, Any]:
                                   "SecurityGroupIds": [ref(g) if "." not in logical.get(g, "") else _getatt(logical[g])
                                                        for g in fn.vpc_config.security_group_ids]}
         resources[function] = {"Type": "AWS::Lambda::Function", "Properties": props}
-        for v in fn.versions:
-            resources[f"{function}Version{v.version}"] = {"Type": "AWS::Lambda::Version",
+        for published in fn.versions:
+            resources[f"{function}Version{published.version}"] = {"Type": "AWS::Lambda::Version",
                                                           "Properties": {"FunctionName": {"Ref": function}}}
     return {"AWSTemplateFormatVersion": "2010-09-09",
             "Description": f"hyperplane topology of account {t.account_id} in {t.region}", "Resources": resources}
