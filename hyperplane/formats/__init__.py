@@ -24,6 +24,15 @@
   ``cloudformation_resources`` (each resource type) and ``cloudformation_links`` (routes, rules,
   associations, attachments, versions; the addresses);
 - ``cloudformation_writer``: writes a Topology as a CloudFormation template;
+- ``terraform_reader``: reads ``terraform show -json`` plans and states into a Topology, through
+  ``terraform_document`` (the instances, their values and expression references),
+  ``terraform_resources`` (the document being built: ids, what an attribute names, where each
+  part came from), ``terraform_network`` (VPCs, subnets, routes, gateways, endpoints, groups,
+  NACLs), ``terraform_interfaces`` (ENIs, instances, databases, caches, functions) and
+  ``terraform_rules`` (rule and route fields);
+- ``terraform_writer``: writes a Topology as the ``terraform show -json`` of a state;
+- ``aws_prefix_lists``: the S3 and DynamoDB ranges AWS publishes (``data/``), for the AWS-managed
+  prefix lists an input leaves without entries;
 - ``_iac``: what the CloudFormation and Terraform readers share (synthesized ids, the first free
   address, the report of what is not emulated);
 - ``inputs``: which reader an input needs, told by its content (``Network.load``, ``--topology``);
