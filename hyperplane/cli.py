@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hyperplane.commands.inventory import list_command
 from hyperplane.commands.common import REPAIR_HELP, Group, UserError, load_network, repair_warnings, topology_options
 
 
@@ -182,12 +183,19 @@ def snapshot(folder: Path, profile: str | None, region: str | None, repair: bool
     The folder is loaded once after writing: if it does not load, the error is printed (exit 2;
     the files stay, as collected)."""
     import boto3
+    import botocore.exceptions
 
     from hyperplane.formats.snapshot_reader import read_aws_snapshot
     from hyperplane.formats.boto3_collect import write_snapshot
 
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise UserError(str(exc)) from None
+    if session.region_name is None:
+        raise UserError("no AWS region: give --region, or set one in the profile or AWS_DEFAULT_REGION")
     with repair_warnings():
-        files = write_snapshot(boto3.Session(profile_name=profile, region_name=region), folder, repair=repair)
+        files = write_snapshot(session, folder, repair=repair)
     click.echo(f"wrote {len(files)} files to {files[0].parent}")
     read_aws_snapshot(files[0].parent)  # a TopologyError here is the _Group's one line, exit 2
 
@@ -213,3 +221,6 @@ def bench(quick: bool) -> None:
             raise click.ClickException(f"{script} failed:\n{done.stderr.strip()}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         click.echo(", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+main.add_command(list_command)

@@ -11,6 +11,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from hyperplane.formats.flow_log_files import read_cloudwatch
+from hyperplane.formats.topology_reader import EXAMPLE_TOPOLOGY
 from hyperplane.network import Network
 from hyperplane.replay import replay
 
@@ -96,3 +97,21 @@ def run_demo(say: Callable[[str], None]) -> None:
             say(f"-- flow log records of eni-db ({stream[0].name}):")
             for record in read_cloudwatch(stream[0])[:6]:
                 say("  " + " ".join(record.values()))
+
+    say("")
+    say("== every connection of the story, judged both ways (fn.connect, hyperplane trace)")
+    for source, destination in [("orders", "cache:6379"), ("orders", "db:5432"), ("orders", "internet:443"),
+                                ("orders", "vpce-s3:443"), ("orders", "dns:53/udp"), ("report", "internet:443"),
+                                ("thumbnail", "internet:443"), ("thumbnail", "db:5432")]:
+        result = net.connect(source, destination)
+        say(f"  {source + ' -> ' + destination:<26} {result.explanation}")
+        if result.advice:
+            say(f"  {'':<26} {result.advice}")
+
+    say("")
+    say("== try next")
+    say("  hyperplane trace --from orders --to db:5432      # both directions, every hop")
+    say("  hyperplane trace --from orders --to db:5432 --all-subnets")
+    say("  hyperplane list                                  # the names you can ask about")
+    say(f"  the example's topology, to copy and edit: {EXAMPLE_TOPOLOGY}")
+    say("  hyperplane trace --topology my-network.yaml --from orders --to db:5432")

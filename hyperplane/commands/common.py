@@ -39,16 +39,20 @@ REPAIR_HELP = ("Lenient load: re-allocate, from its subnet, a NAT gateway addres
 
 @contextmanager
 def repair_warnings() -> Iterator[None]:
-    """Each :class:`RepairWarning` as one line on stderr; other warnings go on as usual."""
+    """Each warning hyperplane gives about the input (a :class:`RepairWarning`, a
+    ``SnapshotWarning`` of what was not emulated) as one line on stderr; other warnings go on as
+    usual."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RepairWarning)
+            warnings.simplefilter("always")
             yield
     finally:  # after the block: inside it, showwarning would record again
         for w in caught:
             if issubclass(w.category, RepairWarning):
                 click.echo(f"hyperplane: warning: repaired: {w.message}", err=True)
+            elif w.category.__module__.startswith("hyperplane"):
+                click.echo("hyperplane: warning: " + " ".join(str(w.message).split()), err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 

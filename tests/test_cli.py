@@ -1,0 +1,49 @@
+"""The command line as a new user meets it: names to ask about, one-line mistakes (issue 11 §5)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from hyperplane.cli import main
+
+
+def test_list_names_the_functions_with_their_state_subnets_and_hyperplane_enis():
+    done = CliRunner().invoke(main, ["list"])
+    assert done.exit_code == 0
+    orders = next(line for line in done.stdout.splitlines() if line.strip().startswith("orders"))
+    assert "Active" in orders and "subnet-private-a, subnet-private-b" in orders and "10.0.10.4" in orders
+    data = json.loads(CliRunner().invoke(main, ["list", "--format", "json"]).stdout)
+    assert {e["id"] for e in data["network_interfaces"]} >= {"eni-db", "eni-cache", "eni-web"}
+    assert {"id": "vpce-secretsmanager", "type": "interface", "service": "com.amazonaws.us-east-1.secretsmanager",
+            "dns": "private DNS"} in data["vpc_endpoints"]
+
+
+def test_snapshot_without_a_region_is_one_line_and_exit_2(monkeypatch, tmp_path):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    done = CliRunner().invoke(main, ["snapshot", str(tmp_path / "out")])
+    assert done.exit_code == 2 and done.stderr == (
+        "hyperplane: no AWS region: give --region, or set one in the profile or AWS_DEFAULT_REGION\n")
+
+
+def test_a_snapshot_warning_is_one_clean_line(tmp_path):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots" / "hybrid-cloud"
+    if not folder.is_dir():
+        import pytest
+        pytest.skip(f"{folder} is absent (the shared fixtures)")
+    done = CliRunner().invoke(main, ["list", "--topology", str(folder)])
+    assert done.exit_code == 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hyperplane: warning: AWS snapshot") and "transit gateways" in lines[0]
+
+
+def test_the_demo_ends_with_what_to_try_next():
+    done = CliRunner().invoke(main, ["demo"])
+    assert done.exit_code == 0
+    tail = done.stdout.splitlines()[-6:]
+    assert tail[0] == "== try next" and any("hyperplane trace --from orders --to db:5432" in line for line in tail)
