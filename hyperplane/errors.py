@@ -13,6 +13,7 @@ __all__ = [
     "UnknownResource",
     "SubnetOutOfAddresses",
     "RepairWarning",
+    "ExpectationsError",
 ]
 
 
@@ -94,3 +95,21 @@ class SubnetOutOfAddresses(HyperplaneError):
 
 class ReplayError(HyperplaneError, ValueError):
     """A replay could not go on: the message names the capture and the packet."""
+
+
+class ExpectationsError(HyperplaneError, ValueError):
+    """An expectations file (``hyperplane check``) is invalid: ``str(error)`` reads
+    ``expect.yaml: line 3: 'maybe' is not connected, blocked, blocked on request or blocked on reply``."""
+
+    def __init__(self, file: str | None, line: int | None, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.file, f"line {self.line}" if self.line else None) if p]
+        return ": ".join([*parts, self.problem])
+
+    def __reduce__(self):
+        return (type(self), (self.file, self.line, self.problem))
