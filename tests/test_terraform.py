@@ -225,3 +225,20 @@ def test_udp_to_the_cache_from_the_function_is_denied_by_its_group():
     net = hp.Network(terraform_topology(state(*NETWORK), file="s.json"), ready=True)
     cache = next(e for e in net.topology.network_interfaces.values() if e.kind == "elasticache")
     assert net.function("api").send(IP(dst=str(cache.private_ip)) / UDP(dport=6379)).reason is Reason.SG_INGRESS_DENY
+
+
+def test_an_rds_instance_is_an_eni_in_its_subnet_group_admitting_only_its_groups():
+    database = [
+        _r("aws_security_group", "db", {"id": "sg-0db", "vpc_id": "vpc-0a1", "name": "db", "egress": [], "ingress": [
+            {"protocol": "tcp", "from_port": 5432, "to_port": 5432, "security_groups": ["sg-0fn"], "self": False}]}),
+        _r("aws_db_subnet_group", "db", {"id": "orders", "name": "orders", "subnet_ids": ["subnet-0p1", "subnet-0u1"]}),
+        _r("aws_db_instance", "orders", {"identifier": "orders", "db_subnet_group_name": "orders",
+                                         "vpc_security_group_ids": ["sg-0db"]}),
+    ]
+    net = hp.Network(terraform_topology(state(*NETWORK, *database), file="s.json"), ready=True)
+    db = next(e for e in net.topology.network_interfaces.values() if e.kind == "rds")
+    assert db.subnet_id == "subnet-0p1" and db.security_group_ids == ("sg-0db",)
+    assert db.description == "aws_db_instance.orders"
+    api = net.function("api")
+    assert api.send(IP(dst=str(db.private_ip)) / TCP(dport=5432, flags="S")).reason is Reason.DELIVERED
+    assert api.send(IP(dst=str(db.private_ip)) / TCP(dport=3306, flags="S")).reason is Reason.SG_INGRESS_DENY
