@@ -20,16 +20,21 @@ line is one JSON object:
   scapy_build_pps          scapy building and serializing those packets (what a script pays
                            before any emulation), and ratio_send_vs_scapy_build: the scripting
                            API's cost per packet over scapy's
+  import_ms, example_ms     what a test suite pays: ``import hyperplane`` in a fresh interpreter
+                           (beyond the interpreter's own start), and one ``Network.example()``
   figures                  the headline figures, each with its baseline and ratio
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
-from _common import best_of, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts
+from _common import best_of, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts, timed
 from hyperplane.dataplane.walk import BatchResult, Origin
 from hyperplane.reasons import Reason
 from hyperplane.records import ACK, SYN, TCP as P_TCP, ip, ip_str, packets
@@ -130,6 +135,12 @@ def main() -> None:
     t_py, _ = best_of(send_all, max(1, args.repeat // 2))
     t_build, _ = best_of(lambda: [bytes(p) for p in build()], max(1, args.repeat // 2))
 
+    def start(code: str) -> float:
+        return timed(lambda: subprocess.run([sys.executable, "-c", code], check=True))[0]
+
+    import_s = min(start("import hyperplane") - start("pass") for _ in range(3))
+    example_s, _ = best_of(hp.Network.example, args.repeat)
+
     pipeline_pps, python_pps, build_pps = pps(args.packets, t_out), pps(m, t_py), pps(m, t_build)
     replies_mpps = mpps(len(back), t_back)
     emit({
@@ -139,6 +150,8 @@ def main() -> None:
         "ratio_vs_per_packet_python": round(ratio(pipeline_pps, python_pps)),
         "scapy_build_pps": round(build_pps),
         "ratio_send_vs_scapy_build": round(ratio(build_pps, python_pps), 2),
+        "import_ms": round(import_s * 1e3, 1),
+        "example_ms": round(example_s * 1e3, 1),
     }, [
         figure("data plane, net.process, established packets of the example", pipeline_pps / 1e6, "Mpps",
                "scripting API, Function.send per packet, same packets", python_pps / 1e6),
