@@ -86,6 +86,52 @@ def test_every_function_is_checked_from_each_of_its_subnets_unless_the_line_name
     assert one.subnets == [] and one.subnet == "subnet-private-b"
 
 
+# one function, two subnets: subnet-b's NACL denies the database's answers coming in
+TWO_SUBNETS = """
+account_id: "123456789012"
+region: us-east-1
+vpcs:
+  - {id: vpc-shop, cidr: 10.1.0.0/16}
+subnets:
+  - {id: subnet-a, vpc_id: vpc-shop, cidr: 10.1.1.0/24, availability_zone: us-east-1a}
+  - {id: subnet-b, vpc_id: vpc-shop, cidr: 10.1.2.0/24, availability_zone: us-east-1b, network_acl_id: acl-b}
+  - {id: subnet-db, vpc_id: vpc-shop, cidr: 10.1.9.0/24, availability_zone: us-east-1a}
+network_acls:
+  - id: acl-b
+    vpc_id: vpc-shop
+    ingress: [{rule_number: 100, protocol: tcp, ports: 443, cidr: 0.0.0.0/0, rule_action: allow}]
+    egress: [{rule_number: 100, protocol: all, cidr: 0.0.0.0/0, rule_action: allow}]
+security_groups:
+  - {id: sg-fn, vpc_id: vpc-shop}
+  - id: sg-db
+    vpc_id: vpc-shop
+    ingress: [{protocol: tcp, ports: 5432, security_group_id: sg-fn}]
+network_interfaces:
+  - {id: eni-db, subnet_id: subnet-db, private_ip: 10.1.9.10, security_group_ids: [sg-db], kind: rds}
+functions:
+  - name: checkout
+    vpc_config: {subnet_ids: [subnet-a, subnet-b], security_group_ids: [sg-fn]}
+"""
+
+
+@pytest.mark.parametrize("verdict, found", [
+    ("connected", "fails from subnet-b: the reply (SYN-ACK) is denied in by acl-b (rule *: implicit deny)"),
+    ("blocked", "connects from subnet-a"),
+])
+def test_a_function_is_only_as_reachable_as_its_worst_subnet_and_as_closed_as_its_best(tmp_path, verdict, found):
+    topology = tmp_path / "shop.yaml"
+    topology.write_text(TWO_SUBNETS)
+    path = tmp_path / "shop-promises.yaml"
+    path.write_text(f"- checkout -> db:5432: {verdict}\n")
+    result = run(path, "--topology", topology)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == f"FAIL {path}:1: checkout -> db:5432: expected {verdict}, but {found}"
+    # the trace shown is the one of the subnet that contradicts the line
+    subnet = found.split("from ")[1].split(":")[0]
+    assert f"connection checkout -> db (10.1.9.10):5432/tcp from {subnet}\n" in result.stdout
+    assert result.stdout.count("connection checkout -> db") == 1
+
+
 def test_blocked_on_a_leg_is_a_mismatch_when_the_other_leg_fails(tmp_path):
     path = tmp_path / "leg.yaml"
     path.write_text("- orders -> db:5432: blocked on request\n")

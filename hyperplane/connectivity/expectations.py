@@ -38,7 +38,7 @@ from hyperplane.errors import ExpectationsError, TopologyError
 from hyperplane.formats._source import decode, load_yaml
 
 __all__ = ["Expectation", "Outcome", "CheckReport", "VERDICTS", "ALL_SUBNETS", "read_expectations",
-           "check", "check_expectations"]
+           "check", "check_expectations", "contradiction", "found"]
 
 CONNECTED, BLOCKED = "connected", "blocked"
 #: the verdicts an expectation may state, and the failed leg each requires (None: any)
@@ -65,10 +65,7 @@ class Expectation:
         return f"{self.source} -> {self.destination}: {self.verdict}{where}"
 
     def met_by(self, result: ConnectionResult) -> bool:
-        if self.verdict == CONNECTED:
-            return result.connected
-        leg = VERDICTS[self.verdict]
-        return not result.connected and (leg is None or result.failed_leg == leg)
+        return contradiction(result, self.verdict) is None
 
 
 @dataclass(frozen=True)
@@ -80,12 +77,20 @@ class Outcome:
 
     @property
     def met(self) -> bool:
-        return self.expectation.met_by(self.result)
+        return self.counterexample is None
+
+    @property
+    def counterexample(self) -> ConnectionResult | None:
+        """The connection (of one subnet, for a function checked from each) that contradicts
+        the expectation; None when it is met."""
+        return contradiction(self.result, self.expectation.verdict)
 
     @property
     def found(self) -> str:
-        """What the network does, in the words of the verdicts (``connected``, ``fails ...``)."""
-        return self.result.explanation
+        """What the network does: ``connected from every subnet (2)``, or for a mismatch what
+        contradicts the expectation (``fails from subnet-private-a: the reply ...``)."""
+        one = self.counterexample
+        return self.result.explanation if one is None else found(self.result, one)
 
     def to_dict(self) -> dict[str, Any]:
         e = self.expectation
@@ -117,9 +122,9 @@ class CheckReport:
             else:
                 where = f" (from {e.subnet})" if e.subnet else ""
                 lines.append(f"FAIL {e.file}:{e.line}: {e.source} -> {e.destination}{where}: "
-                             f"expected {e.verdict}, but {_lower_first(o.found)}")
+                             f"expected {e.verdict}, but {o.found}")
         for o in self.mismatches:
-            lines += ["", f"{o.expectation.file}:{o.expectation.line}: {o.expectation.text}", str(o.result)]
+            lines += ["", f"{o.expectation.file}:{o.expectation.line}: {o.expectation.text}", str(o.counterexample)]
         met = len(self.outcomes) - len(self.mismatches)
         lines += ["", f"{met} of {len(self.outcomes)} expectations met"
                   + (f", {len(self.mismatches)} not met" if self.mismatches else "")]
@@ -138,8 +143,8 @@ class CheckReport:
             e = o.expectation
             case = TestCase(f"line {e.line}: {e.text}", classname=Path(e.file).name)
             if not o.met:
-                failure = Failure(f"expected {e.verdict}, but {_lower_first(o.found)}", "mismatch")
-                failure.text = str(o.result)
+                failure = Failure(f"expected {e.verdict}, but {o.found}", "mismatch")
+                failure.text = str(o.counterexample)
                 case.result = [failure]
             suite.add_testcase(case)
         suite.update_statistics()
@@ -149,8 +154,30 @@ class CheckReport:
         xml.write(str(path), pretty=True)
 
 
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
+def contradiction(result: ConnectionResult, verdict: str) -> ConnectionResult | None:
+    """The connection that contradicts ``verdict`` (one of :data:`VERDICTS`), or None.
+
+    A function checked from each of its subnets is ``connected`` only if every subnet connects,
+    and ``blocked`` only if every subnet is blocked (on the leg named, if one is): an invocation
+    may run in any of them. The answer is then the first subnet's connection that says otherwise.
+    """
+    leg = VERDICTS[verdict]
+    for one in result.subnets or [result]:
+        if verdict == CONNECTED:
+            if not one.connected:
+                return one
+        elif one.connected or (leg is not None and one.failed_leg != leg):
+            return one
+    return None
+
+
+def found(result: ConnectionResult, one: ConnectionResult) -> str:
+    """What ``one`` (``result`` or one of its subnets' connections) does, in a few words:
+    ``connects from subnet-a``, ``fails from subnet-b: the reply (SYN-ACK) is denied ...``."""
+    where = f" from {one.subnet}" if result.subnets and one.subnet else ""
+    if one.connected:
+        return f"connects{where}"
+    return f"fails{where}{one.explanation[len('fails'):]}"
 
 
 # -- reading ------------------------------------------------------------------------------------
