@@ -15,6 +15,7 @@ from hyperplane.records import ACK, TCP, UDP, ip
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add this folder
 from _common import environment_syns, replies_to  # noqa: E402
+from nat_throughput import handshake  # noqa: E402
 
 N = 200_000
 
@@ -38,7 +39,7 @@ def test_open_connections(benchmark, proto):
 def test_established_outbound(benchmark):
     table = fresh_table()
     batch = syns(N)
-    table.process(batch, Direction.OUT)
+    handshake(table, batch, table.process(batch, Direction.OUT).packets)  # SYN, SYN-ACK, ACK: established
     est = batch[np.random.default_rng(1).integers(0, N, 1_000_000)]
     est["flags"] = ACK
     result = benchmark(table.process, est, Direction.OUT)
