@@ -5,9 +5,12 @@ source reaches at all (``reachability``).
 - ``names``: what a user may call a source or a destination (a function, an ENI or instance id,
   an address, ``internet``, an endpoint, ...) and the address it stands for;
 - ``connection``: ``connect``: a whole exchange (TCP handshake and data, UDP request and
-  response, ICMP echo and reply), leg by leg, with which leg failed, where, and what would fix it.
+  response, ICMP echo and reply), leg by leg, with which leg failed, where, and what would fix it;
+- ``reachability``: every destination, protocol and port range a source reaches or not, exact
+  (one walk per class of ports no rule tells apart), and who reaches a destination.
 """
 
 from hyperplane.connectivity.connection import ConnectionResult, Leg, connect
+from hyperplane.connectivity.reachability import Reachability, ReachabilityRow, reachability
 
-__all__ = ["connect", "ConnectionResult", "Leg"]
+__all__ = ["connect", "ConnectionResult", "Leg", "reachability", "Reachability", "ReachabilityRow"]
