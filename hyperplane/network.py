@@ -342,7 +342,8 @@ class Network:
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32), fn_pools)
         assert res.vpc is not None  # a pipeline's results carry its compilation
         reason = Reason(int(res.reason[0]))
-        hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids)
+        pool_names = [p.enis[0].id if p.enis else f"{p.subnet_id}:no-hyperplane-eni" for p in self._pools]
+        hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids, pool_names)
         if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
             where = res.vpc.enis[res.location[0]].id if res.location[0] >= 0 else "-"
             hops.append(Hop(where, "end", "drop", reason.text))

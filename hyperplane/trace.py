@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from hyperplane.tables.nat import NatStatus
 from hyperplane.reasons import Disposition, Reason
@@ -133,8 +133,10 @@ def _nacl_detail(vpc: CompiledVpc, f: dict, direction: int) -> str:
     return f"rule {number}: {e.rule_action} {proto}{ports} {e.cidr}"
 
 
-def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[str]) -> list[Hop]:
-    """Turn the facts of one row into hops."""
+def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[str],
+                pool_names: Sequence[str] = ()) -> list[Hop]:
+    """Turn the facts of one row into hops; ``pool_names``: what to call each Hyperplane ENI
+    pool (its first ENI's id)."""
     hops = []
 
     def eni_at(address: int) -> str:
@@ -146,7 +148,8 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
             ok = NatStatus(f["status"])
             detail = (f"{ip_str(f['src_ip'])}:{f['src_port']} -> {ip_str(f['to_ip'])}:{f['to_port']}"
                       if ok.passed else ok.name)
-            hops.append(Hop(eni_at(f["to_ip"]) if ok.passed else f"hyperplane-pool-{f['pool']}", "v2n-out",
+            pool = pool_names[f["pool"]] if 0 <= f["pool"] < len(pool_names) else f"hyperplane-pool-{f['pool']}"
+            hops.append(Hop(eni_at(f["to_ip"]) if ok.passed else pool, "v2n-out",
                             "translate" if ok.passed else "drop", detail))
         elif stage == "v2n_in":
             ok = NatStatus(f["status"])
@@ -189,7 +192,7 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
         elif stage == "igw_in":
             detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
                       else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")
-            igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet-gateway"
+            igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet"  # no VPC owns it
             hops.append(Hop(igw, "igw-in", "translate" if f["eni"] >= 0 else "drop", detail))
         elif stage == "dns":
             hops.append(Hop("AmazonProvidedDNS", "dns", "answer", vpc.subnet_ids[f["subnet"]]))

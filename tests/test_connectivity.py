@@ -206,3 +206,11 @@ def test_a_topology_file_starts_active_and_cold_shows_the_function_being_created
 def test_trace_mistakes_are_one_line_and_exit_2(args, message):
     done = run("--from", "orders", *args)
     assert done.exit_code == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_hops_name_their_resources_by_aws_id(example):
+    # a function's ICMP is not translated by its Hyperplane ENI: the hop names that ENI
+    result = example.connect("orders", "eni-web", protocol="icmp", subnet="subnet-private-a")
+    eni = next(e.id for e in example.function("orders").hyperplane_enis if e.subnet_id == "subnet-private-a")
+    assert not result and result.resource == eni
+    assert not any(h.resource.startswith("hyperplane-pool") for leg in result.legs for h in leg.result.hops)
