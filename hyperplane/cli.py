@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hyperplane.commands.check import check
 from hyperplane.commands.inventory import list_command
 from hyperplane.commands.common import REPAIR_HELP, Group, UserError, load_network, repair_warnings, topology_options
 
@@ -224,3 +225,4 @@ def bench(quick: bool) -> None:
 
 
 main.add_command(list_command)
+main.add_command(check)
