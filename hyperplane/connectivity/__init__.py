@@ -7,10 +7,14 @@ source reaches at all (``reachability``).
 - ``connection``: ``connect``: a whole exchange (TCP handshake and data, UDP request and
   response, ICMP echo and reply), leg by leg, with which leg failed, where, and what would fix it;
 - ``reachability``: every destination, protocol and port range a source reaches or not, exact
-  (one walk per class of ports no rule tells apart), and who reaches a destination.
+  (one walk per class of ports no rule tells apart), and who reaches a destination;
+- ``diff``: the connections whose verdict changes between two networks (differential
+  reachability), with the deciding hop before and after.
 """
 
 from hyperplane.connectivity.connection import ConnectionResult, Leg, connect
+from hyperplane.connectivity.diff import Change, Diff, diff
 from hyperplane.connectivity.reachability import Reachability, ReachabilityRow, reachability
 
-__all__ = ["connect", "ConnectionResult", "Leg", "reachability", "Reachability", "ReachabilityRow"]
+__all__ = ["connect", "ConnectionResult", "Leg", "reachability", "Reachability", "ReachabilityRow",
+           "diff", "Diff", "Change"]

@@ -48,7 +48,8 @@ from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
 from hyperplane.trace import Hop, render_hops
 
-__all__ = ["reachability", "Reachability", "ReachabilityRow", "port_classes", "DNS_PORT"]
+__all__ = ["reachability", "matrix", "all_sources", "scratch_network", "Reachability", "ReachabilityRow",
+           "port_classes", "DNS_PORT"]
 
 DNS_PORT = 53  # the VPC resolver answers TCP and UDP on 53 (the walker's DNS stage)
 _NUMBER = {"tcp": TCP_NUMBER, "udp": UDP_NUMBER, "icmp": ICMP}
@@ -158,7 +159,7 @@ class Reachability:
             decided = f"{r.resource} ({r.rule})" if r.resource else (r.reason or "")
             table.append((source, destination, r.address, r.protocol, ports, verdict, decided))
         widths = [max(len(row[k]) for row in table) for k in range(len(header) - 1)]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+        return "\n".join(("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]).rstrip()
                          for row in table)
 
     def __repr__(self) -> str:
@@ -236,6 +237,26 @@ def reachability(network: Any, source: str | None = None, destinations: Sequence
         check_source(topology, source)  # type: ignore[arg-type]
         rows, walks = _source_rows(scratch, source, destinations, classes)  # type: ignore[arg-type]
     return Reachability(rows, walks)
+
+
+def matrix(network: Any, sources: Sequence[str]) -> Reachability:
+    """The reachability of each of ``sources`` (checked first), on one scratch network."""
+    scratch = scratch_network(network)
+    for source in sources:
+        check_source(scratch.topology, source)
+    classes = {p: port_classes(scratch.topology, p) for p in ("tcp", "udp")}
+    rows: list[ReachabilityRow] = []
+    walks = 0
+    for source in sources:
+        found, n = _source_rows(scratch, source, None, classes)
+        rows += found
+        walks += n
+    return Reachability(rows, walks)
+
+
+def all_sources(topology: Topology) -> list[str]:
+    """Every source a network has: its functions, its ENIs, the internet."""
+    return [*topology.functions, *topology.network_interfaces, "internet"]
 
 
 def _source_rows(scratch: Any, source: str, destinations: Sequence[str] | None,
