@@ -12,14 +12,20 @@ requests' destination port. So the cut points of every such rule split 0-65535 i
 which no rule can tell two ports apart; one representative of each class is walked — the whole
 exchange, as :func:`~hyperplane.connectivity.connection.connect` walks it (TCP: SYN, SYN-ACK,
 ACK, data each way; UDP: request and response; ICMP: echo and reply) — and its verdict is the
-class's. Equal neighbouring classes are then merged. The replies' destination port is the
-source's ephemeral port (V2N's pick in 1024-65535 for a function), as for ``connect``.
+class's. Equal neighbouring classes are then merged.
 
-The walks go through the batch path (``Network.process``): one batch per leg for every
-destination, port class and protocol of a source at once. An exchange whose next leg is not
-a walk of the compiled walker (a function without VpcConfig, which only Lambda's own VPC
-answers; an ENI's DNS query, which the resolver answers without a walk) is judged by
-``connect`` itself, on the same scratch network.
+The replies go to the source side's port: the port V2N picks on the Hyperplane ENI for a
+function (``LambdaSettings.ports``, 1024-65535), the ephemeral port of an ENI or internet client
+(1024-65535, the range AWS advises NACLs to allow). A NACL can tell those apart too (``acl-data``
+of the example lets replies out to port 5432): so the same cut points split the source side's
+range into reply classes, and each exchange is walked once per reply class — V2N restricted to
+that class on its own scratch network, an ENI's or the internet's source port chosen in it. A
+row holds for every reply port unless ``reply_ports`` says for which (the others have rows of
+their own). A NAT gateway on the path picks its own port (1024-65535) as it does for
+``connect``: that pick is not enumerated.
+
+The walks go through the batch path (``Network.process``), one batch per leg for every
+destination, port class and protocol of a source at once (``hyperplane.connectivity.exchanges``).
 
 **A clean network state.** The question is about the configuration, as AWS Reachability
 Analyzer's is: the walks run on a scratch network built from the same topology, Lambda
@@ -33,31 +39,18 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address
 from typing import Any
 
-import numpy as np
-from scapy.layers.inet import TCP
-
-from hyperplane.connectivity.connection import _EXCHANGES, REPLY, REQUEST, _rule_text, connect
-from hyperplane.connectivity.names import INTERNET_SOURCE_ADDRESS, check_source, resolve_destination
-from hyperplane.dataplane.inputs import function_rows
-from hyperplane.dataplane.walk import BatchResult, Origin
-from hyperplane.model import ICMP, TCP as TCP_NUMBER, UDP as UDP_NUMBER, Topology
-from hyperplane.reasons import Reason
-from hyperplane.records import PACKET
-from hyperplane.trace import Hop, render_hops
+from hyperplane.connectivity.connection import EPHEMERAL_PORTS
+from hyperplane.connectivity.exchanges import NUMBER, Case, Outcome, Target, judge, scratch_network
+from hyperplane.connectivity.names import check_source, resolve_destination
+from hyperplane.model import Topology
 
 __all__ = ["reachability", "matrix", "all_sources", "scratch_network", "Reachability", "ReachabilityRow",
            "port_classes", "DNS_PORT"]
 
 DNS_PORT = 53  # the VPC resolver answers TCP and UDP on 53 (the walker's DNS stage)
-_NUMBER = {"tcp": TCP_NUMBER, "udp": UDP_NUMBER, "icmp": ICMP}
-_FLAGS = {what: int(TCP(flags=what).flags) for what in ("S", "SA", "A", "PA")}
-_LENGTH = {"tcp": 40, "udp": 28, "icmp": 28}  # IP total length of a packet without payload
-_SOURCE_PORT = 40000  # the source's port of every exchange (each has its own destination or port)
-_WALKED_REPLIES = {Reason.DELIVERED: Origin.ENI, Reason.EXITED_TO_INTERNET: Origin.INTERNET,
-                   Reason.DELIVERED_TO_GATEWAY_ENDPOINT: Origin.GATEWAY_ENDPOINT}
+Ports = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,8 @@ class ReachabilityRow:
     ``reply`` (None when connected); ``leg``: the packet that failed (``SYN``, ``SYN-ACK``, ...);
     ``resource``/``rule``: what decided (the hop that denied or dropped it); ``reason``: the
     failed leg's reason code; ``subnet``: the function subnet the exchange left from;
-    ``service``: an endpoint's service name.
+    ``service``: an endpoint's service name; ``reply_ports``: the source side's ports (where the
+    replies go) this row holds for, None for all of them.
     """
 
     source: str
@@ -78,6 +72,7 @@ class ReachabilityRow:
     service: str | None
     protocol: str
     ports: tuple[int, int] | None
+    reply_ports: tuple[Ports, ...] | None
     connected: bool
     failed_leg: str | None
     leg: str | None
@@ -85,14 +80,18 @@ class ReachabilityRow:
     rule: str | None
     reason: str | None
 
-    def covers(self, destination: str, protocol: str, port: int | None) -> bool:
+    def covers(self, destination: str, protocol: str, port: int | None, reply_port: int | None = None) -> bool:
         if destination not in (self.destination, self.address) or protocol != self.protocol:
+            return False
+        if reply_port is not None and self.reply_ports is not None and \
+                not any(a <= reply_port <= b for a, b in self.reply_ports):
             return False
         return self.ports is None or port is not None and self.ports[0] <= port <= self.ports[1]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["ports"] = list(self.ports) if self.ports is not None else None
+        out["reply_ports"] = [list(r) for r in self.reply_ports] if self.reply_ports is not None else None
         return out
 
 
@@ -114,14 +113,17 @@ class Reachability:
         return len(self.rows)
 
     def find(self, destination: str, port: int | None = None, protocol: str = "tcp", *,
-             subnet: str | None = None, source: str | None = None) -> list[ReachabilityRow]:
-        """The rows covering ``destination`` (its id or address) on ``port``/``protocol``:
-        one per source subnet (and per source, for a reverse question)."""
-        return [r for r in self.rows if r.covers(destination, protocol, port)
+             subnet: str | None = None, source: str | None = None,
+             reply_port: int | None = None) -> list[ReachabilityRow]:
+        """The rows covering ``destination`` (its id or address) on ``port``/``protocol``: one
+        per source subnet (and per source, for a reverse question), and per reply class where
+        the reply ports matter (``reply_port``: only the row of that source-side port)."""
+        return [r for r in self.rows if r.covers(destination, protocol, port, reply_port)
                 and (subnet is None or r.subnet == subnet) and (source is None or r.source == source)]
 
     def connected(self, destination: str, port: int | None = None, protocol: str = "tcp") -> bool:
-        """Whether every source subnet connects to ``destination`` on ``port``/``protocol``."""
+        """Whether ``destination`` is connected on ``port``/``protocol`` from every source
+        subnet, whatever port the source side picks."""
         rows = self.find(destination, port, protocol)
         if not rows:
             raise ValueError(f"no row covers {destination} {port}/{protocol}")
@@ -137,6 +139,7 @@ class Reachability:
         for r in self.rows:
             row = r.to_dict()
             row["ports"] = "" if r.ports is None else f"{r.ports[0]}-{r.ports[1]}"
+            row["reply_ports"] = "" if r.reply_ports is None else " ".join(f"{a}-{b}" for a, b in r.reply_ports)
             out.append(row)
         return out
 
@@ -156,6 +159,8 @@ class Reachability:
             ports = "echo" if r.ports is None else str(r.ports[0]) if r.ports[0] == r.ports[1] \
                 else f"{r.ports[0]}-{r.ports[1]}"
             verdict = "connected" if r.connected else f"fails: {r.failed_leg} ({r.leg})"
+            if r.reply_ports is not None:
+                verdict += " to reply port " + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in r.reply_ports)
             decided = f"{r.resource} ({r.rule})" if r.resource else (r.reason or "")
             table.append((source, destination, r.address, r.protocol, ports, verdict, decided))
         widths = [max(len(row[k]) for row in table) for k in range(len(header) - 1)]
@@ -169,46 +174,27 @@ class Reachability:
 # -- the question -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Target:
-    id: str
-    address: str
-    service: str | None
-
-
-@dataclass
-class _Case:
-    """One exchange: a target, protocol and representative port; its legs so far."""
-
-    target: _Target
-    protocol: str
-    ports: tuple[int, int] | None
-    last: tuple[BatchResult, int] | None = None  # the last request's walk (batch, row)
-    outcome: tuple[bool, str | None, str | None, str | None, str | None, str | None] | None = None
-    fallback: bool = False
-    any_port: bool = False  # judged before any walk, by the invocation: no rule saw the port
-
-
-def scratch_network(network: Any) -> Any:
-    """A network of the same configuration (topology, Lambda settings, clock), every function
-    deployed, no connection open: what a reachability question runs on."""
-    return type(network)(network.topology, lambda_settings=network.lambda_service.settings,
-                         now=network.now, ready=True)
-
-
-def port_classes(topology: Topology, protocol: str) -> list[tuple[int, int]]:
-    """0-65535 (TCP or UDP) cut at every port boundary of every rule that can match ``protocol``
-    (security groups and NACLs, both directions) and at the resolver's port: no rule tells two
-    ports of a class apart. (ICMP has one class: the echo.)"""
-    number = _NUMBER[protocol]
-    cuts = {0, 65536, DNS_PORT, DNS_PORT + 1}
+def _cuts(topology: Topology, protocol: str) -> set[int]:
+    """Where a rule that can match ``protocol`` starts or stops matching (security groups and
+    NACLs, both directions), and the resolver's port."""
+    number = NUMBER[protocol]
+    cuts = {DNS_PORT, DNS_PORT + 1}
     rules: list[Any] = [r for g in topology.security_groups.values() for r in (*g.ingress, *g.egress)]
     rules += [e for acl in topology.network_acls.values() for e in acl.entries]
     for rule in rules:
         if rule.protocol == number:
             low, high = rule.port_range
             cuts.update((low, high + 1))
-    edges = sorted(c for c in cuts if 0 <= c <= 65536)
+    return cuts
+
+
+def port_classes(topology: Topology, protocols: str | Sequence[str], within: Ports = (0, 65535)) -> list[Ports]:
+    """``within`` (TCP or UDP ports) cut at every port boundary of every rule that can match
+    one of ``protocols`` and at the resolver's port: no rule tells two ports of a class apart.
+    (ICMP has one class: the echo.)"""
+    low, high = within
+    cuts = {c for p in ([protocols] if isinstance(protocols, str) else protocols) for c in _cuts(topology, p)}
+    edges = sorted({low, high + 1} | {c for c in cuts if low < c <= high})
     return [(a, b - 1) for a, b in zip(edges, edges[1:])]
 
 
@@ -219,39 +205,21 @@ def reachability(network: Any, source: str | None = None, destinations: Sequence
     ports. ``destinations``: only these (names as ``connect`` takes them)."""
     if (source is None) == (to is None):
         raise ValueError("give a source, or to= for who reaches a destination (not both)")
-    scratch = scratch_network(network)
-    topology: Topology = scratch.topology
-    classes = {p: port_classes(topology, p) for p in ("tcp", "udp")}
-    rows: list[ReachabilityRow] = []
-    walks = 0
-    if to is not None:
-        if destinations is not None:
-            raise ValueError("to= names the destination: destinations= is for a source")
-        target_eni = resolve_destination(scratch, to).resource
-        sources = [*topology.functions, *(e for e in topology.network_interfaces if e != target_eni), "internet"]
-        for s in sources:
-            found, n = _source_rows(scratch, s, [to], classes)
-            rows += found
-            walks += n
-    else:
+    topology: Topology = network.topology
+    if to is None:
         check_source(topology, source)  # type: ignore[arg-type]
-        rows, walks = _source_rows(scratch, source, destinations, classes)  # type: ignore[arg-type]
-    return Reachability(rows, walks)
+        return _ask(network, [source], destinations)  # type: ignore[list-item]
+    if destinations is not None:
+        raise ValueError("to= names the destination: destinations= is for a source")
+    target_eni = resolve_destination(network, to).resource
+    return _ask(network, [s for s in all_sources(topology) if s != target_eni], [to])
 
 
 def matrix(network: Any, sources: Sequence[str]) -> Reachability:
-    """The reachability of each of ``sources`` (checked first), on one scratch network."""
-    scratch = scratch_network(network)
+    """The reachability of each of ``sources`` (checked first) to every destination."""
     for source in sources:
-        check_source(scratch.topology, source)
-    classes = {p: port_classes(scratch.topology, p) for p in ("tcp", "udp")}
-    rows: list[ReachabilityRow] = []
-    walks = 0
-    for source in sources:
-        found, n = _source_rows(scratch, source, None, classes)
-        rows += found
-        walks += n
-    return Reachability(rows, walks)
+        check_source(network.topology, source)
+    return _ask(network, sources, None)
 
 
 def all_sources(topology: Topology) -> list[str]:
@@ -259,23 +227,32 @@ def all_sources(topology: Topology) -> list[str]:
     return [*topology.functions, *topology.network_interfaces, "internet"]
 
 
-def _source_rows(scratch: Any, source: str, destinations: Sequence[str] | None,
-                 classes: dict[str, list[tuple[int, int]]]) -> tuple[list[ReachabilityRow], int]:
-    topology: Topology = scratch.topology
-    function = source.split(":")[0] if source.split(":")[0] in topology.functions else None
-    config = topology.functions[function].vpc_config if function else None
-    subnets: list[str | None] = list(config.subnet_ids) if config is not None else [None]
+def _ask(network: Any, sources: Sequence[str], destinations: Sequence[str] | None) -> Reachability:
+    topology: Topology = network.topology
+    classes: dict[str, list[Any]] = {"tcp": port_classes(topology, "tcp"), "udp": port_classes(topology, "udp"),
+                                     "icmp": [(None, None)]}
+    shared = scratch_network(network)  # for the sources without V2N (their own ports are chosen)
     rows: list[ReachabilityRow] = []
     walks = 0
-    for subnet in subnets:
-        vpc_id = _vpc_of(topology, source, subnet)
-        targets = _targets(scratch, source, vpc_id, destinations)
-        cases = [_Case(t, p, c) for t in targets for p in ("tcp", "udp", "icmp") for c in classes.get(p, [None])]
-        walks += _judge(scratch, source, function, subnet, cases)
-        rows += _merge(source, subnet, cases)
-    return rows, walks
-
-
+    for source in sources:
+        function = topology.functions.get(source.split(":")[0])
+        config = function.vpc_config if function else None
+        subnets: list[str | None] = list(config.subnet_ids) if config is not None else [None]
+        v2n = config is not None
+        replies = port_classes(topology, ("tcp", "udp"),
+                               network.lambda_service.settings.ports if v2n else EPHEMERAL_PORTS)
+        scratches = [scratch_network(network, r) for r in replies] if v2n else [shared] * len(replies)
+        for subnet in subnets:
+            vpc_id = _vpc_of(topology, source, subnet)
+            targets = _targets(shared, source, vpc_id, destinations)
+            by_class: list[list[Case]] = []
+            judged: dict[tuple[Any, ...], Outcome] = {}
+            for scratch, reply in zip(scratches, replies):
+                cases = [Case(t, p, c[0]) for t in targets for p in ("tcp", "udp", "icmp") for c in classes[p]]
+                walks += judge(scratch, source, function.name if function else None, subnet, cases, reply[0], judged)
+                by_class.append(cases)
+            rows += _rows(source, subnet, classes, by_class, replies)
+    return Reachability(rows, walks)
 def _vpc_of(topology: Topology, source: str, subnet: str | None) -> str | None:
     if subnet is not None:
         return topology.subnets[subnet].vpc_id
@@ -283,7 +260,7 @@ def _vpc_of(topology: Topology, source: str, subnet: str | None) -> str | None:
     return topology.subnets[eni.subnet_id].vpc_id if eni is not None else None
 
 
-def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str] | None) -> list[_Target]:
+def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str] | None) -> list[Target]:
     topology: Topology = scratch.topology
     # the internet and a function without VpcConfig reach an ENI at its public address
     function = topology.functions.get(source.split(":")[0])
@@ -296,7 +273,7 @@ def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str]
         names += ["dns"] if vpc_id is not None else []
         names += [e.id for e in topology.vpc_endpoints.values() if e.endpoint_type == "gateway"]
         names += ["internet"]
-    out: list[_Target] = []
+    out: list[Target] = []
     for name in names:
         try:
             d = resolve_destination(scratch, name, vpc_id, from_internet=from_internet)
@@ -305,169 +282,38 @@ def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str]
                 continue
             raise
         ident = "dns" if name == "dns" else d.resource or name
-        out.append(_Target(ident, d.address, service_of.get(ident)))
+        out.append(Target(ident, d.address, service_of.get(ident)))
     return out
 
 
-def _judge(scratch: Any, source: str, function: str | None, subnet: str | None, cases: list[_Case]) -> int:
-    """Walk every case's exchange leg by leg, one batch per leg; returns the packets walked."""
-    environment: int | None = None
-    if subnet is not None:
-        environment = scratch.lambda_service.environment_in_subnet(function, subnet)
-    env_ip = scratch.lambda_service.environment_address(function, environment or 0) if function else None
-    walks = 0
-    for step in range(max(len(e) for e in _EXCHANGES.values())):
-        live = [c for c in cases if c.outcome is None and not c.fallback and step < len(_EXCHANGES[c.protocol])]
-        requests = [c for c in live if _EXCHANGES[c.protocol][step][1] == REQUEST]
-        replies = [c for c in live if _EXCHANGES[c.protocol][step][1] == REPLY]
-        if requests:
-            walks += _requests(scratch, source, function, environment, step, requests)
-        if replies:
-            walks += _replies(scratch, function, env_ip, step, replies)
-        for c in live:
-            if c.outcome is None and not c.fallback and step == len(_EXCHANGES[c.protocol]) - 1:
-                c.outcome = (True, None, None, None, None, None)
-    judged: dict[tuple[str, str, int | None], Any] = {}
-    for c in cases:
-        if c.fallback:
-            port = c.ports[0] if c.ports is not None else None
-            key = (c.target.address, c.protocol, None if c.any_port else port)
-            if key not in judged:
-                try:
-                    r = connect(scratch, source, c.target.address, port, c.protocol, subnet=subnet)
-                except ValueError as exc:  # a reply the emulator cannot walk (from a peering)
-                    assert c.last is not None
-                    res, j = c.last
-                    reply = next(name for name, direction, _ in _EXCHANGES[c.protocol] if direction == REPLY)
-                    judged[key] = (False, REPLY, reply, None, str(exc), Reason(int(res.reason[j])).name)
-                else:
-                    walks += len(r.legs)
-                    failed = r.failed
-                    judged[key] = (r.connected, r.failed_leg, failed.name if failed else None, r.resource,
-                                   r.rule, failed.result.reason.name if failed else None)
-            c.outcome = judged[key]
-    return walks
-
-
-def _records(cases: list[_Case], step: int, now: float) -> np.ndarray:
-    rec = np.zeros(len(cases), PACKET)
-    rec["time"] = now
-    for k, c in enumerate(cases):
-        what = _EXCHANGES[c.protocol][step][2]
-        rec["proto"][k] = _NUMBER[c.protocol]
-        rec["length"][k] = _LENGTH[c.protocol]
-        rec["flags"][k] = int(what) if c.protocol == "icmp" else _FLAGS.get(what, 0)
-    return rec
-
-
-def _requests(scratch: Any, source: str, function: str | None, environment: int | None, step: int,
-              cases: list[_Case]) -> int:
-    rec = _records(cases, step, scratch.now)
-    rec["dst_ip"] = [int(IPv4Address(c.target.address)) for c in cases]
-    rec["src_port"] = _SOURCE_PORT
-    rec["dst_port"] = [c.ports[0] if c.ports is not None else 0 for c in cases]
-    n = len(cases)
-    walk = np.ones(n, bool)
-    if function is not None:
-        rows = function_rows(scratch, rec, [function], [environment or 0], np.zeros(n, np.intp), rec["time"])
-        origin, index = rows.origin, rows.index
-        # decided before any walk, from the function's state and the destination address only
-        # (a refused invocation; no VpcConfig): connect judges those, once per address
-        walk = rows.verdict == 0
-        for c in (c for c, w in zip(cases, walk) if not w):
-            c.any_port = True
-    elif source == "internet":
-        rec["src_ip"] = int(IPv4Address(INTERNET_SOURCE_ADDRESS))
-        origin, index = np.full(n, Origin.INTERNET, np.int8), np.full(n, -1, np.int32)
-    else:
-        eni = scratch.topology.network_interfaces.get(source) or scratch.topology.eni_of_instance(source)
-        rec["src_ip"] = int(eni.private_ip)
-        origin = np.full(n, Origin.ENI, np.int8)
-        index = np.full(n, scratch.compiled.eni_index[eni.id], np.int32)
-    for c in (c for c, w in zip(cases, walk) if not w):
-        c.fallback = True
-    chosen = np.flatnonzero(walk)
-    if chosen.size == 0:
-        return 0
-    res = scratch.process(rec[chosen], origin[chosen], index[chosen])
-    _settle([cases[k] for k in chosen], step, res, REQUEST)
-    return int(chosen.size)
-
-
-def _replies(scratch: Any, function: str | None, env_ip: str | None, step: int, cases: list[_Case]) -> int:
-    rec = _records(cases, step, scratch.now)
-    n = len(cases)
-    origin = np.zeros(n, np.int8)
-    index = np.full(n, -1, np.int32)
-    walk = np.ones(n, bool)
-    compiled = scratch.compiled
-    for k, c in enumerate(cases):
-        assert c.last is not None  # every exchange starts with a request
-        res, j = c.last
-        p = res.packets[j]
-        reason = Reason(int(res.reason[j]))
-        rec["src_ip"][k], rec["dst_ip"][k] = p["dst_ip"], p["src_ip"]
-        if c.protocol == "icmp":
-            rec["dst_port"][k] = p["src_port"]  # an echo reply carries the identifier as its port
+def _rows(source: str, subnet: str | None, classes: dict[str, list[Any]], by_class: list[list[Case]],
+          replies: list[Ports]) -> list[ReachabilityRow]:
+    """The outcomes of every port class under every reply class as rows: one per outcome of a
+    port class (with the reply ports it holds for, when they are not all), neighbouring port
+    classes with the same outcomes merged."""
+    runs: list[tuple[Case, Any, list[tuple[Outcome, tuple[Ports, ...] | None]]]] = []
+    for k, first in enumerate(by_class[0]):
+        ports = next(c for c in classes[first.protocol] if c[0] == first.port)
+        spans: dict[Outcome, list[Ports]] = {}
+        for cases, reply in zip(by_class, replies):
+            outcome = cases[k].outcome
+            assert outcome is not None
+            held = spans.setdefault(outcome, [])
+            if held and held[-1][1] + 1 == reply[0]:
+                held[-1] = (held[-1][0], reply[1])
+            else:
+                held.append(reply)
+        found = [(o, None if len(spans) == 1 else tuple(r)) for o, r in spans.items()]
+        last = runs[-1] if runs else None
+        if (last is not None and last[0].target == first.target and last[0].protocol == first.protocol
+                and last[1][0] is not None and last[1][1] + 1 == ports[0] and last[2] == found):
+            runs[-1] = (last[0], (last[1][0], ports[1]), found)
         else:
-            rec["src_port"][k], rec["dst_port"][k] = p["dst_port"], p["src_port"]
-        if reason in _WALKED_REPLIES:  # as Network.reply_to answers them
-            origin[k] = _WALKED_REPLIES[reason]
-            if reason == Reason.DELIVERED:
-                assert res.vpc is not None
-                index[k] = compiled.eni_index[res.vpc.enis[int(res.location[j])].id]
-            if reason == Reason.EXITED_TO_INTERNET and function is not None and \
-                    scratch.topology.functions[function].vpc_config is None:
-                walk[k] = False  # Lambda's own VPC answers, whatever the port: not a walk
-                c.any_port = True
-        elif reason == Reason.DELIVERED_TO_DNS_RESOLVER and function is not None:
-            origin[k], index[k] = Origin.REPLY_TO_FUNCTION, scratch.function_number(function)
-            rec["dst_ip"][k] = int(IPv4Address(env_ip))
-            rec["dst_port"][k] = _SOURCE_PORT
-        else:
-            walk[k] = False
-    for c in (c for c, w in zip(cases, walk) if not w):
-        c.fallback = True
-    chosen = np.flatnonzero(walk)
-    if chosen.size == 0:
-        return 0
-    res = scratch.process(rec[chosen], origin[chosen], index[chosen])
-    _settle([cases[k] for k in chosen], step, res, REPLY)
-    return int(chosen.size)
-
-
-def _settle(cases: list[_Case], step: int, res: BatchResult, direction: str) -> None:
-    """Record each walked leg: a request is the next reply's packet; a failure ends the case
-    with its deciding hop, read from the walk's facts as a trace is."""
-    assert res.vpc is not None
-    delivered = res.delivered
-    for j, c in enumerate(cases):
-        if direction == REQUEST:
-            c.last = (res, j)
-        if delivered[j]:
-            continue
-        reason = Reason(int(res.reason[j]))
-        hops = render_hops(res.vpc, res.facts.of(j), res.vpc.nat_ids)
-        hop = next((h for h in reversed(hops) if h.decision in ("deny", "drop")), None)
-        if hop is None:  # stopped without a deciding stage: where it ended, as a trace shows it
-            where = res.vpc.enis[res.location[j]].id if res.location[j] >= 0 else "-"
-            hop = Hop(where, "end", "drop", reason.text)
-        c.outcome = (False, direction, _EXCHANGES[c.protocol][step][0], hop.resource, _rule_text(hop), reason.name)
-
-
-def _merge(source: str, subnet: str | None, cases: list[_Case]) -> list[ReachabilityRow]:
-    """Neighbouring port classes of one destination and protocol with one outcome, as one row."""
+            runs.append((first, ports, found))
     rows: list[ReachabilityRow] = []
-    for c in cases:
-        assert c.outcome is not None
-        connected, failed_leg, leg, resource, rule, reason = c.outcome
-        last = rows[-1] if rows else None
-        if (last is not None and c.ports is not None and last.ports is not None
-                and last.destination == c.target.id and last.protocol == c.protocol
-                and last.ports[1] + 1 == c.ports[0]
-                and (last.connected, last.failed_leg, last.leg, last.resource, last.rule, last.reason) == c.outcome):
-            rows[-1] = ReachabilityRow(**{**last.__dict__, "ports": (last.ports[0], c.ports[1])})
-            continue
-        rows.append(ReachabilityRow(source, subnet, c.target.id, c.target.address, c.target.service, c.protocol,
-                                    c.ports, connected, failed_leg, leg, resource, rule, reason))
+    for case, ports, found in runs:
+        for (connected, failed_leg, leg, resource, rule, reason), reply_ports in found:
+            rows.append(ReachabilityRow(source, subnet, case.target.id, case.target.address, case.target.service,
+                                        case.protocol, None if ports[0] is None else ports, reply_ports,
+                                        connected, failed_leg, leg, resource, rule, reason))
     return rows
