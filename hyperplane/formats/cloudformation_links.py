@@ -73,7 +73,7 @@ def _route(s: Stack, logical: str) -> None:
     prop = given[0]
     target = s.text(logical, prop) or ""
     if prop == "InstanceId":
-        target = synthesized_id("eni", logical_of(s, target, "AWS::EC2::Instance") or target, s.name)
+        target = synthesized_id("eni", logical_of(s, target, "AWS::EC2::Instance") or target, s.scope)
     route: dict[str, Any] = {"destination": destination, "target": target}
     if target.startswith("pcx-") and target not in s.doc.by_id:
         route["state"] = "blackhole"
@@ -192,9 +192,9 @@ def primary_eni(s: Stack, logical: str) -> str:
     if kind in ("AWS::EC2::NatGateway", "AWS::EC2::NetworkInterface"):
         return s.physical_id(logical)
     if kind == "AWS::EC2::Instance":
-        return synthesized_id("eni", logical, s.name) if not s.value(logical, "NetworkInterfaces") \
-            else synthesized_id("eni", f"{logical}#0", s.name)
-    return synthesized_id("eni", f"{logical}#0", s.name)
+        return synthesized_id("eni", logical, s.scope) if not s.value(logical, "NetworkInterfaces") \
+            else synthesized_id("eni", f"{logical}#0", s.scope)
+    return synthesized_id("eni", f"{logical}#0", s.scope)
 
 
 def allocate_addresses(stacks: Iterable[Stack]) -> dict[str, str]:
@@ -243,7 +243,7 @@ def _needs(s: Stack, logical: str) -> list[tuple[str, str, str, str | None, int]
         if not nics:
             return [(primary_eni(s, logical), s.text(logical, "SubnetId", required=True) or "", "SubnetId",
                      s.text(logical, "PrivateIpAddress"), 10**6 + sequence)]
-        return [(synthesized_id("eni", f"{logical}#{i}", s.name), str(nic.get("SubnetId")),
+        return [(synthesized_id("eni", f"{logical}#{i}", s.scope), str(nic.get("SubnetId")),
                  f"NetworkInterfaces[{i}].SubnetId", nic.get("PrivateIpAddress"), 10**6 + sequence)
                 for i, nic in enumerate(nics) if isinstance(nic, dict) and not nic.get("NetworkInterfaceId")]
     if kind in HOLDERS:

@@ -13,9 +13,10 @@ loaded with ``parse_topology``, which applies AWS's defaults and validates; its 
 at their place in the template. The reader's own checks are the template's: references,
 intrinsic functions, parameters, property types, circular dependencies.
 
-Region: ``region=`` (the command line's ``--region``), else the region of the availability zones
-the template writes itself (``us-east-1b`` -> ``us-east-1``), else ``us-east-1``; it is
-``AWS::Region`` and ``Fn::GetAZs`` lists ``<region>a`` to ``<region>f``. Parameters take their
+Region: ``region=`` (the command line's ``--region``), else the region a CDK stack's environment
+names, else that of the availability zones the template writes itself (``us-east-1b`` ->
+``us-east-1``), else ``us-east-1``; it is ``AWS::Region`` and ``Fn::GetAZs`` lists ``<region>a``
+to ``<region>f``. Parameters take their
 ``Default``; ``parameters={Name: value}`` (``--parameter Name=value``) overrides; a parameter
 with neither is an error naming it. SSM parameter types and ``Fn::ImportValue`` (outside a CDK
 assembly's own exports) take only values the user passes in ``parameters``.
@@ -44,7 +45,7 @@ SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
 #: Transforms that need nothing more than the functions the resolver has.
 _HARMLESS_TRANSFORMS = ("AWS::LanguageExtensions",)
 _ZONE = re.compile(r"\b([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|northwest|southwest)-\d)[a-z]\b")
-_SNIFF = re.compile(r"^\s*[\"']?(AWSTemplateFormatVersion|Resources)[\"']?\s*:", re.MULTILINE)
+_SNIFF = re.compile(r"(?:^|[{,])\s*[\"']?(AWSTemplateFormatVersion|Resources)[\"']?\s*:", re.MULTILINE)
 _TYPE = re.compile(r"[\"']?Type[\"']?\s*:\s*[\"']?(AWS|Custom)::")
 
 
@@ -79,11 +80,12 @@ def read_cloudformation(path: str | os.PathLike[str], *, region: str | None = No
     """The Topology of a template, SAM template or CDK assembly folder, and the report of what
     was not emulated (``skipped``) and what was decided (``notes``)."""
     path = Path(path)
-    templates = _assembly(path) if path.is_dir() else [(path.name, path.stem, _read_template(path, path.name), None)]
+    # a template's ids are scoped by nothing (renaming the file keeps them); a CDK stack's by its name
+    templates = _assembly(path) if path.is_dir() else [(path.name, "", _read_template(path, path.name), None)]
     name = path.name
     chosen = region or next((r for *_, r in templates if r), None) or _zone_region(t for _, _, t, _ in templates)
     report = NotEmulated(name)
-    account = next((a for _, _, t, a in templates if isinstance(t, dict) and t.get("_account")), None)
+    account = next((t["_account"] for _, _, t, _ in templates if isinstance(t, dict) and t.get("_account")), None)
     document = Document(name, chosen, str(account or "123456789012"))
     values = dict(parameters or {})
     stacks: list[Stack] = []
@@ -116,7 +118,7 @@ def read_cloudformation(path: str | os.PathLike[str], *, region: str | None = No
 
     for file, stack_name, template, _ in templates:
         template = _expand(template, file, chosen, values)
-        stacks.append(Stack(file, template, name=stack_name, document=document,
+        stacks.append(Stack(file, template, name=stack_name or Path(file).stem, scope=stack_name, document=document,
                             parameters=_parameters(template, file, values), imports=imports,
                             report=report, addresses=address))
     for stack in stacks:
@@ -343,7 +345,7 @@ def _check_dependencies(stack: Stack) -> None:
             raise TopologyError(stack.file, f"Resources.{logical}", "a resource must be a mapping with a Type")
         depends = resource.get("DependsOn") or []
         targets = list(_references(resource.get("Properties"))) + list([depends] if isinstance(depends, str) else depends)
-        edges[logical] = [t for t in targets if t in resources and t != logical or t == logical]
+        edges[logical] = [t for t in targets if t in resources]  # a resource naming itself is a circle too
     state: dict[str, int] = {}
     path: list[str] = []
 

@@ -120,7 +120,7 @@ def _nat_gateway(s: Stack, logical: str) -> None:
 
 def _eip_address(s: Stack, allocation_id: str) -> str:
     for logical in s.resources:
-        if s.type_of(logical) == "AWS::EC2::EIP" and synthesized_id("eipalloc", logical, s.name) == allocation_id:
+        if s.type_of(logical) == "AWS::EC2::EIP" and synthesized_id("eipalloc", logical, s.scope) == allocation_id:
             return s.public_ip(logical)
     return s.public_ip(f"external:{allocation_id}")  # an Elastic IP allocated outside the template
 
@@ -256,13 +256,13 @@ def _instance(s: Stack, logical: str) -> None:
             _pending(s, logical, "instance_eni")  # an ENI of the template, attached to the instance
             continue
         if isinstance(nic, dict):
-            entry = {"id": synthesized_id("eni", f"{logical}#{i}", s.name), "subnet_id": nic.get("SubnetId"),
+            entry = {"id": synthesized_id("eni", f"{logical}#{i}", s.scope), "subnet_id": nic.get("SubnetId"),
                      "kind": "instance", "instance_id": instance_id, "description": logical}
             if nic.get("GroupSet"):
                 entry["security_group_ids"] = nic["GroupSet"]
             _add(s, "network_interfaces", logical, entry, {"subnet_id": f"NetworkInterfaces[{i}].SubnetId"})
     if not interfaces:
-        entry = {"id": synthesized_id("eni", logical, s.name), "subnet_id": s.ident(logical, "SubnetId", "subnet"),
+        entry = {"id": synthesized_id("eni", logical, s.scope), "subnet_id": s.ident(logical, "SubnetId", "subnet"),
                  "kind": "instance", "instance_id": instance_id, "description": logical,
                  "source_dest_check": s.flag(logical, "SourceDestCheck", True)}
         groups = s.id_list(logical, "SecurityGroupIds", "sg")
@@ -282,7 +282,7 @@ def holder_nodes(s: Stack, logical: str) -> list[tuple[str, str]]:
     if zone:  # a single-AZ instance goes to its zone's subnet
         zones = {sid: z for sid, z in _subnet_zones(s).items()}
         subnets = [n for n in subnets if zones.get(n) == zone] or subnets
-    return [(synthesized_id("eni", f"{logical}#{node}", s.name), subnets[node % len(subnets)])
+    return [(synthesized_id("eni", f"{logical}#{node}", s.scope), subnets[node % len(subnets)])
             for node in range(max(1, count(s, logical)))]
 
 

@@ -137,10 +137,11 @@ class Document:
 class Stack:
     """One template: its resources' ids and attributes, and their translation."""
 
-    def __init__(self, file: str, template: Mapping[str, Any], *, name: str, document: Document,
+    def __init__(self, file: str, template: Mapping[str, Any], *, name: str, scope: str, document: Document,
                  parameters: Mapping[str, Any], imports: Callable[[str, str], Any], report: NotEmulated,
                  addresses: Callable[["Stack", str, str], str]) -> None:
-        self.file, self.name, self.doc, self.report = file, name, document, report
+        self.file, self.doc, self.report = file, document, report
+        self.scope = scope  # what keeps ids of different stacks apart (synthesized_id's scope)
         self.template = template
         self.resources: Mapping[str, Any] = template.get("Resources") or {}
         self.addresses = addresses
@@ -186,7 +187,7 @@ class Stack:
         if kind == "AWS::IAM::Role":
             return self.text(logical, "RoleName") or logical
         prefix = ID_PREFIXES.get(kind)
-        return synthesized_id(prefix, logical, self.name) if prefix else logical
+        return synthesized_id(prefix, logical, self.scope) if prefix else logical
 
     def ref(self, logical: str, where: str) -> Any:
         if not self.exists(logical):
@@ -198,7 +199,7 @@ class Stack:
         known: dict[str, Callable[[], Any]] = {
             "GroupId": lambda: self.physical_id(logical), "SubnetId": lambda: self.physical_id(logical),
             "VpcId": lambda: (self.physical_id(logical) if kind == "AWS::EC2::VPC" else self.value(logical, "VpcId")),
-            "AllocationId": lambda: synthesized_id("eipalloc", logical, self.name),
+            "AllocationId": lambda: synthesized_id("eipalloc", logical, self.scope),
             "PublicIp": lambda: self.public_ip(logical),
             "Id": lambda: self.physical_id(logical), "PrefixListId": lambda: self.physical_id(logical),
             "NatGatewayId": lambda: self.physical_id(logical), "InternetGatewayId": lambda: self.physical_id(logical),
@@ -212,7 +213,7 @@ class Stack:
                 "DefaultSecurityGroup": lambda: f"sg-{suffix}-default",
                 "DefaultNetworkAcl": lambda: f"acl-{suffix}-default",
                 "MainRouteTableId": lambda: f"rtb-{suffix}-main",
-                "CidrBlockAssociations": lambda: [synthesized_id("vpc-cidr-assoc", logical, self.name)],
+                "CidrBlockAssociations": lambda: [synthesized_id("vpc-cidr-assoc", logical, self.scope)],
             })
         elif kind == "AWS::EC2::Subnet":
             known.update({"CidrBlock": lambda: self.text(logical, "CidrBlock", required=True),
@@ -251,9 +252,9 @@ class Stack:
     def public_ip(self, logical: str) -> str:
         """An Elastic IP's address: from 198.18.0.0/15 (reserved for benchmarks, never a real
         destination), derived from the logical id, unique in the load."""
-        key = (self.name, logical)
+        key = (self.scope, logical)
         if key not in self.cache:
-            number = int(synthesized_id("eip", logical, self.name)[4:], 16)
+            number = int(synthesized_id("eip", logical, self.scope)[4:], 16)
             base = IPv4Network("198.18.0.0/15")
             while True:
                 address = str(base[1 + number % (base.num_addresses - 2)])
