@@ -291,3 +291,40 @@ def test_inputs_are_told_apart_by_content_not_by_name(tmp_path):
     assert input_kind(write(tmp_path, "vpcs:\n  - {id: vpc-a, cidr: 10.0.0.0/16}\n", "topology.yaml")) == "topology"
     assert input_kind(write(tmp_path, '{"format_version": "1.2", "values": {"root_module": {}}}', "state.json")) == "terraform"
     assert len(hp.Network.load(template).topology.vpcs) == 1
+
+
+def test_an_elastic_ip_associated_with_an_instance_is_its_public_address(tmp_path):
+    net, caught = load(write(tmp_path, """
+        AWSTemplateFormatVersion: '2010-09-09'
+        Resources:
+          Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+          Igw: {Type: AWS::EC2::InternetGateway}
+          Attachment: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+          Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: us-east-1a}}
+          Routes: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+          Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref Routes, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+          Association: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref Routes}}
+          Web:
+            Type: AWS::EC2::SecurityGroup
+            Properties:
+              GroupDescription: web
+              VpcId: !Ref Vpc
+              SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 0.0.0.0/0}]
+          Server: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, SecurityGroupIds: [!Ref Web]}}
+          ServerIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+          ServerIpAssociation:
+            Type: AWS::EC2::EIPAssociation
+            Properties: {AllocationId: !GetAtt ServerIp.AllocationId, InstanceId: !Ref Server}
+          Peering: {Type: AWS::EC2::VPCPeeringConnection, Properties: {VpcId: !Ref Vpc, PeerVpcId: vpc-0123456789abcdef0}}
+          ToPeer:
+            Type: AWS::EC2::Route
+            Properties: {RouteTableId: !Ref Routes, DestinationCidrBlock: 172.16.0.0/16, VpcPeeringConnectionId: !Ref Peering}
+    """))
+    server = next(iter(net.topology.network_interfaces.values()))
+    assert server.public_ip is not None and server.instance_id.startswith("i-")
+    assert net.send(IP(src="93.184.216.34", dst=str(server.public_ip)) / TCP(dport=443, flags="S")).reason == Reason.DELIVERED
+    assert net.send(IP(src="93.184.216.34", dst=str(server.public_ip)) / TCP(dport=22, flags="S")).reason == Reason.SG_INGRESS_DENY
+    # a peering with a VPC outside the template cannot be emulated: said once, its routes are blackholes
+    assert "the peer VPC vpc-0123456789abcdef0 is not in the template" in str(caught[0].message)
+    routes = {str(r.destination): r.state for t in net.topology.route_tables.values() for r in t.routes}
+    assert routes["172.16.0.0/16"] == "blackhole"

@@ -72,3 +72,15 @@ def test_the_example_scenarios_give_the_same_verdicts(networks, function, role, 
 def test_random_flows_give_the_same_verdicts(networks, function, role, protocol, port):
     example, back = networks
     assert verdict(back, function, role, protocol, port) == verdict(example, function, role, protocol, port)
+
+
+@pytest.mark.parametrize("source", ["93.184.216.34", "198.51.100.7"])
+@pytest.mark.parametrize("port", [443, 22, 80])
+def test_the_web_server_answers_the_internet_the_same_through_its_elastic_ip(networks, source, port):
+    example, back = networks
+
+    def inbound(net):
+        web = next(e for e in net.topology.network_interfaces.values() if e.description == "web server")
+        r = net.send(IP(src=source, dst=str(web.public_ip)) / TCP(dport=port, flags="S"))
+        return r.reason.name
+    assert inbound(back) == inbound(example)

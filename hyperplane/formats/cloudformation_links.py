@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from hyperplane.errors import SubnetOutOfAddresses, TopologyError
 from hyperplane.formats._iac import first_free_address, synthesized_id
-from hyperplane.formats.cloudformation_resources import HOLDERS, holder_nodes
+from hyperplane.formats.cloudformation_resources import HOLDERS, RULE_FIELDS, eip_address, holder_nodes, sg_rule
 from hyperplane.formats.cloudformation_stack import Document, Stack
 
 __all__ = ["attach", "allocate_addresses", "primary_eni"]
@@ -135,16 +135,15 @@ def _vpc_cidr(s: Stack, logical: str) -> None:
 
 
 def _sg_rule(s: Stack, logical: str) -> None:
-    from hyperplane.formats.cloudformation_resources import _RULE_FIELDS, _sg_rule as convert
     group = _owner(s, logical, "GroupId", "security_groups", "a security group")
     egress = s.type_of(logical) == "AWS::EC2::SecurityGroupEgress"
-    rule = convert(s, s.r.resolve(dict(s.properties(logical)), s.at(logical)), egress, s.at(logical))
+    rule = sg_rule(s, s.r.resolve(dict(s.properties(logical)), s.at(logical)), egress, s.at(logical))
     if rule is None:
         return
     direction = "egress" if egress else "ingress"
     if egress and "egress" not in group:  # a rule added to a group keeps AWS's allow-all rule
         group["egress"] = [{"protocol": "all", "cidr": "0.0.0.0/0"}]
-    fields = dict(_RULE_FIELDS, security_group_id="DestinationSecurityGroupId" if egress else "SourceSecurityGroupId")
+    fields = dict(RULE_FIELDS, security_group_id="DestinationSecurityGroupId" if egress else "SourceSecurityGroupId")
     s.doc.add_rule(group, direction, rule, s.file, s.at(logical), fields)
 
 
@@ -176,7 +175,27 @@ def _restrict_default_group(s: Stack, logical: str) -> None:
                   s.file, s.at(logical), {})
 
 
+def _elastic_ip(s: Stack, logical: str) -> None:
+    """An Elastic IP given to an instance (``InstanceId``), or by an ``EIPAssociation`` to an
+    instance or ENI: the public IP of that ENI."""
+    public: str | None
+    eni_id: str | None = None
+    if s.type_of(logical) == "AWS::EC2::EIP":
+        instance, public = s.text(logical, "InstanceId"), s.public_ip(logical)
+    else:
+        instance, eni_id = s.text(logical, "InstanceId"), s.text(logical, "NetworkInterfaceId")
+        allocation, address = s.text(logical, "AllocationId"), s.text(logical, "EIP")
+        public = address or (eip_address(s, allocation) if allocation else None)
+    if public is None or not (instance or eni_id):
+        return
+    for eni in s.doc.lists.get("network_interfaces", []):
+        if eni["id"] == eni_id or (instance and eni.get("instance_id") == instance and eni_id is None):
+            eni["public_ip"] = public
+            return
+
+
 _ATTACH = {
+    "AWS::EC2::EIP": _elastic_ip, "AWS::EC2::EIPAssociation": _elastic_ip,
     "AWS::EC2::Route": _route, "AWS::EC2::SubnetRouteTableAssociation": _subnet_table,
     "AWS::EC2::SubnetNetworkAclAssociation": _subnet_acl, "AWS::EC2::NetworkAclEntry": _acl_entry,
     "AWS::EC2::VPCGatewayAttachment": _gateway_attachment, "vpc_cidr": _vpc_cidr, "sg_rule": _sg_rule,

@@ -20,7 +20,7 @@ from hyperplane.formats._iac import synthesized_id
 from hyperplane.formats.cloudformation_stack import NOT_EMULATED, Stack
 from hyperplane.model.values import MANAGED_POLICIES
 
-__all__ = ["translate", "holder_nodes", "HOLDERS"]
+__all__ = ["translate", "holder_nodes", "sg_rule", "eip_address", "HOLDERS", "RULE_FIELDS"]
 
 _PROTOCOLS = {"-1": "all", "all": "all", "tcp": "tcp", "udp": "udp", "icmp": "icmp", "6": "tcp", "17": "udp", "1": "icmp"}
 #: Resources that hold ENIs in subnets of a group: type -> (ENI kind, subnet group property or
@@ -109,7 +109,7 @@ def _nat_gateway(s: Stack, logical: str) -> None:
     if not private:
         allocations = [s.text(logical, "AllocationId", required=True)] + [
             str(a) for a in (s.value(logical, "SecondaryAllocationIds") or [])]
-        entry["elastic_ips"] = [{"allocation_id": a, "public_ip": _eip_address(s, str(a))} for a in allocations]
+        entry["elastic_ips"] = [{"allocation_id": a, "public_ip": eip_address(s, str(a))} for a in allocations]
     secondary = s.value(logical, "SecondaryPrivateIpAddresses")
     if secondary:
         entry["secondary_private_ips"] = [str(a) for a in secondary]
@@ -118,7 +118,7 @@ def _nat_gateway(s: Stack, logical: str) -> None:
                                              "secondary_private_ips": "SecondaryPrivateIpAddresses"})
 
 
-def _eip_address(s: Stack, allocation_id: str) -> str:
+def eip_address(s: Stack, allocation_id: str) -> str:
     for logical in s.resources:
         if s.type_of(logical) == "AWS::EC2::EIP" and synthesized_id("eipalloc", logical, s.scope) == allocation_id:
             return s.public_ip(logical)
@@ -161,6 +161,11 @@ def _endpoint(s: Stack, logical: str) -> None:
 
 
 def _peering(s: Stack, logical: str) -> None:
+    peer = s.ident(logical, "PeerVpcId", "vpc")
+    if not any(s.type_of(v) == "AWS::EC2::VPC" and s.physical_id(v) == peer for v in s.resources):
+        # a VPC of another account or template: its CIDRs are not known; routes to it are blackholes
+        s.report.note(f"{logical}: the peer VPC {peer} is not in the template, so the peering is not emulated")
+        return
     _add(s, "vpc_peering_connections", logical, {
         "id": s.physical_id(logical), "vpc_id": s.ident(logical, "VpcId", "vpc"),
         "peer_vpc_id": s.ident(logical, "PeerVpcId", "vpc"), "name": logical,
@@ -184,16 +189,16 @@ def _security_group(s: Stack, logical: str) -> None:
         for i, rule in enumerate(rules):
             if not isinstance(rule, dict):
                 s.fail(s.at(logical, f"{prop}[{i}]"), "a rule must be a mapping")
-            converted = _sg_rule(s, rule, direction == "egress", s.at(logical, f"{prop}[{i}]"))
+            converted = sg_rule(s, rule, direction == "egress", s.at(logical, f"{prop}[{i}]"))
             if converted is not None:
-                s.doc.add_rule(entry, direction, converted, s.file, s.at(logical, f"{prop}[{i}]"), _RULE_FIELDS)
+                s.doc.add_rule(entry, direction, converted, s.file, s.at(logical, f"{prop}[{i}]"), RULE_FIELDS)
 
 
-_RULE_FIELDS = {"protocol": "IpProtocol", "from_port": "FromPort", "to_port": "ToPort", "cidr": "CidrIp",
+RULE_FIELDS = {"protocol": "IpProtocol", "from_port": "FromPort", "to_port": "ToPort", "cidr": "CidrIp",
                 "security_group_id": "SourceSecurityGroupId", "prefix_list_id": "SourcePrefixListId"}
 
 
-def _sg_rule(s: Stack, rule: Mapping[str, Any], egress: bool, where: str) -> dict[str, Any] | None:
+def sg_rule(s: Stack, rule: Mapping[str, Any], egress: bool, where: str) -> dict[str, Any] | None:
     """A rule of our format, or None for an IPv6 rule (not emulated; noted) and for the CDK's
     "disallow all" placeholder (255.255.255.255/32, ICMP 252/86: a group without egress)."""
     if rule.get("CidrIp") == "255.255.255.255/32" and str(rule.get("IpProtocol")) == "icmp" \
@@ -410,5 +415,6 @@ _HANDLERS: Mapping[str, Callable[[Stack, str], None]] = {
     **{kind: _holder for kind in HOLDERS},
     **{kind: _later for kind in (
         "AWS::EC2::Route", "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::SubnetNetworkAclAssociation",
-        "AWS::EC2::NetworkAclEntry", "AWS::EC2::VPCGatewayAttachment", "Custom::VpcRestrictDefaultSG")},
+        "AWS::EC2::NetworkAclEntry", "AWS::EC2::VPCGatewayAttachment", "Custom::VpcRestrictDefaultSG",
+        "AWS::EC2::EIP", "AWS::EC2::EIPAssociation")},
 }

@@ -7,7 +7,7 @@ references are ``Ref``/``Fn::GetAtt``. What a template cannot say is written as 
 it: the VPC's default security group, network ACL and main route table are AWS's (a main table
 with routes, or a default NACL with other rules, is written as a table or ACL of its own,
 associated with the subnets that used it); addresses CloudFormation cannot fix (interface
-endpoint ENIs, Elastic IPs) are left to allocation; a group without egress rules gets the
+endpoint ENIs, the addresses of Elastic IPs) are left to allocation; a group without egress rules gets the
 CDK's "disallow all" rule (``255.255.255.255/32``, ICMP 252/86), which the reader reads back
 as no rule; AWS-managed prefix lists are not written (their ranges are AWS's).
 """
@@ -121,8 +121,12 @@ def template_document(topology: Topology) -> dict[str, Any]:
                  "SourceDestCheck": e.source_dest_check, "Description": e.description}
         if e.secondary_private_ips:
             props["PrivateIpAddresses"] = [{"PrivateIpAddress": str(a), "Primary": False} for a in e.secondary_private_ips]
-        resources[name_of(e.id, e.description if e.kind != "instance" else "")] = {
-            "Type": "AWS::EC2::NetworkInterface", "Properties": props}
+        eni = name_of(e.id, e.description if e.kind != "instance" else "")
+        resources[eni] = {"Type": "AWS::EC2::NetworkInterface", "Properties": props}
+        if e.public_ip is not None:  # an Elastic IP of its own (its address is AWS's to choose)
+            resources[f"{eni}Eip"] = {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc"}}
+            resources[f"{eni}EipAssociation"] = {"Type": "AWS::EC2::EIPAssociation", "Properties": {
+                "AllocationId": {"Fn::GetAtt": [f"{eni}Eip", "AllocationId"]}, "NetworkInterfaceId": {"Ref": eni}}}
     _tables_and_acls(t, resources, name_of, ref, logical)
     for ep in t.vpc_endpoints.values():
         props = {"VpcId": ref(ep.vpc_id), "ServiceName": ep.service_name,
