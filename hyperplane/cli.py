@@ -99,8 +99,7 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
 
 @main.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--topology", type=click.Path(exists=True, path_type=Path),
-              help="Topology file or AWS describe-* folder (default: the built-in example).")
+@topology_options
 @click.option("--function", "functions", multiple=True, metavar="NAME=CIDR",
               help="Capture addresses of a function's execution environments (repeatable).")
 @click.option("--inject", type=click.Choice(["function", "eni"]), default="function", show_default=True,
@@ -113,10 +112,8 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
               help="Write VPC flow logs here (CloudWatch-like streams and S3-like gzip files).")
 @click.option("--flow-log-interval", type=click.Choice(["60", "600"]), default="600", show_default=True,
               help="Aggregation interval of the flow logs, seconds.")
-@click.option("--repair", is_flag=True, help=REPAIR_HELP)
-def replay(capture: Path, topology: Path | None, functions: tuple[str, ...], inject: str,
-           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
-           repair: bool) -> None:
+def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
+           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.replay import replay as run_replay
 

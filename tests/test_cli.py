@@ -47,3 +47,20 @@ def test_the_demo_ends_with_what_to_try_next():
     assert done.exit_code == 0
     tail = done.stdout.splitlines()[-6:]
     assert tail[0] == "== try next" and any("hyperplane trace --from orders --to db:5432" in line for line in tail)
+
+
+def test_every_command_reads_infrastructure_as_code_with_region_and_parameters(tmp_path):
+    from hyperplane.formats.cloudformation_writer import write_cloudformation
+    from hyperplane.formats.topology_reader import load_example_topology
+
+    template = tmp_path / "template.yaml"
+    write_cloudformation(load_example_topology(), template)
+    runner = CliRunner()
+    # the database by the logical id the template gives it (its ENI's description)
+    names = json.loads(runner.invoke(main, ["list", "--topology", str(template), "--format", "json"]).stdout)
+    db = next(e for e in names["network_interfaces"] if e["address"] == "10.0.20.10")
+    done = runner.invoke(main, ["trace", "--topology", str(template), "--region", "us-east-1",
+                                "--from", "orders", "--to", f"{db['id']}:5432"])
+    assert done.exit_code == 1 and "the reply (SYN-ACK) is denied out" in done.stdout
+    bad = runner.invoke(main, ["list", "--topology", str(template), "--parameter", "NoEquals"])
+    assert bad.exit_code == 2 and bad.stderr == "hyperplane: --parameter 'NoEquals' is not KEY=VALUE\n"

@@ -58,18 +58,48 @@ def repair_warnings() -> Iterator[None]:
 
 
 def load_network(path: Path | None, repair: bool = False, *, cold: bool = False) -> Any:
-    """The network of a ``--topology`` option (any input :meth:`Network.load` reads), else the
-    example; ``cold``: functions start Pending, as just created (``ready=False``)."""
+    """The network of a ``--topology`` option (any input :meth:`Network.load` reads, with the
+    command's ``--region`` and ``--parameter`` options), else the example; ``cold``: functions
+    start Pending, as just created (``ready=False``)."""
     from hyperplane.network import Network
 
     if path is None:
         return Network.example(ready=not cold)
+    ctx = click.get_current_context(silent=True)
+    options = dict(ctx.meta.get(_IAC_OPTIONS, {})) if ctx is not None else {}
     with repair_warnings():
-        return Network.load(path, repair=repair, ready=not cold)
+        return Network.load(path, repair=repair, ready=not cold, **options)
+
+
+_IAC_OPTIONS = "hyperplane.iac_options"  # --region / --parameter, kept on the click context
+
+
+def _keep(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if name == "parameters":
+            pairs = {}
+            for item in value:
+                key, sep, text = item.partition("=")
+                if not sep or not key:
+                    raise UserError(f"--parameter {item!r} is not KEY=VALUE")
+                pairs[key] = text
+            value = pairs or None
+        if value is not None:
+            ctx.meta.setdefault(_IAC_OPTIONS, {})[name] = value
+    return keep
 
 
 def topology_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--topology`` and ``--repair``, as every command that reads a network takes them."""
+    """``--topology`` and ``--repair``, as every command that reads a network takes them, and
+    ``--region``/``--parameter`` for CloudFormation and Terraform inputs (docs/inputs.md)."""
+    command = click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE", expose_value=False,
+                           callback=_keep("parameters"),
+                           help="A CloudFormation template parameter (repeatable); also the values of "
+                                "Fn::ImportValue and SSM parameters.")(command)
+    command = click.option("--region", expose_value=False, callback=_keep("region"),
+                           help="The region of a template or plan (AWS::Region, Fn::GetAZs).")(command)
     command = click.option("--repair", is_flag=True, help=REPAIR_HELP)(command)
     return click.option("--topology", "topology", type=click.Path(exists=True, path_type=Path),
-                        help="Topology file or AWS describe-* folder (default: the built-in example).")(command)
+                        help="A topology file, an AWS describe-* folder, a CloudFormation/SAM template, a CDK "
+                             "cdk.out folder or a terraform show -json document (default: the built-in "
+                             "example).")(command)

@@ -2,7 +2,8 @@
 
 A **source** is a function (``orders``, ``orders:1``), an ENI id, an instance id, or
 ``internet``. A **destination** is an IPv4 address, an ENI or instance id, the short name of an
-ENI (``db`` for ``eni-db``), a function (its Hyperplane ENI: nothing may open a connection to
+ENI (``db`` for ``eni-db``) or its description when that is one word (the logical id a
+CloudFormation or Terraform reader keeps there: ``OrdersDb``), a function (its Hyperplane ENI: nothing may open a connection to
 it, which is worth asking), a VPC endpoint id or an interface endpoint's DNS name, ``dns`` (the
 VPC resolver), or ``internet`` (a public address that belongs to nothing in the topology:
 :data:`INTERNET_ADDRESS`). Unknown names are an error with the closest known ones.
@@ -73,6 +74,9 @@ def resolve_destination(network: Any, name: str, vpc_id: str | None = None, *,
         return Destination(name, vpc.id, str(vpc.dns_resolver_ip))
     enis = topology.network_interfaces
     eni_id = name if name in enis else f"eni-{name}" if f"eni-{name}" in enis else None
+    if eni_id is None:  # a template's logical id (OrdersDb): the readers keep it as the description
+        described = [e.id for e in enis.values() if e.description == name]
+        eni_id = described[0] if len(described) == 1 else None
     if eni_id is None and name.startswith("i-") and topology.eni_of_instance(name) is not None:
         eni_id = topology.eni_of_instance(name).id  # type: ignore[union-attr]
     if eni_id is not None:
@@ -97,6 +101,7 @@ def resolve_destination(network: Any, name: str, vpc_id: str | None = None, *,
                 raise ValueError(f"{endpoint.id} has no network interface")
             return Destination(name, endpoint.id, str(own[0].private_ip))
     known = ["internet", "dns", *enis, *(k[4:] for k in enis if k.startswith("eni-")), *topology.functions,
+             *(e.description for e in enis.values() if e.description and " " not in e.description),
              *topology.vpc_endpoints, *(d for e in topology.vpc_endpoints.values() for d in e.dns_names)]
     raise _unknown("destination", name, known)
 
