@@ -69,8 +69,10 @@ def assert_reachability(net: Any, source: str, expected: Mapping[str, bool | str
     "blocked on reply", "internet:443/tcp": "connected"}`` (True: connected, False: blocked).
 
     One reachability question answers every entry (``net.reachability(source)``, on a scratch
-    copy of the network); each mismatch is listed with the row that decided it, and the first
-    one's trace follows (a ``connect`` of that port from that subnet). Returns the answer.
+    copy of the network). Connected means from every subnet of a function and whatever port the
+    source side picks for the replies; blocked, that no subnet connects whatever the port. Each
+    mismatch is listed with the row that decided it, and the first one's trace follows (a
+    ``connect`` of that port from that subnet). Returns the reachability answer.
     """
     wanted: list[tuple[str, str, int | None, str, str]] = []  # (entry, name, port, protocol, verdict)
     for entry, value in expected.items():
@@ -88,23 +90,44 @@ def assert_reachability(net: Any, source: str, expected: Mapping[str, bool | str
         rows = _rows(net, answer, name, port, proto)
         if not rows:
             raise ValueError(f"{source} -> {entry}: the reachability answer has no row for it")
-        leg = VERDICTS[verdict]
-        for row in rows:
-            ok = row.connected if verdict == CONNECTED else not row.connected and leg in (None, row.failed_leg)
-            if not ok:
-                wrong.append((entry, verdict, row))
-                break
+        bad = _contradicting_row(rows, VERDICTS[verdict], verdict == CONNECTED)
+        if bad is not None:
+            wrong.append((entry, verdict, bad))
     if wrong:
         lines = [f"{source}: {len(wrong)} of {len(wanted)} expected verdicts do not hold"]
         for entry, verdict, row in wrong:
             where = f" from {row.subnet}" if row.subnet else ""
-            got = "connects" if row.connected else f"fails on the {row.failed_leg} ({row.leg}) at {row.resource} ({row.rule})"
-            lines.append(f"  {entry}: expected {verdict}, but{where} it {got}")
+            replies = ""
+            if row.reply_ports is not None:
+                replies = " when the reply port is " + ", ".join(
+                    str(a) if a == b else f"{a}-{b}" for a, b in row.reply_ports)
+            got = "connects" if row.connected else \
+                f"fails on the {row.failed_leg} ({row.leg}) at {row.resource} ({row.rule})"
+            lines.append(f"  {entry}: expected {verdict}, but{where} it {got}{replies}")
         entry, _, row = wrong[0]
         name, port, proto = parse_destination(entry)
         lines.append(str(connect(net, source, name, port, proto or "tcp", subnet=row.subnet)))
         raise AssertionError("\n".join(lines))
     return answer
+
+
+def _contradicting_row(rows: list[Any], leg: str | None, connected: bool) -> Any:
+    """The row that contradicts a verdict, or None. Rows come per source subnet and per class
+    of reply ports: ``connected`` must hold for every one (whatever port the source side
+    picks); a subnet is blocked when some of its rows fail, and all of those on ``leg``."""
+    subnets: dict[str | None, list[Any]] = {}
+    for row in rows:
+        subnets.setdefault(row.subnet, []).append(row)
+    for mine in subnets.values():
+        failing = [r for r in mine if not r.connected]
+        if connected and failing:
+            return failing[0]
+        if not connected:
+            if not failing:
+                return mine[0]
+            if leg is not None and (other := next((r for r in failing if r.failed_leg != leg), None)):
+                return other
+    return None
 
 
 def _rows(net: Any, answer: Any, name: str, port: int | None, protocol: str) -> list[Any]:

@@ -11,12 +11,12 @@ import importlib.metadata
 import pytest
 
 import hyperplane as hp
-from hyperplane.testing import assert_blocked, assert_connects
+from hyperplane.testing import assert_blocked, assert_connects, assert_reachability
 
 pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
-from hyperplane.testing import assert_blocked, assert_connects
+from hyperplane.testing import assert_blocked, assert_connects, assert_reachability
 
 
 def test_orders_reaches_the_cache(hyperplane_network):
@@ -156,3 +156,29 @@ def test_assert_blocked_fails_when_any_subnet_connects_and_shows_that_connection
 def test_assert_connects_returns_the_connection_for_more_questions():
     result = assert_connects(hp.Network.example(), "orders", "internet:443")
     assert [s.subnet for s in result.subnets] == ["subnet-private-a", "subnet-private-b"]
+
+
+def test_assert_reachability_checks_many_destinations_with_one_question():
+    net = hp.Network.example()
+    answer = assert_reachability(net, "orders", {
+        "cache:6379": True,
+        "db:5432": "blocked on reply",  # acl-data: the classic stateless NACL
+        "db:22": "blocked on request",  # neither sg-db nor acl-data admits SSH
+        "internet:443": "connected",  # through nat-a
+        "secretsmanager.us-east-1.amazonaws.com:443": True,  # the interface endpoint
+    })
+    assert answer.connected("eni-cache", 6379)
+
+
+def test_assert_reachability_lists_every_mismatch_then_the_trace_of_the_first():
+    with pytest.raises(AssertionError) as caught:
+        assert_reachability(hp.Network.example(), "orders", {"cache:6379": False, "db:5432": True, "internet:443": True})
+    lines = str(caught.value).splitlines()
+    assert lines[:3] == [
+        "orders: 2 of 3 expected verdicts do not hold",
+        "  cache:6379: expected blocked, but from subnet-private-a it connects",
+        "  db:5432: expected connected, but from subnet-private-a it fails on the reply (SYN-ACK) at acl-data "
+        "(rule *: implicit deny) when the reply port is 1024-5431, 5433-65535",
+    ]
+    assert lines[3] == "connection orders -> cache (10.0.21.10):6379/tcp from subnet-private-a"
+    assert lines[-1] == "connected"
