@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hyperplane"
 
 # subsystem -> (layer, module prefixes); the longest matching prefix decides
 SUBSYSTEMS = {
-    "base": (0, ["hyperplane.errors", "hyperplane.records", "hyperplane.reasons"]),
+    "base": (0, ["hyperplane.errors", "hyperplane.records", "hyperplane.reasons", "hyperplane.codes"]),
     "tables": (1, ["hyperplane.tables"]),
     "model": (1, ["hyperplane.model"]),
     "formats": (2, ["hyperplane.formats"]),

@@ -55,6 +55,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from hyperplane._core._codes cimport FIN_A, FIN_B, SEEN_A, SEEN_B
 from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, table_alloc
 from hyperplane._core._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
                                P_UDP, packet_t)
@@ -77,14 +78,11 @@ cdef enum:
     K_UNTRACKED = 4
     K_NO_GROUP = 5
 
-# Flow state bits.
+# Flow state bits: SEEN_A, SEEN_B, FIN_A, FIN_B are in _codes.pxd (hyperplane.tables.conntrack
+# exports them).
 cdef enum:
-    SEEN_A = 1
-    SEEN_B = 2
-    FIN_A = 4
-    FIN_B = 8
-    SEEN_BOTH = 3
-    FIN_BOTH = 12
+    SEEN_BOTH = SEEN_A | SEEN_B
+    FIN_BOTH = FIN_A | FIN_B
 
 # A row's canonical key, computed for a whole block before it is processed.
 cdef struct key_t:

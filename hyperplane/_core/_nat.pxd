@@ -1,23 +1,13 @@
 # The contract of the compiled connection table (see _nat.pyx for the theory of operation).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from hyperplane._core._codes cimport N_STATES
 from hyperplane._core._types cimport packet_t
 
 cdef enum:
     MAX_ADDRESSES = 254
     WHEEL_SIZE = 1024              # one bucket per second; power of two
-    N_STATES = 9
 
-# Connection states. 0 is a free slot.
-cdef enum ConnState:
-    ST_DEAD = 0
-    ST_TCP_OPENING = 1
-    ST_TCP_ESTABLISHED = 2
-    ST_TCP_FIN_OUT = 3             # the inside sent FIN
-    ST_TCP_FIN_IN = 4              # the outside sent FIN
-    ST_TCP_CLOSED = 5              # FIN both ways; lingers to absorb the last ACKs
-    ST_UDP = 6
-    ST_UDP_REPLIED = 7
-    ST_ICMP = 8
+# Connection states (ConnState) and the length of the timeout table are in _codes.pxd.
 
 # One live connection: 40 bytes.
 cdef struct conn_t:

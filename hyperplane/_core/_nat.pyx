@@ -57,6 +57,12 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
+from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, S_ADDRESS_FULL, S_CLOSED, S_CREATED,
+                                     S_NO_CONNECTION, S_PORTS_EXHAUSTED,
+                                     S_RST_NO_CONNECTION, S_TRANSLATED, S_UNSOLICITED,
+                                     S_UNSUPPORTED_PROTOCOL, ST_DEAD, ST_ICMP, ST_TCP_CLOSED,
+                                     ST_TCP_ESTABLISHED, ST_TCP_FIN_IN, ST_TCP_FIN_OUT,
+                                     ST_TCP_OPENING, ST_UDP, ST_UDP_REPLIED)
 from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, second_of, table_alloc
 from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
 
@@ -68,20 +74,6 @@ cdef enum:
     PROBES = 8
     MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
     BLOCK = 16                     # rows whose memory is fetched together
-    OUT = 0
-    IN = 1
-
-# Status codes, one per packet (mirrored by hyperplane.nat.NatStatus).
-cdef enum:
-    S_TRANSLATED = 0
-    S_CREATED = 1
-    S_CLOSED = 2
-    S_NO_CONNECTION = 16
-    S_RST_NO_CONNECTION = 17
-    S_UNSOLICITED = 18
-    S_UNSUPPORTED_PROTOCOL = 19
-    S_ADDRESS_FULL = 20
-    S_PORTS_EXHAUSTED = 21
 
 # TCP events.
 cdef enum:
@@ -514,11 +506,11 @@ cdef inline int tcp_event(uint8_t flags, int d) noexcept nogil:
     if flags & F_RST:
         return EV_RST
     if (flags & (F_SYN | F_ACK | F_FIN)) == F_SYN:
-        return EV_SYN_OUT if d == OUT else EV_OTHER
+        return EV_SYN_OUT if d == DIR_OUT else EV_OTHER
     if (flags & (F_SYN | F_ACK)) == (F_SYN | F_ACK):
-        return EV_SYNACK_IN if d == IN else EV_OTHER
+        return EV_SYNACK_IN if d == DIR_IN else EV_OTHER
     if flags & F_FIN:
-        return EV_FIN_OUT if d == OUT else EV_FIN_IN
+        return EV_FIN_OUT if d == DIR_OUT else EV_FIN_IN
     return EV_OTHER
 
 cdef inline int has_pending(const nat_t* st, double now) noexcept nogil:
@@ -536,14 +528,14 @@ cdef void count_refusal(nat_t* st, double now) noexcept nogil:
 
 cdef inline uint64_t packet_hash(const packet_t* p, int d) noexcept nogil:
     """The hash of the index key a packet looks up: inside tuple going out, translated tuple coming in."""
-    if d == OUT:
+    if d == DIR_OUT:
         return tuple_hash(p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
     return tuple_hash(p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
 
 cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil:
     """Find the index entry whose tag matches (its line was prefetched before) and prefetch the
     connection it points to. Returns 0 when there is none: the packet probably opens one."""
-    cdef const uint32_t* tab = st.fwd if d == OUT else st.rev
+    cdef const uint32_t* tab = st.fwd if d == DIR_OUT else st.rev
     cdef uint32_t i = <uint32_t>h & st.idx_mask
     cdef uint32_t tag = <uint32_t>(h >> 56)
     cdef uint32_t e = tab[i]
@@ -596,12 +588,12 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
         advance(st, t)
     if not (p.proto == P_TCP or p.proto == P_UDP or (p.proto == P_ICMP and st.gateway_mode)):
         st_code = S_UNSUPPORTED_PROTOCOL
-    elif d == OUT:
+    elif d == DIR_OUT:
         s = fwd_find(st, h, p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
         if s != EMPTY and st.conns[s].expires <= t:
             kill(st, s, 1, 1)
             s = EMPTY
-        ev = tcp_event(p.flags, OUT) if p.proto == P_TCP else EV_OTHER
+        ev = tcp_event(p.flags, DIR_OUT) if p.proto == P_TCP else EV_OTHER
         if s != EMPTY and p.proto == P_TCP and TCP_NEXT[st.conns[s].state * 6 + ev] == REOPEN:
             kill(st, s, 0, 1)
             s = EMPTY
@@ -640,7 +632,7 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             out.dst_ip = c.in_ip
             out.dst_port = c.in_port
             if p.proto == P_TCP:
-                nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, IN)]
+                nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, DIR_IN)]
             elif p.proto == P_UDP:
                 nxt = ST_UDP_REPLIED
             else:
@@ -668,10 +660,10 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
             for j in range(i, block_end):
                 h = packet_hash(&inp[j], dirs[j * dstep])
                 hashes[j - i] = h
-                __builtin_prefetch(&(st.fwd if dirs[j * dstep] == OUT else st.rev)[<uint32_t>h & st.idx_mask])
+                __builtin_prefetch(&(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev)[<uint32_t>h & st.idx_mask])
             draws = 0
             for j in range(i, block_end):
-                if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == OUT:
+                if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
                     prefetch_new_port(st, &inp[j], draws)
                     draws += 1
         if not translate(st, &inp[i], dirs[i * dstep], hashes[i - block_start], &out[i], &status[i], stop_on_full):
@@ -699,21 +691,21 @@ cdef void nat_prefetch(const nat_t* st, const packet_t* p, uint8_t direction, in
     if connection:
         prefetch_conn(st, h, direction)
     else:
-        __builtin_prefetch(&(st.fwd if direction == OUT else st.rev)[<uint32_t>h & st.idx_mask])
+        __builtin_prefetch(&(st.fwd if direction == DIR_OUT else st.rev)[<uint32_t>h & st.idx_mask])
 
 
 cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_t* out) noexcept nogil:
     """The translation a live connection would give ``p`` (1), changing nothing; 0 when none."""
     cdef uint32_t s
     out[0] = p[0]
-    if direction == OUT:
-        s = fwd_find(st, packet_hash(p, OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
+    if direction == DIR_OUT:
+        s = fwd_find(st, packet_hash(p, DIR_OUT), p.src_ip, p.src_port, p.dst_ip, p.dst_port, p.proto)
     else:
-        s = rev_find(st, packet_hash(p, IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
+        s = rev_find(st, packet_hash(p, DIR_IN), p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
     # live at the packet's own time, as run() would judge it
     if s == EMPTY or not st.conns[s].expires > (p.time if p.time > st.now else st.now):
         return 0
-    if direction == OUT:
+    if direction == DIR_OUT:
         out.src_ip = st.addr_ip[st.conns[s].addr]
         out.src_port = st.conns[s].x_port
     else:

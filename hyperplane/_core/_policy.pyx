@@ -55,6 +55,7 @@ direction other than 0/1, mismatched lengths or a wrong dtype raise ``ValueError
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 
+from hyperplane._core._codes cimport IMPLICIT_DENY_RULE as C_IMPLICIT_DENY
 from hyperplane._core._types cimport packet_t
 
 import numpy as np
@@ -68,19 +69,19 @@ from hyperplane.records import PACKET as _PACKET
 INGRESS = 0   # security groups: ingress; network ACLs: inbound
 EGRESS = 1    # security groups: egress; network ACLs: outbound
 NOT_APPLICABLE = -1
-IMPLICIT_DENY_RULE = 32767
-KEY_UDP = 0x10000
-KEY_ICMP = 0x20000
-KEY_OTHER = 0x30000
-KEY_LIMIT = 0x40000   # one past the largest match key
+IMPLICIT_DENY_RULE = C_IMPLICIT_DENY
 
 cdef enum:
     C_KEY_UDP = 0x10000
     C_KEY_ICMP = 0x20000
     C_KEY_OTHER = 0x30000
     C_KEY_LIMIT = 0x40000
-    C_IMPLICIT_DENY = 32767
     LANES = 8             # packets searched in lockstep (see _rule_loop)
+
+KEY_UDP = C_KEY_UDP
+KEY_ICMP = C_KEY_ICMP
+KEY_OTHER = C_KEY_OTHER
+KEY_LIMIT = C_KEY_LIMIT   # one past the largest match key
 
 
 ####################################################################################################

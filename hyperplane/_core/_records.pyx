@@ -26,8 +26,9 @@ from libc.string cimport memcpy, memset
 
 from hyperplane._core._tables cimport mix, table_alloc
 from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
-from hyperplane._core._walk cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT, H_ROUTE,
-                               H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT, HOPS_PER_PACKET, hop_t)
+from hyperplane._core._codes cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
+                                     H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT)
+from hyperplane._core._walk cimport HOPS_PER_PACKET, hop_t
 
 import numpy as np
 

@@ -8,9 +8,7 @@ from typing_extensions import final
 
 __test__: dict[str, str]  # added by Cython
 
-REASONS: dict[str, int]  # Reason name -> code, as compiled in (checked against hyperplane.reasons)
 STAGES: tuple[str, ...]  # hop log stage names, by stage code
-STOPS: dict[str, int]  # why walk() stopped: pool_full, log_full, no_memory
 HOP: np.dtype[np.void]  # hop_t: row i4, stage u1, pos u1, pad u2, v i4[6]
 
 @final
@@ -45,4 +43,4 @@ class Walker:
         n_hops: int,
         begin: int,
         nostop_row: int = -1,
-    ) -> tuple[int, int, int, int, int]: ...  # (row, stop, n_hops, pool, status)
+    ) -> tuple[int, int, int, int, int]: ...  # (row, stop (a _codes.Stop), n_hops, pool, status)

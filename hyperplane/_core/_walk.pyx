@@ -35,6 +35,24 @@ cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, H_DNS,
+                                      H_ENDPOINT_IN, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT,
+                                      H_NAT_IN, H_NAT_OUT, H_ROUTE, H_SG_EGRESS, H_SG_INGRESS,
+                                      H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
+                                      O_GATEWAY_ENDPOINT, O_INTERNET, O_REPLY_TO_FUNCTION,
+                                      R_BLACKHOLE_ROUTE, R_DELIVERED, R_DELIVERED_TO_DNS_RESOLVER,
+                                      R_DELIVERED_TO_FUNCTION, R_DELIVERED_TO_GATEWAY_ENDPOINT,
+                                      R_ENI_CAPACITY, R_EXITED_TO_INTERNET, R_FORWARDED_TO_PEERING,
+                                      R_GATEWAY_ENDPOINT_PROTOCOL, R_NACL_IN_DENY, R_NACL_OUT_DENY,
+                                      R_NAT_UNSOLICITED_INBOUND, R_NOT_A_VPC_PUBLIC_ADDRESS,
+                                      R_NO_ENI_AT_ADDRESS, R_NO_PUBLIC_IP, R_NO_ROUTE,
+                                      R_PRIVATE_NAT_TO_INTERNET, R_ROUTING_LOOP, R_SG_EGRESS_DENY,
+                                      R_SG_INGRESS_DENY, R_SOURCE_DEST_CHECK_IN,
+                                      R_SOURCE_DEST_CHECK_OUT, R_UNMODELLED_TARGET,
+                                      R_V2N_UNSOLICITED_INBOUND, STOP_LOG_FULL, STOP_NONE,
+                                      STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL, T_BLACKHOLE,
+                                      T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
+                                      T_PEERING)
 from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_t
 from hyperplane._core._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._core._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
@@ -43,83 +61,18 @@ from hyperplane._core._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, pa
 
 import numpy as np
 
+from hyperplane._core._codes import Origin, Stage
+
 
 cdef enum:
-    # origins (hyperplane.pipeline.Origin)
-    O_ENI = 0
-    O_INTERNET = 1
-    O_FUNCTION = 2
-    O_GATEWAY_ENDPOINT = 3
-    O_REPLY_TO_FUNCTION = 4
-    # route targets (hyperplane.vpc.Target)
-    T_NONE = 0
-    T_LOCAL = 1
-    T_IGW = 2
-    T_NAT = 3
-    T_GATEWAY_ENDPOINT = 4
-    T_ENI = 5
-    T_PEERING = 6
-    T_BLACKHOLE = 7
-    T_UNMODELLED = 8
-    # ENI kinds (hyperplane.vpc.EniKind)
-    K_NAT_GATEWAY = 2
-    K_HYPERPLANE = 3
-    # why the loop stopped
-    STOP_NONE = 0
-    STOP_POOL_FULL = 1
-    STOP_LOG_FULL = 2
-    STOP_NO_MEMORY = 3
     # limits
     MAX_SENDS = 8                  # a packet sent more times than this is in a routing loop
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
-    NACL_DENY_RULE = 32767
     DNS_PORT = 53
 
-# Reason codes (hyperplane.reasons.Reason; hyperplane/pipeline.py checks them at import).
-cdef enum:
-    R_DELIVERED = 1
-    R_DELIVERED_TO_FUNCTION = 2
-    R_DELIVERED_TO_GATEWAY_ENDPOINT = 3
-    R_DELIVERED_TO_DNS_RESOLVER = 4
-    R_EXITED_TO_INTERNET = 5
-    R_FORWARDED_TO_PEERING = 6
-    R_SG_EGRESS_DENY = 10
-    R_NACL_OUT_DENY = 11
-    R_NACL_IN_DENY = 12
-    R_SG_INGRESS_DENY = 13
-    R_SOURCE_DEST_CHECK_OUT = 14
-    R_SOURCE_DEST_CHECK_IN = 15
-    R_NO_ROUTE = 20
-    R_BLACKHOLE_ROUTE = 21
-    R_NO_ENI_AT_ADDRESS = 22
-    R_UNMODELLED_TARGET = 23
-    R_NO_PUBLIC_IP = 24
-    R_PRIVATE_NAT_TO_INTERNET = 25
-    R_NOT_A_VPC_PUBLIC_ADDRESS = 26
-    R_GATEWAY_ENDPOINT_PROTOCOL = 28
-    R_ROUTING_LOOP = 29
-    R_V2N_UNSOLICITED_INBOUND = 30
-    R_ENI_CAPACITY = 33
-    R_NAT_UNSOLICITED_INBOUND = 40
-
-REASONS = {
-    "DELIVERED": R_DELIVERED, "DELIVERED_TO_FUNCTION": R_DELIVERED_TO_FUNCTION,
-    "DELIVERED_TO_GATEWAY_ENDPOINT": R_DELIVERED_TO_GATEWAY_ENDPOINT,
-    "DELIVERED_TO_DNS_RESOLVER": R_DELIVERED_TO_DNS_RESOLVER, "EXITED_TO_INTERNET": R_EXITED_TO_INTERNET,
-    "FORWARDED_TO_PEERING": R_FORWARDED_TO_PEERING, "SG_EGRESS_DENY": R_SG_EGRESS_DENY,
-    "NACL_OUT_DENY": R_NACL_OUT_DENY, "NACL_IN_DENY": R_NACL_IN_DENY, "SG_INGRESS_DENY": R_SG_INGRESS_DENY,
-    "SOURCE_DEST_CHECK_OUT": R_SOURCE_DEST_CHECK_OUT, "SOURCE_DEST_CHECK_IN": R_SOURCE_DEST_CHECK_IN,
-    "NO_ROUTE": R_NO_ROUTE, "BLACKHOLE_ROUTE": R_BLACKHOLE_ROUTE, "NO_ENI_AT_ADDRESS": R_NO_ENI_AT_ADDRESS,
-    "UNMODELLED_TARGET": R_UNMODELLED_TARGET, "NO_PUBLIC_IP": R_NO_PUBLIC_IP,
-    "PRIVATE_NAT_TO_INTERNET": R_PRIVATE_NAT_TO_INTERNET, "NOT_A_VPC_PUBLIC_ADDRESS": R_NOT_A_VPC_PUBLIC_ADDRESS,
-    "GATEWAY_ENDPOINT_PROTOCOL": R_GATEWAY_ENDPOINT_PROTOCOL, "ROUTING_LOOP": R_ROUTING_LOOP,
-    "V2N_UNSOLICITED_INBOUND": R_V2N_UNSOLICITED_INBOUND, "ENI_CAPACITY": R_ENI_CAPACITY,
-    "NAT_UNSOLICITED_INBOUND": R_NAT_UNSOLICITED_INBOUND,
-}
-STAGES = ("v2n_out", "igw_in", "endpoint_in", "dns", "sg_egress", "route", "nacl_out", "igw_out",
-          "nat_out", "nat_in", "nacl_in", "sg_ingress", "v2n_in")
-STOPS = {"pool_full": STOP_POOL_FULL, "log_full": STOP_LOG_FULL, "no_memory": STOP_NO_MEMORY}
+# hop log stage names by stage code: "v2n_out" for H_V2N_OUT
+STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
 HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
 
 assert HOP.itemsize == sizeof(hop_t)
@@ -336,7 +289,7 @@ cdef int nacl_in(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_
     cdef int32_t nacl = -1 if from_subnet == subnet else v.subnet_nacl[subnet]
     cdef int32_t e = rule_lookup(v.nacls, nacl, 0, w.p)
     cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
-    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else NACL_DENY_RULE)
+    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
     hop(r, w, H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
     if not allowed:
         finish(r, w, R_NACL_IN_DENY, eni)
@@ -367,7 +320,7 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
         return STOPPED
     hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
         <int32_t>before.dst_ip, before.dst_port)
-    if status >= 16:
+    if status >= S_FIRST_REFUSAL:
         return finish(r, w, v.nat_reason[status], eni)
     return eni
 
@@ -377,14 +330,14 @@ cdef int arrive(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t
     cdef int ok
     if not nacl_in(v, r, w, eni, from_subnet):
         return DONE
-    if v.eni_kind[eni] == K_NAT_GATEWAY:
+    if v.eni_kind[eni] == ENI_NAT_GATEWAY:
         return translate_at_nat(v, r, w, v.eni_nat[eni], 1, eni)
     ok = sg_check(v, r, w, eni, 0)
     if ok < 0:
         return STOPPED
     if not ok:
         return finish(r, w, R_SG_INGRESS_DENY, eni)
-    if v.eni_kind[eni] != K_HYPERPLANE:
+    if v.eni_kind[eni] != ENI_HYPERPLANE:
         return finish(r, w, R_DELIVERED, eni)
     return back_to_function(v, r, w, eni)
 
@@ -401,7 +354,7 @@ cdef int back_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t en
         return finish(r, w, R_V2N_UNSOLICITED_INBOUND, eni)
     ip = w.p.dst_ip
     port = w.p.dst_port
-    if not nat_translate(v.pools[pool], w.p, 1, 0, &status):
+    if not nat_translate(v.pools[pool], w.p, DIR_IN, 0, &status):
         r.stop = STOP_NO_MEMORY
         return STOPPED
     hop(r, w, H_V2N_IN, pool, status, <int32_t>ip, port, <int32_t>w.p.dst_ip, w.p.dst_port)
@@ -481,7 +434,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
         nacl = v.subnet_nacl[subnet]
     e = rule_lookup(v.nacls, nacl, 1, p)
     allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
-    number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else NACL_DENY_RULE)
+    number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
     hop(r, w, H_NACL_OUT, subnet, nacl, allowed, number, 0, 0)
     if not allowed:
         return finish(r, w, R_NACL_OUT_DENY, eni)
@@ -552,7 +505,7 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
     request.src_ip, request.dst_ip = p.dst_ip, p.src_ip
     request.src_port, request.dst_port = p.dst_port, p.src_port
     for k in range(v.fn_off[function], v.fn_off[function + 1]):
-        if nat_find(v.pools[v.fn_pools[k]], &request, 0, &sent):
+        if nat_find(v.pools[v.fn_pools[k]], &request, DIR_OUT, &sent):
             pool = v.fn_pools[k]
             break
     if pool < 0:
@@ -578,7 +531,7 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
         kind, target = v.target_flat[flat], v.target_index_flat[flat]
         if kind != T_NAT:
             break
-        if not nat_find(v.nats[target], &sent, 0, &natted):
+        if not nat_find(v.nats[target], &sent, DIR_OUT, &natted):
             return finish(r, w, R_NAT_UNSOLICITED_INBOUND, -1)
         p.dst_ip, p.dst_port = natted.src_ip, natted.src_port  # the peer answers the gateway
         sent, eni = natted, v.nat_eni[target]
@@ -595,7 +548,7 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
             # the request turned around at the internet gateway (hairpin): the peer is the ENI
             # of that public address, which answers from its private one through its own subnet
             peer = public_at(v, p.src_ip, &private)
-            if peer >= 0 and v.eni_kind[peer] != K_NAT_GATEWAY:
+            if peer >= 0 and v.eni_kind[peer] != ENI_NAT_GATEWAY:
                 p.src_ip = private
                 return peer
     return from_internet(v, r, w)
@@ -621,13 +574,13 @@ cdef int start(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
     pool = v.pools[index]
     ip = w.p.src_ip
     port = w.p.src_port
-    if not nat_translate(pool, w.p, 0, v.pool_stops[index] and w.row != r.nostop_row, &status):
+    if not nat_translate(pool, w.p, DIR_OUT, v.pool_stops[index] and w.row != r.nostop_row, &status):
         r.stop = STOP_NO_MEMORY if pool.oom else STOP_POOL_FULL
         r.stop_pool = index
         r.stop_status = status
         return STOPPED
     hop(r, w, H_V2N_OUT, index, status, <int32_t>ip, port, <int32_t>w.p.src_ip, w.p.src_port)
-    if status >= 16:
+    if status >= S_FIRST_REFUSAL:
         return finish(r, w, v.v2n_reason[status], -1)
     eni = eni_at(v, w.p.src_ip, v.pool_vpc[index])
     if eni < 0:  # an address no ENI of this compilation holds (cannot happen)
@@ -644,9 +597,9 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
         # the first table a function's packet meets is its pool's: fetch it early (the later
         # ones depend on this packet's translations)
         if i + AHEAD < end and r.origin[i + AHEAD] == O_FUNCTION:
-            nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], 0, 0)
+            nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], DIR_OUT, 0)
         if i + AHEAD_CONN < end and r.origin[i + AHEAD_CONN] == O_FUNCTION:
-            nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], 0, 1)
+            nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], DIR_OUT, 1)
         if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
             r.stop = STOP_LOG_FULL
             return i
@@ -830,7 +783,7 @@ cdef class Walker:
                      O_GATEWAY_ENDPOINT: "an endpoint index (or -1)"}
             what = names.get(origin[bad])
             if what is None:
-                raise ValueError(f"origin[{bad}] = {origin[bad]} is not an Origin (0..4)")
+                raise ValueError(f"origin[{bad}] = {origin[bad]} is not an Origin (0..{len(Origin) - 1})")
             raise ValueError(f"origin_index[{bad}] = {index[bad]} is not {what} of this network")
 
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,

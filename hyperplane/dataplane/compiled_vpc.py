@@ -6,7 +6,6 @@ recompiles too); the pipeline then only indexes arrays and calls the compiled po
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from hyperplane import model
+from hyperplane._core import _codes
+from hyperplane.codes import Code
 from hyperplane.tables.policy import (
     CompiledNetworkAcls,
     CompiledRoutes,
@@ -27,25 +28,27 @@ from hyperplane.tables.policy import (
 )
 
 
-class EniKind(enum.IntEnum):
-    PLAIN = 0  # an instance, a database, a cache...
-    INTERFACE_ENDPOINT = 1
-    NAT_GATEWAY = 2
-    HYPERPLANE = 3
+class EniKind(Code):
+    """What an ENI is (values: ``_codes.EniKind``)."""
+
+    PLAIN = _codes.EniKind.ENI_PLAIN  # an instance, a database, a cache...
+    INTERFACE_ENDPOINT = _codes.EniKind.ENI_INTERFACE_ENDPOINT
+    NAT_GATEWAY = _codes.EniKind.ENI_NAT_GATEWAY
+    HYPERPLANE = _codes.EniKind.ENI_HYPERPLANE
 
 
-class Target(enum.IntEnum):
-    """What a route sends to (route tables compiled to these codes)."""
+class Target(Code):
+    """What a route sends to (route tables compiled to these codes; values: ``_codes.Target``)."""
 
-    NONE = 0
-    LOCAL = 1
-    IGW = 2
-    NAT = 3
-    GATEWAY_ENDPOINT = 4
-    ENI = 5
-    PEERING = 6
-    BLACKHOLE = 7
-    UNMODELLED = 8
+    NONE = _codes.Target.T_NONE
+    LOCAL = _codes.Target.T_LOCAL
+    IGW = _codes.Target.T_IGW
+    NAT = _codes.Target.T_NAT
+    GATEWAY_ENDPOINT = _codes.Target.T_GATEWAY_ENDPOINT
+    ENI = _codes.Target.T_ENI
+    PEERING = _codes.Target.T_PEERING
+    BLACKHOLE = _codes.Target.T_BLACKHOLE
+    UNMODELLED = _codes.Target.T_UNMODELLED
 
 
 @dataclass(frozen=True)

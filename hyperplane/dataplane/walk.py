@@ -23,28 +23,28 @@ plain-Python model of the same walk that the tests compare it with.
 
 from __future__ import annotations
 
-import enum
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from hyperplane._core import _walk
+from hyperplane._core import _codes, _walk
+from hyperplane.codes import Code
 from hyperplane.tables.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
-for _name, _code in _walk.REASONS.items():  # the compiled copy of the codes must agree
-    assert Reason[_name] == _code, _name
 
 
-class Origin(enum.IntEnum):
-    ENI = 0  # sent by an ENI (origin index: the ENI)
-    INTERNET = 1  # arrives from the internet at the internet gateway
-    FUNCTION = 2  # from an execution environment through a Hyperplane ENI pool (index: pool)
-    GATEWAY_ENDPOINT = 3  # from a service behind a gateway endpoint (index: endpoint)
-    REPLY_TO_FUNCTION = 4  # a peer's answer to an execution environment (index: function number)
+class Origin(Code):
+    """Where a walk starts; the origin index says which one (values: ``_codes.Origin``)."""
+
+    ENI = _codes.Origin.O_ENI  # sent by an ENI (origin index: the ENI)
+    INTERNET = _codes.Origin.O_INTERNET  # arrives from the internet at the internet gateway
+    FUNCTION = _codes.Origin.O_FUNCTION  # from an execution environment through a Hyperplane ENI pool (index: pool)
+    GATEWAY_ENDPOINT = _codes.Origin.O_GATEWAY_ENDPOINT  # from a service behind a gateway endpoint (index: endpoint)
+    REPLY_TO_FUNCTION = _codes.Origin.O_REPLY_TO_FUNCTION  # a peer's answer to an execution environment (index: function number)
 
 
 _U8, _U16, _I8, _I32, _U32 = np.uint8, np.uint16, np.int8, np.int32, np.uint32
@@ -72,7 +72,6 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
 }
 assert tuple(COLUMNS) == _walk.STAGES
 _STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
-_STOP = {code: name for name, code in _walk.STOPS.items()}
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
 # A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
 # the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is
@@ -228,15 +227,14 @@ class Pipeline:
             if row == n:
                 break
             begin, nostop = row, -1
-            kind = _STOP[stop]
-            if kind == "log_full":
+            if stop == _codes.Stop.STOP_LOG_FULL:
                 grown = _hop_log(2 * len(hops))
                 grown[:n_hops] = hops[:n_hops]
                 _recycle(hops)
                 hops = grown
-            elif kind == "no_memory":
+            elif stop == _codes.Stop.STOP_NO_MEMORY:
                 raise MemoryError(f"a connection table cannot grow (at row {row} of the batch)")
-            else:  # every Hyperplane ENI of the pool is full: Lambda adds one (or cannot)
+            else:  # STOP_POOL_FULL: every Hyperplane ENI of the pool is full: Lambda adds one (or cannot)
                 table = pipeline.pools[pool]
                 before = len(table.addresses)
                 now = max(float(packets["time"][row]), table.now)

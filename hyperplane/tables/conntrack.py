@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hyperplane._core import _codes
 from hyperplane._core._conntrack import ConntrackCore
 from hyperplane.records import PACKET, ip_str
 
@@ -63,7 +64,7 @@ __all__ = [
 NO_SECURITY_GROUP = -1  # an ``eni`` value: no security group at this stage (allowed, untracked)
 
 # Flow state bits (``flows()["bits"]``). Endpoint A is the smaller (ip, port) of the two.
-SEEN_A, SEEN_B, FIN_A, FIN_B = 1, 2, 4, 8
+SEEN_A, SEEN_B, FIN_A, FIN_B = _codes.SEEN_A, _codes.SEEN_B, _codes.FIN_A, _codes.FIN_B
 
 MAX_ENI_INDEX = 2**31 - 1
 # Latest time accepted, in seconds (as the NAT tables and Network.process): the clock never goes

@@ -7,7 +7,6 @@ Python objects. See SPEC §2 (V2N) and §4 (NAT gateway) for the numbers.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import math
 from collections.abc import Callable, Iterable
@@ -15,7 +14,9 @@ from dataclasses import dataclass, astuple
 
 import numpy as np
 
+from hyperplane._core import _codes
 from hyperplane._core._nat import NatCore
+from hyperplane.codes import Code
 from hyperplane.records import PACKET, ip_str
 
 __all__ = [
@@ -41,27 +42,32 @@ MIN_TIMEOUT = 0.001
 MAX_TIME = 1e15
 
 
-class Direction(enum.IntEnum):
-    OUT = 0  # from the inside (execution environment / instance behind the NAT gateway)
-    IN = 1  # from the remote side, to a translating address
+class Direction(Code):
+    """Which way a packet crosses the table (values: ``_codes.Direction``)."""
+
+    OUT = _codes.Direction.DIR_OUT  # from the inside (execution environment / instance behind the NAT gateway)
+    IN = _codes.Direction.DIR_IN  # from the remote side, to a translating address
 
 
-class NatStatus(enum.IntEnum):
-    """What the table did with one packet (values are the compiled core's codes)."""
+_S = _codes.NatStatus
 
-    TRANSLATED = 0  # belongs to a live connection
-    CREATED = 1  # opened a connection: an address and port were allocated
-    CLOSED = 2  # translated, and the connection ended with it (RST)
-    NO_CONNECTION = 16  # from the inside, cannot open a connection (TCP without SYN, ICMP not echo)
-    RST_NO_CONNECTION = 17  # same on a NAT gateway for TCP: the gateway answers with an RST
-    UNSOLICITED = 18  # from the outside, matches no live connection (one-way NAT)
-    UNSUPPORTED_PROTOCOL = 19  # not TCP/UDP (or ICMP on a NAT gateway)
-    ADDRESS_FULL = 20  # every address holds its maximum of connections
-    PORTS_EXHAUSTED = 21  # no address has a free port left for this destination
+
+class NatStatus(Code):
+    """What the table did with one packet (values: the compiled core's ``_codes.NatStatus``)."""
+
+    TRANSLATED = _S.S_TRANSLATED  # belongs to a live connection
+    CREATED = _S.S_CREATED  # opened a connection: an address and port were allocated
+    CLOSED = _S.S_CLOSED  # translated, and the connection ended with it (RST)
+    NO_CONNECTION = _S.S_NO_CONNECTION  # from the inside, cannot open a connection (TCP without SYN, ICMP not echo)
+    RST_NO_CONNECTION = _S.S_RST_NO_CONNECTION  # same on a NAT gateway for TCP: the gateway answers with an RST
+    UNSOLICITED = _S.S_UNSOLICITED  # from the outside, matches no live connection (one-way NAT)
+    UNSUPPORTED_PROTOCOL = _S.S_UNSUPPORTED_PROTOCOL  # not TCP/UDP (or ICMP on a NAT gateway)
+    ADDRESS_FULL = _S.S_ADDRESS_FULL  # every address holds its maximum of connections
+    PORTS_EXHAUSTED = _S.S_PORTS_EXHAUSTED  # no address has a free port left for this destination
 
     @property
     def passed(self) -> bool:
-        return self < 16
+        return self < _codes.S_FIRST_REFUSAL
 
     @property
     def is_capacity(self) -> bool:
@@ -79,17 +85,19 @@ class Timeouts:
     icmp: float = 60.0
 
     def by_state(self) -> list[float]:
-        # order of ConnState in _nat.pxd: dead, opening, established, fin_out, fin_in, closed,
-        # udp, udp_replied, icmp
-        t = self.tcp_transitory
-        return [0.0, t, self.tcp_established, t, t, t, self.udp, self.udp_replied, self.icmp]
+        """The timeout of each connection state, indexed by its code (``_codes.ConnState``)."""
+        st, t = _codes.ConnState, self.tcp_transitory
+        of = {st.ST_DEAD: 0.0, st.ST_TCP_OPENING: t, st.ST_TCP_ESTABLISHED: self.tcp_established,
+              st.ST_TCP_FIN_OUT: t, st.ST_TCP_FIN_IN: t, st.ST_TCP_CLOSED: t, st.ST_UDP: self.udp,
+              st.ST_UDP_REPLIED: self.udp_replied, st.ST_ICMP: self.icmp}
+        return [of[st(k)] for k in range(_codes.N_STATES)]  # KeyError if a state has no timeout
 
 
 HYPERPLANE_ENI_TIMEOUTS = Timeouts()
 NAT_GATEWAY_TIMEOUTS = Timeouts(350.0, 350.0, 350.0, 350.0, 350.0)
 
-STATE_NAMES = ("dead", "tcp-opening", "tcp-established", "tcp-fin-out", "tcp-fin-in",
-               "tcp-closed", "udp", "udp-replied", "icmp")
+# connection state names by code: "tcp-fin-out" for ST_TCP_FIN_OUT
+STATE_NAMES = tuple(s.name[3:].lower().replace("_", "-") for s in sorted(_codes.ConnState))
 
 
 @dataclass(frozen=True)
