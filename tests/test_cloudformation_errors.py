@@ -138,6 +138,13 @@ def test_a_property_of_the_wrong_type_is_named(tmp_path):
     """).startswith("template.yaml: Resources.Extra.Properties.VpcId: 'rtb-")
 
 
+def test_a_resource_without_type_is_named(tmp_path):
+    assert error(tmp_path, """
+      Extra:
+        Properties: {VpcId: !Ref Vpc}
+    """) == "template.yaml: Resources.Extra: a resource must be a mapping with a Type"
+
+
 def test_a_yaml_syntax_error_names_its_line(tmp_path):
     message = error(tmp_path, "Broken: [\n")
     assert message.startswith("template.yaml: line ")

@@ -341,7 +341,7 @@ def _check_dependencies(stack: Stack) -> None:
     resources = stack.resources
     edges: dict[str, list[str]] = {}
     for logical, resource in resources.items():
-        if not isinstance(resource, dict):
+        if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str):
             raise TopologyError(stack.file, f"Resources.{logical}", "a resource must be a mapping with a Type")
         depends = resource.get("DependsOn") or []
         targets = list(_references(resource.get("Properties"))) + list([depends] if isinstance(depends, str) else depends)

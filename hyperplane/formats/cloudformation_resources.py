@@ -351,7 +351,7 @@ def _role(s: Stack, logical: str) -> dict[str, Any]:
     """The execution role: a role of the template is read (managed policies, inline policies and
     the ``AWS::IAM::Policy``/``ManagedPolicy`` attached to it); a role from elsewhere is assumed
     to have ``AWSLambdaVPCAccessExecutionRole``, as for a snapshot."""
-    arn = s.text(logical, "Role") or ""
+    arn = str(_lenient(s, logical, "Role") or "")  # e.g. an !ImportValue of a role made elsewhere
     role = next((r for r in s.resources if s.type_of(r) == "AWS::IAM::Role" and s.arn(r) == arn), None)
     if role is None:
         if arn.startswith("arn:aws:iam::") and ":role/" in arn:
