@@ -55,8 +55,16 @@ def test_sam_elasticache_functions_reach_the_cache_and_the_internet_through_the_
     r = fn.send(IP(dst=str(cache[0].private_ip)) / TCP(dport=6379, flags="S"))
     assert r.reason == Reason.DELIVERED
     assert r.reply(TCP(flags="SA")).reason == Reason.DELIVERED_TO_FUNCTION
-    # the cache's group admits the function's group on 6379 only
+    # the cache's group admits the function's group on 6379 only: not another port, and not a
+    # function of another group in the same subnets
     assert fn.send(IP(dst=str(cache[0].private_ip)) / TCP(dport=22, flags="S")).reason == Reason.SG_INGRESS_DENY
+    vpc = next(iter(t.vpcs.values()))
+    other = LambdaFunction("other", ExecutionRole("arn:aws:iam::123456789012:role/other",
+                                                  managed_policies=("AWSLambdaVPCAccessExecutionRole",)),
+                           VpcConfig(t.function("ElastiCacheLambdaFunction").vpc_config.subnet_ids,
+                                     (vpc.default_security_group_id,)))
+    stranger = hp.Network(t.replace(other), ready=True).function("other")
+    assert stranger.send(IP(dst=str(cache[0].private_ip)) / TCP(dport=6379, flags="S")).reason == Reason.SG_INGRESS_DENY
 
     out = fn.send(IP(dst="93.184.216.34") / TCP(dport=443, flags="S"))
     assert out.reason == Reason.EXITED_TO_INTERNET
