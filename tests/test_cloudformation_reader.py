@@ -293,17 +293,20 @@ def test_inputs_are_told_apart_by_content_not_by_name(tmp_path):
     assert len(hp.Network.load(template).topology.vpcs) == 1
 
 
-def test_an_elastic_ip_associated_with_an_instance_is_its_public_address(tmp_path):
+def test_an_instance_is_reached_from_the_internet_at_its_elastic_ip(tmp_path):
     net, caught = load(write(tmp_path, """
         AWSTemplateFormatVersion: '2010-09-09'
         Resources:
           Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
           Igw: {Type: AWS::EC2::InternetGateway}
           Attachment: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-          Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: us-east-1a}}
+          Public:
+            Type: AWS::EC2::Subnet
+            Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: us-east-1a, MapPublicIpOnLaunch: true}
           Routes: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
           Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref Routes, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
           Association: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref Routes}}
+          Worker: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, SecurityGroupIds: [!Ref Web]}}
           Web:
             Type: AWS::EC2::SecurityGroup
             Properties:
@@ -320,8 +323,10 @@ def test_an_elastic_ip_associated_with_an_instance_is_its_public_address(tmp_pat
             Type: AWS::EC2::Route
             Properties: {RouteTableId: !Ref Routes, DestinationCidrBlock: 172.16.0.0/16, VpcPeeringConnectionId: !Ref Peering}
     """))
-    server = next(iter(net.topology.network_interfaces.values()))
+    worker, server = net.topology.network_interfaces.values()
     assert server.public_ip is not None and server.instance_id.startswith("i-")
+    # the subnet maps a public address on launch: an instance without an Elastic IP gets one too
+    assert worker.public_ip is not None and worker.public_ip != server.public_ip
     assert net.send(IP(src="93.184.216.34", dst=str(server.public_ip)) / TCP(dport=443, flags="S")).reason == Reason.DELIVERED
     assert net.send(IP(src="93.184.216.34", dst=str(server.public_ip)) / TCP(dport=22, flags="S")).reason == Reason.SG_INGRESS_DENY
     # a peering with a VPC outside the template cannot be emulated: said once, its routes are blackholes

@@ -190,6 +190,8 @@ def _elastic_ip(s: Stack, logical: str) -> None:
         return
     for eni in s.doc.lists.get("network_interfaces", []):
         if eni["id"] == eni_id or (instance and eni.get("instance_id") == instance and eni_id is None):
+            if eni.get("public_ip"):  # the address the subnet gave goes back to AWS's pool
+                s.doc.public_ips.discard(eni["public_ip"])
             eni["public_ip"] = public
             return
 

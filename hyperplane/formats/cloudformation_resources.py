@@ -254,27 +254,39 @@ def _network_interface(s: Stack, logical: str) -> None:
 
 
 def _instance(s: Stack, logical: str) -> None:
+    """An instance as the holder of its ENIs; a public IPv4 address when its interface asks for
+    one (``AssociatePublicIpAddress``) or its subnet gives one (``MapPublicIpOnLaunch``)."""
     instance_id = s.physical_id(logical)
     interfaces = s.value(logical, "NetworkInterfaces") or []
+    if any(isinstance(nic, dict) and nic.get("NetworkInterfaceId") for nic in interfaces):
+        _pending(s, logical, "instance_eni")  # ENIs of the template, attached to the instance
     for i, nic in enumerate(interfaces if isinstance(interfaces, list) else []):
-        if isinstance(nic, dict) and nic.get("NetworkInterfaceId"):
-            _pending(s, logical, "instance_eni")  # an ENI of the template, attached to the instance
-            continue
-        if isinstance(nic, dict):
+        if isinstance(nic, dict) and not nic.get("NetworkInterfaceId"):
             entry = {"id": synthesized_id("eni", f"{logical}#{i}", s.scope), "subnet_id": nic.get("SubnetId"),
                      "kind": "instance", "instance_id": instance_id, "description": logical}
             if nic.get("GroupSet"):
                 entry["security_group_ids"] = nic["GroupSet"]
+            public = nic.get("AssociatePublicIpAddress")
+            if public is True or str(public).lower() == "true" or (public is None and _maps_public(s, nic.get("SubnetId"))):
+                entry["public_ip"] = s.public_ip(f"{logical}#{i}")
             _add(s, "network_interfaces", logical, entry, {"subnet_id": f"NetworkInterfaces[{i}].SubnetId"})
     if not interfaces:
-        entry = {"id": synthesized_id("eni", logical, s.scope), "subnet_id": s.ident(logical, "SubnetId", "subnet"),
+        subnet = s.ident(logical, "SubnetId", "subnet")
+        entry = {"id": synthesized_id("eni", logical, s.scope), "subnet_id": subnet,
                  "kind": "instance", "instance_id": instance_id, "description": logical,
                  "source_dest_check": s.flag(logical, "SourceDestCheck", True)}
         groups = s.id_list(logical, "SecurityGroupIds", "sg")
         if groups:
             entry["security_group_ids"] = groups
+        if _maps_public(s, subnet):
+            entry["public_ip"] = s.public_ip(f"{logical}#0")
         _add(s, "network_interfaces", logical, entry, {"subnet_id": "SubnetId", "private_ip": "PrivateIpAddress",
                                                        "security_group_ids": "SecurityGroupIds"})
+
+
+def _maps_public(s: Stack, subnet_id: Any) -> bool:
+    subnet = next((l for l in s.resources if s.type_of(l) == "AWS::EC2::Subnet" and s.physical_id(l) == subnet_id), None)
+    return subnet is not None and s.flag(subnet, "MapPublicIpOnLaunch", False)
 
 
 def holder_nodes(s: Stack, logical: str) -> list[tuple[str, str]]:
