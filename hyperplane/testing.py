@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from hyperplane.connectivity.connection import ConnectionResult, connect
-from hyperplane.connectivity.expectations import BLOCKED, CONNECTED, VERDICTS, contradiction, found
+from hyperplane.connectivity.expectations import (BLOCKED, CONNECTED, VERDICTS, contradicting_row, contradiction,
+                                                   found, found_row)
 from hyperplane.connectivity.names import parse_destination, resolve_destination
 
 __all__ = ["assert_connects", "assert_blocked", "assert_reachability"]
@@ -90,44 +91,17 @@ def assert_reachability(net: Any, source: str, expected: Mapping[str, bool | str
         rows = _rows(net, answer, name, port, proto)
         if not rows:
             raise ValueError(f"{source} -> {entry}: the reachability answer has no row for it")
-        bad = _contradicting_row(rows, VERDICTS[verdict], verdict == CONNECTED)
+        bad = contradicting_row(rows, verdict, [port])
         if bad is not None:
             wrong.append((entry, verdict, bad))
     if wrong:
         lines = [f"{source}: {len(wrong)} of {len(wanted)} expected verdicts do not hold"]
-        for entry, verdict, row in wrong:
-            where = f" from {row.subnet}" if row.subnet else ""
-            replies = ""
-            if row.reply_ports is not None:
-                replies = " when the reply port is " + ", ".join(
-                    str(a) if a == b else f"{a}-{b}" for a, b in row.reply_ports)
-            got = "connects" if row.connected else \
-                f"fails on the {row.failed_leg} ({row.leg}) at {row.resource} ({row.rule})"
-            lines.append(f"  {entry}: expected {verdict}, but{where} it {got}{replies}")
+        lines += [f"  {entry}: expected {verdict}, but it {found_row(row)}" for entry, verdict, row in wrong]
         entry, _, row = wrong[0]
         name, port, proto = parse_destination(entry)
         lines.append(str(connect(net, source, name, port, proto or "tcp", subnet=row.subnet)))
         raise AssertionError("\n".join(lines))
     return answer
-
-
-def _contradicting_row(rows: list[Any], leg: str | None, connected: bool) -> Any:
-    """The row that contradicts a verdict, or None. Rows come per source subnet and per class
-    of reply ports: ``connected`` must hold for every one (whatever port the source side
-    picks); a subnet is blocked when some of its rows fail, and all of those on ``leg``."""
-    subnets: dict[str | None, list[Any]] = {}
-    for row in rows:
-        subnets.setdefault(row.subnet, []).append(row)
-    for mine in subnets.values():
-        failing = [r for r in mine if not r.connected]
-        if connected and failing:
-            return failing[0]
-        if not connected:
-            if not failing:
-                return mine[0]
-            if leg is not None and (other := next((r for r in failing if r.failed_leg != leg), None)):
-                return other
-    return None
 
 
 def _rows(net: Any, answer: Any, name: str, port: int | None, protocol: str) -> list[Any]:

@@ -156,7 +156,7 @@ def test_json_gives_every_answer(promises):
     ("- orders -> cache:6379: connected\n- ordrs -> db:5432: connected\n", 2,
      "unknown source 'ordrs'; did you mean 'orders'?"),
     ("- orders -> dbb:5432: connected\n", 1, "unknown destination 'dbb'; did you mean 'db'"),
-    ("- orders -> db: connected\n", 1, "'db': give a port for tcp (NAME:PORT or port=)"),
+    ("- orders -> : connected\n", 1, "'orders ->' is not 'SOURCE -> DESTINATION'"),
     ("- orders -> db:99999: connected\n", 1, "port 99999 is not in 0-65535"),
     ("- orders -> db:5432/tpc: connected\n", 1, "protocol 'tpc' is not tcp, udp or icmp; did you mean 'tcp'?"),
     ("- orders -> db:5432 connected\n", 1, "an expectation is 'SOURCE -> DESTINATION: connected|blocked', not"),
@@ -185,3 +185,21 @@ def test_an_empty_file_says_what_it_should_hold(tmp_path):
     path.write_text("# nothing yet\n")
     with pytest.raises(ExpectationsError, match="the file has no expectation"):
         read_expectations(path)
+
+
+def test_without_a_port_an_expectation_holds_for_every_port(tmp_path):
+    # thumbnail has no VpcConfig: "functions that aren't connected to a VPC ... can't access
+    # resources in a VPC" (AWS Lambda Developer Guide) -- on any port
+    path = tmp_path / "every-port.yaml"
+    path.write_text("- thumbnail -> db: blocked\n"
+                    "- orders -> db/udp: blocked on request\n"
+                    "- internet -> web: blocked\n")
+    report = check_expectations(hp.Network.example(), path)
+    assert [o.met for o in report.outcomes] == [True, True, False]
+    assert report.outcomes[0].found == "blocked on every tcp port"
+    # the web server is open on 443 (sg-web) to everyone: the line names the port, and the
+    # trace is a connection on it
+    (mismatch,) = report.mismatches
+    assert mismatch.found == "connects on tcp 443"
+    assert mismatch.counterexample is not None and mismatch.counterexample.port == 443
+    assert mismatch.counterexample.connected

@@ -176,9 +176,9 @@ def test_assert_reachability_lists_every_mismatch_then_the_trace_of_the_first():
     lines = str(caught.value).splitlines()
     assert lines[:3] == [
         "orders: 2 of 3 expected verdicts do not hold",
-        "  cache:6379: expected blocked, but from subnet-private-a it connects",
-        "  db:5432: expected connected, but from subnet-private-a it fails on the reply (SYN-ACK) at acl-data "
-        "(rule *: implicit deny) when the reply port is 1024-5431, 5433-65535",
+        "  cache:6379: expected blocked, but it connects from subnet-private-a on tcp 6379",
+        "  db:5432: expected connected, but it fails from subnet-private-a on tcp 5432 when the reply port is "
+        "1024-5431, 5433-65535: the reply (SYN-ACK) at acl-data (rule *: implicit deny)",
     ]
     assert lines[3] == "connection orders -> cache (10.0.21.10):6379/tcp from subnet-private-a"
     assert lines[-1] == "connected"

@@ -13,13 +13,14 @@ An expectations file is a YAML list, one expectation per item::
 Each item is ``SOURCE -> DESTINATION: VERDICT``: a source and a destination as
 :func:`~hyperplane.connectivity.connection.connect` names them (``NAME:PORT/PROTO``, tcp by
 default), and a verdict: ``connected``, ``blocked`` (any leg fails), ``blocked on request`` or
-``blocked on reply`` (that leg fails). A function is checked from every one of its subnets (AWS
+``blocked on reply`` (that leg fails). Without a port (``thumbnail -> db: blocked``) the verdict
+must hold on every port of the protocol: one reachability question answers it, exactly. A function is checked from every one of its subnets (AWS
 may put an invocation in any of them, so it is only as reachable as its worst subnet), unless
 the item says ``from: SUBNET`` (an id or a name; ``from: all-subnets`` is the default said out
 loud). A bad item is one :class:`~hyperplane.errors.ExpectationsError` naming the file, its
 line and the problem.
 
-Every verdict is a ``connect`` on the network given (its connections stay in the tables, as
+Every verdict is a ``connect`` (or, without a port, a reachability question) on the network given (its connections stay in the tables, as
 those of ``connect`` do); a mismatch carries that connection's trace, in the report and in the
 JUnit XML file a CI system reads (written with ``junitparser``).
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -38,7 +39,7 @@ from hyperplane.errors import ExpectationsError, TopologyError
 from hyperplane.formats._source import decode, load_yaml
 
 __all__ = ["Expectation", "Outcome", "CheckReport", "VERDICTS", "ALL_SUBNETS", "read_expectations",
-           "check", "check_expectations", "contradiction", "found"]
+           "check", "check_expectations", "contradiction", "contradicting_row", "found", "found_row"]
 
 CONNECTED, BLOCKED = "connected", "blocked"
 #: the verdicts an expectation may state, and the failed leg each requires (None: any)
@@ -70,10 +71,16 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Outcome:
-    """An expectation and the connection that answered it."""
+    """An expectation and the connection that answered it.
+
+    For an expectation without a port (every port), ``rows`` are the reachability rows of the
+    destination, ``row`` the one that contradicts the expectation (None when it is met), and
+    ``result`` a connection on a port of that row, from its subnet: the trace."""
 
     expectation: Expectation
     result: ConnectionResult
+    rows: tuple[Any, ...] | None = None
+    row: Any = None
 
     @property
     def met(self) -> bool:
@@ -83,12 +90,18 @@ class Outcome:
     def counterexample(self) -> ConnectionResult | None:
         """The connection (of one subnet, for a function checked from each) that contradicts
         the expectation; None when it is met."""
+        if self.rows is not None:
+            return self.result if self.row is not None else None
         return contradiction(self.result, self.expectation.verdict)
 
     @property
     def found(self) -> str:
         """What the network does: ``connected from every subnet (2)``, or for a mismatch what
         contradicts the expectation (``fails from subnet-private-a: the reply ...``)."""
+        if self.rows is not None:
+            if self.row is None:
+                return f"{self.expectation.verdict} on every {self.result.protocol} port"
+            return found_row(self.row)
         one = self.counterexample
         return self.result.explanation if one is None else found(self.result, one)
 
@@ -169,6 +182,46 @@ def contradiction(result: ConnectionResult, verdict: str) -> ConnectionResult | 
         elif one.connected or (leg is not None and one.failed_leg != leg):
             return one
     return None
+
+
+def contradicting_row(rows: Sequence[Any], verdict: str, ports: Sequence[int | None] | None = None) -> Any:
+    """The reachability row that contradicts ``verdict`` on ``ports`` (None: on every port the
+    rows cover), or None. Rows come per source subnet, port range and class of reply ports:
+    ``connected`` must hold for every one (whatever port the source side picks for the
+    replies); a subnet is blocked on a port when a row of it covering that port fails, and
+    every such row fails on the leg named (if one is)."""
+    leg = VERDICTS[verdict]
+    asked = list(ports) if ports is not None else sorted({r.ports[0] if r.ports else -1 for r in rows})
+    subnets = list(dict.fromkeys(r.subnet for r in rows))
+    for subnet in subnets:
+        for port in asked:
+            covering = [r for r in rows if r.subnet == subnet
+                        and (r.ports is None or port is not None and r.ports[0] <= port <= r.ports[1])]
+            failing = [r for r in covering if not r.connected]
+            if verdict == CONNECTED and failing:
+                return failing[0]
+            if verdict != CONNECTED and covering:
+                if not failing:
+                    return covering[0]
+                other = next((r for r in failing if leg is not None and r.failed_leg != leg), None)
+                if other is not None:
+                    return other
+    return None
+
+
+def found_row(row: Any) -> str:
+    """What a reachability row says, in a few words: ``fails from subnet-a on tcp 5432: the
+    reply (SYN-ACK) at acl-data (rule *: implicit deny)``, ``connects on tcp 0-65535``."""
+    where = f" from {row.subnet}" if row.subnet else ""
+    on = "" if row.ports is None else f" on {row.protocol} " + (
+        str(row.ports[0]) if row.ports[0] == row.ports[1] else f"{row.ports[0]}-{row.ports[1]}")
+    replies = ""
+    if row.reply_ports is not None:
+        replies = " when the reply port is " + ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in row.reply_ports)
+    if row.connected:
+        return f"connects{where}{on}{replies}"
+    decided = f" at {row.resource} ({row.rule})" if row.resource else f" ({row.reason})" if row.reason else ""
+    return f"fails{where}{on}{replies}: the {row.failed_leg} ({row.leg}){decided}"
 
 
 def found(result: ConnectionResult, one: ConnectionResult) -> str:
@@ -261,6 +314,10 @@ def check(network: Any, expectations: list[Expectation], file: str = "") -> Chec
         try:
             if e.subnet is not None and not in_vpc:
                 raise ValueError(f"'from: {e.subnet}' needs a function in a VPC as the source, not {e.source!r}")
+            name, port, protocol = parse_destination(e.destination)
+            if port is None and (protocol or "tcp") != "icmp":
+                report.outcomes.append(_every_port(network, e, name, protocol or "tcp"))
+                continue
             if e.subnet is not None:
                 result = connect(network, e.source, e.destination, subnet=e.subnet)
             else:
@@ -269,6 +326,26 @@ def check(network: Any, expectations: list[Expectation], file: str = "") -> Chec
             raise ExpectationsError(e.file, e.line, str(exc)) from None
         report.outcomes.append(Outcome(e, result))
     return report
+
+
+def _every_port(network: Any, e: Expectation, name: str, protocol: str) -> Outcome:
+    """An expectation without a port: one reachability question (every port, exact), and a
+    ``connect`` on a port of the row that contradicts it (else of the first row) for the trace."""
+    rows = [r for r in network.reachability(e.source, [name]) if r.protocol == protocol]
+    if e.subnet is not None:
+        subnets = network.topology.subnets
+        subnet = e.subnet if e.subnet in subnets else next(
+            (s.id for s in subnets.values() if s.name == e.subnet), None)
+        if subnet is None:
+            raise ValueError(f"unknown subnet {e.subnet!r}")
+        rows = [r for r in rows if r.subnet == subnet]
+    if not rows:
+        raise ValueError(f"{e.source} -> {name}: no {protocol} row in the reachability answer")
+    row = contradicting_row(rows, e.verdict)
+    shown = row if row is not None else rows[0]
+    port = shown.ports[0] if shown.ports is not None else None
+    result = connect(network, e.source, name, port, protocol, subnet=shown.subnet)
+    return Outcome(e, result, tuple(rows), row)
 
 
 def check_expectations(network: Any, path: str | Path) -> CheckReport:
