@@ -27,14 +27,15 @@ _Key = tuple[str, "str | None", str, str]  # source, subnet, destination, protoc
 @dataclass(frozen=True)
 class Change:
     """One connection (source, subnet, destination, protocol, port range) whose verdict changed;
-    ``before``/``after``: the matrix rows of each side (None where the source or the destination
-    does not exist)."""
+    ``reply_ports``: the source side's ports it changed for, when not all; ``before``/``after``:
+    the matrix rows of each side (None where the source or the destination does not exist)."""
 
     source: str
     subnet: str | None
     destination: str
     protocol: str
     ports: tuple[int, int] | None
+    reply_ports: tuple[tuple[int, int], ...] | None
     before: ReachabilityRow | None
     after: ReachabilityRow | None
 
@@ -46,6 +47,7 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "subnet": self.subnet, "destination": self.destination,
                 "protocol": self.protocol, "ports": list(self.ports) if self.ports is not None else None,
+                "reply_ports": [list(r) for r in self.reply_ports] if self.reply_ports is not None else None,
                 "change": "opened" if self.opened else "closed",
                 "before": _side(self.before), "after": _side(self.after)}
 
@@ -95,7 +97,9 @@ class Diff:
             ports = "echo" if c.ports is None else str(c.ports[0]) if c.ports[0] == c.ports[1] \
                 else f"{c.ports[0]}-{c.ports[1]}"
             where = f" from {c.subnet}" if c.subnet else ""
-            lines.append(f"{'+' if c.opened else '-'} {c.source}{where} -> {c.destination} {ports}/{c.protocol}")
+            replies = "" if c.reply_ports is None else " (reply port " + ",".join(
+                str(a) if a == b else f"{a}-{b}" for a, b in c.reply_ports) + ")"
+            lines.append(f"{'+' if c.opened else '-'} {c.source}{where} -> {c.destination} {ports}/{c.protocol}{replies}")
             lines.append(f"    before: {_verdict(c.before)}")
             lines.append(f"    after:  {_verdict(c.after)}")
         return "\n".join(lines)
@@ -136,26 +140,43 @@ def _compare(before: list[ReachabilityRow], after: list[ReachabilityRow]) -> lis
             sides.setdefault((r.source, r.subnet, r.destination, r.protocol), ([], []))[k].append(r)
     changes: list[Change] = []
     for (source, subnet, destination, protocol), (old, new) in sides.items():
-        if protocol == "icmp":
-            segments: list[tuple[int, int] | None] = [None]
-        else:
-            cuts = sorted({0, 65536} | {r.ports[0] for r in (*old, *new) if r.ports}
-                          | {r.ports[1] + 1 for r in (*old, *new) if r.ports})
-            segments = [(x, y - 1) for x, y in zip(cuts, cuts[1:])]
+        rows = [*old, *new]
+        segments: list[tuple[int, int] | None] = [None]
+        if protocol != "icmp":
+            segments = list(_segments([r.ports for r in rows if r.ports is not None]))
+        spans = [p for r in rows if r.reply_ports is not None for p in r.reply_ports]
+        replies: list[tuple[int, int] | None] = list(_segments(spans)) if spans else [None]
         for ports in segments:
             port = ports[0] if ports is not None else None
-            b = next((r for r in old if r.covers(destination, protocol, port)), None)
-            a = next((r for r in new if r.covers(destination, protocol, port)), None)
-            if not _changed(b, a):
-                continue
-            last = changes[-1] if changes else None
-            if (last is not None and ports is not None and last.ports is not None
-                    and (last.source, last.subnet, last.destination, last.protocol) == (source, subnet, destination, protocol)
-                    and last.ports[1] + 1 == ports[0] and last.before == b and last.after == a):
-                changes[-1] = Change(source, subnet, destination, protocol, (last.ports[0], ports[1]), b, a)
-                continue
-            changes.append(Change(source, subnet, destination, protocol, ports, b, a))
+            found: dict[tuple[ReachabilityRow | None, ReachabilityRow | None], list[tuple[int, int]]] = {}
+            for reply in replies:
+                rp = reply[0] if reply is not None else None
+                b = next((r for r in old if r.covers(destination, protocol, port, rp)), None)
+                a = next((r for r in new if r.covers(destination, protocol, port, rp)), None)
+                if _changed(b, a):
+                    held = found.setdefault((b, a), [])
+                    if reply is None:
+                        continue
+                    if held and held[-1][1] + 1 == reply[0]:
+                        held[-1] = (held[-1][0], reply[1])
+                    else:
+                        held.append(reply)
+            for (b, a), held in found.items():
+                reply_ports = None if replies == [None] or held == [(replies[0][0], replies[-1][1])] else tuple(held)  # type: ignore[index]
+                last = changes[-1] if changes else None
+                if (last is not None and ports is not None and last.ports is not None
+                        and (last.source, last.subnet, last.destination, last.protocol) == (source, subnet, destination, protocol)
+                        and last.ports[1] + 1 == ports[0] and (last.before, last.after, last.reply_ports) == (b, a, reply_ports)):
+                    changes[-1] = Change(source, subnet, destination, protocol, (last.ports[0], ports[1]), reply_ports, b, a)
+                else:
+                    changes.append(Change(source, subnet, destination, protocol, ports, reply_ports, b, a))
     return changes
+
+
+def _segments(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The smallest ranges that every span of ``spans`` is a union of."""
+    cuts = sorted({a for a, _ in spans} | {b + 1 for _, b in spans})
+    return [(x, y - 1) for x, y in zip(cuts, cuts[1:])]
 
 
 def _changed(before: ReachabilityRow | None, after: ReachabilityRow | None) -> bool:

@@ -17,6 +17,7 @@ nothing but the address was looked at.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -66,6 +67,7 @@ class Case:
     outcome: Outcome | None = None
     fallback: bool = False  # judged by connect
     any_port: bool = False  # judged before any walk, by the invocation: no rule saw the port
+    any_reply_port: bool = False  # answered without a walk: no rule saw the reply's port
 
 
 def scratch_network(network: Any, v2n_ports: tuple[int, int] | None = None) -> Any:
@@ -103,7 +105,8 @@ def judge(scratch: Any, source: str, function: str | None, subnet: str | None, c
     judged = {} if judged is None else judged
     for c in cases:
         if c.fallback:
-            key = (c.target.address, c.protocol) + (() if c.any_port else (c.port, sport))
+            key = (c.target.address, c.protocol) + (() if c.any_port else (c.port,) if c.any_reply_port
+                                                     else (c.port, sport))
             if key not in judged:
                 judged[key], n = _connect(scratch, source, subnet, c)
                 walks += n
@@ -125,6 +128,11 @@ def _connect(scratch: Any, source: str, subnet: str | None, c: Case) -> tuple[Ou
     return (False, r.failed_leg, failed.name, r.resource, r.rule, failed.result.reason.name), len(r.legs)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(address: str) -> int:
+    return int(IPv4Address(address))
+
+
 def _records(cases: list[Case], step: int, now: float) -> np.ndarray:
     rec = np.zeros(len(cases), PACKET)
     rec["time"] = now
@@ -139,7 +147,7 @@ def _records(cases: list[Case], step: int, now: float) -> np.ndarray:
 def _requests(scratch: Any, source: str, function: str | None, environment: int | None, step: int,
               cases: list[Case], sport: int) -> int:
     rec = _records(cases, step, scratch.now)
-    rec["dst_ip"] = [int(IPv4Address(c.target.address)) for c in cases]
+    rec["dst_ip"] = [_ip(c.target.address) for c in cases]
     rec["dst_port"] = [c.port if c.port is not None else 0 for c in cases]
     n = len(cases)
     walk = np.ones(n, bool)
@@ -155,7 +163,7 @@ def _requests(scratch: Any, source: str, function: str | None, environment: int 
             c.any_port = True
     else:
         if source == "internet":
-            rec["src_ip"] = int(IPv4Address(INTERNET_SOURCE_ADDRESS))
+            rec["src_ip"] = _ip(INTERNET_SOURCE_ADDRESS)
             origin, index = np.full(n, Origin.INTERNET, np.int8), np.full(n, -1, np.int32)
         else:
             topology = scratch.topology
@@ -192,11 +200,12 @@ def _replies(scratch: Any, function: str | None, env_ip: str | None, step: int, 
                 index[k] = compiled.eni_index[res.vpc.enis[int(res.location[j])].id]
         elif reason == Reason.DELIVERED_TO_DNS_RESOLVER and function is not None and env_ip is not None:
             origin[k], index[k] = Origin.REPLY_TO_FUNCTION, scratch.function_number(function)
-            rec["dst_ip"][k] = int(IPv4Address(env_ip))
+            rec["dst_ip"][k] = _ip(env_ip)
             rec["dst_port"][k] = sport
         else:  # answered without a walk (Lambda's own VPC, the resolver to an ENI) or not emulated
             walk[k] = False
             c.any_port = lambda_vpc  # Lambda's own VPC answers whatever the port
+            c.any_reply_port = reason == Reason.DELIVERED_TO_DNS_RESOLVER
     return _walk(scratch, cases, step, rec, origin, index, walk, REPLY)
 
 

@@ -231,7 +231,6 @@ def _ask(network: Any, sources: Sequence[str], destinations: Sequence[str] | Non
     topology: Topology = network.topology
     classes: dict[str, list[Any]] = {"tcp": port_classes(topology, "tcp"), "udp": port_classes(topology, "udp"),
                                      "icmp": [(None, None)]}
-    shared = scratch_network(network)  # for the sources without V2N (their own ports are chosen)
     rows: list[ReachabilityRow] = []
     walks = 0
     for source in sources:
@@ -241,10 +240,13 @@ def _ask(network: Any, sources: Sequence[str], destinations: Sequence[str] | Non
         v2n = config is not None
         replies = port_classes(topology, ("tcp", "udp"),
                                network.lambda_service.settings.ports if v2n else EPHEMERAL_PORTS)
-        scratches = [scratch_network(network, r) for r in replies] if v2n else [shared] * len(replies)
+        # a scratch network of its own for each source: no source meets another's connections
+        # (an ENI's request may be the very reverse of one another ENI opened); a function has one
+        # per reply class (V2N restricted to it), an ENI or the internet chooses its own port
+        scratches = [scratch_network(network, r) for r in replies] if v2n else [scratch_network(network)] * len(replies)
         for subnet in subnets:
             vpc_id = _vpc_of(topology, source, subnet)
-            targets = _targets(shared, source, vpc_id, destinations)
+            targets = _targets(scratches[0], source, vpc_id, destinations)
             by_class: list[list[Case]] = []
             judged: dict[tuple[Any, ...], Outcome] = {}
             for scratch, reply in zip(scratches, replies):
@@ -272,7 +274,7 @@ def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str]
         names = [e for e in topology.network_interfaces if own is None or e != own.id]
         names += ["dns"] if vpc_id is not None else []
         names += [e.id for e in topology.vpc_endpoints.values() if e.endpoint_type == "gateway"]
-        names += ["internet"]
+        names += ["internet"] if not from_internet or source != "internet" else []
     out: list[Target] = []
     for name in names:
         try:
