@@ -259,7 +259,8 @@ def _cidr(r: Resolver, arg: Any, where: str) -> list[str]:
             break
         blocks.append(str(sub))
     if len(blocks) < number:
-        r.fail(where, f"!Cidr: {network} holds only {len(blocks)} blocks of /{prefix}")
+        r.fail(where, f"!Cidr: {network} holds {len(blocks)} /{prefix} block{'s' if len(blocks) != 1 else ''}, "
+                      f"not {number}")
     return blocks
 
 
@@ -284,7 +285,13 @@ def _if(r: Resolver, arg: Any, where: str) -> Any:
 
 def _equals(r: Resolver, arg: Any, where: str) -> bool:
     left, right = (r.resolve(v, f"{where}[{i}]") for i, v in enumerate(_args(r, arg, where, "Equals", 2)))
-    return bool(str(left) == str(right)) if not isinstance(left, (list, dict)) else bool(left == right)
+    if isinstance(left, (list, dict)) or isinstance(right, (list, dict)):
+        return bool(left == right)
+    return _scalar(left) == _scalar(right)  # CloudFormation compares the text: true == "true", 1 == "1"
+
+
+def _scalar(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _and(r: Resolver, arg: Any, where: str) -> bool:
