@@ -62,6 +62,7 @@ NOT_EMULATED: Mapping[str, str] = {
     "AWS::OpenSearchService::Domain": "OpenSearch domains", "AWS::Elasticsearch::Domain": "Elasticsearch domains",
     "AWS::DocDB::DBCluster": "DocumentDB clusters", "AWS::Neptune::DBCluster": "Neptune clusters",
     "AWS::Redshift::Cluster": "Redshift clusters", "AWS::MSK::Cluster": "MSK clusters",
+    "AWS::CloudFormation::Stack": "nested stacks (their templates are not read)",
 }
 
 _NAMES = {"vpc": "a VPC", "subnet": "a subnet", "sg": "a security group", "rtb": "a route table",
