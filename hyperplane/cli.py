@@ -212,13 +212,20 @@ def bench(quick: bool) -> None:
                                       "--scapy-packets", "2000"] if quick else [])]
     if not root.is_dir():
         raise click.ClickException(f"{root} not found: `hyperplane bench` runs from a source checkout")
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)  # a row per line in files
+    table = Table(title="hyperplane bench: each figure against its baseline, measured in the same run",
+                  title_justify="left", box=box.SIMPLE)
+    for header in ("benchmark", "figure", "value", "baseline", "baseline value", "ratio"):
+        table.add_column(header, justify="right" if header in ("value", "baseline value", "ratio") else "left")
     for script, extra in runs:
-        click.echo(f"{script}: ", nl=False)
         done = subprocess.run([sys.executable, str(root / script), *extra], capture_output=True, text=True)
         if done.returncode != 0:
             raise click.ClickException(f"{script} failed:\n{done.stderr.strip()}")
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        click.echo(", ".join(f"{k}={v}" for k, v in figures.items()))
+        for f in json.loads(done.stdout.strip().splitlines()[-1])["figures"]:
+            table.add_row(script.removesuffix(".py"), f["figure"], f"{f['value']:,} {f['unit']}", f["baseline"] or "",
+                          "" if f["baseline_value"] is None else f"{f['baseline_value']:,} {f['unit']}",
+                          "" if f["ratio"] is None else f"{f['ratio']:g}x")
+    console.print(table)
 
 
 main.add_command(list_command)
