@@ -20,6 +20,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from hyperplane.commands.check import check
+from hyperplane.commands.diff import diff_command
+from hyperplane.commands.lint import lint
+from hyperplane.commands.reach import reach
 from hyperplane.commands.inventory import list_command
 from hyperplane.commands.common import REPAIR_HELP, Group, UserError, load_network, repair_warnings, topology_options
 
@@ -228,5 +231,5 @@ def bench(quick: bool) -> None:
     console.print(table)
 
 
-main.add_command(list_command)
-main.add_command(check)
+for _command in (list_command, reach, diff_command, check, lint):
+    main.add_command(_command)
