@@ -102,7 +102,8 @@ class Connection:
 
 @dataclass(frozen=True)
 class Burst:
-    """``add`` more (concurrent executions, or invocations per second) from ``at`` for ``duration`` s."""
+    """``add`` more (concurrent executions, or invocations per second; less if negative) from
+    ``at`` for ``duration`` s."""
 
     at: float
     add: float
@@ -151,7 +152,7 @@ class FunctionLoad:
 
     def executions(self, t: float, clock: float = 0.0) -> int:
         """Concurrent executions wanted at ``t``."""
-        level = self.level(t, clock)
+        level = max(0.0, self.level(t, clock))
         return int(math.ceil(level * self.duration - 1e-9) if self.rate is not None else math.ceil(level - 1e-9))
 
     def scaled(self, value: float) -> FunctionLoad:
@@ -308,7 +309,7 @@ class _Reader:
                 b = self.mapping(b, w, {"at", "add", "for"})
                 if set(b) != {"at", "add", "for"}:
                     raise self.fail(w, "needs at (when), add (how much more) and for (how long)")
-                bursts.append(Burst(self.seconds(b["at"], f"{w}.at", zero=True), self.number(b["add"], f"{w}.add"),
+                bursts.append(Burst(self.seconds(b["at"], f"{w}.at", zero=True), self.number(b["add"], f"{w}.add", minimum=-math.inf),
                                     self.seconds(b["for"], f"{w}.for")))
             kw["bursts"] = tuple(bursts)
         if "daily" in doc:
