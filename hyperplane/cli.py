@@ -22,6 +22,7 @@ from rich.table import Table
 from hyperplane.commands.check import check
 from hyperplane.commands.diff import diff_command
 from hyperplane.commands.lint import lint
+from hyperplane.commands.load import load
 from hyperplane.commands.reach import reach
 from hyperplane.commands.inventory import list_command
 from hyperplane.commands.common import REPAIR_HELP, Group, UserError, load_network, repair_warnings, topology_options
@@ -231,5 +232,5 @@ def bench(quick: bool) -> None:
     console.print(table)
 
 
-for _command in (list_command, reach, diff_command, check, lint):
+for _command in (list_command, reach, diff_command, check, lint, load):
     main.add_command(_command)
