@@ -21,7 +21,9 @@ line is one JSON object:
                            before any emulation), and ratio_send_vs_scapy_build: the scripting
                            API's cost per packet over scapy's
   import_ms, example_ms     what a test suite pays: ``import hyperplane`` in a fresh interpreter
-                           (beyond the interpreter's own start), and one ``Network.example()``
+                           (beyond the interpreter's own start), and one ``Network.example()``;
+  network_ms               one Network of the example's topology once parsed, its data plane
+                           compiled (what a fixture sharing the parsed topology pays)
   figures                  the headline figures, each with its baseline and ratio
 """
 
@@ -36,6 +38,7 @@ from scapy.layers.inet import IP, TCP
 import hyperplane as hp
 from _common import best_of, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts, timed
 from hyperplane.dataplane.walk import BatchResult, Origin
+from hyperplane.formats.topology_reader import load_example_topology
 from hyperplane.reasons import Reason
 from hyperplane.records import ACK, SYN, TCP as P_TCP, ip, ip_str, packets
 from hyperplane.tables.conntrack import SEEN_A, SEEN_B
@@ -140,6 +143,8 @@ def main() -> None:
 
     import_s = min(start("import hyperplane") - start("pass") for _ in range(3))
     example_s, _ = best_of(hp.Network.example, args.repeat)
+    topology = load_example_topology()
+    network_s, _ = best_of(lambda: hp.Network(topology, ready=True)._current_pipeline(), args.repeat)
 
     pipeline_pps, python_pps, build_pps = pps(args.packets, t_out), pps(m, t_py), pps(m, t_build)
     replies_mpps = mpps(len(back), t_back)
@@ -152,6 +157,7 @@ def main() -> None:
         "ratio_send_vs_scapy_build": round(ratio(build_pps, python_pps), 2),
         "import_ms": round(import_s * 1e3, 1),
         "example_ms": round(example_s * 1e3, 1),
+        "network_ms": round(network_s * 1e3, 1),
     }, [
         figure("data plane, net.process, established packets of the example", pipeline_pps / 1e6, "Mpps",
                "scripting API, Function.send per packet, same packets", python_pps / 1e6),
