@@ -2,7 +2,8 @@
 
 - Timing: ``best_of`` (the shortest of N runs: the machines are shared and noisy, and the
   shortest run is the least disturbed one), ``best_of_fresh`` (the same on fresh state each run,
-  its construction untimed), ``best_rate``/``mpps``/``pps`` (rates), ``ratio`` (a rate against a
+  its construction untimed), ``best_of_each`` (several, taking turns: a figure and its baseline
+  see the same moments), ``best_rate``/``mpps``/``pps`` (rates), ``ratio`` (a rate against a
   baseline measured in the same process, so that both saw the same machine) and
   ``same_verdicts`` (a baseline that decided some row otherwise did other work: stop).
 - Raw captures: ``put16``/``put32`` (big-endian fields into a column of frames), ``ipv4_frames``
