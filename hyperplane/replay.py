@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,6 +86,7 @@ class ReplayReport:
     written: int = 0
     flow_log_records: int = 0
     hyperplane_enis: list[dict] = field(default_factory=list)
+    parallel: Any = None  # with workers=N: how the capture was cut (replay_parallel.ParallelReport)
 
     @property
     def delivered(self) -> int:
@@ -109,6 +110,8 @@ class ReplayReport:
             lines += [f"  {e['id']} {e['private_ip']:<15} {e['subnet_id']:<18} live {e['connections']:<6} "
                       f"peak {e['peak']:<6} created {e['created']}{' (overflow)' if e['overflow'] else ''}"
                       for e in self.hyperplane_enis]
+        if self.parallel is not None:
+            lines.append(self.parallel.summary())
         return "\n".join(lines)
 
 
@@ -191,19 +194,59 @@ class _Functions:
 def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | None = None,
            inject: str = "function", output: str | Path | None = None, verdicts: str | Path | None = None,
            flow_logs: str | Path | None = None, flow_log_interval: int = 600,
-           progress: Callable[[CaptureChunk], None] | None = None, chunk_packets: int = 65536) -> ReplayReport:
-    """Replay ``capture`` through ``net``; see the module docstring."""
-    if inject not in ("function", "eni"):
-        raise ValueError(f"inject must be 'function' or 'eni', not {inject!r}")
-    fns = _Functions(net, functions or {})
-    report = ReplayReport()
-    reader = read_capture(capture, chunk_packets=chunk_packets)
-    writer = CaptureWriter(output, reader.output_linktype, reader.nanosecond) if output else None
-    sink = _VerdictSink(verdicts) if verdicts else None
-    run = _Run(net, fns, inject, report,
-               FlowLogAggregator(interval=flow_log_interval) if flow_logs is not None else None)
-    try:
-        for chunk in reader:
+           progress: Callable[[CaptureChunk], None] | None = None, chunk_packets: int = 65536,
+           workers: int = 1) -> ReplayReport:
+    """Replay ``capture`` through ``net``; see the module docstring. ``workers=N``: the capture's
+    independent components on N processes, with the same outputs (docs/parallel-replay.md)."""
+    engine = Engine(net, capture, functions or {}, inject, flow_log_interval if flow_logs is not None else None,
+                    chunk_packets)
+    if workers != 1:
+        from hyperplane.replay_parallel import replay_in_parallel
+        return replay_in_parallel(engine, workers, output=output, verdicts=verdicts, flow_logs=flow_logs,
+                                  progress=progress)
+    report = engine.write(engine.walk(), output=output, verdicts=verdicts, progress=progress)
+    if engine.logs is not None and flow_logs is not None:
+        engine.logs.write(flow_logs)
+        report.flow_log_records = len(engine.logs)
+    report.hyperplane_enis = engine.hyperplane_enis()
+    return report
+
+
+# what one chunk's walk gives: the chunk, per packet its reason, resource (index into the ids)
+# and the packet as it left
+Walked = tuple[CaptureChunk, np.ndarray, np.ndarray, list[bytes], np.ndarray]
+
+
+class Engine:
+    """The single-process replay in its two halves: :meth:`walk` the capture's chunks through the
+    network, :meth:`write` the outputs of walked chunks. A parallel replay
+    (``hyperplane.replay_parallel``) runs :meth:`walk` in each worker on its rows and
+    :meth:`write` once on the merged chunks."""
+
+    def __init__(self, net: Network, capture: str | Path, functions: Mapping[str, str], inject: str,
+                 flow_log_interval: int | None, chunk_packets: int) -> None:
+        if inject not in ("function", "eni"):
+            raise ValueError(f"inject must be 'function' or 'eni', not {inject!r}")
+        self.net, self.capture, self.inject, self.chunk_packets = net, capture, inject, chunk_packets
+        self.fns = _Functions(net, functions)
+        self.report = ReplayReport()
+        self.logs = FlowLogAggregator(interval=flow_log_interval) if flow_log_interval is not None else None
+        self.run = _Run(net, self.fns, inject, self.report, self.logs)
+
+    def chunks(self) -> Iterator[CaptureChunk]:
+        reader = read_capture(self.capture, chunk_packets=self.chunk_packets)
+        try:
+            yield from reader
+        finally:
+            reader.close()
+
+    def walk(self, mine: np.ndarray | None = None) -> Iterator[Walked]:
+        """Each chunk walked. ``mine`` (a bool per capture packet): only those packets are
+        walked; every packet's invocation is made all the same (the Lambda lifecycle, which
+        depends only on invocation times, is the whole capture's), and the other packets'
+        results are not meaningful."""
+        capture = self.capture
+        for chunk in self.chunks():
             n = len(chunk)
             emulated = chunk.kind == PacketKind.EMULATED
             reason = _SKIPPED_REASON[chunk.kind]
@@ -214,8 +257,9 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
                 every = emulated.all()
                 rows = None if every else np.flatnonzero(emulated)
                 records = chunk.records if every else chunk.records[rows]  # walked in place
+                own = None if mine is None else mine[chunk.index:chunk.index + n][emulated]
                 try:
-                    res_reason, res_resource, resources, res_out = run.rows(records)
+                    res_reason, res_resource, resources, res_out = self.run.rows(records, own)
                 except (HyperplaneError, ValueError) as exc:
                     first, last = (0, n - 1) if rows is None else (int(rows[0]), int(rows[-1]))
                     raise ReplayError(f"{capture}: packets #{chunk.index + first}-#{chunk.index + last}: "
@@ -225,37 +269,53 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
                 else:
                     out = out.copy()
                     reason[rows], resource[rows], out[rows] = res_reason, res_resource, res_out
-            report.packets += n
-            for k, c in enumerate(np.bincount(chunk.kind)):
-                if c:
-                    report.kinds[PacketKind(k).name] += int(c)
-            for r, c in enumerate(np.bincount(reason, minlength=256)):
-                if c:
-                    report.reasons[Reason(r).name] += int(c)
-                    report.dispositions[Reason(r).disposition.name] += int(c)
-            delivered = DELIVERED_BY_REASON[reason]
+            yield chunk, reason, resource, resources, out
+
+    def write(self, walked: Iterable[Walked], *, output: str | Path | None, verdicts: str | Path | None,
+              progress: Callable[[CaptureChunk], None] | None) -> ReplayReport:
+        """The verdicts file, the output capture and the counts of the report, from walked chunks."""
+        report = self.report
+        header = read_capture(self.capture, chunk_packets=1)  # the link type and resolution to write
+        try:
+            writer = CaptureWriter(output, header.output_linktype, header.nanosecond) if output else None
+        finally:
+            header.close()
+        sink = _VerdictSink(verdicts) if verdicts else None
+        try:
+            for chunk, reason, resource, resources, out in walked:
+                n = len(chunk)
+                report.packets += n
+                for k, c in enumerate(np.bincount(chunk.kind)):
+                    if c:
+                        report.kinds[PacketKind(k).name] += int(c)
+                for r, c in enumerate(np.bincount(reason, minlength=256)):
+                    if c:
+                        report.reasons[Reason(r).name] += int(c)
+                        report.dispositions[Reason(r).disposition.name] += int(c)
+                delivered = DELIVERED_BY_REASON[reason]
+                if writer is not None:
+                    report.written += writer.write(chunk, out, delivered)
+                if sink is not None:
+                    sink.write(chunk.index, reason, resource, resources, out)
+                if progress is not None and n:
+                    progress(chunk)
+        finally:
             if writer is not None:
-                report.written += writer.write(chunk, out, delivered)
+                writer.close()
             if sink is not None:
-                sink.write(chunk.index, reason, resource, resources, out)
-            if progress is not None and n:
-                progress(chunk)
-    finally:
-        reader.close()
-        if writer is not None:
-            writer.close()
-        if sink is not None:
-            sink.close()
-    if run.logs is not None and flow_logs is not None:
-        run.logs.write(flow_logs)
-        report.flow_log_records = len(run.logs)
-    for eni in net.hyperplane_enis:
-        stats = next((s for s in eni.pool.table.stats() if s.address == eni.private_ip), None)
-        report.hyperplane_enis.append({
-            "id": eni.id, "private_ip": eni.private_ip, "subnet_id": eni.subnet_id,
-            "connections": eni.connections, "peak": stats.peak if stats else 0,
-            "created": stats.created if stats else 0, "overflow": eni.overflow})
-    return report
+                sink.close()
+        return report
+
+    def hyperplane_enis(self) -> list[dict]:
+        """The report's lines of the network's Hyperplane ENIs, as they are now."""
+        found = []
+        for eni in self.net.hyperplane_enis:
+            stats = next((s for s in eni.pool.table.stats() if s.address == eni.private_ip), None)
+            found.append({
+                "id": eni.id, "private_ip": eni.private_ip, "subnet_id": eni.subnet_id,
+                "connections": eni.connections, "peak": stats.peak if stats else 0,
+                "created": stats.created if stats else 0, "overflow": eni.overflow})
+        return found
 
 
 class _Run:
@@ -272,9 +332,11 @@ class _Run:
         self.net, self.fns, self.inject, self.report, self.logs = net, fns, inject, report, logs
         self.t0: float | None = None  # capture time at the network's `now`
 
-    def rows(self, rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
+    def rows(self, rec: np.ndarray, mine: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
         """Verdicts of emulated rows: (reason, resource index into the list, the resources'
-        ids, the packets as they left). ``rec`` is translated in place."""
+        ids, the packets as they left). ``rec`` is translated in place. ``mine`` (a bool per
+        row): walk only those (``Engine.walk``)."""
         net = self.net
         n = len(rec)
         if self.t0 is None:
@@ -294,6 +356,10 @@ class _Run:
             end = n if due is None else max(pos + 1, int(np.searchsorted(clock, due, "left")))
             end, origin, index, verdict = self._inputs(rec, clock, pos, end)
             walk = np.flatnonzero(verdict == 0)
+            if mine is not None and walk.size:
+                if self.logs is not None:  # flow-log ENI numbers as the whole capture's walk gives them
+                    self.logs._uids(net.compiled)
+                walk = walk[mine[pos + walk]]
             reason[pos:end] = verdict
             if walk.size:
                 seg = rec[pos:end]

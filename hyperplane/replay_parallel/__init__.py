@@ -1,0 +1,286 @@
+"""Replay on several processes, with exactly the single-process answers (docs/parallel-replay.md).
+
+1. A forked process classifies every packet to its component (``partition``).
+2. Each worker, forked from the network as it is, runs the single-process engine
+   (``replay.Engine.walk``) over the whole capture, walking only its components' packets and
+   making every packet's invocation (the Lambda lifecycle is replicated).
+3. A shared limit the partition cannot see (an overflow Hyperplane ENI made or refused: it
+   takes a subnet address, an ENI id, a place under the per-VPC limit, a member of its security
+   groups) is detected: the components that had one, and every component with packets from the
+   first one on, are replayed again together.
+4. The parent merges: verdicts and the output capture in capture order (written by
+   ``Engine.write``, as a single replay writes them), flow-log records per ENI and window.
+
+``net`` itself is left as it was: the workers replay copies of it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import tempfile
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperplane.dataplane.flow_logs import FlowLogAggregator
+from hyperplane.errors import ReplayError
+from hyperplane.formats.capture import CaptureChunk
+from hyperplane.records import PACKET
+from hyperplane.replay_parallel.partition import Partition, partition
+
+__all__ = ["ParallelReport", "replay_in_parallel"]
+
+
+@dataclass
+class ParallelReport:
+    """How a parallel replay was cut: its components (name, packets), the groups the workers
+    ran, and the components replayed again together after a shared limit was reached."""
+
+    workers: int
+    components: list[tuple[str, int]]
+    groups: list[list[str]] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    merged_because: str = ""
+
+    def summary(self) -> str:
+        if len(self.components) <= 1:
+            return "1 component: replayed in one process"
+        lines = [f"{len(self.components)} components on {len(self.groups)} workers"]
+        if self.merged:
+            lines.append(f"replayed again together ({self.merged_because}): {', '.join(self.merged)}")
+        return "\n".join(lines)
+
+
+def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any, flow_logs: Any,
+                       progress: Callable[[CaptureChunk], None] | None) -> Any:
+    """``replay(..., workers=N)`` (``engine``: a ``hyperplane.replay.Engine`` not run yet)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ReplayError("workers > 1 needs processes started by fork (Linux, macOS)")
+    plan: Partition = _in_fork(lambda: partition(engine.net, engine.fns, engine.chunks(), engine.inject))
+    named = [(name, int(size)) for name, size in zip(plan.names, plan.sizes)]
+    info = ParallelReport(workers, named)
+    if len(plan.names) <= 1 or workers == 1:
+        report = _single(engine, output, verdicts, flow_logs, progress)
+        report.parallel = info
+        return report
+    groups = plan.groups(workers)
+    info.groups = [[plan.names[c] for c in g] for g in groups]
+    results = _in_forks([_worker(engine, plan, g) for g in groups])
+    overflowed = [r for r in results if r.overflows]
+    if overflowed:
+        # the first overflow is where the partition stops holding: from then on, the state a
+        # component meets may depend on another one's ENIs
+        first = min(t for r in overflowed for t, _ in r.overflows) - engine.net.now
+        # a pool whose subnet saw no packet still belongs to a component of a worker that made it
+        again = sorted({plan.of_subnet.get(s, r.components[0]) for r in overflowed for _, s in r.overflows} |
+                       {c for c in range(len(plan.names)) if plan.last_time[c] >= first - 1e-6})
+        info.merged = [plan.names[c] for c in again]
+        info.merged_because = "overflow Hyperplane ENIs, the first at t=%gs, in %s" % (
+            first, ", ".join(sorted({s for r in overflowed for _, s in r.overflows})))
+        kept = [r for r in results if not set(r.components) & set(again)]
+        # a worker's flow-log records cannot be told apart by component: the untouched
+        # components of a worker that also ran merged ones are replayed again on their own
+        alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
+        results = kept + _in_forks([_worker(engine, plan, g) for g in (again, alone) if g])
+    return _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
+
+
+def _single(engine: Any, output: Any, verdicts: Any, flow_logs: Any, progress: Any) -> Any:
+    report = engine.write(engine.walk(), output=output, verdicts=verdicts, progress=progress)
+    if engine.logs is not None and flow_logs is not None:
+        engine.logs.write(flow_logs)
+        report.flow_log_records = len(engine.logs)
+    report.hyperplane_enis = engine.hyperplane_enis()
+    return report
+
+
+@dataclass
+class _Result:
+    """What a worker walked: its rows' verdicts, resources and packets as they left, its flow
+    log records (the aggregator's columns), rule drops, Hyperplane ENI lines, overflows."""
+
+    components: list[int]
+    rows: np.ndarray
+    reason: np.ndarray
+    resource: np.ndarray  # index into resources, -1: none
+    resources: list[bytes]
+    out: np.ndarray
+    records: dict[str, np.ndarray] | None
+    enis: list[Any]
+    time_offset: float
+    account: tuple[Any, Any]  # the flow logs' account and region
+    drops: Counter
+    hyperplane_enis: list[dict]
+    overflows: list[tuple[float, str]]  # (virtual time, subnet) of each overflow ENI made or refused
+
+
+def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[], _Result]:
+    def run() -> _Result:
+        mine = np.isin(plan.component, components)
+        if components and 0 in components:
+            mine |= plan.component < 0  # packets not emulated: their verdicts, from one worker
+        overflows = _watch_overflows(engine.net)
+        rows, reasons, resource_of, outs = [], [], [], []
+        ids: dict[bytes, int] = {}
+        for chunk, reason, resource, resources, out in engine.walk(mine):
+            own = np.flatnonzero(mine[chunk.index:chunk.index + len(chunk)])
+            rows.append(chunk.index + own)
+            reasons.append(reason[own])
+            table = np.array([ids.setdefault(r, len(ids)) for r in resources] + [-1], np.int32)
+            resource_of.append(table[resource[own]])
+            outs.append(out[own])
+        logs = engine.logs
+        return _Result(components, _cat(rows, np.int64), _cat(reasons, np.uint8), _cat(resource_of, np.int32),
+                       list(ids), np.concatenate(outs) if outs else np.zeros(0, PACKET),
+                       logs._records.columns() if logs is not None else None,
+                       list(logs._enis) if logs is not None else [], logs.time_offset if logs is not None else 0.0,
+                       (logs.account_id, logs.region) if logs is not None else (None, None),
+                       engine.report.drops_by_rule, engine.hyperplane_enis(), overflows)
+    return run
+
+
+def _watch_overflows(net: Any) -> list[tuple[float, str]]:
+    """Every overflow ENI the pools ask for from now on, made or refused (the Lambda service's
+    ENI manager is the only place that sees both)."""
+    seen: list[tuple[float, str]] = []
+    manager = net.lambda_service._manager
+    add = manager.add_overflow_eni
+
+    def watched(pool: Any, now: float, status: Any) -> bool:
+        seen.append((float(now), pool.subnet_id))
+        return add(pool, now, status)
+
+    manager.add_overflow_eni = watched
+    return seen
+
+
+def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelReport, output: Any,
+           verdicts: Any, flow_logs: Any, progress: Any) -> Any:
+    n = len(plan.component)
+    reason = np.zeros(n, np.uint8)
+    resource = np.full(n, -1, np.int32)
+    names: list[bytes] = []
+    out: np.ndarray | None = None
+    for r in results:
+        if out is None:
+            out = np.zeros(n, r.out.dtype)
+        base = len(names)
+        names += r.resources
+        reason[r.rows], out[r.rows] = r.reason, r.out
+        resource[r.rows] = np.where(r.resource >= 0, r.resource + base, -1)
+    engine.report.drops_by_rule = sum((r.drops for r in results), Counter())
+
+    def walked() -> Iterator[Any]:
+        for chunk in engine.chunks():
+            lo, hi = chunk.index, chunk.index + len(chunk)
+            used, local = np.unique(resource[lo:hi], return_inverse=True)
+            ids = [names[u] for u in used if u >= 0]
+            yield chunk, reason[lo:hi], (local - int(used[0] < 0) if len(used) else local).astype(np.int32), \
+                ids, out[lo:hi] if out is not None else chunk.records
+
+    report = engine.write(walked(), output=output, verdicts=verdicts, progress=progress)
+    if flow_logs is not None and engine.logs is not None:
+        logs = _merged_logs(engine.logs, results)
+        logs.write(flow_logs)
+        report.flow_log_records = len(logs)
+    report.hyperplane_enis = _hyperplane_enis(results)
+    report.parallel = info
+    return report
+
+
+def _merged_logs(logs: FlowLogAggregator, results: list[_Result]) -> FlowLogAggregator:
+    """One aggregator holding every worker's records. Each worker numbered the ENIs as the whole
+    capture's walk does (``_Run.rows``), and a record's key holds its connection, which lives in
+    one component: the records are disjoint, added in each worker's order of first sight."""
+    merged = FlowLogAggregator(interval=logs.interval)
+    longest = max(results, key=lambda r: len(r.enis))
+    for r in results:
+        if [e.id for e in r.enis] != [e.id for e in longest.enis][:len(r.enis)]:
+            raise ReplayError("internal: the workers numbered the flow-log ENIs differently")  # pragma: no cover
+    merged._enis = list(longest.enis)
+    merged._eni_uid = {e.id: k for k, e in enumerate(merged._enis)}
+    merged.time_offset = longest.time_offset
+    merged.account_id, merged.region = longest.account
+    count = 0
+    for r in results:
+        c = r.records
+        if c is None or not len(c["a"]):
+            continue
+        count += len(c["a"])
+        merged._records.add(c["a"], c["b"], c["c"], c["packets"], c["bytes"], c["start"], c["end"], c["flags"])
+    if len(merged) != count:
+        raise ReplayError("internal: two workers wrote the same flow-log record")  # pragma: no cover
+    return merged
+
+
+def _hyperplane_enis(results: list[_Result]) -> list[dict]:
+    """Each Hyperplane ENI's line from the worker whose packets used it (the others' tables
+    never saw its connections)."""
+    order = max(results, key=lambda r: len(r.hyperplane_enis)).hyperplane_enis
+    best: dict[str, dict] = {}
+    for r in results:
+        for e in r.hyperplane_enis:
+            old = best.get(e["id"])
+            if old is None or (e["created"], e["peak"], e["connections"]) > (old["created"], old["peak"],
+                                                                              old["connections"]):
+                best[e["id"]] = e
+    return [best[e["id"]] for e in order]
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+# -- processes --------------------------------------------------------------------------------
+
+def _in_fork(task: Callable[[], Any]) -> Any:
+    return _in_forks([task])[0]
+
+
+def _in_forks(tasks: list[Callable[[], Any]]) -> list[Any]:
+    """Run each task in a process forked from this one (a copy of the network as it is now),
+    all at once; their results come back through files."""
+    with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
+        pids = []
+        for k, task in enumerate(tasks):
+            pid = os.fork()
+            if pid == 0:  # the child: run, write the result (or the error), leave at once
+                code = 0
+                try:
+                    result: Any = task()
+                except BaseException as exc:  # handed to the parent, raised there
+                    result, code = _Failure(exc, traceback.format_exc()), 1
+                try:
+                    with open(Path(folder) / f"{k}.pickle", "wb") as f:
+                        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        results = []
+        for k in range(len(tasks)):
+            path = Path(folder) / f"{k}.pickle"
+            if not path.exists():
+                raise ReplayError("a replay worker ended without a result (killed?)")
+            with open(path, "rb") as f:
+                results.append(pickle.load(f))
+    for r in results:
+        if isinstance(r, _Failure):
+            raise r.exc
+    return results
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+    text: str

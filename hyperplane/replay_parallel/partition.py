@@ -1,0 +1,212 @@
+"""The partition of a capture: which packets share state, as connected components.
+
+Every packet touches up to three nodes; packets whose nodes connect are in one component:
+
+- its **connection**: the unordered pair of its two ends (address and port; addresses only for
+  ICMP), public addresses taken as the private ones they map to. Per-connection state (security
+  group tracking, V2N and NAT translations) stays inside a connection.
+- the **subnet** of a Hyperplane ENI pool it goes through: a function's execution environment
+  (by the subnet it is bound to), or an address in a subnet that holds pools. A pool's ports
+  and connection limit are its own; overflow ENIs take addresses of the subnet, shared by its
+  pools: a subnet is one node.
+- the **NAT gateway** it reaches: a packet to or from a NAT gateway's addresses, and statically
+  every subnet whose route table sends anything to the NAT gateway (its ports per destination
+  are shared by all of them). A plain ENI in such a subnet counts as that subnet.
+
+A function's lifecycle couples its pools too, but it depends only on invocation times: every
+worker makes every packet's invocation (``Engine.walk``), so it is replicated, not partitioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from hyperplane.dataplane.compiled_vpc import EniKind
+from hyperplane.formats.capture import PacketKind
+from hyperplane.lambda_service.environments import subnet_for
+
+_ICMP = 1
+
+
+class Functions(Protocol):
+    """The replay's capture addresses -> execution environments (``replay._Functions``)."""
+
+    networks: list[tuple[str, int, int]]
+
+    def owner(self, addresses: np.ndarray) -> np.ndarray: ...
+
+    def environments_of(self, owner: np.ndarray, addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def function_of(self, env: int) -> str: ...
+
+
+@dataclass
+class Partition:
+    """Each capture packet's component (``component``; -1: not emulated), the components'
+    names, and the clock (virtual seconds) of each component's last packet."""
+
+    component: np.ndarray
+    names: list[str]
+    last_time: np.ndarray
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    of_subnet: dict[str, int] = field(default_factory=dict)  # a pool subnet's component
+
+    def groups(self, workers: int) -> list[list[int]]:
+        """The components in at most ``workers`` groups of about equal packets (largest first,
+        each to the lightest group so far)."""
+        load = [0] * min(workers, len(self.names))
+        groups: list[list[int]] = [[] for _ in load]
+        for c in np.argsort(-self.sizes, kind="stable"):
+            k = load.index(min(load))
+            groups[k].append(int(c))
+            load[k] += int(self.sizes[c])
+        return [sorted(g) for g in groups if g]
+
+
+class _Nodes:
+    """Node numbers: subnets, NAT gateways, functions without VpcConfig, then connections."""
+
+    def __init__(self, net: Any) -> None:
+        vpc = net.compiled
+        topo = net.topology
+        self.vpc = vpc
+        self.names = [*vpc.subnet_ids, *vpc.nat_ids, *(f"{f} (no VpcConfig)" for f in net.lambda_service.functions)]
+        self.subnets, self.nats = len(vpc.subnet_ids), len(vpc.nat_ids)
+        nat_of = {nid: k for k, nid in enumerate(vpc.nat_ids)}
+        self.static: list[tuple[int, int]] = []  # subnet -> NAT gateway its routes reach
+        self.subnet_nat = np.zeros(self.subnets, bool)
+        for s, sid in enumerate(vpc.subnet_ids):
+            for route in topo.route_table_of(sid).routes:
+                if route.target in nat_of:
+                    self.static.append((s, self.subnets + nat_of[route.target]))
+                    self.subnet_nat[s] = True
+        # subnets that hold (or may come to hold) Hyperplane ENI pools
+        self.pool_subnet = np.zeros(self.subnets, bool)
+        for fs in net.lambda_service.functions.values():
+            for sid in (fs.vpc_config.subnet_ids if fs.vpc_config is not None else ()):
+                self.pool_subnet[vpc.subnet_ids.index(sid)] = True
+        self.nat_of_eni = {int(e): k for k, e in enumerate(vpc.nat_eni) if e >= 0}
+        self.functions = list(net.lambda_service.functions)
+
+    def of_address(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(node of each address, -1: none; the address a connection key uses)."""
+        vpc = self.vpc
+        node = np.full(len(ips), -1, np.int64)
+        key = ips.astype(np.uint32).copy()
+        eni = vpc.eni_of_private_ip(ips)
+        public_eni, private = vpc.public_ip_lookup(ips)
+        by_public = (eni < 0) & (public_eni >= 0)
+        eni = np.where(by_public, public_eni, eni)
+        key[by_public] = private[by_public]
+        for k in np.unique(eni[eni >= 0]):
+            row = vpc.enis[int(k)]
+            rows = eni == k
+            if int(k) in self.nat_of_eni:
+                node[rows] = self.subnets + self.nat_of_eni[int(k)]
+            elif row.kind == EniKind.HYPERPLANE or self.subnet_nat[row.subnet] or self.pool_subnet[row.subnet]:
+                node[rows] = row.subnet
+        # an address of no ENI yet inside a pool's subnet: a Hyperplane ENI to come
+        unknown = np.flatnonzero(eni < 0)
+        for v in range(len(vpc.vpc_ids)):
+            if not unknown.size:
+                break
+            subnet = vpc.subnet_of_ip(ips[unknown], np.full(unknown.size, v, np.int32))
+            hit = (subnet >= 0) & self.pool_subnet[np.maximum(subnet, 0)]
+            node[unknown[hit]] = subnet[hit]
+            unknown = unknown[~hit]
+        return node, key
+
+
+def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
+    """Classify every packet of ``chunks`` (a capture's, in order) to its component. Runs on a
+    copy of the network (a forked process): numbering environments may give functions blocks."""
+    nodes = _Nodes(net)
+    first_conn = len(nodes.names)
+    row_nodes: list[np.ndarray] = []  # per chunk: (n, 3) node numbers, -1: none
+    conn_keys: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    emulated_rows: list[np.ndarray] = []
+    for chunk in chunks:
+        rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
+        rec = chunk.records[rows]
+        emulated_rows.append(chunk.index + rows)
+        times.append(rec["time"].astype(np.float64))
+        side = []
+        keys = []
+        for ip_field, port_field in (("src_ip", "src_port"), ("dst_ip", "dst_port")):
+            ips = rec[ip_field]
+            node, key = nodes.of_address(ips)
+            if inject == "function" and fns.networks:
+                owner = fns.owner(ips)
+                env_rows = np.flatnonzero(owner >= 0)
+                if env_rows.size:
+                    envs, which = fns.environments_of(owner[env_rows], ips[env_rows])
+                    env_node = np.array([_environment_node(net, nodes, fns.function_of(int(e)), int(e))
+                                         for e in envs], np.int64)
+                    node[env_rows] = env_node[which]
+            port = np.where(rec["proto"] == _ICMP, 0, rec[port_field]).astype(np.uint64)
+            keys.append((key.astype(np.uint64) << np.uint64(16)) | port)
+            side.append(node)
+        lo, hi = np.minimum(keys[0], keys[1]), np.maximum(keys[0], keys[1])
+        conn_keys.append(np.stack([lo, hi], 1))
+        row_nodes.append(np.stack(side, 1))
+    every = np.concatenate(emulated_rows) if emulated_rows else np.zeros(0, np.int64)
+    n_total = (int(every[-1]) + 1) if every.size else 0
+    if not every.size:
+        return Partition(np.full(0, -1, np.int64), [], np.zeros(0), np.zeros(0, np.int64))
+    pairs = np.concatenate(conn_keys)
+    _, conn = np.unique(pairs, axis=0, return_inverse=True)
+    conn = conn.reshape(-1) + first_conn
+    ends = np.concatenate(row_nodes)
+    edges = [np.array(nodes.static, np.int64).reshape(-1, 2)]
+    for k in range(2):
+        has = ends[:, k] >= 0
+        edges.append(np.stack([conn[has], ends[has, k]], 1))
+    root = _components(int(conn.max()) + 1, np.concatenate(edges))
+    label = root[conn]
+    named = sorted({int(r) for r in np.unique(label)})
+    number = {r: k for k, r in enumerate(named)}
+    component_of = np.array([number[int(r)] for r in label], np.int64) if label.size else label
+    component = np.full(n_total, -1, np.int64)
+    component[every] = component_of
+    names = []
+    for r in named:
+        members = [nodes.names[m] for m in np.flatnonzero(root[:first_conn] == r)]
+        names.append("+".join(members) if members else "connections")
+    clock = np.maximum.accumulate(np.concatenate(times))
+    clock -= clock[0]
+    last = np.zeros(len(named))
+    np.maximum.at(last, component_of, clock)
+    of_subnet = {sid: number[int(root[s])] for s, sid in enumerate(nodes.vpc.subnet_ids) if int(root[s]) in number}
+    return Partition(component, names, last, np.bincount(component_of, minlength=len(named)), of_subnet)
+
+
+def _environment_node(net: Any, nodes: _Nodes, function: str, env: int) -> int:
+    """The node of an execution environment: the subnet it is bound to (its pool's), or its
+    function's own node without VpcConfig."""
+    from ipaddress import IPv4Address
+
+    config = net.lambda_service.function(function).vpc_config
+    if config is None:
+        return nodes.subnets + nodes.nats + nodes.functions.index(function)
+    return nodes.vpc.subnet_ids.index(subnet_for(function, str(IPv4Address(env)), config))
+
+
+def _components(n: int, edges: np.ndarray) -> np.ndarray:
+    """The root of each of ``n`` nodes (union-find over ``edges``, the smallest node as root)."""
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in np.unique(edges, axis=0) if len(edges) else ():
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(x) for x in range(n)], np.int64)

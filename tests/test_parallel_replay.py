@@ -1,0 +1,207 @@
+"""Replay on several processes gives exactly what one process gives: the same verdict file, the
+same output capture, the same flow-log files — on random VPCs (one NAT gateway per AZ or
+shared, several functions over their subnets) and random conversations, with the Hyperplane ENI
+connection limit reached on purpose in some (issue 15)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scapy.all import IP, TCP, UDP, Ether, wrpcap
+
+import hyperplane as hp
+from hyperplane.formats.topology_reader import parse_topology
+from hyperplane.functions import LambdaSettings
+
+T0 = 1_700_000_000.0
+ROLE = {"name": "fn-role", "permissions": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                                           "ec2:DeleteNetworkInterface"]}
+# peers the functions talk to: the database (inside, no NAT gateway), two internet servers
+# (through the NAT gateway of the function's subnet), an address where nothing is
+PEERS = [("10.0.20.10", 5432), ("93.184.216.34", 443), ("198.51.100.7", 80), ("10.0.99.9", 80)]
+
+
+def vpc(azs: int, shared_nat: bool, functions: list[list[int]]) -> dict:
+    """One VPC: per AZ a public subnet with a NAT gateway and a private subnet routing to it
+    (``shared_nat``: every private subnet to the first NAT gateway), a database subnet without
+    a way out, and functions over the private subnets of ``functions[k]``."""
+    doc: dict = {
+        "account_id": "123456789012", "region": "us-east-1",
+        "vpcs": [{"id": "vpc-app", "cidr": "10.0.0.0/16"}],
+        "internet_gateways": [{"id": "igw-app", "vpc_id": "vpc-app"}],
+        "subnets": [{"id": "subnet-data", "vpc_id": "vpc-app", "cidr": "10.0.20.0/24",
+                     "availability_zone": "us-east-1a"}],
+        "route_tables": [{"id": "rtb-public", "vpc_id": "vpc-app",
+                          "routes": [{"destination": "0.0.0.0/0", "target": "igw-app"}]}],
+        "nat_gateways": [],
+        "security_groups": [
+            {"id": "sg-app", "vpc_id": "vpc-app"},
+            {"id": "sg-db", "vpc_id": "vpc-app",
+             "ingress": [{"protocol": "tcp", "ports": 5432, "security_group_id": "sg-app"}]}],
+        "network_interfaces": [{"id": "eni-db", "subnet_id": "subnet-data", "private_ip": "10.0.20.10",
+                                "security_group_ids": ["sg-db"], "kind": "rds"}],
+        "functions": [],
+    }
+    for k in range(azs):
+        az = "abc"[k]
+        doc["subnets"] += [
+            {"id": f"subnet-public-{az}", "vpc_id": "vpc-app", "cidr": f"10.0.{k}.0/24",
+             "availability_zone": f"us-east-1{az}", "route_table_id": "rtb-public"},
+            {"id": f"subnet-private-{az}", "vpc_id": "vpc-app", "cidr": f"10.0.{10 + k}.0/24",
+             "availability_zone": f"us-east-1{az}", "route_table_id": f"rtb-private-{az}"}]
+        doc["nat_gateways"].append({
+            "id": f"nat-{az}", "subnet_id": f"subnet-public-{az}", "connectivity_type": "public",
+            "private_ip": f"10.0.{k}.10", "network_interface_id": f"eni-nat-{az}",
+            "elastic_ips": [{"allocation_id": f"eipalloc-{az}", "public_ip": f"203.0.113.{10 + k}"}]})
+        doc["route_tables"].append({"id": f"rtb-private-{az}", "vpc_id": "vpc-app", "routes": [
+            {"destination": "0.0.0.0/0", "target": "nat-a" if shared_nat else f"nat-{az}"}]})
+    for f, subnets in enumerate(functions):
+        fn: dict = {"name": f"fn{f}", "role": ROLE}
+        if subnets:
+            fn["vpc_config"] = {"subnet_ids": [f"subnet-private-{'abc'[k]}" for k in subnets],
+                                "security_group_ids": ["sg-app"]}
+        doc["functions"].append(fn)
+    return doc
+
+
+def cidr(f: int) -> str:
+    return f"172.16.{f}.0/24"
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    """Every file a replay wrote, gzip files by their content."""
+    return {str(p.relative_to(folder)): gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def both(doc: dict, lambda_settings: LambdaSettings, capture: Path, tmp: Path, ready: bool = True):
+    """The same capture replayed on one process and on two: (reports, files written)."""
+    answers = []
+    for workers in (1, 2):
+        out = tmp / f"w{workers}"
+        out.mkdir(exist_ok=True)
+        net = hp.Network(parse_topology(doc), lambda_settings=lambda_settings, ready=ready)
+        names = [f["name"] for f in doc["functions"]]
+        report = net.replay(capture, functions={n: cidr(k) for k, n in enumerate(names)},
+                            output=out / "out.pcap", verdicts=out / "verdicts.jsonl", flow_logs=out / "logs",
+                            workers=workers)
+        answers.append((report, outputs(out)))
+    return answers
+
+
+def assert_identical(answers) -> None:
+    (one, files1), (two, files2) = answers
+    assert files1.keys() == files2.keys()
+    for name in files1:
+        assert files1[name] == files2[name], name
+    for attr in ("packets", "kinds", "reasons", "dispositions", "drops_by_rule", "written", "flow_log_records",
+                 "hyperplane_enis"):
+        assert getattr(one, attr) == getattr(two, attr), attr
+
+
+@st.composite
+def scenarios(draw):
+    azs = draw(st.integers(1, 3))
+    functions = [sorted(draw(st.sets(st.integers(0, azs - 1), max_size=azs))) for _ in range(draw(st.integers(2, 4)))]
+    packets = []
+    t = T0
+    for _ in range(draw(st.integers(1, 40))):
+        t += draw(st.sampled_from([0.0, 0.001, 0.5, 40.0, 130.0]))
+        f = draw(st.integers(0, len(functions) - 1))
+        env = cidr(f).replace("0/24", str(10 + draw(st.integers(0, 5))))
+        dst, dport = draw(st.sampled_from(PEERS))
+        sport = draw(st.integers(40000, 40005))
+        tcp = draw(st.booleans())
+        p = Ether() / IP(src=env, dst=dst) / (TCP(sport=sport, dport=dport, flags=draw(st.sampled_from("SAF")))
+                                              if tcp else UDP(sport=sport, dport=dport))
+        p.time = t
+        packets.append(p)
+        if draw(st.booleans()):  # the peer answers
+            answer = Ether() / IP(src=dst, dst=env) / (TCP(sport=dport, dport=sport, flags="SA") if tcp
+                                                       else UDP(sport=dport, dport=sport))
+            answer.time = t + draw(st.sampled_from([0.0, 0.01]))
+            packets.append(answer)
+    limited = draw(st.booleans())  # a pool's connection limit within reach of the capture
+    lambda_settings = LambdaSettings(idle_reclaim_seconds=200.0, eni_creation_seconds=30.0,
+                                     max_connections_per_eni=3 if limited else 65_000)
+    return vpc(azs, draw(st.booleans()), functions), packets, lambda_settings, draw(st.booleans())
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scenario=scenarios())
+def test_two_workers_write_exactly_what_one_process_writes(scenario, tmp_path):
+    doc, packets, lambda_settings, ready = scenario
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    assert_identical(both(doc, lambda_settings, tmp_path / "in.pcap", tmp_path, ready))
+
+
+def conversations(envs: list[str], dsts: list[tuple[str, int]], start: float, count: int) -> list:
+    """``count`` connections from each environment in turn: SYN and the peer's SYN-ACK."""
+    packets = []
+    for k in range(count):
+        env = envs[k % len(envs)]
+        dst, dport = dsts[k % len(dsts)]
+        for src, d, sport, port, flags in ((env, dst, 41000 + k, dport, "S"), (dst, env, dport, 41000 + k, "SA")):
+            p = Ether() / IP(src=src, dst=d) / TCP(sport=sport, dport=port, flags=flags)
+            p.time = start + k * 0.01
+            packets.append(p)
+    return packets
+
+
+def test_one_nat_gateway_per_az_cuts_the_capture_in_one_component_per_az(tmp_path):
+    # fn0 in AZ a only, fn1 in AZ b only: their packets share nothing
+    doc = vpc(2, False, [[0], [1]])
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    info = answers[1][0].parallel
+    assert sorted(name for name, _ in info.components) == ["subnet-private-a+nat-a", "subnet-private-b+nat-b"]
+    assert info.merged == []
+    assert "2 components on 2 workers" in answers[1][0].summary()
+
+
+def test_a_shared_nat_gateway_makes_one_component_and_it_says_so(tmp_path):
+    doc = vpc(2, True, [[0], [1]])  # both private subnets route to nat-a
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 10)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 10),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    assert [name for name, _ in answers[1][0].parallel.components] == [
+        "subnet-private-a+subnet-private-b+nat-a"]
+    assert "1 component: replayed in one process" in answers[1][0].summary()
+
+
+def test_a_connection_limit_reached_in_one_component_replays_the_coupled_ones_again_together(tmp_path):
+    # AWS: "Lambda ... creates additional network interfaces as needed" when a Hyperplane ENI
+    # runs out of connections: the overflow ENI takes an address of the subnet and an ENI id,
+    # and counts under the per-VPC limit — state the other components see.
+    doc = vpc(3, False, [[0], [1], [2]])
+    limit = LambdaSettings(max_connections_per_eni=5)
+    early = conversations(["172.16.2.10"], [("10.0.20.10", 5432)], T0, 4)           # AZ c, before
+    busy = conversations(["172.16.0.10", "172.16.0.11"], [("93.184.216.34", 443)], T0 + 1, 12)  # AZ a: over
+    late = conversations(["172.16.1.10"], [("198.51.100.7", 80)], T0 + 1.005, 12)   # AZ b, meanwhile
+    wrpcap(str(tmp_path / "in.pcap"), sorted(early + busy + late, key=lambda p: p.time))
+    answers = both(doc, limit, tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    report = answers[1][0]
+    assert any(e["overflow"] for e in report.hyperplane_enis)
+    info = report.parallel
+    # the busy AZ and the one with packets after its overflow are replayed together; AZ c had
+    # finished before the limit was reached and keeps its first result
+    assert info.merged == ["subnet-private-a+nat-a", "subnet-private-b+nat-b"]
+    assert "subnet-private-a" in info.merged_because
+    assert "replayed again together" in report.summary()
+
+
+def test_workers_must_be_a_positive_whole_number(tmp_path):
+    wrpcap(str(tmp_path / "in.pcap"), conversations(["172.16.5.10"], [("10.0.21.10", 6379)], T0, 1))
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1, not 0"):
+        hp.Network.example().replay(tmp_path / "in.pcap", functions={"orders": "172.16.5.0/24"}, workers=0)
