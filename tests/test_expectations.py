@@ -12,6 +12,7 @@ import hyperplane as hp
 from hyperplane.commands.check import check
 from hyperplane.connectivity.expectations import check_expectations, read_expectations
 from hyperplane.errors import ExpectationsError
+from test_connectivity import TWO_SUBNETS  # checkout in two subnets, subnet-b's NACL denying the replies
 
 # the shop's promises about the built-in example; line 4 is wrong: acl-data drops the
 # database's replies, so orders does not connect to it
@@ -86,36 +87,8 @@ def test_every_function_is_checked_from_each_of_its_subnets_unless_the_line_name
     assert one.subnets == [] and one.subnet == "subnet-private-b"
 
 
-# one function, two subnets: subnet-b's NACL denies the database's answers coming in
-TWO_SUBNETS = """
-account_id: "123456789012"
-region: us-east-1
-vpcs:
-  - {id: vpc-shop, cidr: 10.1.0.0/16}
-subnets:
-  - {id: subnet-a, vpc_id: vpc-shop, cidr: 10.1.1.0/24, availability_zone: us-east-1a}
-  - {id: subnet-b, vpc_id: vpc-shop, cidr: 10.1.2.0/24, availability_zone: us-east-1b, network_acl_id: acl-b}
-  - {id: subnet-db, vpc_id: vpc-shop, cidr: 10.1.9.0/24, availability_zone: us-east-1a}
-network_acls:
-  - id: acl-b
-    vpc_id: vpc-shop
-    ingress: [{rule_number: 100, protocol: tcp, ports: 443, cidr: 0.0.0.0/0, rule_action: allow}]
-    egress: [{rule_number: 100, protocol: all, cidr: 0.0.0.0/0, rule_action: allow}]
-security_groups:
-  - {id: sg-fn, vpc_id: vpc-shop}
-  - id: sg-db
-    vpc_id: vpc-shop
-    ingress: [{protocol: tcp, ports: 5432, security_group_id: sg-fn}]
-network_interfaces:
-  - {id: eni-db, subnet_id: subnet-db, private_ip: 10.1.9.10, security_group_ids: [sg-db], kind: rds}
-functions:
-  - name: checkout
-    vpc_config: {subnet_ids: [subnet-a, subnet-b], security_group_ids: [sg-fn]}
-"""
-
-
 @pytest.mark.parametrize("verdict, found", [
-    ("connected", "fails from subnet-b: the reply (SYN-ACK) is denied in by acl-b (rule *: implicit deny)"),
+    ("connected", "fails from subnet-b: the reply (SYN-ACK) is denied in by acl-bad (rule *: implicit deny)"),
     ("blocked", "connects from subnet-a"),
 ])
 def test_a_function_is_only_as_reachable_as_its_worst_subnet_and_as_closed_as_its_best(tmp_path, verdict, found):
