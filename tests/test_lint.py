@@ -169,3 +169,31 @@ def test_a_bad_topology_is_one_line_and_exit_2(tmp_path):
     result = CliRunner().invoke(lint_command, ["--topology", str(path)])
     assert result.exit_code == 2
     assert result.stderr.startswith("hyperplane: bad.yaml: vpcs[0].cidr: ") and result.stderr.count("\n") == 1
+
+
+SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+
+
+def snapshot(name: str) -> hp.Network:
+    folder = SNAPSHOTS / name
+    if not folder.is_dir():
+        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project)")
+    return hp.Network.load(folder)
+
+
+@pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
+def test_the_shared_peering_snapshot_has_a_default_route_to_a_deleted_internet_gateway():
+    # describe-route-tables of the snapshot: "State": "blackhole" for 0.0.0.0/0 -> igw-0a2c9ae201b441bff
+    findings = lint(snapshot("test-vpc-peering"))
+    assert [(f.kind, f.resource, f.subject) for f in findings] == [
+        ("blackhole-route", "rtb-017c36290c9baf017", "0.0.0.0/0 -> igw-0a2c9ae201b441bff")]
+    evidence = findings[0].evidence
+    assert (evidence.source, evidence.address) == ("eni-0024c0af5aa1387e5", "93.184.216.34")
+    assert evidence.failed.result.reason == Reason.BLACKHOLE_ROUTE
+
+
+@pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
+@pytest.mark.parametrize("name", ["hybrid-cloud", "test-nat-gateway", "test-public-private-subnet",
+                                  "test-vpc-endpoint-gateway", "test-vpc-endpoint-interface"])
+def test_the_other_shared_snapshots_have_no_findings(name):
+    assert lint(snapshot(name)) == []

@@ -36,7 +36,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from hyperplane.connectivity.connection import REPLY, ConnectionResult, connect
-from hyperplane.connectivity.names import INTERNET_SOURCE_ADDRESS
+from hyperplane.connectivity.names import INTERNET_ADDRESS, INTERNET_SOURCE_ADDRESS
 from hyperplane.model import ICMP, TCP, UDP, Topology
 from hyperplane.reasons import Reason
 
@@ -258,11 +258,15 @@ def _source_in(topology: Topology, subnets: set[str]) -> tuple[str, str | None] 
 
 
 def _address_in(topology: Topology, destination: IPv4Network | str) -> str | None:
+    """An address the route matches: the internet's (``internet`` of ``connect``) when the route
+    covers it (a default route), else the first host of its CIDR (or prefix list)."""
     if isinstance(destination, str):  # a prefix list
         cidrs = topology.prefix_list_cidrs(destination) if destination in topology.prefix_lists else ()
         if not cidrs:
             return None
         destination = cidrs[0]
+    if IPv4Address(INTERNET_ADDRESS) in destination:
+        return INTERNET_ADDRESS
     return str(destination.network_address + (1 if destination.prefixlen < 32 else 0))
 
 
