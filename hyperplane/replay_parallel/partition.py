@@ -106,7 +106,7 @@ class _Nodes:
             rows = eni == k
             if int(k) in self.nat_of_eni:
                 node[rows] = self.subnets + self.nat_of_eni[int(k)]
-            elif row.kind == EniKind.HYPERPLANE or self.subnet_nat[row.subnet] or self.pool_subnet[row.subnet]:
+            elif row.kind == EniKind.HYPERPLANE or self.subnet_nat[row.subnet]:
                 node[rows] = row.subnet
         # an address of no ENI yet inside a pool's subnet: a Hyperplane ENI to come
         unknown = np.flatnonzero(eni < 0)
@@ -157,30 +157,40 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     n_total = (int(every[-1]) + 1) if every.size else 0
     if not every.size:
         return Partition(np.full(0, -1, np.int64), [], np.zeros(0), np.zeros(0, np.int64))
+    # a connection as one 64-bit number: two connections that collide only join components,
+    # which costs parallelism, never exactness
     pairs = np.concatenate(conn_keys)
-    _, conn = np.unique(pairs, axis=0, return_inverse=True)
-    conn = conn.reshape(-1) + first_conn
+    mixed = (pairs[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ pairs[:, 1]
+    _, conn = np.unique(mixed, return_inverse=True)
+    conn = conn.reshape(-1)
     ends = np.concatenate(row_nodes)
-    edges = [np.array(nodes.static, np.int64).reshape(-1, 2)]
-    for k in range(2):
-        has = ends[:, k] >= 0
-        edges.append(np.stack([conn[has], ends[has, k]], 1))
-    root = _components(int(conn.max()) + 1, np.concatenate(edges))
-    label = root[conn]
-    named = sorted({int(r) for r in np.unique(label)})
-    number = {r: k for k, r in enumerate(named)}
-    component_of = np.array([number[int(r)] for r in label], np.int64) if label.size else label
+    # named nodes joined by the connections that touch two of them, and statically
+    touch = np.concatenate([np.stack([conn, ends[:, k]], 1) for k in range(2)])
+    touch = touch[touch[:, 1] >= 0]
+    pair = np.unique(touch[:, 0] * first_conn + touch[:, 1])  # (connection, named node), by connection
+    touch = np.stack([pair // first_conn, pair % first_conn], 1)
+    first = np.full(int(conn.max()) + 1, -1, np.int64)
+    first[touch[::-1, 0]] = touch[::-1, 1]  # each connection's first named node
+    joins = np.stack([first[touch[:, 0]], touch[:, 1]], 1)
+    root = _components(first_conn, np.concatenate([np.array(nodes.static, np.int64).reshape(-1, 2),
+                                                   joins[joins[:, 0] != joins[:, 1]]]))
+    # a row's component: its connection's named node's, or (none) the one of connections
+    # that touch no shared state
+    label = np.where(first[conn] >= 0, root[np.maximum(first[conn], 0)], first_conn)
+    named, component_of = np.unique(label, return_inverse=True)
+    component_of = component_of.reshape(-1)
     component = np.full(n_total, -1, np.int64)
     component[every] = component_of
     names = []
     for r in named:
-        members = [nodes.names[m] for m in np.flatnonzero(root[:first_conn] == r)]
-        names.append("+".join(members) if members else "connections")
+        members = [nodes.names[m] for m in np.flatnonzero(root == r)] if r < first_conn else []
+        names.append("+".join(members) if members else "connections of no shared resource")
     clock = np.maximum.accumulate(np.concatenate(times))
     clock -= clock[0]
     last = np.zeros(len(named))
     np.maximum.at(last, component_of, clock)
-    of_subnet = {sid: number[int(root[s])] for s, sid in enumerate(nodes.vpc.subnet_ids) if int(root[s]) in number}
+    of_subnet = {sid: int(np.flatnonzero(named == root[s])[0]) for s, sid in enumerate(nodes.vpc.subnet_ids)
+                 if root[s] in named}
     return Partition(component, names, last, np.bincount(component_of, minlength=len(named)), of_subnet)
 
 
