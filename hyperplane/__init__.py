@@ -7,7 +7,8 @@
 """
 
 from hyperplane import _compat  # noqa: F401 - the import paths of before the folders
-from hyperplane.errors import HyperplaneError, TopologyError
+from hyperplane.connectivity import ConnectionResult, Reachability, diff
+from hyperplane.errors import ExpectationsError, HyperplaneError, TopologyError
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.formats.flow_log_files import FlowLogFormat, FlowLogRecord
@@ -19,14 +20,17 @@ from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import PACKET
 from hyperplane.replay import ReplayReport, replay
 from hyperplane.trace import Hop, Result
+from hyperplane.workload import Workload, load_test
 
 __all__ = [
     "BatchResult",
+    "ConnectionResult",
     "ConnectionTable",
     "ConnectionTracker",
     "ConnectionTrackingConfiguration",
     "Direction",
     "Disposition",
+    "ExpectationsError",
     "FlowLogAggregator",
     "FlowLogFormat",
     "FlowLogRecord",
@@ -40,11 +44,15 @@ __all__ = [
     "Network",
     "Origin",
     "PACKET",
+    "Reachability",
     "Reason",
     "ReplayReport",
     "Result",
     "Timeouts",
     "TopologyError",
+    "Workload",
+    "diff",
+    "load_test",
     "replay",
 ]
 __version__ = "0.1.0"
