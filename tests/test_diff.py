@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import hyperplane as hp
-from hyperplane.commands.diff import diff_command
+from hyperplane.cli import main
 from hyperplane.connectivity import diff
 from hyperplane.model.resources import NetworkAclEntry
 
@@ -109,7 +109,7 @@ def files(tmp_path) -> tuple[Path, Path]:
 
 
 def test_diff_exits_1_and_shows_the_deciding_hop_before_and_after(files):
-    result = CliRunner().invoke(diff_command, [str(files[0]), str(files[1]), "--from", "orders"])
+    result = CliRunner().invoke(main, ["diff", str(files[0]), str(files[1]), "--from", "orders"])
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[:4] == [
         "2 connections changed",
@@ -119,13 +119,13 @@ def test_diff_exits_1_and_shows_the_deciding_hop_before_and_after(files):
 
 
 def test_diff_exits_0_when_nothing_changed(files):
-    result = CliRunner().invoke(diff_command, [str(files[0]), str(files[0]), "--from", "orders", "--format", "json"])
+    result = CliRunner().invoke(main, ["diff", str(files[0]), str(files[0]), "--from", "orders", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == []
 
 
 def test_diff_json_lists_every_change(files):
-    result = CliRunner().invoke(diff_command, [str(files[0]), str(files[1]), "--format", "json"])
+    result = CliRunner().invoke(main, ["diff", str(files[0]), str(files[1]), "--format", "json"])
     assert result.exit_code == 1
     assert {(c["source"], c["destination"], c["change"]) for c in json.loads(result.output)} == {
         ("orders", "eni-db", "opened"), ("report", "eni-db", "opened")}
@@ -134,6 +134,6 @@ def test_diff_json_lists_every_change(files):
 def test_diff_of_a_broken_file_is_one_line_and_exit_2(files, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(files[1].read_text().replace("cidr: 10.0.20.0/24", "cidr: 10.0.20.0/99"))
-    result = CliRunner().invoke(diff_command, [str(files[0]), str(bad)])
+    result = CliRunner().invoke(main, ["diff", str(files[0]), str(bad)])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("hyperplane: ")

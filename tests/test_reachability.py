@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import hyperplane as hp
-from hyperplane.commands.reach import reach
+from hyperplane.cli import main
 from hyperplane.connectivity.exchanges import scratch_network
 from hyperplane.connectivity.reachability import port_classes
 from hyperplane.model.resources import NetworkAclEntry, SecurityGroupRule
@@ -189,7 +189,7 @@ def test_port_classes_cut_where_a_rule_starts_or_stops(example):
 
 
 def test_reach_prints_json_rows_a_script_can_read():
-    result = CliRunner().invoke(reach, ["orders", "--to", "db", "--to", "cache", "--format", "json"])
+    result = CliRunner().invoke(main, ["reach", "orders", "--to", "db", "--to", "cache", "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert {r["destination"] for r in rows} == {"eni-db", "eni-cache"}
@@ -197,14 +197,14 @@ def test_reach_prints_json_rows_a_script_can_read():
 
 
 def test_reach_reverse_lists_who_connects_and_csv_has_a_header():
-    result = CliRunner().invoke(reach, ["eni-cache", "--reverse", "--connected", "--format", "csv"])
+    result = CliRunner().invoke(main, ["reach", "eni-cache", "--reverse", "--connected", "--format", "csv"])
     assert result.exit_code == 0, result.output
     table = list(csv.DictReader(io.StringIO(result.output)))
     assert {(r["source"], r["ports"]) for r in table} == {("orders", "6379-6379"), ("report", "6379-6379")}
 
 
 def test_reach_with_a_bad_name_is_one_line_and_exit_2():
-    result = CliRunner().invoke(reach, ["ordrs"])
+    result = CliRunner().invoke(main, ["reach", "ordrs"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["hyperplane: unknown source 'ordrs'; did you mean 'orders'?"]
 
