@@ -65,6 +65,7 @@ def load(workload: Path | None, example: bool, topology: Path | None, repair: bo
     except (HyperplaneError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     click.echo(report.summary())
+    click.echo(report.timing(), err=True)
     if report_dir is not None:
         _write(report, report_dir)
     raise SystemExit(0 if report.within_limits else 1)

@@ -103,8 +103,7 @@ class LoadReport:
 
     def summary(self) -> str:
         w = self.workload
-        lines = [f"{_duration(w.duration)} of virtual time in {self.wall_seconds:.1f} s "
-                 f"({self.simulated_per_wall_second:,.0f} simulated seconds a second), {self.packets:,} packets walked"]
+        lines = [f"{_duration(w.duration)} of virtual time from {self.when(0)}, {self.packets:,} packets walked"]
         for f in w.functions:
             lines.append(f"{f.function}: peak {self.peak('executions', f.function):,.0f} concurrent executions, "
                          f"{self.invocations.get(f.function, 0):,} invocations")
@@ -143,6 +142,12 @@ class LoadReport:
                 lines.append(f"            {h.advice}")
         lines.append("within every limit" if self.within_limits else "NOT within every limit")
         return "\n".join(lines)
+
+    def timing(self) -> str:
+        """How fast it ran (not part of the summary, which is the same on every run)."""
+        return (f"{_duration(self.workload.duration)} of virtual time in {self.wall_seconds:.1f} s: "
+                f"{self.simulated_per_wall_second:,.0f} simulated seconds a second, "
+                f"{self.packets / max(self.wall_seconds, 1e-9):,.0f} packets a second")
 
     def to_json(self) -> dict[str, Any]:
         return {"times": self.times, "series": self.series, "refused": dict(self.refused), "cut": dict(self.cut),
