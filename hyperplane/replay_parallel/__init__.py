@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
 import tempfile
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,6 +50,9 @@ class ParallelReport:
     groups: list[list[str]] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
     merged_because: str = ""
+    # CPU seconds of each step: the partition, each worker run, the parent's merge and writing
+    # (what the replay costs on an idle machine, whatever else the cores were doing)
+    cpu_seconds: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         if len(self.components) <= 1:
@@ -65,16 +70,18 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ReplayError("workers > 1 needs processes started by fork (Linux, macOS)")
-    plan: Partition = _in_fork(lambda: partition(engine.net, engine.fns, engine.chunks(), engine.inject))
+    cpu: dict[str, Any] = {"workers": []}
+    plan: Partition = _in_fork(lambda: partition(engine.net, engine.fns, engine.chunks(), engine.inject),
+                               cpu, "partition")
     named = [(name, int(size)) for name, size in zip(plan.names, plan.sizes)]
-    info = ParallelReport(workers, named)
+    info = ParallelReport(workers, named, cpu_seconds=cpu)
     if len(plan.names) <= 1 or workers == 1:
         report = _single(engine, output, verdicts, flow_logs, progress)
         report.parallel = info
         return report
     groups = plan.groups(workers)
     info.groups = [[plan.names[c] for c in g] for g in groups]
-    results = _in_forks([_worker(engine, plan, g) for g in groups])
+    results = _in_forks([_worker(engine, plan, g) for g in groups], cpu)
     overflowed = [r for r in results if r.overflows]
     if overflowed:
         # the first overflow is where the partition stops holding: from then on, the state a
@@ -90,8 +97,11 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         # a worker's flow-log records cannot be told apart by component: the untouched
         # components of a worker that also ran merged ones are replayed again on their own
         alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
-        results = kept + _in_forks([_worker(engine, plan, g) for g in (again, alone) if g])
-    return _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
+        results = kept + _in_forks([_worker(engine, plan, g) for g in (again, alone) if g], cpu)
+    start = time.process_time()
+    report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
+    cpu["merge"] = time.process_time() - start
+    return report
 
 
 def _single(engine: Any, output: Any, verdicts: Any, flow_logs: Any, progress: Any) -> Any:
@@ -242,29 +252,39 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 
 # -- processes --------------------------------------------------------------------------------
 
-def _in_fork(task: Callable[[], Any]) -> Any:
-    return _in_forks([task])[0]
+def _in_fork(task: Callable[[], Any], cpu: dict[str, Any], step: str) -> Any:
+    found = _in_forks([task], cpu, step)[0]
+    cpu[step] = cpu[step][0]
+    return found
 
 
-def _in_forks(tasks: list[Callable[[], Any]]) -> list[Any]:
+def _in_forks(tasks: list[Callable[[], Any]], cpu: dict[str, Any], step: str = "workers") -> list[Any]:
     """Run each task in a process forked from this one (a copy of the network as it is now),
-    all at once; their results come back through files."""
+    all at once; their results come back through files, with the CPU seconds each took
+    (appended to ``cpu[step]``)."""
     with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
         pids = []
+        gc.freeze()  # the parent's objects out of the children's collections: fewer pages copied
         for k, task in enumerate(tasks):
             pid = os.fork()
             if pid == 0:  # the child: run, write the result (or the error), leave at once
                 code = 0
+                start = time.process_time()
                 try:
-                    result: Any = task()
+                    result: Any = (task(), time.process_time() - start)
                 except BaseException as exc:  # handed to the parent, raised there
                     result, code = _Failure(exc, traceback.format_exc()), 1
                 try:
-                    with open(Path(folder) / f"{k}.pickle", "wb") as f:
-                        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+                    try:
+                        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                    except Exception:  # an error that does not pickle: its text does
+                        text = result.text if isinstance(result, _Failure) else traceback.format_exc()
+                        data = pickle.dumps(_Failure(ReplayError(f"a replay worker failed:\n{text}"), text))
+                    (Path(folder) / f"{k}.pickle").write_bytes(data)
                 finally:
                     os._exit(code)
             pids.append(pid)
+        gc.unfreeze()
         for pid in pids:
             os.waitpid(pid, 0)
         results = []
@@ -277,7 +297,8 @@ def _in_forks(tasks: list[Callable[[], Any]]) -> list[Any]:
     for r in results:
         if isinstance(r, _Failure):
             raise r.exc
-    return results
+    cpu.setdefault(step, []).extend(seconds for _, seconds in results)
+    return [found for found, _ in results]
 
 
 @dataclass

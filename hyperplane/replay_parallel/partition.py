@@ -161,13 +161,12 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     # which costs parallelism, never exactness
     pairs = np.concatenate(conn_keys)
     mixed = (pairs[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ pairs[:, 1]
-    _, conn = np.unique(mixed, return_inverse=True)
-    conn = conn.reshape(-1)
+    conn = _inverse(mixed)
     ends = np.concatenate(row_nodes)
     # named nodes joined by the connections that touch two of them, and statically
     touch = np.concatenate([np.stack([conn, ends[:, k]], 1) for k in range(2)])
     touch = touch[touch[:, 1] >= 0]
-    pair = np.unique(touch[:, 0] * first_conn + touch[:, 1])  # (connection, named node), by connection
+    pair = _distinct(touch[:, 0] * first_conn + touch[:, 1])  # (connection, named node), by connection
     touch = np.stack([pair // first_conn, pair % first_conn], 1)
     first = np.full(int(conn.max()) + 1, -1, np.int64)
     first[touch[::-1, 0]] = touch[::-1, 1]  # each connection's first named node
@@ -177,8 +176,8 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     # a row's component: its connection's named node's, or (none) the one of connections
     # that touch no shared state
     label = np.where(first[conn] >= 0, root[np.maximum(first[conn], 0)], first_conn)
-    named, component_of = np.unique(label, return_inverse=True)
-    component_of = component_of.reshape(-1)
+    named = _distinct(label)
+    component_of = np.searchsorted(named, label)
     component = np.full(n_total, -1, np.int64)
     component[every] = component_of
     names = []
@@ -203,6 +202,21 @@ def _environment_node(net: Any, nodes: _Nodes, function: str, env: int) -> int:
     if config is None:
         return nodes.subnets + nodes.nats + nodes.functions.index(function)
     return nodes.vpc.subnet_ids.index(subnet_for(function, str(IPv4Address(env)), config))
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (by a sort: numpy's hashing unique is slower on many values)."""
+    s = np.sort(values)
+    return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
+
+
+def _inverse(values: np.ndarray) -> np.ndarray:
+    """Each value's number among the distinct values, in sorted order."""
+    order = np.argsort(values)
+    s = values[order]
+    number = np.empty(len(values), np.int64)
+    number[order] = np.cumsum(np.r_[False, s[1:] != s[:-1]])
+    return number
 
 
 def _components(n: int, edges: np.ndarray) -> np.ndarray:
