@@ -28,9 +28,10 @@ The walks go through the batch path (``Network.process``), one batch per leg for
 destination, port class and protocol of a source at once (``hyperplane.connectivity.exchanges``).
 
 **A clean network state.** The question is about the configuration, as AWS Reachability
-Analyzer's is: the walks run on a scratch network built from the same topology, Lambda
-settings and clock, with every function deployed (``ready=True``); the network asked is not
-touched (no connection left in its tables, no ENI lifecycle advanced, its clock unmoved).
+Analyzer's is: the walks run on scratch networks (one per source, and per reply class of a
+function) built from the same topology, Lambda settings and clock, with every function deployed
+(``ready=True``); the network asked is not touched (no connection left in its tables, no ENI
+lifecycle advanced, its clock unmoved).
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def _targets(scratch: Any, source: str, vpc_id: str | None, names: Sequence[str]
         names = [e for e in topology.network_interfaces if own is None or e != own.id]
         names += ["dns"] if vpc_id is not None else []
         names += [e.id for e in topology.vpc_endpoints.values() if e.endpoint_type == "gateway"]
-        names += ["internet"] if not from_internet or source != "internet" else []
+        names += ["internet"] if source != "internet" else []
     out: list[Target] = []
     for name in names:
         try:
