@@ -137,3 +137,19 @@ def test_diff_of_a_broken_file_is_one_line_and_exit_2(files, tmp_path):
     result = CliRunner().invoke(main, ["diff", str(files[0]), str(bad)])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("hyperplane: ")
+
+
+def test_diff_reads_describe_folders_like_topology_files():
+    folder = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots" / "test-nat-gateway"
+    if not folder.is_dir():
+        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project, in "
+                    "../shared/fixtures/aws-snapshots; a fresh clone does not have it)")
+    result = CliRunner().invoke(main, ["diff", str(folder), str(folder), "--from", "internet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no connection changes"
+
+
+def test_diff_parameter_must_be_key_value(files):
+    result = CliRunner().invoke(main, ["diff", str(files[0]), str(files[1]), "--parameter", "Env"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "hyperplane: --parameter 'Env' is not KEY=VALUE"

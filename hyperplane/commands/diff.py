@@ -22,18 +22,28 @@ __all__ = ["diff_command"]
               help="Only this source (repeatable): a function, an ENI or instance id, 'internet'. "
                    "Default: every source of either network.")
 @click.option("--repair", is_flag=True, help=REPAIR_HELP)
+@click.option("--region", default=None, help="The region of a template or plan (AWS::Region, Fn::GetAZs).")
+@click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
+              help="A CloudFormation template parameter (repeatable), for both inputs.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def diff_command(before: Path, after: Path, sources: tuple[str, ...], repair: bool, fmt: str) -> None:
+def diff_command(before: Path, after: Path, sources: tuple[str, ...], repair: bool, region: str | None,
+                 parameters: tuple[str, ...], fmt: str) -> None:
     """Compare the reachability of BEFORE and AFTER (any two inputs --topology reads: topology
     files, describe-* folders, ...), both ways, every port: print each connection whose verdict
     changed with the deciding hop before and after. Exit 1 if any changed, 0 if none."""
     from hyperplane.connectivity.diff import diff
     from hyperplane.network import Network
 
+    options: dict[str, object] = {"region": region} if region is not None else {}
+    for item in parameters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--parameter {item!r} is not KEY=VALUE")
+        options.setdefault("parameters", {})[key] = value  # type: ignore[index]
     try:
         with repair_warnings():
-            net_a = Network.load(before, repair=repair)
-            net_b = Network.load(after, repair=repair)
+            net_a = Network.load(before, repair=repair, **options)
+            net_b = Network.load(after, repair=repair, **options)
         changes = diff(net_a, net_b, list(sources) or None)
     except (HyperplaneError, ValueError, OSError) as exc:
         raise UserError(str(exc)) from exc
