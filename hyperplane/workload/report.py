@@ -270,7 +270,7 @@ class Recorder:
     # -- samples ----------------------------------------------------------------------------
 
     def sample(self, t: float, envs: list[Any], slots: Any, last: bool = False) -> None:
-        if t < self.next_sample - 1e-9 and not last:
+        if (t < self.next_sample - 1e-9 and not last) or (self.times and t <= self.times[-1]):
             return
         self.next_sample = t + self.every
         k = len(self.times)
@@ -314,6 +314,19 @@ class Recorder:
             for values in self.series[category].values():
                 if len(values) <= k:
                     values.append(values[-1] if category in ("refused", "cut") and values else 0.0)
+
+    def sample_tables(self, end: float, envs: list[Any], slots: Any) -> None:
+        """A sample at the NAT gateways' clock, the time of the last packet walked (before
+        ``end``): what their tables hold right after they refused, not after the batch."""
+        tables = list(getattr(self.net, "_nat_tables", ()))
+        now = max([t.now for t in tables] + [self.t0 + (self.times[-1] if self.times else 0.0)])
+        for table in tables:
+            table.expire(now)
+        for load in self.w.functions:
+            for pool in self.net.lambda_service.function(load.function).pools:
+                pool.table.expire(max(now, pool.table.now))
+        self.sample(min(now - self.t0, end), envs, slots, last=True)
+        self.next_sample = (self.times[-1] // self.every + 1) * self.every
 
     def _put(self, category: str, key: str, value: float, k: int) -> None:
         values = self.series[category].setdefault(key, [0.0] * k)

@@ -203,10 +203,9 @@ class _Run:
             self._reclaim(t)
             self._invocations(t, end)
             self._exchanges(t, end)
+            if self.rec.next_sample == 0.0:  # a NAT gateway refused: its table, as it stands
+                self.rec.sample_tables(end, self.envs, self.slots)
             t = end
-            if self.rec.next_sample == 0.0 and t < w.duration:  # a limit was just hit
-                net.advance(max(0.0, self.t0 + t - net.now))
-                self.rec.sample(t, self.envs, self.slots)
             if progress is not None:
                 progress(t)
         net.advance(max(0.0, self.t0 + w.duration - net.now))
