@@ -73,7 +73,8 @@ class _Nodes:
         vpc = net.compiled
         topo = net.topology
         self.vpc = vpc
-        self.names = [*vpc.subnet_ids, *vpc.nat_ids, *(f"{f} (no VpcConfig)" for f in net.lambda_service.functions)]
+        # functions without VpcConfig share one node: they all leave from Lambda's own address
+        self.names = [*vpc.subnet_ids, *vpc.nat_ids, "functions without VpcConfig"]
         self.subnets, self.nats = len(vpc.subnet_ids), len(vpc.nat_ids)
         nat_of = {nid: k for k, nid in enumerate(vpc.nat_ids)}
         self.static: list[tuple[int, int]] = []  # subnet -> NAT gateway its routes reach
@@ -89,7 +90,9 @@ class _Nodes:
             for sid in (fs.vpc_config.subnet_ids if fs.vpc_config is not None else ()):
                 self.pool_subnet[vpc.subnet_ids.index(sid)] = True
         self.nat_of_eni = {int(e): k for k, e in enumerate(vpc.nat_eni) if e >= 0}
-        self.functions = list(net.lambda_service.functions)
+        # VPCs whose addresses overlap: an address alone does not say which ENI it is
+        cidrs = [c for v in topo.vpcs.values() for c in v.cidrs]
+        self.overlapping = any(a.overlaps(b) for k, a in enumerate(cidrs) for b in cidrs[k + 1:])
 
     def of_address(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(node of each address, -1: none; the address a connection key uses)."""
@@ -157,6 +160,9 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     n_total = (int(every[-1]) + 1) if every.size else 0
     if not every.size:
         return Partition(np.full(0, -1, np.int64), [], np.zeros(0), np.zeros(0, np.int64))
+    if nodes.overlapping:  # every packet in one component: the partition could not be sure
+        ends = np.concatenate(row_nodes)
+        row_nodes = [np.zeros_like(ends)]
     # a connection as one 64-bit number: two connections that collide only join components,
     # which costs parallelism, never exactness
     pairs = np.concatenate(conn_keys)
@@ -186,8 +192,10 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         names.append("+".join(members) if members else "connections of no shared resource")
     clock = np.maximum.accumulate(np.concatenate(times))
     clock -= clock[0]
+    # the clock never goes back: a component's last packet has its latest time
+    distinct, from_end = np.unique(component_of[::-1], return_index=True)
     last = np.zeros(len(named))
-    np.maximum.at(last, component_of, clock)
+    last[distinct] = clock[len(clock) - 1 - from_end]
     of_subnet = {sid: int(np.flatnonzero(named == root[s])[0]) for s, sid in enumerate(nodes.vpc.subnet_ids)
                  if root[s] in named}
     return Partition(component, names, last, np.bincount(component_of, minlength=len(named)), of_subnet)
@@ -200,7 +208,7 @@ def _environment_node(net: Any, nodes: _Nodes, function: str, env: int) -> int:
 
     config = net.lambda_service.function(function).vpc_config
     if config is None:
-        return nodes.subnets + nodes.nats + nodes.functions.index(function)
+        return nodes.subnets + nodes.nats
     return nodes.vpc.subnet_ids.index(subnet_for(function, str(IPv4Address(env)), config))
 
 
