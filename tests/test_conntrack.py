@@ -414,6 +414,30 @@ def test_memory_is_given_back_when_flows_expire_or_their_eni_is_deleted():
     assert Conversation(tracker, ENI_DB, sport=53, proto=UDP).reply(31.0, rule=False) == TRACKED
 
 
+def test_the_flow_index_holds_one_entry_per_stored_flow_and_stays_at_most_half_full():
+    tracker = ConnectionTracker(capacity=16)
+    rows = packets(5000)
+    rows["src_ip"], rows["dst_ip"] = ip(LAMBDA), ip(DB) + np.arange(5000) // 1000
+    rows["src_port"], rows["dst_port"], rows["proto"] = 1024 + np.arange(5000) % 1000, 53, UDP
+    empty = tracker.index_stats()
+    assert (empty.entries, empty.probe_mean, empty.probe_max) == (0, 0.0, 0)
+    tracker.check(np.arange(5000, dtype=np.int32) % 3, rows, np.ones(5000, np.uint8))
+    full = tracker.index_stats()
+    assert full.entries == tracker.live == 5000 and full.load <= 0.5 and full.buckets == 2 * tracker.capacity
+    assert 1.0 <= full.probe_mean <= full.probe_max < 64  # a well-spread hash keeps probes short
+    # flows removed one by one (an ENI deleted) leave no entry behind, and the rest still match
+    forgotten = tracker.forget(1)
+    assert tracker.index_stats().entries == tracker.live == 5000 - forgotten
+    replies = rows.copy()
+    replies["src_ip"], replies["dst_ip"] = rows["dst_ip"], rows["src_ip"]
+    replies["src_port"], replies["dst_port"] = rows["dst_port"], rows["src_port"]
+    enis = np.arange(5000, dtype=np.int32) % 3
+    tracked = tracker.check(enis, replies, np.zeros(5000, np.uint8)).tracked
+    assert (tracked == (enis != 1)).all()
+    tracker.expire(1000.0)
+    assert tracker.index_stats().entries == tracker.live == 0
+
+
 def test_a_tracker_in_use_by_another_thread_is_refused():
     import threading
     tracker = ConnectionTracker()

@@ -700,6 +700,29 @@ def count_live(times: np.ndarray, timeout: float, now: float) -> int:
     return int(np.count_nonzero(near > now)) + len(undecided)
 
 
+def test_both_indexes_hold_one_entry_per_connection_through_growth_and_closing():
+    table = eni_table(capacity=16)
+    assert table.index_stats()["forward"].entries == 0
+    opened = table.process(opening_batch(3000, [REMOTE, REMOTE_2]), Direction.OUT)
+    assert table.live == 3000
+    for name, index in table.index_stats().items():
+        assert index.entries == 3000 and index.load <= 0.5, name
+        assert 1.0 <= index.probe_mean <= index.probe_max < 64, name  # a well-spread hash keeps probes short
+    # every other connection reset from outside: both of its entries go, the others still translate
+    rst = opened.packets.copy()
+    rst["src_ip"], rst["dst_ip"] = opened.packets["dst_ip"], opened.packets["src_ip"]
+    rst["src_port"], rst["dst_port"] = opened.packets["dst_port"], opened.packets["src_port"]
+    rst["flags"], rst["time"] = RST, 1.0
+    table.process(rst[::2].copy(), Direction.IN)
+    stats = table.index_stats()
+    assert stats["forward"].entries == stats["reverse"].entries == table.live == 1500
+    ack = rst[1::2].copy()
+    ack["flags"] = ACK
+    assert (table.process(ack, Direction.IN).status == NatStatus.TRANSLATED).all()
+    table.expire(1000.0)
+    assert table.index_stats()["reverse"].entries == table.live == 0
+
+
 def test_hyperplane_eni_churn_of_millions_keeps_memory_flat():
     total, batch_rows, udp_timeout = 3_000_000, 100_000, 30.0
     rate = 50_000 / udp_timeout  # new connections per second: about 50,000 live at once

@@ -43,9 +43,9 @@ expiry is O(1) amortized per new flow, and the slab stays under 8/3 of the peak 
 a deleted ENI (one scan of the slab: ENI deletion is rare). Both give memory back: a slab at most
 1/8 full is compacted to twice the flows it holds.
 
-The index is open addressing with linear probing and backward-shift deletion (no tombstones),
-at most half full; an entry is (8-bit hash tag << 24) | slot, so probing past a colliding entry
-does not read its flow. The batch loop works in blocks of 16 rows: canonicalise and hash the
+The index (_index.pxd, shared with _nat) is open addressing with linear probing and
+backward-shift deletion (no tombstones), at most half full; an entry is (8-bit hash tag << 24) |
+slot, so probing past a colliding entry does not read its flow. The batch loop works in blocks of 16 rows: canonicalise and hash the
 block, prefetch the index lines, then the flows they point to, then process the rows in order.
 """
 
@@ -56,7 +56,9 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from hyperplane._core._codes cimport FIN_A, FIN_B, SEEN_A, SEEN_B
-from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, table_alloc
+from hyperplane._core._index cimport (EMPTY, idx_alloc, idx_bucket, idx_candidate, idx_probe,
+                                      idx_put, idx_remove, idx_skip, idx_stats, probe_t)
+from hyperplane._core._tables cimport __builtin_prefetch, deadline, mix, table_alloc
 from hyperplane._core._types cimport (F_ACK, F_FIN, F_RST, F_SYN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, P_ICMP, P_TCP,
                                P_UDP, packet_t)
 
@@ -161,66 +163,32 @@ cdef inline void canonical_key(const packet_t* p, int32_t eni, key_t* k) noexcep
     k.hash = flow_hash(k.ip_a, k.ip_b, eni, k.port_a, k.port_b, k.proto)
 
 
-#### index (linear probing, backward-shift deletion: no tombstones)
+#### index (_index.pxd: linear probing, tagged entries, backward-shift deletion)
+
+cdef uint64_t slot_hash(const void* flows, uint32_t s) noexcept nogil:
+    return hash_of(&(<const flow_t*>flows)[s])
 
 cdef inline uint32_t find(const track_t* st, const key_t* k) noexcept nogil:
-    cdef uint32_t i = <uint32_t>k.hash & st.idx_mask
-    cdef uint32_t tag = <uint32_t>(k.hash >> 56)
-    cdef uint32_t e, s
+    cdef probe_t pr = idx_probe(k.hash, st.idx_mask)
+    cdef uint32_t s
     cdef const flow_t* f
     while True:
-        e = st.index[i]
-        if e == EMPTY:
+        s = idx_candidate(st.index, st.idx_mask, &pr)
+        if s == EMPTY:
             return EMPTY
-        if (e >> 24) == tag:
-            s = e & SLOT_MASK
-            f = &st.flows[s]
-            if (f.ip_a == k.ip_a and f.ip_b == k.ip_b and f.eni == k.eni
-                    and f.port_a == k.port_a and f.port_b == k.port_b and f.proto == k.proto):
-                return s
-        i = (i + 1) & st.idx_mask
-
-cdef inline void idx_put(uint32_t* tab, uint32_t mask, uint64_t h, uint32_t s) noexcept nogil:
-    cdef uint32_t i = <uint32_t>h & mask
-    while tab[i] != EMPTY:
-        i = (i + 1) & mask
-    tab[i] = (<uint32_t>(h >> 56) << 24) | s
-
-cdef void idx_remove(track_t* st, uint32_t s) noexcept nogil:
-    cdef uint32_t mask = st.idx_mask
-    cdef uint32_t* tab = st.index
-    cdef uint32_t i = <uint32_t>hash_of(&st.flows[s]) & mask
-    cdef uint32_t j, k, n = 0
-    while (tab[i] & SLOT_MASK) != s:
-        i = (i + 1) & mask
-        n += 1
-        if n > mask:
-            return                  # not indexed: nothing to remove (never loop for it)
-    j = i
-    while True:
-        j = (j + 1) & mask
-        if tab[j] == EMPTY:
-            break
-        k = <uint32_t>hash_of(&st.flows[tab[j] & SLOT_MASK]) & mask
-        # the entry at j may stay if its home k lies cyclically in (i, j]
-        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
-            continue
-        tab[i] = tab[j]
-        i = j
-    tab[i] = EMPTY
+        f = &st.flows[s]
+        if (f.ip_a == k.ip_a and f.ip_b == k.ip_b and f.eni == k.eni
+                and f.port_a == k.port_a and f.port_b == k.port_b and f.proto == k.proto):
+            return s
+        idx_skip(&pr, st.idx_mask)
 
 cdef inline void prefetch_flow(const track_t* st, uint64_t h) noexcept nogil:
     """Find the index entry whose tag matches (its line was prefetched before) and prefetch the
     flow it points to."""
-    cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t tag = <uint32_t>(h >> 56)
-    cdef uint32_t e = st.index[i]
-    while e != EMPTY:
-        if (e >> 24) == tag:
-            __builtin_prefetch(&st.flows[e & SLOT_MASK])
-            return
-        i = (i + 1) & st.idx_mask
-        e = st.index[i]
+    cdef probe_t pr = idx_probe(h, st.idx_mask)
+    cdef uint32_t s = idx_candidate(st.index, st.idx_mask, &pr)
+    if s != EMPTY:
+        __builtin_prefetch(&st.flows[s])
 
 
 #### the slab: killing, sweeping, growing
@@ -230,7 +198,7 @@ cdef void kill(track_t* st, uint32_t s, int expired) noexcept nogil:
     cdef flow_t* f = &st.flows[s]
     if f.bits == 0:
         return                      # a free slot: killing it twice would corrupt the free list
-    idx_remove(st, s)
+    idx_remove(st.index, st.idx_mask, s, slot_hash, st.flows)
     f.bits = 0
     f.next_free = st.free_head
     st.free_head = s
@@ -264,13 +232,12 @@ cdef int resize(track_t* st, uint32_t newcap) noexcept nogil:
     index at twice that size. -1 when out of memory (the table is left as it was)."""
     cdef uint32_t newmask = newcap * 2 - 1
     cdef flow_t* nf = <flow_t*>table_alloc(<size_t>newcap * sizeof(flow_t))
-    cdef uint32_t* ni = <uint32_t*>table_alloc(<size_t>newcap * 2 * sizeof(uint32_t))
+    cdef uint32_t* ni = idx_alloc(newcap * 2)
     cdef uint32_t s, d = 0
     if nf == NULL or ni == NULL:
         free(nf)
         free(ni)
         return -1
-    memset(ni, 0xFF, <size_t>newcap * 2 * sizeof(uint32_t))
     for s in range(st.used):
         if st.flows[s].bits != 0:
             nf[d] = st.flows[s]
@@ -409,7 +376,7 @@ cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const u
         for j in range(m):
             canonical_key(&pk[i0 + j], eni[i0 + j], &keys[j])
             if keys[j].kind < K_UNTRACKED:
-                __builtin_prefetch(&st.index[<uint32_t>keys[j].hash & st.idx_mask])
+                __builtin_prefetch(idx_bucket(st.index, st.idx_mask, keys[j].hash))
         for j in range(m):
             if keys[j].kind < K_UNTRACKED:
                 prefetch_flow(st, keys[j].hash)
@@ -459,10 +426,9 @@ cdef class ConntrackCore:
         self.st.cap = cap
         self.st.idx_mask = cap * 2 - 1
         self.st.flows = <flow_t*>table_alloc(<size_t>cap * sizeof(flow_t))
-        self.st.index = <uint32_t*>table_alloc(<size_t>cap * 2 * sizeof(uint32_t))
+        self.st.index = idx_alloc(cap * 2)
         if self.st.flows == NULL or self.st.index == NULL:
             raise MemoryError("cannot allocate the connection tracking table")
-        memset(self.st.index, 0xFF, <size_t>cap * 2 * sizeof(uint32_t))
 
     def __dealloc__(self):
         free(self.st.flows)
@@ -546,6 +512,11 @@ cdef class ConntrackCore:
     def memory_bytes(self):
         return (<size_t>self.st.cap * sizeof(flow_t)
                 + <size_t>(self.st.idx_mask + 1) * sizeof(uint32_t) + sizeof(track_t))
+
+    def index_stats(self):
+        """The index: buckets, entries, probe_total (buckets read to find every entry once) and
+        probe_max. One pass over it; not a hot path."""
+        return idx_stats(self.st.index, self.st.idx_mask, slot_hash, self.st.flows)
 
     def timeout_table(self):
         """The 64 timeouts, indexed kind * 16 + bits (kinds: TCP, UDP, ICMP, other)."""

@@ -10,8 +10,9 @@ OUT (from the inside: an execution environment, or an instance behind the NAT ga
 (from the remote side, addressed to a translating address).
 
 Keys. A connection is (proto, inside ip:port, remote ip:port) ⇄ (proto, address:x_port,
-remote ip:port). The remote end is never translated. Two open-addressing indexes find a
-connection by either tuple; a translated tuple is never held by two live connections.
+remote ip:port). The remote end is never translated. Two open-addressing indexes (_index.pxd,
+shared with _conntrack) find a connection by either tuple; a translated tuple is never held by
+two live connections.
 
 Opening (one way). Only OUT packets open connections: TCP by a SYN (flags & (SYN|ACK|RST|FIN) ==
 SYN), UDP by any datagram, ICMP (gateway mode only) by an echo request (type 8; the identifier
@@ -63,7 +64,10 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, S_ADDRESS_FULL, S_CLOSED,
                                      S_UNSUPPORTED_PROTOCOL, ST_DEAD, ST_ICMP, ST_TCP_CLOSED,
                                      ST_TCP_ESTABLISHED, ST_TCP_FIN_IN, ST_TCP_FIN_OUT,
                                      ST_TCP_OPENING, ST_UDP, ST_UDP_REPLIED)
-from hyperplane._core._tables cimport EMPTY, SLOT_MASK, __builtin_prefetch, deadline, mix, second_of, table_alloc
+from hyperplane._core._index cimport (EMPTY, idx_alloc, idx_bucket, idx_candidate, idx_probe,
+                                      idx_put, idx_rehash, idx_remove, idx_skip, idx_stats,
+                                      idx_stays, probe_t)
+from hyperplane._core._tables cimport __builtin_prefetch, deadline, mix, second_of, table_alloc
 from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
@@ -124,101 +128,53 @@ cdef inline uint64_t splitmix(uint64_t* state) noexcept nogil:
     return z ^ (z >> 31)
 
 
-#### indexes (linear probing, backward-shift deletion: no tombstones)
-# An index entry is (8-bit hash tag << 24) | slot, so that a probe past a colliding entry does
-# not have to read that connection (a cache miss) to know it is not the one.
+#### indexes (_index.pxd: linear probing, tagged entries, backward-shift deletion)
 
-cdef inline uint32_t entry(uint64_t h, uint32_t s) noexcept nogil:
-    return (<uint32_t>(h >> 56) << 24) | s
+cdef uint64_t fwd_slot_hash(const void* st, uint32_t s) noexcept nogil:
+    return fwd_hash_of(&(<const nat_t*>st).conns[s])
+
+cdef uint64_t rev_slot_hash(const void* st, uint32_t s) noexcept nogil:
+    return rev_hash_of(<const nat_t*>st, &(<const nat_t*>st).conns[s])
 
 cdef inline uint32_t fwd_find(const nat_t* st, uint64_t h, uint32_t in_ip, uint16_t in_port,
                               uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
-    cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t tag = <uint32_t>(h >> 56)
-    cdef uint32_t e, s
+    cdef probe_t pr = idx_probe(h, st.idx_mask)
+    cdef uint32_t s
     cdef const conn_t* c
     while True:
-        e = st.fwd[i]
-        if e == EMPTY:
+        s = idx_candidate(st.fwd, st.idx_mask, &pr)
+        if s == EMPTY:
             return EMPTY
-        if (e >> 24) == tag:
-            s = e & SLOT_MASK
-            c = &st.conns[s]
-            if (c.in_ip == in_ip and c.rem_ip == rem_ip and c.in_port == in_port
-                    and c.rem_port == rem_port and c.proto == proto):
-                return s
-        i = (i + 1) & st.idx_mask
+        c = &st.conns[s]
+        if (c.in_ip == in_ip and c.rem_ip == rem_ip and c.in_port == in_port
+                and c.rem_port == rem_port and c.proto == proto):
+            return s
+        idx_skip(&pr, st.idx_mask)
 
 cdef inline uint32_t rev_find(const nat_t* st, uint64_t h, uint32_t x_ip, uint16_t x_port,
                               uint32_t rem_ip, uint16_t rem_port, uint8_t proto) noexcept nogil:
-    cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t tag = <uint32_t>(h >> 56)
-    cdef uint32_t e, s
+    cdef probe_t pr = idx_probe(h, st.idx_mask)
+    cdef uint32_t s
     cdef const conn_t* c
     while True:
-        e = st.rev[i]
-        if e == EMPTY:
+        s = idx_candidate(st.rev, st.idx_mask, &pr)
+        if s == EMPTY:
             return EMPTY
-        if (e >> 24) == tag:
-            s = e & SLOT_MASK
-            c = &st.conns[s]
-            if (c.x_port == x_port and c.rem_ip == rem_ip and c.rem_port == rem_port
-                    and c.proto == proto and st.addr_ip[c.addr] == x_ip):
-                return s
-        i = (i + 1) & st.idx_mask
-
-cdef inline void idx_put(uint32_t* tab, uint32_t mask, uint64_t h, uint32_t s) noexcept nogil:
-    cdef uint32_t i = <uint32_t>h & mask
-    while tab[i] != EMPTY:
-        i = (i + 1) & mask
-    tab[i] = entry(h, s)
-
-cdef inline uint64_t entry_hash(const nat_t* st, int reverse, uint32_t e) noexcept nogil:
-    cdef const conn_t* c = &st.conns[e & SLOT_MASK]
-    return rev_hash_of(st, c) if reverse else fwd_hash_of(c)
-
-cdef void idx_remove(nat_t* st, uint32_t* tab, int reverse, uint32_t s) noexcept nogil:
-    cdef uint32_t mask = st.idx_mask
-    cdef uint32_t i = <uint32_t>entry_hash(st, reverse, s) & mask
-    cdef uint32_t j, k, n = 0
-    while (tab[i] & SLOT_MASK) != s:
-        i = (i + 1) & mask
-        n += 1
-        if n > mask:
-            return                  # not indexed: nothing to remove (never loop for it)
-    j = i
-    while True:
-        j = (j + 1) & mask
-        if tab[j] == EMPTY:
-            break
-        k = <uint32_t>entry_hash(st, reverse, tab[j]) & mask
-        # the entry at j may stay if its home k lies cyclically in (i, j]
-        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
-            continue
-        tab[i] = tab[j]
-        i = j
-    tab[i] = EMPTY
+        c = &st.conns[s]
+        if (c.x_port == x_port and c.rem_ip == rem_ip and c.rem_port == rem_port
+                and c.proto == proto and st.addr_ip[c.addr] == x_ip):
+            return s
+        idx_skip(&pr, st.idx_mask)
 
 cdef int idx_grow(nat_t* st) noexcept nogil:
     """Double both indexes and rehash. Returns -1 when out of memory."""
-    cdef uint32_t newcap = (st.idx_mask + 1) * 2
-    cdef uint32_t newmask = newcap - 1
-    cdef uint32_t* nf = <uint32_t*>table_alloc(newcap * sizeof(uint32_t))
-    cdef uint32_t* nr = <uint32_t*>table_alloc(newcap * sizeof(uint32_t))
-    cdef uint32_t i, e
+    cdef uint32_t newmask = (st.idx_mask + 1) * 2 - 1
+    cdef uint32_t* nf = idx_rehash(st.fwd, st.idx_mask, newmask, fwd_slot_hash, st)
+    cdef uint32_t* nr = idx_rehash(st.rev, st.idx_mask, newmask, rev_slot_hash, st)
     if nf == NULL or nr == NULL:
         free(nf)
         free(nr)
         return -1
-    memset(nf, 0xFF, newcap * sizeof(uint32_t))
-    memset(nr, 0xFF, newcap * sizeof(uint32_t))
-    for i in range(st.idx_mask + 1):
-        e = st.fwd[i]
-        if e != EMPTY:
-            idx_put(nf, newmask, entry_hash(st, 0, e), e & SLOT_MASK)
-        e = st.rev[i]
-        if e != EMPTY:
-            idx_put(nr, newmask, entry_hash(st, 1, e), e & SLOT_MASK)
     free(st.fwd)
     free(st.rev)
     st.fwd = nf
@@ -268,7 +224,7 @@ cdef void dest_release(nat_t* st, uint64_t key) noexcept nogil:
         if st.dests[j].count == 0:
             break
         k = <uint32_t>mix(st.dests[j].key, 0) & mask
-        if (i < j and i < k and k <= j) or (i > j and (k > i or k <= j)):
+        if idx_stays(i, j, k):
             continue
         st.dests[i] = st.dests[j]
         i = j
@@ -316,8 +272,8 @@ cdef void kill(nat_t* st, uint32_t s, int expired, int linked) noexcept nogil:
     cdef conn_t* c = &st.conns[s]
     if c.state == ST_DEAD:
         return                      # killed already: a second kill would free the slot twice
-    idx_remove(st, st.fwd, 0, s)
-    idx_remove(st, st.rev, 1, s)
+    idx_remove(st.fwd, st.idx_mask, s, fwd_slot_hash, st)
+    idx_remove(st.rev, st.idx_mask, s, rev_slot_hash, st)
     dest_release(st, dest_key(c.addr, c.proto, c.rem_ip, c.rem_port))
     st.stats[c.addr].live -= 1
     st.live -= 1
@@ -535,17 +491,12 @@ cdef inline uint64_t packet_hash(const packet_t* p, int d) noexcept nogil:
 cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil:
     """Find the index entry whose tag matches (its line was prefetched before) and prefetch the
     connection it points to. Returns 0 when there is none: the packet probably opens one."""
-    cdef const uint32_t* tab = st.fwd if d == DIR_OUT else st.rev
-    cdef uint32_t i = <uint32_t>h & st.idx_mask
-    cdef uint32_t tag = <uint32_t>(h >> 56)
-    cdef uint32_t e = tab[i]
-    while e != EMPTY:
-        if (e >> 24) == tag:
-            __builtin_prefetch(&st.conns[e & SLOT_MASK])
-            return 1
-        i = (i + 1) & st.idx_mask
-        e = tab[i]
-    return 0
+    cdef probe_t pr = idx_probe(h, st.idx_mask)
+    cdef uint32_t s = idx_candidate(st.fwd if d == DIR_OUT else st.rev, st.idx_mask, &pr)
+    if s == EMPTY:
+        return 0
+    __builtin_prefetch(&st.conns[s])
+    return 1
 
 cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
     """Guess the first port a new connection will try (the random sequence is known in advance;
@@ -554,7 +505,7 @@ cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t 
     cdef uint32_t off = <uint32_t>(((splitmix(&rng) >> 32) * st.nports) >> 32)
     cdef uint64_t h = tuple_hash(st.addr_ip[st.last_addr], <uint16_t>(st.port_lo + off),
                                  p.dst_ip, p.dst_port, p.proto)
-    __builtin_prefetch(&st.rev[<uint32_t>h & st.idx_mask])
+    __builtin_prefetch(idx_bucket(st.rev, st.idx_mask, h))
 
 
 cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept nogil:
@@ -660,7 +611,7 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
             for j in range(i, block_end):
                 h = packet_hash(&inp[j], dirs[j * dstep])
                 hashes[j - i] = h
-                __builtin_prefetch(&(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev)[<uint32_t>h & st.idx_mask])
+                __builtin_prefetch(idx_bucket(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev, st.idx_mask, h))
             draws = 0
             for j in range(i, block_end):
                 if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
@@ -691,7 +642,7 @@ cdef void nat_prefetch(const nat_t* st, const packet_t* p, uint8_t direction, in
     if connection:
         prefetch_conn(st, h, direction)
     else:
-        __builtin_prefetch(&(st.fwd if direction == DIR_OUT else st.rev)[<uint32_t>h & st.idx_mask])
+        __builtin_prefetch(idx_bucket(st.fwd if direction == DIR_OUT else st.rev, st.idx_mask, h))
 
 
 cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_t* out) noexcept nogil:
@@ -746,14 +697,12 @@ cdef class NatCore:
             self.st.wheel[k] = EMPTY
             self.st.wheel_min[k] = INFINITY
         self.st.conns = <conn_t*>table_alloc(cap * sizeof(conn_t))
-        self.st.fwd = <uint32_t*>table_alloc(cap * 2 * sizeof(uint32_t))
-        self.st.rev = <uint32_t*>table_alloc(cap * 2 * sizeof(uint32_t))
+        self.st.fwd = idx_alloc(cap * 2)
+        self.st.rev = idx_alloc(cap * 2)
         self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
         if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
                 or self.st.dests == NULL):
             raise MemoryError("cannot allocate the connection table")
-        memset(self.st.fwd, 0xFF, cap * 2 * sizeof(uint32_t))
-        memset(self.st.rev, 0xFF, cap * 2 * sizeof(uint32_t))
 
     def __dealloc__(self):
         free(self.st.conns)
@@ -851,6 +800,12 @@ cdef class NatCore:
     def memory_bytes(self):
         return (self.st.conn_cap * sizeof(conn_t) + 2 * (self.st.idx_mask + 1) * sizeof(uint32_t)
                 + (self.st.dest_mask + 1) * sizeof(dest_t) + sizeof(nat_t))
+
+    def index_stats(self):
+        """The forward and the reverse index: each buckets, entries, probe_total (buckets read to
+        find every entry once) and probe_max. One pass over them; not a hot path."""
+        return (idx_stats(self.st.fwd, self.st.idx_mask, fwd_slot_hash, &self.st),
+                idx_stats(self.st.rev, self.st.idx_mask, rev_slot_hash, &self.st))
 
     def connections(self):
         """Every live connection, as columns (for tests, traces and listings; not a hot path)."""

@@ -1,4 +1,5 @@
-# Helpers shared by the compiled hash tables (_nat, _conntrack): hashing, prefetching, memory.
+# Helpers shared by the compiled hash tables (_nat, _conntrack): hashing, prefetching, memory,
+# time. Their open-addressing index is _index.pxd.
 from libc.stdint cimport uint64_t
 
 cdef extern from *:
@@ -14,9 +15,6 @@ cdef extern from "sys/mman.h" nogil:
 cdef enum:
     HUGE_PAGE = 2 * 1024 * 1024
     CACHE_LINE = 64
-    # Index entries are (8-bit hash tag << 24) | 24-bit slot number; all ones is an empty bucket.
-    EMPTY = 0xFFFFFFFF
-    SLOT_MASK = 0xFFFFFF
 
 
 cdef inline void* table_alloc(size_t size) noexcept nogil:

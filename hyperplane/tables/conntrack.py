@@ -49,6 +49,7 @@ import numpy as np
 from hyperplane._core import _codes
 from hyperplane._core._conntrack import ConntrackCore
 from hyperplane.records import PACKET, ip_str
+from hyperplane.tables.index import IndexStats
 
 __all__ = [
     "ConnectionTracker",
@@ -189,6 +190,10 @@ class ConnectionTracker:
     @property
     def memory_bytes(self) -> int:
         return self._core.memory_bytes()
+
+    def index_stats(self) -> IndexStats:
+        """The flow index: one entry per stored flow."""
+        return IndexStats.of(self._core.index_stats())
 
     @property
     def capacity(self) -> int:

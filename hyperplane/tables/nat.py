@@ -17,6 +17,7 @@ import numpy as np
 from hyperplane._core import _codes
 from hyperplane._core._nat import NatCore
 from hyperplane.codes import Code
+from hyperplane.tables.index import IndexStats
 from hyperplane.records import PACKET, ip_str
 
 __all__ = [
@@ -312,6 +313,12 @@ class ConnectionTable:
     @property
     def memory_bytes(self) -> int:
         return self._core.memory_bytes()
+
+    def index_stats(self) -> dict[str, IndexStats]:
+        """The ``forward`` (inside tuple) and ``reverse`` (translated tuple) index: each holds
+        one entry per live connection, or dead one not reaped yet."""
+        forward, reverse = self._core.index_stats()
+        return {"forward": IndexStats.of(forward), "reverse": IndexStats.of(reverse)}
 
     def __repr__(self) -> str:
         kind = "NAT gateway" if self.gateway else "Hyperplane ENI"
