@@ -204,12 +204,7 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
         from hyperplane.replay_parallel import replay_in_parallel
         return replay_in_parallel(engine, workers, output=output, verdicts=verdicts, flow_logs=flow_logs,
                                   progress=progress)
-    report = engine.write(engine.walk(), output=output, verdicts=verdicts, progress=progress)
-    if engine.logs is not None and flow_logs is not None:
-        engine.logs.write(flow_logs)
-        report.flow_log_records = len(engine.logs)
-    report.hyperplane_enis = engine.hyperplane_enis()
-    return report
+    return engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
 
 
 # what one chunk's walk gives: the chunk, per packet its reason, resource (index into the ids)
@@ -304,6 +299,16 @@ class Engine:
                 writer.close()
             if sink is not None:
                 sink.close()
+        return report
+
+    def replay(self, *, output: str | Path | None, verdicts: str | Path | None, flow_logs: str | Path | None,
+               progress: Callable[[CaptureChunk], None] | None) -> ReplayReport:
+        """The whole replay in this process."""
+        report = self.write(self.walk(), output=output, verdicts=verdicts, progress=progress)
+        if self.logs is not None and flow_logs is not None:
+            self.logs.write(flow_logs)
+            report.flow_log_records = len(self.logs)
+        report.hyperplane_enis = self.hyperplane_enis()
         return report
 
     def hyperplane_enis(self) -> list[dict]:

@@ -76,7 +76,7 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
     named = [(name, int(size)) for name, size in zip(plan.names, plan.sizes)]
     info = ParallelReport(workers, named, cpu_seconds=cpu)
     if len(plan.names) <= 1 or workers == 1:
-        report = _single(engine, output, verdicts, flow_logs, progress)
+        report = engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
         report.parallel = info
         return report
     groups = plan.groups(workers)
@@ -87,8 +87,7 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         # the first overflow is where the partition stops holding: from then on, the state a
         # component meets may depend on another one's ENIs
         first = min(t for r in overflowed for t, _ in r.overflows) - engine.net.now
-        # a pool whose subnet saw no packet still belongs to a component of a worker that made it
-        again = sorted({plan.of_subnet.get(s, r.components[0]) for r in overflowed for _, s in r.overflows} |
+        again = sorted({plan.of_subnet[s] for r in overflowed for _, s in r.overflows} |
                        {c for c in range(len(plan.names)) if plan.last_time[c] >= first - 1e-6})
         info.merged = [plan.names[c] for c in again]
         info.merged_because = "overflow Hyperplane ENIs, the first at t=%gs, in %s" % (
@@ -101,15 +100,6 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
     start = time.process_time()
     report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
     cpu["merge"] = time.process_time() - start
-    return report
-
-
-def _single(engine: Any, output: Any, verdicts: Any, flow_logs: Any, progress: Any) -> Any:
-    report = engine.write(engine.walk(), output=output, verdicts=verdicts, progress=progress)
-    if engine.logs is not None and flow_logs is not None:
-        engine.logs.write(flow_logs)
-        report.flow_log_records = len(engine.logs)
-    report.hyperplane_enis = engine.hyperplane_enis()
     return report
 
 
@@ -208,25 +198,26 @@ def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelR
 
 
 def _merged_logs(logs: FlowLogAggregator, results: list[_Result]) -> FlowLogAggregator:
-    """One aggregator holding every worker's records. Each worker numbered the ENIs as the whole
-    capture's walk does (``_Run.rows``), and a record's key holds its connection, which lives in
-    one component: the records are disjoint, added in each worker's order of first sight."""
+    """One aggregator holding every worker's records. A record's key holds its connection,
+    which lives in one component: the records are disjoint (checked), each worker's in its order
+    of first sight. Each worker numbered the ENIs as the whole replay does (``_Run.rows``), up
+    to the overflow ENIs only the runs that made them know: the numbers are those of the run
+    that saw the most, each worker's records renumbered by ENI id."""
     merged = FlowLogAggregator(interval=logs.interval)
-    longest = max(results, key=lambda r: len(r.enis))
-    for r in results:
-        if [e.id for e in r.enis] != [e.id for e in longest.enis][:len(r.enis)]:
-            raise ReplayError("internal: the workers numbered the flow-log ENIs differently")  # pragma: no cover
-    merged._enis = list(longest.enis)
+    fullest = max(results, key=lambda r: (bool(r.overflows), len(r.enis)))
+    merged._enis = list(fullest.enis)
     merged._eni_uid = {e.id: k for k, e in enumerate(merged._enis)}
-    merged.time_offset = longest.time_offset
-    merged.account_id, merged.region = longest.account
+    merged.time_offset = fullest.time_offset
+    merged.account_id, merged.region = fullest.account
     count = 0
     for r in results:
         c = r.records
         if c is None or not len(c["a"]):
             continue
         count += len(c["a"])
-        merged._records.add(c["a"], c["b"], c["c"], c["packets"], c["bytes"], c["start"], c["end"], c["flags"])
+        number = np.array([merged._eni_uid[e.id] for e in r.enis], np.uint64)
+        b = (c["b"] & np.uint64((1 << 48) - 1)) | (number[(c["b"] >> np.uint64(48)).astype(np.int64)] << np.uint64(48))
+        merged._records.add(c["a"], b, c["c"], c["packets"], c["bytes"], c["start"], c["end"], c["flags"])
     if len(merged) != count:
         raise ReplayError("internal: two workers wrote the same flow-log record")  # pragma: no cover
     return merged
