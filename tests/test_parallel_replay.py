@@ -205,3 +205,37 @@ def test_workers_must_be_a_positive_whole_number(tmp_path):
     wrpcap(str(tmp_path / "in.pcap"), conversations(["172.16.5.10"], [("10.0.21.10", 6379)], T0, 1))
     with pytest.raises(ValueError, match="workers must be a whole number >= 1, not 0"):
         hp.Network.example().replay(tmp_path / "in.pcap", functions={"orders": "172.16.5.0/24"}, workers=0)
+
+
+def test_a_broken_capture_is_the_same_clear_error_with_workers(tmp_path):
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(b"not a capture at all, just text")
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(hp.HyperplaneError) as caught:
+            hp.Network.example().replay(broken, functions={"orders": "172.16.5.0/24"}, workers=workers)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1] and "broken.pcap" in errors[0]
+
+
+def test_the_network_is_left_as_it_was_by_a_parallel_replay(tmp_path):
+    # the workers replay copies: the clock and the tables of the network passed in do not move
+    wrpcap(str(tmp_path / "in.pcap"), conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 3)
+           + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 100, 3))
+    net = hp.Network(parse_topology(vpc(2, False, [[0], [1]])), ready=True)
+    report = net.replay(tmp_path / "in.pcap", functions={"fn0": cidr(0), "fn1": cidr(1)}, workers=2)
+    assert len(report.parallel.components) == 2
+    assert net.now == 0.0 and all(e.connections == 0 for e in net.hyperplane_enis)
+
+
+def test_vpcs_with_overlapping_addresses_are_one_component(tmp_path):
+    doc = vpc(2, False, [[0], [1]])
+    doc["vpcs"].append({"id": "vpc-twin", "cidr": "10.0.0.0/16"})  # the same addresses again
+    doc["subnets"].append({"id": "subnet-twin", "vpc_id": "vpc-twin", "cidr": "10.0.10.0/24",
+                           "availability_zone": "us-east-1a"})
+    wrpcap(str(tmp_path / "in.pcap"), sorted(
+        conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 5)
+        + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 5), key=lambda p: p.time))
+    answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    assert len(answers[1][0].parallel.components) == 1
