@@ -23,7 +23,7 @@ from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
-from hyperplane.trace import Hop, Result, render_hops
+from hyperplane.trace import Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
 if TYPE_CHECKING:
@@ -189,6 +189,11 @@ class Network:
         self._current_pipeline()
         return self._pool_index_of[id(pool)]
 
+    def pool_names(self) -> list[str]:
+        """What a trace calls each Hyperplane ENI pool, by walker number: its first ENI's id."""
+        self._current_pipeline()
+        return [p.enis[0].id if p.enis else f"{p.subnet_id}:no-hyperplane-eni" for p in self._pools]
+
     def pool_index(self, function: str, environment: int | str | None = None) -> int:
         """The ``origin_index`` of ``Origin.FUNCTION`` rows from one execution environment
         (its pool: the subnet it is bound to). This is an invocation."""
@@ -340,13 +345,8 @@ class Network:
         pipeline = pipeline or self._current_pipeline()
         fn_pools = self._function_pools() if origin == Origin.REPLY_TO_FUNCTION else ()
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32), fn_pools)
-        assert res.vpc is not None  # a pipeline's results carry its compilation
         reason = Reason(int(res.reason[0]))
-        pool_names = [p.enis[0].id if p.enis else f"{p.subnet_id}:no-hyperplane-eni" for p in self._pools]
-        hops = list(first) + render_hops(res.vpc, res.facts.of(0), res.vpc.nat_ids, pool_names)
-        if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
-            where = res.vpc.enis[res.location[0]].id if res.location[0] >= 0 else "-"
-            hops.append(Hop(where, "end", "drop", reason.text))
+        hops = row_hops(res, 0, self.pool_names(), first)
         return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
                       batch=res, vpc=res.vpc)
 

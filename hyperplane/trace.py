@@ -202,5 +202,17 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
     return hops
 
 
+def row_hops(res: BatchResult, row: int, pool_names: Sequence[str] = (), first: Sequence[Hop] = ()) -> list[Hop]:
+    """The hops of one walked row as a trace shows them (after ``first``), ending with where the
+    packet stopped when no stage decided its fate."""
+    assert res.vpc is not None  # a pipeline's results carry its compilation
+    reason = Reason(int(res.reason[row]))
+    hops = list(first) + render_hops(res.vpc, res.facts.of(row), res.vpc.nat_ids, pool_names)
+    if not reason.disposition.delivered and (not hops or hops[-1].decision not in ("deny", "drop")):
+        where = res.vpc.enis[res.location[row]].id if res.location[row] >= 0 else "-"
+        hops.append(Hop(where, "end", "drop", reason.text))
+    return hops
+
+
 def target_name(code: int) -> str:
     return Target(code).name.lower()

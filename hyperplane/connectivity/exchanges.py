@@ -32,7 +32,7 @@ from hyperplane.dataplane.walk import BatchResult, Origin
 from hyperplane.model import ICMP, TCP as TCP_NUMBER, UDP as UDP_NUMBER
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
-from hyperplane.trace import Hop, render_hops
+from hyperplane.trace import Hop, row_hops
 
 __all__ = ["Target", "Case", "Outcome", "CONNECTED", "judge", "scratch_network"]
 
@@ -221,20 +221,13 @@ def _walk(scratch: Any, cases: list[Case], step: int, rec: np.ndarray, origin: n
     return int(chosen.size)
 
 
-def _pool_names(scratch: Any) -> list[str]:
-    """What a trace calls each Hyperplane ENI pool (``Network._walk``): its first ENI's id."""
-    names = {scratch.pool_number(p): p.enis[0].id if p.enis else f"{p.subnet_id}:no-hyperplane-eni"
-             for p in scratch.lambda_service.pools}
-    return [names.get(k, f"hyperplane-pool-{k}") for k in range(max(names, default=-1) + 1)]
-
-
 def _settle(scratch: Any, cases: list[Case], step: int, res: BatchResult, direction: str) -> None:
     """Record each walked leg: a request is the next reply's packet; a failure ends the case
     with its deciding hop, read from the walk's facts as a trace is."""
     assert res.vpc is not None
     delivered = res.delivered
     log, first = res.facts.hops, res.facts.first_hop
-    pool_names = _pool_names(scratch)
+    pool_names = scratch.pool_names()
     deciding: dict[tuple[Any, ...], Hop] = {}  # a walk stops at the stage that decides: its last hop
     for j, c in enumerate(cases):
         if direction == REQUEST:
@@ -245,11 +238,7 @@ def _settle(scratch: Any, cases: list[Case], step: int, res: BatchResult, direct
         end = log[first[j + 1] - 1] if first[j + 1] > first[j] else None
         key = (int(reason), int(res.location[j]), None if end is None else (int(end["stage"]), end["v"].tobytes()))
         if key not in deciding:
-            hops = render_hops(res.vpc, res.facts.of(j), res.vpc.nat_ids, pool_names)
-            hop = next((h for h in reversed(hops) if h.decision in ("deny", "drop")), None)
-            if hop is None:  # stopped without a deciding stage: where it ended, as a trace shows it
-                where = res.vpc.enis[res.location[j]].id if res.location[j] >= 0 else "-"
-                hop = Hop(where, "end", "drop", reason.text)
-            deciding[key] = hop
+            hops = row_hops(res, j, pool_names)  # as a trace shows them, ending where it stopped
+            deciding[key] = next(h for h in reversed(hops) if h.decision in ("deny", "drop"))
         hop = deciding[key]
         c.outcome = (False, direction, _EXCHANGES[c.protocol][step][0], hop.resource, _rule_text(hop), reason.name)
