@@ -239,3 +239,51 @@ def test_vpcs_with_overlapping_addresses_are_one_component(tmp_path):
     answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
     assert_identical(answers)
     assert len(answers[1][0].parallel.components) == 1
+
+
+@st.composite
+def inside_captures(draw):
+    """A capture taken inside the VPC (``inject="eni"``): instances in the private subnets and a
+    public web server, the internet answering the NAT gateways' and the server's addresses."""
+    azs = draw(st.integers(1, 3))
+    doc = vpc(azs, draw(st.booleans()), [])
+    doc["security_groups"].append({"id": "sg-web", "vpc_id": "vpc-app",
+                                   "ingress": [{"protocol": "tcp", "ports": 443, "cidr": "0.0.0.0/0"}]})
+    doc["network_interfaces"].append({"id": "eni-web", "subnet_id": "subnet-public-a", "private_ip": "10.0.0.20",
+                                      "public_ip": "203.0.113.20", "security_group_ids": ["sg-web"],
+                                      "kind": "instance", "instance_id": "i-web"})
+    for k in range(azs):
+        doc["network_interfaces"].append({"id": f"eni-app-{k}", "subnet_id": f"subnet-private-{'abc'[k]}",
+                                          "private_ip": f"10.0.{10 + k}.100", "security_group_ids": ["sg-app"],
+                                          "kind": "instance", "instance_id": f"i-app{k}"})
+    inside = [f"10.0.{10 + k}.100" for k in range(azs)] + ["10.0.0.20", "10.0.20.10"]
+    outside = ["93.184.216.34", "198.51.100.7"] + [f"203.0.113.{10 + k}" for k in range(azs)] + ["203.0.113.20"]
+    packets = []
+    t = T0
+    for _ in range(draw(st.integers(1, 40))):
+        t += draw(st.sampled_from([0.0, 0.001, 0.5, 40.0]))
+        src = draw(st.sampled_from(inside + outside))
+        dst = draw(st.sampled_from(inside + outside))
+        sport, dport = draw(st.sampled_from([443, 5432, 1024, 40000])), draw(st.sampled_from([443, 5432, 1024, 40000]))
+        layer4 = TCP(sport=sport, dport=dport, flags=draw(st.sampled_from(["S", "SA", "A", "F"]))) \
+            if draw(st.booleans()) else UDP(sport=sport, dport=dport)
+        p = Ether() / IP(src=src, dst=dst) / layer4
+        p.time = t
+        packets.append(p)
+    return doc, packets
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scenario=inside_captures())
+def test_a_capture_taken_inside_the_vpc_gives_the_same_files_on_two_workers(scenario, tmp_path):
+    doc, packets = scenario
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    answers = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir(exist_ok=True)
+        net = hp.Network(parse_topology(doc), ready=True)
+        report = net.replay(tmp_path / "in.pcap", inject="eni", output=out / "out.pcap",
+                            verdicts=out / "verdicts.csv", flow_logs=out / "logs", workers=workers)
+        answers.append((report, outputs(out)))
+    assert_identical(answers)
