@@ -36,12 +36,15 @@ class Hop:
     stage: str  # sg-egress, route, nacl-out, nacl-in, sg-ingress, v2n, nat-gateway, igw, ...
     decision: str  # "allow", "deny", "translate", "route", "drop"
     detail: str  # the rule, route or translation, in words
+    name: str = ""  # the resource's name where its id does not say it (a template's logical id)
 
     def __str__(self) -> str:
-        return f"{self.stage:<12} {self.resource:<22} {self.decision:<9} {self.detail}"
+        shown = f"{self.name} ({self.resource})" if self.name else self.resource
+        return f"{self.stage:<12} {shown:<22} {self.decision:<9} {self.detail}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"stage": self.stage, "resource": self.resource, "decision": self.decision, "detail": self.detail}
+        return {"stage": self.stage, "resource": self.resource, "name": self.name, "decision": self.decision,
+                "detail": self.detail}
 
 
 @dataclass
@@ -199,7 +202,20 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
         elif stage == "endpoint_in":
             endpoint = vpc.endpoint_ids[f["endpoint"]] if f["endpoint"] >= 0 else "gateway-endpoint"
             hops.append(Hop(endpoint, "endpoint-in", "route", "from the service"))
-    return hops
+    return [_named(vpc.topology, h) for h in hops]
+
+
+def _named(topology: Any, hop: Hop) -> Hop:
+    """The hop with its resource's name (``Name`` tag, logical id; an ENI's one-word
+    description) when the id does not already say it: ``PrivateSubnetA (subnet-0a1b…)`` for a
+    template's synthesized ids, nothing more for ``acl-data`` named ``data``."""
+    resource = topology._by_id.get(hop.resource)
+    name = getattr(resource, "name", "") or ""
+    if not name and " " not in (getattr(resource, "description", "") or " "):
+        name = resource.description  # type: ignore[union-attr]
+    if not name or name.lower() in hop.resource.lower():
+        return hop
+    return Hop(hop.resource, hop.stage, hop.decision, hop.detail, name)
 
 
 def row_hops(res: BatchResult, row: int, pool_names: Sequence[str] = (), first: Sequence[Hop] = ()) -> list[Hop]:

@@ -214,3 +214,19 @@ def test_hops_name_their_resources_by_aws_id(example):
     eni = next(e.id for e in example.function("orders").hyperplane_enis if e.subnet_id == "subnet-private-a")
     assert not result and result.resource == eni
     assert not any(h.resource.startswith("hyperplane-pool") for leg in result.legs for h in leg.result.hops)
+
+
+def test_traces_of_a_template_name_each_resource_by_its_logical_id_too(tmp_path):
+    from hyperplane.formats.cloudformation_writer import write_cloudformation
+    from hyperplane.formats.topology_reader import load_example_topology
+
+    template = tmp_path / "template.json"
+    write_cloudformation(load_example_topology(), template)
+    net = hp.Network.load(template)
+    cache = next(e.id for e in net.topology.network_interfaces.values() if str(e.private_ip) == "10.0.21.10")
+    syn = net.connect("orders", f"{cache}:6379").legs[0].result
+    named = [h for h in syn.hops if h.name]
+    assert named and all(h.name.lower() not in h.resource.lower() for h in named)
+    assert all(f"{h.name} ({h.resource})" in str(syn) for h in named)
+    # the example's own ids say their names already: nothing is added
+    assert not any(h.name for h in hp.Network.example().connect("orders", "cache:6379").legs[0].result.hops)

@@ -4,6 +4,8 @@ random flows, from functions, ENIs and the internet."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import pytest
@@ -63,13 +65,19 @@ SCENARIOS = [  # the demo's (hyperplane/demo.py), with the replies it sends
 ]
 
 
+def trace(result: hp.Result) -> str:
+    """The trace without resource names: the state names its resources by Terraform address
+    (``aws_route_table.rtb_private (rtb-private)``), the topology file by id alone."""
+    return str(dataclasses.replace(result, hops=[dataclasses.replace(h, name="") for h in result.hops]))
+
+
 @pytest.mark.parametrize("source, packet, answer", SCENARIOS, ids=[f"{s}->{p[IP].dst}" for s, p, _ in SCENARIOS])
 def test_the_demo_scenarios_give_the_same_verdicts_hop_by_hop(state_file, source, packet, answer):
     original, loaded = hp.Network.example(), hp.Network.load(state_file)
     first, second = original.send(packet, source=source), loaded.send(packet, source=source)
-    assert str(first) == str(second)
+    assert trace(first) == trace(second)
     if answer is not None and first.delivered:
-        assert str(first.reply(answer)) == str(second.reply(answer))
+        assert trace(first.reply(answer)) == trace(second.reply(answer))
 
 
 ADDRESSES = ["10.0.20.10", "10.0.21.10", "10.0.0.20", "10.0.10.50", "10.0.11.50", "10.0.0.10", "10.0.0.2",
@@ -94,7 +102,7 @@ def test_random_flows_give_the_same_verdicts_and_replies(networks, batch):
               "icmp": ICMP()}[protocol]
         packet = (IP(src=SOURCE_IPS[source], dst=dst) if source in SOURCE_IPS else IP(dst=dst)) / l4
         first, second = original.send(packet, source=source), loaded.send(packet, source=source)
-        assert str(first) == str(second)
+        assert trace(first) == trace(second)
         if reply and first.delivered and first.packet is not None:
             answer = {"tcp": TCP(flags="SA"), "udp": UDP(), "icmp": ICMP(type=0)}[protocol]
-            assert str(first.reply(answer)) == str(second.reply(answer))
+            assert trace(first.reply(answer)) == trace(second.reply(answer))
