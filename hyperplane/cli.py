@@ -116,8 +116,12 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
               help="Write VPC flow logs here (CloudWatch-like streams and S3-like gzip files).")
 @click.option("--flow-log-interval", type=click.Choice(["60", "600"]), default="600", show_default=True,
               help="Aggregation interval of the flow logs, seconds.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes: the capture's independent parts replayed side by side, with exactly the outputs "
+                   "of one process (docs/parallel-replay.md).")
 def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
-           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str) -> None:
+           output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
+           workers: int) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.replay import replay as run_replay
 
@@ -142,7 +146,7 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
 
         report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
                             verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
-                            progress=step)
+                            progress=step, workers=workers)
     _print_summary(report)
 
 
@@ -154,6 +158,8 @@ def _print_summary(report) -> None:
     skipped = {k: n for k, n in report.kinds.items() if k != "EMULATED"}
     if skipped:
         console.print("not emulated: " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
+    if report.parallel is not None:
+        console.print(report.parallel.summary())
 
     def table(title: str, headers: list[str], rows: list[list]) -> None:
         if rows:

@@ -64,3 +64,20 @@ def test_every_command_reads_infrastructure_as_code_with_region_and_parameters(t
     assert done.exit_code == 1 and "the reply (SYN-ACK) is denied out" in done.stdout
     bad = runner.invoke(main, ["list", "--topology", str(template), "--parameter", "NoEquals"])
     assert bad.exit_code == 2 and bad.stderr == "hyperplane: --parameter 'NoEquals' is not KEY=VALUE\n"
+
+
+def test_replay_on_two_workers_writes_what_one_process_writes(tmp_path):
+    from hyperplane.demo import write_demo_capture
+
+    capture = tmp_path / "orders.pcap"
+    write_demo_capture(capture)
+    runner = CliRunner()
+    outputs = []
+    for workers in ("1", "2"):
+        verdicts = tmp_path / f"verdicts-{workers}.jsonl"
+        done = runner.invoke(main, ["replay", str(capture), "--function", "orders=172.16.5.0/24",
+                                    "--verdicts", str(verdicts), "--workers", workers])
+        assert done.exit_code == 0, done.output
+        outputs.append(verdicts.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert "component" in done.stdout  # how the capture was cut
