@@ -36,9 +36,11 @@ _ADVICE = {
     "ENI_CAPACITY": "a Hyperplane ENI carries 65,000 connections; Lambda could not add one ({why}): free addresses "
                     "in the subnet (or another subnet in the VpcConfig), or a higher ENI quota per VPC",
     "V2N_NO_CONNECTION": "the Hyperplane ENI forgot the connection after its idle timeout (350 s): keepalives more "
-                         "often than every 350 s, or open the connection per invocation",
-    "NAT_NO_CONNECTION_RST": "the NAT gateway cuts connections idle for 350 s: TCP keepalives more often than "
-                             "every 350 s (e.g. every 300 s), or open the connection per invocation",
+                         "often than that while the environment runs; a frozen environment sends none, so a pooled "
+                         "client must reconnect when a connection fails",
+    "NAT_NO_CONNECTION_RST": "the NAT gateway cuts connections idle for 350 s: TCP keepalives more often than that "
+                             "(e.g. every 300 s) while the environment runs; a frozen environment sends none, so a "
+                             "pooled client must reconnect when a connection fails",
     "OVERFLOW_ENI": "an overflow ENI takes one more address of the subnet: the addresses left show how many more "
                     "can come",
     "FUNCTION_PENDING": "the function is Pending while its Hyperplane ENIs are created (about a minute): "
