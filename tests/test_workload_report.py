@@ -78,3 +78,15 @@ def test_without_a_workload_or_with_both_the_command_says_so(tmp_path):
     result = CliRunner().invoke(load, [str(bad)])
     assert result.exit_code == 2
     assert f"hyperplane: {bad}: functions[0].rate: must be a number >= 0, not 'fast'" in result.output
+
+
+def test_the_sweep_from_the_command_line_names_the_largest_load_and_the_limit_past_it(tmp_path):
+    workload = tmp_path / "burst.yaml"
+    workload.write_text("duration: 10s\nfunctions:\n  - function: orders\n    concurrency: 10\n    duration: 60s\n"
+                        "    connections:\n      - {to: 198.51.100.7:443, count: 1000, open_for: 60s}\n")
+    result = CliRunner().invoke(load, [str(workload), "--sweep", "concurrency=10..100"])
+    assert result.exit_code == 0, result.output
+    assert "largest concurrency within every limit: 55" in result.stdout
+    assert "NAT_PORT_ALLOCATION_ERROR" in result.stdout  # the first limit past it, and its report
+    result = CliRunner().invoke(load, [str(workload), "--sweep", "concurrency=100"])
+    assert result.exit_code == 2 and "--sweep: 'concurrency=100' is not VARIABLE=LOW..HIGH" in result.output
