@@ -47,6 +47,8 @@ from hyperplane.dataplane.compiled_vpc import EniKind
 from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, HyperplaneEni, Packet, State,
                                  bound_subnet, evaluate)
 
+pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
+
 GRE = 47
 VPC_CIDRS = ["10.0.0.0/16", "10.1.0.0/16"]
 SUBNET_CIDRS = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26", "10.1.0.0/24"]

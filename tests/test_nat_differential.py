@@ -30,6 +30,8 @@ from nat_reference import (DOCUMENTED_ENI_TIMEOUTS, DOCUMENTED_GATEWAY_TIMEOUTS,
                            HYPERPLANE_ENI_MAX_CONNECTIONS, NAT_GATEWAY_MAX_PER_DESTINATION, InvalidChoice,
                            ReferenceNat)
 
+pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
+
 FLAGS = [0x02, 0x02, 0x02, 0x12, 0x10, 0x11, 0x11, 0x04, 0x01, 0x18, 8, 0]
 PROTOS = [6, 6, 17, 17, 1, 47]
 

@@ -16,6 +16,8 @@ import hyperplane as hp
 from hyperplane.formats.topology_reader import parse_topology
 from hyperplane.functions import LambdaSettings
 
+pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
+
 T0 = 1_700_000_000.0
 ROLE = {"name": "fn-role", "permissions": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
                                            "ec2:DeleteNetworkInterface"]}

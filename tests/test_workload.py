@@ -14,6 +14,8 @@ from hyperplane.tables.nat import Timeouts
 from hyperplane.workload import Workload, WorkloadError, load_test, sweep
 from hyperplane.workload.sweep import parse_sweep
 
+pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
+
 # One function in one subnet (so one Hyperplane ENI pool), two databases in another.
 # `filler` decides how many of the function subnet's 11 usable addresses another ENI holds.
 TOPOLOGY = """
