@@ -58,6 +58,17 @@ def _fail(name: str, line: int, column: int, problem: str) -> NoReturn:
     raise TopologyError(name, f"line {line}, column {column}", problem, line=line, column=column)
 
 
+def read_text(path: Path, name: str) -> str:
+    """A file's text (:func:`decode`d), or a TopologyError naming it: missing, unreadable."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TopologyError(name, "", "no such file") from None
+    except OSError as exc:
+        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
+    return decode(data, name)
+
+
 def decode(data: bytes, name: str) -> str:
     """UTF-8 text without a leading BOM (editors on Windows write one; RFC 8259 lets a JSON
     reader ignore it); invalid UTF-8 is refused at the line and column of the first bad byte."""

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 
 from hyperplane.errors import TopologyError
 from hyperplane.formats._iac import NotEmulated
-from hyperplane.formats._source import decode, load_json
+from hyperplane.formats._source import load_json, read_text
 from hyperplane.formats.cloudformation_links import allocate_addresses, attach, primary_eni, set_addresses
 from hyperplane.formats.cloudformation_resources import translate
 from hyperplane.formats.cloudformation_stack import Document, Stack
@@ -142,13 +142,7 @@ def read_cloudformation(path: str | os.PathLike[str], *, region: str | None = No
 # --- files ---------------------------------------------------------------------------------
 
 def _read_template(path: Path, name: str) -> Any:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TopologyError(name, "", "no such file") from None
-    except OSError as exc:
-        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
-    text = decode(data, name)
+    text = read_text(path, name)
     if text.lstrip().startswith("{"):
         document = load_json(text, name)
     else:
@@ -179,7 +173,7 @@ def _assembly(folder: Path) -> list[tuple[str, str, Any, str | None]]:
     """The stacks of a CDK cloud assembly: (file, stack name, template, region or None)."""
     manifest_path = folder / "manifest.json"
     name = f"{folder.name}/manifest.json"
-    manifest = load_json(decode(manifest_path.read_bytes(), name), name) if manifest_path.is_file() else None
+    manifest = load_json(read_text(manifest_path, name), name) if manifest_path.is_file() else None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
         raise TopologyError(name, "", "not a CDK cloud assembly manifest (no artifacts)")
     stacks = []

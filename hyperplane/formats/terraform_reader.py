@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperplane.errors import TopologyError
-from hyperplane.formats._source import decode, load_json
+from hyperplane.formats._source import load_json, read_text
 from hyperplane.formats.terraform_document import SUPPORTED_FORMAT_VERSIONS, TerraformDocument, is_terraform_document
 from hyperplane.formats.terraform_interfaces import read_interfaces
 from hyperplane.formats.terraform_network import read_network
@@ -45,13 +45,7 @@ def read_terraform(path: str | os.PathLike[str], *, region: str | None = None) -
     """
     path = Path(path)
     name = path.name
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TopologyError(name, "", "no such file") from None
-    except OSError as exc:
-        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
-    return terraform_topology(load_json(decode(data, name), name), file=name, region=region)
+    return terraform_topology(load_json(read_text(path, name), name), file=name, region=region)
 
 
 def terraform_topology(document: Any, file: str | None = None, *, region: str | None = None) -> Topology:

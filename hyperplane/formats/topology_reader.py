@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from hyperplane.errors import TopologyError
-from hyperplane.formats._source import decode, load_json, load_yaml
+from hyperplane.formats._source import decode, load_json, load_yaml, read_text
 from hyperplane.formats.topology_resources import DEFAULT_ROLE_POLICIES, _Builder
 from hyperplane.model import Topology
 
@@ -40,13 +40,7 @@ def _read_document(path: Path, name: str) -> Any:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise TopologyError(name, "", "a topology file must end in .yaml, .yml or .json")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TopologyError(name, "", "no such file") from None
-    except OSError as exc:
-        raise TopologyError(name, "", f"cannot read the file: {exc.strerror or exc}") from None
-    text = decode(data, name)
+    text = read_text(path, name)
     return load_json(text, name) if suffix == ".json" else load_yaml(text, name)
 
 
