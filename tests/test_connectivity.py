@@ -92,10 +92,11 @@ def test_only_as_reachable_as_its_worst_subnet(shop):
 
 
 def test_the_subnet_given_is_the_one_the_environment_is_bound_to(example):
-    for subnet in ("subnet-private-a", "subnet-private-b", "private-b"):
+    for subnet, bound in (("subnet-private-a", "subnet-private-a"), ("subnet-private-b", "subnet-private-b"),
+                          ("private-b", "subnet-private-b")):  # an id or a Name tag
         result = example.connect("orders", "internet:443", subnet=subnet)
-        assert result and result.subnet == example.topology.subnets[result.subnet].id
-        assert result.legs[0].result.hops[0].detail.endswith(f"bound to {result.subnet}")
+        assert result and result.subnet == bound
+        assert result.legs[0].result.hops[0].detail.endswith(f"bound to {bound}")
     with pytest.raises(hp.HyperplaneError, match="not a subnet of orders"):
         example.connect("orders", "internet:443", subnet="subnet-public-a")
 

@@ -27,6 +27,7 @@ from hyperplane.connectivity.names import (
     parse_protocol,
     resolve_destination,
 )
+from hyperplane.lambda_service.environments import subnet_for
 from hyperplane.model import Topology
 from hyperplane.reasons import Disposition
 from hyperplane.trace import Hop, Result
@@ -263,9 +264,9 @@ def connect(network: Network, source: str, destination: str, port: int | None = 
     target = resolve_destination(network, name, vpc_id, from_internet=source == "internet")
     legs = _exchange(network, source, target.address, port, proto, environment, source_ip or INTERNET_SOURCE_ADDRESS)
     bound = subnet
-    if function is not None and legs and legs[0].result.hops and legs[0].result.hops[0].stage == "invoke":
-        detail = legs[0].result.hops[0].detail  # "environment 169.254.0.1 bound to subnet-…"
-        bound = detail.rsplit(" ", 1)[-1] if " bound to " in detail else subnet
+    config = topology.functions[function].vpc_config if function is not None else None
+    if function is not None and config is not None and bound is None and isinstance(legs[0].result.source, tuple):
+        bound = subnet_for(function, legs[0].result.source[2], config)  # where environment 0 is bound
     return ConnectionResult(source, name, target.address, proto, port, bound, legs, [], topology)
 
 
