@@ -209,7 +209,7 @@ def _named(topology: Any, hop: Hop) -> Hop:
     """The hop with its resource's name (``Name`` tag, logical id; an ENI's one-word
     description) when the id does not already say it: ``PrivateSubnetA (subnet-0a1b…)`` for a
     template's synthesized ids, nothing more for ``acl-data`` named ``data``."""
-    resource = topology._by_id.get(hop.resource)
+    resource = topology.get(hop.resource) if hop.resource in topology else None
     name = getattr(resource, "name", "") or ""
     if not name and " " not in (getattr(resource, "description", "") or " "):
         name = resource.description  # type: ignore[union-attr]
