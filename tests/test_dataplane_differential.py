@@ -660,7 +660,8 @@ def _one(src: str | IPv4Address, dst: str | IPv4Address, sport: int, dport: int,
 
 def _function_network(routes: list[dict], **extra) -> Network:
     """A function in subnet-fn (10.0.0.0/24, table rtb-fn), a host in subnet-app (10.0.2.0/24),
-    a subnet-mid (10.0.1.0/24) for a NAT gateway or an appliance; one open group for all."""
+    a subnet-mid (10.0.1.0/24) for a NAT gateway or an appliance; one open group for all. An
+    extra NACL is subnet-mid's, an extra route table subnet-app's."""
     document = {
         "vpcs": [{"id": "vpc-t", "cidrs": ["10.0.0.0/16"]}],
         "subnets": [{"id": "subnet-fn", "vpc_id": "vpc-t", "cidr": "10.0.0.0/24", "availability_zone": "us-east-1a",
@@ -677,6 +678,8 @@ def _function_network(routes: list[dict], **extra) -> Network:
         document[key] = document.get(key, []) + values
     if "network_acls" in extra:  # the extra NACL is subnet-mid's
         document["subnets"][1]["network_acl_id"] = extra["network_acls"][0]["id"]
+    if "route_tables" in extra:  # the extra route table is subnet-app's
+        document["subnets"][2]["route_table_id"] = extra["route_tables"][0]["id"]
     return Network(parse_topology(document), ready=True)
 
 
@@ -705,6 +708,21 @@ def test_reply_to_function_from_an_appliance_ends_as_the_appliance_answer() -> N
         network_interfaces=[{"id": "eni-fw", "subnet_id": "subnet-mid", "private_ip": "10.0.1.10",
                              "security_group_ids": ["sg-open"], "source_dest_check": False}])
     by_peer, to_env = _answers(net, "eni-fw", "8.8.8.8")
+    assert by_peer == Reason.DELIVERED_TO_FUNCTION
+    assert to_env == by_peer
+
+
+def test_reply_to_function_comes_from_the_appliance_the_request_was_routed_to() -> None:
+    # subnet-fn routes 10.0.2.0/24 to a firewall appliance (check off): the request to eni-app's
+    # address ends at the appliance, so the answer comes from it, not from eni-app (whose own
+    # subnet would send an answer back through that same appliance, where it would end; found
+    # by the differential test)
+    net = _function_network(
+        [{"destination": "10.0.2.0/24", "target": "eni-fw"}],
+        network_interfaces=[{"id": "eni-fw", "subnet_id": "subnet-mid", "private_ip": "10.0.1.10",
+                             "security_group_ids": ["sg-open"], "source_dest_check": False}],
+        route_tables=[{"id": "rtb-app", "vpc_id": "vpc-t", "routes": [{"destination": "10.0.0.0/24", "target": "eni-fw"}]}])
+    by_peer, to_env = _answers(net, "eni-fw", "10.0.2.10")
     assert by_peer == Reason.DELIVERED_TO_FUNCTION
     assert to_env == by_peer
 

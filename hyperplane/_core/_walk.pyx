@@ -537,8 +537,10 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
         sent, eni = natted, v.nat_eni[target]
     if kind == T_GATEWAY_ENDPOINT:
         return from_gateway_endpoint(v, r, w, target)
-    if kind == T_ENI and target >= 0 and peer < 0:
-        return target  # the appliance the request was routed to sends the answer on
+    if kind == T_ENI and target >= 0:
+        # the request ended at the appliance it was routed to (even when another ENI holds the
+        # address): the appliance answers
+        return target
     if peer >= 0:
         return peer
     public = public_of(v, p.dst_ip)  # from the internet: a NAT gateway's Elastic IP
