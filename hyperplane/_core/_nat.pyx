@@ -495,7 +495,9 @@ cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil
     cdef uint32_t s = idx_candidate(st.fwd if d == DIR_OUT else st.rev, st.idx_mask, &pr)
     if s == EMPTY:
         return 0
+    # a 40-byte connection straddles two cache lines half the time: ask for both
     __builtin_prefetch(&st.conns[s])
+    __builtin_prefetch(<const char*>&st.conns[s] + sizeof(conn_t) - 1)
     return 1
 
 cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
@@ -594,31 +596,65 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
     return 1
 
 
+cdef inline void fetch_index_lines(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
+                                   Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
+                                   uint64_t* hashes) noexcept nogil:
+    """Hash rows lo..hi-1 into ``hashes`` and ask for their index lines."""
+    cdef Py_ssize_t j
+    cdef uint64_t h
+    for j in range(lo, hi):
+        h = packet_hash(&inp[j], dirs[j * dstep])
+        hashes[j - lo] = h
+        __builtin_prefetch(idx_bucket(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev, st.idx_mask, h))
+
+
+cdef inline uint64_t fetch_connections(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
+                                       Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
+                                       const uint64_t* hashes, uint64_t draws) noexcept nogil:
+    """Ask for the connections of rows lo..hi-1 (their index lines were asked for a block
+    earlier), or for the reverse-index line of the first port a new one will try, guessing that
+    ``draws`` random ports are drawn before it; returns the guessed draws after the block."""
+    cdef Py_ssize_t j
+    for j in range(lo, hi):
+        if not prefetch_conn(st, hashes[j - lo], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
+            prefetch_new_port(st, &inp[j], draws)
+            draws += 1
+    return draws
+
+
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
                     packet_t* out, uint8_t* status, Py_ssize_t start, Py_ssize_t n,
                     int stop_on_full) noexcept nogil:
-    """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory)."""
-    cdef Py_ssize_t i
-    cdef Py_ssize_t j, block_start = start, block_end = start
-    cdef uint64_t h, draws
-    cdef uint64_t hashes[BLOCK]
-    for i in range(start, n):
-        if i == block_end:
-            # VPP-style: put a block's index lines, then its connections, in flight together.
-            # Hashes depend on the packet alone, so they stay valid even if the index grows.
-            block_start = i
-            block_end = i + BLOCK if i + BLOCK < n else n
-            for j in range(i, block_end):
-                h = packet_hash(&inp[j], dirs[j * dstep])
-                hashes[j - i] = h
-                __builtin_prefetch(idx_bucket(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev, st.idx_mask, h))
-            draws = 0
-            for j in range(i, block_end):
-                if not prefetch_conn(st, hashes[j - i], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
-                    prefetch_new_port(st, &inp[j], draws)
-                    draws += 1
-        if not translate(st, &inp[i], dirs[i * dstep], hashes[i - block_start], &out[i], &status[i], stop_on_full):
-            return i
+    """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory).
+
+    VPP-style software pipeline over blocks of BLOCK rows: while block b is translated, the
+    connections of block b + 1 and the index lines of block b + 2 are in flight, so that each
+    row's two dependent misses (index line, then connection) arrive before it is translated.
+    Hashes depend on the packet alone, so they stay valid even if the index grows meanwhile."""
+    cdef Py_ssize_t i, lo, hi, b, n_blocks = (n - start + BLOCK - 1) // BLOCK
+    cdef uint64_t draws, pending
+    cdef uint64_t hashes[3 * BLOCK]            # a ring of three blocks: block b at (b % 3) * BLOCK
+    if n_blocks <= 0:
+        return n
+    for b in range(2 if n_blocks > 1 else 1):
+        lo = start + b * BLOCK
+        fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[b * BLOCK])
+    draws = fetch_connections(st, inp, dirs, dstep, start, min(start + BLOCK, n), hashes, 0)
+    for b in range(n_blocks):
+        if b + 2 < n_blocks:
+            lo = start + (b + 2) * BLOCK
+            fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[((b + 2) % 3) * BLOCK])
+        pending = draws                        # the guessed draws of block b, not yet made
+        if b + 1 < n_blocks:
+            lo = start + (b + 1) * BLOCK
+            draws = fetch_connections(st, inp, dirs, dstep, lo, min(lo + BLOCK, n),
+                                      &hashes[((b + 1) % 3) * BLOCK], pending) - pending
+        lo = start + b * BLOCK
+        hi = min(lo + BLOCK, n)
+        for i in range(lo, hi):
+            if not translate(st, &inp[i], dirs[i * dstep], hashes[(b % 3) * BLOCK + i - lo], &out[i],
+                             &status[i], stop_on_full):
+                return i
     return n
 
 
