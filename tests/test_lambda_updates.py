@@ -10,8 +10,11 @@ check what the function can reach at each moment, and ``net.topology`` / ``net.f
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from scapy.all import Ether, wrpcap
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
@@ -244,3 +247,23 @@ def test_a_topology_applied_after_an_update_keeps_the_functions_as_they_run():
     net.apply(before)  # a network change made from a copy taken before the update
     assert net.topology.functions["mover"].vpc_config is None
     assert net.function("mover").send(web(INTERNET)).reason == hp.Reason.EXITED_TO_INTERNET
+
+
+def test_a_replay_spanning_the_update_switches_eni_when_the_update_completes(tmp_path):
+    # the same update, judged by a capture replayed through it: each packet at its own time
+    net = account()
+    (old,) = net.function("mover").hyperplane_enis
+    net.update_function("mover", vpc_config=NEW)  # at t=0: InProgress until t=60
+    capture = []
+    for k, (t, dst) in enumerate([(0, OLD_WEB), (30, OLD_WEB), (30, NEW_WEB), (90, OLD_WEB), (90, NEW_WEB)]):
+        p = Ether() / IP(src="172.16.5.10", dst=dst) / TCP(sport=40000 + k, dport=80, flags="S")
+        p.time = 1_700_000_000 + t
+        capture.append(p)
+    wrpcap(str(tmp_path / "in.pcap"), capture)
+    net.replay(tmp_path / "in.pcap", functions={"mover": "172.16.5.0/24"}, verdicts=tmp_path / "v.jsonl")
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED", "NO_ROUTE", "NO_ROUTE", "DELIVERED"]
+    (new,) = net.function("mover").hyperplane_enis
+    assert [v["src"] for v in verdicts if v["reason"] == "DELIVERED"] == [old.private_ip, old.private_ip,
+                                                                           new.private_ip]
+    assert net.topology.functions["mover"].vpc_config == NEW

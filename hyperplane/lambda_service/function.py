@@ -9,6 +9,7 @@ with, and check a VpcConfig against the topology with AWS's reason codes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Mapping, Protocol
@@ -58,6 +59,7 @@ class FunctionState:
 
     def __init__(self, service: LambdaService, fn: LambdaFunction, index: int, now: float) -> None:
         self._service = service
+        self._created_as = fn  # what the service does not model (its other fields) stays as given
         self.name = fn.name
         self.role = fn.role
         self.description = fn.description
@@ -133,7 +135,7 @@ class FunctionState:
     def resource(self) -> LambdaFunction:
         """The function as the topology describes it: the VpcConfig $LATEST invocations use
         now (during an update, the old one) and the published versions with theirs."""
-        return LambdaFunction(self.name, self.role, self.vpc_config, self.versions, self.description)
+        return dataclasses.replace(self._created_as, vpc_config=self.vpc_config, versions=self.versions)
 
     def pools_of(self, qualifier: str) -> list[HyperplaneEniPool]:
         """The live pools a version's invocations use (``$LATEST``: :attr:`pools`)."""
