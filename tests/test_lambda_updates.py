@@ -267,3 +267,16 @@ def test_a_replay_spanning_the_update_switches_eni_when_the_update_completes(tmp
     assert [v["src"] for v in verdicts if v["reason"] == "DELIVERED"] == [old.private_ip, old.private_ip,
                                                                            new.private_ip]
     assert net.topology.functions["mover"].vpc_config == NEW
+
+
+def test_diff_of_the_network_before_and_after_an_update_names_what_the_function_gained_and_lost():
+    before, after = hp.Network.example(), hp.Network.example()
+    # `report` sits in a public subnet (a Hyperplane ENI has no public IP: no internet); moved to
+    # a private subnet with the app's group, it shares `orders`' ENI at once and goes out by NAT
+    after.update_function("report", vpc_config={"subnet_ids": ["subnet-private-a"], "security_group_ids": ["sg-app"]})
+    assert after.function("report").last_update_status == "Successful"
+    changes = {(c.subnet, c.destination, c.protocol): (c.before, c.after) for c in hp.diff(before, after, ["report"])}
+    gained = changes[("subnet-private-a", "internet", "tcp")]
+    assert gained[0] is None and gained[1] is not None and gained[1].connected
+    lost = changes[("subnet-public-a", "eni-db", "tcp")]
+    assert lost[0] is not None and lost[0].connected and lost[1] is None
