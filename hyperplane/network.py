@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections.abc import Sequence
@@ -190,10 +191,8 @@ class Network:
         self._functions_described = service.configuration_generation
         old = self._topology
         now = {name: fs.resource() for name, fs in service.functions.items()}
-        changed = [fn for name, fn in now.items() if old.functions.get(name) != fn]
-        gone = [name for name in old.functions if name not in now]
-        if changed or gone:
-            self._topology = old.replace(*changed, remove=gone)
+        if now != dict(old.functions):  # only the functions: every other resource stays as it is
+            self._topology = dataclasses.replace(old, functions=now)
             service.topology = self._topology
 
     def apply(self, topology: Topology) -> None:
@@ -334,10 +333,11 @@ class Network:
         return list(self.lambda_service.functions).index(name)
 
     def _function_pools(self) -> list[list[int]]:
-        """The pool indexes of each function, in ``function_number`` order."""
+        """The pool indexes an answer to each function is matched in, in ``function_number``
+        order (``FunctionState.reply_pools``: $LATEST's first)."""
         self._current_pipeline()
         index = self._pool_index_of
-        return [[index[id(p)] for p in self.lambda_service.function(name).pools if id(p) in index]
+        return [[index[id(p)] for p in self.lambda_service.function(name).reply_pools if id(p) in index]
                 for name in self.lambda_service.functions]
 
     def replay(self, capture: str | Path, **options: Any) -> Any:

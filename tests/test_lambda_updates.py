@@ -280,3 +280,36 @@ def test_diff_of_the_network_before_and_after_an_update_names_what_the_function_
     assert gained[0] is None and gained[1] is not None and gained[1].connected
     lost = changes[("subnet-public-a", "eni-db", "tcp")]
     assert lost[0] is not None and lost[0].connected and lost[1] is None
+
+
+def test_a_connection_opened_before_the_update_completes_is_answered_through_the_old_eni_alike_in_send_and_replay(
+        tmp_path):
+    # opened through the old ENI at t=0, answered at t=70 (the update completed at t=60), then
+    # the function's next packet of it at t=71: it leaves through the new ENI, which does not
+    # know the connection. A replay of the same exchange says the same, packet for packet.
+    net = account()
+    mover = net.function("mover")
+    (old,) = mover.hyperplane_enis
+    net.update_function("mover", vpc_config=NEW)
+    syn = mover.send(IP(dst=OLD_WEB) / TCP(sport=40000, dport=80, flags="S"))
+    net.advance(70)
+    synack = syn.reply(TCP(flags="SA"))
+    net.advance(1)
+    ack = mover.send(IP(dst=OLD_WEB) / TCP(sport=40000, dport=80, flags="A"))
+    sent = [syn.reason, synack.reason, ack.reason]
+    assert sent == [hp.Reason.DELIVERED, hp.Reason.DELIVERED_TO_FUNCTION, hp.Reason.V2N_NO_CONNECTION]
+    assert [h.resource for h in synack.hops if h.stage == "v2n-in"] == [old.id]
+
+    again = account()
+    again.update_function("mover", vpc_config=NEW)
+    capture = []
+    for t, src, dst, sport, dport, flags in [(0, "172.16.5.10", OLD_WEB, 40000, 80, "S"),
+                                             (70, OLD_WEB, "172.16.5.10", 80, 40000, "SA"),
+                                             (71, "172.16.5.10", OLD_WEB, 40000, 80, "A")]:
+        p = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags)
+        p.time = 1_700_000_000 + t
+        capture.append(p)
+    wrpcap(str(tmp_path / "in.pcap"), capture)
+    again.replay(tmp_path / "in.pcap", functions={"mover": "172.16.5.0/24"}, verdicts=tmp_path / "v.jsonl")
+    replayed = [json.loads(line)["reason"] for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert replayed == [r.name for r in sent]

@@ -76,6 +76,7 @@ class FunctionState:
         self._activity = now  # last invocation, creation or restore: what idleness counts from
         self._idle_token = 0
         self._held: Counter[tuple[str, PoolKey]] = Counter()
+        self._used: dict[PoolKey, None] = {}  # every pair it has held, in order (reply_pools)
         self.deleted = False
         self._blocks = [index]  # its /24s of environment addresses, by ordinal (see environments.py)
 
@@ -136,6 +137,19 @@ class FunctionState:
         """The function as the topology describes it: the VpcConfig $LATEST invocations use
         now (during an update, the old one) and the published versions with theirs."""
         return dataclasses.replace(self._created_as, vpc_config=self.vpc_config, versions=self.versions)
+
+    @property
+    def reply_pools(self) -> list[HyperplaneEniPool]:
+        """The live pools that may hold connections of its execution environments: $LATEST's
+        first, then every other it has used (its versions', the old ones of an update until
+        they are deleted). An answer addressed to an environment is matched to its connection
+        in them, as a packet sent to the ENI's own address is: a connection opened through the
+        old ENI before an update completed is still answered through it."""
+        manager = self._service._manager
+        latest = self.pools
+        seen = {id(p) for p in latest}
+        others = [manager.pools[k] for k in self._used if k in manager.pools and id(manager.pools[k]) not in seen]
+        return [*latest, *(p for p in others if p.live)]
 
     def pools_of(self, qualifier: str) -> list[HyperplaneEniPool]:
         """The live pools a version's invocations use (``$LATEST``: :attr:`pools`)."""

@@ -139,3 +139,5 @@ def reconcile(service: LambdaService, fs: FunctionState, t: float, delay: float 
     wait = service.settings.eni_deletion_seconds if delay is None else delay
     service._manager.hold(fs._held, new, t, wait, fs.role)
     fs._held = new
+    for _user, key in new:
+        fs._used.setdefault(key)
