@@ -329,8 +329,8 @@ class Network:
 
     def function_number(self, name: str) -> int:
         """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""
-        self.lambda_service.function(name)  # raises for an unknown name
-        return list(self.lambda_service.functions).index(name)
+        base = self.lambda_service.function(name).name  # raises for an unknown name; "orders:1" is orders
+        return list(self.lambda_service.functions).index(base)
 
     def _function_pools(self) -> list[list[int]]:
         """The pool indexes an answer to each function is matched in, in ``function_number``

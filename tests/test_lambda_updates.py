@@ -61,6 +61,21 @@ def v2n(r: hp.Result) -> hp.Hop:
     return found[0]
 
 
+def write_capture(path, rows) -> None:
+    """A capture of TCP packets (offset seconds, src, dst, sport, dport, flags); the function's
+    side is 172.16.5.10, as a capture taken inside the function would have it."""
+    packets = []
+    for t, src, dst, sport, dport, flags in rows:
+        p = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags)
+        p.time = 1_700_000_000 + t
+        packets.append(p)
+    wrpcap(str(path), packets)
+
+
+def verdicts_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_moving_a_function_to_another_subnet_keeps_the_old_eni_until_the_new_one_is_ready():
     # AWS (UpdateFunctionConfiguration): "When you update a function, Lambda provisions an
     # instance of the function and its supporting resources. If your function connects to a
@@ -254,14 +269,10 @@ def test_a_replay_spanning_the_update_switches_eni_when_the_update_completes(tmp
     net = account()
     (old,) = net.function("mover").hyperplane_enis
     net.update_function("mover", vpc_config=NEW)  # at t=0: InProgress until t=60
-    capture = []
-    for k, (t, dst) in enumerate([(0, OLD_WEB), (30, OLD_WEB), (30, NEW_WEB), (90, OLD_WEB), (90, NEW_WEB)]):
-        p = Ether() / IP(src="172.16.5.10", dst=dst) / TCP(sport=40000 + k, dport=80, flags="S")
-        p.time = 1_700_000_000 + t
-        capture.append(p)
-    wrpcap(str(tmp_path / "in.pcap"), capture)
+    write_capture(tmp_path / "in.pcap", [(t, "172.16.5.10", dst, 40000 + k, 80, "S") for k, (t, dst) in enumerate(
+        [(0, OLD_WEB), (30, OLD_WEB), (30, NEW_WEB), (90, OLD_WEB), (90, NEW_WEB)])])
     net.replay(tmp_path / "in.pcap", functions={"mover": "172.16.5.0/24"}, verdicts=tmp_path / "v.jsonl")
-    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    verdicts = verdicts_of(tmp_path / "v.jsonl")
     assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED", "NO_ROUTE", "NO_ROUTE", "DELIVERED"]
     (new,) = net.function("mover").hyperplane_enis
     assert [v["src"] for v in verdicts if v["reason"] == "DELIVERED"] == [old.private_ip, old.private_ip,
@@ -302,14 +313,24 @@ def test_a_connection_opened_before_the_update_completes_is_answered_through_the
 
     again = account()
     again.update_function("mover", vpc_config=NEW)
-    capture = []
-    for t, src, dst, sport, dport, flags in [(0, "172.16.5.10", OLD_WEB, 40000, 80, "S"),
-                                             (70, OLD_WEB, "172.16.5.10", 80, 40000, "SA"),
-                                             (71, "172.16.5.10", OLD_WEB, 40000, 80, "A")]:
-        p = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags)
-        p.time = 1_700_000_000 + t
-        capture.append(p)
-    wrpcap(str(tmp_path / "in.pcap"), capture)
+    write_capture(tmp_path / "in.pcap", [(0, "172.16.5.10", OLD_WEB, 40000, 80, "S"),
+                                         (70, OLD_WEB, "172.16.5.10", 80, 40000, "SA"),
+                                         (71, "172.16.5.10", OLD_WEB, 40000, 80, "A")])
     again.replay(tmp_path / "in.pcap", functions={"mover": "172.16.5.0/24"}, verdicts=tmp_path / "v.jsonl")
-    replayed = [json.loads(line)["reason"] for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    replayed = [v["reason"] for v in verdicts_of(tmp_path / "v.jsonl")]
     assert replayed == [r.name for r in sent]
+
+
+def test_a_replay_of_a_published_version_goes_through_its_own_eni_after_latest_moved(tmp_path):
+    net = account()
+    (old,) = net.function("mover").hyperplane_enis
+    net.publish_version("mover")
+    net.update_function("mover", vpc_config=NEW)
+    net.advance(60)
+    write_capture(tmp_path / "in.pcap", [(0, "172.16.5.10", OLD_WEB, 40000, 80, "S"),
+                                         (1, OLD_WEB, "172.16.5.10", 80, 40000, "SA"),
+                                         (2, "172.16.5.10", OLD_WEB, 40000, 80, "A")])
+    net.replay(tmp_path / "in.pcap", functions={"mover:1": "172.16.5.0/24"}, verdicts=tmp_path / "v.jsonl")
+    verdicts = verdicts_of(tmp_path / "v.jsonl")
+    assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED_TO_FUNCTION", "DELIVERED"]
+    assert [v["src"] for v in verdicts][::2] == [old.private_ip, old.private_ip]
