@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Packet
 
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
-from hyperplane.lambda_service import FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.lambda_service import LATEST, FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
+from hyperplane.lambda_service.function import split_qualifier
 from hyperplane.dataplane.inputs import LAMBDA_SERVICE_PUBLIC_IP, function_rows
 from hyperplane.formats.inputs import read_input
 from hyperplane.formats.topology_reader import load_example_topology
-from hyperplane.model import Topology
+from hyperplane.model import Topology, VpcConfig
 from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
@@ -32,11 +34,16 @@ if TYPE_CHECKING:
 
 
 class Function:
-    """A Lambda function of the network: its state (from the Lambda service) and ``send``."""
+    """A Lambda function of the network (``orders``), or one of its published versions
+    (``orders:1``): its state (from the Lambda service) and ``send``.
+
+    ``vpc_config`` is the VpcConfig its invocations use now: during an update of ``$LATEST``
+    the old one (the new one is ``pending_vpc_config``); a version's never changes."""
 
     def __init__(self, network: Network, name: str) -> None:
         self._network = network
         self.name = name
+        self.version = split_qualifier(name)[1]  # "$LATEST" or "1", "2", ...
 
     @property
     def _state(self) -> FunctionState:
@@ -46,11 +53,30 @@ class Function:
     state_reason_code = property(lambda self: self._state.state_reason_code)
     state_reason = property(lambda self: self._state.state_reason)
     last_update_status = property(lambda self: self._state.last_update_status)
-    vpc_config = property(lambda self: self._state.vpc_config)
+    last_update_status_reason_code = property(lambda self: self._state.last_update_status_reason_code)
+    last_update_status_reason = property(lambda self: self._state.last_update_status_reason)
+
+    @property
+    def vpc_config(self) -> VpcConfig | None:
+        return self._state.version_config(self.version)
+
+    @property
+    def pending_vpc_config(self) -> VpcConfig | None:
+        """The VpcConfig an update in progress moves ``$LATEST`` to (``None`` otherwise)."""
+        return self._state.pending_vpc_config if self.version == LATEST else None
+
+    @property
+    def versions(self) -> list[str]:
+        """The published versions' numbers, oldest first."""
+        return [v.version for v in self._state.versions]
 
     @property
     def hyperplane_enis(self) -> list[HyperplaneEni]:
-        return self._state.hyperplane_enis
+        """``$LATEST``: every ENI the function holds (its own, during an update the old and the
+        new pairs', its versions'); a version: the ENIs of its own pairs."""
+        if self.version == LATEST:
+            return self._state.hyperplane_enis
+        return [e for pool in self._state.pools_of(self.version) for e in pool.enis if e.exists]
 
     def environment_address(self, k: int = 0) -> str:
         return self._network.lambda_service.environment_address(self.name, k)
@@ -79,8 +105,9 @@ class Network:
 
     def __init__(self, topology: Topology, *, lambda_settings: LambdaSettings | None = None,
                  now: float = 0.0, ready: bool = False) -> None:
-        self.topology = topology
+        self._topology = topology
         self.lambda_service = LambdaService(topology, lambda_settings, now=now, ready=ready)
+        self._functions_described = self.lambda_service.configuration_generation
         self._nat_tables = [ConnectionTable.nat_gateway([str(a) for a in nat.private_ips])
                             for nat in topology.nat_gateways.values()]
         # security-group tracking must not forget an opening connection before the Hyperplane
@@ -142,12 +169,40 @@ class Network:
         self._conntrack.expire(self.now)
         return self.now
 
+    @property
+    def topology(self) -> Topology:
+        """The network's configuration. Its ``functions`` follow the Lambda service: after
+        :meth:`update_function`, :meth:`publish_version` or :meth:`delete_function` (and when an
+        update completes) each function's ``vpc_config`` is the one its invocations use then,
+        with its published versions; what asks the topology (``connect``, ``reachability``,
+        ``diff``, a snapshot written out) sees the functions as they run."""
+        service = self.lambda_service
+        if service.configuration_generation != self._functions_described:
+            self._describe_functions()
+        return self._topology
+
+    @topology.setter
+    def topology(self, topology: Topology) -> None:
+        self._topology = topology
+
+    def _describe_functions(self) -> None:
+        """Rewrite the topology's functions from the Lambda service (one truth: the service)."""
+        service = self.lambda_service
+        self._functions_described = service.configuration_generation
+        old = self._topology
+        now = {name: fs.resource() for name, fs in service.functions.items()}
+        if now != dict(old.functions):  # only the functions: every other resource stays as it is
+            self._topology = dataclasses.replace(old, functions=now)
+            service.topology = self._topology
+
     def apply(self, topology: Topology) -> None:
         """Change the network's configuration (a rule removed, a route added...). Open
-        connections stay: security groups keep tracking them, NAT gateways keep their tables."""
+        connections stay: security groups keep tracking them, NAT gateways keep their tables.
+        Functions change through :meth:`update_function` and its siblings, not here."""
         tables = dict(zip(self.topology.nat_gateways, self._nat_tables))
         self.topology = topology
         self.lambda_service.topology = topology
+        self._describe_functions()  # a topology made before the last function change keeps none of it
         self._nat_tables = [tables.get(nid) or ConnectionTable.nat_gateway([str(a) for a in nat.private_ips])
                             for nid, nat in topology.nat_gateways.items()]
         self._pipeline = None
@@ -155,8 +210,46 @@ class Network:
     # -- resources --------------------------------------------------------------------------
 
     def function(self, name: str) -> Function:
-        self.lambda_service.function(name)  # raises for an unknown name
+        """A function (``"orders"``) or one of its published versions (``"orders:1"``)."""
+        base, version = split_qualifier(name)
+        self.lambda_service.function(base).version_config(version)  # raises for an unknown name
         return Function(self, name)
+
+    @property
+    def functions(self) -> dict[str, Function]:
+        """Every function ($LATEST) by name, in creation order."""
+        return {name: Function(self, name) for name in self.lambda_service.functions}
+
+    # -- Lambda control plane (SPEC §2) ------------------------------------------------------
+
+    def update_function(self, name: str, *, vpc_config: VpcConfig | Mapping[str, Any] | None) -> Function:
+        """UpdateFunctionConfiguration of ``$LATEST``'s VpcConfig, at the network's clock.
+
+        ``vpc_config``: a :class:`~hyperplane.model.VpcConfig`, a mapping with ``subnet_ids``
+        and ``security_group_ids`` (or AWS's ``SubnetIds`` / ``SecurityGroupIds``), or ``None``
+        (or empty lists) to take the function out of its VPC. When a new (subnet, security
+        group set) pair needs a Hyperplane ENI, the function stays ``Active`` with
+        ``last_update_status`` ``InProgress`` for ``eni_creation_seconds`` and its invocations
+        keep the old ENIs; then ``Successful``: they use the new ones, and the old VPC is out
+        of reach. ENIs nobody uses any more are deleted ``eni_deletion_seconds`` later. A config
+        Lambda cannot set up leaves the function as it was, ``last_update_status`` ``Failed``
+        with AWS's reason code. Raises ``ResourceConflict`` while the function is ``Pending``
+        or another update is in progress, ``UnknownResource`` for an unknown function."""
+        self.lambda_service.update_function_configuration(name, vpc_config, now=self.now)
+        return Function(self, name)
+
+    def publish_version(self, name: str) -> Function:
+        """PublishVersion: a new version of ``name`` frozen with ``$LATEST``'s VpcConfig (it
+        keeps its ENIs, whatever ``$LATEST`` does later); returns it (``name:N``)."""
+        number = self.lambda_service.publish_version(name, now=self.now)
+        return Function(self, f"{name}:{number}")
+
+    def delete_function(self, name: str) -> None:
+        """DeleteFunction of ``name`` (with its versions) or of one version (``name:N``). Each
+        Hyperplane ENI no other function or version uses is deleted ``eni_deletion_seconds``
+        later (until then it keeps its address, ``deleting``); the function's name is then
+        unknown to every call, its execution environments' addresses are never reused."""
+        self.lambda_service.delete_function(name, now=self.now)
 
     @property
     def hyperplane_enis(self) -> list[HyperplaneEni]:
@@ -236,14 +329,15 @@ class Network:
 
     def function_number(self, name: str) -> int:
         """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""
-        self.lambda_service.function(name)  # raises for an unknown name
-        return list(self.lambda_service.functions).index(name)
+        base = self.lambda_service.function(name).name  # raises for an unknown name; "orders:1" is orders
+        return list(self.lambda_service.functions).index(base)
 
     def _function_pools(self) -> list[list[int]]:
-        """The pool indexes of each function, in ``function_number`` order."""
+        """The pool indexes an answer to each function is matched in, in ``function_number``
+        order (``FunctionState.reply_pools``: $LATEST's first)."""
         self._current_pipeline()
         index = self._pool_index_of
-        return [[index[id(p)] for p in self.lambda_service.function(name).pools if id(p) in index]
+        return [[index[id(p)] for p in self.lambda_service.function(name).reply_pools if id(p) in index]
                 for name in self.lambda_service.functions]
 
     def replay(self, capture: str | Path, **options: Any) -> Any:

@@ -20,6 +20,7 @@ class LambdaService(Protocol):
     _functions: dict[str, FunctionState]
     _environments: ExecutionEnvironments
     _manager: HyperplaneEniManager
+    _config_generation: int
 
     @property
     def generation(self) -> int: ...

@@ -9,6 +9,7 @@ with, and check a VpcConfig against the topology with AWS's reason codes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Mapping, Protocol
@@ -58,6 +59,7 @@ class FunctionState:
 
     def __init__(self, service: LambdaService, fn: LambdaFunction, index: int, now: float) -> None:
         self._service = service
+        self._created_as = fn  # what the service does not model (its other fields) stays as given
         self.name = fn.name
         self.role = fn.role
         self.description = fn.description
@@ -74,6 +76,7 @@ class FunctionState:
         self._activity = now  # last invocation, creation or restore: what idleness counts from
         self._idle_token = 0
         self._held: Counter[tuple[str, PoolKey]] = Counter()
+        self._used: dict[PoolKey, None] = {}  # every pair it has held, in order (reply_pools)
         self.deleted = False
         self._blocks = [index]  # its /24s of environment addresses, by ordinal (see environments.py)
 
@@ -130,6 +133,33 @@ class FunctionState:
                 out.extend(e for e in pool.enis if e.exists)
         return out
 
+    def resource(self) -> LambdaFunction:
+        """The function as the topology describes it: the VpcConfig $LATEST invocations use
+        now (during an update, the old one) and the published versions with theirs."""
+        return dataclasses.replace(self._created_as, vpc_config=self.vpc_config, versions=self.versions)
+
+    @property
+    def reply_pools(self) -> list[HyperplaneEniPool]:
+        """The live pools that may hold connections of its execution environments: $LATEST's
+        first, then every other it has used (its versions', the old ones of an update until
+        they are deleted). An answer addressed to an environment is matched to its connection
+        in them, as a packet sent to the ENI's own address is: a connection opened through the
+        old ENI before an update completed is still answered through it."""
+        manager = self._service._manager
+        latest = self.pools
+        seen = {id(p) for p in latest}
+        others = [manager.pools[k] for k in self._used if k in manager.pools and id(manager.pools[k]) not in seen]
+        return [*latest, *(p for p in others if p.live)]
+
+    def pools_of(self, qualifier: str) -> list[HyperplaneEniPool]:
+        """The live pools a version's invocations use (``$LATEST``: :attr:`pools`)."""
+        if qualifier in (LATEST, ""):
+            return self.pools
+        manager = self._service._manager
+        if self.state != ACTIVE:
+            return []
+        return [manager.pools[k] for k in pool_keys(self.version_config(qualifier)) if k in manager.pools]
+
     def subnet_for(self, environment_ip: str | int, qualifier: str = LATEST) -> str | None:
         """The subnet an execution environment is bound to (``None`` without VpcConfig)."""
         config = self.version_config(qualifier)
@@ -164,12 +194,29 @@ def split_qualifier(name: str) -> tuple[str, str]:
     return base, (qualifier or LATEST)
 
 
+# the keys a VpcConfig mapping may use: ours, and AWS's (UpdateFunctionConfiguration's VpcConfig)
+_CONFIG_KEYS = {"subnet_ids": "subnet_ids", "security_group_ids": "security_group_ids",
+                "SubnetIds": "subnet_ids", "SecurityGroupIds": "security_group_ids"}
+
+
 def normalize_config(config: VpcConfig | Mapping[str, Any] | None) -> VpcConfig | None:
-    """A VpcConfig, a dict with ``subnet_ids``/``security_group_ids``, or None; empty = None."""
+    """A VpcConfig, a dict with ``subnet_ids``/``security_group_ids`` (or AWS's ``SubnetIds``/
+    ``SecurityGroupIds``), or None; empty = None. Raises ValueError for a key it does not know
+    or a value that is not a list of ids (a misspelt key must not detach a function)."""
     if config is None:
         return None
     if isinstance(config, Mapping):
-        config = VpcConfig(tuple(config.get("subnet_ids", ())), tuple(config.get("security_group_ids", ())))
+        unknown = [k for k in config if k not in _CONFIG_KEYS]
+        if unknown:
+            raise ValueError(f"vpc_config: unknown key {unknown[0]!r} (expected subnet_ids and "
+                             "security_group_ids, or AWS's SubnetIds and SecurityGroupIds)")
+        ids: dict[str, tuple[str, ...]] = {"subnet_ids": (), "security_group_ids": ()}
+        for key, value in config.items():
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) \
+                    or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"vpc_config[{key!r}] must be a list of ids, not {value!r}")
+            ids[_CONFIG_KEYS[key]] += tuple(value)
+        config = VpcConfig(ids["subnet_ids"], ids["security_group_ids"])
     if not isinstance(config, VpcConfig):
         raise TypeError(f"vpc_config must be a VpcConfig, a mapping or None, not {type(config).__name__}")
     if not config.subnet_ids and not config.security_group_ids:

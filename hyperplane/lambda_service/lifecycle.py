@@ -28,6 +28,7 @@ def create(service: LambdaService, fn: LambdaFunction, t: float, *, ready: bool)
     index = service._environments.first_block(fn.name)
     fs = FunctionState(service, fn, index, t)
     service._functions[fs.name] = fs
+    service._config_generation += 1
     service._environments.register(fs)
     start(service, fs, t, ready=ready)
     return fs
@@ -110,6 +111,7 @@ def settle(service: LambdaService, t: float) -> None:
         elif fs.updating:
             if all(pools[k].ready(t) for k in pool_keys(fs.pending_vpc_config)):
                 fs.vpc_config, fs.pending_vpc_config = fs.pending_vpc_config, None
+                service._config_generation += 1
                 apply(fs, E.UPDATE_SUCCEEDED)
                 reconcile(service, fs, t)
 
@@ -137,3 +139,5 @@ def reconcile(service: LambdaService, fs: FunctionState, t: float, delay: float 
     wait = service.settings.eni_deletion_seconds if delay is None else delay
     service._manager.hold(fs._held, new, t, wait, fs.role)
     fs._held = new
+    for _user, key in new:
+        fs._used.setdefault(key)

@@ -79,6 +79,7 @@ class LambdaService:
         self._events: list[tuple[float, int, str, Any]] = []
         self._event_seq = 0
         self._deleted_roles: set[str] = set()
+        self._config_generation = 0
         for fn in topology.functions.values():
             lifecycle.create(self, fn, self._now, ready=ready)
 
@@ -130,6 +131,13 @@ class LambdaService:
         self._now = now
         for pool in self._manager.pools.values():
             pool.table.expire(now)
+
+    @property
+    def configuration_generation(self) -> int:
+        """Increases whenever a function is created or deleted, a version published or deleted,
+        or the VpcConfig $LATEST runs with changes (an update's end included): when the
+        topology's description of the functions may have to follow."""
+        return self._config_generation
 
     def _at(self, t: float, kind: str, payload: Any) -> None:
         self._event_seq += 1
@@ -301,6 +309,7 @@ class LambdaService:
                 f"The operation cannot be performed at this time. An update is in progress for {fs.name} "
                 f"(State {fs.state}, LastUpdateStatus {fs.last_update_status}).")
         fs.last_modified = t
+        self._config_generation += 1
         if fs.state == FAILED:  # a new attempt at creating it, with the new config
             apply(fs, E.CREATION_RETRIED)
             fs.vpc_config = config
@@ -336,12 +345,16 @@ class LambdaService:
         """PublishVersion: a new version with $LATEST's VpcConfig; it keeps that config (and its
         ENIs in use) whatever happens to $LATEST later. Returns the version number."""
         self.advance(now)
-        fs = self.function(name)
+        base, qualifier = split_qualifier(name)
+        if qualifier != LATEST:
+            raise LambdaError(f"{name}: a version is published from $LATEST, not from a published version")
+        fs = self.function(base)
         if fs.state != ACTIVE or fs.updating:
             raise ResourceConflict(f"cannot publish a version of {fs.name} while it is {fs.state} "
                                    f"(LastUpdateStatus {fs.last_update_status})")
         number = str(max((int(v) for v in fs._versions), default=0) + 1)
         fs._versions[number] = fs.vpc_config
+        self._config_generation += 1
         lifecycle.reconcile(self, fs, self._now)
         return number
 
@@ -352,6 +365,7 @@ class LambdaService:
         t = self._now
         base, qualifier = split_qualifier(name)
         fs = self.function(base)
+        self._config_generation += 1
         if qualifier != LATEST:
             fs.version_config(qualifier)
             del fs._versions[qualifier]
