@@ -216,3 +216,24 @@ def test_the_compiled_groups_flag_only_tcp_and_udp_keys_of_open_rules():
     rows[2] = (0.0, 1, 2, 7, 0, 40, 1, 8)         # ICMP echo
     flags = vpc.security_groups.untracked_records(rows, np.full(3, s, np.int32), 0)
     assert flags.tolist() == [1, 1, 0]
+
+
+def test_interface_endpoint_flows_are_tracked():
+    # AWS, "Automatically tracked connections": "... AWS PrivateLink (interface VPC endpoints) ..."
+    net = _network([{"protocol": "all", "cidr": "0.0.0.0/0"}],
+                   security_groups=[{"id": "sg-vpce", "vpc_id": "vpc-t",
+                                     "ingress": [{"protocol": "tcp", "ports": "443", "cidr": "0.0.0.0/0"}]}],
+                   vpc_endpoints=[{"id": "vpce-sqs", "vpc_id": "vpc-t", "type": "interface",
+                                   "service_name": "com.amazonaws.us-east-1.sqs", "subnet_ids": ["subnet-priv"],
+                                   "security_group_ids": ["sg-vpce"],
+                                   "network_interfaces": [{"id": "eni-vpce", "subnet_id": "subnet-priv",
+                                                           "private_ip": "10.0.1.30"}]}])
+    syn = net.send(IP(dst="10.0.1.30") / TCP(sport=43000, dport=443, flags="S"), source="eni-web")
+    assert syn.reason == Reason.DELIVERED
+    # on the endpoint's ENI, and on eni-web, whose own groups are open both ways: its peer is one
+    assert "untracked" not in _sg_hop(syn, "sg-ingress").detail
+    assert "untracked" not in _sg_hop(syn, "sg-egress").detail
+    _without_inbound(net, "sg-vpce")
+    ack = net.send(IP(dst="10.0.1.30") / TCP(sport=43000, dport=443, flags="A"), source="eni-web")
+    assert ack.reason == Reason.DELIVERED
+    assert "tracked connection" in _sg_hop(ack, "sg-ingress").detail
