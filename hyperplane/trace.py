@@ -111,7 +111,8 @@ def _sg_detail(vpc: CompiledVpc, f: dict, direction: int) -> tuple[str, str, str
         spec = vpc.security_groups.rule(f["sg_set"], direction, f["rule"])
         assert spec is not None  # the walker names only rules of the set
         group, _, k, rule = spec.ref
-        return group, "allow", f"rule {k}: {_sg_rule_text(rule)}"
+        untracked = " (untracked flow: open rules both ways)" if f["untracked"] else ""
+        return group, "allow", f"rule {k}: {_sg_rule_text(rule)}{untracked}"
     return ",".join(groups), "deny", "no rule of " + ", ".join(groups) + " matches"
 
 

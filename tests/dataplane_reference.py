@@ -9,7 +9,10 @@ security groups decide by their rules alone, a NAT gateway opens a connection fo
 that may open one and has none to answer. With a ``State`` (shared by the packets of a batch),
 security groups remember the flows they let through per ENI, so that a reply passes whatever the
 rules say (SPEC §3), and a NAT gateway translates back what ``State.nat`` says it translated
-(the port it chose is the emulator's; the caller fills it in from the batch).
+(the port it chose is the emulator's; the caller fills it in from the batch). A flow AWS leaves
+untracked (``ReferenceVpc.leaves_untracked``: open rules both ways) is not remembered: each of
+its packets is judged by the rules of the moment, so that a rule removed between two batches
+cuts it.
 
 Lambda functions (SPEC §2): a function's Hyperplane ENIs are ENIs of their subnet that carry the
 function's security groups and have no public IP (``HyperplaneEni``, given to ``evaluate``
@@ -59,7 +62,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from hyperplane import model
 from hyperplane.reasons import Reason
@@ -292,6 +295,61 @@ class ReferenceVpc:
                     return True
         return False
 
+    # -- untracked flows ------------------------------------------------------------------------
+
+    def is_open_to_all(self, rule: model.SecurityGroupRule) -> bool:
+        """AWS names "all traffic (0.0.0.0/0 or ::/0)": the rule's CIDR, or an entry of its
+        prefix list, is 0.0.0.0/0 (IPv4 only here)."""
+        everything = IPv4Network("0.0.0.0/0")
+        if rule.cidr is not None:
+            return rule.cidr == everything
+        if rule.prefix_list_id is not None:
+            return everything in self.t.prefix_lists[rule.prefix_list_id].cidrs
+        return False
+
+    def admits_as_open(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
+        """EC2 "Untracked connections": "If a security group rule permits TCP or UDP flows for
+        all traffic (0.0.0.0/0 or ::/0) and there is a corresponding rule in the other direction
+        that permits all response traffic (0.0.0.0/0 or ::/0) for any port (0-65535), then that
+        flow of traffic is not tracked" -- with ``pkt`` the request, crossing ``egress``."""
+        groups = [self.t.security_groups[g] for g in self.eni(eni_id).security_group_ids]
+        admitted = any(self.is_open_to_all(rule)
+                       and self.protocol_and_ports_match(rule.protocol, rule.port_range, rule.icmp_type,
+                                                         rule.icmp_code, pkt)
+                       for g in groups for rule in g.rules(egress))
+        answered = any(self.is_open_to_all(rule)
+                       and (rule.protocol == model.PROTOCOL_ALL
+                            or (rule.protocol == pkt.proto and tuple(rule.port_range) == (0, 65535)))
+                       for g in groups for rule in g.rules(not egress))
+        return admitted and answered
+
+    def automatically_tracked(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
+        """EC2 "Automatically tracked connections": "Connections made through the following are
+        automatically tracked, even if the security group configuration does not otherwise
+        require tracking" -- of its list, what is modelled: NAT gateways, AWS PrivateLink
+        (interface VPC endpoints), AWS Lambda (Hyperplane elastic network interfaces). So: the
+        ENI is one of them, its peer is one of them, or its subnet reaches the peer through a
+        NAT gateway."""
+        if self.is_hyperplane(eni_id) or self.eni(eni_id).kind in model.MANAGED_ENI_KINDS:
+            return True
+        peer = pkt.dst if egress else pkt.src
+        subnet = self.subnet_of_eni(eni_id)
+        holder = self.eni_holding(subnet.vpc_id, peer)
+        if holder is not None and (self.is_hyperplane(holder) or self.eni(holder).kind in model.MANAGED_ENI_KINDS):
+            return True
+        route = self.route_for(subnet.id, peer)
+        return route is not None and not route.is_blackhole and route.target_kind == "nat"
+
+    def leaves_untracked(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
+        """Whether the ENI's groups leave this packet's flow untracked: TCP or UDP only ("ICMP
+        traffic is always tracked"), admitted as a request by an open rule with an all-ports
+        open rule the other way -- this packet, or the request it answers -- and not a
+        connection AWS tracks automatically."""
+        if pkt.proto not in (TCP, UDP) or self.automatically_tracked(eni_id, egress, pkt):
+            return False
+        answered = Packet(pkt.dst, pkt.src, pkt.proto, pkt.dst_port, pkt.src_port)
+        return self.admits_as_open(eni_id, egress, pkt) or self.admits_as_open(eni_id, not egress, answered)
+
     def network_acl_allows(self, subnet_id: str, egress: bool, pkt: Packet) -> bool:
         """Lowest rule number first; the first matching rule decides; none: denied."""
         acl = self.t.network_acls[self.t.subnets[subnet_id].network_acl_id]
@@ -465,14 +523,20 @@ class _Walk:
         return Verdict(Reason.DELIVERED_TO_FUNCTION, eni_id)
 
     def security_groups_allow(self, eni_id: str, egress: bool, pkt: Packet) -> bool:
-        """The rules, or a flow they let through before (stateful); either way it is tracked."""
+        """A flow they let through before (stateful), or the rules; a flow the rules let
+        through is remembered unless AWS leaves it untracked."""
         if self.state is None:
             return self.vpc.security_groups_allow(eni_id, egress, pkt)
-        tracked = (eni_id, flow_key(pkt)) in self.state.flows
-        if tracked or self.vpc.security_groups_allow(eni_id, egress, pkt):
-            self.state.flows.add((eni_id, flow_key(pkt)))
+        if (eni_id, flow_key(pkt)) in self.state.flows:
             return True
-        return False
+        if not self.vpc.security_groups_allow(eni_id, egress, pkt):
+            return False
+        # ICMP other than echo is not remembered (docs/semantics.md: it carries its code,
+        # which the rules match), and neither is a flow AWS leaves untracked
+        echo_or_not_icmp = pkt.proto != ICMP or pkt.flags in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+        if echo_or_not_icmp and not self.vpc.leaves_untracked(eni_id, egress, pkt):
+            self.state.flows.add((eni_id, flow_key(pkt)))
+        return True
 
     def at_nat_gateway(self, pkt: Packet, nat_id: str, from_subnet: str) -> Verdict:
         v = self.vpc

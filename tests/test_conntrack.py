@@ -191,6 +191,24 @@ def test_reply_of_allowed_outbound_connection_passes_after_egress_rule_is_remove
     assert Conversation(tracker, ENI_LAMBDA, cport=40001).request(3600.0, rule=False, flags=SYN) == DENIED
 
 
+def test_an_untracked_flow_passes_on_its_rules_and_stores_nothing():
+    # EC2 "Untracked connections": "The response traffic for an untracked flow is allowed based
+    # on the inbound or outbound rule that permits the response traffic, not based on tracking
+    # information." ... "An untracked flow of traffic is immediately interrupted if the rule
+    # that enables the flow is removed or modified."
+    tracker = ConnectionTracker()
+    syn = packet(OTHER_HOST, DB, 50000, 22, flags=SYN)
+    assert tracker.check(ENI_DB, syn, True, untracked=True).allowed.tolist() == [1]
+    assert tracker.live == 0
+    ack = packet(OTHER_HOST, DB, 50000, 22, flags=ACK, time=1.0)
+    result = tracker.check(ENI_DB, ack, False, untracked=np.array([0], np.uint8))  # the rule is gone
+    assert (result.allowed.tolist(), result.tracked.tolist()) == ([0], [0])
+    # a flow that was tracked stays so, whatever the rules now say
+    tracker.check(ENI_DB, packet(OTHER_HOST, DB, 50001, 22, flags=SYN, time=2.0), True)
+    later = tracker.check(ENI_DB, packet(OTHER_HOST, DB, 50001, 22, flags=ACK, time=3.0), True, untracked=True)
+    assert later.tracked.tolist() == [1]
+
+
 def test_inbound_packet_of_flow_never_allowed_is_denied():
     tracker = ConnectionTracker()
     c = Conversation(tracker, ENI_DB, client=OTHER_HOST, server=DB)

@@ -625,3 +625,38 @@ def test_network_acl_evaluation_matches_reference(acls, data):
             assert (decision.allowed, decision.rule_number) == want
             assert decision.entry is None or decision.entry.rule_number == decision.rule_number
             break
+
+
+def _untracked(groups: CompiledSecurityGroups, direction: int, proto: int, sport: int, dport: int) -> int:
+    rows = np.zeros(1, dtype=PACKET)
+    rows[0] = (0.0, ip("198.51.100.7"), ip("10.0.0.10"), sport, dport, 40, proto, 0)
+    return int(groups.untracked_records(rows, np.zeros(1, np.int32), direction)[0])
+
+
+def test_open_rules_both_ways_leave_tcp_and_udp_flows_untracked_by_protocol_and_port():
+    # EC2 "Untracked connections": "If a security group rule permits TCP or UDP flows for all
+    # traffic (0.0.0.0/0 or ::/0) and there is a corresponding rule in the other direction that
+    # permits all response traffic (0.0.0.0/0 or ::/0) for any port (0-65535), then that flow of
+    # traffic is not tracked"
+    groups = CompiledSecurityGroups.compile([SecurityGroupSetSpec(
+        ingress=(SecurityGroupRuleSpec("tcp", 22, 22, (ANYWHERE,)),
+                 SecurityGroupRuleSpec("tcp", 80, 80, ("203.0.113.0/24",)),
+                 SecurityGroupRuleSpec("udp", 53, 53, (ANYWHERE,))),
+        egress=(SecurityGroupRuleSpec("tcp", 0, 65535, (ANYWHERE,)),))])
+    assert _untracked(groups, INGRESS, TCP, 50000, 22) == 1   # the SSH request
+    assert _untracked(groups, EGRESS, TCP, 22, 50000) == 1    # ... and its answer
+    assert _untracked(groups, INGRESS, TCP, 50000, 80) == 0   # a narrower rule: tracked
+    assert _untracked(groups, INGRESS, UDP, 50000, 53) == 0   # no open UDP rule outbound
+    assert _untracked(groups, EGRESS, TCP, 50000, 443) == 0   # an outbound request: no open inbound for all ports
+    assert _untracked(groups, INGRESS, ICMP, 0, 0) == 0
+
+
+def test_hand_built_untracked_tables_are_validated():
+    with pytest.raises(ValueError, match="open_off, open_bounds and open_flag come together"):
+        _policy.SecurityGroupSets([0, 1, 2], [0, 0], [0, 0], [0, 1], [0], [-1], 0, open_off=[0, 1, 2])
+    with pytest.raises(ValueError, match="open_flag: values are 0 or 1"):
+        _policy.SecurityGroupSets([0, 1, 2], [0, 0], [0, 0], [0, 1], [0], [-1], 0,
+                                  open_off=[0, 1, 2], open_bounds=[0, 0], open_flag=[2, 0])
+    with pytest.raises(ValueError, match="open_bounds: slice 1 does not start at 0"):
+        _policy.SecurityGroupSets([0, 1, 2], [0, 0], [0, 0], [0, 1], [0], [-1], 0,
+                                  open_off=[0, 1, 2], open_bounds=[0, 7], open_flag=[0, 0])

@@ -41,6 +41,9 @@ cdef struct track_t:
 # One row at a time, for the per-packet walker (hyperplane/_walk.pyx).
 cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
                      uint8_t* allowed, uint8_t* tracked) noexcept nogil
+# ... and where the rules may leave the flow untracked (nothing is stored for it)
+cdef int track_check_rules(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
+                           uint8_t untracked, uint8_t* allowed, uint8_t* tracked) noexcept nogil
 
 cdef class ConntrackCore:
     cdef track_t st

@@ -31,6 +31,7 @@ class ConntrackCore:
         rule_allowed: npt.NDArray[np.uint8],  # const uint8_t[::1]
         allowed: npt.NDArray[np.uint8],  # uint8_t[::1], written
         tracked: npt.NDArray[np.uint8],  # uint8_t[::1], written
+        untracked: npt.NDArray[np.uint8] | None = None,  # const uint8_t[::1]
     ) -> None: ...
     def expire(self, now: float) -> int: ...
     def forget(self, eni: int) -> int: ...  # int32_t

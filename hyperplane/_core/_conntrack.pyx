@@ -24,6 +24,9 @@ Per row, in order (a row sees the flows earlier rows created or ended):
                                       removes the flow (after letting the RST through); a pure SYN
                                       on a flow that saw FIN both ways removes it first, so the new
                                       connection is judged by the rules like any other
+  otherwise, rule_allowed and the  -> allowed, not tracked, nothing stored: the next packet is
+    rules leave the flow untracked     judged by the rules again (EC2 "Untracked connections";
+                                       the caller says so per row, see ``untracked``)
   otherwise, rule_allowed          -> allowed, not tracked; the flow is created (not for a RST)
   otherwise                        -> denied
 State bits: SEEN_A/SEEN_B (a packet came from that endpoint), FIN_A/FIN_B (TCP only). TCP is
@@ -291,8 +294,8 @@ cdef inline uint32_t take_slot(track_t* st) noexcept nogil:
 
 #### the batch kernel
 
-cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t rule, uint8_t* allowed,
-                       uint8_t* tracked) noexcept nogil:
+cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t rule, uint8_t untracked,
+                       uint8_t* allowed, uint8_t* tracked) noexcept nogil:
     """One row, its key computed: 1, or 0 out of memory / full (``st.oom``)."""
     cdef flow_t* f
     cdef uint32_t s
@@ -335,8 +338,8 @@ cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t r
     elif rule != 0:
         allowed[0] = 1
         tracked[0] = 0
-        if is_tcp and (p.flags & F_RST):
-            return 1                # a RST opens nothing
+        if untracked or (is_tcp and (p.flags & F_RST)):
+            return 1                # an untracked flow stores nothing; a RST opens nothing
         room = reserve(st, t)
         if room < 0:
             st.oom = room
@@ -364,7 +367,7 @@ cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t r
 
 
 cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const uint8_t* rule,
-                    uint8_t* allowed, uint8_t* tracked, Py_ssize_t n) noexcept nogil:
+                    const uint8_t* untracked, uint8_t* allowed, uint8_t* tracked, Py_ssize_t n) noexcept nogil:
     """Decide rows 0..n-1. Returns n, or the row where it stopped (out of memory / full)."""
     cdef key_t keys[BLOCK]
     cdef Py_ssize_t i0, i, j, m
@@ -382,7 +385,8 @@ cdef Py_ssize_t run(track_t* st, const int32_t* eni, const packet_t* pk, const u
                 prefetch_flow(st, keys[j].hash)
         for j in range(m):
             i = i0 + j
-            if not decide(st, &keys[j], &pk[i], rule[i], &allowed[i], &tracked[i]):
+            if not decide(st, &keys[j], &pk[i], rule[i], untracked[i] if untracked != NULL else 0,
+                          &allowed[i], &tracked[i]):
                 return i
         i0 += m
     return n
@@ -393,7 +397,16 @@ cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_a
     """One row (hyperplane/_walk.pyx, nothing to overlap it with); 1, or 0 out of memory (``st.oom``)."""
     cdef key_t k
     canonical_key(p, eni, &k)
-    return decide(st, &k, p, rule_allowed, allowed, tracked)
+    return decide(st, &k, p, rule_allowed, 0, allowed, tracked)
+
+
+cdef int track_check_rules(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
+                           uint8_t untracked, uint8_t* allowed, uint8_t* tracked) noexcept nogil:
+    """``track_check`` where the rules may leave the flow untracked (``untracked`` 1: a packet
+    the rules allow and no live flow holds passes without creating one)."""
+    cdef key_t k
+    canonical_key(p, eni, &k)
+    return decide(st, &k, p, rule_allowed, untracked, allowed, tracked)
 
 
 #### the Python-facing class
@@ -447,22 +460,28 @@ cdef class ConntrackCore:
 
     def check(self, const int32_t[::1] eni not None, const packet_t[::1] packets not None,
               const uint8_t[::1] rule_allowed not None, uint8_t[::1] allowed not None,
-              uint8_t[::1] tracked not None):
-        """Decide every row in order, writing ``allowed`` and ``tracked`` (one byte per row)."""
+              uint8_t[::1] tracked not None, const uint8_t[::1] untracked=None):
+        """Decide every row in order, writing ``allowed`` and ``tracked`` (one byte per row);
+        ``untracked`` (optional, one byte per row): the rules leave that row's flow untracked."""
         cdef Py_ssize_t n = packets.shape[0]
         cdef Py_ssize_t stop
         cdef int code
+        cdef const uint8_t* up = NULL
         if eni.shape[0] != n:
             raise ValueError(f"eni has {eni.shape[0]} rows for {n} packets")
         if rule_allowed.shape[0] != n:
             raise ValueError(f"rule_allowed has {rule_allowed.shape[0]} rows for {n} packets")
         if allowed.shape[0] != n or tracked.shape[0] != n:
             raise ValueError(f"allowed and tracked must have {n} rows")
+        if untracked is not None and untracked.shape[0] != n:
+            raise ValueError(f"untracked has {untracked.shape[0]} rows for {n} packets")
         if n == 0:
             return
+        if untracked is not None:
+            up = &untracked[0]
         self._enter()
         with nogil:
-            stop = run(&self.st, &eni[0], &packets[0], &rule_allowed[0], &allowed[0], &tracked[0], n)
+            stop = run(&self.st, &eni[0], &packets[0], &rule_allowed[0], up, &allowed[0], &tracked[0], n)
         self.busy = 0
         if stop != n:
             code = self.st.oom

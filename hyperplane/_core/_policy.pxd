@@ -25,6 +25,11 @@ cdef struct rule_tables_t:
     int key_steps
     const uint8_t* entry_allow        # network ACLs: per entry; NULL for security groups
     const int32_t* entry_rule_number
+    # security groups: per space (2 * set + direction), match-key intervals whose TCP/UDP flows
+    # an open rule leaves untracked (sg_untracked); NULL for network ACLs
+    const int64_t* open_off
+    const uint32_t* open_bounds
+    const uint8_t* open_flag
 
 
 # The validated tables inside a RouteTables / SecurityGroupSets / NetworkAcls object (TypeError
@@ -79,3 +84,20 @@ cdef inline int32_t rule_lookup(const rule_tables_t* t, int32_t s, int d, const 
     m = t.ip_map[a + last_at_most(t.ip_bounds + a, t.space_off[2 * s + d + 1] - a, ip)]
     a = t.map_off[m]
     return t.key_winner[a + last_at_most(t.key_bounds + a, t.map_off[m + 1] - a, key)]
+
+
+cdef inline int sg_untracked(const rule_tables_t* t, int32_t s, int d, const packet_t* p) noexcept nogil:
+    # 1 when set s leaves the flow of this TCP/UDP packet (crossing in direction d) untracked:
+    # either the packet is a request an open rule of direction d admits (its destination port's
+    # key is flagged in space 2s+d), or it answers such a request of the other direction (its
+    # source port's key is flagged in space 2s+1-d). What is flagged: _policy.pyx, "Untracked".
+    cdef int64_t a
+    cdef uint32_t base
+    if t.open_off == NULL or s < 0 or (p.proto != 6 and p.proto != 17):
+        return 0
+    base = 0 if p.proto == 6 else 0x10000
+    a = t.open_off[2 * s + d]
+    if t.open_flag[a + last_at_most(t.open_bounds + a, t.open_off[2 * s + d + 1] - a, base | p.dst_port)]:
+        return 1
+    a = t.open_off[2 * s + 1 - d]
+    return t.open_flag[a + last_at_most(t.open_bounds + a, t.open_off[2 * s + 2 - d] - a, base | p.src_port)]

@@ -56,6 +56,9 @@ class _RuleTables:
 
 @final
 class SecurityGroupSets(_RuleTables):
+    open_off: npt.NDArray[np.int64]
+    open_bounds: npt.NDArray[np.uint32]
+    open_flag: npt.NDArray[np.uint8]
     def __init__(
         self,
         space_off: Any,
@@ -65,7 +68,16 @@ class SecurityGroupSets(_RuleTables):
         key_bounds: Any,
         key_winner: Any,
         n_winners: int,
+        open_off: Any = None,
+        open_bounds: Any = None,
+        open_flag: Any = None,
     ) -> None: ...
+    def untracked_records(
+        self,
+        records: npt.NDArray[np.void],  # const packet_t[::1]
+        sg_set: npt.NDArray[np.int32],
+        direction: int,
+    ) -> npt.NDArray[np.uint8]: ...
     def evaluate(
         self,
         sg_set: npt.NDArray[np.int32],  # const int32_t[::1]

@@ -431,6 +431,9 @@ cdef class _RuleTables:
         self.t.key_winner = &kw[0] if kw.shape[0] else NULL
         self.t.entry_allow = NULL
         self.t.entry_rule_number = NULL
+        self.t.open_off = NULL
+        self.t.open_bounds = NULL
+        self.t.open_flag = NULL
 
     @property
     def n_sets(self) -> int:
@@ -623,7 +626,63 @@ cdef class SecurityGroupSets(_RuleTables):
 
     ``key_winner`` holds the index of the rule within its set's ingress or egress list.
     Built by ``hyperplane.policy.CompiledSecurityGroups.compile``.
+
+    ``open_off`` / ``open_bounds`` / ``open_flag`` (optional; none: every flow is tracked) say,
+    per space (2 * set + direction), which match keys an open rule leaves untracked: a slice per
+    space of ascending key boundaries from 0, each flagged 1 or 0 up to the next (see
+    ``sg_untracked`` in _policy.pxd and "Untracked flows" in ``hyperplane.tables.policy``).
     """
+
+    cdef readonly object open_off, open_bounds, open_flag
+
+    def __init__(self, space_off, ip_bounds, ip_map, map_off, key_bounds, key_winner,
+                 int n_winners, open_off=None, open_bounds=None, open_flag=None):
+        super().__init__(space_off, ip_bounds, ip_map, map_off, key_bounds, key_winner, n_winners)
+        cdef Py_ssize_t n_spaces = self.space_off.shape[0] - 1, s
+        if open_off is None and open_bounds is None and open_flag is None:
+            open_off = np.arange(n_spaces + 1, dtype=np.int64)
+            open_bounds = np.zeros(n_spaces, dtype=np.uint32)
+            open_flag = np.zeros(n_spaces, dtype=np.uint8)
+        elif open_off is None or open_bounds is None or open_flag is None:
+            raise ValueError("open_off, open_bounds and open_flag come together")
+        self.open_off = _owned("open_off", open_off, np.int64)
+        self.open_bounds = _owned("open_bounds", open_bounds, np.uint32)
+        self.open_flag = _owned("open_flag", open_flag, np.uint8)
+        _check_slices("open_off", "open_bounds", self.open_off, n_spaces, self.open_bounds)
+        if self.open_flag.shape[0] != self.open_bounds.shape[0]:
+            raise ValueError("open_flag: must have one value per open_bounds")
+        if self.open_flag.shape[0] and self.open_flag.max() > 1:
+            raise ValueError("open_flag: values are 0 or 1")
+        cdef const int64_t[::1] oo = self.open_off
+        cdef const uint32_t[::1] ob = self.open_bounds
+        cdef const uint8_t[::1] of = self.open_flag
+        self.t.open_off = &oo[0]
+        self.t.open_bounds = &ob[0] if ob.shape[0] else NULL
+        self.t.open_flag = &of[0] if of.shape[0] else NULL
+
+    def untracked_records(self, records, sg_set, direction):
+        """Per row (uint8): 1 when set ``sg_set`` leaves the row's TCP/UDP flow untracked in
+        ``direction`` (0 ingress, 1 egress; an int): the compiled half of AWS's untracked
+        flows. The walker adds the automatically tracked cases (``hyperplane._core._walk``)."""
+        cdef batch_t b
+        cdef list keep = []
+        iv = _prepare_records(&b, "sg_set", records, sg_set, direction, keep)
+        cdef Py_ssize_t n = b.n, i
+        cdef int d
+        if b.direction != NULL:
+            raise TypeError("direction: one int for the whole batch")
+        d = b.direction_scalar
+        cdef const int32_t[::1] idx = iv
+        cdef const packet_t[::1] rows = keep[0]
+        for i in range(n):
+            if idx[i] < -1 or idx[i] >= self.t.n_sets:
+                raise _bad_index("sg_set", iv, i, self.t.n_sets)
+        out = np.zeros(n, dtype=np.uint8)
+        cdef uint8_t[::1] o = out
+        with nogil:
+            for i in range(n):
+                o[i] = sg_untracked(&self.t, idx[i], d, &rows[i])
+        return out
 
     def evaluate(self, sg_set, direction, peer, proto, port):
         """``(allowed uint8, rule int32)`` per packet.

@@ -35,7 +35,7 @@ cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, H_DNS,
+from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, ENI_PLAIN, H_DNS,
                                       H_ENDPOINT_IN, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT,
                                       H_NAT_IN, H_NAT_OUT, H_ROUTE, H_SG_EGRESS, H_SG_INGRESS,
                                       H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
@@ -53,10 +53,10 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL, T_BLACKHOLE,
                                       T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
                                       T_PEERING)
-from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_t
+from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_check_rules, track_t
 from hyperplane._core._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._core._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
-                                 rule_tables_of, rule_tables_t)
+                                 rule_tables_of, rule_tables_t, sg_untracked)
 from hyperplane._core._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
@@ -296,15 +296,39 @@ cdef int nacl_in(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_
     return allowed
 
 
+cdef int auto_tracked(const vpc_t* v, int32_t eni, int d, const packet_t* p) noexcept nogil:
+    """1 when the ENI's flow with this packet's peer is one AWS always tracks: the peer is a
+    Hyperplane ENI, a NAT gateway or an interface endpoint of the VPC, or the ENI's subnet
+    routes to the peer through a NAT gateway (EC2 "Automatically tracked connections")."""
+    cdef uint32_t peer = p.dst_ip if d else p.src_ip
+    cdef int32_t subnet = v.eni_subnet[eni]
+    cdef int32_t other = eni_at(v, peer, v.subnet_vpc[subnet])
+    cdef int32_t table, route
+    if other >= 0 and v.eni_kind[other] != ENI_PLAIN:
+        return 1
+    table = v.subnet_route_table[subnet]
+    route = route_lookup(v.routes, table, peer)
+    return route >= 0 and v.target_flat[v.route_offset[table] + route] == T_NAT
+
+
 cdef int sg_check(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int d) noexcept nogil:
-    """The ENI's security groups (with tracking) in direction d: 1 allowed, 0 denied, -1 no memory."""
+    """The ENI's security groups (with tracking) in direction d: 1 allowed, 0 denied, -1 no memory.
+
+    A flow is untracked when the rules say so (``sg_untracked``) on an ordinary ENI and AWS
+    does not track it automatically: the packet passes on the rules and leaves nothing behind,
+    so the next one is judged by the rules again (hop value 5: 1)."""
     cdef int32_t sg = v.eni_sg_set[eni]
     cdef int32_t rule = rule_lookup(v.sgs, sg, d, w.p)
-    cdef uint8_t allowed, tracked
-    if not track_check(v.track, v.eni_key[eni] if sg >= 0 else -1, w.p, rule != -1, &allowed, &tracked):
+    cdef uint8_t allowed, tracked, untracked = 0
+    if (rule >= 0 and v.eni_kind[eni] == ENI_PLAIN and sg_untracked(v.sgs, sg, d, w.p)
+            and not auto_tracked(v, eni, d, w.p)):
+        untracked = 1
+    if not track_check_rules(v.track, v.eni_key[eni] if sg >= 0 else -1, w.p, rule != -1, untracked,
+                             &allowed, &tracked):
         r.stop = STOP_NO_MEMORY
         return -1
-    hop(r, w, H_SG_EGRESS if d else H_SG_INGRESS, eni, sg, allowed, rule if rule >= 0 else -1, tracked, 0)
+    hop(r, w, H_SG_EGRESS if d else H_SG_INGRESS, eni, sg, allowed, rule if rule >= 0 else -1, tracked,
+        untracked and not tracked)
     return allowed
 
 

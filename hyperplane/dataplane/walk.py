@@ -48,7 +48,9 @@ class Origin(Code):
 
 
 _U8, _U16, _I8, _I32, _U32 = np.uint8, np.uint16, np.int8, np.int32, np.uint32
-_SG = (("eni", _I32), ("sg_set", _I32), ("allowed", _U8), ("rule", _I32), ("tracked", _U8))
+# tracked: a live tracked flow let the packet through; untracked: the rules did, and the flow is
+# one AWS does not track (nothing remembered: EC2 "Untracked connections")
+_SG = (("eni", _I32), ("sg_set", _I32), ("allowed", _U8), ("rule", _I32), ("tracked", _U8), ("untracked", _U8))
 _NACL = (("subnet", _I32), ("nacl", _I32), ("allowed", _U8), ("rule_number", _I32))
 _NAT = (("nat", _I32), ("status", _U8), ("src_ip", _U32), ("src_port", _U16), ("dst_ip", _U32), ("dst_port", _U16))
 # the columns of each stage's facts, in the order of hop_t.v (see hyperplane/_walk.pyx)

@@ -121,13 +121,16 @@ class ConnectionTracker:
                                    c.udp_stream, c.icmp, c.other, capacity)
 
     def check(self, eni: np.ndarray | int, packets: np.ndarray,
-              rule_allowed: np.ndarray | bool) -> TrackResult:
+              rule_allowed: np.ndarray | bool, untracked: np.ndarray | bool = False) -> TrackResult:
         """Decide a batch of PACKET rows in order; later rows see the flows earlier rows opened.
 
         - ``eni``: int32 per row (or one int for every row), the index of the ENI whose security
           groups are evaluated; ``-1`` = no security group at this stage (allowed, untracked).
         - ``rule_allowed``: uint8 or bool per row (or one bool), whether the group's rules allow
           the packet.
+        - ``untracked``: uint8 or bool per row (or one bool), whether the rules leave the row's
+          flow untracked (EC2 "Untracked connections": open rules both ways); such a row the
+          rules allow, of no live flow, passes and opens none.
 
         Times are seconds up to 1e15 (later ones, +inf included, are refused naming the row; a
         NaN or an earlier time happens at the tracker's clock).
@@ -158,9 +161,15 @@ class ConnectionTracker:
             rules = _rows(rule_allowed, "rule_allowed", (np.dtype(np.uint8), np.dtype(np.bool_)), "uint8 or bool")
             _same_length(rules, "rule_allowed", n)
             rules = rules.view(np.uint8)
+        if isinstance(untracked, (bool, np.bool_)):
+            loose = np.full(n, bool(untracked), dtype=np.uint8)
+        else:
+            loose = _rows(untracked, "untracked", (np.dtype(np.uint8), np.dtype(np.bool_)), "uint8 or bool")
+            _same_length(loose, "untracked", n)
+            loose = loose.view(np.uint8)
         allowed = np.empty(n, dtype=np.uint8)
         tracked = np.empty(n, dtype=np.uint8)
-        self._core.check(eni_rows, packets, rules, allowed, tracked)
+        self._core.check(eni_rows, packets, rules, allowed, tracked, loose)
         return TrackResult(allowed, tracked)
 
     def forget(self, eni: int) -> int:

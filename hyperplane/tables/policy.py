@@ -17,7 +17,8 @@ AWS semantics kept here (see SPEC §3-§4):
 - routes: longest prefix wins; at equal length a static route beats a prefix-list route; two
   routes that are still tied (AWS refuses to create them) resolve to the one listed first;
 - security groups: allow-only, the union of every rule of every group in the set; the rule
-  reported is the first matching one in the set's list order;
+  reported is the first matching one in the set's list order; which TCP/UDP flows the rules
+  leave untracked is compiled too ("Untracked flows" below);
 - network ACLs: entries in ascending rule number, the first that matches decides; none matches
   => denied by the ``*`` rule, reported as rule number 32767.
 - ports: the packet's destination port in every direction (so return traffic to an ephemeral
@@ -260,6 +261,51 @@ def _rule_box(winner: int, protocol: int | str, from_port, to_port, cidrs, where
     return _RuleBox(winner, networks, lo, hi)
 
 
+# Untracked flows. EC2 user guide, "Untracked connections": "If a security group rule permits
+# TCP or UDP flows for all traffic (0.0.0.0/0 or ::/0) and there is a corresponding rule in the
+# other direction that permits all response traffic (0.0.0.0/0 or ::/0) for any port (0-65535),
+# then that flow of traffic is not tracked, unless it is part of an automatically tracked
+# connection." Per space (set, direction) the compiler flags the TCP and UDP match keys that an
+# open rule (a peer CIDR of /0) admits, when the other direction has an open rule for every port
+# of that protocol (protocol -1, or the protocol with ports 0-65535); the walker adds the
+# automatically tracked cases (which ENI, which peer) and ICMP and other protocols stay tracked.
+_PROTOCOL_KEYS = ((0, 0xFFFF), (_policy.KEY_UDP, _policy.KEY_UDP + 0xFFFF))  # TCP, UDP
+
+
+def _is_open(box: _RuleBox) -> bool:
+    return any(plen == 0 for _, plen in box.networks)
+
+
+def _untracked_keys(admitting: list[_RuleBox], answering: list[_RuleBox]) -> tuple[list[int], list[int]]:
+    """Ascending key boundaries from 0 and a 0/1 flag for each, up to the next boundary."""
+    ranges = []
+    for lo, hi in _PROTOCOL_KEYS:
+        if any(_is_open(b) and b.key_lo <= lo and hi <= b.key_hi for b in answering):
+            ranges += [(max(lo, b.key_lo), min(hi, b.key_hi)) for b in admitting
+                       if _is_open(b) and b.key_lo <= hi and lo <= b.key_hi]
+    points = sorted({0, *(lo for lo, _ in ranges), *(hi + 1 for _, hi in ranges if hi + 1 < _KEY_LIMIT)})
+    flags = [int(any(lo <= p <= hi for lo, hi in ranges)) for p in points]
+    bounds, merged = [points[0]], [flags[0]]
+    for p, f in zip(points[1:], flags[1:]):
+        if f != merged[-1]:
+            bounds.append(p)
+            merged.append(f)
+    return bounds, merged
+
+
+def _compile_untracked(spaces: list[list[_RuleBox]]) -> dict[str, np.ndarray]:
+    """``open_off`` / ``open_bounds`` / ``open_flag`` of ``_policy.SecurityGroupSets``: space
+    ``2s + d`` is answered by space ``2s + 1 - d``."""
+    off, bounds, flags = [0], [], []
+    for k, boxes in enumerate(spaces):
+        b, f = _untracked_keys(boxes, spaces[k ^ 1])
+        bounds += b
+        flags += f
+        off.append(len(bounds))
+    return {"open_off": np.array(off, dtype=np.int64), "open_bounds": np.array(bounds, dtype=np.uint32),
+            "open_flag": np.array(flags, dtype=np.uint8)}
+
+
 class CompiledSecurityGroups:
     """Security-group sets compiled together; a packet is allowed when any rule matches it."""
 
@@ -293,7 +339,8 @@ class CompiledSecurityGroups:
                     boxes.append(_rule_box(i, rule.protocol, rule.from_port, rule.to_port,
                                            rule.cidrs, where))
                 spaces.append(boxes)  # space index = 2 * set + direction
-        kernel = _policy.SecurityGroupSets(**_compile_first_match(spaces), n_winners=longest)
+        kernel = _policy.SecurityGroupSets(**_compile_first_match(spaces), n_winners=longest,
+                                           **_compile_untracked(spaces))
         return cls(tuple(frozen), kernel)
 
     def __len__(self) -> int:
@@ -317,6 +364,12 @@ class CompiledSecurityGroups:
                          direction: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``evaluate`` on PACKET records (ingress: ``src_ip``; egress: ``dst_ip``)."""
         return self.kernel.evaluate_records(records, sg_set, direction)
+
+    def untracked_records(self, records: np.ndarray, sg_set: np.ndarray, direction: int) -> np.ndarray:
+        """Per PACKET record (uint8): 1 when the set's rules leave its TCP/UDP flow untracked
+        in ``direction`` (whether the ENI and the peer are ones AWS tracks anyway is the
+        walker's to say)."""
+        return self.kernel.untracked_records(records, sg_set, _check_direction(direction))
 
     def rule(self, sg_set: int, direction: int, rule_idx: int) -> SecurityGroupRuleSpec | None:
         """The spec behind a rule index an evaluation returned (None for -1)."""
