@@ -16,7 +16,7 @@ SNAPSHOT_ROLE_POLICIES = ("AWSLambdaVPCAccessExecutionRole",)
 READ_KINDS = (
     "Vpcs", "Subnets", "RouteTables", "SecurityGroups", "NetworkAcls", "InternetGateways",
     "NatGateways", "VpcEndpoints", "PrefixLists", "ManagedPrefixLists", "NetworkInterfaces",
-    "Reservations", "Addresses", "VpcPeeringConnections", "Functions",
+    "Reservations", "Addresses", "VpcPeeringConnections", "Functions", "AvailabilityZones",
 )
 
 #: Known top-level keys of things the emulator does not model (skipped, reported by count).
@@ -48,7 +48,6 @@ SKIPPED_KINDS: Mapping[str, str] = {
 #: Known top-level keys that carry no network behaviour: counted in ``SnapshotReport.ignored``
 #: and not warned about.
 IGNORED_KINDS: Mapping[str, str] = {
-    "AvailabilityZones": "availability zones",
     "ServiceDetails": "VPC endpoint services",
     "ServiceNames": "VPC endpoint service names",
     "DhcpOptions": "DHCP option sets",
