@@ -218,3 +218,33 @@ def test_a_replay_writes_no_records_for_unlogged_traffic(tmp_path):
     assert [(x["interface-id"], x["dstaddr"], x["dstport"]) for x in lines] == [("eni-web", "93.184.216.34", "443")]
     s3 = list((tmp_path / "logs" / "s3").rglob("*.log.gz"))
     assert [x["dstaddr"] for f in s3 for x in read_s3(f)] == ["93.184.216.34"]
+
+
+# -- what the walk does with link-local destinations -----------------------------------------
+# AWS (security groups): "Amazon security groups and network ACLs don't filter traffic to or
+# from link-local addresses (169.254.0.0/16) [...]". The instance metadata service, Amazon Time
+# Sync, license activation and the Amazon DNS server answer at such addresses on the instance's
+# host; the VPC router never forwards them.
+
+def test_an_instance_reaches_its_metadata_service_whatever_its_groups_say():
+    net = hp.Network.example()
+    r = net.send(IP(dst="169.254.169.254") / TCP(dport=80, flags="S"), source=WEB)
+    assert r.delivered and r.reason == hp.Reason.DELIVERED_TO_LINK_LOCAL_SERVICE
+    assert r.disposition == hp.Disposition.ACCEPTED
+    assert not any(h.stage in ("sg-egress", "route", "nacl-out") for h in r.hops)  # nothing filtered it
+    c = net.connect(WEB, "169.254.169.254", 80)
+    assert c and "instance metadata service" in str(c)
+    assert net.connect(WEB, "169.254.169.123", 123, "udp")  # Amazon Time Sync
+
+
+def test_other_link_local_addresses_and_functions_reach_nothing():
+    net = hp.Network.example()
+    # before, both left through a NAT gateway or the internet gateway as if on the internet
+    r = net.send(IP(dst="169.254.7.7") / TCP(dport=80, flags="S"), source=WEB)
+    assert not r.delivered and r.reason == hp.Reason.LINK_LOCAL_NOT_ROUTED
+    assert r.disposition == hp.Disposition.NO_ROUTE
+    # a function's Hyperplane ENI has no instance, and so no metadata service, behind it
+    fn = net.function("orders")
+    r = fn.send(IP(dst="169.254.169.254") / TCP(dport=80, flags="S"))
+    assert not r.delivered and r.reason == hp.Reason.LINK_LOCAL_NOT_ROUTED
+    assert not net.connect("orders", "169.254.169.254", 80)
