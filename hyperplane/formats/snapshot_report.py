@@ -73,10 +73,10 @@ class SnapshotReport:
         loaded: resources loaded per model collection (``{"subnets": 3, ...}``).
         skipped: what was not emulated, by kind, with counts
             (``{"TransitGateways (transit gateways)": 1, ...}``).
-        ignored: known keys without network behaviour (availability zones, endpoint service
-            catalogues, ...), with counts; not warned about.
+        ignored: known keys without network behaviour (endpoint service catalogues, DHCP
+            option sets, ...), with counts; not warned about.
         notes: decisions about single resources (an ENI skipped, a route made a blackhole, ...).
-        regions: the regions seen (from availability zones).
+        regions: the regions seen (from the subnets' availability zones).
         repairs: what a lenient load (``repair=True``) changed, one line per resource (each
             also issued as a :class:`~hyperplane.errors.RepairWarning`).
         readdressed: the NAT gateway addresses re-allocated by ``repair``:
