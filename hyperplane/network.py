@@ -28,6 +28,11 @@ from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
+# what an instance's host answers at link-local addresses (Reason.DELIVERED_TO_LINK_LOCAL_SERVICE)
+_LINK_LOCAL_SERVICES = {"169.254.169.254": "instance metadata service", "169.254.169.123": "Amazon Time Sync Service",
+                        "169.254.169.250": "Windows license activation (KMS)",
+                        "169.254.169.251": "Windows license activation (KMS)", "169.254.169.253": "Amazon DNS server"}
+
 if TYPE_CHECKING:
     from hyperplane.connectivity.connection import ConnectionResult
 
@@ -492,6 +497,11 @@ class Network:
             # an ENI's query: the resolver answers the ENI that asked, no group or NACL between
             return Result(self, Reason.DELIVERED, [Hop("AmazonProvidedDNS", "dns", "answer", f"to {p.src}")],
                           IP(bytes(answer)), ("dns", p.dst), result.location)
+        if reason == Reason.DELIVERED_TO_LINK_LOCAL_SERVICE:
+            # the instance's host answers on the interface itself: no group, NACL or route between
+            service = _LINK_LOCAL_SERVICES.get(str(p.dst), "link-local service")
+            return Result(self, Reason.DELIVERED, [Hop(service, "link_local", "answer", f"to {p.src}")],
+                          IP(bytes(answer)), ("link-local", p.dst), result.location)
         if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
             rec, _ = to_record(answer, self.now)
             return self._walk(answer, rec, Origin.GATEWAY_ENDPOINT, -1, "gateway-endpoint")

@@ -91,3 +91,6 @@ class Reason(Code):
     IP_FRAGMENT = _R.R_IP_FRAGMENT, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"
     CAPTURE_TRUNCATED = _R.R_CAPTURE_TRUNCATED, _D.DENIED_IN, None, "captured too short to read its headers: not emulated"
     CAPTURE_MALFORMED = _R.R_CAPTURE_MALFORMED, _D.DENIED_IN, None, "an IPv4 header that is not valid: not emulated"
+    # link-local destinations (169.254.0.0/16)
+    DELIVERED_TO_LINK_LOCAL_SERVICE = _R.R_DELIVERED_TO_LINK_LOCAL_SERVICE, _D.ACCEPTED, None, "answered on the instance's host: metadata 169.254.169.254, Time Sync .123, license activation .250/.251, DNS .253"
+    LINK_LOCAL_NOT_ROUTED = _R.R_LINK_LOCAL_NOT_ROUTED, _D.NO_ROUTE, None, "a link-local destination (169.254.0.0/16) is never routed, and no host service answers it here"

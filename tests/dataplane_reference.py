@@ -71,6 +71,10 @@ TCP, UDP, ICMP = 6, 17, 1
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 MAX_HOPS = 8
+LINK_LOCAL = IPv4Network("169.254.0.0/16")
+# instance metadata, Amazon Time Sync, Windows license activation (KMS), the Amazon DNS server
+HOST_SERVICES = {IPv4Address(a) for a in ("169.254.169.254", "169.254.169.123", "169.254.169.250",
+                                          "169.254.169.251", "169.254.169.253")}
 
 
 @dataclass(frozen=True)
@@ -429,6 +433,13 @@ class _Walk:
         v = self.vpc
         if v.checks_source_and_destination(eni_id) and pkt.src not in v.eni(eni_id).private_ips:
             return Verdict(Reason.SOURCE_DEST_CHECK_OUT, eni_id)  # a spoofed source
+        if pkt.dst in LINK_LOCAL:
+            # AWS: security groups and NACLs don't filter link-local traffic; an instance's host
+            # serves metadata, Time Sync, license activation and DNS there; nothing else does
+            served = not v.is_hyperplane(eni_id) and v.eni(eni_id).kind not in ("nat_gateway", "vpc_endpoint")
+            if served and pkt.dst in HOST_SERVICES:
+                return Verdict(Reason.DELIVERED_TO_LINK_LOCAL_SERVICE, eni_id)
+            return Verdict(Reason.LINK_LOCAL_NOT_ROUTED, eni_id)
         subnet = v.subnet_of_eni(eni_id)
         vpc = v.vpc_of_eni(eni_id)
         if pkt.dst == vpc.dns_resolver_ip and pkt.proto in (TCP, UDP) and pkt.dst_port == 53:

@@ -83,7 +83,8 @@ def test_region_subfolders_and_skipped_kinds_are_counted_across_regions():
     assert len(topology.vpcs) == 4  # two per region
     assert report.skipped["TransitGateways (transit gateways)"] == 2
     assert report.skipped["NetworkInterfaces (transit_gateway, no security group)"] == 4
-    assert report.ignored["AvailabilityZones (availability zones)"] == 7
+    # AvailabilityZones are read now (zone ids for flow logs' az-id), neither ignored nor skipped
+    assert not any(k.startswith("AvailabilityZones") for k in (*report.ignored, *report.skipped))
     assert "ServiceDetails (VPC endpoint services)" not in report.skipped
     assert topology.account_id == "554773406868"
 

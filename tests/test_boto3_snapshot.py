@@ -149,7 +149,7 @@ def test_the_snapshot_command_against_moto_then_trace_needs_repair_and_says_so(a
     runner = CliRunner()
     # as collected: written, but the folder does not load; the one line says what to do
     raw = runner.invoke(main, ["snapshot", str(tmp_path / "raw")])
-    assert raw.exit_code == 2 and "wrote 15 files" in raw.stdout
+    assert raw.exit_code == 2 and "wrote 16 files" in raw.stdout
     assert raw.stderr.count("\n") == 1 and "is not inside" in raw.stderr and "--repair" in raw.stderr
     trace = ["trace", "--topology", str(tmp_path / "raw"), "--from", "orders", "--to", "8.8.8.8:443"]
     refused = runner.invoke(main, trace)

@@ -303,7 +303,8 @@ KINDS = ["tcp_syn", "tcp_syn", "tcp_ack", "udp", "udp", "icmp_echo", "icmp_echo_
 OUTSIDE_ADDRESSES = [IPv4Address(a) for a in [
     "52.216.1.1", "52.217.0.5", "3.5.1.1", "54.231.0.1",  # pl-s3
     "198.51.100.7", "8.8.8.8",  # pl-corp, and static routes of the same length
-    "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5"]]
+    "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5",
+    "169.254.169.254", "169.254.7.7"]]  # link-local: the instance metadata service, and nothing
 
 
 @dataclass(frozen=True)

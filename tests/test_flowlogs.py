@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import ipaddress
 import re
 from collections import defaultdict
 from types import SimpleNamespace
@@ -389,6 +390,18 @@ def test_reading_a_file_that_is_not_a_flow_log_names_it(tmp_path):
 
 # -- the vectorized aggregation against a row-by-row reference -------------------------------
 
+def unlogged_by_aws(vpc, eni: int, src: int, dst: int, proto: int, sport: int, dport: int) -> bool:
+    """AWS "Flow log limitations": link-local addresses, the first four addresses of a subnet of
+    the ENI's VPC, DHCP."""
+    topo = vpc.topology
+    vpc_id = topo.subnets[vpc.subnet_ids[vpc.enis[eni].subnet]].vpc_id
+    reserved = {int(s.cidr.network_address) + k for s in topo.subnets.values() if s.vpc_id == vpc_id
+                for k in range(4)}
+    link_local = ipaddress.ip_network("169.254.0.0/16")
+    return (any(ipaddress.ip_address(a) in link_local for a in (src, dst)) or src in reserved or dst in reserved
+            or (proto == UDP and {sport, dport} == {67, 68}))
+
+
 def reference(batch: hp.BatchResult, vpc, interval: int) -> dict[tuple, list]:
     """Flow log records computed row by row from ``Facts.of(row)``: walk each row's stages
     backwards from the delivered packet, undoing translations, and log each ENI crossing."""
@@ -434,6 +447,8 @@ def reference(batch: hp.BatchResult, vpc, interval: int) -> dict[tuple, list]:
             elif stage == "igw_in":
                 dst = f["public_ip"]
         for eni, direction, action, s, sp, d, dp, env, path_ in seen:
+            if unlogged_by_aws(vpc, eni, s, d, proto, sp, dp):
+                continue
             hyperplane = vpc.enis[eni].kind == EniKind.HYPERPLANE
             if proto not in (TCP, UDP):
                 sp = dp = 0
@@ -467,14 +482,15 @@ def mixed_traffic(lab: Lab, rng: np.random.Generator, n: int) -> list[tuple[np.n
     """Batches of everything the example carries: function traffic to every kind of target,
     answers from the database, the cache and the internet, internet traffic to the web server."""
     targets = [(DB, 5432), (DB, 22), (CACHE, 6379), ("52.216.8.1", 443), ("8.8.8.8", 443),
-               ("10.0.10.50", 443), ("10.0.0.2", 53), ("93.184.216.34", 80)]
+               ("10.0.10.50", 443), ("10.0.0.2", 53), ("93.184.216.34", 80), ("169.254.169.254", 80),
+               ("10.0.10.1", 67)]
     out = packets(n)
     k = rng.integers(0, len(targets), n)
     out["src_ip"] = ip(lab.env)
     out["dst_ip"] = np.array([ip(t) for t, _ in targets], np.uint32)[k]
     out["dst_port"] = np.array([p for _, p in targets], np.uint16)[k]
     out["src_port"] = rng.integers(40000, 40040, n)
-    out["proto"] = np.where(out["dst_port"] == 53, UDP, TCP)
+    out["proto"] = np.where((out["dst_port"] == 53) | (out["dst_port"] == 67), UDP, TCP)
     flags = rng.choice([SYN, ACK, PSH | ACK, FIN | ACK, RST], n, p=[.5, .2, .1, .1, .1])
     out["flags"] = np.where(out["proto"] == TCP, flags, 0)
     out["length"] = rng.integers(40, 1500, n)

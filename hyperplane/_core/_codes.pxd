@@ -55,6 +55,9 @@ cpdef enum Reason:
     R_IP_FRAGMENT = 61
     R_CAPTURE_TRUNCATED = 62
     R_CAPTURE_MALFORMED = 63
+    # link-local destinations (169.254.0.0/16): answered on the host, never routed
+    R_DELIVERED_TO_LINK_LOCAL_SERVICE = 93
+    R_LINK_LOCAL_NOT_ROUTED = 94
 
 # Where a walk starts (hyperplane.dataplane.walk.Origin); the origin index says which one.
 cpdef enum Origin:

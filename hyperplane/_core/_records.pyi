@@ -32,5 +32,7 @@ class RecordTable:
         eni_hyperplane: npt.NDArray[np.uint8],
         interval: float,
         time_offset: float,
+        reserved: npt.NDArray[np.uint64] | None = None,  # const uint64_t[::1], sorted VPC << 32 | address
+        eni_vpc: npt.NDArray[np.int32] | None = None,  # const int32_t[::1], with reserved
     ) -> int: ...  # observations
     def columns(self) -> dict[str, npt.NDArray[np.generic]]: ...

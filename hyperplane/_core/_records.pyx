@@ -12,6 +12,12 @@ carried back to its SG egress. Each (packet, ENI) observation is a record key of
 
 (ports 0 for protocols without them, as AWS logs ICMP).
 
+Not logged (AWS "Flow log limitations"): an observation whose address on the far side of the
+ENI, or on its own side, is link-local (169.254.0.0/16: instance metadata, Amazon Time Sync, the
+Amazon DNS server at 169.254.169.253, Windows license activation) or one of the first four
+addresses of a subnet of the ENI's VPC (``reserved``: the VPC router at base + 1, the DNS
+resolver at base + 2), and DHCP (UDP between ports 67 and 68).
+
 Records. A record is one key with its packets and bytes summed, first and last packet times and
 TCP flags ORed. Records live end to end in insertion order (the columns ``columns()`` returns),
 and an open-addressing index of record numbers (linear probing, at most half full) finds a key's
@@ -39,6 +45,7 @@ cdef enum:
     MAX_RECORDS = 0x7FFFFFFF
 
 cdef uint64_t PORT = 0xFFFF
+cdef uint32_t LINK_LOCAL = 0xA9FE  # 169.254.0.0/16, the top half of an address
 
 
 cdef struct batch_t:
@@ -53,6 +60,9 @@ cdef struct batch_t:
     const uint8_t* eni_hyperplane
     double interval
     double time_offset
+    const uint64_t* reserved    # sorted: VPC number << 32 | address, the first four of every subnet
+    Py_ssize_t n_reserved
+    const int32_t* eni_vpc      # each ENI's VPC number (NULL: no reserved addresses given)
 
 
 cdef struct record_t:
@@ -72,6 +82,34 @@ assert sizeof(record_t) == 64
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
     return mix(mix(a, b), c)
+
+
+cdef inline bint is_reserved(const batch_t* bt, int32_t eni, uint32_t ip) noexcept nogil:
+    """Whether ``ip`` is one of the first four addresses of a subnet of the ENI's VPC."""
+    cdef uint64_t key
+    cdef Py_ssize_t lo = 0, hi = bt.n_reserved, mid
+    if bt.eni_vpc == NULL or hi == 0:
+        return False
+    key = (<uint64_t><uint32_t>bt.eni_vpc[eni] << 32) | ip
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if bt.reserved[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < bt.n_reserved and bt.reserved[lo] == key
+
+
+cdef inline bint unlogged(const batch_t* bt, int32_t eni, const packet_t* p, uint64_t src, uint64_t dst) noexcept nogil:
+    """Traffic flow logs do not capture (see the module docstring); ``src``/``dst`` are the
+    endpoints (ip << 16 | port) the ENI sees."""
+    cdef uint32_t s = <uint32_t>(src >> 16), d = <uint32_t>(dst >> 16)
+    cdef uint16_t sp = <uint16_t>(src & PORT), dp = <uint16_t>(dst & PORT)
+    if (s >> 16) == LINK_LOCAL or (d >> 16) == LINK_LOCAL:
+        return True
+    if p.proto == P_UDP and ((sp == 68 and dp == 67) or (sp == 67 and dp == 68)):
+        return True
+    return is_reserved(bt, eni, s) or is_reserved(bt, eni, d)
 
 
 @cython.final
@@ -191,12 +229,15 @@ cdef class RecordTable:
                 return
             i = (i + 1) & self.mask
 
-    cdef inline void _emit(self, const batch_t* bt, Py_ssize_t row, int32_t eni, uint16_t bits, uint64_t src,
-                           uint64_t dst, uint32_t orig) noexcept nogil:
-        """One observation of packet ``row`` at ENI ``eni``, merged into its record."""
+    cdef inline int64_t _emit(self, const batch_t* bt, Py_ssize_t row, int32_t eni, uint16_t bits, uint64_t src,
+                              uint64_t dst, uint32_t orig) noexcept nogil:
+        """One observation of packet ``row`` at ENI ``eni``, merged into its record; returns 1,
+        or 0 for traffic flow logs do not capture."""
         cdef const packet_t* p = &bt.packets[row]
         cdef double t = p.time + bt.time_offset
         cdef uint8_t flags = 0
+        if unlogged(bt, eni, p, src, dst):
+            return 0
         if p.proto == P_TCP:
             flags = (p.flags & (F_FIN | F_SYN | F_RST)) | (0x10 if (p.flags & (F_SYN | F_ACK)) == (F_SYN | F_ACK) else 0)
         elif p.proto != P_UDP:  # no ports, as AWS logs ICMP
@@ -206,6 +247,7 @@ cdef class RecordTable:
             orig = 0
         self._merge_one(src | (<uint64_t>(bits | p.proto) << 48), dst | (<uint64_t>bt.eni_number[eni] << 48),
                         (<uint64_t>floor(t / bt.interval) << 32) | orig, 1, p.length, t, t, flags)
+        return 1
 
     cdef Py_ssize_t _observe(self, const batch_t* bt, Py_ssize_t begin, Py_ssize_t end,
                              int64_t* observed) noexcept nogil:
@@ -237,15 +279,13 @@ cdef class RecordTable:
                 h = &bt.hops[k]
                 k -= 1
                 if h.stage == H_SG_INGRESS:
-                    observed[0] += 1
-                    self._emit(bt, i, h.v[0], 0 if h.v[2] else 1 << 9, src, dst, orig_dst)
+                    observed[0] += self._emit(bt, i, h.v[0], 0 if h.v[2] else 1 << 9, src, dst, orig_dst)
                 elif h.stage == H_SG_EGRESS:
                     bits = (1 << 8) | (0 if (h.v[2] and egress_state == 0) else 1 << 9)
                     if h.v[2]:
                         bits |= path
                     if egress_state != 2:
-                        observed[0] += 1
-                        self._emit(bt, i, h.v[0], bits, src, dst, orig_src)
+                        observed[0] += self._emit(bt, i, h.v[0], bits, src, dst, orig_src)
                     egress_state = 0
                     path = 0
                 elif h.stage == H_NACL_OUT:
@@ -256,13 +296,11 @@ cdef class RecordTable:
                     path = <uint16_t>bt.path_of_target[<uint8_t>h.v[4]] << 10
                 elif h.stage == H_NACL_IN:
                     if not h.v[2] and bt.location[i] >= 0:  # refused here: it ended at that ENI
-                        observed[0] += 1
-                        self._emit(bt, i, bt.location[i], 1 << 9, src, dst, 0)
+                        observed[0] += self._emit(bt, i, bt.location[i], 1 << 9, src, dst, 0)
                 elif h.stage == H_NAT_OUT or h.stage == H_NAT_IN:
                     src = (<uint64_t><uint32_t>h.v[2] << 16) | <uint16_t>h.v[3]
                     dst = (<uint64_t><uint32_t>h.v[4] << 16) | <uint16_t>h.v[5]
-                    observed[0] += 1
-                    self._emit(bt, i, bt.nat_eni[h.v[0]], 0, src, dst, 0)
+                    observed[0] += self._emit(bt, i, bt.nat_eni[h.v[0]], 0, src, dst, 0)
                 elif h.stage == H_V2N_IN:
                     orig_dst = <uint32_t>h.v[4] if h.v[1] < 16 else 0
                     dst = (<uint64_t><uint32_t>h.v[2] << 16) | <uint16_t>h.v[3]
@@ -277,11 +315,14 @@ cdef class RecordTable:
     def observe(self, hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
                 const int32_t[::1] location not None, const int32_t[::1] nat_eni not None,
                 const uint8_t[::1] path_of_target not None, const int64_t[::1] eni_number not None,
-                const uint8_t[::1] eni_hyperplane not None, double interval, double time_offset):
+                const uint8_t[::1] eni_hyperplane not None, double interval, double time_offset,
+                const uint64_t[::1] reserved=None, const int32_t[::1] eni_vpc=None):
         """Observe a walked batch (its hop log, ``first_hop`` offsets, packets as delivered and
         locations) and merge every observation into its record (see the module docstring);
         returns the number of observations. ``eni_number``: each compiled ENI's number in the
-        records; ``eni_hyperplane``: 1 for Hyperplane ENIs."""
+        records; ``eni_hyperplane``: 1 for Hyperplane ENIs; ``reserved`` (sorted, VPC number << 32
+        | address) and ``eni_vpc`` (each ENI's VPC number): the subnets' first four addresses,
+        whose traffic is not logged (both or neither)."""
         cdef Py_ssize_t n = packets.shape[0], i, row = 0
         if not isinstance(hops, np.ndarray) or hops.dtype != _HOP or hops.ndim != 1:
             raise TypeError("hops must be a one-dimensional array of hyperplane._walk.HOP")
@@ -295,6 +336,12 @@ cdef class RecordTable:
         if (first_hop.shape[0] != n + 1 or location.shape[0] != n or path_of_target.shape[0] != 256
                 or eni_hyperplane.shape[0] != n_enis):
             raise ValueError("observe: first_hop, packets, location and the ENI tables must describe one batch")
+        if (reserved is None) != (eni_vpc is None) or (eni_vpc is not None and eni_vpc.shape[0] != n_enis):
+            raise ValueError("observe: reserved and eni_vpc go together, eni_vpc with one VPC per ENI")
+        if reserved is not None:
+            for i in range(1, reserved.shape[0]):
+                if reserved[i - 1] > reserved[i]:
+                    raise ValueError("observe: reserved must be sorted")
         if not (0 < interval < INFINITY) or not (-INFINITY < time_offset < INFINITY):
             raise ValueError(f"observe: interval ({interval}) and time_offset ({time_offset}) must be finite, "
                              "interval > 0")
@@ -319,6 +366,9 @@ cdef class RecordTable:
         bt.location, bt.nat_eni = &location[0] if n else NULL, &nat_eni[0] if nat_eni.shape[0] else NULL
         bt.path_of_target, bt.eni_number = &path_of_target[0], &eni_number[0] if n_enis else NULL
         bt.eni_hyperplane, bt.interval, bt.time_offset = &eni_hyperplane[0] if n_enis else NULL, interval, time_offset
+        bt.n_reserved = reserved.shape[0] if reserved is not None else 0
+        bt.reserved = &reserved[0] if bt.n_reserved else NULL
+        bt.eni_vpc = &eni_vpc[0] if eni_vpc is not None and n_enis else NULL
         while row < n:
             if self.capacity - self.count < HOPS_PER_PACKET:
                 self._grow()

@@ -14,7 +14,7 @@ exactly as the earlier packets left them, at its own time. That is what a captur
            ENI: send;  INTERNET: IGW public -> private, arrive;  GATEWAY_ENDPOINT: arrive
            REPLY_TO_FUNCTION: find the connection the reply belongs to (V2N, then the NAT
            gateway on the Hyperplane ENI's route) and start as the peer really sends it
-  send     source/destination check (its source) -> DNS resolver? -> SG egress (+tracking) ->
+  send     source/destination check (its source) -> link-local? -> DNS resolver? -> SG egress (+tracking) ->
            route (LPM) -> NACL out (when the packet leaves the subnet) -> local: arrive | ENI:
            the check on the appliance (after its NACL in: its destination), arrive | NAT: NACL
            in, translate, send again from the NAT's ENI | IGW: public address, hairpin |
@@ -41,6 +41,7 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
                                       O_GATEWAY_ENDPOINT, O_INTERNET, O_REPLY_TO_FUNCTION,
                                       R_BLACKHOLE_ROUTE, R_DELIVERED, R_DELIVERED_TO_DNS_RESOLVER,
+                                      R_DELIVERED_TO_LINK_LOCAL_SERVICE, R_LINK_LOCAL_NOT_ROUTED, ENI_PLAIN,
                                       R_DELIVERED_TO_FUNCTION, R_DELIVERED_TO_GATEWAY_ENDPOINT,
                                       R_ENI_CAPACITY, R_EXITED_TO_INTERNET, R_FORWARDED_TO_PEERING,
                                       R_GATEWAY_ENDPOINT_PROTOCOL, R_NACL_IN_DENY, R_NACL_OUT_DENY,
@@ -406,6 +407,20 @@ cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) n
     return arrive(v, r, w, back, -1)
 
 
+cdef inline int to_link_local(run_t* r, packet_walk_t* w, int32_t eni, int8_t kind) noexcept nogil:
+    """A link-local destination (169.254.0.0/16) never reaches the VPC router, and "security
+    groups and network ACLs don't filter traffic to or from link-local addresses" (AWS): an
+    instance's host answers its own services (instance metadata 169.254.169.254, Amazon Time
+    Sync 169.254.169.123, Windows license activation 169.254.169.250-251, the Amazon DNS server
+    169.254.169.253); for any other address, or from a Hyperplane, NAT gateway or endpoint ENI
+    (no instance behind it), the packet goes nowhere."""
+    cdef uint32_t last = w.p.dst_ip & 0xFF
+    if kind == ENI_PLAIN and (w.p.dst_ip >> 8) == 0xA9FEA9 and (  # 169.254.169.x
+            last == 254 or last == 123 or last == 250 or last == 251 or last == 253):
+        return finish(r, w, R_DELIVERED_TO_LINK_LOCAL_SERVICE, eni)
+    return finish(r, w, R_LINK_LOCAL_NOT_ROUTED, eni)
+
+
 cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
     """A packet leaves an ENI: DNS resolver?, SG egress, route, NACL out, then its target."""
     cdef packet_t* p = w.p
@@ -418,6 +433,8 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     # it sends or receives" (EC2); decided before anything else sees the packet
     if v.eni_sd_check[eni] and not owns(v, eni, p.src_ip):
         return finish(r, w, R_SOURCE_DEST_CHECK_OUT, eni)
+    if (p.dst_ip >> 16) == 0xA9FE:
+        return to_link_local(r, w, eni, v.eni_kind[eni])
     # the VPC DNS resolver: neither security groups nor NACLs filter it
     if p.dst_ip == v.subnet_dns[subnet] and p.dst_port == DNS_PORT and (p.proto == P_TCP or p.proto == P_UDP):
         hop(r, w, H_DNS, subnet, 0, 0, 0, 0, 0)

@@ -10,8 +10,13 @@ nothing is evaluated a second time.
 subnet's network ACL refused the packet there (a NACL refusal is logged on the ENI whose subnet's
 NACL refused it, as AWS does: the sender for NACL out, the receiver for NACL in), else
 ``ACCEPT`` -- also when the packet is dropped later on its path, or by a translation at that
-ENI (a NAT gateway or Hyperplane ENI without a connection for it: no filter refused it). Traffic
-to the VPC DNS resolver (base + 2) is not logged, as in AWS.
+ENI (a NAT gateway or Hyperplane ENI without a connection for it: no filter refused it).
+
+Not logged, as AWS lists under "Flow log limitations": traffic to the VPC DNS resolver, to and
+from link-local addresses (169.254.0.0/16: instance metadata 169.254.169.254, Amazon Time Sync
+169.254.169.123, Windows license activation, the Amazon DNS server 169.254.169.253), to and from
+the first four addresses of a subnet (the VPC router at base + 1, the DNS resolver at base + 2),
+and DHCP (UDP 67 <-> 68). An ENI that sends only such traffic has no records at all.
 
 Addresses (AWS "Flow log records", "Flow log limitations"): ``srcaddr``/``dstaddr`` are the
 interface's view -- the ENI's primary private address stands in for its side of the packet
@@ -122,6 +127,7 @@ class _EniMeta:
     subnet_id: str
     vpc_id: str | None
     instance_id: str | None
+    az_id: str | None  # the subnet's Availability Zone id, when the topology knows it
 
 
 class FlowLogAggregator:
@@ -146,6 +152,7 @@ class FlowLogAggregator:
         self._enis: list[_EniMeta] = []
         self._eni_uid: dict[str, int] = {}
         self._uid_cache: tuple[CompiledVpc, np.ndarray] | None = None  # compiled ENI index -> number
+        self._reserved: tuple[CompiledVpc | None, np.ndarray] = (None, np.zeros(0, np.uint64))
         self._services: list[tuple[int, int, str]] | None = None
         self._records = RecordTable()
 
@@ -179,11 +186,13 @@ class FlowLogAggregator:
         return self._records.observe(facts.hops, facts.first_hop, packets,
                                      np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET,
                                      uid, (vpc.eni_kind == EniKind.HYPERPLANE).view(np.uint8),
-                                     float(self.interval), self.time_offset)
+                                     float(self.interval), self.time_offset, self._reserved[1],
+                                     np.ascontiguousarray(vpc.eni_vpc, np.int32))
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] is vpc:
             return self._uid_cache[1]
+        self._reserved = (vpc, _reserved_addresses(vpc))
         topo = vpc.topology
         if self.account_id is None:
             self.account_id = topo.account_id
@@ -201,7 +210,8 @@ class FlowLogAggregator:
                 instance = getattr(e.ref, "instance_id", None) if e.kind == EniKind.PLAIN else None
                 self._eni_uid[e.id] = len(self._enis)
                 self._enis.append(_EniMeta(e.id, int(e.ip), EniKind(e.kind), subnet_id,
-                                           subnet.vpc_id if subnet is not None else None, instance))
+                                           subnet.vpc_id if subnet is not None else None, instance,
+                                           subnet.availability_zone_id if subnet is not None else None))
             uid[e.index] = self._eni_uid[e.id]
         self._uid_cache = (vpc, uid)  # held, so that an id() cannot be reused under us
         return uid
@@ -233,7 +243,7 @@ class FlowLogAggregator:
             t["bytes"].tolist(), t["start"].tolist(), t["end"].tolist(),
             np.where(t["reject"], "REJECT", "ACCEPT").astype(object).tolist(), ["OK"] * n,
             by_eni("vpc_id"), by_eni("subnet_id"), by_eni("instance_id"), t["tcp-flags"].tolist(), ["IPv4"] * n,
-            _ip_text(t["pkt-srcaddr"]), _ip_text(t["pkt-dstaddr"]), [self.region] * n, [None] * n,
+            _ip_text(t["pkt-srcaddr"]), _ip_text(t["pkt-dstaddr"]), [self.region] * n, by_eni("az_id"),
             named(t["pkt-src-aws-service"]), named(t["pkt-dst-aws-service"]),
             np.where(t["egress"], "egress", "ingress").astype(object).tolist(),
             np.where(path > 0, path, -1).astype(object).tolist(),
@@ -301,7 +311,7 @@ class FlowLogAggregator:
         for name in fmt.fields:
             if name == "version":
                 columns.append(const(fmt.version))
-            elif name in ("interface-id", "vpc-id", "subnet-id", "instance-id"):
+            elif name in ("interface-id", "vpc-id", "subnet-id", "instance-id", "az-id"):
                 attr = {"interface-id": "id"}.get(name, name.replace("-", "_"))
                 columns.append(words(t["eni"], [getattr(e, attr) for e in enis]))
             elif name in ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr"):
@@ -360,6 +370,15 @@ class FlowLogAggregator:
             names.append(name)
             which[(ips >= first) & (ips <= last)] = len(names) - 1
         return names, which
+
+
+def _reserved_addresses(vpc: CompiledVpc) -> np.ndarray:
+    """The first four addresses of every subnet (network, VPC router, DNS, future use) as
+    sorted ``VPC number << 32 | address``: AWS's flow logs do not capture traffic to or from them."""
+    topo = vpc.topology
+    keys = [(int(vpc.subnet_vpc[k]) << 32) | (int(topo.subnets[sid].cidr.network_address) + j)
+            for k, sid in enumerate(vpc.subnet_ids) for j in range(4)]
+    return np.array(sorted(keys), np.uint64)
 
 
 def _ip_text(ips: np.ndarray) -> list[str]:

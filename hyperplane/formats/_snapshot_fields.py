@@ -68,6 +68,7 @@ class _Fields:
     prefix_lists: dict[str, PrefixList]
     vpc_cidrs: dict[str, tuple[IPv4Network, ...]]
     subnets_pre: dict[str, tuple[str, IPv4Network, str]]
+    zone_ids: dict[str, str]
     peerings: dict[str, VpcPeeringConnection]
     enis: dict[str, dict]
     nats: dict[str, tuple[NatGateway, NetworkInterface]]

@@ -42,6 +42,7 @@ EC2_CALLS: tuple[tuple[str, str], ...] = (
     ("Reservations", "describe_instances"),
     ("Addresses", "describe_addresses"),
     ("VpcPeeringConnections", "describe_vpc_peering_connections"),
+    ("AvailabilityZones", "describe_availability_zones"),  # zone ids, for subnets that lack them
 )
 
 

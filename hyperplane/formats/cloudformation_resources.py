@@ -88,8 +88,10 @@ def _subnet(s: Stack, logical: str) -> None:
     _add(s, "subnets", logical, {
         "id": s.physical_id(logical), "vpc_id": s.ident(logical, "VpcId", "vpc"),
         "cidr": s.cidr(logical, "CidrBlock"), "availability_zone": s.zone(logical), "name": logical,
-    }, {"vpc_id": "VpcId", "cidr": "CidrBlock", "availability_zone": "AvailabilityZone",
-        "route_table_id": "RouteTableId", "network_acl_id": "NetworkAclId"})
+    } | ({"availability_zone_id": zone_id} if (zone_id := s.text(logical, "AvailabilityZoneId")) else {}),
+        {"vpc_id": "VpcId", "cidr": "CidrBlock", "availability_zone": "AvailabilityZone",
+         "availability_zone_id": "AvailabilityZoneId", "route_table_id": "RouteTableId",
+         "network_acl_id": "NetworkAclId"})
 
 
 def _route_table(s: Stack, logical: str) -> None:

@@ -7,7 +7,8 @@ whatever the file is called, and one file may hold several keys. Read kinds:
 
 =========================  ===============================================================
 ``Vpcs``                   CIDRs (associated ones of ``CidrBlockAssociationSet``)
-``Subnets``                CIDR, AZ
+``Subnets``                CIDR, AZ (name, and ``AvailabilityZoneId`` when present)
+``AvailabilityZones``      zone name -> zone id, for subnets without ``AvailabilityZoneId``
 ``RouteTables``            routes, the main association, subnet associations
 ``SecurityGroups``         ``IpPermissions`` / ``IpPermissionsEgress`` (CIDR, prefix list and
                            group peers), the ``default`` group of each VPC
@@ -45,7 +46,7 @@ What is not emulated is skipped and reported once, by kind and count, in a
 attachments, VPN and customer gateways, load balancers, RDS / Elasticsearch descriptions, IPv6
 routes and rules, ENIs without a security group (transit gateway, load balancer ENIs), Gateway
 Load Balancer endpoints, deleted NAT gateways, inactive peerings, ... Keys without network
-behaviour (``AvailabilityZones``, the endpoint service catalogue) are only counted
+behaviour (the endpoint service catalogue, DHCP option sets, ...) are only counted
 (``SnapshotReport.ignored``); an unrecognised key is reported as skipped. A route whose target is not
 emulated (``tgw-``, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN, a Gateway Load
 Balancer endpoint) loads as it is: the data plane stops there with the reason
@@ -209,6 +210,7 @@ class _Snapshot(_Rules):
         self.prefix_lists = self.build_prefix_lists()
         self.vpc_cidrs = self.build_vpc_cidrs()
         self.subnets_pre = self.read_subnets()
+        self.zone_ids = self.read_zone_ids()
         for item in self.items["RouteTables"]:
             self.define(item, "RouteTableId", self.rtb_items)
             self.ref(item, "VpcId", self.vpc_items, "VPC")
@@ -251,7 +253,7 @@ class _Snapshot(_Rules):
         for subnet_id, (vpc_id, cidr, zone) in self.subnets_pre.items():
             subnets.append(Subnet(subnet_id, vpc_id, cidr, zone, self.rtb_of_subnet.get(subnet_id, self.main_rtb[vpc_id]),
                                   self.acl_of_subnet.get(subnet_id, self.default_acl[vpc_id]),
-                                  _tag_name(self.subnet_items[subnet_id].data)))
+                                  _tag_name(self.subnet_items[subnet_id].data), self.zone_ids.get(subnet_id)))
         enis = []
         for record in self.enis.values():
             kind = record["kind"]

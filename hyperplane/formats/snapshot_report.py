@@ -16,7 +16,7 @@ SNAPSHOT_ROLE_POLICIES = ("AWSLambdaVPCAccessExecutionRole",)
 READ_KINDS = (
     "Vpcs", "Subnets", "RouteTables", "SecurityGroups", "NetworkAcls", "InternetGateways",
     "NatGateways", "VpcEndpoints", "PrefixLists", "ManagedPrefixLists", "NetworkInterfaces",
-    "Reservations", "Addresses", "VpcPeeringConnections", "Functions",
+    "Reservations", "Addresses", "VpcPeeringConnections", "Functions", "AvailabilityZones",
 )
 
 #: Known top-level keys of things the emulator does not model (skipped, reported by count).
@@ -48,7 +48,6 @@ SKIPPED_KINDS: Mapping[str, str] = {
 #: Known top-level keys that carry no network behaviour: counted in ``SnapshotReport.ignored``
 #: and not warned about.
 IGNORED_KINDS: Mapping[str, str] = {
-    "AvailabilityZones": "availability zones",
     "ServiceDetails": "VPC endpoint services",
     "ServiceNames": "VPC endpoint service names",
     "DhcpOptions": "DHCP option sets",
@@ -74,10 +73,10 @@ class SnapshotReport:
         loaded: resources loaded per model collection (``{"subnets": 3, ...}``).
         skipped: what was not emulated, by kind, with counts
             (``{"TransitGateways (transit gateways)": 1, ...}``).
-        ignored: known keys without network behaviour (availability zones, endpoint service
-            catalogues, ...), with counts; not warned about.
+        ignored: known keys without network behaviour (endpoint service catalogues, DHCP
+            option sets, ...), with counts; not warned about.
         notes: decisions about single resources (an ENI skipped, a route made a blackhole, ...).
-        regions: the regions seen (from availability zones).
+        regions: the regions seen (from the subnets' availability zones).
         repairs: what a lenient load (``repair=True``) changed, one line per resource (each
             also issued as a :class:`~hyperplane.errors.RepairWarning`).
         readdressed: the NAT gateway addresses re-allocated by ``repair``:

@@ -4,6 +4,7 @@ Elastic IPs, endpoints, internet gateways, peerings, default groups and Lambda f
 from __future__ import annotations
 
 import json
+import os
 from ipaddress import IPv4Address, IPv4Network
 from typing import Sequence
 
@@ -108,6 +109,32 @@ class _Resources(_Fields):
             if region not in self.regions:
                 self.regions.append(region)
             out[subnet_id] = (vpc_id, self.cidr(item, "CidrBlock"), zone)
+        return out
+
+    def read_zone_ids(self) -> dict[str, str]:
+        """Each subnet's Availability Zone id (flow logs' az-id): its own ``AvailabilityZoneId``,
+        else what ``AvailabilityZones`` says its zone name stands for -- in the subnet's own folder
+        (one account and region), else anywhere in the snapshot if that is one id. A name alone
+        says nothing: the same name is a different zone in another account."""
+        by_folder: dict[tuple[str, str], str] = {}
+        anywhere: dict[str, set[str]] = {}
+        for item in self.items["AvailabilityZones"]:
+            name, zone_id = self.get(item, "ZoneName"), self.get(item, "ZoneId")
+            by_folder[(os.path.dirname(item.file), name)] = zone_id
+            anywhere.setdefault(name, set()).add(zone_id)
+        out = {}
+        for item in self.items["Subnets"]:
+            subnet_id = item.data.get("SubnetId")
+            if subnet_id not in self.subnet_items:
+                continue  # skipped (IPv6-only)
+            zone_id = self.get(item, "AvailabilityZoneId", required=False)
+            zone = str(item.data.get("AvailabilityZone"))  # read_subnets checked it
+            if zone_id is None:
+                zone_id = by_folder.get((os.path.dirname(item.file), zone))
+            if zone_id is None and len(anywhere.get(zone, ())) == 1:
+                zone_id = next(iter(anywhere[zone]))
+            if zone_id is not None:
+                out[subnet_id] = zone_id
         return out
 
     # ENIs ----------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def describe_documents(topology: Topology, *, hyperplane_enis: Iterable[Any] = (
     docs["Subnets.json"] = {"Subnets": [{
         "AvailabilityZone": s.availability_zone, "CidrBlock": str(s.cidr), "OwnerId": account,
         "State": "available", "SubnetId": s.id, "Tags": _tags(s.name), "VpcId": s.vpc_id,
-    } for s in t.subnets.values()]}
+    } | ({"AvailabilityZoneId": s.availability_zone_id} if s.availability_zone_id else {})
+        for s in t.subnets.values()]}
 
     def route(r: Route) -> dict:
         out: dict[str, Any] = ({"DestinationPrefixListId": r.destination} if r.is_prefix_list_route

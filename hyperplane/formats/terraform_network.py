@@ -137,9 +137,11 @@ def _subnets(t: Translator) -> None:
         if cidr is None:
             t.fail(subnet, ("cidr_block",), "the subnet's CIDR is unknown until apply (cidrsubnet of an unknown value?)")
         zone = tf.known(subnet, "availability_zone")
+        zone_id = tf.known(subnet, "availability_zone_id")  # in applied state; a plan may not know it
         t.add("subnets", subnet, {"id": subnet.id, "vpc_id": t.vpc_of(subnet),
                                   "cidr": str(t.cidr(subnet, ("cidr_block",), cidr)),
-                                  "availability_zone": zone if isinstance(zone, str) and zone else t.zone})
+                                  "availability_zone": zone if isinstance(zone, str) and zone else t.zone}
+              | ({"availability_zone_id": zone_id} if isinstance(zone_id, str) and zone_id else {}))
         subnet.extra["public"] = bool(tf.known(subnet, "map_public_ip_on_launch"))
 
 

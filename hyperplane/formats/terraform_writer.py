@@ -91,7 +91,8 @@ def terraform_state_document(topology: Topology) -> dict[str, Any]:
     for subnet in t.subnets.values():
         add("aws_subnet", subnet.id, {"id": subnet.id, "vpc_id": subnet.vpc_id, "cidr_block": str(subnet.cidr),
                                       "availability_zone": subnet.availability_zone, "map_public_ip_on_launch": False,
-                                      "tags": tags(subnet.name)})
+                                      "tags": tags(subnet.name)}
+            | ({"availability_zone_id": subnet.availability_zone_id} if subnet.availability_zone_id else {}))
     for rtb in t.route_tables.values():
         routes = []
         for route in rtb.routes:

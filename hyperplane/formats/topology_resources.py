@@ -177,7 +177,7 @@ class _Builder:
             vpcs=_keyed([Vpc(v["id"], v["cidrs"], v["main_route_table_id"], v["default_network_acl_id"],
                       v["default_security_group_id"], v["name"]) for v in vpcs.values()]),
             subnets=_keyed([Subnet(s["id"], s["vpc_id"], s["cidr"], s["availability_zone"], s["route_table_id"],
-                            s["network_acl_id"], s["name"]) for s in subnets.values()]),
+                            s["network_acl_id"], s["name"], s["availability_zone_id"]) for s in subnets.values()]),
             route_tables=_keyed([RouteTable(t["id"], t["vpc_id"], tuple(t["routes"]),
                                      is_main=t["vpc_id"] in vpcs and vpcs[t["vpc_id"]]["main_route_table_id"] == t["id"],
                                      name=t["name"]) for t in route_tables.values()]),
@@ -236,8 +236,8 @@ class _Builder:
     def subnets(self) -> dict[str, dict]:
         r, out = self.r, {}
         for where, item in self.items("subnets"):
-            item = r.mapping(item, where, ("id", "name", "vpc_id", "cidr", "availability_zone", "route_table_id",
-                                           "network_acl_id"), ("id", "vpc_id", "cidr", "availability_zone"))
+            item = r.mapping(item, where, ("id", "name", "vpc_id", "cidr", "availability_zone", "availability_zone_id",
+                                           "route_table_id", "network_acl_id"), ("id", "vpc_id", "cidr", "availability_zone"))
             subnet_id = r.identifier(item["id"], _join(where, "id"), "subnet-")
             self.claim(subnet_id, where)
             out[subnet_id] = {
@@ -248,6 +248,8 @@ class _Builder:
                 "route_table_id": r.identifier(item["route_table_id"], _join(where, "route_table_id"), "rtb-") if item.get("route_table_id") is not None else None,
                 "network_acl_id": r.identifier(item["network_acl_id"], _join(where, "network_acl_id"), "acl-") if item.get("network_acl_id") is not None else None,
                 "name": r.text(item.get("name"), _join(where, "name")),
+                "availability_zone_id": r.string(item["availability_zone_id"], _join(where, "availability_zone_id"))
+                if item.get("availability_zone_id") is not None else None,
             }
         return out
 

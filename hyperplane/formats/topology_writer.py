@@ -63,7 +63,8 @@ def topology_document(topology: Topology) -> dict:
         _named({"id": s.id}, s.name) | {
             "vpc_id": s.vpc_id, "cidr": str(s.cidr), "availability_zone": s.availability_zone,
             "route_table_id": s.route_table_id, "network_acl_id": s.network_acl_id,
-        } for s in t.subnets.values()
+        } | ({"availability_zone_id": s.availability_zone_id} if s.availability_zone_id else {})
+        for s in t.subnets.values()
     ]
     doc["route_tables"] = [
         _named({"id": rt.id}, rt.name) | {"vpc_id": rt.vpc_id, "routes": [

@@ -92,6 +92,9 @@ class Subnet:
         route_table_id: the effective route table (the explicit association, else the main one).
         network_acl_id: the effective NACL (the explicit association, else the default one).
         name: the ``Name`` tag, if any.
+        availability_zone_id: the zone's id, e.g. ``use1-az1`` (flow logs' ``az-id``), or None
+            when only the name is known: which id a name stands for differs between accounts,
+            so it is never guessed from the name.
     """
 
     id: str
@@ -101,6 +104,7 @@ class Subnet:
     route_table_id: str
     network_acl_id: str
     name: str = ""
+    availability_zone_id: str | None = None
 
     @property
     def reserved_addresses(self) -> tuple[IPv4Address, ...]:

@@ -28,6 +28,8 @@ _KIND_LABEL = {
 _MIDDLEBOX_TARGETS = "a NAT gateway, an ENI or a Gateway Load Balancer endpoint"
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# a zone id: region code, then a zone (use1-az1), a Local Zone (usw2-lax1-az1) or Wavelength part
+AZ_ID = re.compile(r"[a-z]+[0-9]+(-[a-z0-9]+)+")
 
 
 def _is_private_ip(ip: IPv4Address) -> bool:
@@ -126,6 +128,9 @@ class _Checker:
             self.same_vpc(f"{base}.network_acl_id", f"network ACL {acl.id}", acl.vpc_id, vpc.id)
             if not subnet.availability_zone:
                 self.fail(f"{base}.availability_zone", "a subnet needs an availability zone")
+            if subnet.availability_zone_id is not None and not AZ_ID.fullmatch(subnet.availability_zone_id):
+                self.fail(f"{base}.availability_zone_id", f"{subnet.availability_zone_id!r} is not an Availability "
+                          "Zone id (like use1-az1)")
 
     def prefix_lists(self) -> None:
         for pl in self.t.prefix_lists.values():
