@@ -53,11 +53,13 @@ class ParallelReport:
     # CPU seconds of each step: the partition, each worker run, the parent's merge and writing
     # (what the replay costs on an idle machine, whatever else the cores were doing)
     cpu_seconds: dict[str, Any] = field(default_factory=dict)
+    engine: str = "processes"  # or "dask": tasks on a Dask cluster (on_dask)
 
     def summary(self) -> str:
         if len(self.components) <= 1:
             return "1 component: replayed in one process"
-        lines = [f"{len(self.components)} components on {len(self.groups)} workers"]
+        where = "workers" if self.engine == "processes" else "Dask tasks"
+        lines = [f"{len(self.components)} components on {len(self.groups)} {where}"]
         if self.merged:
             lines.append(f"replayed again together ({self.merged_because}): {', '.join(self.merged)}")
         return "\n".join(lines)
@@ -79,9 +81,20 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         report = engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
         report.parallel = info
         return report
-    groups = plan.groups(workers)
+    return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g)
+                                                                             for g in groups], cpu),
+                              output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+
+
+def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
+                       run: Callable[[list[list[int]]], list[_Result]], *, output: Any, verdicts: Any,
+                       flow_logs: Any, progress: Any) -> Any:
+    """Steps 2 to 4 of a partitioned replay, whatever runs the workers: ``run`` replays each
+    group of components (``_worker``) and gives back their results, in order (forked processes
+    here, Dask tasks in ``on_dask``)."""
+    groups = plan.groups(info.workers)
     info.groups = [[plan.names[c] for c in g] for g in groups]
-    results = _in_forks([_worker(engine, plan, g) for g in groups], cpu)
+    results = run(groups)
     overflowed = [r for r in results if r.overflows]
     if overflowed:
         # the first overflow is where the partition stops holding: from then on, the state a
@@ -96,10 +109,10 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         # a worker's flow-log records cannot be told apart by component: the untouched
         # components of a worker that also ran merged ones are replayed again on their own
         alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
-        results = kept + _in_forks([_worker(engine, plan, g) for g in (again, alone) if g], cpu)
+        results = kept + run([g for g in (again, alone) if g])
     start = time.process_time()
     report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
-    cpu["merge"] = time.process_time() - start
+    info.cpu_seconds["merge"] = time.process_time() - start
     return report
 
 
