@@ -139,8 +139,9 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
         return
     if scheduler is not None or shards is not None:
         raise click.UsageError("--scheduler and --shards go with --engine dask")
-    if not capture.is_file():
-        raise click.BadParameter(f"File '{capture}' does not exist.", param_hint="'CAPTURE'")
+    if not capture.is_file():  # click's own words, as when it checked the path
+        problem = "is a directory" if capture.is_dir() else "does not exist"
+        raise click.BadParameter(f"File '{capture}' {problem}.", param_hint="'CAPTURE'")
 
     mapping = {}
     for item in functions:

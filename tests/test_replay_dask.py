@@ -16,7 +16,7 @@ import hyperplane as hp
 from hyperplane.errors import ReplayError
 from hyperplane.formats.topology_reader import parse_topology
 from hyperplane.functions import LambdaSettings
-from test_parallel_replay import T0, assert_identical, cidr, conversations, outputs, scenarios, vpc
+from test_parallel_replay import T0, assert_identical, cidr, conversations, inside_captures, outputs, scenarios, vpc
 
 distributed = pytest.importorskip("distributed")
 from hyperplane.replay_parallel.on_dask import capture_files, replay_on_dask  # noqa: E402
@@ -81,6 +81,27 @@ def test_a_dask_cluster_writes_exactly_what_one_process_and_two_workers_write(sc
                                     ready=ready)
     assert_identical([one, workers])
     assert_identical([one, dask])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scenario=inside_captures())
+def test_a_capture_taken_inside_the_vpc_split_over_files_gives_the_same_files_on_dask(scenario, tmp_path_factory,
+                                                                                      cluster):
+    doc, packets = scenario
+    tmp = tmp_path_factory.mktemp("inside")
+    paths, merged = split(sorted(packets, key=lambda p: p.time), 2, tmp)
+    answers = []
+    for way in ("one", "dask"):
+        out = tmp / way
+        out.mkdir()
+        kept = dict(inject="eni", output=out / "out.pcap", verdicts=out / "verdicts.csv", flow_logs=out / "logs")
+        if way == "dask":
+            report = replay_on_dask(partial(build, doc, LambdaSettings()), paths, scheduler=cluster,
+                                    timeout=STAGE_SECONDS, **kept)
+        else:
+            report = build(doc, LambdaSettings()).replay(merged, **kept)
+        answers.append((report, outputs(out)))
+    assert_identical(answers)
 
 
 def test_a_limit_reached_across_components_on_dask_replays_them_together_and_says_which(tmp_path, cluster):
@@ -175,3 +196,7 @@ def test_hyperplane_replay_engine_dask_on_a_local_cluster(tmp_path):
     assert "2 components on 2 Dask tasks" in dask.stdout
     wrong = runner.invoke(main, ["replay", str(tmp_path / "merged.pcap"), "--scheduler", "tcp://127.0.0.1:1"])
     assert wrong.exit_code == 2 and "--scheduler and --shards go with --engine dask" in wrong.output
+    nothing = runner.invoke(main, ["replay", "--engine", "dask", str(tmp_path / "none" / "*.pcap")])
+    assert nothing.exit_code == 2 and nothing.stderr == f"hyperplane: {tmp_path / 'none' / '*.pcap'}: no capture file matches\n"
+    folder = runner.invoke(main, ["replay", str(tmp_path / "captures")])
+    assert folder.exit_code == 2 and "is a directory" in folder.output
