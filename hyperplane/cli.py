@@ -174,16 +174,26 @@ def _replay_on_dask(captures: str, topology: Path | None, repair: bool, function
     """``hyperplane replay --engine dask``: the workers build the network from the same file."""
     from functools import partial
 
-    from hyperplane.replay_parallel.on_dask import load_network as recipe
     from hyperplane.replay_parallel.on_dask import replay_on_dask
 
     ctx = click.get_current_context(silent=True)
     options = dict(ctx.meta.get("hyperplane.iac_options", {})) if ctx is not None else {}
-    report = replay_on_dask(partial(recipe, str(topology) if topology else None, repair, **options), captures,
+    report = replay_on_dask(partial(_dask_network, str(topology) if topology else None, repair, options), captures,
                             scheduler=scheduler, functions=_function_options(functions), inject=inject,
                             output=output, verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=interval,
                             shards=shards, local_workers=workers if workers > 1 else 2)
     _print_summary(report)
+
+
+def _dask_network(path: str | None, repair: bool, options: dict) -> Any:
+    """The network each task of ``replay --engine dask`` builds: ``--topology``'s (with its
+    ``--repair``, ``--region``, ``--parameter``), else the example; functions Active."""
+    from hyperplane.network import Network
+
+    if path is None:
+        return Network.example(ready=True)
+    with repair_warnings():
+        return Network.load(path, repair=repair, **options)
 
 
 def _function_options(functions: tuple[str, ...]) -> dict[str, str]:

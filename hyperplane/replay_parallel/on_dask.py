@@ -121,16 +121,11 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_network(path: str | None, repair: bool = False, **options: Any) -> Any:
-    """The network of a topology file (``Network.load``; ``None``: the example), as each task
-    builds it (``hyperplane replay --engine dask --topology``)."""
+def load_network(path: str, **options: Any) -> Any:
+    """The network of a topology file (``Network.load``), as each task builds it."""
     from hyperplane.network import Network
-    from hyperplane.commands.common import repair_warnings
 
-    if path is None:
-        return Network.example(ready=True)
-    with repair_warnings():
-        return Network.load(path, repair=repair, **options)
+    return Network.load(path, **options)
 
 
 class _Tasks:
