@@ -203,6 +203,24 @@ def test_a_connection_limit_reached_in_one_component_replays_the_coupled_ones_ag
     assert "replayed again together" in report.summary()
 
 
+def test_an_environment_first_seen_as_a_destination_is_bound_to_the_subnet_one_process_binds_it_to(tmp_path):
+    # fn0 over both AZs: an environment's subnet follows from its number, and environments are
+    # numbered in order of first appearance, a packet's source before its destination. Here
+    # 172.16.0.11 first appears as the destination of an unsolicited answer, before the others
+    # send: the partition must number it first too, or a packet of AZ a is put in AZ b's
+    # component and its NAT gateway port differs from one process's.
+    doc = vpc(2, False, [[0, 1]])
+    packets = [Ether() / IP(src="93.184.216.34", dst="172.16.0.11") / TCP(sport=443, dport=40000, flags="SA")]
+    packets += [Ether() / IP(src=f"172.16.0.{host}", dst="93.184.216.34") / TCP(sport=40001 + k, dport=443, flags="S")
+                for k, host in enumerate([10, 12, 13, 14] * 5)]
+    for k, p in enumerate(packets):
+        p.time = T0 + k * 0.01
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    assert len(answers[1][0].parallel.components) == 2
+
+
 def test_workers_must_be_a_positive_whole_number(tmp_path):
     wrpcap(str(tmp_path / "in.pcap"), conversations(["172.16.5.10"], [("10.0.21.10", 6379)], T0, 1))
     with pytest.raises(ValueError, match="workers must be a whole number >= 1, not 0"):

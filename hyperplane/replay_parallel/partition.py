@@ -147,6 +147,14 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         times.append(rec["time"].astype(np.float64))
         side = []
         keys = []
+        if inject == "function" and fns.networks:
+            # environments numbered as the replay numbers them (``replay._Run._inputs``): in
+            # order of first appearance, a row's source before its destination; an address's
+            # number decides its environment's subnet
+            both = np.stack([fns.owner(rec["src_ip"]), fns.owner(rec["dst_ip"])], 1).ravel()
+            seen = both >= 0
+            if seen.any():
+                fns.environments_of(both[seen], np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()[seen])
         for ip_field, port_field in (("src_ip", "src_port"), ("dst_ip", "dst_port")):
             ips = rec[ip_field]
             node, key = nodes.of_address(ips)
