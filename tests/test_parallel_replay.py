@@ -117,6 +117,11 @@ def scenarios(draw):
         dst, dport = draw(st.sampled_from(PEERS))
         sport = draw(st.integers(40000, 40005))
         tcp = draw(st.booleans())
+        if draw(st.integers(0, 5)) == 0:  # a peer's packet to an environment before it sends (unsolicited)
+            stray = cidr(f).replace("0/24", str(10 + draw(st.integers(0, 5))))
+            p = Ether() / IP(src=dst, dst=stray) / TCP(sport=dport, dport=sport, flags="SA")
+            p.time = t
+            packets.append(p)
         p = Ether() / IP(src=env, dst=dst) / (TCP(sport=sport, dport=dport, flags=draw(st.sampled_from("SAF")))
                                               if tcp else UDP(sport=sport, dport=dport))
         p.time = t
