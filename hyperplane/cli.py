@@ -126,7 +126,8 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: the Dask scheduler (tcp://host:8786); "
                                                       "default: a local cluster.")
 @click.option("--shards", type=click.Path(file_okay=False, path_type=Path),
-              help="With --engine dask: a folder every worker reads and writes (default: beside the captures).")
+              help="With --engine dask: a folder every worker reads and writes, for the replay's shards "
+                   "(default: the first capture's).")
 def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
            output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
            workers: int, engine: str, scheduler: str | None, shards: Path | None) -> None:

@@ -83,10 +83,10 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
                    progress: Callable[[CaptureChunk], None] | None = None) -> Any:
     """Replay ``captures`` (a glob, a file or a list) on Dask: ``scheduler`` a scheduler's
     address (``tcp://host:8786``) or a ``distributed.Client``; ``None``: a ``LocalCluster`` of
-    ``local_workers`` worker processes for this replay. ``network``: a topology file (loaded as
-    ``hyperplane replay --topology`` does) or a function building the network. ``shards``: a
-    folder every worker reads and writes (default: a new one beside the first capture, removed
-    afterwards). ``timeout``: seconds each stage may take on the cluster (``ReplayError`` past
+    ``local_workers`` worker processes for this replay. ``network``: a topology file
+    (``Network.load``) or a function of no arguments building the network. ``shards``: a folder
+    every worker reads and writes (default: the first capture's); the replay's shards go in a
+    new folder there, removed afterwards. ``timeout``: seconds each stage may take on the cluster (``ReplayError`` past
     it). The outputs are those of a single-process replay of the merged files."""
     try:
         from distributed import Client, LocalCluster
@@ -96,9 +96,11 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
     recipe = network if callable(network) else partial(load_network, os.fspath(network))
     engine = MergedCaptures(recipe(), files, None, functions or {}, inject,
                             flow_log_interval if flow_logs is not None else None, chunk_packets)
-    folder = Path(shards) if shards is not None else Path(tempfile.mkdtemp(prefix=".hyperplane-shards-",
-                                                                           dir=files[0].parent))
-    folder.mkdir(parents=True, exist_ok=True)
+    # this replay's own folder: two replays sharing ``shards`` do not meet
+    if shards is not None:
+        Path(shards).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".hyperplane-shards-", dir=shards if shards is not None
+                                   else files[0].parent))
     cluster = client = None
     try:
         if scheduler is None:
@@ -117,8 +119,7 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
             client.close()
         if cluster is not None:
             cluster.close()
-        if shards is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_network(path: str, **options: Any) -> Any:
