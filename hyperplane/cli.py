@@ -102,7 +102,7 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
 
 
 @main.command()
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
 @topology_options
 @click.option("--function", "functions", multiple=True, metavar="NAME=CIDR",
               help="Capture addresses of a function's execution environments (repeatable).")
@@ -118,12 +118,31 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
               help="Aggregation interval of the flow logs, seconds.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes: the capture's independent parts replayed side by side, with exactly the outputs "
-                   "of one process (docs/parallel-replay.md).")
+                   "of one process (docs/parallel-replay.md); with --engine dask and no --scheduler, the local "
+                   "cluster's workers.")
+@click.option("--engine", type=click.Choice(["processes", "dask"]), default="processes", show_default=True,
+              help="dask: CAPTURE is a glob of capture files (quote it) on storage every worker reads, replayed "
+                   "on a Dask cluster (pip install 'hyperplane[distributed]').")
+@click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: the Dask scheduler (tcp://host:8786); "
+                                                      "default: a local cluster.")
+@click.option("--shards", type=click.Path(file_okay=False, path_type=Path),
+              help="With --engine dask: a folder every worker reads and writes, for the replay's shards "
+                   "(default: the first capture's).")
 def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
            output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
-           workers: int) -> None:
+           workers: int, engine: str, scheduler: str | None, shards: Path | None) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.replay import replay as run_replay
+
+    if engine == "dask":
+        _replay_on_dask(str(capture), topology, repair, functions, inject, output, verdicts, flow_logs,
+                        int(flow_log_interval), workers, scheduler, shards)
+        return
+    if scheduler is not None or shards is not None:
+        raise click.UsageError("--scheduler and --shards go with --engine dask")
+    if not capture.is_file():  # click's own words, as when it checked the path
+        problem = "is a directory" if capture.is_dir() else "does not exist"
+        raise click.BadParameter(f"File '{capture}' {problem}.", param_hint="'CAPTURE'")
 
     mapping = {}
     for item in functions:
@@ -148,6 +167,44 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
                             verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
                             progress=step, workers=workers)
     _print_summary(report)
+
+
+def _replay_on_dask(captures: str, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
+                    output: Path | None, verdicts: Path | None, flow_logs: Path | None, interval: int,
+                    workers: int, scheduler: str | None, shards: Path | None) -> None:
+    """``hyperplane replay --engine dask``: the workers build the network from the same file."""
+    from functools import partial
+
+    from hyperplane.replay_parallel.on_dask import replay_on_dask
+
+    ctx = click.get_current_context(silent=True)
+    options = dict(ctx.meta.get("hyperplane.iac_options", {})) if ctx is not None else {}
+    report = replay_on_dask(partial(_dask_network, str(topology) if topology else None, repair, options), captures,
+                            scheduler=scheduler, functions=_function_options(functions), inject=inject,
+                            output=output, verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=interval,
+                            shards=shards, local_workers=workers if workers > 1 else 2)
+    _print_summary(report)
+
+
+def _dask_network(path: str | None, repair: bool, options: dict) -> Any:
+    """The network each task of ``replay --engine dask`` builds: ``--topology``'s (with its
+    ``--repair``, ``--region``, ``--parameter``), else the example; functions Active."""
+    from hyperplane.network import Network
+
+    if path is None:
+        return Network.example(ready=True)
+    with repair_warnings():
+        return Network.load(path, repair=repair, **options)
+
+
+def _function_options(functions: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for item in functions:
+        name, sep, cidr = item.partition("=")
+        if not sep or not name or not cidr:
+            raise click.BadParameter(f"{item!r} is not NAME=CIDR", param_hint="--function")
+        mapping[name] = cidr
+    return mapping
 
 
 def _print_summary(report) -> None:

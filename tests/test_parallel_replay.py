@@ -117,6 +117,11 @@ def scenarios(draw):
         dst, dport = draw(st.sampled_from(PEERS))
         sport = draw(st.integers(40000, 40005))
         tcp = draw(st.booleans())
+        if draw(st.integers(0, 5)) == 0:  # a peer's packet to an environment before it sends (unsolicited)
+            stray = cidr(f).replace("0/24", str(10 + draw(st.integers(0, 5))))
+            p = Ether() / IP(src=dst, dst=stray) / TCP(sport=dport, dport=sport, flags="SA")
+            p.time = t
+            packets.append(p)
         p = Ether() / IP(src=env, dst=dst) / (TCP(sport=sport, dport=dport, flags=draw(st.sampled_from("SAF")))
                                               if tcp else UDP(sport=sport, dport=dport))
         p.time = t
@@ -201,6 +206,24 @@ def test_a_connection_limit_reached_in_one_component_replays_the_coupled_ones_ag
     assert info.merged == ["subnet-private-a+nat-a", "subnet-private-b+nat-b"]
     assert "subnet-private-a" in info.merged_because
     assert "replayed again together" in report.summary()
+
+
+def test_an_environment_first_seen_as_a_destination_is_bound_to_the_subnet_one_process_binds_it_to(tmp_path):
+    # fn0 over both AZs: an environment's subnet follows from its number, and environments are
+    # numbered in order of first appearance, a packet's source before its destination. Here
+    # 172.16.0.11 first appears as the destination of an unsolicited answer, before the others
+    # send: the partition must number it first too, or a packet of AZ a is put in AZ b's
+    # component and its NAT gateway port differs from one process's.
+    doc = vpc(2, False, [[0, 1]])
+    packets = [Ether() / IP(src="93.184.216.34", dst="172.16.0.11") / TCP(sport=443, dport=40000, flags="SA")]
+    packets += [Ether() / IP(src=f"172.16.0.{host}", dst="93.184.216.34") / TCP(sport=40001 + k, dport=443, flags="S")
+                for k, host in enumerate([10, 12, 13, 14] * 5)]
+    for k, p in enumerate(packets):
+        p.time = T0 + k * 0.01
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
+    assert_identical(answers)
+    assert len(answers[1][0].parallel.components) == 2
 
 
 def test_workers_must_be_a_positive_whole_number(tmp_path):

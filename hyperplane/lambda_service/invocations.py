@@ -179,7 +179,7 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
     rest = rows[~np.isin(rows, points)]
     outcome_of_row[rest] = outcome_of_row[point_of[envs[rest]]]
     # the idle timer counts from each function's last invocation
-    last_row = {split_qualifier(functions[e])[0]: r for r, e in enumerate(envs[:decided].tolist())}
+    last_row = _last_row_of_each_function(functions, envs[:decided])
     for base, r in last_row.items():
         fs = service.function(base)
         t = float(times[r])
@@ -188,3 +188,20 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
             if outcomes[outcome_of_row[r]].accepted and fs.state == ACTIVE:
                 lifecycle.touch(service, fs, t)
     return decided, outcomes, outcome_of_row
+
+
+def _last_row_of_each_function(functions: Sequence[str], envs: np.ndarray) -> dict[str, int]:
+    """Each function's (base name's) last row among ``envs`` (each row's environment, an index
+    into ``functions``), in the order the functions first appear: per environment, not per row."""
+    if not len(envs):
+        return {}
+    distinct, first = np.unique(envs, return_index=True)
+    last = len(envs) - 1 - np.unique(envs[::-1], return_index=True)[1]
+    found: dict[str, list[int]] = {}
+    for e, f, r in sorted(zip(distinct.tolist(), first.tolist(), last.tolist()), key=lambda x: x[1]):
+        base = split_qualifier(functions[e])[0]
+        if base in found:
+            found[base][1] = max(found[base][1], r)
+        else:
+            found[base] = [f, r]
+    return {base: r for base, (_, r) in found.items()}

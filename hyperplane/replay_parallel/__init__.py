@@ -53,11 +53,13 @@ class ParallelReport:
     # CPU seconds of each step: the partition, each worker run, the parent's merge and writing
     # (what the replay costs on an idle machine, whatever else the cores were doing)
     cpu_seconds: dict[str, Any] = field(default_factory=dict)
+    engine: str = "processes"  # or "dask": tasks on a Dask cluster (on_dask)
 
     def summary(self) -> str:
         if len(self.components) <= 1:
             return "1 component: replayed in one process"
-        lines = [f"{len(self.components)} components on {len(self.groups)} workers"]
+        where = "workers" if self.engine == "processes" else "Dask tasks"
+        lines = [f"{len(self.components)} components on {len(self.groups)} {where}"]
         if self.merged:
             lines.append(f"replayed again together ({self.merged_because}): {', '.join(self.merged)}")
         return "\n".join(lines)
@@ -79,9 +81,20 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         report = engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
         report.parallel = info
         return report
-    groups = plan.groups(workers)
+    return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g)
+                                                                             for g in groups], cpu),
+                              output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+
+
+def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
+                       run: Callable[[list[list[int]]], list[_Result]], *, output: Any, verdicts: Any,
+                       flow_logs: Any, progress: Any) -> Any:
+    """Steps 2 to 4 of a partitioned replay, whatever runs the workers: ``run`` replays each
+    group of components (``_worker``) and gives back their results, in order (forked processes
+    here, Dask tasks in ``on_dask``)."""
+    groups = plan.groups(info.workers)
     info.groups = [[plan.names[c] for c in g] for g in groups]
-    results = _in_forks([_worker(engine, plan, g) for g in groups], cpu)
+    results = run(groups)
     overflowed = [r for r in results if r.overflows]
     if overflowed:
         # the first overflow is where the partition stops holding: from then on, the state a
@@ -96,10 +109,11 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         # a worker's flow-log records cannot be told apart by component: the untouched
         # components of a worker that also ran merged ones are replayed again on their own
         alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
-        results = kept + _in_forks([_worker(engine, plan, g) for g in (again, alone) if g], cpu)
+        results = kept + run([g for g in (again, alone) if g])
     start = time.process_time()
-    report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress)
-    cpu["merge"] = time.process_time() - start
+    report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress,
+                    concurrent=info.engine == "processes")
+    info.cpu_seconds["merge"] = time.process_time() - start
     return report
 
 
@@ -164,7 +178,9 @@ def _watch_overflows(net: Any) -> list[tuple[float, str]]:
 
 
 def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelReport, output: Any,
-           verdicts: Any, flow_logs: Any, progress: Any) -> Any:
+           verdicts: Any, flow_logs: Any, progress: Any, concurrent: bool) -> Any:
+    """The outputs of the workers' results; ``concurrent``: the flow-log files written by a
+    forked process meanwhile (not beside a Dask client's threads: a fork copies none of them)."""
     n = len(plan.component)
     reason = np.zeros(n, np.uint8)
     resource = np.full(n, -1, np.int32)
@@ -187,10 +203,19 @@ def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelR
             yield chunk, reason[lo:hi], (local - int(used[0] < 0) if len(used) else local).astype(np.int32), \
                 ids, out[lo:hi] if out is not None else chunk.records
 
-    report = engine.write(walked(), output=output, verdicts=verdicts, progress=progress)
+    writing = None
     if flow_logs is not None and engine.logs is not None:
         logs = _merged_logs(engine.logs, results)
-        logs.write(flow_logs)
+        if concurrent:  # the flow-log files in a process of their own, beside the verdicts and capture
+            writing = _Forks([lambda: logs.write(flow_logs) and None])
+        else:
+            logs.write(flow_logs)
+    try:
+        report = engine.write(walked(), output=output, verdicts=verdicts, progress=progress)
+    finally:
+        if writing is not None:
+            writing.results(info.cpu_seconds, "flow logs")
+    if flow_logs is not None and engine.logs is not None:
         report.flow_log_records = len(logs)
     report.hyperplane_enis = _hyperplane_enis(results)
     report.parallel = info
@@ -253,8 +278,17 @@ def _in_forks(tasks: list[Callable[[], Any]], cpu: dict[str, Any], step: str = "
     """Run each task in a process forked from this one (a copy of the network as it is now),
     all at once; their results come back through files, with the CPU seconds each took
     (appended to ``cpu[step]``)."""
-    with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
-        pids = []
+    return _Forks(tasks).results(cpu, step)
+
+
+class _Forks:
+    """Tasks started in processes forked from this one; :meth:`results` waits for them."""
+
+    def __init__(self, tasks: list[Callable[[], Any]]) -> None:
+        self.folder = tempfile.TemporaryDirectory(prefix="hyperplane-replay-")
+        folder = self.folder.name
+        self.count = len(tasks)
+        self.pids = []
         gc.freeze()  # the parent's objects out of the children's collections: fewer pages copied
         for k, task in enumerate(tasks):
             pid = os.fork()
@@ -274,22 +308,25 @@ def _in_forks(tasks: list[Callable[[], Any]], cpu: dict[str, Any], step: str = "
                     (Path(folder) / f"{k}.pickle").write_bytes(data)
                 finally:
                     os._exit(code)
-            pids.append(pid)
+            self.pids.append(pid)
         gc.unfreeze()
-        for pid in pids:
-            os.waitpid(pid, 0)
-        results = []
-        for k in range(len(tasks)):
-            path = Path(folder) / f"{k}.pickle"
-            if not path.exists():
-                raise ReplayError("a replay worker ended without a result (killed?)")
-            with open(path, "rb") as f:
-                results.append(pickle.load(f))
-    for r in results:
-        if isinstance(r, _Failure):
-            raise r.exc
-    cpu.setdefault(step, []).extend(seconds for _, seconds in results)
-    return [found for found, _ in results]
+
+    def results(self, cpu: dict[str, Any], step: str) -> list[Any]:
+        with self.folder as folder:
+            for pid in self.pids:
+                os.waitpid(pid, 0)
+            results = []
+            for k in range(self.count):
+                path = Path(folder) / f"{k}.pickle"
+                if not path.exists():
+                    raise ReplayError("a replay worker ended without a result (killed?)")
+                with open(path, "rb") as f:
+                    results.append(pickle.load(f))
+        for r in results:
+            if isinstance(r, _Failure):
+                raise r.exc
+        cpu.setdefault(step, []).extend(seconds for _, seconds in results)
+        return [found for found, _ in results]
 
 
 @dataclass

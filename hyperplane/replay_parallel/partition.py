@@ -94,6 +94,19 @@ class _Nodes:
         cidrs = [c for v in topo.vpcs.values() for c in v.cidrs]
         self.overlapping = any(a.overlaps(b) for k, a in enumerate(cidrs) for b in cidrs[k + 1:])
 
+    def _node_of_eni(self) -> np.ndarray:
+        """Each ENI's node (-1: none): its NAT gateway's; its subnet's for a Hyperplane ENI or
+        an ENI in a subnet routing to a NAT gateway."""
+        if getattr(self, "_eni_nodes", None) is None:
+            nodes = np.full(len(self.vpc.enis), -1, np.int64)
+            for k, row in enumerate(self.vpc.enis):
+                if k in self.nat_of_eni:
+                    nodes[k] = self.subnets + self.nat_of_eni[k]
+                elif row.kind == EniKind.HYPERPLANE or self.subnet_nat[row.subnet]:
+                    nodes[k] = row.subnet
+            self._eni_nodes = nodes
+        return self._eni_nodes
+
     def of_address(self, ips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(node of each address, -1: none; the address a connection key uses)."""
         vpc = self.vpc
@@ -104,13 +117,8 @@ class _Nodes:
         by_public = (eni < 0) & (public_eni >= 0)
         eni = np.where(by_public, public_eni, eni)
         key[by_public] = private[by_public]
-        for k in np.unique(eni[eni >= 0]):
-            row = vpc.enis[int(k)]
-            rows = eni == k
-            if int(k) in self.nat_of_eni:
-                node[rows] = self.subnets + self.nat_of_eni[int(k)]
-            elif row.kind == EniKind.HYPERPLANE or self.subnet_nat[row.subnet]:
-                node[rows] = row.subnet
+        known = np.flatnonzero(eni >= 0)
+        node[known] = self._node_of_eni()[eni[known]]
         # an address of no ENI yet inside a pool's subnet: a Hyperplane ENI to come
         unknown = np.flatnonzero(eni < 0)
         for v in range(len(vpc.vpc_ids)):
@@ -139,6 +147,14 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         times.append(rec["time"].astype(np.float64))
         side = []
         keys = []
+        if inject == "function" and fns.networks:
+            # environments numbered as the replay numbers them (``replay._Run._inputs``): in
+            # order of first appearance, a row's source before its destination; an address's
+            # number decides its environment's subnet
+            both = np.stack([fns.owner(rec["src_ip"]), fns.owner(rec["dst_ip"])], 1).ravel()
+            seen = both >= 0
+            if seen.any():
+                fns.environments_of(both[seen], np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()[seen])
         for ip_field, port_field in (("src_ip", "src_port"), ("dst_ip", "dst_port")):
             ips = rec[ip_field]
             node, key = nodes.of_address(ips)
