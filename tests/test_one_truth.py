@@ -112,6 +112,23 @@ def test_an_idle_function_is_restored_at_its_first_packet_whatever_the_chunking(
         assert [v["reason"] for v in lines] == expected, chunk
 
 
+def test_an_overflow_eni_is_ready_at_the_time_of_the_packet_that_needed_it_whatever_the_chunking(tmp_path):
+    # a Hyperplane ENI carries 20 connections here: the SYN that finds its pool's ENI full makes
+    # Lambda add an overflow ENI, ready 0.45 s later; that SYN and those of the pool before then
+    # are refused, later ones go through it. The ENI used to be created at the Lambda clock,
+    # which a replay first moves to the last environment's invocation in the segment, so the
+    # refusals depended on where chunks ended (found by the parallel-replay benchmark)
+    settings_ = LambdaSettings(max_connections_per_eni=20, overflow_eni_creation_seconds=0.45)
+    packets = [syn(capture_address("orders", k % 5), "10.0.20.10", 5432, 40000 + k, T0 + 0.1 * k) for k in range(80)]
+    capture = write(tmp_path / "in.pcap", packets)
+    expected = one_by_one(hp.Network.example(lambda_settings=settings_), packets)[0]
+    assert set(expected) == {"DELIVERED", "ENI_CAPACITY"} and expected[:30] == ["DELIVERED"] * 30
+    for chunk in (65536, 7, 3, 1):
+        lines, _, _ = replayed(hp.Network.example(lambda_settings=settings_), capture, tmp_path, f"c{chunk}",
+                               chunk_packets=chunk)
+        assert [v["reason"] for v in lines] == expected, chunk
+
+
 # -- item 5: verdicts are named against the compilation that walked them --------------------
 
 def test_verdicts_name_the_hyperplane_eni_of_their_own_time_when_enis_are_reclaimed_mid_chunk(tmp_path):

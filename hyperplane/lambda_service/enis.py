@@ -314,8 +314,9 @@ class HyperplaneEniManager:
         except SubnetOutOfAddresses as exc:
             pool.overflow_refusal = f"{exc} ({SUBNET_OUT_OF_IP_ADDRESSES})"
             return False
-        t = max(now, self._owner.now)
-        self._new_eni(pool, eni_id, ip, t, t + self.settings.overflow_eni_creation_seconds, overflow=True)
+        # created at the time of the packet that needed it, not at the service's clock: a replay
+        # moves that clock to the end of each segment first, so it depends on where chunks end
+        self._new_eni(pool, eni_id, ip, now, now + self.settings.overflow_eni_creation_seconds, overflow=True)
         pool.overflow_refusal = None
         return True
 
