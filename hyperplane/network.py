@@ -281,7 +281,8 @@ class Network:
 
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
-        ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one."""
+        ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one; one from the
+        internet without a source address comes from ``INTERNET_SOURCE_ADDRESS`` (192.0.2.1)."""
         if source.split(":")[0] in self.lambda_service.functions:  # "orders" or "orders:1"
             return self._send_from_function(source, pkt, None)
         pkt = self._with_ephemeral_port(pkt)
@@ -289,6 +290,9 @@ class Network:
         if bad is not None:
             return self._refused(pkt, bad, source)
         if source == "internet":
+            if "src" not in pkt[IP].fields:  # unset: a documented internet address, not this machine's
+                from hyperplane.connectivity.names import INTERNET_SOURCE_ADDRESS
+                rec["src_ip"] = ip_int(INTERNET_SOURCE_ADDRESS)
             return self._walk(pkt, rec, Origin.INTERNET, -1, source)
         vpc = self.compiled
         eni = self.topology.eni_of_instance(source) if source.startswith("i-") else None

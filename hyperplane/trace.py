@@ -186,13 +186,19 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
             hops.append(Hop(nat_ids[f["nat"]], stage.replace("_", "-"), "translate" if ok.passed else "drop",
                             f"{side} translated ({ok.name})" if ok.passed else ok.name))
         elif stage == "igw_out":
+            igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet]
+            if f["refused"]:  # not an internet address (RFC 1918 / 6598)
+                hops.append(Hop(igw, "igw-out", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
+                continue
             if f["public_ip"]:
                 detail = f"{ip_str(f['private_ip'])} -> {ip_str(f['public_ip'])}"
             else:
                 detail = f"{ip_str(f['private_ip'])} has no public IP"
-            hops.append(Hop(vpc.subnet_igw[vpc.enis[f["eni"]].subnet], "igw-out",
-                            "translate" if f["public_ip"] else "drop", detail))
+            hops.append(Hop(igw, "igw-out", "translate" if f["public_ip"] else "drop", detail))
         elif stage == "igw_in":
+            if f["refused"]:  # which internet gateway is not known: the packet named no VPC address
+                hops.append(Hop("internet", "igw-in", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
+                continue
             detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
                       else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")
             igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet"  # no VPC owns it

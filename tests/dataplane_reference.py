@@ -45,8 +45,11 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> sent on from the gateway's ENI, with its private address as source
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
                      IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
+                     It drops what comes from a private (RFC 1918) or shared (RFC 6598)
+                     source, and refuses a private destination.
   to the internet:   the source's private address -> its public one; a packet for a public
                      address of the VPC itself comes back in (hairpin) as if from the internet.
+                     A private or shared destination is dropped (it is not on the internet).
 
 Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
 the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
@@ -59,7 +62,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from hyperplane import model
 from hyperplane.reasons import Reason
@@ -68,6 +71,16 @@ TCP, UDP, ICMP = 6, 17, 1
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 MAX_HOPS = 8
+RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+RFC6598 = IPv4Network("100.64.0.0/10")
+
+
+def not_on_internet(address: str) -> str | None:
+    """"private" (RFC 1918), "shared" (RFC 6598) or None: what an internet gateway refuses."""
+    a = IPv4Address(address)
+    if any(a in n for n in RFC1918):
+        return "private"
+    return "shared" if a in RFC6598 else None
 
 
 @dataclass(frozen=True)
@@ -345,6 +358,11 @@ class _Walk:
             return self.from_function(pkt, origin)
         if origin is not None:
             return self.send(pkt, origin)
+        source_kind = not_on_internet(pkt.src)
+        if source_kind is not None:
+            return Verdict(Reason.IGW_PRIVATE_SOURCE if source_kind == "private" else Reason.IGW_SHARED_SOURCE, None)
+        if not_on_internet(pkt.dst) == "private":
+            return Verdict(Reason.IGW_PRIVATE_ADDRESS_FROM_INTERNET, None)
         owner = self.vpc.owner_of_public_ip(pkt.dst)
         if owner is None:
             return Verdict(Reason.NOT_A_VPC_PUBLIC_ADDRESS, None)
@@ -417,6 +435,10 @@ class _Walk:
                 if nat is not None and not nat.is_public:
                     return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
                 return Verdict(Reason.NO_PUBLIC_IP, eni_id)
+            destination_kind = not_on_internet(pkt.dst)
+            if destination_kind is not None:
+                return Verdict(Reason.IGW_PRIVATE_DESTINATION if destination_kind == "private"
+                               else Reason.IGW_SHARED_DESTINATION, eni_id)
             owner = v.owner_of_public_ip(pkt.dst)
             if owner is None:
                 return Verdict(Reason.EXITED_TO_INTERNET, eni_id)

@@ -55,6 +55,12 @@ cpdef enum Reason:
     R_IP_FRAGMENT = 61
     R_CAPTURE_TRUNCATED = 62
     R_CAPTURE_MALFORMED = 63
+    # internet gateway: the addresses it refuses (Reachability Analyzer's IGW_... codes)
+    R_IGW_PRIVATE_DESTINATION = 80
+    R_IGW_SHARED_DESTINATION = 81
+    R_IGW_PRIVATE_SOURCE = 82
+    R_IGW_SHARED_SOURCE = 83
+    R_IGW_PRIVATE_ADDRESS_FROM_INTERNET = 84
 
 # Where a walk starts (hyperplane.dataplane.walk.Origin); the origin index says which one.
 cpdef enum Origin:

@@ -43,7 +43,10 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       R_BLACKHOLE_ROUTE, R_DELIVERED, R_DELIVERED_TO_DNS_RESOLVER,
                                       R_DELIVERED_TO_FUNCTION, R_DELIVERED_TO_GATEWAY_ENDPOINT,
                                       R_ENI_CAPACITY, R_EXITED_TO_INTERNET, R_FORWARDED_TO_PEERING,
-                                      R_GATEWAY_ENDPOINT_PROTOCOL, R_NACL_IN_DENY, R_NACL_OUT_DENY,
+                                      R_GATEWAY_ENDPOINT_PROTOCOL, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET,
+                                      R_IGW_PRIVATE_DESTINATION, R_IGW_PRIVATE_SOURCE,
+                                      R_IGW_SHARED_DESTINATION, R_IGW_SHARED_SOURCE,
+                                      R_NACL_IN_DENY, R_NACL_OUT_DENY,
                                       R_NAT_UNSOLICITED_INBOUND, R_NOT_A_VPC_PUBLIC_ADDRESS,
                                       R_NO_ENI_AT_ADDRESS, R_NO_PUBLIC_IP, R_NO_ROUTE,
                                       R_PRIVATE_NAT_TO_INTERNET, R_ROUTING_LOOP, R_SG_EGRESS_DENY,
@@ -361,18 +364,34 @@ cdef int back_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t en
     return finish(r, w, R_DELIVERED_TO_FUNCTION if status < 16 else v.v2n_reason[status], eni)
 
 
+cdef inline uint8_t not_on_internet(uint32_t ip, uint8_t private, uint8_t shared) noexcept nogil:
+    """``private`` for an RFC 1918 address, ``shared`` for RFC 6598 (100.64.0.0/10), else 0:
+    the ranges an internet gateway refuses (Reachability Analyzer's IGW_..._RFC1918/6598 codes)."""
+    if (ip >> 24) == 10 or (ip >> 20) == 0xAC1 or (ip >> 16) == 0xC0A8:
+        return private
+    if (ip >> 22) == 0x191:  # 100.64.0.0/10
+        return shared
+    return 0
+
+
 cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
-    """The internet gateway maps the private source to its public IP (1:1), or drops it; a
-    packet to a public address of the VPC turns around (hairpin)."""
+    """The internet gateway maps the private source to its public IP (1:1), or drops it; it
+    drops a packet for a private or shared address (not on the internet); a packet to a public
+    address of the VPC turns around (hairpin)."""
     cdef uint32_t public = public_of(v, w.p.src_ip)
     cdef uint32_t private
     cdef int32_t nat, back
-    hop(r, w, H_IGW_OUT, eni, <int32_t>w.p.src_ip, <int32_t>public, 0, 0, 0)
+    cdef uint8_t refused = 0
+    if public:
+        refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_DESTINATION, R_IGW_SHARED_DESTINATION)
+    hop(r, w, H_IGW_OUT, eni, <int32_t>w.p.src_ip, <int32_t>public, refused, 0, 0)
     if public == 0:
         nat = v.eni_nat[eni]
         if nat >= 0 and not v.nat_public[nat]:
             return finish(r, w, R_PRIVATE_NAT_TO_INTERNET, eni)
         return finish(r, w, R_NO_PUBLIC_IP, eni)
+    if refused:
+        return finish(r, w, refused, eni)
     w.p.src_ip = public
     back = public_at(v, w.p.dst_ip, &private)
     if back < 0:
@@ -470,9 +489,19 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
 
 
 cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
-    cdef uint32_t private
-    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)
-    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, 0, 0, 0)
+    """The internet gateway takes a packet from the internet: it drops one whose source is not
+    an internet address, and refuses one for a private address or a public address no ENI (or
+    NAT gateway) of the VPC holds; otherwise it maps the public address to its private one."""
+    cdef uint32_t private = 0
+    cdef int32_t eni = -1
+    cdef uint8_t refused = not_on_internet(w.p.src_ip, R_IGW_PRIVATE_SOURCE, R_IGW_SHARED_SOURCE)
+    if not refused:
+        refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET, 0)
+    if not refused:
+        eni = public_at(v, w.p.dst_ip, &private)
+    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, refused, 0, 0)
+    if refused:
+        return finish(r, w, refused, -1)
     if eni < 0:
         return finish(r, w, R_NOT_A_VPC_PUBLIC_ADDRESS, -1)
     w.p.dst_ip = private
