@@ -21,7 +21,7 @@ from hyperplane.model import Topology
 from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
-from hyperplane.records import PACKET, ip as ip_int
+from hyperplane.records import PACKET, ip as ip_int, ip_str
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
@@ -352,7 +352,25 @@ class Network:
         reason = Reason(int(res.reason[0]))
         hops = row_hops(res, 0, self.pool_names(), first)
         return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
-                      batch=res, vpc=res.vpc)
+                      batch=res, vpc=res.vpc, answer=self._answer(res, 0))
+
+    def _answer(self, res: BatchResult, row: int) -> Result | None:
+        """What the network sent back in answer to row ``row`` (a NAT gateway's RST), walked
+        as its own packet, as a Result; None when nothing answered it."""
+        answer = res.answers.get(row)
+        if answer is None or res.vpc is None:
+            return None
+        vpc = res.vpc
+        where = int(res.location[row])  # the NAT gateway's ENI, which refused the row
+        gateway, nat = vpc.enis[where], vpc.nat_ids[int(vpc.eni_nat[where])]
+        sent = answer.packets[0]
+        first = [Hop(nat, "nat-rst", "answer",
+                     f"RST {ip_str(int(sent['src_ip']))}:{int(sent['src_port'])} -> "
+                     f"{ip_str(int(sent['dst_ip']))}:{int(sent['dst_port'])} from {gateway.id}")]
+        rst = IP(src=ip_str(int(sent["src_ip"])), dst=ip_str(int(sent["dst_ip"]))) / TCP(flags="R")
+        return Result(self, Reason(int(answer.reason[0])), row_hops(answer, 0, self.pool_names(), first),
+                      from_record(rst, answer.packets[0]), ("nat-gateway", nat), int(answer.location[0]),
+                      batch=answer, vpc=answer.vpc)
 
     def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)

@@ -59,6 +59,9 @@ class Result:
     location: int  # ENI index where it ended (-1: none)
     batch: BatchResult | None = field(default=None, repr=False)  # the stages' facts (flow logs)
     vpc: CompiledVpc | None = field(default=None, repr=False)
+    # what the network sent back in answer, walked as a packet of its own (a NAT gateway's RST
+    # for a connection it no longer has), or None
+    answer: Result | None = field(default=None, repr=False)
 
     @property
     def disposition(self) -> Disposition:
@@ -84,6 +87,9 @@ class Result:
         lines += [f"  {h}" for h in self.hops]
         if self.packet is not None:
             lines.append(f"  packet: {self.packet.summary()}")
+        if self.answer is not None:
+            lines.append("  answered with:")
+            lines += ["    " + line for line in str(self.answer).splitlines()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

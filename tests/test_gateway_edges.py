@@ -16,6 +16,7 @@ import yaml
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 import hyperplane as hp
+from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.loaders import parse_topology
 from hyperplane.records import PACKET, ip
 
@@ -175,3 +176,91 @@ def test_source_destination_check_carries_its_reachability_analyzer_code():
     assert r.reason == hp.Reason.SOURCE_DEST_CHECK_OUT
     assert r.explanation == "ENI_SOURCE_DEST_CHECK_RESTRICTION"
     assert hp.Reason.SOURCE_DEST_CHECK_IN.explanation == "ENI_SOURCE_DEST_CHECK_RESTRICTION"
+
+
+# == the NAT gateway's RST =======================================================================
+
+# "When a connection times out, a NAT gateway returns an RST packet to any resources behind the
+# NAT gateway that attempt to continue the connection (it does not send a FIN packet)." (Compare
+# NAT gateways and NAT instances) and "If a connection that's using a NAT gateway is idle for 350
+# seconds or more, the connection times out." (NAT gateway troubleshooting)
+def expired_connection(net: hp.Network) -> hp.Result:
+    """eni-app's connection to 8.8.4.4:443 through nat-edge, then 351 s of silence, then an ACK."""
+    opened = net.send(tcp("8.8.4.4", sport=46000), source="eni-app")
+    assert opened.reason == hp.Reason.EXITED_TO_INTERNET
+    assert opened.reply(TCP(flags="SA")).reason == hp.Reason.DELIVERED
+    net.advance(349)
+    assert net.send(tcp("8.8.4.4", flags="A", sport=46000), source="eni-app").reason == hp.Reason.EXITED_TO_INTERNET
+    net.advance(351)
+    return net.send(tcp("8.8.4.4", flags="PA", sport=46000), source="eni-app")
+
+
+def test_nat_gateway_answers_a_packet_of_an_expired_connection_with_an_rst_walked_back_to_the_sender():
+    net = network()
+    late = expired_connection(net)
+    assert late.reason == hp.Reason.NAT_NO_CONNECTION_RST and late.disposition == hp.Disposition.DENIED_IN
+    rst = late.answer
+    assert rst is not None, str(late)
+    # the RST is a packet: from the peer's address to the sender's, walked from the NAT gateway's ENI
+    assert rst.reason == hp.Reason.DELIVERED and net.compiled.enis[rst.location].id == "eni-app"
+    assert (rst.packet.src, rst.packet[TCP].sport, rst.packet.dst, rst.packet[TCP].dport) == (
+        "8.8.4.4", 443, "10.0.1.10", 46000)
+    assert rst.packet[TCP].flags == "R"
+    assert [(h.stage, h.resource) for h in rst.hops][:2] == [("nat-rst", "nat-edge"), ("route", "rtb-public")]
+    assert rst.hops[-1].stage == "sg-ingress" and rst.hops[-1].decision == "allow"
+    assert "answered with:" in str(late) and "nat-rst" in str(late)
+
+
+def test_the_nat_gateways_rst_is_in_the_senders_flow_log():
+    net = network()
+    late = expired_connection(net)
+    logs = FlowLogAggregator(interval=600)
+    logs.add(late)
+    at_app = [r for r in logs.records() if r.interface_id == "eni-app" and r.srcaddr == "8.8.4.4"]
+    assert len(at_app) == 1 and at_app[0].action == "ACCEPT" and at_app[0].tcp_flags & 0x04
+    assert (at_app[0].srcport, at_app[0].dstaddr, at_app[0].dstport) == (443, "10.0.1.10", 46000)
+    nat_eni = net.compiled.enis[late.location].id
+    sent = [r for r in logs.records() if r.interface_id == nat_eni and r.dstaddr == "10.0.1.10"]
+    assert sent and all(r.tcp_flags & 0x04 for r in sent if r.srcaddr == "8.8.4.4")
+
+
+def test_a_nat_gateway_never_answers_an_rst_with_an_rst():
+    # RFC 793: "An incoming segment containing a RST is discarded." — it is dropped, unanswered
+    net = network()
+    r = net.send(tcp("8.8.4.4", flags="R", sport=46001), source="eni-app")
+    assert r.reason == hp.Reason.NAT_NO_CONNECTION_RST and r.answer is None
+
+
+def rows_of_a_connection_that_outlives_the_nat_gateway(net: hp.Network) -> np.ndarray:
+    """SYNs that open connections, and later packets of them, two of which come after the NAT
+    gateway forgot theirs (rows 2 and 5: 400 s and 799 s of silence)."""
+    times = [0.0, 1.0, 400.0, 401.0, 402.0, 800.0, 801.0]
+    ports = [46000, 46001, 46000, 46002, 46002, 46001, 46003]
+    flags = [0x02, 0x02, 0x10, 0x02, 0x18, 0x10, 0x02]
+    rows = np.zeros(len(times), PACKET)
+    for k, (t, port, f) in enumerate(zip(times, ports, flags)):
+        rows[k] = (t, ip("10.0.1.10"), ip("8.8.4.4"), port, 443, 40, 6, f)
+    return rows
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
+def test_nat_gateway_rsts_are_the_same_whatever_the_batch_size(chunk):
+    whole_net, chunked_net = network(), network()
+    rows = rows_of_a_connection_that_outlives_the_nat_gateway(whole_net)
+    eni = whole_net.compiled.eni_index["eni-app"]
+    whole = whole_net.process(rows, hp.Origin.ENI, eni)
+    whole_logs, chunked_logs = FlowLogAggregator(interval=60), FlowLogAggregator(interval=60)
+    whole_logs.add(whole)
+    reasons, answered = [], {}
+    for start in range(0, len(rows), chunk):
+        part = chunked_net.process(rows[start:start + chunk], hp.Origin.ENI, eni)
+        chunked_logs.add(part)
+        reasons += [hp.Reason(int(x)) for x in part.reason]
+        answered.update({start + k: hp.Reason(int(a.reason[0])) for k, a in part.answers.items()})
+    assert [hp.Reason(int(x)) for x in whole.reason] == reasons
+    assert reasons.count(hp.Reason.NAT_NO_CONNECTION_RST) == 2  # rows 2 and 5
+    assert {k: hp.Reason(int(a.reason[0])) for k, a in whole.answers.items()} == answered == {
+        2: hp.Reason.DELIVERED, 5: hp.Reason.DELIVERED}
+    assert whole_logs.records() == chunked_logs.records()
+    rst_in = [r for r in whole_logs.records() if r.interface_id == "eni-app" and r.srcaddr == "8.8.4.4"]
+    assert sorted(r.dstport for r in rst_in) == [46000, 46001]

@@ -144,6 +144,7 @@ cpdef enum Stop:
     STOP_POOL_FULL = 1             # every Hyperplane ENI of a pool is full: the caller adds one
     STOP_LOG_FULL = 2              # the hop log may not hold another packet: the caller grows it
     STOP_NO_MEMORY = 3             # a table cannot grow
+    STOP_NAT_RST = 4               # after the row: a NAT gateway answers it with an RST, which the caller walks
 
 # Sizes and bits, as plain int constants.
 cpdef enum:

@@ -28,7 +28,11 @@ flow logs. ``tests/dataplane_reference.py`` is the plain-Python model the tests 
 
 The loop stops, having recorded nothing for that row, when V2N finds every Hyperplane ENI of a
 pool full (the caller creates an overflow ENI, recompiles and resumes at that row), when the hop
-log may not hold another packet (the caller grows it), or when a table is out of memory.
+log may not hold another packet (the caller grows it), or when a table is out of memory. It
+stops *after* a row that a NAT gateway refused for want of a connection (TCP, not an RST):
+the gateway answers it with an RST, which the caller walks as a packet of its own from the
+gateway's ENI (``stop_pool`` names it) before it resumes at the next row, so that the answer
+meets the tables between the two rows whatever the batch size.
 """
 
 cimport cython
@@ -53,7 +57,8 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       R_SG_INGRESS_DENY, R_SOURCE_DEST_CHECK_IN,
                                       R_SOURCE_DEST_CHECK_OUT, R_UNMODELLED_TARGET,
                                       R_V2N_UNSOLICITED_INBOUND, STOP_LOG_FULL, STOP_NONE,
-                                      STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL, T_BLACKHOLE,
+                                      STOP_NAT_RST, STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL,
+                                      S_RST_NO_CONNECTION, T_BLACKHOLE,
                                       T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
                                       T_PEERING)
 from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_t
@@ -73,6 +78,7 @@ cdef enum:
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     DNS_PORT = 53
+    TCP_RST = 0x04
 
 # hop log stage names by stage code: "v2n_out" for H_V2N_OUT
 STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
@@ -324,6 +330,11 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
     hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
         <int32_t>before.dst_ip, before.dst_port)
     if status >= S_FIRST_REFUSAL:
+        if status == S_RST_NO_CONNECTION and not (w.p.flags & TCP_RST):
+            # the gateway answers with an RST (never one to an RST): the walk stops after this
+            # row and the caller walks the answer from the gateway's ENI before the next row
+            r.stop = STOP_NAT_RST
+            r.stop_pool = eni
         return finish(r, w, v.nat_reason[status], eni)
     return eni
 
@@ -649,6 +660,8 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
         if next_eni == STOPPED:
             r.n_hops = r.first_hop[i]
             return i
+        if r.stop == STOP_NAT_RST:
+            return i + 1  # this row is done; its answer is walked before the next one
     return end
 
 
@@ -823,7 +836,8 @@ cdef class Walker:
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
         done), why (``STOPS``), the hop log's length, and for a full pool its index and the
-        V2N status."""
+        V2N status (for ``STOP_NAT_RST``: the NAT gateway's ENI that answers the row before
+        ``row`` with an RST)."""
         cdef Py_ssize_t n = out.shape[0]
         cdef run_t r
         cdef Py_ssize_t stopped
