@@ -45,6 +45,7 @@ security_groups:
 network_interfaces:
   - {id: eni-app, subnet_id: subnet-private, private_ip: 10.0.1.10, security_group_ids: [sg-open], instance_id: i-app}
   - {id: eni-web, subnet_id: subnet-public, private_ip: 10.0.2.10, security_group_ids: [sg-open], public_ip: 203.0.113.40}
+  - {id: eni-batch, subnet_id: subnet-private, private_ip: 10.0.1.11, security_group_ids: [sg-open], instance_id: i-batch}
 """
 
 
@@ -264,3 +265,53 @@ def test_nat_gateway_rsts_are_the_same_whatever_the_batch_size(chunk):
     assert whole_logs.records() == chunked_logs.records()
     rst_in = [r for r in whole_logs.records() if r.interface_id == "eni-app" and r.srcaddr == "8.8.4.4"]
     assert sorted(r.dstport for r in rst_in) == [46000, 46001]
+
+
+@pytest.mark.parametrize("chunk_packets", [1, 2, 65536])
+def test_a_replayed_capture_shows_the_nat_gateways_rst_in_its_output_and_flow_logs(tmp_path, chunk_packets):
+    from scapy.all import Ether, rdpcap, wrpcap
+
+    capture = tmp_path / "app.pcap"
+    syn = Ether() / IP(src="10.0.1.10", dst="8.8.4.4") / TCP(sport=46000, dport=443, flags="S")
+    late = Ether() / IP(src="10.0.1.10", dst="8.8.4.4") / TCP(sport=46000, dport=443, flags="PA") / b"GET /"
+    after = Ether() / IP(src="10.0.1.10", dst="8.8.4.4") / TCP(sport=46001, dport=443, flags="S")
+    for pkt, t in [(syn, 0.0), (late, 400.0), (after, 401.0)]:
+        pkt.time = 1_700_000_000.0 + t
+    wrpcap(str(capture), [syn, late, after])
+    output, logs = tmp_path / "out.pcap", tmp_path / "logs"
+    report = network().replay(capture, inject="eni", output=output, flow_logs=logs, chunk_packets=chunk_packets)
+    assert report.reasons["NAT_NO_CONNECTION_RST"] == 1
+    written = rdpcap(str(output))
+    # the SYNs as they left (the NAT gateway's Elastic IP), and between them the RST walked back
+    assert [(p[IP].src, p[IP].dst, str(p[TCP].flags)) for p in written] == [
+        ("203.0.113.50", "8.8.4.4", "S"), ("8.8.4.4", "10.0.1.10", "R"), ("203.0.113.50", "8.8.4.4", "S")]
+    assert (written[1][TCP].sport, written[1][TCP].dport) == (443, 46000)
+    assert float(written[1].time) == 1_700_000_400.0
+    assert written[1][Ether].dst == late[Ether].src  # it goes the other way
+    lines = "\n".join(p.read_text() for p in logs.rglob("*") if p.is_file() and p.suffix != ".gz")
+    assert " eni-app 8.8.4.4 10.0.1.10 443 46000 6 " in lines
+
+
+def test_a_parallel_replay_writes_the_nat_gateways_rst_where_one_process_does(tmp_path):
+    from scapy.all import Ether, rdpcap, wrpcap
+
+    packets = []
+    # two instances behind the NAT gateway (one component: they share it), one with a public IP
+    for k, source in enumerate(["10.0.1.10", "10.0.1.11", "10.0.2.10"]):
+        for t, flags in [(0.0, "S"), (400.0, "PA")]:
+            p = Ether() / IP(src=source, dst=f"8.8.{4 + k}.4") / TCP(sport=46000, dport=443, flags=flags)
+            p.time = 1_700_000_000.0 + t + k
+            packets.append(p)
+    packets.sort(key=lambda p: float(p.time))
+    capture = tmp_path / "two.pcap"
+    wrpcap(str(capture), packets)
+    files = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.pcap"
+        report = network().replay(capture, inject="eni", output=out, workers=workers)
+        files[workers] = out.read_bytes()
+    assert len(report.parallel.groups) == 2  # it did run on two workers
+    assert report.reasons["NAT_NO_CONNECTION_RST"] == 2
+    assert files[1] == files[2]
+    rsts = [p for p in rdpcap(str(tmp_path / "out2.pcap")) if p[TCP].flags == "R"]
+    assert sorted(p[IP].dst for p in rsts) == ["10.0.1.10", "10.0.1.11"]
