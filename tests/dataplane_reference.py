@@ -42,7 +42,9 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> otherwise SG ingress -> delivered; at a Hyperplane ENI: V2N back to
                         the function (a connection it opened), or dropped
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
-                     -> sent on from the gateway's ENI, with its private address as source
+                     -> sent on from the gateway's ENI, with its private address as source.
+                     Other TCP (no connection) is dropped; with a ``State`` the gateway's RST
+                     to the sender is walked from the gateway's ENI (``Verdict.answer``)
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
                      IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
                      It drops what comes from a private (RFC 1918) or shared (RFC 6598)
@@ -170,6 +172,7 @@ class Verdict:
     reason: Reason
     eni_id: str | None  # where it was delivered or stopped (see the module docstring)
     path: tuple[str, ...] = ()  # the ENIs that sent it, in order, and "igw-hairpin" (statistics)
+    answer: Verdict | None = None  # what the network sent back: a NAT gateway's RST, walked
 
 
 class ReferenceVpc:
@@ -504,8 +507,14 @@ class _Walk:
             return Verdict(Reason.NACL_IN_DENY, eni_id)
         if pkt.proto not in (TCP, UDP, ICMP):
             return Verdict(Reason.NAT_UNSUPPORTED_PROTOCOL, eni_id)
-        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:
-            return Verdict(Reason.NAT_NO_CONNECTION_RST, eni_id)  # not an opening SYN
+        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:  # not an opening SYN
+            answer = None
+            if self.state is not None and not pkt.flags & RST:
+                # the gateway answers with an RST (never to an RST), from the peer to the
+                # sender, sent from its own ENI; it meets the flows as they are at this packet
+                rst = Packet(pkt.dst, pkt.src, TCP, pkt.dst_port, pkt.src_port, RST)
+                answer = _Walk(v, self.state).send(rst, eni_id)
+            return Verdict(Reason.NAT_NO_CONNECTION_RST, eni_id, answer=answer)
         if pkt.proto == ICMP and pkt.flags != ICMP_ECHO_REQUEST:
             return Verdict(Reason.NAT_NO_CONNECTION, eni_id)
         # a new connection: source -> the gateway's (primary) private address and a free port
