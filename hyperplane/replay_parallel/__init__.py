@@ -33,10 +33,9 @@ import numpy as np
 
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import ReplayError
-from hyperplane.formats.capture import CaptureChunk
+from hyperplane.formats.capture import CaptureChunk, answer_frame
 from hyperplane.records import PACKET
 from hyperplane.replay_parallel.partition import Partition, partition
-from hyperplane.replay import answer_frame
 
 __all__ = ["ParallelReport", "replay_in_parallel"]
 
