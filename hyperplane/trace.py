@@ -202,8 +202,9 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
                 detail = f"{ip_str(f['private_ip'])} has no public IP"
             hops.append(Hop(igw, "igw-out", "translate" if f["public_ip"] else "drop", detail))
         elif stage == "igw_in":
-            if f["refused"]:  # which internet gateway is not known: the packet named no VPC address
-                hops.append(Hop("internet", "igw-in", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
+            if f["refused"]:  # the gateway of the VPC whose public address it named, if any
+                igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet"
+                hops.append(Hop(igw, "igw-in", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
                 continue
             detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
                       else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")

@@ -105,7 +105,7 @@ def test_internet_gateway_drops_traffic_from_the_internet_with_a_private_source(
     net = network()
     r = net.send(tcp("203.0.113.40", src=source), source="internet")  # eni-web's public IP
     assert r.reason == reason and r.disposition == hp.Disposition.DENIED_IN and r.explanation == code
-    assert (last(r).stage, last(r).decision) == ("igw-in", "drop")
+    assert (last(r).stage, last(r).resource, last(r).decision) == ("igw-in", "igw-edge", "drop")
     assert "sg-ingress" not in [h.stage for h in r.hops]  # it never reached the ENI
     assert net.send(tcp("203.0.113.40", src="198.51.100.7"), source="internet").reason == hp.Reason.DELIVERED
 

@@ -503,13 +503,11 @@ cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogi
     """The internet gateway takes a packet from the internet: it drops one whose source is not
     an internet address, and refuses one for a private address or a public address no ENI (or
     NAT gateway) of the VPC holds; otherwise it maps the public address to its private one."""
-    cdef uint32_t private = 0
-    cdef int32_t eni = -1
+    cdef uint32_t private
+    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)  # also names the gateway that refuses
     cdef uint8_t refused = not_on_internet(w.p.src_ip, R_IGW_PRIVATE_SOURCE, R_IGW_SHARED_SOURCE)
     if not refused:
         refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET, 0)
-    if not refused:
-        eni = public_at(v, w.p.dst_ip, &private)
     hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, refused, 0, 0)
     if refused:
         return finish(r, w, refused, -1)
