@@ -23,7 +23,7 @@ from hyperplane.model import Topology, VpcConfig
 from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionTable
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
-from hyperplane.records import PACKET, ip as ip_int
+from hyperplane.records import PACKET, ip as ip_int, ip_str
 from hyperplane.scapy_adapter import from_record, ip_layer, to_record
 from hyperplane.trace import Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
@@ -380,7 +380,8 @@ class Network:
 
     def send(self, pkt: Packet, source: str = "internet") -> Result:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
-        ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one."""
+        ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one; one from the
+        internet without a source address comes from ``INTERNET_SOURCE_ADDRESS`` (192.0.2.1)."""
         if source.split(":")[0] in self.lambda_service.functions:  # "orders" or "orders:1"
             return self._send_from_function(source, pkt, None)
         pkt = self._with_ephemeral_port(pkt)
@@ -388,6 +389,9 @@ class Network:
         if bad is not None:
             return self._refused(pkt, bad, source)
         if source == "internet":
+            if "src" not in pkt[IP].fields:  # unset: a documented internet address, not this machine's
+                from hyperplane.connectivity.names import INTERNET_SOURCE_ADDRESS
+                rec["src_ip"] = ip_int(INTERNET_SOURCE_ADDRESS)
             return self._walk(pkt, rec, Origin.INTERNET, -1, source)
         vpc = self.compiled
         eni = self.topology.eni_of_instance(source) if source.startswith("i-") else None
@@ -447,7 +451,25 @@ class Network:
         reason = Reason(int(res.reason[0]))
         hops = row_hops(res, 0, self.pool_names(), first)
         return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
-                      batch=res, vpc=res.vpc)
+                      batch=res, vpc=res.vpc, answer=self._answer(res, 0))
+
+    def _answer(self, res: BatchResult, row: int) -> Result | None:
+        """What the network sent back in answer to row ``row`` (a NAT gateway's RST), walked
+        as its own packet, as a Result; None when nothing answered it."""
+        answer = res.answers.get(row)
+        if answer is None or res.vpc is None:
+            return None
+        vpc = res.vpc
+        where = int(res.location[row])  # the NAT gateway's ENI, which refused the row
+        gateway, nat = vpc.enis[where], vpc.nat_ids[int(vpc.eni_nat[where])]
+        sent = answer.packets[0]
+        first = [Hop(nat, "nat-rst", "answer",
+                     f"RST {ip_str(int(sent['src_ip']))}:{int(sent['src_port'])} -> "
+                     f"{ip_str(int(sent['dst_ip']))}:{int(sent['dst_port'])} from {gateway.id}")]
+        rst = IP(src=ip_str(int(sent["src_ip"])), dst=ip_str(int(sent["dst_ip"]))) / TCP(flags="R")
+        return Result(self, Reason(int(answer.reason[0])), row_hops(answer, 0, self.pool_names(), first),
+                      from_record(rst, answer.packets[0]), ("nat-gateway", nat), int(answer.location[0]),
+                      batch=answer, vpc=answer.vpc)
 
     def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)

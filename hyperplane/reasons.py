@@ -58,8 +58,8 @@ class Reason(Code):
     NACL_OUT_DENY = _R.R_NACL_OUT_DENY, _D.DENIED_OUT, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it out"
     NACL_IN_DENY = _R.R_NACL_IN_DENY, _D.DENIED_IN, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it in"
     SG_INGRESS_DENY = _R.R_SG_INGRESS_DENY, _D.DENIED_IN, "ENI_SG_RULES_MISMATCH", "no security group rule allows it in"
-    SOURCE_DEST_CHECK_OUT = _R.R_SOURCE_DEST_CHECK_OUT, _D.DENIED_OUT, None, "the sender's source/destination check is on and the source is not its address"
-    SOURCE_DEST_CHECK_IN = _R.R_SOURCE_DEST_CHECK_IN, _D.DENIED_IN, None, "routed to an ENI whose source/destination check is on: it is not the destination"
+    SOURCE_DEST_CHECK_OUT = _R.R_SOURCE_DEST_CHECK_OUT, _D.DENIED_OUT, "ENI_SOURCE_DEST_CHECK_RESTRICTION", "the sender's source/destination check is on and the source is not its address"
+    SOURCE_DEST_CHECK_IN = _R.R_SOURCE_DEST_CHECK_IN, _D.DENIED_IN, "ENI_SOURCE_DEST_CHECK_RESTRICTION", "routed to an ENI whose source/destination check is on: it is not the destination"
     # routing
     NO_ROUTE = _R.R_NO_ROUTE, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no route matches the destination"
     BLACKHOLE_ROUTE = _R.R_BLACKHOLE_ROUTE, _D.NULL_ROUTED, "BAD_STATE_ROUTE", "the matching route is a blackhole (its target is gone)"
@@ -67,9 +67,9 @@ class Reason(Code):
     UNMODELLED_TARGET = _R.R_UNMODELLED_TARGET, _D.NULL_ROUTED, None, "the route's target is outside what is emulated"
     NO_PUBLIC_IP = _R.R_NO_PUBLIC_IP, _D.DENIED_OUT, "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "the internet gateway drops it: the source has no public IP"
     PRIVATE_NAT_TO_INTERNET = _R.R_PRIVATE_NAT_TO_INTERNET, _D.DENIED_OUT, "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "a private NAT gateway's traffic cannot use the internet gateway"
-    NOT_A_VPC_PUBLIC_ADDRESS = _R.R_NOT_A_VPC_PUBLIC_ADDRESS, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "no ENI or NAT gateway holds this public address"
+    NOT_A_VPC_PUBLIC_ADDRESS = _R.R_NOT_A_VPC_PUBLIC_ADDRESS, _D.NO_ROUTE, "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS", "no ENI or NAT gateway holds this public address"
     NO_VPC_ACCESS = _R.R_NO_VPC_ACCESS, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "a function without VpcConfig reaches only the internet"
-    GATEWAY_ENDPOINT_PROTOCOL = _R.R_GATEWAY_ENDPOINT_PROTOCOL, _D.DENIED_IN, None, "a gateway endpoint carries only TCP and ICMP echo"
+    GATEWAY_ENDPOINT_PROTOCOL = _R.R_GATEWAY_ENDPOINT_PROTOCOL, _D.DENIED_IN, "VPCE_GATEWAY_PROTOCOL_RESTRICTION", "a gateway endpoint carries only TCP and ICMP echo"
     ROUTING_LOOP = _R.R_ROUTING_LOOP, _D.NULL_ROUTED, None, "sent on more than 8 times: the routes form a loop"
     # Hyperplane ENI (V2N NAT)
     V2N_UNSOLICITED_INBOUND = _R.R_V2N_UNSOLICITED_INBOUND, _D.DENIED_IN, None, "no connection: nothing in the VPC can open one to a function"
@@ -79,7 +79,7 @@ class Reason(Code):
     # NAT gateway
     NAT_UNSOLICITED_INBOUND = _R.R_NAT_UNSOLICITED_INBOUND, _D.DENIED_IN, None, "a NAT gateway never accepts connections from outside"
     NAT_NO_CONNECTION_RST = _R.R_NAT_NO_CONNECTION_RST, _D.DENIED_IN, None, "no connection (expired?): the NAT gateway answers with an RST"
-    NAT_UNSUPPORTED_PROTOCOL = _R.R_NAT_UNSUPPORTED_PROTOCOL, _D.DENIED_IN, None, "a NAT gateway carries only TCP, UDP and ICMP"
+    NAT_UNSUPPORTED_PROTOCOL = _R.R_NAT_UNSUPPORTED_PROTOCOL, _D.DENIED_IN, "PROTOCOL_RESTRICTION", "a NAT gateway carries only TCP, UDP and ICMP"
     NAT_NO_CONNECTION = _R.R_NAT_NO_CONNECTION, _D.DENIED_IN, None, "an ICMP packet that is not an echo request and belongs to no connection"
     NAT_PORT_ALLOCATION_ERROR = _R.R_NAT_PORT_ALLOCATION_ERROR, _D.DENIED_IN, None, "ErrorPortAllocation: 55,000 connections to this destination"
     # Lambda
@@ -91,6 +91,12 @@ class Reason(Code):
     IP_FRAGMENT = _R.R_IP_FRAGMENT, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"
     CAPTURE_TRUNCATED = _R.R_CAPTURE_TRUNCATED, _D.DENIED_IN, None, "captured too short to read its headers: not emulated"
     CAPTURE_MALFORMED = _R.R_CAPTURE_MALFORMED, _D.DENIED_IN, None, "an IPv4 header that is not valid: not emulated"
+    # internet gateway: addresses it refuses
+    IGW_PRIVATE_DESTINATION = _R.R_IGW_PRIVATE_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC1918_EGRESS", "the internet gateway drops it: the destination is a private address (RFC 1918)"
+    IGW_SHARED_DESTINATION = _R.R_IGW_SHARED_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC6598_EGRESS", "the internet gateway drops it: the destination is a shared address (RFC 6598, 100.64.0.0/10)"
+    IGW_PRIVATE_SOURCE = _R.R_IGW_PRIVATE_SOURCE, _D.DENIED_IN, "IGW_SOURCE_ADDRESS_NOT_IN_RFC1918_INGRESS", "the internet gateway drops it: from the internet, the source is a private address (RFC 1918)"
+    IGW_SHARED_SOURCE = _R.R_IGW_SHARED_SOURCE, _D.DENIED_IN, "IGW_SOURCE_ADDRESS_NOT_IN_RFC6598_INGRESS", "the internet gateway drops it: from the internet, the source is a shared address (RFC 6598)"
+    IGW_PRIVATE_ADDRESS_FROM_INTERNET = _R.R_IGW_PRIVATE_ADDRESS_FROM_INTERNET, _D.NO_ROUTE, "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS", "the internet gateway refuses it: a private address cannot be reached from the internet"
     # link-local destinations (169.254.0.0/16)
     DELIVERED_TO_LINK_LOCAL_SERVICE = _R.R_DELIVERED_TO_LINK_LOCAL_SERVICE, _D.ACCEPTED, None, "answered on the instance's host: metadata 169.254.169.254, Time Sync .123, license activation .250/.251, DNS .253"
     LINK_LOCAL_NOT_ROUTED = _R.R_LINK_LOCAL_NOT_ROUTED, _D.NO_ROUTE, None, "a link-local destination (169.254.0.0/16) is never routed, and no host service answers it here"

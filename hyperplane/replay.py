@@ -31,7 +31,7 @@ from hyperplane.errors import HyperplaneError, ReplayError
 from hyperplane.lambda_service import HyperplaneEni, LambdaError
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 from hyperplane.dataplane.inputs import Host, function_rows
-from hyperplane.formats.capture import CaptureChunk, PacketKind
+from hyperplane.formats.capture import CaptureChunk, PacketKind, answer_frame
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
@@ -227,6 +227,9 @@ class Engine:
         self.report = ReplayReport()
         self.logs = FlowLogAggregator(interval=flow_log_interval) if flow_log_interval is not None else None
         self.run = _Run(net, self.fns, inject, self.report, self.logs)
+        # chunk index -> (chunk row, frame chunk) of the packets the network answered that row
+        # with (a NAT gateway's RST), written right after it
+        self.answers: dict[int, list[tuple[int, CaptureChunk]]] = {}
 
     def chunks(self) -> Iterator[CaptureChunk]:
         reader = read_capture(self.capture, chunk_packets=self.chunk_packets)
@@ -264,6 +267,9 @@ class Engine:
                 else:
                     out = out.copy()
                     reason[rows], resource[rows], out[rows] = res_reason, res_resource, res_out
+                for row, answer in self.run.answers:
+                    at = row if rows is None else int(rows[row])
+                    self.answers.setdefault(chunk.index, []).append((at, answer_frame(chunk, at, answer)))
             yield chunk, reason, resource, resources, out
 
     def write(self, walked: Iterable[Walked], *, output: str | Path | None, verdicts: str | Path | None,
@@ -289,6 +295,16 @@ class Engine:
                         report.dispositions[Reason(r).disposition.name] += int(c)
                 delivered = DELIVERED_BY_REASON[reason]
                 if writer is not None:
+                    begin = 0
+                    for row, frame in self.answers.pop(chunk.index, []):  # each after its row
+                        shown = np.zeros(n, bool)
+                        shown[begin:row + 1] = delivered[begin:row + 1]
+                        report.written += writer.write(chunk, out, shown)
+                        report.written += writer.write(frame)
+                        begin = row + 1
+                    if begin:
+                        delivered = delivered.copy()
+                        delivered[:begin] = False
                     report.written += writer.write(chunk, out, delivered)
                 if sink is not None:
                     sink.write(chunk.index, reason, resource, resources, out)
@@ -336,6 +352,7 @@ class _Run:
                  logs: FlowLogAggregator | None) -> None:
         self.net, self.fns, self.inject, self.report, self.logs = net, fns, inject, report, logs
         self.t0: float | None = None  # capture time at the network's `now`
+        self.answers: list[tuple[int, np.ndarray]] = []  # of the last rows(): (row, its delivered answer)
 
     def rows(self, rec: np.ndarray, mine: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
@@ -354,6 +371,7 @@ class _Run:
         reason = np.zeros(n, np.uint8)
         resource = np.full(n, -1, np.int32)
         resources: dict[bytes, int] = {}
+        self.answers = []
         pos = 0
         while pos < n:
             net.advance(max(0.0, float(clock[pos]) - net.now))
@@ -379,7 +397,10 @@ class _Run:
                 located = res.location >= 0
                 resource[pos + walk[located]] = np.asarray(ids, np.int32)[res.location[located]]
                 if self.logs is not None:
-                    self.logs.add(res)
+                    self.logs.add(res)  # with the answers (a NAT gateway's RST) the walk made
+                for k, answer in sorted(res.answers.items()):
+                    if DELIVERED_BY_REASON[answer.reason[0]]:
+                        self.answers.append((pos + int(walk[k]), answer.packets.copy()))
                 _count_rule_drops(res, self.report)
             pos = end
         net.advance(max(0.0, float(clock[-1]) - net.now))

@@ -59,6 +59,9 @@ class Result:
     location: int  # ENI index where it ended (-1: none)
     batch: BatchResult | None = field(default=None, repr=False)  # the stages' facts (flow logs)
     vpc: CompiledVpc | None = field(default=None, repr=False)
+    # what the network sent back in answer, walked as a packet of its own (a NAT gateway's RST
+    # for a connection it no longer has), or None
+    answer: Result | None = field(default=None, repr=False)
 
     @property
     def disposition(self) -> Disposition:
@@ -84,6 +87,9 @@ class Result:
         lines += [f"  {h}" for h in self.hops]
         if self.packet is not None:
             lines.append(f"  packet: {self.packet.summary()}")
+        if self.answer is not None:
+            lines.append("  answered with:")
+            lines += ["    " + line for line in str(self.answer).splitlines()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,13 +193,20 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
             hops.append(Hop(nat_ids[f["nat"]], stage.replace("_", "-"), "translate" if ok.passed else "drop",
                             f"{side} translated ({ok.name})" if ok.passed else ok.name))
         elif stage == "igw_out":
+            igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet]
+            if f["refused"]:  # not an internet address (RFC 1918 / 6598)
+                hops.append(Hop(igw, "igw-out", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
+                continue
             if f["public_ip"]:
                 detail = f"{ip_str(f['private_ip'])} -> {ip_str(f['public_ip'])}"
             else:
                 detail = f"{ip_str(f['private_ip'])} has no public IP"
-            hops.append(Hop(vpc.subnet_igw[vpc.enis[f["eni"]].subnet], "igw-out",
-                            "translate" if f["public_ip"] else "drop", detail))
+            hops.append(Hop(igw, "igw-out", "translate" if f["public_ip"] else "drop", detail))
         elif stage == "igw_in":
+            if f["refused"]:  # the gateway of the VPC whose public address it named, if any
+                igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet"
+                hops.append(Hop(igw, "igw-in", "drop", Reason(f["refused"]).text.split(": ", 1)[-1]))
+                continue
             detail = (f"{ip_str(f['public_ip'])} -> {ip_str(f['private_ip'])}" if f["eni"] >= 0
                       else f"{ip_str(f['public_ip'])} belongs to nothing in the VPC")
             igw = vpc.subnet_igw[vpc.enis[f["eni"]].subnet] if f["eni"] >= 0 else "internet"  # no VPC owns it

@@ -45,11 +45,16 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> otherwise SG ingress -> delivered; at a Hyperplane ENI: V2N back to
                         the function (a connection it opened), or dropped
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
-                     -> sent on from the gateway's ENI, with its private address as source
+                     -> sent on from the gateway's ENI, with its private address as source.
+                     Other TCP (no connection) is dropped; with a ``State`` the gateway's RST
+                     to the sender is walked from the gateway's ENI (``Verdict.answer``)
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
                      IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
+                     It drops what comes from a private (RFC 1918) or shared (RFC 6598)
+                     source, and refuses a private destination.
   to the internet:   the source's private address -> its public one; a packet for a public
                      address of the VPC itself comes back in (hairpin) as if from the internet.
+                     A private or shared destination is dropped (it is not on the internet).
 
 Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
 the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
@@ -75,6 +80,16 @@ LINK_LOCAL = IPv4Network("169.254.0.0/16")
 # instance metadata, Amazon Time Sync, Windows license activation (KMS), the Amazon DNS server
 HOST_SERVICES = {IPv4Address(a) for a in ("169.254.169.254", "169.254.169.123", "169.254.169.250",
                                           "169.254.169.251", "169.254.169.253")}
+RFC1918 = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+RFC6598 = IPv4Network("100.64.0.0/10")
+
+
+def not_on_internet(address: str) -> str | None:
+    """"private" (RFC 1918), "shared" (RFC 6598) or None: what an internet gateway refuses."""
+    a = IPv4Address(address)
+    if any(a in n for n in RFC1918):
+        return "private"
+    return "shared" if a in RFC6598 else None
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,7 @@ class Verdict:
     reason: Reason
     eni_id: str | None  # where it was delivered or stopped (see the module docstring)
     path: tuple[str, ...] = ()  # the ENIs that sent it, in order, and "igw-hairpin" (statistics)
+    answer: Verdict | None = None  # what the network sent back: a NAT gateway's RST, walked
 
 
 class ReferenceVpc:
@@ -407,6 +423,11 @@ class _Walk:
             return self.from_function(pkt, origin)
         if origin is not None:
             return self.send(pkt, origin)
+        source_kind = not_on_internet(pkt.src)
+        if source_kind is not None:
+            return Verdict(Reason.IGW_PRIVATE_SOURCE if source_kind == "private" else Reason.IGW_SHARED_SOURCE, None)
+        if not_on_internet(pkt.dst) == "private":
+            return Verdict(Reason.IGW_PRIVATE_ADDRESS_FROM_INTERNET, None)
         owner = self.vpc.owner_of_public_ip(pkt.dst)
         if owner is None:
             return Verdict(Reason.NOT_A_VPC_PUBLIC_ADDRESS, None)
@@ -486,6 +507,10 @@ class _Walk:
                 if nat is not None and not nat.is_public:
                     return Verdict(Reason.PRIVATE_NAT_TO_INTERNET, eni_id)
                 return Verdict(Reason.NO_PUBLIC_IP, eni_id)
+            destination_kind = not_on_internet(pkt.dst)
+            if destination_kind is not None:
+                return Verdict(Reason.IGW_PRIVATE_DESTINATION if destination_kind == "private"
+                               else Reason.IGW_SHARED_DESTINATION, eni_id)
             owner = v.owner_of_public_ip(pkt.dst)
             if owner is None:
                 return Verdict(Reason.EXITED_TO_INTERNET, eni_id)
@@ -557,8 +582,14 @@ class _Walk:
             return Verdict(Reason.NACL_IN_DENY, eni_id)
         if pkt.proto not in (TCP, UDP, ICMP):
             return Verdict(Reason.NAT_UNSUPPORTED_PROTOCOL, eni_id)
-        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:
-            return Verdict(Reason.NAT_NO_CONNECTION_RST, eni_id)  # not an opening SYN
+        if pkt.proto == TCP and pkt.flags & (SYN | ACK | FIN | RST) != SYN:  # not an opening SYN
+            answer = None
+            if self.state is not None and not pkt.flags & RST:
+                # the gateway answers with an RST (never to an RST), from the peer to the
+                # sender, sent from its own ENI; it meets the flows as they are at this packet
+                rst = Packet(pkt.dst, pkt.src, TCP, pkt.dst_port, pkt.src_port, RST)
+                answer = _Walk(v, self.state).send(rst, eni_id)
+            return Verdict(Reason.NAT_NO_CONNECTION_RST, eni_id, answer=answer)
         if pkt.proto == ICMP and pkt.flags != ICMP_ECHO_REQUEST:
             return Verdict(Reason.NAT_NO_CONNECTION, eni_id)
         # a new connection: source -> the gateway's (primary) private address and a free port

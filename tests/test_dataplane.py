@@ -831,9 +831,13 @@ def test_route_more_specific_than_local_must_target_nat_or_eni_for_a_whole_subne
 
 # == §5 every verdict carries a reason ==========================================================
 
+# codes of docs.aws.amazon.com/vpc/latest/reachability/explanation-codes.html ("Path is not reachable")
 REACHABILITY_ANALYZER_CODES = {
     "NO_ROUTE_TO_DESTINATION", "ENI_SG_RULES_MISMATCH", "SUBNET_ACL_RESTRICTION",
-    "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "BAD_STATE_ROUTE",
+    "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS", "BAD_STATE_ROUTE", "ENI_SOURCE_DEST_CHECK_RESTRICTION",
+    "IGW_DESTINATION_ADDRESS_NOT_IN_RFC1918_EGRESS", "IGW_DESTINATION_ADDRESS_NOT_IN_RFC6598_EGRESS",
+    "IGW_SOURCE_ADDRESS_NOT_IN_RFC1918_INGRESS", "IGW_SOURCE_ADDRESS_NOT_IN_RFC6598_INGRESS",
+    "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS", "VPCE_GATEWAY_PROTOCOL_RESTRICTION", "PROTOCOL_RESTRICTION",
 }
 
 
@@ -1026,7 +1030,9 @@ DECIDED_BY = {  # reason -> the stages whose hop must say deny/drop
     hp.Reason.SG_EGRESS_DENY: {"sg-egress"}, hp.Reason.SG_INGRESS_DENY: {"sg-ingress"},
     hp.Reason.NACL_OUT_DENY: {"nacl-out"}, hp.Reason.NACL_IN_DENY: {"nacl-in"},
     hp.Reason.NO_PUBLIC_IP: {"igw-out"}, hp.Reason.PRIVATE_NAT_TO_INTERNET: {"igw-out"},
-    hp.Reason.NOT_A_VPC_PUBLIC_ADDRESS: {"igw-in"},
+    hp.Reason.NOT_A_VPC_PUBLIC_ADDRESS: {"igw-in"}, hp.Reason.IGW_PRIVATE_ADDRESS_FROM_INTERNET: {"igw-in"},
+    hp.Reason.IGW_PRIVATE_SOURCE: {"igw-in"}, hp.Reason.IGW_SHARED_SOURCE: {"igw-in"},
+    hp.Reason.IGW_PRIVATE_DESTINATION: {"igw-out"}, hp.Reason.IGW_SHARED_DESTINATION: {"igw-out"},
     hp.Reason.V2N_UNSOLICITED_INBOUND: {"v2n-in"}, hp.Reason.V2N_NO_CONNECTION: {"v2n-out"},
     hp.Reason.V2N_UNSUPPORTED_PROTOCOL: {"v2n-out", "v2n-in"}, hp.Reason.ENI_CAPACITY: {"v2n-out"},
     hp.Reason.NAT_UNSOLICITED_INBOUND: {"nat-in"}, hp.Reason.NAT_NO_CONNECTION: {"nat-out"},
@@ -1064,7 +1070,8 @@ def test_the_hop_that_refused_a_packet_is_its_last_and_names_the_resource():
                     assert last.resource.startswith(("sg-", "acl-")), str(r)
     met = {r.name for r in checked}  # the sweep met many kinds of refusal
     assert met >= {"SG_EGRESS_DENY", "SG_INGRESS_DENY", "NACL_OUT_DENY", "NACL_IN_DENY", "NO_PUBLIC_IP",
-                   "NOT_A_VPC_PUBLIC_ADDRESS", "NAT_UNSOLICITED_INBOUND", "V2N_UNSUPPORTED_PROTOCOL"}, met
+                   "NOT_A_VPC_PUBLIC_ADDRESS", "NAT_UNSOLICITED_INBOUND", "V2N_UNSUPPORTED_PROTOCOL",
+                   "IGW_PRIVATE_ADDRESS_FROM_INTERNET"}, met
 
 
 def test_a_route_to_a_network_interface_that_is_gone_is_a_blackhole_before_any_nacl():

@@ -505,6 +505,7 @@ class Batch:
     packets: np.ndarray  # after every translation
     got: list[tuple[Reason, str | None]]  # (reason, ENI id) per row
     v2n: list[tuple[IPv4Address, int] | None]  # a function's packet: the source V2N gave it
+    answers: dict[int, tuple[Reason, str | None]]  # row -> (reason, ENI id) of its NAT gateway's RST
 
 
 def run(net: Network, plan) -> Batch:
@@ -530,8 +531,10 @@ def run(net: Network, plan) -> Batch:
     for row, (o, _) in enumerate(plan):
         out = [f for stage, f in result.facts.of(row) if stage == "v2n_out" and f["status"] < 16]
         v2n.append((IPv4Address(out[0]["to_ip"]), out[0]["to_port"]) if out else None)
+    answers = {row: (Reason(int(a.reason[0])), enis[int(a.location[0])].id if a.location[0] >= 0 else None)
+               for row, a in result.answers.items()}
     return Batch(result.packets, [(Reason(int(r)), enis[int(at)].id if at >= 0 else None)
-                                  for r, at in zip(result.reason, result.location)], v2n)
+                                  for r, at in zip(result.reason, result.location)], v2n, answers)
 
 
 def reference_origin(case: Case, origin, v2n) -> str | FromFunction | None:
@@ -617,7 +620,12 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
             if v2n is not None:  # a function's packet reached the NAT gateway from its Hyperplane ENI
                 p = replace(p, src=v2n[0], src_port=v2n[1])
             state.nat_ports[(p.proto, p.src, p.src_port, p.dst, p.dst_port)] = int(f["src_port"])
-    walk_reference(case, plan, batch, state)
+    again = walk_reference(case, plan, batch, state)
+    # a NAT gateway's RST to a packet it has no connection for, walked back as the batch did
+    rsts = {k: (v.answer.reason, v.answer.eni_id) for k, v in enumerate(again) if v.answer is not None}
+    for k in rsts:
+        event(f"NAT gateway RST {rsts[k][0].name}")
+    assert batch.answers == rsts, f"RSTs: batch {batch.answers}, reference {rsts}"
 
     replies, to_function, twins = [], [], []
     for (o, p), v, f in zip(plan, first, batch.packets):

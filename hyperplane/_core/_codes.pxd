@@ -55,6 +55,12 @@ cpdef enum Reason:
     R_IP_FRAGMENT = 61
     R_CAPTURE_TRUNCATED = 62
     R_CAPTURE_MALFORMED = 63
+    # internet gateway: the addresses it refuses (Reachability Analyzer's IGW_... codes)
+    R_IGW_PRIVATE_DESTINATION = 80
+    R_IGW_SHARED_DESTINATION = 81
+    R_IGW_PRIVATE_SOURCE = 82
+    R_IGW_SHARED_SOURCE = 83
+    R_IGW_PRIVATE_ADDRESS_FROM_INTERNET = 84
     # link-local destinations (169.254.0.0/16): answered on the host, never routed
     R_DELIVERED_TO_LINK_LOCAL_SERVICE = 93
     R_LINK_LOCAL_NOT_ROUTED = 94
@@ -141,6 +147,7 @@ cpdef enum Stop:
     STOP_POOL_FULL = 1             # every Hyperplane ENI of a pool is full: the caller adds one
     STOP_LOG_FULL = 2              # the hop log may not hold another packet: the caller grows it
     STOP_NO_MEMORY = 3             # a table cannot grow
+    STOP_NAT_RST = 4               # after the row: a NAT gateway answers it with an RST, which the caller walks
 
 # Sizes and bits, as plain int constants.
 cpdef enum:

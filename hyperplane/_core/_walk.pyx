@@ -28,7 +28,11 @@ flow logs. ``tests/dataplane_reference.py`` is the plain-Python model the tests 
 
 The loop stops, having recorded nothing for that row, when V2N finds every Hyperplane ENI of a
 pool full (the caller creates an overflow ENI, recompiles and resumes at that row), when the hop
-log may not hold another packet (the caller grows it), or when a table is out of memory.
+log may not hold another packet (the caller grows it), or when a table is out of memory. It
+stops *after* a row that a NAT gateway refused for want of a connection (TCP, not an RST):
+the gateway answers it with an RST, which the caller walks as a packet of its own from the
+gateway's ENI (``stop_pool`` names it) before it resumes at the next row, so that the answer
+meets the tables between the two rows whatever the batch size.
 """
 
 cimport cython
@@ -44,14 +48,18 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       R_DELIVERED_TO_LINK_LOCAL_SERVICE, R_LINK_LOCAL_NOT_ROUTED, ENI_PLAIN,
                                       R_DELIVERED_TO_FUNCTION, R_DELIVERED_TO_GATEWAY_ENDPOINT,
                                       R_ENI_CAPACITY, R_EXITED_TO_INTERNET, R_FORWARDED_TO_PEERING,
-                                      R_GATEWAY_ENDPOINT_PROTOCOL, R_NACL_IN_DENY, R_NACL_OUT_DENY,
+                                      R_GATEWAY_ENDPOINT_PROTOCOL, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET,
+                                      R_IGW_PRIVATE_DESTINATION, R_IGW_PRIVATE_SOURCE,
+                                      R_IGW_SHARED_DESTINATION, R_IGW_SHARED_SOURCE,
+                                      R_NACL_IN_DENY, R_NACL_OUT_DENY,
                                       R_NAT_UNSOLICITED_INBOUND, R_NOT_A_VPC_PUBLIC_ADDRESS,
                                       R_NO_ENI_AT_ADDRESS, R_NO_PUBLIC_IP, R_NO_ROUTE,
                                       R_PRIVATE_NAT_TO_INTERNET, R_ROUTING_LOOP, R_SG_EGRESS_DENY,
                                       R_SG_INGRESS_DENY, R_SOURCE_DEST_CHECK_IN,
                                       R_SOURCE_DEST_CHECK_OUT, R_UNMODELLED_TARGET,
                                       R_V2N_UNSOLICITED_INBOUND, STOP_LOG_FULL, STOP_NONE,
-                                      STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL, T_BLACKHOLE,
+                                      STOP_NAT_RST, STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL,
+                                      S_RST_NO_CONNECTION, T_BLACKHOLE,
                                       T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
                                       T_PEERING)
 from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_check_rules, track_t
@@ -71,6 +79,7 @@ cdef enum:
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     DNS_PORT = 53
+    TCP_RST = 0x04
 
 # hop log stage names by stage code: "v2n_out" for H_V2N_OUT
 STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
@@ -346,6 +355,11 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
     hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
         <int32_t>before.dst_ip, before.dst_port)
     if status >= S_FIRST_REFUSAL:
+        if status == S_RST_NO_CONNECTION and not (w.p.flags & TCP_RST):
+            # the gateway answers with an RST (never one to an RST): the walk stops after this
+            # row and the caller walks the answer from the gateway's ENI before the next row
+            r.stop = STOP_NAT_RST
+            r.stop_pool = eni
         return finish(r, w, v.nat_reason[status], eni)
     return eni
 
@@ -386,18 +400,34 @@ cdef int back_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t en
     return finish(r, w, R_DELIVERED_TO_FUNCTION if status < 16 else v.v2n_reason[status], eni)
 
 
+cdef inline uint8_t not_on_internet(uint32_t ip, uint8_t private, uint8_t shared) noexcept nogil:
+    """``private`` for an RFC 1918 address, ``shared`` for RFC 6598 (100.64.0.0/10), else 0:
+    the ranges an internet gateway refuses (Reachability Analyzer's IGW_..._RFC1918/6598 codes)."""
+    if (ip >> 24) == 10 or (ip >> 20) == 0xAC1 or (ip >> 16) == 0xC0A8:
+        return private
+    if (ip >> 22) == 0x191:  # 100.64.0.0/10
+        return shared
+    return 0
+
+
 cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept nogil:
-    """The internet gateway maps the private source to its public IP (1:1), or drops it; a
-    packet to a public address of the VPC turns around (hairpin)."""
+    """The internet gateway maps the private source to its public IP (1:1), or drops it; it
+    drops a packet for a private or shared address (not on the internet); a packet to a public
+    address of the VPC turns around (hairpin)."""
     cdef uint32_t public = public_of(v, w.p.src_ip)
     cdef uint32_t private
     cdef int32_t nat, back
-    hop(r, w, H_IGW_OUT, eni, <int32_t>w.p.src_ip, <int32_t>public, 0, 0, 0)
+    cdef uint8_t refused = 0
+    if public:
+        refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_DESTINATION, R_IGW_SHARED_DESTINATION)
+    hop(r, w, H_IGW_OUT, eni, <int32_t>w.p.src_ip, <int32_t>public, refused, 0, 0)
     if public == 0:
         nat = v.eni_nat[eni]
         if nat >= 0 and not v.nat_public[nat]:
             return finish(r, w, R_PRIVATE_NAT_TO_INTERNET, eni)
         return finish(r, w, R_NO_PUBLIC_IP, eni)
+    if refused:
+        return finish(r, w, refused, eni)
     w.p.src_ip = public
     back = public_at(v, w.p.dst_ip, &private)
     if back < 0:
@@ -511,9 +541,17 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
 
 
 cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
+    """The internet gateway takes a packet from the internet: it drops one whose source is not
+    an internet address, and refuses one for a private address or a public address no ENI (or
+    NAT gateway) of the VPC holds; otherwise it maps the public address to its private one."""
     cdef uint32_t private
-    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)
-    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, 0, 0, 0)
+    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)  # also names the gateway that refuses
+    cdef uint8_t refused = not_on_internet(w.p.src_ip, R_IGW_PRIVATE_SOURCE, R_IGW_SHARED_SOURCE)
+    if not refused:
+        refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET, 0)
+    hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, eni, refused, 0, 0)
+    if refused:
+        return finish(r, w, refused, -1)
     if eni < 0:
         return finish(r, w, R_NOT_A_VPC_PUBLIC_ADDRESS, -1)
     w.p.dst_ip = private
@@ -663,6 +701,8 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
         if next_eni == STOPPED:
             r.n_hops = r.first_hop[i]
             return i
+        if r.stop == STOP_NAT_RST:
+            return i + 1  # this row is done; its answer is walked before the next one
     return end
 
 
@@ -837,7 +877,8 @@ cdef class Walker:
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
         done), why (``STOPS``), the hop log's length, and for a full pool its index and the
-        V2N status."""
+        V2N status (for ``STOP_NAT_RST``: the NAT gateway's ENI that answers the row before
+        ``row`` with an RST)."""
         cdef Py_ssize_t n = out.shape[0]
         cdef run_t r
         cdef Py_ssize_t stopped

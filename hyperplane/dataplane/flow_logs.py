@@ -183,11 +183,14 @@ class FlowLogAggregator:
             bad = int(np.flatnonzero(~((time >= 0) & (time < limit)))[0])
             raise FlowLogError(f"packet row {int(np.flatnonzero(walked)[bad])}: time {float(time[bad])!r} "
                                f"(with the offset) is not a number of seconds from 0 to {limit:g}")
-        return self._records.observe(facts.hops, facts.first_hop, packets,
+        seen = self._records.observe(facts.hops, facts.first_hop, packets,
                                      np.ascontiguousarray(batch.location, np.int32), vpc.nat_eni, _PATH_OF_TARGET,
                                      uid, (vpc.eni_kind == EniKind.HYPERPLANE).view(np.uint8),
                                      float(self.interval), self.time_offset, self._reserved[1],
                                      np.ascontiguousarray(vpc.eni_vpc, np.int32))
+        for answer in batch.answers.values():  # a NAT gateway's RST crossed ENIs too
+            seen += self.add(answer, answer.vpc or vpc)
+        return seen
 
     def _uids(self, vpc: CompiledVpc) -> np.ndarray:
         if self._uid_cache is not None and self._uid_cache[0] is vpc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from hyperplane.codes import Code
 from hyperplane.tables.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
+from hyperplane.records import PACKET, RST
 
 
 
@@ -57,14 +58,14 @@ _NAT = (("nat", _I32), ("status", _U8), ("src_ip", _U32), ("src_port", _U16), ("
 COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
     "v2n_out": (("pool", _I32), ("status", _U8), ("src_ip", _U32), ("src_port", _U16), ("to_ip", _U32),
                 ("to_port", _U16)),
-    "igw_in": (("public_ip", _U32), ("private_ip", _U32), ("eni", _I32)),
+    "igw_in": (("public_ip", _U32), ("private_ip", _U32), ("eni", _I32), ("refused", _U8)),
     "endpoint_in": (("endpoint", _I32), ("eni", _I32)),
     "dns": (("subnet", _I32),),
     "sg_egress": _SG,
     "route": (("eni", _I32), ("subnet", _I32), ("table", _I32), ("route", _I32), ("target", _I8),
               ("target_index", _I32)),
     "nacl_out": _NACL,
-    "igw_out": (("eni", _I32), ("private_ip", _U32), ("public_ip", _U32)),
+    "igw_out": (("eni", _I32), ("private_ip", _U32), ("public_ip", _U32), ("refused", _U8)),
     "nat_out": _NAT,
     "nat_in": _NAT,
     "nacl_in": _NACL,
@@ -135,6 +136,9 @@ class BatchResult:
     location: np.ndarray  # int32 ENI index where it was delivered or stopped (-1: none)
     facts: Facts
     vpc: CompiledVpc | None = None  # the compiled VPC the indexes refer to
+    # row -> what the network sent back in answer to it, walked as a batch of its own right
+    # after that row: a NAT gateway's RST for a connection it no longer has
+    answers: dict[int, BatchResult] = field(default_factory=dict)
 
     @property
     def disposition(self) -> np.ndarray:
@@ -209,10 +213,12 @@ class Pipeline:
         return self._walker
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
-            function_pools: Sequence[list[int]] = (), in_place: bool = False) -> BatchResult:
+            function_pools: Sequence[list[int]] = (), in_place: bool = False, answer: bool = True) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
         ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
-        ``in_place``: translate ``packets`` themselves rather than a copy."""
+        ``in_place``: translate ``packets`` themselves rather than a copy; ``answer``: walk
+        what the network answers a row with (a NAT gateway's RST) right after that row, into
+        ``BatchResult.answers`` (an answer's own answers are not walked)."""
         n = len(packets)
         pipeline = self
         core = self.walker
@@ -223,9 +229,19 @@ class Pipeline:
         first_hop = np.zeros(n + 1, np.int64)
         hops = _hop_log(n * HOPS_PER_ROW + 64)
         begin, n_hops, nostop = 0, 0, -1
+        answers: dict[int, BatchResult] = {}
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
                                                         first_hop[:n], hops, n_hops, begin, nostop)
+            if stop == _codes.Stop.STOP_NAT_RST:  # row - 1 is done: the NAT gateway's ENI `pool` answers it
+                if answer:
+                    answers[row - 1] = pipeline.run(nat_rst(out[row - 1]), np.array([Origin.ENI], np.int8),
+                                                    np.array([pool], np.int32), function_pools, answer=False)
+                    core.set_function_pools(list(function_pools))
+                begin, nostop = row, -1
+                if row == n:
+                    break
+                continue
             if row == n:
                 break
             begin, nostop = row, -1
@@ -249,4 +265,18 @@ class Pipeline:
                 else:
                     nostop = row  # refused: this row is walked without stopping
         first_hop[n] = n_hops
-        return BatchResult(out, reason, location, Facts(hops, n_hops, first_hop), pipeline.vpc)
+        return BatchResult(out, reason, location, Facts(hops, n_hops, first_hop), pipeline.vpc, answers)
+
+
+def nat_rst(refused: np.void) -> np.ndarray:
+    """The RST a NAT gateway answers a TCP packet of a connection it no longer has with, as a
+    row of its own: from the packet's destination to its sender (at the gateway: the address and
+    port the inside sent from), at the packet's time. AWS: "When a connection times out, a NAT
+    gateway returns an RST packet to any resources behind the NAT gateway that attempt to
+    continue the connection (it does not send a FIN packet)." (vpc-nat-comparison)"""
+    rst = np.zeros(1, PACKET)
+    rst["time"] = refused["time"]
+    rst["src_ip"], rst["dst_ip"] = refused["dst_ip"], refused["src_ip"]
+    rst["src_port"], rst["dst_port"] = refused["dst_port"], refused["src_port"]
+    rst["length"], rst["proto"], rst["flags"] = 40, refused["proto"], RST
+    return rst

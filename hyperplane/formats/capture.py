@@ -10,6 +10,7 @@ directions know; :class:`CaptureError` names the file, the byte offset and the p
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,3 +199,30 @@ def _columns(n: int) -> dict[str, np.ndarray]:
 def _empty_chunk(index: int = 0) -> CaptureChunk:
     columns: dict[str, Any] = _columns(0)
     return CaptureChunk(index=index, data=np.empty(0, np.uint8), **columns)
+
+
+def answer_frame(chunk: CaptureChunk, row: int, answer: np.ndarray) -> CaptureChunk:
+    """A one-frame chunk of the packet the network answered ``chunk``'s row ``row`` with (a NAT
+    gateway's RST, ``answer``: its PACKET row as delivered): the row's link header (Ethernet
+    addresses swapped: it goes the other way) before a TCP/IPv4 header built for it."""
+    from scapy.layers.inet import IP, TCP
+
+    rec = answer[0]
+    l3 = bytes(IP(src=str(ipaddress.IPv4Address(int(rec["src_ip"]))),
+                  dst=str(ipaddress.IPv4Address(int(rec["dst_ip"]))))
+               / TCP(sport=int(rec["src_port"]), dport=int(rec["dst_port"]), flags=int(rec["flags"]), seq=0))
+    link = bytearray(chunk.frame(row)[:int(chunk.l3_offset[row])])
+    if int(chunk.linktype[row]) == 1 and len(link) >= 12:  # Ethernet: destination and source MACs
+        link[0:6], link[6:12] = link[6:12], link[0:6]
+    frame = np.frombuffer(bytes(link) + l3, np.uint8)
+
+    def one(value: Any, dtype: Any) -> np.ndarray:
+        return np.array([value], dtype)
+
+    return CaptureChunk(
+        index=chunk.index + row, records=answer.copy(), kind=one(PacketKind.EMULATED, np.uint8),
+        ts_ns=chunk.ts_ns[row:row + 1].copy(), caplen=one(len(frame), np.uint32), wirelen=one(len(frame), np.uint32),
+        l3_offset=chunk.l3_offset[row:row + 1].copy(), ethertype=one(0x0800, np.uint16),
+        linktype=chunk.linktype[row:row + 1].copy(), interface=chunk.interface[row:row + 1].copy(),
+        file_offset=chunk.file_offset[row:row + 1].copy(), frame_offset=one(0, np.int64), data=frame.copy(),
+        interfaces=chunk.interfaces, source=chunk.source)

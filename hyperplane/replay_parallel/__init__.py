@@ -33,7 +33,7 @@ import numpy as np
 
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import ReplayError
-from hyperplane.formats.capture import CaptureChunk
+from hyperplane.formats.capture import CaptureChunk, answer_frame
 from hyperplane.records import PACKET
 from hyperplane.replay_parallel.partition import Partition, partition
 
@@ -135,6 +135,8 @@ class _Result:
     drops: Counter
     hyperplane_enis: list[dict]
     overflows: list[tuple[float, str]]  # (virtual time, subnet) of each overflow ENI made or refused
+    # (capture row, PACKET row) of what the network answered a row with (a NAT gateway's RST)
+    answers: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
 
 def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[], _Result]:
@@ -158,7 +160,8 @@ def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[],
                        logs._records.columns() if logs is not None else None,
                        list(logs._enis) if logs is not None else [], logs.time_offset if logs is not None else 0.0,
                        (logs.account_id, logs.region) if logs is not None else (None, None),
-                       engine.report.drops_by_rule, engine.hyperplane_enis(), overflows)
+                       engine.report.drops_by_rule, engine.hyperplane_enis(), overflows,
+                       [(frame.index, frame.records) for found in engine.answers.values() for _, frame in found])
     return run
 
 
@@ -194,10 +197,14 @@ def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelR
         reason[r.rows], out[r.rows] = r.reason, r.out
         resource[r.rows] = np.where(r.resource >= 0, r.resource + base, -1)
     engine.report.drops_by_rule = sum((r.drops for r in results), Counter())
+    answers = sorted((a for r in results for a in r.answers), key=lambda a: a[0])
 
     def walked() -> Iterator[Any]:
         for chunk in engine.chunks():
             lo, hi = chunk.index, chunk.index + len(chunk)
+            for row, rec in answers:  # written after their rows, as one process writes them
+                if lo <= row < hi:
+                    engine.answers.setdefault(lo, []).append((row - lo, answer_frame(chunk, row - lo, rec)))
             used, local = np.unique(resource[lo:hi], return_inverse=True)
             ids = [names[u] for u in used if u >= 0]
             yield chunk, reason[lo:hi], (local - int(used[0] < 0) if len(used) else local).astype(np.int32), \
