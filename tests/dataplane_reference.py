@@ -33,8 +33,13 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> route (longest prefix; static beats prefix list at equal length)
                      -> NACL out of the sender's subnet, when the packet leaves it: not with
                         no route or a blackhole, nor when the next hop is in that subnet
-                     -> target: local (the ENI holding the address) | eni | nat | igw | vpce
-                                | pcx | blackhole | no route
+                     -> target: local (the ENI holding the address; an address in no subnet
+                                of the VPC is null-routed, as Batfish has it) | eni | nat | igw
+                                | vpce | pcx | blackhole | no route
+  over a peering:    only an active connection carries anything, and only to the CIDR blocks of
+                     the VPC at its other end; that VPC in the topology: the packet arrives at
+                     the ENI holding the address there (its subnet's NACL in, its groups), else
+                     it leaves the network
   arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
                      -> NAT gateway ENI: only its own connections come back (none here)
                      -> source/destination check: with it on, only packets addressed to it
@@ -405,6 +410,8 @@ class _Walk:
         if route.is_blackhole:
             return Verdict(Reason.BLACKHOLE_ROUTE, eni_id)
         if kind in ("local", "eni"):
+            if kind == "local" and next_subnet is None:
+                return Verdict(Reason.NO_SUBNET_AT_ADDRESS, eni_id)
             if next_eni is None:
                 return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
             return self.arrive(pkt, next_eni, from_subnet=subnet.id)
@@ -429,8 +436,29 @@ class _Walk:
                 return Verdict(Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni_id)
             return Verdict(Reason.GATEWAY_ENDPOINT_PROTOCOL, eni_id)
         if kind == "pcx":
-            return Verdict(Reason.FORWARDED_TO_PEERING, eni_id)
+            return self.over_peering(pkt, route.target, vpc.id, eni_id)
         raise AssertionError(f"route target {route.target!r} is not modelled here")
+
+    def over_peering(self, pkt: Packet, pcx_id: str, vpc_id: str, eni_id: str) -> Verdict:
+        """VPC Peering guide: "VPC peering creates a direct network route between the two VPCs
+        using private IPv4 addresses"; a connection that is not active carries nothing."""
+        v = self.vpc
+        pcx = v.t.vpc_peering_connections[pcx_id]
+        other = pcx.vpc_id if pcx.peer_vpc_id == vpc_id else pcx.peer_vpc_id
+        if pcx.status != "active":
+            return Verdict(Reason.PCX_NOT_ACTIVE, eni_id)
+        peer = v.t.vpcs.get(other)
+        if not any(pkt.dst in cidr for cidr in (peer.cidrs if peer is not None else pcx.peer_cidrs)):
+            return Verdict(Reason.PCX_ADDRESS_NOT_IN_PEER_VPC, eni_id)
+        if peer is None:
+            return Verdict(Reason.FORWARDED_TO_PEERING, eni_id)
+        if v.subnet_holding(other, pkt.dst) is None:
+            return Verdict(Reason.NO_SUBNET_AT_ADDRESS, eni_id)
+        receiver = v.eni_holding(other, pkt.dst)
+        if receiver is None:
+            return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
+        self.path.append(pcx_id)
+        return self.arrive(pkt, receiver, from_subnet=None)
 
     def arrive(self, pkt: Packet, eni_id: str, from_subnet: str | None) -> Verdict:
         v = self.vpc
