@@ -219,7 +219,8 @@ def _peering_hop(vpc: CompiledVpc, f: dict) -> Hop:
         return Hop(pcx, "peering", "drop", "the destination is not in the peer VPC's CIDR blocks")
     if peer is None:
         return Hop(pcx, "peering", "route", "out to the peer VPC, which is not in the network")
-    return Hop(pcx, "peering", "route", f"into {peer}")
+    name = vpc.topology.vpcs[peer].name
+    return Hop(pcx, "peering", "route", f"into {peer}" + (f" ({name})" if name else ""))
 
 
 def _named(topology: Any, hop: Hop) -> Hop:
