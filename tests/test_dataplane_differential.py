@@ -4,7 +4,9 @@ Hypothesis draws small VPCs as topology documents (random route tables with loca
 gateway, NAT gateway, blackhole, prefix-list, gateway endpoint and peering routes; security
 groups with CIDR, prefix-list and group peers, egress-only and rule-less ones; numbered NACLs
 of allow and deny entries; ENIs with secondary and public addresses; maybe a NAT gateway, public
-or private, in a subnet routed to the internet gateway) and a batch of packets between ENIs,
+or private, in a subnet routed to the internet gateway; mostly, when a peering route is drawn,
+the peer VPC itself, whose group rules may name, and be named by, the VPC's, and whose connection
+may not be active yet) and a batch of packets between ENIs,
 to random addresses, and from the internet. Then, mostly, a Lambda function is attached to one
 or two of the subnets with one to three of the groups, and packets from its execution
 environments (anywhere) and from ENIs to its Hyperplane ENIs join the end of the batch. The
@@ -58,6 +60,7 @@ PREFIX_LISTS = {
     "pl-corp": ("corp", ["198.51.100.0/24", "8.8.8.0/24", "10.0.1.0/24"]),
 }
 PEER_CIDR = "172.16.0.0/16"
+PEER_SUBNET = "172.16.1.0/24"
 OUTSIDE_DESTINATIONS = ["0.0.0.0/0", "8.8.0.0/16", "8.8.8.0/24", "52.216.0.0/15", "52.216.4.0/24",
                         "198.51.100.0/24", "203.0.113.0/24", PEER_CIDR]
 PEER_CIDRS = ["0.0.0.0/0", "10.0.0.0/16", "10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26",
@@ -147,6 +150,10 @@ def topology_document(draw) -> dict:
     with_igw = nat_subnet is not None or draw(st.integers(0, 3)) > 0
     with_endpoint = draw(st.booleans())
     with_peering = draw(st.booleans())
+    # the peer VPC is mostly in the network too (a packet walks into it), and its connection
+    # is sometimes not active yet
+    peer_present = with_peering and draw(st.integers(0, 3)) > 0
+    peer_status = draw(st.sampled_from(["active"] * 4 + ["pending-acceptance"])) if with_peering else "active"
 
     tables = [f"rtb-{k}" for k in range(draw(st.integers(1, 3)))]
     if nat_subnet is not None:
@@ -170,6 +177,8 @@ def topology_document(draw) -> dict:
         if not with_peering:
             destinations.remove(PEER_CIDR)
         picked = draw(st.lists(st.sampled_from(destinations), unique=True, max_size=5))
+        if peer_present and PEER_CIDR not in picked and draw(st.booleans()):
+            picked.append(PEER_CIDR)  # mostly a way into the peer VPC that is there
         # a static route of the same length as a prefix-list entry: the static one must win
         lists = [pl for pl in PREFIX_LISTS if pl in picked or (pl == "pl-s3" and table in endpoint_tables)]
         for pl in lists:
@@ -187,6 +196,8 @@ def topology_document(draw) -> dict:
                 targets += ["igw-t", "igw-t"]
             if with_peering and dest == PEER_CIDR:
                 targets += ["pcx-t"] * 4
+            elif with_peering and not inside and draw(st.integers(0, 5)) == 0:
+                targets.append("pcx-t")  # not the peer's CIDR: the connection does not carry it
             if inside or draw(st.integers(0, 3)) == 0:
                 targets.append("eni")  # an appliance: a whole subnet, or anywhere outside
             target = draw(st.sampled_from(targets))
@@ -201,15 +212,19 @@ def topology_document(draw) -> dict:
 
     groups = [f"sg-{k}" for k in range(draw(st.integers(1, 4)))]
     all_groups = groups + ["sg-t-default"]
+    # rules may name the peer VPC's group: it matches its ENIs' addresses across the peering
+    rule_groups = all_groups + (["sg-peer"] if peer_present else [])
     security_groups = []
-    for g in groups:
-        sg: dict = {"id": g, "vpc_id": "vpc-t",
-                    "ingress": draw(st.lists(security_group_rule(all_groups), max_size=3))}
+    for g in groups + (["sg-peer"] if peer_present else []):
+        sg: dict = {"id": g, "vpc_id": "vpc-peer" if g == "sg-peer" else "vpc-t",
+                    "ingress": draw(st.lists(security_group_rule(rule_groups), max_size=3))}
+        if g == "sg-peer" and draw(st.booleans()):  # often open to vpc-t: packets get in
+            sg["ingress"].append({"protocol": "all", "cidr": VPC_CIDRS[0]})
         egress = draw(st.sampled_from(["absent", "absent", "none", "rules"]))
         if egress == "none":
             sg["egress"] = []
         elif egress == "rules":
-            sg["egress"] = draw(st.lists(security_group_rule(all_groups), min_size=1, max_size=3))
+            sg["egress"] = draw(st.lists(security_group_rule(rule_groups), min_size=1, max_size=3))
         security_groups.append(sg)
 
     acls = [f"acl-{k}" for k in range(draw(st.sampled_from([1, 2, 0])))]
@@ -272,8 +287,30 @@ def topology_document(draw) -> dict:
                                       "prefix_list_id": "pl-s3", "route_table_ids": endpoint_tables}]
     if with_peering:
         document["vpc_peering_connections"] = [{"id": "pcx-t", "vpc_id": "vpc-t", "peer_vpc_id": "vpc-peer",
-                                                "peer_cidrs": [PEER_CIDR]}]
+                                                "peer_cidrs": [PEER_CIDR], "status": peer_status}]
+    if peer_present:
+        add_peer_vpc(draw, document)
     return document
+
+
+def add_peer_vpc(draw, document: dict) -> None:
+    """The peer VPC of pcx-t (PEER_CIDR): one subnet with two ENIs of sg-peer, a route table
+    that mostly leads back over the connection (to one or both of vpc-t's CIDRs, sometimes
+    anywhere: what the connection does not carry), maybe a NACL of its own."""
+    back = draw(st.lists(st.sampled_from(VPC_CIDRS + ["0.0.0.0/0", "10.0.1.0/24"]), unique=True, max_size=3))
+    subnet: dict = {"id": "subnet-peer", "vpc_id": "vpc-peer", "cidr": PEER_SUBNET,
+                    "availability_zone": "us-east-1a", "route_table_id": "rtb-peer"}
+    if draw(st.booleans()):
+        subnet["network_acl_id"] = "acl-peer"
+        document["network_acls"].append({"id": "acl-peer", "vpc_id": "vpc-peer", "ingress": draw(nacl_entries()),
+                                         "egress": draw(nacl_entries())})
+    base = IPv4Network(PEER_SUBNET).network_address
+    document["vpcs"].append({"id": "vpc-peer", "cidrs": [PEER_CIDR]})
+    document["subnets"].append(subnet)
+    document["route_tables"].append({"id": "rtb-peer", "vpc_id": "vpc-peer",
+                                     "routes": [{"destination": d, "target": "pcx-t"} for d in back]})
+    document["network_interfaces"] += [{"id": f"eni-peer-{k}", "subnet_id": "subnet-peer", "private_ip": str(base + 4 + k),
+                                        "security_group_ids": ["sg-peer"]} for k in range(2)]
 
 
 @st.composite
@@ -283,8 +320,8 @@ def with_function(draw, document: dict) -> dict:
     its Hyperplane ENIs)."""
     if draw(st.integers(0, 4)) == 0:
         return document
-    subnets = [s["id"] for s in document["subnets"]]
-    groups = [g["id"] for g in document["security_groups"]] + ["sg-t-default"]
+    subnets = [s["id"] for s in document["subnets"] if s["vpc_id"] == "vpc-t"]
+    groups = [g["id"] for g in document["security_groups"] if g["vpc_id"] == "vpc-t"] + ["sg-t-default"]
     config = {"subnet_ids": draw(st.lists(st.sampled_from(subnets), min_size=1, max_size=2, unique=True)),
               "security_group_ids": draw(st.lists(st.sampled_from(groups), min_size=1, max_size=3, unique=True))}
     return {**document, "functions": [{"name": FUNCTION, "vpc_config": config}]}
@@ -356,7 +393,9 @@ def inside_addresses(topology, enis: tuple[HyperplaneEni, ...] = ()) -> list[IPv
         out.update(eni.private_ips)
     for subnet in topology.subnets.values():
         out.update({subnet.cidr[1], subnet.cidr[2], subnet.cidr[3], subnet.cidr[-2]})
-    return sorted(out)
+    # the peer VPC's ENIs, drawn more often: a packet must get that far to walk into it
+    peer = [e.private_ip for e in topology.network_interfaces.values() if e.id.startswith("eni-peer")]
+    return sorted(out) + peer * 3
 
 
 def senders_of(topology) -> list:
@@ -573,6 +612,7 @@ def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
     for (o, _), v in zip(case.plan, verdicts):  # --hypothesis-show-statistics: which verdicts
         event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")  # were reached, and how
               + (" after a hairpin" if "igw-hairpin" in v.path else "")
+              + (" over the peering" if "pcx-t" in v.path else "")
               + (" from a function" if isinstance(o, Environment) else ""))
     assert_same(case.plan, batch.got, verdicts)
 
@@ -637,6 +677,7 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
     verdicts = walk_reference(case, replies, answers, state)
     for v, fn in zip(verdicts, to_function):
         event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else "")
+              + (" over the peering" if "pcx-t" in v.path else "")
               + (" to a function" if fn else ""))
     assert_same(replies, answers.got, verdicts)
 

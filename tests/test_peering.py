@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from ipaddress import IPv4Address
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scapy.layers.inet import IP, TCP
 
@@ -86,6 +88,25 @@ def test_batfish_unused_addresses_no_route_null_routed_and_delivered_to_subnet(p
     # testFromBtoUnusedIp: in A's subnet, held by no ENI: delivered to the subnet
     unused_ip = peering_snapshot.send(syn("10.10.10.11", 22), source=INSTANCE_B)
     assert unused_ip.disposition == hp.Disposition.DELIVERED_TO_SUBNET and unused_ip.reason == hp.Reason.NO_ENI_AT_ADDRESS
+
+
+def test_the_batfish_flows_as_one_batch_end_as_each_packet_sent_alone():
+    # one truth: a batch (net.process) and single packets (net.send) give the same verdicts
+    net = hp.Network.load(snapshot("test-vpc-peering"))
+    flows = [(INSTANCE_A, IP_B, 80), (INSTANCE_A, IP_B, 22), (INSTANCE_B, IP_A, 80), (INSTANCE_A, "192.168.100.1", 22),
+             (INSTANCE_B, "10.10.100.1", 22), (INSTANCE_B, "10.10.10.11", 22), (INSTANCE_A, IP_C, 22)]
+    eni_of = {e.instance_id: e for e in net.topology.network_interfaces.values()}
+    rec = np.zeros(len(flows), hp.PACKET)
+    for k, (src, dst, port) in enumerate(flows):
+        rec[k] = (0.0, int(IPv4Address(eni_of[src].private_ip)), int(IPv4Address(dst)), 41000 + k, port, 40, 6, 0x02)
+    batch = net.process(rec, hp.Origin.ENI, [net.compiled.eni_index[eni_of[src].id] for src, _, _ in flows])
+    alone = [hp.Network.load(snapshot("test-vpc-peering")).send(
+        IP(dst=dst) / TCP(sport=41000 + k, dport=port, flags="S"), source=src).reason
+        for k, (src, dst, port) in enumerate(flows)]
+    assert [hp.Reason(int(r)) for r in batch.reason] == alone
+    assert [r.disposition for r in alone] == [hp.Disposition.DENIED_IN, hp.Disposition.ACCEPTED, hp.Disposition.DENIED_IN,
+                                              hp.Disposition.NO_ROUTE, hp.Disposition.NULL_ROUTED,
+                                              hp.Disposition.DELIVERED_TO_SUBNET, hp.Disposition.ACCEPTED]
 
 
 def test_overlapping_peers_b_and_c_are_told_apart_by_the_route(peering_snapshot):

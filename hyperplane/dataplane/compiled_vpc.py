@@ -262,7 +262,9 @@ class CompiledVpc:
         whether it is active, and the CIDR blocks of that VPC, the only destinations it carries."""
         t = self.topology
         self.peering_ids = list(t.vpc_peering_connections)
-        peer_vpc, active, ranges = [], [], []
+        peer_vpc: list[int] = []
+        active: list[bool] = []
+        ranges: list[tuple[int, int]] = []
         for k, pcx in enumerate(t.vpc_peering_connections.values()):
             for side, peer in enumerate((pcx.peer_vpc_id, pcx.vpc_id)):
                 cidrs = t.vpcs[peer].cidrs if peer in t.vpcs else pcx.peer_cidrs
