@@ -78,6 +78,7 @@ cdef enum:
 # hop log stage names by stage code: "v2n_out" for H_V2N_OUT
 STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
 HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
+PACKET_HOPS = HOPS_PER_PACKET  # the walk needs this much room in the log before each packet
 
 assert HOP.itemsize == sizeof(hop_t)
 

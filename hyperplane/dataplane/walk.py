@@ -223,7 +223,7 @@ class Pipeline:
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
         first_hop = np.zeros(n + 1, np.int64)
-        hops = _hop_log(n * HOPS_PER_ROW + 64)
+        hops = _hop_log(n * HOPS_PER_ROW + _walk.PACKET_HOPS)  # room for one packet's longest walk
         begin, n_hops, nostop = 0, 0, -1
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
