@@ -328,3 +328,53 @@ def test_a_snapshot_rule_naming_a_peer_vpcs_group_admits_that_groups_enis(tmp_pa
     from_a = net.send(syn(IP_B, 8080), source=INSTANCE_A)
     assert from_a.reason == hp.Reason.DELIVERED and SG_A in hop(from_a, "sg-ingress").detail
     assert net.send(syn(IP_B, 8081), source=INSTANCE_A).reason == hp.Reason.SG_INGRESS_DENY  # that rule's port only
+
+
+def split_by_account(tmp_path: Path, vpc_id: str, account: str) -> Path:
+    """test-vpc-peering rewritten as two accounts' folders in one snapshot: ``vpc_id`` and all it
+    holds go to ``account``'s folder (its OwnerId changed), the rest stay in the original one."""
+    out = tmp_path / "accounts"
+    source = snapshot("test-vpc-peering") / "aws_configs"
+    for f in sorted(source.glob("*.json")):
+        doc = json.loads(f.read_text())
+        [(key, items)] = doc.items()
+
+        def vpc_of(item: dict) -> str | None:
+            if key == "Reservations":
+                return item["Instances"][0].get("VpcId")
+            return item.get("VpcId")
+
+        moved = [i for i in items if vpc_of(i) == vpc_id]
+        for item in moved:
+            for owned in [item, *item.get("Instances", [])]:
+                if "OwnerId" in owned:
+                    owned["OwnerId"] = account
+        kept = [i for i in items if vpc_of(i) != vpc_id]
+        if key == "AvailabilityZones":  # the region's zones: in every account's folder
+            kept = moved = items
+        for folder, part in (("554773406868", kept), (account, moved)):
+            if part:
+                (out / folder / "us-east-2").mkdir(parents=True, exist_ok=True)
+                (out / folder / "us-east-2" / f.name).write_text(json.dumps({key: part}))
+    return out
+
+
+def test_the_peer_vpc_in_another_accounts_folder_and_a_rule_naming_its_group_by_account(tmp_path):
+    # "The peer VPC can be a VPC in your account, or a VPC in another AWS account. To reference a
+    # security group that is in another AWS account but the same Region, include the account
+    # number with the ID of the security group." (VPC Peering guide, peer security groups)
+    folder = split_by_account(tmp_path, "vpc-00a31ce9d0c06675c", "210987654321")
+    groups_file = folder / "210987654321" / "us-east-2" / "SecurityGroups.json"
+    groups = json.loads(groups_file.read_text())
+    [b] = [g for g in groups["SecurityGroups"] if g["GroupId"] == SG_B]
+    b["IpPermissions"].append({"FromPort": 5432, "ToPort": 5432, "IpProtocol": "tcp", "IpRanges": [], "Ipv6Ranges": [],
+                               "PrefixListIds": [], "UserIdGroupPairs": [{"GroupId": SG_A, "UserId": "554773406868",
+                                                                          "VpcPeeringConnectionId": PCX_AB}]})
+    groups_file.write_text(json.dumps(groups))
+    net = hp.Network.load(folder)
+    assert net.topology.vpcs["vpc-00a31ce9d0c06675c"].cidrs  # VPC B is in the network, from its own folder
+    db = net.send(syn(IP_B, 5432), source=INSTANCE_A)
+    assert db.reason == hp.Reason.DELIVERED and SG_A in hop(db, "sg-ingress").detail
+    assert hop(db, "peering").resource == PCX_AB
+    assert net.send(syn(IP_B, 80), source=INSTANCE_A).reason == hp.Reason.SG_INGRESS_DENY
+    assert net.connect(INSTANCE_A, IP_B, 5432).connected
