@@ -48,6 +48,7 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                         the function (a connection it opened), or dropped
   at a NAT gateway:  NACL in (as above) -> translation (TCP SYN, UDP, ICMP echo open one)
                      -> sent on from the gateway's ENI, with its private address as source
+  in over a peering from a VPC not in the topology: arrive at the ENI it is addressed to.
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
                      IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
   to the internet:   the source's private address -> its public one; a packet for a public
@@ -134,6 +135,14 @@ class FromFunction:
 
     eni_id: str
     port: int | None
+
+
+@dataclass(frozen=True)
+class FromPeering:
+    """The origin of a packet that comes in over a peering connection whose other VPC is not in
+    the topology: an answer, addressed to the ENI that sent its request out over it."""
+
+    eni_id: str
 
 
 def bound_subnet(function_name: str, environment_ip: IPv4Address, subnet_ids: tuple[str, ...]) -> str:
@@ -326,11 +335,11 @@ class ReferenceVpc:
         return best
 
 
-def evaluate(topology: model.Topology, pkt: Packet, origin: str | FromFunction | None,
+def evaluate(topology: model.Topology, pkt: Packet, origin: str | FromFunction | FromPeering | None,
              state: State | None = None, hyperplane_enis: tuple[HyperplaneEni, ...] = ()) -> Verdict:
     """Walk one packet sent by the ENI ``origin`` (an ENI id), by a function's execution
-    environment (``FromFunction``; ``pkt.src`` is the environment's address), or from the
-    internet (None).
+    environment (``FromFunction``; ``pkt.src`` is the environment's address), in over a peering
+    connection (``FromPeering``), or from the internet (None).
 
     ``state``: flows and NAT connections of earlier packets, updated with this one's flows.
     ``hyperplane_enis``: the Hyperplane ENIs that exist (the Lambda service's)."""
@@ -345,9 +354,12 @@ class _Walk:
         self.state = state
         self.path: list[str] = []
 
-    def start(self, pkt: Packet, origin: str | FromFunction | None) -> Verdict:
+    def start(self, pkt: Packet, origin: str | FromFunction | FromPeering | None) -> Verdict:
         if isinstance(origin, FromFunction):
             return self.from_function(pkt, origin)
+        if isinstance(origin, FromPeering):  # from outside the VPC: its subnet's NACL applies
+            self.path.append("pcx-in")
+            return self.arrive(pkt, origin.eni_id, from_subnet=None)
         if origin is not None:
             return self.send(pkt, origin)
         owner = self.vpc.owner_of_public_ip(pkt.dst)

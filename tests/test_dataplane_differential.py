@@ -24,6 +24,8 @@ the flows, NAT and V2N connections the first batch left (``dataplane_reference.S
 answer to a function's packet goes back to its Hyperplane ENI and on to the function. The same
 answers, addressed to the execution environment as ``Origin.REPLY_TO_FUNCTION`` rows, must end
 as the peer's own answers did (scenarios at the end: an appliance's answer, a NAT gateway inside the VPC).
+An answer from a peer VPC that is not in the network comes in over the peering connection to the
+ENI that sent the request out (the reference's ``FromPeering``), as ``Origin.REPLY_TO_FUNCTION``.
 
 ``--hypothesis-show-statistics`` lists the verdicts reached (and whether through a NAT gateway
 or an IGW hairpin), to check that the generator still reaches every branch.
@@ -46,8 +48,8 @@ from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
 from hyperplane.dataplane.compiled_vpc import EniKind
 
-from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, HyperplaneEni, Packet, State,
-                                 bound_subnet, evaluate)
+from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, FromPeering, HyperplaneEni, Packet,
+                                 State, bound_subnet, evaluate)
 
 pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
 
@@ -177,8 +179,8 @@ def topology_document(draw) -> dict:
         if not with_peering:
             destinations.remove(PEER_CIDR)
         picked = draw(st.lists(st.sampled_from(destinations), unique=True, max_size=5))
-        if peer_present and PEER_CIDR not in picked and draw(st.booleans()):
-            picked.append(PEER_CIDR)  # mostly a way into the peer VPC that is there
+        if with_peering and PEER_CIDR not in picked and draw(st.booleans()):
+            picked.append(PEER_CIDR)  # often a way to the peer VPC
         # a static route of the same length as a prefix-list entry: the static one must win
         lists = [pl for pl in PREFIX_LISTS if pl in picked or (pl == "pl-s3" and table in endpoint_tables)]
         for pl in lists:
@@ -488,7 +490,10 @@ def function_plan(draw, topology, enis: tuple[HyperplaneEni, ...], fn: AttachedF
         if draw(st.integers(0, 2)) > 0 or not senders:
             env = draw(st.sampled_from(sorted(fn.addresses)))
             own = fn.eni_of[env].private_ip  # its Hyperplane ENI's own address: as for an ENI, never
-            targets = OUTSIDE_ADDRESSES + publics if draw(st.booleans()) else [a for a in inside if a != own]
+            # an address of an absent peer VPC, drawn more often: its answer comes in over the peering
+            absent = topology.vpc_peering_connections and "vpc-peer" not in topology.vpcs
+            absent_peer = [IPv4Address("172.16.0.5")] * 4 if absent else []
+            targets = OUTSIDE_ADDRESSES + publics + absent_peer if draw(st.booleans()) else [a for a in inside if a != own]
             plan.append((Environment(env), Packet(fn.addresses[env], draw(st.sampled_from(targets)), **fields)))
         else:
             sender = draw(st.sampled_from(senders))
@@ -655,10 +660,16 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
             state.nat_ports[(p.proto, p.src, p.src_port, p.dst, p.dst_port)] = int(f["src_port"])
     walk_reference(case, plan, batch, state)
 
-    replies, to_function, twins = [], [], []
+    replies, to_function, twins, from_peering = [], [], [], []
     for (o, p), v, f in zip(plan, first, batch.packets):
         answer = reply_to(p, f)
         if answer is None:
+            continue
+        if v.reason == Reason.FORWARDED_TO_PEERING and isinstance(o, Environment):
+            # out to a peer VPC not in the network: its answer comes in over the connection to
+            # the ENI that sent the request on; the emulator walks it as REPLY_TO_FUNCTION
+            from_peering.append((v.eni_id, answer, (ToEnvironment(), replace(answer, src=p.dst, src_port=p.dst_port,
+                                                                              dst=p.src, dst_port=p.src_port))))
             continue
         if v.reason == Reason.DELIVERED:
             replies.append((v.eni_id, answer))
@@ -672,6 +683,13 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
         if isinstance(o, Environment):
             twins.append((len(replies) - 1, (ToEnvironment(), replace(answer, src=p.dst, src_port=p.dst_port,
                                                                       dst=p.src, dst_port=p.src_port))))
+    if from_peering:
+        came_in = run(case.net, [t for _, _, t in from_peering])
+        expected = [evaluate(case.topology, answer, FromPeering(eni), state, case.enis)
+                    for eni, answer, _ in from_peering]
+        for v in expected:
+            event(f"reply {v.reason.name} in over the peering")
+        assert_same([t for _, _, t in from_peering], came_in.got, expected)
     assume(replies)
     answers = run(case.net, replies)
     verdicts = walk_reference(case, replies, answers, state)
