@@ -109,6 +109,27 @@ def test_the_batfish_flows_as_one_batch_end_as_each_packet_sent_alone():
                                               hp.Disposition.DELIVERED_TO_SUBNET, hp.Disposition.ACCEPTED]
 
 
+def test_flow_logs_record_the_walk_in_at_both_ends():
+    # A's ENI logs the packets out over the peering (traffic-path 4: "Through an intra-region VPC
+    # peering connection", flow log records), B's ENI logs them in: ACCEPT on 22, REJECT on 80
+    from hyperplane.dataplane.flow_logs import FlowLogAggregator
+
+    net = hp.Network.load(snapshot("test-vpc-peering"))
+    eni_a = next(e for e in net.topology.network_interfaces.values() if e.instance_id == INSTANCE_A)
+    eni_b = next(e for e in net.topology.network_interfaces.values() if e.instance_id == INSTANCE_B)
+    rec = np.zeros(2, hp.PACKET)
+    for k, port in enumerate((22, 80)):
+        rec[k] = (1.0, int(IPv4Address(IP_A)), int(IPv4Address(IP_B)), 41000 + k, port, 60, 6, 0x02)
+    logs = FlowLogAggregator()
+    logs.add(net.process(rec, hp.Origin.ENI, net.compiled.eni_index[eni_a.id]), net.compiled)
+    seen = {(r.interface_id, r.dstport): r for r in logs.records()}
+    assert seen[(eni_a.id, 22)].action == seen[(eni_a.id, 80)].action == "ACCEPT"
+    assert seen[(eni_a.id, 22)].traffic_path == 4 and seen[(eni_a.id, 22)].flow_direction == "egress"
+    assert seen[(eni_b.id, 22)].action == "ACCEPT" and seen[(eni_b.id, 22)].flow_direction == "ingress"
+    assert seen[(eni_b.id, 80)].action == "REJECT"
+    assert seen[(eni_b.id, 22)].vpc_id == "vpc-00a31ce9d0c06675c"
+
+
 def test_overlapping_peers_b_and_c_are_told_apart_by_the_route(peering_snapshot):
     # Batfish: "B and C have the same block 192.168.0.0/16 (which helps test proper routing)";
     # A sends 192.168.1.0/24 to pcx A-B and 192.168.2.0/24 to pcx A-C
