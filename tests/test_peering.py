@@ -130,6 +130,25 @@ def test_flow_logs_record_the_walk_in_at_both_ends():
     assert seen[(eni_b.id, 22)].vpc_id == "vpc-00a31ce9d0c06675c"
 
 
+def test_a_capture_taken_in_vpc_a_replays_into_the_peer_with_its_flow_logs(tmp_path):
+    # one truth: a replay of A's SSH and HTTP SYNs ends as the single packets do, and the flow
+    # logs of the walk-in are written
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    capture = tmp_path / "a.pcap"
+    frames = [Ether() / IP(src=IP_A, dst=IP_B) / TCP(sport=41000 + k, dport=port, flags="S") for k, port in
+              enumerate((22, 80))]
+    for k, frame in enumerate(frames):
+        frame.time = 1.0 + k
+    wrpcap(str(capture), frames)
+    net = hp.Network.load(snapshot("test-vpc-peering"))
+    report = net.replay(capture, inject="eni", flow_logs=tmp_path / "logs")
+    assert report.reasons == {"DELIVERED": 1, "SG_INGRESS_DENY": 1}
+    assert report.flow_log_records == 4  # out of A, into B, for each
+    assert any((tmp_path / "logs").rglob("*"))
+
+
 def test_overlapping_peers_b_and_c_are_told_apart_by_the_route(peering_snapshot):
     # Batfish: "B and C have the same block 192.168.0.0/16 (which helps test proper routing)";
     # A sends 192.168.1.0/24 to pcx A-B and 192.168.2.0/24 to pcx A-C
