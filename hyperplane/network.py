@@ -411,6 +411,9 @@ class Network:
         if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
             rec, _ = to_record(answer, self.now)
             return self._walk(answer, rec, Origin.GATEWAY_ENDPOINT, -1, "gateway-endpoint")
+        if reason == Reason.FORWARDED_TO_PEERING:
+            raise ValueError(f"the answer from {p.dst}, in a peer VPC that is not in the network, is walked back only "
+                             "to a function: add that VPC to the network to walk it to an ENI")
         raise ValueError(f"replies from {reason.name} are not emulated")
 
     def __repr__(self) -> str:

@@ -326,6 +326,17 @@ def test_a_peer_vpc_not_in_the_network_is_where_the_packet_exits_and_the_answer_
     assert peered.connect("orders", "10.2.3.4", 443).connected
 
 
+def test_an_enis_answer_from_an_absent_peer_vpc_says_what_to_add(tmp_path):
+    doc = changed()
+    doc["network_interfaces"].append({"id": "eni-app", "subnet_id": "subnet-fn", "private_ip": "10.0.1.50",
+                                      "security_group_ids": ["sg-fn"]})
+    net = network(tmp_path, doc)
+    out = net.send(syn("10.2.3.4", 443), source="eni-app")
+    assert out.reason == hp.Reason.FORWARDED_TO_PEERING
+    with pytest.raises(ValueError, match="10.2.3.4, in a peer VPC that is not in the network.*add that VPC"):
+        out.reply(TCP(flags="SA"))
+
+
 def test_reachability_from_the_function_covers_the_peer_vpcs_enis(peered):
     rows = peered.reachability("orders")
     assert rows.connected("eni-db", 5432)
