@@ -344,6 +344,20 @@ def test_reachability_from_the_function_covers_the_peer_vpcs_enis(peered):
     assert not rows.connected("eni-cache", 6379)  # sg-cache
 
 
+def test_lint_finds_a_peering_route_the_connection_does_not_carry(peered, tmp_path, peering_snapshot):
+    from hyperplane.connectivity.lint import lint
+
+    found = [f for f in lint(peered) if f.kind == "peering-route-not-carried"]
+    assert [(f.resource, f.subject) for f in found] == [("rtb-a", "0.0.0.0/0 -> pcx-ab")]
+    assert found[0].evidence.failed.result.reason == hp.Reason.PCX_ADDRESS_NOT_IN_PEER_VPC
+    doc = changed()
+    doc["vpc_peering_connections"][0]["status"] = "pending-acceptance"
+    pending = {f.subject: f for f in lint(network(tmp_path, doc)) if f.kind == "peering-route-not-carried"}
+    assert "pending-acceptance, not active" in pending["10.1.0.0/16 -> pcx-ab"].message
+    # Batfish's snapshot routes only what each peer holds
+    assert not [f for f in lint(peering_snapshot) if f.kind == "peering-route-not-carried"]
+
+
 # -- addresses nobody holds ------------------------------------------------------------------------
 
 def test_an_address_in_the_vpc_cidr_but_in_no_subnet_is_null_routed_one_in_a_subnet_is_delivered_to_it(peered):
