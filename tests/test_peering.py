@@ -311,7 +311,8 @@ def test_a_peering_connection_that_is_not_active_carries_nothing(tmp_path):
 def test_an_unknown_peering_status_is_refused_with_its_place(tmp_path):
     doc = changed()
     doc["vpc_peering_connections"][0]["status"] = "accepted"
-    with pytest.raises(hp.TopologyError, match=r"topology.json: vpc_peering_connections\[0\].status: unknown peering connection status 'accepted'"):
+    where = r"topology.json: vpc_peering_connections\[0\].status: "
+    with pytest.raises(hp.TopologyError, match=where + "unknown peering connection status 'accepted'"):
         network(tmp_path, doc)
 
 

@@ -493,9 +493,9 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
 cdef int into_peer(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t side) noexcept nogil:
     """A packet routed to a peering connection: "VPC peering creates a direct network route
     between the two VPCs using private IPv4 addresses" (VPC Peering guide), so it enters the peer
-    VPC at the address it is sent to: that subnet's NACL in, the receiver's groups. The connection carries only an active one's traffic
-    to the peer's CIDR blocks (never on to its gateways: no transitive routing); a peer VPC not
-    in the network is where the packet exits."""
+    VPC at the address it is sent to: that subnet's NACL in, the receiver's groups. An active
+    connection carries only traffic to the peer's CIDR blocks (never on to its gateways or other
+    peerings: no transitive routing); a peer VPC not in the network is where the packet exits."""
     cdef int32_t peer_vpc = v.pcx_peer_vpc[side], subnet = -1, dst_eni = -1
     cdef int active = v.pcx_active[side]
     cdef int inside = in_peer_cidr(v, side, w.p.dst_ip)
