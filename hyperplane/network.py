@@ -506,6 +506,16 @@ class Network:
                               [Hop(f"function:{name}", "reply", "allow", "through Lambda's own VPC")],
                               IP(bytes(answer)), ("internet", p.dst), -1)
             return self.send(answer, "internet")
+        if reason == Reason.FORWARDED_TO_PEERING and isinstance(result.source, tuple):
+            # a function's request left over a peering to a VPC not in the network: the answer
+            # comes back in over the connection (the walker finds the connection it belongs to)
+            _, name, environment = result.source
+            answer[IP].dst = environment
+            sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
+            if sent and isinstance(answer.payload, (TCP, UDP)):  # back to the port the function used
+                answer.payload.dport = int(sent[0]["src_port"])
+            rec, _ = to_record(answer, self.now)
+            return self._walk(answer, rec, Origin.REPLY_TO_FUNCTION, self.function_number(name), ("peering", p.dst))
         if reason == Reason.DELIVERED_TO_DNS_RESOLVER:
             if isinstance(result.source, tuple):  # a function's query: its answer as replay walks it
                 _, name, environment = result.source
@@ -527,6 +537,9 @@ class Network:
         if reason == Reason.DELIVERED_TO_GATEWAY_ENDPOINT:
             rec, _ = to_record(answer, self.now)
             return self._walk(answer, rec, Origin.GATEWAY_ENDPOINT, -1, "gateway-endpoint")
+        if reason == Reason.FORWARDED_TO_PEERING:
+            raise ValueError(f"the answer from {p.dst}, in a peer VPC that is not in the network, is walked back only "
+                             "to a function: add that VPC to the network to walk it to an ENI")
         raise ValueError(f"replies from {reason.name} are not emulated")
 
     def __repr__(self) -> str:

@@ -52,7 +52,7 @@ class Reason(Code):
     DELIVERED_TO_GATEWAY_ENDPOINT = _R.R_DELIVERED_TO_GATEWAY_ENDPOINT, _D.ACCEPTED, None, "delivered to the service through a gateway endpoint"
     DELIVERED_TO_DNS_RESOLVER = _R.R_DELIVERED_TO_DNS_RESOLVER, _D.ACCEPTED, None, "answered by the VPC DNS resolver (base + 2)"
     EXITED_TO_INTERNET = _R.R_EXITED_TO_INTERNET, _D.EXITS_NETWORK, None, "left through the internet gateway"
-    FORWARDED_TO_PEERING = _R.R_FORWARDED_TO_PEERING, _D.EXITS_NETWORK, None, "left through a VPC peering connection"
+    FORWARDED_TO_PEERING = _R.R_FORWARDED_TO_PEERING, _D.EXITS_NETWORK, None, "left through a VPC peering connection to a peer VPC that is not in the network"
     # filters
     SG_EGRESS_DENY = _R.R_SG_EGRESS_DENY, _D.DENIED_OUT, "ENI_SG_RULES_MISMATCH", "no security group rule allows it out"
     NACL_OUT_DENY = _R.R_NACL_OUT_DENY, _D.DENIED_OUT, "SUBNET_ACL_RESTRICTION", "the subnet's network ACL denies it out"
@@ -91,6 +91,10 @@ class Reason(Code):
     IP_FRAGMENT = _R.R_IP_FRAGMENT, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"
     CAPTURE_TRUNCATED = _R.R_CAPTURE_TRUNCATED, _D.DENIED_IN, None, "captured too short to read its headers: not emulated"
     CAPTURE_MALFORMED = _R.R_CAPTURE_MALFORMED, _D.DENIED_IN, None, "an IPv4 header that is not valid: not emulated"
+    # peering
+    PCX_ADDRESS_NOT_IN_PEER_VPC = _R.R_PCX_ADDRESS_NOT_IN_PEER_VPC, _D.NO_ROUTE, "PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", "a peering connection carries only traffic to the peer VPC's CIDR blocks"
+    PCX_NOT_ACTIVE = _R.R_PCX_NOT_ACTIVE, _D.NULL_ROUTED, "BAD_STATE", "the peering connection is not active: it carries nothing"
+    NO_SUBNET_AT_ADDRESS = _R.R_NO_SUBNET_AT_ADDRESS, _D.NULL_ROUTED, None, "the address is inside a VPC CIDR but in none of its subnets"
     # internet gateway: addresses it refuses
     IGW_PRIVATE_DESTINATION = _R.R_IGW_PRIVATE_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC1918_EGRESS", "the internet gateway drops it: the destination is a private address (RFC 1918)"
     IGW_SHARED_DESTINATION = _R.R_IGW_SHARED_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC6598_EGRESS", "the internet gateway drops it: the destination is a shared address (RFC 6598, 100.64.0.0/10)"

@@ -213,10 +213,28 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
             hops.append(Hop(igw, "igw-in", "translate" if f["eni"] >= 0 else "drop", detail))
         elif stage == "dns":
             hops.append(Hop("AmazonProvidedDNS", "dns", "answer", vpc.subnet_ids[f["subnet"]]))
+        elif stage == "peering":
+            hops.append(_peering_hop(vpc, f))
         elif stage == "endpoint_in":
             endpoint = vpc.endpoint_ids[f["endpoint"]] if f["endpoint"] >= 0 else "gateway-endpoint"
             hops.append(Hop(endpoint, "endpoint-in", "route", "from the service"))
     return [_named(vpc.topology, h) for h in hops]
+
+
+def _peering_hop(vpc: CompiledVpc, f: dict) -> Hop:
+    pcx = vpc.peering_ids[f["pcx"]]
+    peer = vpc.vpc_ids[f["peer_vpc"]] if f["peer_vpc"] >= 0 else None
+    if f["from_peer"]:
+        return Hop(pcx, "peering", "route", "in from the peer VPC, which is not in the network")
+    if not f["active"]:
+        status = vpc.topology.vpc_peering_connections[pcx].status
+        return Hop(pcx, "peering", "drop", f"the connection is {status}, not active")
+    if not f["in_peer_cidr"]:
+        return Hop(pcx, "peering", "drop", "the destination is not in the peer VPC's CIDR blocks")
+    if peer is None:
+        return Hop(pcx, "peering", "route", "out to the peer VPC, which is not in the network")
+    name = vpc.topology.vpcs[peer].name
+    return Hop(pcx, "peering", "route", f"into {peer}" + (f" ({name})" if name else ""))
 
 
 def _named(topology: Any, hop: Hop) -> Hop:

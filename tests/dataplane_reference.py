@@ -36,8 +36,13 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> route (longest prefix; static beats prefix list at equal length)
                      -> NACL out of the sender's subnet, when the packet leaves it: not with
                         no route or a blackhole, nor when the next hop is in that subnet
-                     -> target: local (the ENI holding the address) | eni | nat | igw | vpce
-                                | pcx | blackhole | no route
+                     -> target: local (the ENI holding the address; an address in no subnet
+                                of the VPC is null-routed, as Batfish has it) | eni | nat | igw
+                                | vpce | pcx | blackhole | no route
+  over a peering:    only an active connection carries anything, and only to the CIDR blocks of
+                     the VPC at its other end; that VPC in the topology: the packet arrives at
+                     the ENI holding the address there (its subnet's NACL in, its groups), else
+                     it leaves the network
   arrive at an ENI:  NACL in of its subnet, unless the hop came from that subnet
                      -> NAT gateway ENI: only its own connections come back (none here)
                      -> source/destination check: with it on, only packets addressed to it
@@ -48,6 +53,7 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                      -> sent on from the gateway's ENI, with its private address as source.
                      Other TCP (no connection) is dropped; with a ``State`` the gateway's RST
                      to the sender is walked from the gateway's ENI (``Verdict.answer``)
+  in over a peering from a VPC not in the topology: arrive at the ENI it is addressed to.
   from the internet: the internet gateway of the VPC maps a public address (an ENI's public
                      IP, a NAT gateway's Elastic IP) to its private address -> arrive there.
                      It drops what comes from a private (RFC 1918) or shared (RFC 6598)
@@ -151,6 +157,14 @@ class FromFunction:
 
     eni_id: str
     port: int | None
+
+
+@dataclass(frozen=True)
+class FromPeering:
+    """The origin of a packet that comes in over a peering connection whose other VPC is not in
+    the topology: an answer, addressed to the ENI that sent its request out over it."""
+
+    eni_id: str
 
 
 def bound_subnet(function_name: str, environment_ip: IPv4Address, subnet_ids: tuple[str, ...]) -> str:
@@ -399,11 +413,11 @@ class ReferenceVpc:
         return best
 
 
-def evaluate(topology: model.Topology, pkt: Packet, origin: str | FromFunction | None,
+def evaluate(topology: model.Topology, pkt: Packet, origin: str | FromFunction | FromPeering | None,
              state: State | None = None, hyperplane_enis: tuple[HyperplaneEni, ...] = ()) -> Verdict:
     """Walk one packet sent by the ENI ``origin`` (an ENI id), by a function's execution
-    environment (``FromFunction``; ``pkt.src`` is the environment's address), or from the
-    internet (None).
+    environment (``FromFunction``; ``pkt.src`` is the environment's address), in over a peering
+    connection (``FromPeering``), or from the internet (None).
 
     ``state``: flows and NAT connections of earlier packets, updated with this one's flows.
     ``hyperplane_enis``: the Hyperplane ENIs that exist (the Lambda service's)."""
@@ -418,9 +432,12 @@ class _Walk:
         self.state = state
         self.path: list[str] = []
 
-    def start(self, pkt: Packet, origin: str | FromFunction | None) -> Verdict:
+    def start(self, pkt: Packet, origin: str | FromFunction | FromPeering | None) -> Verdict:
         if isinstance(origin, FromFunction):
             return self.from_function(pkt, origin)
+        if isinstance(origin, FromPeering):  # from outside the VPC: its subnet's NACL applies
+            self.path.append("pcx-in")
+            return self.arrive(pkt, origin.eni_id, from_subnet=None)
         if origin is not None:
             return self.send(pkt, origin)
         source_kind = not_on_internet(pkt.src)
@@ -495,6 +512,8 @@ class _Walk:
         if route.is_blackhole:
             return Verdict(Reason.BLACKHOLE_ROUTE, eni_id)
         if kind in ("local", "eni"):
+            if kind == "local" and next_subnet is None:
+                return Verdict(Reason.NO_SUBNET_AT_ADDRESS, eni_id)
             if next_eni is None:
                 return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
             return self.arrive(pkt, next_eni, from_subnet=subnet.id)
@@ -523,8 +542,29 @@ class _Walk:
                 return Verdict(Reason.DELIVERED_TO_GATEWAY_ENDPOINT, eni_id)
             return Verdict(Reason.GATEWAY_ENDPOINT_PROTOCOL, eni_id)
         if kind == "pcx":
-            return Verdict(Reason.FORWARDED_TO_PEERING, eni_id)
+            return self.over_peering(pkt, route.target, vpc.id, eni_id)
         raise AssertionError(f"route target {route.target!r} is not modelled here")
+
+    def over_peering(self, pkt: Packet, pcx_id: str, vpc_id: str, eni_id: str) -> Verdict:
+        """VPC Peering guide: "VPC peering creates a direct network route between the two VPCs
+        using private IPv4 addresses"; a connection that is not active carries nothing."""
+        v = self.vpc
+        pcx = v.t.vpc_peering_connections[pcx_id]
+        other = pcx.vpc_id if pcx.peer_vpc_id == vpc_id else pcx.peer_vpc_id
+        if pcx.status != "active":
+            return Verdict(Reason.PCX_NOT_ACTIVE, eni_id)
+        peer = v.t.vpcs.get(other)
+        if not any(pkt.dst in cidr for cidr in (peer.cidrs if peer is not None else pcx.peer_cidrs)):
+            return Verdict(Reason.PCX_ADDRESS_NOT_IN_PEER_VPC, eni_id)
+        if peer is None:
+            return Verdict(Reason.FORWARDED_TO_PEERING, eni_id)
+        if v.subnet_holding(other, pkt.dst) is None:
+            return Verdict(Reason.NO_SUBNET_AT_ADDRESS, eni_id)
+        receiver = v.eni_holding(other, pkt.dst)
+        if receiver is None:
+            return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
+        self.path.append(pcx_id)
+        return self.arrive(pkt, receiver, from_subnet=None)
 
     def arrive(self, pkt: Packet, eni_id: str, from_subnet: str | None) -> Verdict:
         v = self.vpc

@@ -305,7 +305,8 @@ network_interfaces:
 """)
     for dst in ("198.51.100.7", "192.0.2.200"):
         r = net.send(tcp(dst, 443), source="eni-a1")
-        assert r.reason == hp.Reason.FORWARDED_TO_PEERING, dst
+        # out past the group; the peering then carries only its peer's CIDRs (172.16.0.0/12)
+        assert r.reason == hp.Reason.PCX_ADDRESS_NOT_IN_PEER_VPC, dst
         assert hop(r, "sg-egress").detail == "on eni-a1: rule 0: tcp/443 to pl-partners"
     assert net.send(tcp("192.0.2.100", 443), source="eni-a1").reason == hp.Reason.SG_EGRESS_DENY
 
@@ -472,7 +473,7 @@ vpc_endpoints:
     net = network(ROUTED_A, pl, route_table("{destination: pl-s3, target: vpce-s3}",
                                             "{destination: 52.216.0.0/15, target: pcx-dp}"))
     r = net.send(tcp("52.216.8.1", 443), source="eni-a1")
-    assert r.reason == hp.Reason.FORWARDED_TO_PEERING
+    assert r.reason == hp.Reason.PCX_ADDRESS_NOT_IN_PEER_VPC  # routed there; not a peer address
     assert "52.216.0.0/15 -> pcx-dp" in hop(r, "route").detail
 
     # a longer prefix-list CIDR still beats a shorter static route
@@ -481,7 +482,7 @@ vpc_endpoints:
     r = net.send(tcp("52.216.8.1", 443), source="eni-a1")
     assert r.reason == hp.Reason.DELIVERED_TO_GATEWAY_ENDPOINT
     assert "pl-s3 -> vpce-s3" in hop(r, "route").detail
-    assert net.send(tcp("52.1.2.3", 443), source="eni-a1").reason == hp.Reason.FORWARDED_TO_PEERING
+    assert net.send(tcp("52.1.2.3", 443), source="eni-a1").reason == hp.Reason.PCX_ADDRESS_NOT_IN_PEER_VPC
 
 
 def test_blackhole_route_drops_with_null_routed():
@@ -816,8 +817,9 @@ network_interfaces:
 """)
     assert net.send(IP(dst="10.0.0.2") / UDP(sport=5000, dport=53), source="eni-x1").reason \
         == hp.Reason.DELIVERED_TO_DNS_RESOLVER
+    # 10.50.0.2 is in the secondary CIDR but in no subnet: null-routed, as Batfish has it
     assert net.send(IP(dst="10.50.0.2") / UDP(sport=5000, dport=53), source="eni-x1").reason \
-        == hp.Reason.NO_ENI_AT_ADDRESS
+        == hp.Reason.NO_SUBNET_AT_ADDRESS
 
 
 def test_route_more_specific_than_local_must_target_nat_or_eni_for_a_whole_subnet():
@@ -838,6 +840,7 @@ REACHABILITY_ANALYZER_CODES = {
     "IGW_DESTINATION_ADDRESS_NOT_IN_RFC1918_EGRESS", "IGW_DESTINATION_ADDRESS_NOT_IN_RFC6598_EGRESS",
     "IGW_SOURCE_ADDRESS_NOT_IN_RFC1918_INGRESS", "IGW_SOURCE_ADDRESS_NOT_IN_RFC6598_INGRESS",
     "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS", "VPCE_GATEWAY_PROTOCOL_RESTRICTION", "PROTOCOL_RESTRICTION",
+    "PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", "BAD_STATE",
 }
 
 

@@ -4,7 +4,9 @@ Hypothesis draws small VPCs as topology documents (random route tables with loca
 gateway, NAT gateway, blackhole, prefix-list, gateway endpoint and peering routes; security
 groups with CIDR, prefix-list and group peers, egress-only and rule-less ones; numbered NACLs
 of allow and deny entries; ENIs with secondary and public addresses; maybe a NAT gateway, public
-or private, in a subnet routed to the internet gateway) and a batch of packets between ENIs,
+or private, in a subnet routed to the internet gateway; mostly, when a peering route is drawn,
+the peer VPC itself, whose group rules may name, and be named by, the VPC's, and whose connection
+may not be active yet) and a batch of packets between ENIs,
 to random addresses, and from the internet. Then, mostly, a Lambda function is attached to one
 or two of the subnets with one to three of the groups, and packets from its execution
 environments (anywhere) and from ENIs to its Hyperplane ENIs join the end of the batch. The
@@ -22,6 +24,8 @@ the flows, NAT and V2N connections the first batch left (``dataplane_reference.S
 answer to a function's packet goes back to its Hyperplane ENI and on to the function. The same
 answers, addressed to the execution environment as ``Origin.REPLY_TO_FUNCTION`` rows, must end
 as the peer's own answers did (scenarios at the end: an appliance's answer, a NAT gateway inside the VPC).
+An answer from a peer VPC that is not in the network comes in over the peering connection to the
+ENI that sent the request out (the reference's ``FromPeering``), as ``Origin.REPLY_TO_FUNCTION``.
 
 ``--hypothesis-show-statistics`` lists the verdicts reached (and whether through a NAT gateway
 or an IGW hairpin), to check that the generator still reaches every branch.
@@ -44,8 +48,8 @@ from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
 from hyperplane.dataplane.compiled_vpc import EniKind
 
-from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, HyperplaneEni, Packet, ReferenceVpc, State,
-                                 bound_subnet, evaluate)
+from dataplane_reference import (ACK, FIN, ICMP, SYN, TCP, UDP, FromFunction, FromPeering, HyperplaneEni, Packet,
+                                 ReferenceVpc, State, bound_subnet, evaluate)
 
 pytestmark = pytest.mark.slow  # heavy: -m 'not slow' skips it in a quick local loop; CI runs it
 
@@ -58,6 +62,7 @@ PREFIX_LISTS = {
     "pl-corp": ("corp", ["198.51.100.0/24", "8.8.8.0/24", "10.0.1.0/24"]),
 }
 PEER_CIDR = "172.16.0.0/16"
+PEER_SUBNET = "172.16.1.0/24"
 OUTSIDE_DESTINATIONS = ["0.0.0.0/0", "8.8.0.0/16", "8.8.8.0/24", "52.216.0.0/15", "52.216.4.0/24",
                         "198.51.100.0/24", "203.0.113.0/24", PEER_CIDR]
 PEER_CIDRS = ["0.0.0.0/0", "10.0.0.0/16", "10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26",
@@ -147,6 +152,10 @@ def topology_document(draw) -> dict:
     with_igw = nat_subnet is not None or draw(st.integers(0, 3)) > 0
     with_endpoint = draw(st.booleans())
     with_peering = draw(st.booleans())
+    # the peer VPC is mostly in the network too (a packet walks into it), and its connection
+    # is sometimes not active yet
+    peer_present = with_peering and draw(st.integers(0, 3)) > 0
+    peer_status = draw(st.sampled_from(["active"] * 4 + ["pending-acceptance"])) if with_peering else "active"
 
     tables = [f"rtb-{k}" for k in range(draw(st.integers(1, 3)))]
     if nat_subnet is not None:
@@ -170,6 +179,8 @@ def topology_document(draw) -> dict:
         if not with_peering:
             destinations.remove(PEER_CIDR)
         picked = draw(st.lists(st.sampled_from(destinations), unique=True, max_size=5))
+        if with_peering and PEER_CIDR not in picked and draw(st.booleans()):
+            picked.append(PEER_CIDR)  # often a way to the peer VPC
         # a static route of the same length as a prefix-list entry: the static one must win
         lists = [pl for pl in PREFIX_LISTS if pl in picked or (pl == "pl-s3" and table in endpoint_tables)]
         for pl in lists:
@@ -187,6 +198,8 @@ def topology_document(draw) -> dict:
                 targets += ["igw-t", "igw-t"]
             if with_peering and dest == PEER_CIDR:
                 targets += ["pcx-t"] * 4
+            elif with_peering and not inside and draw(st.integers(0, 5)) == 0:
+                targets.append("pcx-t")  # not the peer's CIDR: the connection does not carry it
             if inside or draw(st.integers(0, 3)) == 0:
                 targets.append("eni")  # an appliance: a whole subnet, or anywhere outside
             target = draw(st.sampled_from(targets))
@@ -201,10 +214,14 @@ def topology_document(draw) -> dict:
 
     groups = [f"sg-{k}" for k in range(draw(st.integers(1, 4)))]
     all_groups = groups + ["sg-t-default"]
+    # rules may name the peer VPC's group: it matches its ENIs' addresses across the peering
+    rule_groups = all_groups + (["sg-peer"] if peer_present else [])
     security_groups = []
-    for g in groups:
-        sg: dict = {"id": g, "vpc_id": "vpc-t",
-                    "ingress": draw(st.lists(security_group_rule(all_groups), max_size=3))}
+    for g in groups + (["sg-peer"] if peer_present else []):
+        sg: dict = {"id": g, "vpc_id": "vpc-peer" if g == "sg-peer" else "vpc-t",
+                    "ingress": draw(st.lists(security_group_rule(rule_groups), max_size=3))}
+        if g == "sg-peer" and draw(st.booleans()):  # often open to vpc-t: packets get in
+            sg["ingress"].append({"protocol": "all", "cidr": VPC_CIDRS[0]})
         if draw(st.integers(0, 3)) == 0:
             # an open service: with an open egress AWS leaves its TCP/UDP flows untracked
             sg["ingress"].append({"protocol": draw(st.sampled_from(["tcp", "udp", "all"])), "cidr": "0.0.0.0/0"})
@@ -212,7 +229,7 @@ def topology_document(draw) -> dict:
         if egress == "none":
             sg["egress"] = []
         elif egress == "rules":
-            sg["egress"] = draw(st.lists(security_group_rule(all_groups), min_size=1, max_size=3))
+            sg["egress"] = draw(st.lists(security_group_rule(rule_groups), min_size=1, max_size=3))
         security_groups.append(sg)
 
     acls = [f"acl-{k}" for k in range(draw(st.sampled_from([1, 2, 0])))]
@@ -275,8 +292,30 @@ def topology_document(draw) -> dict:
                                       "prefix_list_id": "pl-s3", "route_table_ids": endpoint_tables}]
     if with_peering:
         document["vpc_peering_connections"] = [{"id": "pcx-t", "vpc_id": "vpc-t", "peer_vpc_id": "vpc-peer",
-                                                "peer_cidrs": [PEER_CIDR]}]
+                                                "peer_cidrs": [PEER_CIDR], "status": peer_status}]
+    if peer_present:
+        add_peer_vpc(draw, document)
     return document
+
+
+def add_peer_vpc(draw, document: dict) -> None:
+    """The peer VPC of pcx-t (PEER_CIDR): one subnet with two ENIs of sg-peer, a route table
+    that mostly leads back over the connection (to one or both of vpc-t's CIDRs, sometimes
+    anywhere: what the connection does not carry), maybe a NACL of its own."""
+    back = draw(st.lists(st.sampled_from(VPC_CIDRS + ["0.0.0.0/0", "10.0.1.0/24"]), unique=True, max_size=3))
+    subnet: dict = {"id": "subnet-peer", "vpc_id": "vpc-peer", "cidr": PEER_SUBNET,
+                    "availability_zone": "us-east-1a", "route_table_id": "rtb-peer"}
+    if draw(st.booleans()):
+        subnet["network_acl_id"] = "acl-peer"
+        document["network_acls"].append({"id": "acl-peer", "vpc_id": "vpc-peer", "ingress": draw(nacl_entries()),
+                                         "egress": draw(nacl_entries())})
+    base = IPv4Network(PEER_SUBNET).network_address
+    document["vpcs"].append({"id": "vpc-peer", "cidrs": [PEER_CIDR]})
+    document["subnets"].append(subnet)
+    document["route_tables"].append({"id": "rtb-peer", "vpc_id": "vpc-peer",
+                                     "routes": [{"destination": d, "target": "pcx-t"} for d in back]})
+    document["network_interfaces"] += [{"id": f"eni-peer-{k}", "subnet_id": "subnet-peer", "private_ip": str(base + 4 + k),
+                                        "security_group_ids": ["sg-peer"]} for k in range(2)]
 
 
 @st.composite
@@ -286,8 +325,8 @@ def with_function(draw, document: dict) -> dict:
     its Hyperplane ENIs)."""
     if draw(st.integers(0, 4)) == 0:
         return document
-    subnets = [s["id"] for s in document["subnets"]]
-    groups = [g["id"] for g in document["security_groups"]] + ["sg-t-default"]
+    subnets = [s["id"] for s in document["subnets"] if s["vpc_id"] == "vpc-t"]
+    groups = [g["id"] for g in document["security_groups"] if g["vpc_id"] == "vpc-t"] + ["sg-t-default"]
     config = {"subnet_ids": draw(st.lists(st.sampled_from(subnets), min_size=1, max_size=2, unique=True)),
               "security_group_ids": draw(st.lists(st.sampled_from(groups), min_size=1, max_size=3, unique=True))}
     return {**document, "functions": [{"name": FUNCTION, "vpc_config": config}]}
@@ -360,7 +399,9 @@ def inside_addresses(topology, enis: tuple[HyperplaneEni, ...] = ()) -> list[IPv
         out.update(eni.private_ips)
     for subnet in topology.subnets.values():
         out.update({subnet.cidr[1], subnet.cidr[2], subnet.cidr[3], subnet.cidr[-2]})
-    return sorted(out)
+    # the peer VPC's ENIs, drawn more often: a packet must get that far to walk into it
+    peer = [e.private_ip for e in topology.network_interfaces.values() if e.id.startswith("eni-peer")]
+    return sorted(out) + peer * 3
 
 
 def senders_of(topology) -> list:
@@ -453,7 +494,10 @@ def function_plan(draw, topology, enis: tuple[HyperplaneEni, ...], fn: AttachedF
         if draw(st.integers(0, 2)) > 0 or not senders:
             env = draw(st.sampled_from(sorted(fn.addresses)))
             own = fn.eni_of[env].private_ip  # its Hyperplane ENI's own address: as for an ENI, never
-            targets = OUTSIDE_ADDRESSES + publics if draw(st.booleans()) else [a for a in inside if a != own]
+            # an address of an absent peer VPC, drawn more often: its answer comes in over the peering
+            absent = topology.vpc_peering_connections and "vpc-peer" not in topology.vpcs
+            absent_peer = [IPv4Address("172.16.0.5")] * 4 if absent else []
+            targets = OUTSIDE_ADDRESSES + publics + absent_peer if draw(st.booleans()) else [a for a in inside if a != own]
             plan.append((Environment(env), Packet(fn.addresses[env], draw(st.sampled_from(targets)), **fields)))
         else:
             sender = draw(st.sampled_from(senders))
@@ -580,6 +624,7 @@ def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
     for (o, _), v in zip(case.plan, verdicts):  # --hypothesis-show-statistics: which verdicts
         event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")  # were reached, and how
               + (" after a hairpin" if "igw-hairpin" in v.path else "")
+              + (" over the peering" if "pcx-t" in v.path else "")
               + (" from a function" if isinstance(o, Environment) else ""))
     assert_same(case.plan, batch.got, verdicts)
 
@@ -627,10 +672,16 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
         event(f"NAT gateway RST {rsts[k][0].name}")
     assert batch.answers == rsts, f"RSTs: batch {batch.answers}, reference {rsts}"
 
-    replies, to_function, twins = [], [], []
+    replies, to_function, twins, from_peering = [], [], [], []
     for (o, p), v, f in zip(plan, first, batch.packets):
         answer = reply_to(p, f)
         if answer is None:
+            continue
+        if v.reason == Reason.FORWARDED_TO_PEERING and isinstance(o, Environment):
+            # out to a peer VPC not in the network: its answer comes in over the connection to
+            # the ENI that sent the request on; the emulator walks it as REPLY_TO_FUNCTION
+            from_peering.append((v.eni_id, answer, (ToEnvironment(), replace(answer, src=p.dst, src_port=p.dst_port,
+                                                                              dst=p.src, dst_port=p.src_port))))
             continue
         if v.reason == Reason.DELIVERED:
             replies.append((v.eni_id, answer))
@@ -644,11 +695,19 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
         if isinstance(o, Environment):
             twins.append((len(replies) - 1, (ToEnvironment(), replace(answer, src=p.dst, src_port=p.dst_port,
                                                                       dst=p.src, dst_port=p.src_port))))
+    if from_peering:
+        came_in = run(case.net, [t for _, _, t in from_peering])
+        expected = [evaluate(case.topology, answer, FromPeering(eni), state, case.enis)
+                    for eni, answer, _ in from_peering]
+        for v in expected:
+            event(f"reply {v.reason.name} in over the peering")
+        assert_same([t for _, _, t in from_peering], came_in.got, expected)
     assume(replies)
     answers = run(case.net, replies)
     verdicts = walk_reference(case, replies, answers, state)
     for v, fn in zip(verdicts, to_function):
         event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else "")
+              + (" over the peering" if "pcx-t" in v.path else "")
               + (" to a function" if fn else ""))
     assert_same(replies, answers.got, verdicts)
 

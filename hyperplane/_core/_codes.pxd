@@ -55,6 +55,10 @@ cpdef enum Reason:
     R_IP_FRAGMENT = 61
     R_CAPTURE_TRUNCATED = 62
     R_CAPTURE_MALFORMED = 63
+    # peering
+    R_PCX_ADDRESS_NOT_IN_PEER_VPC = 70   # routed to a peering, but not to an address of the peer VPC
+    R_PCX_NOT_ACTIVE = 71                # the peering connection is not active
+    R_NO_SUBNET_AT_ADDRESS = 72          # inside a VPC CIDR, in none of its subnets
     # internet gateway: the addresses it refuses (Reachability Analyzer's IGW_... codes)
     R_IGW_PRIVATE_DESTINATION = 80
     R_IGW_SHARED_DESTINATION = 81
@@ -139,6 +143,7 @@ cpdef enum Stage:
     H_NACL_IN = 10
     H_SG_INGRESS = 11
     H_V2N_IN = 12
+    H_PEERING = 13
 
 # Why the walker stopped before the end of a batch (hyperplane.dataplane.walk reads "pool_full"
 # for STOP_POOL_FULL).

@@ -38,6 +38,7 @@ from hyperplane._core._walk cimport HOPS_PER_PACKET, hop_t
 
 import numpy as np
 
+from hyperplane._core._codes import Stage
 from hyperplane._core._walk import HOP as _HOP
 
 cdef enum:
@@ -46,6 +47,8 @@ cdef enum:
 
 cdef uint64_t PORT = 0xFFFF
 cdef uint32_t LINK_LOCAL = 0xA9FE  # 169.254.0.0/16, the top half of an address
+cdef int LAST_STAGE = max(Stage)  # a hop of a later code is none of the walker's (stages that
+                                  # only route, as a peering's, change no address: not observed)
 
 
 cdef struct batch_t:
@@ -355,7 +358,7 @@ cdef class RecordTable:
             if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
                 raise ValueError(f"observe: row {i} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
         for i in range(total):
-            if base[i].stage > H_V2N_IN or not 0 <= base[i].row < n:
+            if base[i].stage > LAST_STAGE or not 0 <= base[i].row < n:
                 raise ValueError(f"observe: hop {i} is not a hop of this batch")
             if (base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN) and not (
                     0 <= base[i].v[0] < nat_eni.shape[0] and 0 <= nat_eni[base[i].v[0]] < n_enis):

@@ -10,6 +10,7 @@ __test__: dict[str, str]  # added by Cython
 
 STAGES: tuple[str, ...]  # hop log stage names, by stage code
 HOP: np.dtype[np.void]  # hop_t: row i4, stage u1, pos u1, pad u2, v i4[6]
+PACKET_HOPS: int  # HOPS_PER_PACKET: the room the log needs before each packet
 
 @final
 class Walker:

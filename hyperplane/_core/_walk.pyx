@@ -13,12 +13,14 @@ exactly as the earlier packets left them, at its own time. That is what a captur
   origin   FUNCTION: V2N out on the pool's table, then send from the Hyperplane ENI
            ENI: send;  INTERNET: IGW public -> private, arrive;  GATEWAY_ENDPOINT: arrive
            REPLY_TO_FUNCTION: find the connection the reply belongs to (V2N, then the NAT
-           gateway on the Hyperplane ENI's route) and start as the peer really sends it
+           gateway on the Hyperplane ENI's route) and start as the peer really sends it (from
+           the peer VPC's ENI across a peering; in over the connection when that VPC is absent)
   send     source/destination check (its source) -> link-local? -> DNS resolver? -> SG egress (+tracking) ->
            route (LPM) -> NACL out (when the packet leaves the subnet) -> local: arrive | ENI:
            the check on the appliance (after its NACL in: its destination), arrive | NAT: NACL
            in, translate, send again from the NAT's ENI | IGW: public address, hairpin |
-           gateway endpoint | peering | ...
+           gateway endpoint | peering: into the peer VPC (its CIDRs only, an active connection),
+           arrive at the ENI holding the address there (no such VPC: the packet exits) | ...
   arrive   NACL in (from another subnet) -> NAT gateway ENI: translate back, send on
            | SG ingress (+tracking) -> plain ENI: delivered | Hyperplane ENI: V2N back
 
@@ -41,7 +43,7 @@ from libc.stdlib cimport free, malloc
 
 from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, ENI_PLAIN, H_DNS,
                                       H_ENDPOINT_IN, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT,
-                                      H_NAT_IN, H_NAT_OUT, H_ROUTE, H_SG_EGRESS, H_SG_INGRESS,
+                                      H_NAT_IN, H_NAT_OUT, H_PEERING, H_ROUTE, H_SG_EGRESS, H_SG_INGRESS,
                                       H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
                                       O_GATEWAY_ENDPOINT, O_INTERNET, O_REPLY_TO_FUNCTION,
                                       R_BLACKHOLE_ROUTE, R_DELIVERED, R_DELIVERED_TO_DNS_RESOLVER,
@@ -54,6 +56,8 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       R_NACL_IN_DENY, R_NACL_OUT_DENY,
                                       R_NAT_UNSOLICITED_INBOUND, R_NOT_A_VPC_PUBLIC_ADDRESS,
                                       R_NO_ENI_AT_ADDRESS, R_NO_PUBLIC_IP, R_NO_ROUTE,
+                                      R_NO_SUBNET_AT_ADDRESS, R_PCX_ADDRESS_NOT_IN_PEER_VPC,
+                                      R_PCX_NOT_ACTIVE,
                                       R_PRIVATE_NAT_TO_INTERNET, R_ROUTING_LOOP, R_SG_EGRESS_DENY,
                                       R_SG_INGRESS_DENY, R_SOURCE_DEST_CHECK_IN,
                                       R_SOURCE_DEST_CHECK_OUT, R_UNMODELLED_TARGET,
@@ -84,6 +88,7 @@ cdef enum:
 # hop log stage names by stage code: "v2n_out" for H_V2N_OUT
 STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
 HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
+PACKET_HOPS = HOPS_PER_PACKET  # the walk needs this much room in the log before each packet
 
 assert HOP.itemsize == sizeof(hop_t)
 
@@ -148,6 +153,13 @@ cdef struct vpc_t:
     const int8_t* target_flat
     const int32_t* target_index_flat
     const route_tables_t* routes
+    # peering connections by side (2k: vpc_id -> peer_vpc_id, 2k + 1: back): the VPC entered
+    # (-1: not in the network), active, and the CIDR blocks carried, keyed (side << 32 | address)
+    const int32_t* pcx_peer_vpc
+    const uint8_t* pcx_active
+    Py_ssize_t n_pcx_ranges
+    const uint64_t* pcx_lo
+    const uint64_t* pcx_hi
     const rule_tables_t* sgs
     const rule_tables_t* nacls
     # stateful tables
@@ -216,6 +228,13 @@ cdef inline int32_t subnet_at(const vpc_t* v, uint32_t ip, int32_t vpc) noexcept
     if k >= 0 and key <= v.subnet_hi[k]:
         return v.subnet_idx[k]
     return -1
+
+
+cdef inline int in_peer_cidr(const vpc_t* v, int32_t side, uint32_t ip) noexcept nogil:
+    """1 if ``ip`` is inside a CIDR block of the VPC that peering side ``side`` leads into."""
+    cdef uint64_t key = (<uint64_t>side << 32) | ip
+    cdef Py_ssize_t k = lower_bound(v.pcx_lo, v.n_pcx_ranges, key + 1) - 1   # last lo <= key
+    return k >= 0 and key <= v.pcx_hi[k]
 
 
 cdef inline int32_t public_at(const vpc_t* v, uint32_t public_ip, uint32_t* private) noexcept nogil:
@@ -510,6 +529,8 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     if not allowed:
         return finish(r, w, R_NACL_OUT_DENY, eni)
     if local:
+        if kind == T_LOCAL and to_subnet < 0:  # inside the VPC's CIDR, in none of its subnets
+            return finish(r, w, R_NO_SUBNET_AT_ADDRESS, eni)
         if dst_eni < 0:
             return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
         if kind == T_ENI and v.eni_sd_check[dst_eni] and not owns(v, dst_eni, p.dst_ip):
@@ -532,12 +553,38 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
             return finish(r, w, R_DELIVERED_TO_GATEWAY_ENDPOINT, eni)
         return finish(r, w, R_GATEWAY_ENDPOINT_PROTOCOL, eni)
     if kind == T_PEERING:
-        return finish(r, w, R_FORWARDED_TO_PEERING, eni)
+        return into_peer(v, r, w, eni, target)
     if kind == T_BLACKHOLE:
         return finish(r, w, R_BLACKHOLE_ROUTE, eni)
     if kind == T_NONE:
         return finish(r, w, R_NO_ROUTE, eni)
     return finish(r, w, R_UNMODELLED_TARGET, eni)
+
+
+cdef int into_peer(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t side) noexcept nogil:
+    """A packet routed to a peering connection: "VPC peering creates a direct network route
+    between the two VPCs using private IPv4 addresses" (VPC Peering guide), so it enters the peer
+    VPC at the address it is sent to: that subnet's NACL in, the receiver's groups. An active
+    connection carries only traffic to the peer's CIDR blocks (never on to its gateways or other
+    peerings: no transitive routing); a peer VPC not in the network is where the packet exits."""
+    cdef int32_t peer_vpc = v.pcx_peer_vpc[side], subnet = -1, dst_eni = -1
+    cdef int active = v.pcx_active[side]
+    cdef int inside = in_peer_cidr(v, side, w.p.dst_ip)
+    if active and inside and peer_vpc >= 0:
+        subnet = subnet_at(v, w.p.dst_ip, peer_vpc)
+        dst_eni = eni_at(v, w.p.dst_ip, peer_vpc)
+    hop(r, w, H_PEERING, side >> 1, peer_vpc, active, inside, dst_eni, 0)
+    if not active:
+        return finish(r, w, R_PCX_NOT_ACTIVE, eni)
+    if not inside:
+        return finish(r, w, R_PCX_ADDRESS_NOT_IN_PEER_VPC, eni)
+    if peer_vpc < 0:
+        return finish(r, w, R_FORWARDED_TO_PEERING, eni)
+    if subnet < 0:
+        return finish(r, w, R_NO_SUBNET_AT_ADDRESS, eni)
+    if dst_eni < 0:
+        return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
+    return arrive(v, r, w, dst_eni, -1)
 
 
 cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
@@ -616,6 +663,14 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
         sent, eni = natted, v.nat_eni[target]
     if kind == T_GATEWAY_ENDPOINT:
         return from_gateway_endpoint(v, r, w, target)
+    if kind == T_PEERING:
+        if v.pcx_peer_vpc[target] >= 0:  # the peer VPC's ENI answers, back over the connection
+            peer = eni_at(v, p.src_ip, v.pcx_peer_vpc[target])
+            return peer if peer >= 0 else finish(r, w, R_NO_ENI_AT_ADDRESS, -1)
+        # a peer VPC not in the network: the answer comes in over the connection to the ENI
+        # that sent the request on (the Hyperplane ENI, or the NAT gateway that translated it)
+        hop(r, w, H_PEERING, target >> 1, -1, v.pcx_active[target], 1, eni, 1)
+        return arrive(v, r, w, eni, -1)
     if kind == T_ENI and target >= 0:
         # the request ended at the appliance it was routed to (even when another ENI holds the
         # address): the appliance answers
@@ -770,6 +825,11 @@ cdef class Walker:
         v.route_offset = <const int64_t*>self._hold(vpc._route_offset, np.int64)
         v.target_flat = <const int8_t*>self._hold(vpc._target_flat, np.int8)
         v.target_index_flat = <const int32_t*>self._hold(vpc._target_index_flat, np.int32)
+        v.pcx_peer_vpc = <const int32_t*>self._hold(vpc.pcx_peer_vpc, np.int32)
+        v.pcx_active = <const uint8_t*>self._hold(vpc.pcx_active, np.uint8)
+        v.n_pcx_ranges = len(vpc._pcx_lo)
+        v.pcx_lo = <const uint64_t*>self._hold(vpc._pcx_lo, np.uint64)
+        v.pcx_hi = <const uint64_t*>self._hold(vpc._pcx_hi, np.uint64)
         self.keep += [vpc.routes.kernel, vpc.security_groups.kernel, vpc.network_acls.kernel]
         v.routes = route_tables_of(vpc.routes.kernel)
         v.sgs = rule_tables_of(vpc.security_groups.kernel)

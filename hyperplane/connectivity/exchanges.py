@@ -10,7 +10,7 @@ from a gateway endpoint's service, or from the VPC resolver to the execution env
 first leg that is not delivered ends a case, with the deciding hop read from the walk's facts
 as a trace reads it. A leg that is no walk of the compiled walker (a function without
 VpcConfig, answered by Lambda's own VPC; a refused invocation; an ENI's DNS query, answered by
-the resolver; a reply from a peering) is judged by ``connect`` itself, once per address when
+the resolver; an ENI's answer from a peer VPC not in the network) is judged by ``connect`` itself, once per address when
 nothing but the address was looked at.
 """
 
@@ -117,7 +117,7 @@ def judge(scratch: Any, source: str, function: str | None, subnet: str | None, c
 def _connect(scratch: Any, source: str, subnet: str | None, c: Case) -> tuple[Outcome, int]:
     try:
         r = connect(scratch, source, c.target.address, c.port, c.protocol, subnet=subnet)
-    except ValueError as exc:  # a reply the emulator does not walk (from a peering)
+    except ValueError as exc:  # a reply the emulator does not walk (to an ENI, from an absent peer VPC)
         assert c.last is not None
         res, j = c.last
         reply = next(name for name, direction, _ in _EXCHANGES[c.protocol] if direction == REPLY)
@@ -198,7 +198,10 @@ def _replies(scratch: Any, function: str | None, env_ip: str | None, step: int, 
             if reason == Reason.DELIVERED:
                 assert res.vpc is not None
                 index[k] = compiled.eni_index[res.vpc.enis[int(res.location[j])].id]
-        elif reason == Reason.DELIVERED_TO_DNS_RESOLVER and function is not None and env_ip is not None:
+        elif (reason in (Reason.DELIVERED_TO_DNS_RESOLVER, Reason.FORWARDED_TO_PEERING)
+              and function is not None and env_ip is not None and not lambda_vpc):
+            # the resolver's answer, or one in over a peering from a VPC not in the network:
+            # addressed to the environment, the walker finds the connection it belongs to
             origin[k], index[k] = Origin.REPLY_TO_FUNCTION, scratch.function_number(function)
             rec["dst_ip"][k] = _ip(env_ip)
             rec["dst_port"][k] = sport

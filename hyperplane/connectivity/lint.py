@@ -17,6 +17,11 @@ every finding carries the connection that shows it (its ``evidence``, printed as
 - ``blackhole-route``: a route whose target is gone drops what it matches. Asked: a source
   in a subnet of that route table (a function bound to it, else an ENI) -> an address of the
   route's destination. A table no source sends through is not reported: nothing walks it.
+- ``peering-route-not-carried``: a route to a peering connection that the connection does not
+  carry: it carries only traffic to the peer VPC's CIDR blocks (never on to the peer's gateways
+  or its other peerings), and nothing while it is not active. Asked: a source in a subnet of
+  that route table -> an address of the route's destination outside the peer's blocks (any of
+  its addresses, for a connection that is not active).
 - ``endpoint-without-private-dns``: an interface endpoint without private DNS is not where the
   service's name leads: the SDK resolves it to the service's public addresses. Asked: each
   function of the endpoint's VPC -> ``internet:443`` (where those calls go instead).
@@ -51,6 +56,8 @@ KINDS = {
     "nacl-denies-reply": "a NACL admits the request of a connection a security group allows, but not its reply "
                          "(NACLs are stateless)",
     "blackhole-route": "a route whose target is gone drops what it matches",
+    "peering-route-not-carried": "a route to a peering connection for what it does not carry: addresses outside "
+                                 "the peer VPC's CIDR blocks, or anything while it is not active",
     "endpoint-without-private-dns": "an interface endpoint without private DNS: the service's name resolves to its "
                                     "public addresses, not to the endpoint",
 }
@@ -82,7 +89,7 @@ def lint(network: Any) -> list[Finding]:
     """Every finding of the network (see the module docstring), in a stable order."""
     found: dict[tuple[str, str, str], Finding] = {}
     for finding in (*_internet(network), *_security_group_rules(network), *_blackholes(network),
-                    *_endpoints(network)):
+                    *_peering_routes(network), *_endpoints(network)):
         found.setdefault((finding.kind, finding.resource, finding.subject), finding)
     return list(found.values())
 
@@ -244,6 +251,40 @@ def _blackholes(network: Any) -> Iterator[Finding]:
             yield Finding("blackhole-route", table.id, f"{route.destination} -> {route.target}",
                           f"the route {route.destination} -> {route.target} is a blackhole (its target is gone): "
                           f"{name}'s packets to {address} are dropped", result)
+
+
+def _peering_routes(network: Any) -> Iterator[Finding]:
+    topology: Topology = network.topology
+    for table in topology.route_tables.values():
+        routes = [r for r in table.routes if r.target_kind == "pcx" and not r.is_blackhole
+                  and r.target in topology.vpc_peering_connections and not isinstance(r.destination, str)]
+        source = _source_in(topology, {s.id for s in topology.subnets_using_route_table(table.id)}) if routes else None
+        if source is None:
+            continue
+        name, subnet = source
+        for route in routes:
+            pcx = topology.vpc_peering_connections[route.target]
+            other = pcx.peer_vpc_id if pcx.vpc_id == table.vpc_id else pcx.vpc_id
+            blocks = topology.vpcs[other].cidrs if other in topology.vpcs else pcx.peer_cidrs
+            destination = route.destination
+            assert isinstance(destination, IPv4Network)
+            candidates = [_address_in(topology, destination)]
+            if destination.prefixlen < 31:
+                candidates.append(str(destination.broadcast_address - 1))
+            outside = [a for a in candidates if a is not None and not any(IPv4Address(a) in b for b in blocks)]
+            address = outside[0] if outside else candidates[0] if not pcx.is_active else None
+            if address is None:
+                continue  # every address of the route is the peer's: the connection carries it
+            result = connect(network, name, f"{address}:443", subnet=subnet)
+            failed = result.failed
+            if failed is None or failed.result.reason not in (Reason.PCX_ADDRESS_NOT_IN_PEER_VPC,
+                                                              Reason.PCX_NOT_ACTIVE):
+                continue  # a more specific route takes that address: the walk says where it goes
+            why = (f"{pcx.id} is {pcx.status}, not active" if failed.result.reason == Reason.PCX_NOT_ACTIVE
+                   else f"{address} is outside {other}'s CIDR blocks")
+            yield Finding("peering-route-not-carried", table.id, f"{route.destination} -> {route.target}",
+                          f"the route {route.destination} -> {route.target} sends what the connection does not "
+                          f"carry ({why}): {name}'s packets to {address} are dropped", result)
 
 
 def _source_in(topology: Topology, subnets: set[str]) -> tuple[str, str | None] | None:

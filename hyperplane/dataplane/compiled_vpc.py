@@ -232,6 +232,7 @@ class CompiledVpc:
             for acl in acls])
 
         # -- route tables: LPM in the kernel, targets as codes + indexes here ---------------
+        self._compile_peerings(vpc_index)
         self.route_target: list[np.ndarray] = []
         self.route_target_index: list[np.ndarray] = []
         tables = []
@@ -242,7 +243,7 @@ class CompiledVpc:
                     specs.append(RouteSpec.from_prefix_list(t.prefix_list_cidrs(str(route.destination)), ref=route))
                 else:
                     specs.append(RouteSpec.static(route.destination, ref=route))
-                target, index = self._target(route, nat_index, endpoint_index)
+                target, index = self._target(route, nat_index, endpoint_index, t.route_tables[rid].vpc_id)
                 kinds.append(target)
                 indexes.append(index)
             tables.append(specs)
@@ -255,7 +256,36 @@ class CompiledVpc:
         self._target_flat = np.concatenate(self.route_target + [np.zeros(1, np.int8)])
         self._target_index_flat = np.concatenate(self.route_target_index + [np.zeros(1, np.int32)])
 
-    def _target(self, route: model.Route, nat_index: dict, endpoint_index: dict) -> tuple[Target, int]:
+    def _compile_peerings(self, vpc_index: dict[str, int]) -> None:
+        """Each peering connection seen from each of its sides (``2k``: from ``vpc_id`` to
+        ``peer_vpc_id``, ``2k + 1``: back): the VPC it leads into (-1: not in the network),
+        whether it is active, and the CIDR blocks of that VPC, the only destinations it carries."""
+        t = self.topology
+        self.peering_ids = list(t.vpc_peering_connections)
+        peer_vpc: list[int] = []
+        active: list[bool] = []
+        ranges: list[tuple[int, int]] = []
+        for k, pcx in enumerate(t.vpc_peering_connections.values()):
+            for side, peer in enumerate((pcx.peer_vpc_id, pcx.vpc_id)):
+                cidrs = t.vpcs[peer].cidrs if peer in t.vpcs else pcx.peer_cidrs
+                peer_vpc.append(vpc_index.get(peer, -1))
+                active.append(pcx.is_active)
+                key = (2 * k + side) << 32
+                spans = sorted((int(c.network_address), int(c.broadcast_address)) for c in cidrs)
+                merged: list[list[int]] = []
+                for lo, hi in spans:  # given peer_cidrs may overlap: one span each
+                    if merged and lo <= merged[-1][1] + 1:
+                        merged[-1][1] = max(merged[-1][1], hi)
+                    else:
+                        merged.append([lo, hi])
+                ranges.extend((key | lo, key | hi) for lo, hi in merged)
+        self.pcx_peer_vpc = np.array(peer_vpc, dtype=np.int32)
+        self.pcx_active = np.array(active, dtype=np.uint8)
+        self._pcx_lo = np.array([lo for lo, _ in ranges], dtype=np.uint64)
+        self._pcx_hi = np.array([hi for _, hi in ranges], dtype=np.uint64)
+
+    def _target(self, route: model.Route, nat_index: dict, endpoint_index: dict,
+                vpc_id: str) -> tuple[Target, int]:
         if route.is_blackhole:
             return Target.BLACKHOLE, -1
         kind = route.target_kind
@@ -273,7 +303,9 @@ class CompiledVpc:
             index = self.eni_index.get(route.target, -1)
             return (Target.ENI, index) if index >= 0 else (Target.BLACKHOLE, -1)
         if kind == "pcx":
-            return Target.PEERING, -1
+            # the side of the connection this route's VPC sends into (_compile_peerings)
+            pcx = self.topology.vpc_peering_connections[route.target]
+            return Target.PEERING, 2 * self.peering_ids.index(pcx.id) + (pcx.vpc_id != vpc_id)
         return Target.UNMODELLED, -1
 
     # -- lookups (vectorized) ------------------------------------------------------------------

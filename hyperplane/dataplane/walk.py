@@ -11,7 +11,8 @@ The walk, per packet:
   -> target: local/eni: arrive at the ENI: NACL in -> SG ingress -> (Hyperplane ENI: V2N back)
              nat: NACL in at the NAT's subnet -> NAT gateway -> send again from the NAT's ENI
              igw: public IP mapping -> internet (or back in: hairpin);  vpce: gateway
-             endpoint;  pcx;  blackhole;  no route
+             endpoint;  pcx: into the peer VPC, arrive at its ENI (or exit: a peer not in
+             the network);  blackhole;  no route
   From the internet: the internet gateway maps a public address to its ENI or NAT gateway.
 
 What each stage decided goes to a hop log, read here as ``Facts``: a trace is a rendering of
@@ -72,6 +73,9 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
     "sg_ingress": _SG,
     "v2n_in": (("pool", _I32), ("status", _U8), ("dst_ip", _U32), ("dst_port", _U16), ("to_ip", _U32),
                ("to_port", _U16)),
+    # a peering connection crossed (into the peer VPC; from_peer: a reply in from an absent one)
+    "peering": (("pcx", _I32), ("peer_vpc", _I32), ("active", _U8), ("in_peer_cidr", _U8), ("eni", _I32),
+                ("from_peer", _U8)),
 }
 assert tuple(COLUMNS) == _walk.STAGES
 _STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
@@ -227,7 +231,7 @@ class Pipeline:
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
         first_hop = np.zeros(n + 1, np.int64)
-        hops = _hop_log(n * HOPS_PER_ROW + 64)
+        hops = _hop_log(n * HOPS_PER_ROW + _walk.PACKET_HOPS)  # room for one packet's longest walk
         begin, n_hops, nostop = 0, 0, -1
         answers: dict[int, BatchResult] = {}
         while True:

@@ -449,7 +449,9 @@ class _Resources(_Fields):
             pcx_id = self.get(item, "VpcPeeringConnectionId")
             status = item.data.get("Status")
             code = status.get("Code", "active") if isinstance(status, dict) else "active"
-            if code not in ("active", "provisioning"):
+            # gone ones are skipped (their routes are blackholes); one still being set up is
+            # kept with its status, and carries nothing until it is active
+            if code not in ("active", "provisioning", "pending-acceptance", "initiating-request"):
                 self.report.skip(f"VpcPeeringConnections ({code})")
                 self.skipped_ids[pcx_id] = f"a peering connection in state {code}"
                 continue
@@ -464,9 +466,10 @@ class _Resources(_Fields):
                 sides.append((vpc_id, tuple(cidrs)))
             (requester, _rc), (accepter, ac) = sides
             if requester in self.vpc_items:
-                out[pcx_id] = VpcPeeringConnection(pcx_id, requester, accepter, ac, _tag_name(item.data))
+                out[pcx_id] = VpcPeeringConnection(pcx_id, requester, accepter, ac, _tag_name(item.data), code)
             elif accepter in self.vpc_items:
-                out[pcx_id] = VpcPeeringConnection(pcx_id, accepter, requester, sides[0][1], _tag_name(item.data))
+                out[pcx_id] = VpcPeeringConnection(pcx_id, accepter, requester, sides[0][1], _tag_name(item.data),
+                                                   code)
             else:
                 self.report.skip("VpcPeeringConnections (between VPCs not in the snapshot)")
                 self.skipped_ids[pcx_id] = "a peering between VPCs not in the snapshot"

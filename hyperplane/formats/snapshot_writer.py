@@ -198,7 +198,7 @@ def describe_documents(topology: Topology, *, hyperplane_enis: Iterable[Any] = (
                                       "CidrBlockSet": [{"CidrBlock": str(c)} for c in cidrs], "OwnerId": account,
                                       "Region": t.region, "VpcId": vpc_id}
         peerings.append({"AccepterVpcInfo": info(p.peer_vpc_id, peer), "RequesterVpcInfo": info(p.vpc_id, own),
-                         "Status": {"Code": "active", "Message": "Active"}, "Tags": _tags(p.name),
+                         "Status": {"Code": p.status, "Message": p.status.capitalize()}, "Tags": _tags(p.name),
                          "VpcPeeringConnectionId": p.id})
     docs["VpcPeeringConnections.json"] = {"VpcPeeringConnections": peerings}
     functions = []

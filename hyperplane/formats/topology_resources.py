@@ -388,7 +388,8 @@ class _Builder:
     def peerings(self) -> dict[str, VpcPeeringConnection]:
         r, out = self.r, {}
         for where, item in self.items("vpc_peering_connections"):
-            item = r.mapping(item, where, ("id", "name", "vpc_id", "peer_vpc_id", "peer_cidrs"), ("id", "vpc_id", "peer_vpc_id"))
+            item = r.mapping(item, where, ("id", "name", "vpc_id", "peer_vpc_id", "peer_cidrs", "status"),
+                             ("id", "vpc_id", "peer_vpc_id"))
             pcx_id = r.identifier(item["id"], _join(where, "id"), "pcx-")
             self.claim(pcx_id, where)
             at = _join(where, "peer_cidrs")
@@ -397,6 +398,7 @@ class _Builder:
                 r.identifier(item["peer_vpc_id"], _join(where, "peer_vpc_id"), "vpc-"),
                 tuple(r.cidr(c, f"{at}[{i}]") for i, c in enumerate(r.sequence(item.get("peer_cidrs"), at))),
                 r.text(item.get("name"), _join(where, "name")),
+                r.text(item.get("status", "active"), _join(where, "status")),
             )
         return out
 

@@ -153,6 +153,7 @@ def topology_document(topology: Topology) -> dict:
     doc["vpc_peering_connections"] = [
         _named({"id": p.id}, p.name) | {"vpc_id": p.vpc_id, "peer_vpc_id": p.peer_vpc_id,
                                         "peer_cidrs": [str(c) for c in p.peer_cidrs]}
+        | ({} if p.is_active else {"status": p.status})
         for p in t.vpc_peering_connections.values()
     ]
     functions = []

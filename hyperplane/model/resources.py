@@ -504,11 +504,17 @@ class NetworkInterface:
         return self.kind in MANAGED_ENI_KINDS
 
 
+#: EC2's status codes of a peering connection (``VpcPeeringConnectionStateReason``).
+PEERING_STATUSES = ("initiating-request", "pending-acceptance", "provisioning", "active", "deleting", "deleted",
+                    "rejected", "failed", "expired")
+
+
 @dataclass(frozen=True)
 class VpcPeeringConnection:
     """A peering connection ``pcx-…`` between ``vpc_id`` and ``peer_vpc_id``.
 
     ``peer_cidrs`` are the peer VPC's CIDRs (needed when the peer VPC is not in the topology).
+    ``status`` is EC2's status code: only an ``active`` connection carries traffic.
     """
 
     id: str
@@ -516,6 +522,11 @@ class VpcPeeringConnection:
     peer_vpc_id: str
     peer_cidrs: tuple[IPv4Network, ...] = ()
     name: str = ""
+    status: str = "active"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
 
 
 @dataclass(frozen=True)

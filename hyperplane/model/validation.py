@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Mapping, NoReturn
 
 from hyperplane.errors import TopologyError
-from hyperplane.model.resources import Vpc, Subnet, Route, VpcConfig
+from hyperplane.model.resources import PEERING_STATUSES, Vpc, Subnet, Route, VpcConfig
 from hyperplane.model.topology import Topology
 from hyperplane.model.values import (
     ICMP, ALL_PORTS, MAX_NACL_RULE_NUMBER, MAX_SECURITY_GROUPS_PER_ENI, MAX_SUBNETS_PER_FUNCTION,
@@ -203,6 +203,9 @@ class _Checker:
             self.ref(f"{base}.vpc_id", "vpcs", pcx.vpc_id)
             if pcx.peer_vpc_id not in self.t.vpcs and not pcx.peer_cidrs:
                 self.fail(f"{base}.peer_cidrs", f"peer VPC {pcx.peer_vpc_id} is not in the topology: give its peer_cidrs")
+            if pcx.status not in PEERING_STATUSES:
+                self.fail(f"{base}.status", f"unknown peering connection status {pcx.status!r} "
+                                            f"(one of {', '.join(PEERING_STATUSES)})")
 
     def nat_gateways(self) -> None:
         for nat in self.t.nat_gateways.values():
