@@ -119,9 +119,12 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes: the capture's independent parts replayed side by side, with exactly the outputs "
                    "of one process (docs/parallel-replay.md).")
+@click.option("--pickup/--no-pickup", default=True, show_default=True,
+              help="Mid-stream pickup: an outbound TCP ACK of a connection whose opening the capture does not "
+                   "hold opens it, established (Linux conntrack's loose mode); --no-pickup: only a SYN opens one.")
 def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
            output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
-           workers: int) -> None:
+           workers: int, pickup: bool) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.replay import replay as run_replay
 
@@ -146,13 +149,15 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
 
         report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
                             verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
-                            progress=step, workers=workers)
+                            progress=step, workers=workers, pickup=pickup)
     _print_summary(report)
 
 
 def _print_summary(report) -> None:
     """The replay summary as tables (rich; plain text when the output is not a terminal)."""
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)  # ids whole in files
+    for note in report.notes:
+        console.print(note)
     console.print(f"{report.packets} packets, {report.delivered} delivered, {report.written} written, "
                   f"{report.flow_log_records} flow log records")
     skipped = {k: n for k, n in report.kinds.items() if k != "EMULATED"}
@@ -173,6 +178,10 @@ def _print_summary(report) -> None:
     table("by disposition", ["disposition", "packets"], [list(kv) for kv in report.dispositions.most_common()])
     table("by reason", ["reason", "packets"], [list(kv) for kv in report.reasons.most_common()])
     table("drops by rule", ["rule", "packets"], [list(kv) for kv in report.drops_by_rule.most_common()])
+    if report.conversations:
+        console.print(report.conversation_line())
+    table("conversations failed at", ["reason and resource", "conversations"],
+          [list(kv) for kv in report.failed_at.most_common()])
     table("Hyperplane ENIs", ["ENI", "address", "subnet", "live", "peak", "created", "overflow"],
           [[e["id"], e["private_ip"], e["subnet_id"], e["connections"], e["peak"], e["created"],
             "yes" if e["overflow"] else ""] for e in report.hyperplane_enis])

@@ -16,6 +16,7 @@ from scapy.all import IP, TCP, UDP, Ether, rdpcap, wrpcap
 import hyperplane as hp
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.functions import LambdaSettings
+from hyperplane.dataplane.inputs import function_rows
 from hyperplane.dataplane.walk import Origin
 from hyperplane.scapy_adapter import to_record
 
@@ -45,9 +46,10 @@ def replayed(net: hp.Network, capture: Path, tmp_path: Path, tag: str, **options
     return lines, written, records
 
 
-def one_by_one(net: hp.Network, packets: list) -> tuple[list[str], list[str]]:
+def one_by_one(net: hp.Network, packets: list, pickup: bool = False) -> tuple[list[str], list[str]]:
     """Each packet sent on its own at its own time, as a test script would: (reasons, flow log
-    lines of the sends)."""
+    lines of the sends). ``pickup``: a function's packet is walked alone as a batch of one with
+    mid-stream pickup (``fn.send`` never picks up)."""
     logs = FlowLogAggregator(interval=600)
     environments: dict[str, dict[str, int]] = {name: {} for name in CIDRS}
     reasons = []
@@ -61,6 +63,16 @@ def one_by_one(net: hp.Network, packets: list) -> tuple[list[str], list[str]]:
             k = environments[sender].setdefault(ip.src, len(environments[sender]))
             sent = ip.copy()
             del sent.src
+            if pickup:
+                rec, _ = to_record(sent, net.now)
+                rows = function_rows(net, rec, [sender], [k], np.zeros(1, np.intp), np.array([net.now]))
+                if rows.verdict[0]:
+                    reasons.append(hp.Reason(int(rows.verdict[0])).name)
+                else:
+                    res = net.process(rec, rows.origin, rows.index, pickup=True)
+                    reasons.append(hp.Reason(int(res.reason[0])).name)
+                    logs.add(res)
+                continue
             r = net.function(sender).send(sent, environment=k)
             reasons.append(r.reason.name)
             if r.batch is not None:
@@ -228,17 +240,45 @@ def captures(draw):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(packets=captures(), ready=st.booleans())
 def test_replay_equals_sending_one_by_one_whatever_the_chunk_size(packets, ready, tmp_path):
+    # fn.send opens TCP only by a SYN: the replay it equals is the one without mid-stream pickup
     lambda_settings = LambdaSettings(idle_reclaim_seconds=200.0, eni_creation_seconds=30.0)
     capture = write(tmp_path / "in.pcap", packets)
     expected, _ = one_by_one(hp.Network.example(ready=ready, lambda_settings=lambda_settings), packets)
     answers = []
     for chunk in (65536, 3, 1):
         net = hp.Network.example(ready=ready, lambda_settings=lambda_settings)
-        lines, written, records = replayed(net, capture, tmp_path, f"c{chunk}", chunk_packets=chunk)
+        lines, written, records = replayed(net, capture, tmp_path, f"c{chunk}", chunk_packets=chunk, pickup=False)
         assert [v["reason"] for v in lines] == expected, chunk
         answers.append((lines, written, records))
     assert answers[0] == answers[1] == answers[2]
     assert np.all([len(a[0]) == len(packets) for a in answers])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(packets=captures(), ready=st.booleans())
+def test_a_replay_with_mid_stream_pickup_gives_one_answer_whatever_the_chunk_size(packets, ready, tmp_path):
+    # the same captures replayed as replay does by default (ACKs pick up their connections):
+    # verdicts, output capture, flow logs and the counts of the report agree for every chunk size,
+    # and each packet's verdict is the one walking it alone, in order, with pickup gives
+    lambda_settings = LambdaSettings(idle_reclaim_seconds=200.0, eni_creation_seconds=30.0)
+    capture = write(tmp_path / "in.pcap", packets)
+    expected, _ = one_by_one(hp.Network.example(ready=ready, lambda_settings=lambda_settings), packets, pickup=True)
+    answers = []
+    for chunk in (65536, 3, 1):
+        net = hp.Network.example(ready=ready, lambda_settings=lambda_settings)
+        lines, written, records = replayed(net, capture, tmp_path, f"c{chunk}", chunk_packets=chunk)
+        assert [v["reason"] for v in lines] == expected, chunk
+        net = hp.Network.example(ready=ready, lambda_settings=lambda_settings)
+        report = net.replay(capture, functions=CIDRS, chunk_packets=chunk)  # the report's counts
+        answers.append((lines, written, records))
+        counts = (report.reasons, report.conversations, report.picked_up, report.failed_at)
+        if chunk == 65536:
+            first_counts = counts
+        assert counts == first_counts, chunk
+    assert answers[0] == answers[1] == answers[2]
+    picked = [v["index"] for v in answers[0][0] if v["picked_up"]]
+    for k in picked:  # only an ACK without SYN, FIN or RST picks a connection up
+        assert packets[k][TCP].flags == "A", k
 
 
 def test_environments_are_numbered_in_order_of_first_appearance_replies_included(tmp_path):
@@ -247,6 +287,10 @@ def test_environments_are_numbered_in_order_of_first_appearance_replies_included
                syn(capture_address("orders", 0), "10.0.21.10", 6379, 40001, T0 + 1)]
     capture = write(tmp_path / "in.pcap", packets)
     expected = one_by_one(hp.Network.example(), packets)[0]
-    lines, _, _ = replayed(hp.Network.example(), capture, tmp_path, "r")
+    net = hp.Network.example()
+    lines, _, _ = replayed(net, capture, tmp_path, "r")
     assert [v["reason"] for v in lines] == expected == ["V2N_UNSOLICITED_INBOUND", "DELIVERED"]
-    assert lines[0]["dst"] == hp.Network.example().function("orders").environment_address(0)
+    # the verdict speaks the capture's address; the SYN's connection is environment 1's
+    assert lines[0]["dst"] == capture_address("orders", 1)
+    connections = [c for e in net.function("orders").hyperplane_enis for c in e.pool.table.connections()]
+    assert [hp.records.ip_str(c["in_ip"]) for c in connections] == [net.function("orders").environment_address(1)]

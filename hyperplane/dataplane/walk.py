@@ -207,10 +207,11 @@ class Pipeline:
         return self._walker
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
-            function_pools: Sequence[list[int]] = (), in_place: bool = False) -> BatchResult:
+            function_pools: Sequence[list[int]] = (), in_place: bool = False, pickup: bool = False) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
         ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
-        ``in_place``: translate ``packets`` themselves rather than a copy."""
+        ``in_place``: translate ``packets`` themselves rather than a copy; ``pickup``: mid-stream
+        pickup on the NAT tables (``Network.process``)."""
         n = len(packets)
         pipeline = self
         core = self.walker
@@ -223,7 +224,7 @@ class Pipeline:
         begin, n_hops, nostop = 0, 0, -1
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
-                                                        first_hop[:n], hops, n_hops, begin, nostop)
+                                                        first_hop[:n], hops, n_hops, begin, nostop, pickup)
             if row == n:
                 break
             begin, nostop = row, -1
