@@ -21,9 +21,8 @@ internal address (a reply delivered to the function, a packet refused before V2N
 and the output capture show the capture's own address. Each verdict line has the capture
 timestamp, the capture's 5-tuple, the 5-tuple as the packet left, disposition, reason, the ENI
 where it ended and the hop that decided (stage, resource, rule). The report also counts
-conversations (TCP and UDP, both directions of a 5-tuple): established (a packet delivered each
-way, the answer after the opener's), unanswered, or failed, by the first refusal's reason and
-resource.
+conversations (TCP and UDP, both directions of a 5-tuple): established (a packet of each side
+delivered), unanswered, or failed, by the first refusal's reason and resource.
 
 Time comes from the packet timestamps, shifted so that the first packet happens at the
 network's ``now``. Every input packet gets exactly one verdict; packets that cannot be emulated

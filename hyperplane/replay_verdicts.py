@@ -115,15 +115,14 @@ def capture_addresses(capture: np.ndarray, out: np.ndarray, environments: Any) -
 
 class Conversations:
     """TCP and UDP conversations (the two directions of a 5-tuple, in the capture's addresses),
-    followed across chunks: the first packet's sender opened it; it is established once a packet
-    of the other side is delivered after one of the opener's was; otherwise it failed where its
-    first refused packet was refused, or, with nothing refused, went unanswered."""
+    followed across chunks: it is established once a packet of each side has been delivered
+    (in either order: a capture that begins mid-stream may show the answer first); otherwise it
+    failed where its first refused packet was refused, or, with nothing refused, went
+    unanswered."""
 
     def __init__(self) -> None:
         self.index: dict[bytes, int] = {}
-        self.opener_is_a = np.zeros(0, bool)  # the opener is the lower (address, port) endpoint
-        self.opened_at = np.zeros(0, np.int64)  # first delivered packet of the opener (capture index)
-        self.established = np.zeros(0, bool)
+        self.delivered = np.zeros((0, 2), bool)  # a packet of endpoint A (the lower address, port), of B
         self.picked_up = np.zeros(0, bool)
         self.failure: list[str] = []  # "REASON resource" of the first refusal ("": none)
 
@@ -139,26 +138,18 @@ class Conversations:
         from_a = src < dst
         key = np.zeros(len(rows), [("a", "<u8"), ("b", "<u8"), ("proto", "u1")])
         key["a"], key["b"], key["proto"] = np.minimum(src, dst), np.maximum(src, dst), r["proto"]
-        unique, first, inverse = np.unique(key.view(f"V{key.itemsize}"), return_index=True, return_inverse=True)
+        unique, inverse = np.unique(key.view(f"V{key.itemsize}"), return_inverse=True)
         inverse = inverse.ravel()
         known = len(self.index)
         ids = np.array([self.index.setdefault(bytes(u), len(self.index)) for u in unique], np.int64)
-        new = ids >= known
-        if new.any():
-            grow = len(self.index) - known
-            order = np.argsort(ids[new])
-            self.opener_is_a = np.append(self.opener_is_a, from_a[first[new]][order])
-            self.opened_at = np.append(self.opened_at, np.full(grow, np.iinfo(np.int64).max))
-            self.established = np.append(self.established, np.zeros(grow, bool))
+        grow = len(self.index) - known
+        if grow:
+            self.delivered = np.concatenate([self.delivered, np.zeros((grow, 2), bool)])
             self.picked_up = np.append(self.picked_up, np.zeros(grow, bool))
             self.failure += [""] * grow
         conv = ids[inverse]
-        at = chunk.index + rows
         ok = delivered[rows]
-        opener = from_a == self.opener_is_a[conv]
-        np.minimum.at(self.opened_at, conv[opener & ok], at[opener & ok])
-        answered = ~opener & ok
-        self.established[conv[answered][at[answered] > self.opened_at[conv[answered]]]] = True
+        self.delivered[conv[ok], np.where(from_a[ok], 0, 1)] = True
         self.picked_up[conv[labels.picked_up[label[rows]]]] = True
         refused = np.flatnonzero(~ok)
         if refused.size:
@@ -171,10 +162,11 @@ class Conversations:
     def count(self) -> tuple[Counter, int, Counter]:
         """(conversations by outcome, how many established ones were picked up, the failed ones
         by "REASON resource")."""
-        failed = np.array([bool(f) for f in self.failure], bool) & ~self.established
-        outcomes = Counter({"established": int(self.established.sum()), "failed": int(failed.sum()),
-                            "unanswered": int((~self.established & ~failed).sum())})
-        return outcomes, int((self.picked_up & self.established).sum()), \
+        established = self.delivered.all(axis=1)
+        failed = np.array([bool(f) for f in self.failure], bool) & ~established
+        outcomes = Counter({"established": int(established.sum()), "failed": int(failed.sum()),
+                            "unanswered": int((~established & ~failed).sum())})
+        return outcomes, int((self.picked_up & established).sum()), \
             Counter(f for f, bad in zip(self.failure, failed) if bad)
 
 

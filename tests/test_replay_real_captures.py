@@ -149,9 +149,11 @@ def test_a_peer_packet_before_the_functions_first_one_is_still_refused(tmp_path)
     for k, p in enumerate((answer, ack, again)):
         p.time = T0 + k * 0.01
     wrpcap(str(tmp_path / "in.pcap"), [answer, ack, again])
-    hp.Network.example().replay(tmp_path / "in.pcap", functions=ORDERS, verdicts=tmp_path / "v.jsonl")
+    report = hp.Network.example().replay(tmp_path / "in.pcap", functions=ORDERS, verdicts=tmp_path / "v.jsonl")
     assert [v["reason"] for v in verdicts_of(tmp_path / "v.jsonl")] == [
         "V2N_UNSOLICITED_INBOUND", "DELIVERED", "DELIVERED_TO_FUNCTION"]
+    # delivered both ways in the end: one conversation, established, picked up
+    assert report.conversations == {"established": 1, "unanswered": 0, "failed": 0} and report.picked_up == 1
 
 
 @pytest.mark.parametrize("flags", ["F", "FA", "R", "RA", "SA", ""])
