@@ -51,7 +51,7 @@ from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.reasons import Reason
-from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, labels_of
+from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, label, labels_of
 
 class Network(Host, Protocol):
     """What a replay drives (a ``hyperplane.Network``): its clock, its walks and its functions."""
@@ -386,10 +386,12 @@ class _Run:
     def rows(self, rec: np.ndarray, mine: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
         """Verdicts of emulated rows: (reason, label index into the list, the labels
-        (``replay_verdicts.label``), the packets as they left). ``rec`` is translated in place. ``mine`` (a bool per
-        row): walk only those (``Engine.walk``)."""
-        net = self.net
+        (``replay_verdicts.label``), the packets as they left). ``rec`` is translated in place.
+        ``mine`` (a bool per row): walk only those (``Engine.walk``)."""
+        net, fns = self.net, self.fns
         n = len(rec)
+        # the function each row leaves through (-1: none), for the verdicts Lambda gives before any walk
+        sender = fns.owner(rec["src_ip"]) if self.inject == "function" and fns.networks else np.full(n, -1, np.int32)
         if self.t0 is None:
             self.t0 = float(rec["time"][0]) - net.now
             if self.logs is not None:  # flow log records carry the capture's own timestamps
@@ -412,6 +414,12 @@ class _Run:
                     self.logs._uids(net.compiled)
                 walk = walk[mine[pos + walk]]
             reason[pos:end] = verdict
+            refused = np.flatnonzero((verdict > 0) & (sender[pos:end] >= 0))
+            for k in refused.tolist():  # the invocation decided: the function is the deciding resource
+                why = Reason(int(verdict[k]))
+                resource[pos + k] = resources.setdefault(
+                    label("", "invoke", f"function:{fns.networks[sender[pos + k]][0]}", why.text, False),
+                    len(resources))
             if walk.size:
                 seg = rec[pos:end]
                 if walk.size == end - pos:

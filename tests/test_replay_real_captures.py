@@ -257,6 +257,9 @@ def test_a_packet_refused_before_the_hyperplane_eni_keeps_its_capture_source(tmp
     hp.Network.example(ready=False).replay(tmp_path / "in.pcap", functions=ORDERS, verdicts=tmp_path / "v.jsonl")
     line = verdicts_of(tmp_path / "v.jsonl")[0]
     assert (line["reason"], line["src"], line["sport"]) == ("FUNCTION_PENDING", FUNCTION, 41000)
+    # Lambda decided, before any network: the function is what refused it
+    assert (line["decided_at"], line["decided_by"]) == ("invoke", "function:orders")
+    assert line["rule"] == hp.Reason.FUNCTION_PENDING.text
 
 
 # -- the verdict file -----------------------------------------------------------------------
