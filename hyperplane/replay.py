@@ -12,8 +12,9 @@ Two ways to read a capture:
 
 Captures begin in the middle of connections. With ``pickup=True`` (the default) the NAT tables
 pick them up as Linux conntrack's loose mode does: an outbound TCP ACK (no SYN, FIN or RST) of a
-connection the V2N NAT or a NAT gateway does not know opens it, established (decided in the
-walker, ``hyperplane._core._nat``); the report counts the conversations picked up. ``fn.send``
+connection the V2N NAT or a NAT gateway does not know opens it, established, and security-group
+tracking starts its flow established (decided in the walker: ``hyperplane._core._nat``,
+``_conntrack``); the report counts the conversations picked up. ``fn.send``
 never picks up: there only a SYN opens a TCP connection.
 
 The outputs speak the capture's addresses: where the walk put an execution environment's

@@ -156,6 +156,19 @@ def test_a_peer_packet_before_the_functions_first_one_is_still_refused(tmp_path)
     assert report.conversations == {"established": 1, "unanswered": 0, "failed": 0} and report.picked_up == 1
 
 
+def test_security_groups_track_a_picked_up_connection_as_established(tmp_path):
+    # sg-cache has no outbound rule: the cache's answer, 200 s after the function's data, leaves
+    # only because the flow is tracked as the established connection it is (a half-open flow
+    # lives 120 s, as long as V2N keeps an opening connection; an established one, 350 s at V2N)
+    data = Ether() / IP(src=FUNCTION, dst=CACHE) / TCP(sport=41001, dport=6379, flags="PA")
+    answer = Ether() / IP(src=CACHE, dst=FUNCTION) / TCP(sport=6379, dport=41001, flags="PA")
+    data.time, answer.time = T0, T0 + 200
+    wrpcap(str(tmp_path / "in.pcap"), [data, answer])
+    report = hp.Network.example().replay(tmp_path / "in.pcap", functions=ORDERS, verdicts=tmp_path / "v.jsonl")
+    assert report.reasons == {"DELIVERED": 1, "DELIVERED_TO_FUNCTION": 1}
+    assert report.conversations["established"] == 1 and report.picked_up == 1
+
+
 @pytest.mark.parametrize("flags", ["F", "FA", "R", "RA", "SA", ""])
 def test_only_an_ack_without_syn_fin_or_rst_picks_a_connection_up(flags):
     # nf_conntrack's loose mode picks up from an ACK; a FIN, an RST or a stray SYN-ACK of an

@@ -828,10 +828,12 @@ cdef class Walker:
         r.stop_pool = -1
         r.stop_status = 0
         self.track._enter()
+        self.track.st.pickup = pickup  # security-group tracking picks up as the NAT tables do
         try:
             with nogil:
                 stopped = walk_rows(&self.v, &r, begin, n)
                 hp_stream_fence()
         finally:
+            self.track.st.pickup = 0
             self.track.busy = 0
         return stopped, r.stop, r.n_hops, r.stop_pool, r.stop_status
