@@ -28,8 +28,7 @@ _V2N_IN, _NAT_IN = _walk.STAGES.index("v2n_in"), _walk.STAGES.index("nat_in")
 # the values of a translating hop that name its resource and decision (pool or NAT gateway,
 # status, the Hyperplane ENI's address), by stage; the others are the connection's own tuple,
 # which the verdict line has already (so labels stay few: one per resource and rule)
-_KEPT = np.zeros((len(_walk.STAGES), 6), bool)
-_KEPT[:] = True
+_KEPT = np.ones((len(_walk.STAGES), 6), bool)
 _KEPT[_V2N_OUT] = [True, True, False, False, True, False]
 _KEPT[_V2N_IN] = [True, True, True, False, False, False]
 _KEPT[_NAT_OUT] = _KEPT[_NAT_IN] = [True, True, False, False, False, False]
