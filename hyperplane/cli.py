@@ -128,15 +128,18 @@ def _one_packet(net: Any, source: str, name: str, port: int | None, proto: str, 
 @click.option("--shards", type=click.Path(file_okay=False, path_type=Path),
               help="With --engine dask: a folder every worker reads and writes, for the replay's shards "
                    "(default: the first capture's).")
+@click.option("--pickup/--no-pickup", default=True, show_default=True,
+              help="Mid-stream pickup: an outbound TCP ACK of a connection whose opening the capture does not "
+                   "hold opens it, established (Linux conntrack's loose mode); --no-pickup: only a SYN opens one.")
 def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
            output: Path | None, verdicts: Path | None, flow_logs: Path | None, flow_log_interval: str,
-           workers: int, engine: str, scheduler: str | None, shards: Path | None) -> None:
+           workers: int, engine: str, scheduler: str | None, shards: Path | None, pickup: bool) -> None:
     """Replay a pcap/pcapng capture through the emulated VPC and print a summary."""
     from hyperplane.replay import replay as run_replay
 
     if engine == "dask":
         _replay_on_dask(str(capture), topology, repair, functions, inject, output, verdicts, flow_logs,
-                        int(flow_log_interval), workers, scheduler, shards)
+                        int(flow_log_interval), workers, scheduler, shards, pickup)
         return
     if scheduler is not None or shards is not None:
         raise click.UsageError("--scheduler and --shards go with --engine dask")
@@ -165,13 +168,13 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
 
         report = run_replay(net, capture, functions=mapping, inject=inject, output=output,
                             verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=int(flow_log_interval),
-                            progress=step, workers=workers)
+                            progress=step, workers=workers, pickup=pickup)
     _print_summary(report)
 
 
 def _replay_on_dask(captures: str, topology: Path | None, repair: bool, functions: tuple[str, ...], inject: str,
                     output: Path | None, verdicts: Path | None, flow_logs: Path | None, interval: int,
-                    workers: int, scheduler: str | None, shards: Path | None) -> None:
+                    workers: int, scheduler: str | None, shards: Path | None, pickup: bool) -> None:
     """``hyperplane replay --engine dask``: the workers build the network from the same file."""
     from functools import partial
 
@@ -182,7 +185,7 @@ def _replay_on_dask(captures: str, topology: Path | None, repair: bool, function
     report = replay_on_dask(partial(_dask_network, str(topology) if topology else None, repair, options), captures,
                             scheduler=scheduler, functions=_function_options(functions), inject=inject,
                             output=output, verdicts=verdicts, flow_logs=flow_logs, flow_log_interval=interval,
-                            shards=shards, local_workers=workers if workers > 1 else 2)
+                            shards=shards, local_workers=workers if workers > 1 else 2, pickup=pickup)
     _print_summary(report)
 
 
@@ -210,6 +213,8 @@ def _function_options(functions: tuple[str, ...]) -> dict[str, str]:
 def _print_summary(report) -> None:
     """The replay summary as tables (rich; plain text when the output is not a terminal)."""
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)  # ids whole in files
+    for note in report.notes:
+        console.print(note)
     console.print(f"{report.packets} packets, {report.delivered} delivered, {report.written} written, "
                   f"{report.flow_log_records} flow log records")
     skipped = {k: n for k, n in report.kinds.items() if k != "EMULATED"}
@@ -230,6 +235,10 @@ def _print_summary(report) -> None:
     table("by disposition", ["disposition", "packets"], [list(kv) for kv in report.dispositions.most_common()])
     table("by reason", ["reason", "packets"], [list(kv) for kv in report.reasons.most_common()])
     table("drops by rule", ["rule", "packets"], [list(kv) for kv in report.drops_by_rule.most_common()])
+    if report.conversations:
+        console.print(report.conversation_line())
+    table("conversations failed at", ["reason and resource", "conversations"],
+          [list(kv) for kv in report.failed_at.most_common()])
     table("Hyperplane ENIs", ["ENI", "address", "subnet", "live", "peak", "created", "overflow"],
           [[e["id"], e["private_ip"], e["subnet_id"], e["connections"], e["peak"], e["created"],
             "yes" if e["overflow"] else ""] for e in report.hyperplane_enis])

@@ -303,7 +303,8 @@ class Network:
     # -- packets ----------------------------------------------------------------------------
 
     def process(self, packets: np.ndarray, origin: Sequence[int] | np.ndarray | int,
-                origin_index: Sequence[int] | np.ndarray | int = -1, *, in_place: bool = False) -> BatchResult:
+                origin_index: Sequence[int] | np.ndarray | int = -1, *, in_place: bool = False,
+                pickup: bool = False) -> BatchResult:
         """Walk a batch of PACKET records (the batch API; ``send`` is a batch of one).
 
         ``origin`` per row (or one for all): ``Origin.ENI`` with ``origin_index`` the compiled
@@ -316,6 +317,11 @@ class Network:
         Each packet goes through the whole VPC before the next one (``hyperplane.dataplane.walk``),
         so the result is the one row-by-row processing gives. ``in_place``: the result's
         ``packets`` are ``packets`` themselves, translated (no copy).
+
+        ``pickup``: mid-stream pickup, as replay does by default (docs/replay-and-flow-logs.md):
+        an outbound TCP ACK (no SYN, FIN or RST) of a connection the V2N NAT or a NAT gateway
+        does not know opens it as established, as Linux conntrack's loose mode does. Off, only a
+        SYN opens a TCP connection (``fn.send``).
         """
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET or packets.ndim != 1:
             raise TypeError("packets must be a one-dimensional array of hyperplane.records.PACKET")
@@ -330,7 +336,8 @@ class Network:
             raise ValueError(f"packets[{k}].time = {float(times[k])!r} is not a number of seconds up to {MAX_TIME:g}")
         pipeline = self._current_pipeline()
         fn_pools = self._function_pools() if (origin == Origin.REPLY_TO_FUNCTION).any() else ()
-        return pipeline.run(packets, origin, origin_index, fn_pools, in_place=in_place and packets.flags.writeable)
+        return pipeline.run(packets, origin, origin_index, fn_pools, in_place=in_place and packets.flags.writeable,
+                            pickup=pickup)
 
     def function_number(self, name: str) -> int:
         """The ``origin_index`` of ``Origin.REPLY_TO_FUNCTION`` rows answering function ``name``."""

@@ -7,7 +7,26 @@ Two ways to read a capture:
   appearance). Packets toward such an address are replies: they are matched to their connection
   (the Hyperplane ENI's and, for the internet, the NAT gateway's) and walked back from the peer.
 - ``inject="eni"``: it was taken inside the VPC: each packet starts at the ENI that owns its
-  source address, or at the internet gateway.
+  source address, or at the internet gateway. A replay given no function CIDRs takes the
+  capture this way, and its report says so.
+
+Captures begin in the middle of connections. With ``pickup=True`` (the default) the NAT tables
+pick them up as Linux conntrack's loose mode does: an outbound TCP ACK (no SYN, FIN or RST) of a
+connection the V2N NAT or a NAT gateway does not know opens it, established, and security-group
+tracking starts its flow established (decided in the walker: ``hyperplane._core._nat``,
+``_conntrack``); the report counts the conversations picked up. Only during the capture's first
+``pickup_window`` (350 s, the established idle timeout of V2N and NAT gateways): a connection
+open when the capture began that is still alive sends within it; an unknown ACK later belongs to
+a connection that idled out, and a NAT gateway answers it with an RST. ``fn.send``
+never picks up: there only a SYN opens a TCP connection.
+
+The outputs speak the capture's addresses: where the walk put an execution environment's
+internal address (a reply delivered to the function, a packet refused before V2N), the verdicts
+and the output capture show the capture's own address. Each verdict line has the capture
+timestamp, the capture's 5-tuple, the 5-tuple as the packet left, disposition, reason, the ENI
+where it ended and the hop that decided (stage, resource, rule). The report also counts
+conversations (TCP and UDP, both directions of a 5-tuple): established (a packet of each side
+delivered), unanswered, or failed, by the first refusal's reason and resource.
 
 Time comes from the packet timestamps, shifted so that the first packet happens at the
 network's ``now``. Every input packet gets exactly one verdict; packets that cannot be emulated
@@ -25,7 +44,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hyperplane._core import _text, _walk
+from hyperplane._core import _walk
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import HyperplaneError, ReplayError
 from hyperplane.lambda_service import HyperplaneEni, LambdaError
@@ -34,9 +53,16 @@ from hyperplane.dataplane.inputs import Host, function_rows
 from hyperplane.formats.capture import CaptureChunk, PacketKind, answer_frame
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
-from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
-from hyperplane.reasons import Disposition, Reason
+from hyperplane.reasons import Reason
+from hyperplane.tables.nat import NAT_GATEWAY_TIMEOUTS
+from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, label, labels_of
+
+def pickup_window(net: Any) -> float:
+    """How long after a capture's first packet mid-stream pickup lasts: the longest idle timeout
+    of an established TCP connection, on a Hyperplane ENI or a NAT gateway."""
+    return max(net.lambda_service.settings.timeouts.tcp_established, NAT_GATEWAY_TIMEOUTS.tcp_established)
+
 
 class Network(Host, Protocol):
     """What a replay drives (a ``hyperplane.Network``): its clock, its walks and its functions."""
@@ -53,11 +79,13 @@ class Network(Host, Protocol):
     def advance(self, seconds: float) -> float: ...
 
     def process(self, packets: np.ndarray, origin: Any, origin_index: Any = -1, *,
-                in_place: bool = False) -> BatchResult: ...
+                in_place: bool = False, pickup: bool = False) -> BatchResult: ...
 
     def function(self, name: str) -> Any: ...
 
     def function_number(self, name: str) -> int: ...
+
+    def pool_names(self) -> list[str]: ...
 
 
 # capture kinds that cannot be emulated -> their verdict
@@ -87,14 +115,20 @@ class ReplayReport:
     flow_log_records: int = 0
     hyperplane_enis: list[dict] = field(default_factory=list)
     parallel: Any = None  # with workers=N: how the capture was cut (replay_parallel.ParallelReport)
+    # TCP/UDP conversations: "established", "unanswered", "failed" -> count
+    conversations: Counter = field(default_factory=Counter)
+    picked_up: int = 0  # conversations whose connection was picked up mid-stream
+    failed_at: Counter = field(default_factory=Counter)  # "NACL_OUT_DENY acl-data" -> conversations
+    notes: list[str] = field(default_factory=list)  # how the replay took the capture
 
     @property
     def delivered(self) -> int:
         return sum(int(n) for r, n in self.reasons.items() if Reason[r].disposition.delivered)
 
     def summary(self) -> str:
-        lines = [f"{self.packets} packets, {self.delivered} delivered, {self.written} written, "
-                 f"{self.flow_log_records} flow log records"]
+        lines = list(self.notes)
+        lines.append(f"{self.packets} packets, {self.delivered} delivered, {self.written} written, "
+                     f"{self.flow_log_records} flow log records")
         skipped = {k: n for k, n in self.kinds.items() if k != "EMULATED"}
         if skipped:
             lines.append("not emulated: " + ", ".join(f"{k} {n}" for k, n in sorted(skipped.items())))
@@ -105,6 +139,9 @@ class ReplayReport:
         if self.drops_by_rule:
             lines.append("drops by rule:")
             lines += [f"  {r:<40} {n}" for r, n in self.drops_by_rule.most_common()]
+        if self.conversations:
+            lines.append(self.conversation_line())
+            lines += [f"  failed at {r:<38} {n}" for r, n in self.failed_at.most_common()]
         if self.hyperplane_enis:
             lines.append("Hyperplane ENIs:")
             lines += [f"  {e['id']} {e['private_ip']:<15} {e['subnet_id']:<18} live {e['connections']:<6} "
@@ -113,6 +150,11 @@ class ReplayReport:
         if self.parallel is not None:
             lines.append(self.parallel.summary())
         return "\n".join(lines)
+
+    def conversation_line(self) -> str:
+        c = self.conversations
+        return (f"conversations: {sum(c.values())}, {c['established']} established "
+                f"({self.picked_up} picked up mid-stream), {c['unanswered']} unanswered, {c['failed']} failed")
 
 
 class _Functions:
@@ -195,11 +237,12 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
            inject: str = "function", output: str | Path | None = None, verdicts: str | Path | None = None,
            flow_logs: str | Path | None = None, flow_log_interval: int = 600,
            progress: Callable[[CaptureChunk], None] | None = None, chunk_packets: int = 65536,
-           workers: int = 1) -> ReplayReport:
+           workers: int = 1, pickup: bool = True) -> ReplayReport:
     """Replay ``capture`` through ``net``; see the module docstring. ``workers=N``: the capture's
-    independent components on N processes, with the same outputs (docs/parallel-replay.md)."""
+    independent components on N processes, with the same outputs (docs/parallel-replay.md).
+    ``pickup``: mid-stream pickup of TCP connections whose opening the capture does not hold."""
     engine = Engine(net, capture, functions or {}, inject, flow_log_interval if flow_logs is not None else None,
-                    chunk_packets)
+                    chunk_packets, pickup)
     if workers != 1:
         from hyperplane.replay_parallel import replay_in_parallel
         return replay_in_parallel(engine, workers, output=output, verdicts=verdicts, flow_logs=flow_logs,
@@ -207,8 +250,9 @@ def replay(net: Network, capture: str | Path, *, functions: Mapping[str, str] | 
     return engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
 
 
-# what one chunk's walk gives: the chunk, per packet its reason, resource (index into the ids)
-# and the packet as it left
+# what one chunk's walk gives: the chunk, per packet its reason, its label (an index into the
+# labels: ``replay_verdicts.label`` of the ENI where it ended, the deciding hop and whether it picked up a
+# connection) and the packet as it left
 Walked = tuple[CaptureChunk, np.ndarray, np.ndarray, list[bytes], np.ndarray]
 
 
@@ -219,14 +263,18 @@ class Engine:
     :meth:`write` once on the merged chunks."""
 
     def __init__(self, net: Network, capture: str | Path, functions: Mapping[str, str], inject: str,
-                 flow_log_interval: int | None, chunk_packets: int) -> None:
+                 flow_log_interval: int | None, chunk_packets: int, pickup: bool = True) -> None:
         if inject not in ("function", "eni"):
             raise ValueError(f"inject must be 'function' or 'eni', not {inject!r}")
+        self.report = ReplayReport()
+        if inject == "function" and not functions:  # nothing to leave through a function
+            inject = "eni"
+            self.report.notes.append("no --function given: the capture is taken as taken inside the VPC "
+                                     "(--inject eni), each packet starting at the ENI of its source address")
         self.net, self.capture, self.inject, self.chunk_packets = net, capture, inject, chunk_packets
         self.fns = _Functions(net, functions)
-        self.report = ReplayReport()
         self.logs = FlowLogAggregator(interval=flow_log_interval) if flow_log_interval is not None else None
-        self.run = _Run(net, self.fns, inject, self.report, self.logs)
+        self.run = _Run(net, self.fns, inject, self.report, self.logs, pickup)
         # chunk index -> (chunk row, frame chunk) of the packets the network answered that row
         # with (a NAT gateway's RST), written right after it
         self.answers: dict[int, list[tuple[int, CaptureChunk]]] = {}
@@ -254,7 +302,8 @@ class Engine:
             if emulated.any():
                 every = emulated.all()
                 rows = None if every else np.flatnonzero(emulated)
-                records = chunk.records if every else chunk.records[rows]  # walked in place
+                # walked in place, on a copy: the chunk keeps the capture's own packets
+                records = chunk.records.copy() if every else chunk.records[rows]
                 own = None if mine is None else mine[chunk.index:chunk.index + n][emulated]
                 try:
                     res_reason, res_resource, resources, res_out = self.run.rows(records, own)
@@ -281,7 +330,9 @@ class Engine:
             writer = CaptureWriter(output, header.output_linktype, header.nanosecond) if output else None
         finally:
             header.close()
-        sink = _VerdictSink(verdicts) if verdicts else None
+        sink = VerdictSink(verdicts) if verdicts else None
+        conversations = Conversations()
+        environments = self.net.lambda_service.settings.environment_network if self.inject == "function" else None
         try:
             for chunk, reason, resource, resources, out in walked:
                 n = len(chunk)
@@ -294,6 +345,9 @@ class Engine:
                         report.reasons[Reason(r).name] += int(c)
                         report.dispositions[Reason(r).disposition.name] += int(c)
                 delivered = DELIVERED_BY_REASON[reason]
+                labels = Labels(resources)
+                if environments is not None:
+                    out = capture_addresses(chunk.records, out, environments)
                 if writer is not None:
                     begin = 0
                     for row, frame in self.answers.pop(chunk.index, []):  # each after its row
@@ -307,7 +361,8 @@ class Engine:
                         delivered[:begin] = False
                     report.written += writer.write(chunk, out, delivered)
                 if sink is not None:
-                    sink.write(chunk.index, reason, resource, resources, out)
+                    sink.write(chunk, reason, resource, labels, out)
+                conversations.add(chunk, delivered, reason, resource, labels)
                 if progress is not None and n:
                     progress(chunk)
         finally:
@@ -315,6 +370,7 @@ class Engine:
                 writer.close()
             if sink is not None:
                 sink.close()
+        report.conversations, report.picked_up, report.failed_at = conversations.count()
         return report
 
     def replay(self, *, output: str | Path | None, verdicts: str | Path | None, flow_logs: str | Path | None,
@@ -349,22 +405,28 @@ class _Run:
     """
 
     def __init__(self, net: Network, fns: _Functions, inject: str, report: ReplayReport,
-                 logs: FlowLogAggregator | None) -> None:
+                 logs: FlowLogAggregator | None, pickup: bool = True) -> None:
         self.net, self.fns, self.inject, self.report, self.logs = net, fns, inject, report, logs
+        self.pickup = pickup
+        self.pickup_until = -np.inf  # the network time up to which connections are picked up
         self.t0: float | None = None  # capture time at the network's `now`
         self.answers: list[tuple[int, np.ndarray]] = []  # of the last rows(): (row, its delivered answer)
 
     def rows(self, rec: np.ndarray, mine: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
-        """Verdicts of emulated rows: (reason, resource index into the list, the resources'
-        ids, the packets as they left). ``rec`` is translated in place. ``mine`` (a bool per
-        row): walk only those (``Engine.walk``)."""
-        net = self.net
+        """Verdicts of emulated rows: (reason, label index into the list, the labels
+        (``replay_verdicts.label``), the packets as they left). ``rec`` is translated in place.
+        ``mine`` (a bool per row): walk only those (``Engine.walk``)."""
+        net, fns = self.net, self.fns
         n = len(rec)
+        # the function each row leaves through (-1: none), for the verdicts Lambda gives before any walk
+        sender = fns.owner(rec["src_ip"]) if self.inject == "function" and fns.networks else np.full(n, -1, np.int32)
         if self.t0 is None:
             self.t0 = float(rec["time"][0]) - net.now
             if self.logs is not None:  # flow log records carry the capture's own timestamps
                 self.logs.time_offset = self.t0
+            if self.pickup:
+                self.pickup_until = net.now + pickup_window(net)
         rec["time"] -= self.t0
         # the clock of sending one by one: packets earlier than the one before are sent at its time
         clock = np.maximum.accumulate(np.maximum(rec["time"], net.now))
@@ -377,6 +439,9 @@ class _Run:
             net.advance(max(0.0, float(clock[pos]) - net.now))
             due = net.lambda_service.next_event_at
             end = n if due is None else max(pos + 1, int(np.searchsorted(clock, due, "left")))
+            pickup = float(clock[pos]) < self.pickup_until
+            if pickup:  # the window closes inside: the rest is walked without pickup
+                end = max(pos + 1, min(end, int(np.searchsorted(clock, self.pickup_until, "left"))))
             end, origin, index, verdict = self._inputs(rec, clock, pos, end)
             walk = np.flatnonzero(verdict == 0)
             if mine is not None and walk.size:
@@ -384,18 +449,21 @@ class _Run:
                     self.logs._uids(net.compiled)
                 walk = walk[mine[pos + walk]]
             reason[pos:end] = verdict
+            refused = np.flatnonzero((verdict > 0) & (sender[pos:end] >= 0))
+            for k in refused.tolist():  # the invocation decided: the function is the deciding resource
+                why = Reason(int(verdict[k]))
+                resource[pos + k] = resources.setdefault(
+                    label("", "invoke", f"function:{fns.networks[sender[pos + k]][0]}", why.text, False),
+                    len(resources))
             if walk.size:
                 seg = rec[pos:end]
                 if walk.size == end - pos:
-                    res = net.process(seg, origin, index, in_place=True)
+                    res = net.process(seg, origin, index, in_place=True, pickup=pickup)
                 else:
-                    res = net.process(seg[walk], origin[walk], index[walk])
+                    res = net.process(seg[walk], origin[walk], index[walk], pickup=pickup)
                     seg[walk] = res.packets
                 reason[pos + walk] = res.reason
-                assert res.vpc is not None  # a pipeline's results carry its compilation
-                ids = [resources.setdefault(e.id.encode(), len(resources)) for e in res.vpc.enis]
-                located = res.location >= 0
-                resource[pos + walk[located]] = np.asarray(ids, np.int32)[res.location[located]]
+                resource[pos + walk] = labels_of(res, resources, net.pool_names())
                 if self.logs is not None:
                     self.logs.add(res)  # with the answers (a NAT gateway's RST) the walk made
                 for k, answer in sorted(res.answers.items()):
@@ -473,45 +541,3 @@ def _count_rule_drops(res: BatchResult, report: ReplayReport) -> None:
             report.drops_by_rule[f"{vpc.nacl_ids[index]} {name.replace('_', '-')} rule {label}"] += int(count)
         else:
             report.drops_by_rule[f"{','.join(vpc.sg_set_groups[index])} {name.replace('_', '-')}"] += int(count)
-
-
-class _VerdictSink:
-    """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``), written by
-    the compiled line writer (``hyperplane._core._text``)."""
-
-    FIELDS = ["index", "disposition", "reason", "resource", "src", "sport", "dst", "dport", "proto"]
-    _REASONS = [Reason(r).name.encode() if r in Reason._value2member_map_ else b"?" for r in range(256)]
-    _DISPOSITIONS = [Disposition(d).name.encode() if d in Disposition._value2member_map_ else b"?"
-                     for d in range(max(Disposition) + 1)]
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.csv = self.path.suffix == ".csv"
-        self.file = open(self.path, "wb")
-        if self.csv:
-            self.file.write((",".join(self.FIELDS) + "\n").encode())
-
-    def write(self, start: int, reason: np.ndarray, resource: np.ndarray, resources: list[bytes],
-              out: np.ndarray) -> None:
-        ids = resources + [b""]  # "" where no ENI
-        values = [
-            (_text.INTEGER, start + np.arange(len(reason))),
-            (_text.WORDS, _DISPOSITION_OF[reason], self._DISPOSITIONS),
-            (_text.WORDS, reason, self._REASONS),
-            (_text.WORDS, np.where(resource >= 0, resource, len(ids) - 1), ids),
-            (_text.ADDRESS, out["src_ip"]), (_text.INTEGER, out["src_port"]),
-            (_text.ADDRESS, out["dst_ip"]), (_text.INTEGER, out["dst_port"]), (_text.INTEGER, out["proto"]),
-        ]
-        if self.csv:
-            columns, sep = values, b","
-        else:  # {"index": 0, "disposition": "ACCEPTED", ...}: the JSON syntax as constant columns
-            columns, sep = [], b""
-            for k, (name, value) in enumerate(zip(self.FIELDS, values)):
-                quote = '"' if value[0] == _text.WORDS or value[0] == _text.ADDRESS else ""
-                opening = ("{" if k == 0 else ", ") + f'"{name}": {quote}'
-                columns += [(_text.CONSTANT, opening.encode()), value, (_text.CONSTANT, (quote + "}" * (k == 8)).encode())]
-        text, _ = _text.lines(columns, np.arange(len(reason)), sep)
-        self.file.write(text)
-
-    def close(self) -> None:
-        self.file.close()

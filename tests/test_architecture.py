@@ -24,7 +24,8 @@ SUBSYSTEMS = {
     "lambda_service": (2, ["hyperplane.lambda_service"]),
     "dataplane": (3, ["hyperplane.dataplane"]),
     "api": (4, ["hyperplane.network", "hyperplane.trace", "hyperplane.replay", "hyperplane.scapy_adapter",
-                "hyperplane.connectivity", "hyperplane.workload", "hyperplane.replay_parallel"]),
+                "hyperplane.connectivity", "hyperplane.workload", "hyperplane.replay_parallel",
+                "hyperplane.replay_verdicts"]),
     "cli": (5, ["hyperplane.cli", "hyperplane.demo", "hyperplane.testing", "hyperplane.pytest_plugin",
                 "hyperplane"]),  # the package itself re-exports all
 }

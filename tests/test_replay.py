@@ -9,6 +9,7 @@ from scapy.all import IP, TCP, UDP, Ether, IPv6, rdpcap, wrpcap
 import hyperplane as hp
 from hyperplane.cli import main
 from hyperplane.formats.capture import CaptureError
+from hyperplane.records import ip_str
 from hyperplane.replay import replay
 
 FUNCTION_ADDRESS = "172.16.5.10"  # what the capture, taken inside `orders`, shows as source
@@ -135,8 +136,14 @@ def test_capture_addresses_sharing_their_low_bits_stay_different_environments(tm
            output=tmp_path / "out.pcap")
     verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert [v["reason"] for v in verdicts] == ["DELIVERED", "DELIVERED_TO_FUNCTION"] * 2
+    # each answer reached its own environment (the V2N connections are the two environments')
+    # and is shown toward its own capture address
     envs = [net.function("orders").environment_address(k) for k in range(2)]
-    assert [verdicts[k]["dst"] for k in (1, 3)] == envs  # each answer reached its own environment
+    inside = {ip_str(c["in_ip"]) for e in net.function("orders").hyperplane_enis
+              for c in e.pool.table.connections()}
+    assert inside == set(envs)
+    assert [verdicts[k]["dst"] for k in (1, 3)] == ["172.16.5.10", "172.17.5.10"]
+    assert [p[IP].dst for p in rdpcap(str(tmp_path / "out.pcap"))][1::2] == ["172.16.5.10", "172.17.5.10"]
 
 
 def test_dns_answers_from_the_vpc_resolver_reach_the_environment_that_asked(tmp_path):
@@ -149,7 +156,7 @@ def test_dns_answers_from_the_vpc_resolver_reach_the_environment_that_asked(tmp_
                     verdicts=tmp_path / "v.jsonl")
     verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert [v["reason"] for v in verdicts] == ["DELIVERED_TO_DNS_RESOLVER", "DELIVERED_TO_FUNCTION"]
-    assert (verdicts[1]["dst"], verdicts[1]["dport"]) == (net.function("orders").environment_address(0), 45000)
+    assert (verdicts[1]["dst"], verdicts[1]["dport"]) == (FUNCTION_ADDRESS, 45000)  # as the capture shows it
     assert report.delivered == 2
 
 
@@ -171,10 +178,15 @@ def test_csv_and_json_lines_verdict_files_say_the_same(capture, tmp_path):
     with open(tmp_path / "v.csv", newline="") as f:
         as_csv = list(csv.DictReader(f))
     assert len(as_json) == len(as_csv) == 10
-    assert [{k: str(v) for k, v in row.items()} for row in as_json] == as_csv
-    assert as_json[0] == {"index": 0, "disposition": "ACCEPTED", "reason": "DELIVERED", "resource": "eni-cache",
-                          "src": "10.0.10.4", "sport": as_json[0]["sport"], "dst": "10.0.21.10", "dport": 6379,
-                          "proto": 6}
+    # the same values: JSON's numbers and booleans are the CSV's text read as JSON
+    numbers = {"index", "time", "sport", "dport", "proto", "capture_sport", "capture_dport", "picked_up"}
+    assert as_json == [{k: json.loads(v) if k in numbers else v for k, v in row.items()} for row in as_csv]
+    assert as_json[0] == {"index": 0, "time": T0, "disposition": "ACCEPTED", "reason": "DELIVERED",
+                          "resource": "eni-cache", "src": "10.0.10.4", "sport": as_json[0]["sport"],
+                          "dst": "10.0.21.10", "dport": 6379, "proto": 6, "capture_src": FUNCTION_ADDRESS,
+                          "capture_sport": 40000, "capture_dst": "10.0.21.10", "capture_dport": 6379,
+                          "decided_at": "sg-ingress", "decided_by": "sg-cache", "rule": "rule 0: tcp/6379 from sg-app",
+                          "picked_up": False}
     assert as_json[-1]["resource"] == "" and as_json[-1]["reason"] == "NOT_IPV4"
 
 

@@ -37,6 +37,7 @@ cdef struct track_t:
     uint64_t expired
     uint64_t closed
     int oom
+    int pickup                     # mid-stream pickup (a replay's walk): a TCP ACK opens an established flow
 
 # One row at a time, for the per-packet walker (hyperplane/_walk.pyx).
 cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,

@@ -27,7 +27,10 @@ Per row, in order (a row sees the flows earlier rows created or ended):
   otherwise, rule_allowed and the  -> allowed, not tracked, nothing stored: the next packet is
     rules leave the flow untracked     judged by the rules again (EC2 "Untracked connections";
                                        the caller says so per row, see ``untracked``)
-  otherwise, rule_allowed          -> allowed, not tracked; the flow is created (not for a RST)
+  otherwise, rule_allowed          -> allowed, not tracked; the flow is created (not for a RST);
+                                      with ``pickup`` (mid-stream pickup, set by the walker for a
+                                      replay) a TCP ACK without SYN, FIN or RST creates it
+                                      established, as the NAT tables pick its connection up
   otherwise                        -> denied
 State bits: SEEN_A/SEEN_B (a packet came from that endpoint), FIN_A/FIN_B (TCP only). TCP is
 "opening" until both endpoints have sent, then "established", and "closing" after any FIN. UDP is
@@ -355,6 +358,8 @@ cdef inline int decide(track_t* st, const key_t* k, const packet_t* p, uint8_t r
         bits = SEEN_A << k.side
         if is_tcp and (p.flags & F_FIN):
             bits |= FIN_A << k.side
+        elif is_tcp and st.pickup and (p.flags & (F_SYN | F_ACK | F_FIN | F_RST)) == F_ACK:
+            bits = SEEN_BOTH        # a connection whose opening happened before the capture began
         f.bits = bits
         f.expires = deadline(t, st.timeout[k.kind * N_BITS + bits])
         idx_put(st.index, st.idx_mask, k.hash, s)

@@ -80,7 +80,7 @@ cdef struct nat_t:
 
 # One packet at a time, for the per-packet walker (hyperplane/_walk.pyx).
 cdef int nat_translate(nat_t* st, packet_t* p, uint8_t direction, int stop_on_full,
-                       uint8_t* status) noexcept nogil
+                       uint8_t* status, int pickup=*) noexcept nogil
 cdef void nat_prefetch(const nat_t* st, const packet_t* p, uint8_t direction, int connection) noexcept nogil
 cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_t* out) noexcept nogil
 

@@ -58,6 +58,7 @@ class NatCore:
         start: int = 0,  # Py_ssize_t
         end: int = -1,  # Py_ssize_t: negative = every row
         stop_on_full: bool = False,  # bint
+        pickup: bool = False,  # bint: an outbound TCP ACK of no connection opens it (mid-stream pickup)
     ) -> int: ...  # the row where it stopped (== end when every row was processed)
     def lookup(
         self,

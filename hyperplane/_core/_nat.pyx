@@ -16,7 +16,10 @@ two live connections.
 
 Opening (one way). Only OUT packets open connections: TCP by a SYN (flags & (SYN|ACK|RST|FIN) ==
 SYN), UDP by any datagram, ICMP (gateway mode only) by an echo request (type 8; the identifier
-rides in src_port). An OUT packet that cannot open and has no connection gets NO_CONNECTION, or
+rides in src_port). With ``pickup`` (mid-stream pickup, for replaying captures that begin inside
+connections: Linux conntrack's loose mode, nf_conntrack_tcp_loose) a TCP ACK without SYN, FIN or
+RST also opens one, straight into ESTABLISHED (status CREATED, as a SYN's). An OUT packet that
+cannot open and has no connection gets NO_CONNECTION, or
 RST_NO_CONNECTION for TCP in gateway mode (the NAT gateway answers it with an RST). An IN packet
 with no live connection gets UNSOLICITED; inbound ICMP maps only echo replies (type 0).
 Anything but TCP/UDP (and ICMP on a gateway) gets UNSUPPORTED_PROTOCOL.
@@ -522,9 +525,10 @@ cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept
 
 
 cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packet_t* out, uint8_t* status,
-                          int stop_on_full) noexcept nogil:
+                          int stop_on_full, int pickup) noexcept nogil:
     """One packet (``h``: its index hash) into ``out``/``status``: 1, or 0 where the batch
-    must stop (full with none pending, or out of memory), having recorded nothing."""
+    must stop (full with none pending, or out of memory), having recorded nothing. ``pickup``:
+    an outbound TCP ACK of no connection opens it as established (mid-stream pickup)."""
     cdef conn_t* c
     cdef uint32_t s
     cdef int ev
@@ -554,6 +558,8 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
         if s == EMPTY:
             if p.proto == P_TCP:
                 initial = ST_TCP_OPENING if ev == EV_SYN_OUT else ST_DEAD
+                if pickup and (p.flags & (F_SYN | F_ACK | F_FIN | F_RST)) == F_ACK:
+                    initial = ST_TCP_ESTABLISHED  # its opening happened before the capture began
             elif p.proto == P_UDP:
                 initial = ST_UDP
             else:
@@ -624,7 +630,7 @@ cdef inline uint64_t fetch_connections(const nat_t* st, const packet_t* inp, con
 
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
                     packet_t* out, uint8_t* status, Py_ssize_t start, Py_ssize_t n,
-                    int stop_on_full) noexcept nogil:
+                    int stop_on_full, int pickup) noexcept nogil:
     """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory).
 
     VPP-style software pipeline over blocks of BLOCK rows: while block b is translated, the
@@ -653,7 +659,7 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
         hi = min(lo + BLOCK, n)
         for i in range(lo, hi):
             if not translate(st, &inp[i], dirs[i * dstep], hashes[(b % 3) * BLOCK + i - lo], &out[i],
-                             &status[i], stop_on_full):
+                             &status[i], stop_on_full, pickup):
                 return i
     return n
 
@@ -661,11 +667,12 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
 #### one packet at a time (hyperplane/_walk.pyx walks each packet through the whole VPC)
 
 cdef int nat_translate(nat_t* st, packet_t* p, uint8_t direction, int stop_on_full,
-                       uint8_t* status) noexcept nogil:
+                       uint8_t* status, int pickup=0) noexcept nogil:
     """Translate one packet in place (the walker: nothing to overlap it with); 1, or 0 where it
-    must stop (full with none pending, or out of memory: ``st.oom``), having recorded nothing."""
+    must stop (full with none pending, or out of memory: ``st.oom``), having recorded nothing.
+    ``pickup``: mid-stream pickup (see the theory of operation)."""
     cdef packet_t out
-    if not translate(st, p, direction, packet_hash(p, direction), &out, status, stop_on_full):
+    if not translate(st, p, direction, packet_hash(p, direction), &out, status, stop_on_full, pickup):
         return 0
     p[0] = out
     return 1
@@ -757,12 +764,13 @@ cdef class NatCore:
 
     def process(self, const packet_t[::1] packets not None, const uint8_t[::1] direction not None,
                 packet_t[::1] out not None, uint8_t[::1] status not None, Py_ssize_t start=0,
-                Py_ssize_t end=-1, bint stop_on_full=False):
+                Py_ssize_t end=-1, bint stop_on_full=False, bint pickup=False):
         """Translate rows ``start:end`` of ``packets`` into ``out``/``status``; returns where it stopped.
 
         ``direction`` is 0 (from the inside) or 1 (toward a translating address), one per row or a
         single value for all rows. With ``stop_on_full`` the batch stops, recording nothing, at the
-        first new connection that no address can take while none is pending.
+        first new connection that no address can take while none is pending. With ``pickup`` an
+        outbound TCP ACK of no connection opens it as established (mid-stream pickup).
         """
         cdef Py_ssize_t n = packets.shape[0]
         cdef Py_ssize_t stop_at = n if end < 0 else end
@@ -780,7 +788,7 @@ cdef class NatCore:
             return stop_at
         with nogil:
             stop = run(&self.st, &packets[0], &direction[0], dstep, &out[0], &status[0], start,
-                       stop_at, stop_on_full)
+                       stop_at, stop_on_full, pickup)
         if self.st.oom:
             self.st.oom = 0
             raise MemoryError("connection table cannot grow")

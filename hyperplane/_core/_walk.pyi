@@ -44,4 +44,5 @@ class Walker:
         n_hops: int,
         begin: int,
         nostop_row: int = -1,
+        pickup: bool = False,  # bint: mid-stream pickup on the NAT tables
     ) -> tuple[int, int, int, int, int]: ...  # (row, stop (a _codes.Stop), n_hops, pool, status)

@@ -191,6 +191,7 @@ cdef struct run_t:
     Py_ssize_t hop_cap
     Py_ssize_t nostop_row          # resume here without stopping on a full pool
     int stream                     # the log is 16-byte aligned: hops are streamed to memory
+    int pickup                     # mid-stream pickup: an outbound TCP ACK opens a connection (replay)
     int stop
     int32_t stop_pool
     uint8_t stop_status
@@ -368,7 +369,7 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
     cdef uint8_t status
     if nat < 0:  # an ENI of a NAT gateway that is not in the topology
         return finish(r, w, R_NAT_UNSOLICITED_INBOUND, eni)
-    if not nat_translate(v.nats[nat], w.p, d, 0, &status):
+    if not nat_translate(v.nats[nat], w.p, d, 0, &status, r.pickup):
         r.stop = STOP_NO_MEMORY
         return STOPPED
     hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
@@ -710,7 +711,7 @@ cdef int start(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
     pool = v.pools[index]
     ip = w.p.src_ip
     port = w.p.src_port
-    if not nat_translate(pool, w.p, DIR_OUT, v.pool_stops[index] and w.row != r.nostop_row, &status):
+    if not nat_translate(pool, w.p, DIR_OUT, v.pool_stops[index] and w.row != r.nostop_row, &status, r.pickup):
         r.stop = STOP_NO_MEMORY if pool.oom else STOP_POOL_FULL
         r.stop_pool = index
         r.stop_status = status
@@ -932,8 +933,9 @@ cdef class Walker:
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
              int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
-             Py_ssize_t nostop_row=-1):
-        """Walk rows ``begin:`` of ``out`` in place.
+             Py_ssize_t nostop_row=-1, bint pickup=False):
+        """Walk rows ``begin:`` of ``out`` in place. ``pickup``: mid-stream pickup on the NAT
+        tables (V2N and NAT gateways): an outbound TCP ACK of no connection opens it, established.
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
         done), why (``STOPS``), the hop log's length, and for a full pool its index and the
@@ -965,14 +967,17 @@ cdef class Walker:
         r.n_hops = n_hops
         r.hop_cap = cap
         r.nostop_row = nostop_row
+        r.pickup = pickup
         r.stop = STOP_NONE
         r.stop_pool = -1
         r.stop_status = 0
         self.track._enter()
+        self.track.st.pickup = pickup  # security-group tracking picks up as the NAT tables do
         try:
             with nogil:
                 stopped = walk_rows(&self.v, &r, begin, n)
                 hp_stream_fence()
         finally:
+            self.track.st.pickup = 0
             self.track.busy = 0
         return stopped, r.stop, r.n_hops, r.stop_pool, r.stop_status

@@ -217,12 +217,14 @@ class Pipeline:
         return self._walker
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
-            function_pools: Sequence[list[int]] = (), in_place: bool = False, answer: bool = True) -> BatchResult:
+            function_pools: Sequence[list[int]] = (), in_place: bool = False, answer: bool = True,
+            pickup: bool = False) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
         ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
         ``in_place``: translate ``packets`` themselves rather than a copy; ``answer``: walk
         what the network answers a row with (a NAT gateway's RST) right after that row, into
-        ``BatchResult.answers`` (an answer's own answers are not walked)."""
+        ``BatchResult.answers`` (an answer's own answers are not walked); ``pickup``: mid-stream
+        pickup on the NAT tables (``Network.process``)."""
         n = len(packets)
         pipeline = self
         core = self.walker
@@ -236,11 +238,12 @@ class Pipeline:
         answers: dict[int, BatchResult] = {}
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
-                                                        first_hop[:n], hops, n_hops, begin, nostop)
+                                                        first_hop[:n], hops, n_hops, begin, nostop, pickup)
             if stop == _codes.Stop.STOP_NAT_RST:  # row - 1 is done: the NAT gateway's ENI `pool` answers it
                 if answer:
                     answers[row - 1] = pipeline.run(nat_rst(out[row - 1]), np.array([Origin.ENI], np.int8),
-                                                    np.array([pool], np.int32), function_pools, answer=False)
+                                                    np.array([pool], np.int32), function_pools, answer=False,
+                                                    pickup=pickup)
                     core.set_function_pools(list(function_pools))
                 begin, nostop = row, -1
                 if row == n:

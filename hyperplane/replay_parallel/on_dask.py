@@ -80,14 +80,15 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
                    verdicts: str | Path | None = None, flow_logs: str | Path | None = None,
                    flow_log_interval: int = 600, chunk_packets: int = 65536,
                    shards: str | Path | None = None, local_workers: int = 2, timeout: float | None = None,
-                   progress: Callable[[CaptureChunk], None] | None = None) -> Any:
+                   progress: Callable[[CaptureChunk], None] | None = None, pickup: bool = True) -> Any:
     """Replay ``captures`` (a glob, a file or a list) on Dask: ``scheduler`` a scheduler's
     address (``tcp://host:8786``) or a ``distributed.Client``; ``None``: a ``LocalCluster`` of
     ``local_workers`` worker processes for this replay. ``network``: a topology file
     (``Network.load``) or a function of no arguments building the network. ``shards``: a folder
     every worker reads and writes (default: the first capture's); the replay's shards go in a
     new folder there, removed afterwards. ``timeout``: seconds each stage may take on the cluster (``ReplayError`` past
-    it). The outputs are those of a single-process replay of the merged files."""
+    it). ``pickup``: mid-stream pickup, as in ``replay``. The outputs are those of a
+    single-process replay of the merged files."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - the test extras install it
@@ -95,7 +96,7 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
     files = capture_files(captures)
     recipe = network if callable(network) else partial(load_network, os.fspath(network))
     engine = MergedCaptures(recipe(), files, None, functions or {}, inject,
-                            flow_log_interval if flow_logs is not None else None, chunk_packets)
+                            flow_log_interval if flow_logs is not None else None, chunk_packets, pickup)
     # this replay's own folder: two replays sharing ``shards`` do not meet
     if shards is not None:
         Path(shards).mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def replay_on_dask(network: str | os.PathLike[str] | Callable[[], Any],
         else:
             client = Client(scheduler)
         return _run(_Tasks(client, timeout), recipe, engine, files, folder, functions or {}, inject,
-                    flow_log_interval if flow_logs is not None else None, chunk_packets,
+                    flow_log_interval if flow_logs is not None else None, chunk_packets, pickup,
                     output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
     finally:
         if client is not None and client is not scheduler:
@@ -156,12 +157,12 @@ class _Tasks:
 
 
 def _run(tasks: _Tasks, recipe: Callable[[], Any], engine: MergedCaptures, files: list[Path], folder: Path,
-         functions: Mapping[str, str], inject: str, interval: int | None, chunk_packets: int, *,
+         functions: Mapping[str, str], inject: str, interval: int | None, chunk_packets: int, pickup: bool, *,
          output: Any, verdicts: Any, flow_logs: Any, progress: Any) -> Any:
     cpu: dict[str, Any] = {"workers": []}
     cpu["read"] = tasks.all([(_read_file, (k, str(f)), {"folder": str(folder), "chunk_packets": chunk_packets})
                              for k, f in enumerate(files)])
-    spec = (files, str(folder), dict(functions), inject, interval, chunk_packets)
+    spec = (files, str(folder), dict(functions), inject, interval, chunk_packets, pickup)
     light, cpu["partition"] = tasks(_plan, recipe, spec)
     engine.folder = str(folder)
     info = ParallelReport(tasks.workers, [(name, int(size)) for name, size in zip(light.names, light.sizes)],
@@ -257,8 +258,8 @@ class MergedCaptures(Engine):
     only where the outputs are written."""
 
     def __init__(self, net: Any, files: Sequence[Path], folder: str | None, functions: Mapping[str, str],
-                 inject: str, flow_log_interval: int | None, chunk_packets: int) -> None:
-        super().__init__(net, files[0], functions, inject, flow_log_interval, chunk_packets)
+                 inject: str, flow_log_interval: int | None, chunk_packets: int, pickup: bool = True) -> None:
+        super().__init__(net, files[0], functions, inject, flow_log_interval, chunk_packets, pickup)
         self.files, self.folder = [Path(f) for f in files], folder
         self.frames = False
 

@@ -232,8 +232,10 @@ class ConnectionTable:
 
     # -- packets -----------------------------------------------------------------------------
 
-    def process(self, packets: np.ndarray, direction: int | np.ndarray) -> NatResult:
-        """Translate a batch of PACKET rows; ``direction`` is one Direction or one per row."""
+    def process(self, packets: np.ndarray, direction: int | np.ndarray, *, pickup: bool = False) -> NatResult:
+        """Translate a batch of PACKET rows; ``direction`` is one Direction or one per row.
+        ``pickup``: mid-stream pickup, an outbound TCP ACK of no connection opens it as
+        established (Linux conntrack's loose mode; replay uses it)."""
         if not isinstance(packets, np.ndarray) or packets.dtype != PACKET:
             raise TypeError(f"packets must be a numpy array of hyperplane.records.PACKET, not {_describe(packets)}")
         if packets.ndim != 1:
@@ -258,7 +260,7 @@ class ConnectionTable:
         stop_on_full = on_full is not None
         start = 0
         while start < len(packets):
-            start = self._core.process(packets, dirs, out, status, start, -1, stop_on_full)
+            start = self._core.process(packets, dirs, out, status, start, -1, stop_on_full, pickup)
             if start == len(packets):
                 break
             # a new connection found every address full and none pending: ask for another
@@ -266,7 +268,7 @@ class ConnectionTable:
             before = self._core.n_addresses
             assert on_full is not None  # the core stops only when asked to
             if not on_full(self, now, NatStatus(status[start])) or self._core.n_addresses == before:
-                start = self._core.process(packets, dirs, out, status, start, start + 1, False)
+                start = self._core.process(packets, dirs, out, status, start, start + 1, False, pickup)
         return NatResult(out, status)
 
     def lookup(self, packets: np.ndarray, direction: Direction) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,235 @@
+"""What a replay says about each packet and each conversation (``hyperplane.replay``): the
+labels of walked rows (the ENI where a packet ended, the hop that decided, whether it picked its
+connection up mid-stream), the verdicts file, the capture's own addresses in the outputs, and
+the conversations' outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperplane._core import _text, _walk
+from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
+from hyperplane.dataplane.walk import COLUMNS, BatchResult
+from hyperplane.formats.capture import CaptureChunk, PacketKind
+from hyperplane.reasons import Disposition, Reason
+from hyperplane.records import ACK, FIN, RST, SYN, TCP, UDP
+from hyperplane.tables.nat import NatStatus
+from hyperplane.trace import render_hops
+
+
+_SEP = b"\x1f"
+_V2N_OUT, _NAT_OUT = _walk.STAGES.index("v2n_out"), _walk.STAGES.index("nat_out")
+_V2N_IN, _NAT_IN = _walk.STAGES.index("v2n_in"), _walk.STAGES.index("nat_in")
+# the values of a translating hop that name its resource and decision (pool or NAT gateway,
+# status, the Hyperplane ENI's address), by stage; the others are the connection's own tuple,
+# which the verdict line has already (so labels stay few: one per resource and rule)
+_KEPT = np.ones((len(_walk.STAGES), 6), bool)
+_KEPT[_V2N_OUT] = [True, True, False, False, True, False]
+_KEPT[_V2N_IN] = [True, True, True, False, False, False]
+_KEPT[_NAT_OUT] = _KEPT[_NAT_IN] = [True, True, False, False, False, False]
+_STAGE_COLUMNS = [COLUMNS[name] for name in _walk.STAGES]
+
+
+def label(eni: str, stage: str, resource: str, rule: str, picked_up: bool) -> bytes:
+    """What a verdict line says besides the reason, as one word of a replay's label table:
+    the ENI where the packet ended, the deciding hop (stage, resource, rule) and whether the
+    packet picked up its connection mid-stream."""
+    return _SEP.join(part.encode() for part in (eni, stage, resource, rule, "1" if picked_up else ""))
+
+
+def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str]) -> np.ndarray:
+    """Each walked row's label index (into ``labels``, extended): the ENI of its location, the
+    hop that decided (its last one, as the trace shows it; where it stopped when that hop let it
+    pass) and whether a V2N or NAT gateway hop opened a connection for a TCP ACK (picked up)."""
+    vpc = res.vpc
+    assert vpc is not None  # a pipeline's results carry its compilation
+    n = len(res.reason)
+    hops, first = res.facts.hops, res.facts.first_hop
+    opened = np.isin(hops["stage"], [_V2N_OUT, _NAT_OUT]) & (hops["v"][:, 1] == NatStatus.CREATED)
+    rows = hops["row"][opened]
+    sent = res.packets[rows]
+    picked = np.zeros(n, bool)
+    picked[rows[(sent["proto"] == TCP) & ((sent["flags"] & (SYN | ACK | FIN | RST)) == ACK)]] = True
+    key = np.zeros(n, [("location", "<i4"), ("reason", "u1"), ("picked", "u1"), ("stage", "<i2"),
+                       ("v", "<i4", (6,))])
+    key["location"], key["reason"], key["picked"], key["stage"] = res.location, res.reason, picked, -1
+    has = np.flatnonzero(first[1:n + 1] > first[:n])
+    last = hops[first[1:n + 1][has] - 1]
+    key["stage"][has], key["v"][has] = last["stage"], np.where(_KEPT[last["stage"]], last["v"], 0)
+    unique, first_row, inverse = np.unique(key.view(f"V{key.itemsize}"), return_index=True, return_inverse=True)
+    index = np.empty(len(unique), np.int32)
+    for u, row in enumerate(first_row):
+        k = key[row]
+        eni = vpc.enis[k["location"]].id if k["location"] >= 0 else ""
+        stage, resource, rule = "", eni, ""
+        if k["stage"] >= 0:
+            name = _walk.STAGES[k["stage"]]
+            values = {c: int(np.asarray(v).astype(dt)) for (c, dt), v in zip(_STAGE_COLUMNS[k["stage"]], k["v"])}
+            shown = render_hops(vpc, [(name, values)], vpc.nat_ids, pool_names)
+            reason = Reason(int(k["reason"]))
+            if shown and (reason.disposition.delivered or shown[0].decision in ("deny", "drop")):
+                hop = shown[0]
+                stage, resource = hop.stage, hop.resource
+                if k["stage"] in (_V2N_OUT, _V2N_IN, _NAT_OUT, _NAT_IN):  # what the table did
+                    rule = NatStatus(values["status"]).name
+                elif hop.stage.startswith(("sg-", "nacl-", "route")):
+                    # the rule without the place the trace names before it ("subnet-x: ", "on eni-x: ")
+                    rule = hop.detail.split(": ", 1)[1]
+                else:
+                    rule = hop.detail
+            else:  # the last hop let it pass: it ended where it stopped, as the trace says
+                stage, rule = "end", reason.text
+        index[u] = labels.setdefault(label(eni, stage, resource, rule, bool(k["picked"])), len(labels))
+    return index[inverse.ravel()]
+
+
+class Labels:
+    """A chunk's label table split into its columns (``label``)."""
+
+    def __init__(self, labels: list[bytes]) -> None:
+        parts = [label.split(_SEP) for label in labels] + [[b""] * 5]  # the last: no label (-1)
+        self.eni, self.stage, self.resource, self.rule = ([p[k] for p in parts] for k in range(4))
+        self.picked_up = np.array([p[4] == b"1" for p in parts], bool)
+
+
+def capture_addresses(capture: np.ndarray, out: np.ndarray, environments: Any) -> np.ndarray:
+    """``out`` with every execution-environment address (the walk's internal one) replaced by
+    the capture's own address in that field: a reply delivered to a function goes to the
+    address the capture shows, e.g. 172.16.5.10, not 169.254.0.1."""
+    base, mask = np.uint32(int(environments.network_address)), np.uint32(int(environments.netmask))
+    fixed = out
+    for column in ("src_ip", "dst_ip"):
+        internal = (out[column] & mask) == base
+        if internal.any():
+            if fixed is out:
+                fixed = out.copy()
+            fixed[column][internal] = capture[column][internal]
+    return fixed
+
+
+class Conversations:
+    """TCP and UDP conversations (the two directions of a 5-tuple, in the capture's addresses),
+    followed across chunks: it is established once a packet of each side has been delivered
+    (in either order: a capture that begins mid-stream may show the answer first); otherwise it
+    failed where its first refused packet was refused, or, with nothing refused, went
+    unanswered."""
+
+    def __init__(self) -> None:
+        self.index: dict[bytes, int] = {}
+        self.delivered = np.zeros((0, 2), bool)  # a packet of endpoint A (the lower address, port), of B
+        self.picked_up = np.zeros(0, bool)
+        self.failure: list[str] = []  # "REASON resource" of the first refusal ("": none)
+
+    def add(self, chunk: CaptureChunk, delivered: np.ndarray, reason: np.ndarray, label: np.ndarray,
+            labels: Labels) -> None:
+        rec = chunk.records
+        rows = np.flatnonzero((chunk.kind == PacketKind.EMULATED) & np.isin(rec["proto"], (TCP, UDP)))
+        if not rows.size:
+            return
+        r = rec[rows]
+        src = (r["src_ip"].astype(np.uint64) << 16) | r["src_port"]
+        dst = (r["dst_ip"].astype(np.uint64) << 16) | r["dst_port"]
+        from_a = src < dst
+        key = np.zeros(len(rows), [("a", "<u8"), ("b", "<u8"), ("proto", "u1")])
+        key["a"], key["b"], key["proto"] = np.minimum(src, dst), np.maximum(src, dst), r["proto"]
+        unique, inverse = np.unique(key.view(f"V{key.itemsize}"), return_inverse=True)
+        inverse = inverse.ravel()
+        known = len(self.index)
+        ids = np.array([self.index.setdefault(bytes(u), len(self.index)) for u in unique], np.int64)
+        grow = len(self.index) - known
+        if grow:
+            self.delivered = np.concatenate([self.delivered, np.zeros((grow, 2), bool)])
+            self.picked_up = np.append(self.picked_up, np.zeros(grow, bool))
+            self.failure += [""] * grow
+        conv = ids[inverse]
+        ok = delivered[rows]
+        self.delivered[conv[ok], np.where(from_a[ok], 0, 1)] = True
+        self.picked_up[conv[labels.picked_up[label[rows]]]] = True
+        refused = np.flatnonzero(~ok)
+        if refused.size:
+            c, k = np.unique(conv[refused], return_index=True)
+            for conversation, row in zip(c.tolist(), rows[refused[k]].tolist()):
+                if not self.failure[conversation]:
+                    resource = labels.resource[label[row]].decode() or "-"
+                    self.failure[conversation] = f"{Reason(int(reason[row])).name} {resource}"
+
+    def count(self) -> tuple[Counter, int, Counter]:
+        """(conversations by outcome, how many established ones were picked up, the failed ones
+        by "REASON resource")."""
+        established = self.delivered.all(axis=1)
+        failed = np.array([bool(f) for f in self.failure], bool) & ~established
+        outcomes = Counter({"established": int(established.sum()), "failed": int(failed.sum()),
+                            "unanswered": int((~established & ~failed).sum())})
+        return outcomes, int((self.picked_up & established).sum()), \
+            Counter(f for f, bad in zip(self.failure, failed) if bad)
+
+
+class VerdictSink:
+    """One line per input packet: JSON lines (``.jsonl``/``.json``) or CSV (``.csv``), written by
+    the compiled line writer (``hyperplane._core._text``)."""
+
+    FIELDS = ["index", "time", "disposition", "reason", "resource", "src", "sport", "dst", "dport", "proto",
+              "capture_src", "capture_sport", "capture_dst", "capture_dport", "decided_at", "decided_by", "rule",
+              "picked_up"]
+    TEXT = {"decided_at", "decided_by", "rule"}  # free text: quoted for the format
+    _REASONS = [Reason(r).name.encode() if r in Reason._value2member_map_ else b"?" for r in range(256)]
+    _DISPOSITIONS = [Disposition(d).name.encode() if d in Disposition._value2member_map_ else b"?"
+                     for d in range(max(Disposition) + 1)]
+    _ZEROS = [b"0" * k for k in range(10)]  # the leading zeros of a timestamp's nanoseconds
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.csv = self.path.suffix == ".csv"
+        self.file = open(self.path, "wb")
+        if self.csv:
+            self.file.write((",".join(self.FIELDS) + "\n").encode())
+
+    def _text(self, words: list[bytes]) -> list[bytes]:
+        if self.csv:  # RFC 4180: quoted when it holds a comma or a quote
+            return [b'"' + w.replace(b'"', b'""') + b'"' if b"," in w or b'"' in w else w for w in words]
+        return [json.dumps(w.decode()).encode() for w in words]
+
+    def write(self, chunk: CaptureChunk, reason: np.ndarray, label: np.ndarray, labels: Labels,
+              out: np.ndarray) -> None:
+        n = len(reason)
+        capture = chunk.records
+        label = np.where(label >= 0, label, len(labels.eni) - 1).astype(np.int32)
+        seconds, nanoseconds = np.divmod(chunk.ts_ns, 1_000_000_000)
+        digits = np.searchsorted(10 ** np.arange(1, 10), nanoseconds, side="right") + 1
+        time = [(_text.INTEGER, seconds), (_text.CONSTANT, b"."), (_text.WORDS, (9 - digits).astype(np.int32),
+                                                                   self._ZEROS), (_text.INTEGER, nanoseconds)]
+        values: list[list[tuple]] = [
+            [(_text.INTEGER, chunk.index + np.arange(n))], time,
+            [(_text.WORDS, _DISPOSITION_OF[reason], self._DISPOSITIONS)], [(_text.WORDS, reason, self._REASONS)],
+            [(_text.WORDS, label, labels.eni)],
+            [(_text.ADDRESS, out["src_ip"])], [(_text.INTEGER, out["src_port"])],
+            [(_text.ADDRESS, out["dst_ip"])], [(_text.INTEGER, out["dst_port"])], [(_text.INTEGER, out["proto"])],
+            [(_text.ADDRESS, capture["src_ip"])], [(_text.INTEGER, capture["src_port"])],
+            [(_text.ADDRESS, capture["dst_ip"])], [(_text.INTEGER, capture["dst_port"])],
+            [(_text.WORDS, label, self._text(labels.stage))], [(_text.WORDS, label, self._text(labels.resource))],
+            [(_text.WORDS, label, self._text(labels.rule))],
+            [(_text.WORDS, labels.picked_up[label].astype(np.int32), [b"false", b"true"])],
+        ]
+        columns: list[tuple] = []
+        if self.csv:
+            for k, value in enumerate(values):
+                if k:
+                    columns.append((_text.CONSTANT, b","))
+                columns += value
+        else:  # {"index": 0, "disposition": "ACCEPTED", ...}: the JSON syntax as constant columns
+            for k, (name, value) in enumerate(zip(self.FIELDS, values)):
+                quote = '"' if value[0][0] in (_text.WORDS, _text.ADDRESS) and name not in self.TEXT \
+                    and name != "picked_up" else ""
+                opening = ("{" if k == 0 else ", ") + f'"{name}": {quote}'
+                columns += [(_text.CONSTANT, opening.encode()), *value,
+                            (_text.CONSTANT, (quote + "}" * (k == len(values) - 1)).encode())]
+        text, _ = _text.lines(columns, np.arange(n), b"")
+        self.file.write(text)
+
+    def close(self) -> None:
+        self.file.close()
