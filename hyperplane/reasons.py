@@ -91,3 +91,9 @@ class Reason(Code):
     IP_FRAGMENT = _R.R_IP_FRAGMENT, _D.DENIED_IN, None, "a non-first IPv4 fragment: not emulated"
     CAPTURE_TRUNCATED = _R.R_CAPTURE_TRUNCATED, _D.DENIED_IN, None, "captured too short to read its headers: not emulated"
     CAPTURE_MALFORMED = _R.R_CAPTURE_MALFORMED, _D.DENIED_IN, None, "an IPv4 header that is not valid: not emulated"
+    # transit gateway
+    TGW_NO_ROUTE = _R.R_TGW_NO_ROUTE, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "the transit gateway route table has no route to the destination"
+    TGW_BLACKHOLE_ROUTE = _R.R_TGW_BLACKHOLE_ROUTE, _D.NULL_ROUTED, "BAD_STATE_ROUTE", "the matching transit gateway route is a blackhole"
+    TGW_NO_ATTACHMENT_IN_AZ = _R.R_TGW_NO_ATTACHMENT_IN_AZ, _D.NO_ROUTE, None, "the transit gateway has no attachment subnet in the sender's Availability Zone (or none in its VPC)"
+    TGW_NOT_EMULATED_ATTACHMENT = _R.R_TGW_NOT_EMULATED_ATTACHMENT, _D.EXITS_NETWORK, None, "left through a transit gateway VPN, Direct Connect or peering attachment (not emulated)"
+    TGW_NOT_ASSOCIATED = _R.R_TGW_NOT_ASSOCIATED, _D.NO_ROUTE, None, "the transit gateway attachment is associated with no route table"

@@ -55,6 +55,12 @@ cpdef enum Reason:
     R_IP_FRAGMENT = 61
     R_CAPTURE_TRUNCATED = 62
     R_CAPTURE_MALFORMED = 63
+    # transit gateway
+    R_TGW_NO_ROUTE = 75
+    R_TGW_BLACKHOLE_ROUTE = 76
+    R_TGW_NO_ATTACHMENT_IN_AZ = 77
+    R_TGW_NOT_EMULATED_ATTACHMENT = 78
+    R_TGW_NOT_ASSOCIATED = 79
 
 # Where a walk starts (hyperplane.dataplane.walk.Origin); the origin index says which one.
 cpdef enum Origin:
@@ -75,6 +81,7 @@ cpdef enum Target:
     T_PEERING = 6
     T_BLACKHOLE = 7
     T_UNMODELLED = 8
+    T_TGW = 9                      # index: the transit gateway's attachment to the route table's VPC (-1: none)
 
 # What an ENI is (hyperplane.dataplane.compiled_vpc.EniKind).
 cpdef enum EniKind:
@@ -130,6 +137,8 @@ cpdef enum Stage:
     H_NACL_IN = 10
     H_SG_INGRESS = 11
     H_V2N_IN = 12
+    H_TGW_IN = 14                  # a transit gateway routes the packet (its attachment's route table)
+    H_TGW_OUT = 15                 # it leaves the target attachment into that VPC (the subnet's route)
 
 # Why the walker stopped before the end of a batch (hyperplane.dataplane.walk reads "pool_full"
 # for STOP_POOL_FULL).

@@ -2,7 +2,8 @@
 from libc.stdint cimport int32_t, uint8_t, uint16_t
 
 cdef enum:
-    HOPS_PER_PACKET = 64           # the most hops one packet logs (8 sends x at most 7, and its start)
+    HOPS_PER_PACKET = 128          # the most hops one packet logs (8 sends x at most 15 with two
+                                   # transit gateway passes, and its start)
 
 # The stage codes of a hop (Stage: H_V2N_OUT, ...) are in _codes.pxd.
 

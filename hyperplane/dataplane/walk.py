@@ -69,9 +69,16 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
     "sg_ingress": _SG,
     "v2n_in": (("pool", _I32), ("status", _U8), ("dst_ip", _U32), ("dst_port", _U16), ("to_ip", _U32),
                ("to_port", _U16)),
+    # a transit gateway: the attachment it came in by (-1: the VPC has none), that attachment's
+    # subnet in the sender's zone (-1: none), its route table, route and target attachment
+    "tgw_in": (("attachment", _I32), ("subnet", _I32), ("table", _I32), ("route", _I32), ("target", _I32),
+               ("tgw", _I32)),
+    # ... and out by the target attachment's subnet: that subnet's route table and route
+    "tgw_out": (("attachment", _I32), ("subnet", _I32), ("table", _I32), ("route", _I32), ("target", _I8),
+                ("target_index", _I32)),
 }
-assert tuple(COLUMNS) == _walk.STAGES
-_STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
+assert tuple(COLUMNS) == tuple(s for s in _walk.STAGES if s)
+_STAGE_COLUMNS = [COLUMNS.get(s, ()) for s in _walk.STAGES]
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
 # A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
 # the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is
@@ -219,7 +226,7 @@ class Pipeline:
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
         first_hop = np.zeros(n + 1, np.int64)
-        hops = _hop_log(n * HOPS_PER_ROW + 64)
+        hops = _hop_log(n * HOPS_PER_ROW + 128)  # room for one packet's longest walk
         begin, n_hops, nostop = 0, 0, -1
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
