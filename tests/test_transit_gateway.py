@@ -137,6 +137,20 @@ def test_a_function_reaches_a_database_behind_the_transit_gateway_and_gets_its_a
     assert answer.reason == Reason.DELIVERED_TO_FUNCTION and "tgw" in stages(answer)
 
 
+def test_an_answer_addressed_to_the_function_starts_at_the_peer_behind_the_transit_gateway():
+    # replay and connect hand the emulator the answer as the execution environment sees it
+    # (Origin.REPLY_TO_FUNCTION): it must find the peer in the VPC beyond the transit gateway
+    net = net_of(hub())
+    api = net.function("api")
+    env = api.environment_address(0)
+    request = api.send(IP(dst="10.2.1.10") / TCP(sport=45000, dport=5432, flags="S"))
+    assert request.reason == Reason.DELIVERED
+    answer, _ = to_record(IP(src="10.2.1.10", dst=env) / TCP(sport=5432, dport=45000, flags="SA"), net.now)
+    result = net.process(answer, Origin.REPLY_TO_FUNCTION, net.function_number("api"))
+    assert Reason(int(result.reason[0])) == Reason.DELIVERED_TO_FUNCTION
+    assert "tgw_in" in [stage for stage, _ in result.facts.of(0)]
+
+
 def test_a_blackhole_route_of_the_transit_gateway_drops():
     # CreateTransitGatewayRoute, Blackhole: "Indicates whether to drop traffic that matches this route."
     r = net_of(hub()).send(syn("10.66.0.5", 443), source="eni-app")

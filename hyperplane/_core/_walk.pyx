@@ -695,8 +695,10 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
         peer = tgw_peer(v, target, p.src_ip)  # the peer is in a VPC behind a transit gateway
     if kind == T_GATEWAY_ENDPOINT:
         return from_gateway_endpoint(v, r, w, target)
-    if kind == T_ENI and target >= 0 and peer < 0:
-        return target  # the appliance the request was routed to sends the answer on
+    if kind == T_ENI and target >= 0:
+        # the appliance the request was routed to (and delivered to) sends the answer, also
+        # when an ENI holds the address the request was for
+        return target
     if peer >= 0:
         return peer
     public = public_of(v, p.dst_ip)  # from the internet: a NAT gateway's Elastic IP
