@@ -301,6 +301,26 @@ def test_hybrid_cloud_loads_both_regions_transit_gateways():
     assert att.subnet_ids == ("subnet-0cb5f4c094bee5214",) and att.route_table_id == "tgw-rtb-00e37bc5142347b03"
 
 
+def test_hybrid_cloud_batfish_traceroute_across_vpcs_within_a_region():
+    # pybatfish's notebook on this network ("Analyzing public and hybrid cloud networks", Paths
+    # across VPCs within an AWS region): start=i-04cd3db5124a05ee6 [10.30.1.166:49152->
+    # 10.20.1.207:22 TCP] is ACCEPTED, forwarded by 10.20.0.0/16 to tgw-06b348adabd13452d, whose
+    # route table tgw-rtb-00e37bc5142347b03 sends 10.20.0.0/16 to vpc-0574d08f8d05917e4
+    r = hybrid().send(syn("10.20.1.207", 22, 49152), source="i-04cd3db5124a05ee6")
+    assert r.reason == Reason.DELIVERED and r.disposition.name == "ACCEPTED"
+    tgw = next(h for h in r.hops if h.stage == "tgw")
+    assert tgw.resource == "tgw-06b348adabd13452d" and "tgw-rtb-00e37bc5142347b03: 10.20.0.0/16" in tgw.detail
+    assert any(h.stage == "nacl-out" and h.resource == "acl-0b3d0f6b0978f09f8" for h in r.hops)
+    assert r.hops[-1].stage == "sg-ingress" and "eni-01997085076a9b98a" in r.hops[-1].detail
+
+
+def test_hybrid_cloud_batfish_traceroute_across_regions_by_public_address():
+    # the same notebook: start=i-01602d9efaed4409a [10.20.1.207:49152->54.191.42.182:22 TCP] is
+    # ACCEPTED through both internet gateways (SOURCE_NAT to 13.59.144.125, DEST_NAT to 10.40.2.80)
+    r = hybrid().send(syn("54.191.42.182", 22, 49152), source="i-01602d9efaed4409a")
+    assert r.reason == Reason.DELIVERED and r.packet.src == "13.59.144.125" and r.packet.dst == "10.40.2.80"
+
+
 @pytest.mark.parametrize("source, dst, port, reason", [
     # us-east-2: vpc-2's instance (10.30.1.166) -> vpc-1's (10.20.1.207) through tgw-1;
     # launch-wizard-1 admits tcp/22 and tcp/3306 from anywhere, nothing else
