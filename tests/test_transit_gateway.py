@@ -341,3 +341,30 @@ def test_hybrid_cloud_batfish_traceroute_across_regions_by_public_address():
 ])
 def test_hybrid_cloud_transit_gateway_flows(source, dst, port, reason):
     assert hybrid().send(syn(dst, port), source=source).reason == reason
+
+
+def test_one_truth_connect_judges_the_whole_connection_through_the_transit_gateway():
+    net = net_of(hub())
+    assert net.connect("api", "10.2.1.10", 5432)  # handshake and data both ways, from the function
+    assert not net.connect("api", "10.2.1.10", 22)
+    assert net.connect("eni-app", "10.2.1.10", 5432)
+    # the state a query leaves is the state it found: a single send still decides as before
+    assert net.send(syn("10.2.1.10", 22), source="eni-app").reason == Reason.SG_INGRESS_DENY
+
+
+def test_a_snapshot_attachment_naming_an_unknown_subnet_is_an_error_naming_file_and_path():
+    from hyperplane.formats.snapshot_reader import parse_aws_documents
+
+    docs = [
+        ("Vpcs.json", {"Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.9.0.0/16", "OwnerId": "111122223333"}]}),
+        ("Subnets.json", {"Subnets": [{"SubnetId": "subnet-1", "VpcId": "vpc-1", "CidrBlock": "10.9.1.0/24",
+                                       "AvailabilityZone": "eu-west-1a"}]}),
+        ("TransitGateways.json", {"TransitGateways": [{"TransitGatewayId": "tgw-1", "State": "available"}]}),
+        ("TransitGatewayVpcAttachments.json", {"TransitGatewayVpcAttachments": [
+            {"TransitGatewayAttachmentId": "tgw-attach-1", "TransitGatewayId": "tgw-1", "VpcId": "vpc-1",
+             "SubnetIds": ["subnet-1", "subnet-gone"]}]}),
+    ]
+    with pytest.raises(TopologyError) as caught:
+        parse_aws_documents(docs)
+    message = str(caught.value)
+    assert "TransitGatewayVpcAttachments.json" in message and "SubnetIds[1]" in message and "subnet-gone" in message
