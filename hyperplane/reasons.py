@@ -95,6 +95,12 @@ class Reason(Code):
     PCX_ADDRESS_NOT_IN_PEER_VPC = _R.R_PCX_ADDRESS_NOT_IN_PEER_VPC, _D.NO_ROUTE, "PCX_REQUIRES_ADDRESS_IN_VPC_CIDR", "a peering connection carries only traffic to the peer VPC's CIDR blocks"
     PCX_NOT_ACTIVE = _R.R_PCX_NOT_ACTIVE, _D.NULL_ROUTED, "BAD_STATE", "the peering connection is not active: it carries nothing"
     NO_SUBNET_AT_ADDRESS = _R.R_NO_SUBNET_AT_ADDRESS, _D.NULL_ROUTED, None, "the address is inside a VPC CIDR but in none of its subnets"
+    # transit gateway
+    TGW_NO_ROUTE = _R.R_TGW_NO_ROUTE, _D.NO_ROUTE, "NO_ROUTE_TO_DESTINATION", "the transit gateway route table has no route to the destination"
+    TGW_BLACKHOLE_ROUTE = _R.R_TGW_BLACKHOLE_ROUTE, _D.NULL_ROUTED, "BAD_STATE_ROUTE", "the matching transit gateway route is a blackhole"
+    TGW_NO_ATTACHMENT_IN_AZ = _R.R_TGW_NO_ATTACHMENT_IN_AZ, _D.NO_ROUTE, None, "the transit gateway has no attachment subnet in the sender's Availability Zone (or none in its VPC)"
+    TGW_NOT_EMULATED_ATTACHMENT = _R.R_TGW_NOT_EMULATED_ATTACHMENT, _D.EXITS_NETWORK, None, "left through a transit gateway VPN, Direct Connect or peering attachment (not emulated)"
+    TGW_NOT_ASSOCIATED = _R.R_TGW_NOT_ASSOCIATED, _D.NO_ROUTE, None, "the transit gateway attachment is associated with no route table"
     # internet gateway: addresses it refuses
     IGW_PRIVATE_DESTINATION = _R.R_IGW_PRIVATE_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC1918_EGRESS", "the internet gateway drops it: the destination is a private address (RFC 1918)"
     IGW_SHARED_DESTINATION = _R.R_IGW_SHARED_DESTINATION, _D.DENIED_OUT, "IGW_DESTINATION_ADDRESS_NOT_IN_RFC6598_EGRESS", "the internet gateway drops it: the destination is a shared address (RFC 6598, 100.64.0.0/10)"

@@ -215,6 +215,15 @@ def render_hops(vpc: CompiledVpc, facts: list[tuple[str, dict]], nat_ids: list[s
             hops.append(Hop("AmazonProvidedDNS", "dns", "answer", vpc.subnet_ids[f["subnet"]]))
         elif stage == "peering":
             hops.append(_peering_hop(vpc, f))
+        elif stage == "tgw_in":
+            hops.append(_tgw_in_hop(vpc, f))
+        elif stage == "tgw_out":
+            att = vpc.tgw_attachment_ids[f["attachment"]]
+            table = vpc.route_table_ids[f["table"]]
+            spec = vpc.routes.route(f["table"], f["route"]) if f["route"] >= 0 else None
+            hops.append(Hop(att, "tgw-out", "route" if spec is not None else "drop",
+                            f"into {vpc.subnet_ids[f['subnet']]}, {table}: "
+                            f"{spec.ref if spec is not None else 'no route matches'}"))
         elif stage == "endpoint_in":
             endpoint = vpc.endpoint_ids[f["endpoint"]] if f["endpoint"] >= 0 else "gateway-endpoint"
             hops.append(Hop(endpoint, "endpoint-in", "route", "from the service"))
@@ -235,6 +244,30 @@ def _peering_hop(vpc: CompiledVpc, f: dict) -> Hop:
         return Hop(pcx, "peering", "route", "out to the peer VPC, which is not in the network")
     name = vpc.topology.vpcs[peer].name
     return Hop(pcx, "peering", "route", f"into {peer}" + (f" ({name})" if name else ""))
+
+
+def _tgw_in_hop(vpc: CompiledVpc, f: dict) -> Hop:
+    """A transit gateway's routing: which gateway, by which attachment, which route table and
+    route, to which attachment."""
+    if f["attachment"] < 0:
+        return Hop("transit-gateway", "tgw", "drop", "the sender's VPC has no attachment to the transit gateway")
+    att = vpc.tgw_attachment_ids[f["attachment"]]
+    tgw = vpc.tgw_ids[f["tgw"]]
+    if f["subnet"] < 0:
+        return Hop(tgw, "tgw", "drop", f"{att} has no subnet in the sender's Availability Zone")
+    if f["table"] < 0:
+        return Hop(tgw, "tgw", "drop", f"from {att}: associated with no route table")
+    table, route = vpc.tgw_route(f["table"], f["route"])
+    if route is None:
+        fallback = int(vpc.tgw_rtb_fallback[f["table"]])
+        if fallback >= 0:  # a VPN / Direct Connect attachment propagates routes not emulated (BGP)
+            return Hop(tgw, "tgw", "exit", f"from {att}, {table}: no known route; "
+                       f"{vpc.tgw_attachment_ids[fallback]} propagates routes (BGP) that are not emulated")
+        return Hop(tgw, "tgw", "drop", f"from {att}, {table}: no route matches")
+    target = route.attachment_id
+    if target is not None and not vpc.att_emulated[vpc.tgw_attachment_ids.index(target)]:
+        return Hop(tgw, "tgw", "exit", f"from {att}, {table}: {route} (not emulated beyond it)")
+    return Hop(tgw, "tgw", "drop" if route.is_blackhole else "route", f"from {att}, {table}: {route}")
 
 
 def _named(topology: Any, hop: Hop) -> Hop:

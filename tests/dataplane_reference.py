@@ -38,7 +38,7 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
                         no route or a blackhole, nor when the next hop is in that subnet
                      -> target: local (the ENI holding the address; an address in no subnet
                                 of the VPC is null-routed, as Batfish has it) | eni | nat | igw
-                                | vpce | pcx | blackhole | no route
+                                | vpce | pcx | tgw | blackhole | no route
   over a peering:    only an active connection carries anything, and only to the CIDR blocks of
                      the VPC at its other end; that VPC in the topology: the packet arrives at
                      the ENI holding the address there (its subnet's NACL in, its groups), else
@@ -61,6 +61,15 @@ The walk, one hop at a time (a hop goes from a sending ENI to the next ENI or ga
   to the internet:   the source's private address -> its public one; a packet for a public
                      address of the VPC itself comes back in (hairpin) as if from the internet.
                      A private or shared destination is dropped (it is not on the internet).
+  transit gateway:   (AWS's "How transit gateways work", "Network ACLs for transit gateways")
+                     the VPC's attachment, and its subnet in the sender's Availability Zone
+                     (none: dropped) -> that subnet's NACL inbound rules -> the route table the
+                     attachment is associated with: longest prefix among its static routes and
+                     the CIDRs its VPC attachments propagate (a static route wins at equal
+                     length) -> blackhole | no route (or, where a VPN / Direct Connect attachment
+                     propagates, out by it) | another attachment: not a VPC, out by it; a VPC: its
+                     subnet in the same zone (else its first) routes the packet in that VPC,
+                     NACL out when it leaves that subnet, then it arrives as from that subnet.
 
 Where a packet ends ("location"): the ENI it was delivered to, or the ENI where it was stopped:
 the sender for every decision taken while leaving (SG egress, NACL out, routing, internet
@@ -543,6 +552,8 @@ class _Walk:
             return Verdict(Reason.GATEWAY_ENDPOINT_PROTOCOL, eni_id)
         if kind == "pcx":
             return self.over_peering(pkt, route.target, vpc.id, eni_id)
+        if route.target in v.t.transit_gateways:
+            return self.through_transit_gateway(pkt, route.target, subnet, eni_id)
         raise AssertionError(f"route target {route.target!r} is not modelled here")
 
     def over_peering(self, pkt: Packet, pcx_id: str, vpc_id: str, eni_id: str) -> Verdict:
@@ -565,6 +576,78 @@ class _Walk:
             return Verdict(Reason.NO_ENI_AT_ADDRESS, eni_id)
         self.path.append(pcx_id)
         return self.arrive(pkt, receiver, from_subnet=None)
+
+    def through_transit_gateway(self, pkt: Packet, tgw_id: str, subnet: model.Subnet, sender: str | None,
+                                crossed: int = 0) -> Verdict:
+        t = self.vpc.t
+        self.path.append(tgw_id)
+        mine = [a for a in t.transit_gateway_attachments.values()
+                if a.transit_gateway_id == tgw_id and a.resource_type == "vpc" and a.resource_id == subnet.vpc_id]
+        entry = [s for a in mine for s in a.subnet_ids if t.subnets[s].availability_zone == subnet.availability_zone]
+        if not entry:
+            return Verdict(Reason.TGW_NO_ATTACHMENT_IN_AZ, sender)
+        if not self.vpc.network_acl_allows(entry[0], False, pkt):
+            return Verdict(Reason.NACL_IN_DENY, sender)
+        if mine[0].route_table_id is None:
+            return Verdict(Reason.TGW_NOT_ASSOCIATED, sender)
+        table = t.transit_gateway_route_tables[mine[0].route_table_id]
+        candidates = [(r.destination, 1, r.attachment_id) for r in table.routes]
+        for att_id in table.propagations:
+            att = t.transit_gateway_attachments[att_id]
+            if att.resource_type == "vpc":
+                candidates += [(cidr, 0, att_id) for cidr in t.vpcs[att.resource_id].cidrs
+                               if not any(c == cidr for c, _, _ in candidates)]
+        matching = [(c.prefixlen, static, -k, att) for k, (c, static, att) in enumerate(candidates) if pkt.dst in c]
+        if not matching:
+            beyond = any(t.transit_gateway_attachments[a].resource_type != "vpc" for a in table.propagations)
+            return Verdict(Reason.TGW_NOT_EMULATED_ATTACHMENT if beyond else Reason.TGW_NO_ROUTE, sender)
+        target = max(matching)[3]
+        if target is None:
+            return Verdict(Reason.TGW_BLACKHOLE_ROUTE, sender)
+        att = t.transit_gateway_attachments[target]
+        if att.resource_type != "vpc":
+            return Verdict(Reason.TGW_NOT_EMULATED_ATTACHMENT, sender)
+        same_zone = [s for s in att.subnet_ids if t.subnets[s].availability_zone == subnet.availability_zone]
+        out = t.subnets[(same_zone or list(att.subnet_ids))[0]]
+        return self.from_transit_gateway(pkt, out, crossed)
+
+    def from_transit_gateway(self, pkt: Packet, out: model.Subnet, crossed: int) -> Verdict:
+        """Out of the transit gateway's interface in subnet ``out``: that subnet's routes, its
+        NACL out when the packet leaves it; no security group (the interface has none)."""
+        v = self.vpc
+        route = v.route_for(out.id, pkt.dst)
+        kind = None if route is None or route.is_blackhole else route.target_kind
+        if route is not None and not route.is_blackhole and route.target in v.t.transit_gateways:
+            kind = "tgw"
+        if kind in ("local", "eni"):
+            next_eni = v.eni_holding(out.vpc_id, pkt.dst) if kind == "local" else route.target
+            next_subnet = (v.subnet_holding(out.vpc_id, pkt.dst) if kind == "local"
+                           else v.eni(route.target).subnet_id)
+            if next_subnet != out.id and not v.network_acl_allows(out.id, True, pkt):
+                return Verdict(Reason.NACL_OUT_DENY, None)
+            if next_subnet is None:  # inside the VPC's CIDR, in none of its subnets
+                return Verdict(Reason.NO_SUBNET_AT_ADDRESS, None)
+            if next_eni is None:
+                return Verdict(Reason.NO_ENI_AT_ADDRESS, None)
+            return self.arrive(pkt, next_eni, from_subnet=out.id)
+        if kind == "nat":
+            nat = v.t.nat_gateways[route.target]
+            if nat.subnet_id != out.id and not v.network_acl_allows(out.id, True, pkt):
+                return Verdict(Reason.NACL_OUT_DENY, None)
+            return self.at_nat_gateway(pkt, nat.id, from_subnet=out.id)
+        if kind == "tgw":
+            if crossed >= 1:
+                return Verdict(Reason.ROUTING_LOOP, None)
+            return self.through_transit_gateway(pkt, route.target, out, None, crossed + 1)
+        if kind == "igw":  # another VPC's address: the internet gateway has no public one for it
+            if not v.network_acl_allows(out.id, True, pkt):
+                return Verdict(Reason.NACL_OUT_DENY, None)
+            return Verdict(Reason.NO_PUBLIC_IP, None)
+        if route is None:
+            return Verdict(Reason.NO_ROUTE, None)
+        if route.is_blackhole:
+            return Verdict(Reason.BLACKHOLE_ROUTE, None)
+        return Verdict(Reason.UNMODELLED_TARGET, None)  # no edge-to-edge routing
 
     def arrive(self, pkt: Packet, eni_id: str, from_subnet: str | None) -> Verdict:
         v = self.vpc

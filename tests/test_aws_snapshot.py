@@ -81,7 +81,8 @@ def test_region_subfolders_and_skipped_kinds_are_counted_across_regions():
     topology, report = read_aws_snapshot(snapshot("hybrid-cloud"))
     assert report.regions == ["us-east-2", "us-west-2"]
     assert len(topology.vpcs) == 4  # two per region
-    assert report.skipped["TransitGateways (transit gateways)"] == 2
+    assert report.loaded["transit_gateways"] == 2 and report.loaded["transit_gateway_attachments"] == 6
+    assert report.skipped["TransitGatewayAttachments (peering, state deleting)"] == 2  # seen from each side
     assert report.skipped["NetworkInterfaces (transit_gateway, no security group)"] == 4
     # AvailabilityZones are read now (zone ids for flow logs' az-id), neither ignored nor skipped
     assert not any(k.startswith("AvailabilityZones") for k in (*report.ignored, *report.skipped))
@@ -194,11 +195,12 @@ def test_peering_routes_walk_into_the_peer_and_a_route_to_a_deleted_gateway_is_a
     assert net.send(syn("8.8.8.8", 80), source="i-0b14080af811fda3d").reason == Reason.BLACKHOLE_ROUTE
 
 
-def test_hybrid_cloud_transit_gateway_routes_are_unmodelled_and_ssh_from_the_internet_works():
+def test_hybrid_cloud_transit_gateway_routes_cross_and_ssh_from_the_internet_works():
     net = load("hybrid-cloud")
-    # vpc-2 (us-east-2) main table: 10.20.0.0/16 -> tgw-06b348adabd13452d
+    # vpc-2 (us-east-2) main table: 10.20.0.0/16 -> tgw-06b348adabd13452d, which the transit
+    # gateway routes to vpc-1's attachment (tests/test_transit_gateway.py has the other flows)
     r = net.send(syn("10.20.1.207", 22), source="i-04cd3db5124a05ee6")
-    assert r.reason == Reason.UNMODELLED_TARGET and mentions(r, "tgw-06b348adabd13452d")
+    assert r.reason == Reason.DELIVERED and mentions(r, "tgw-06b348adabd13452d")
     # vpc-1's instance 10.20.1.207 has public IP 13.59.144.125; launch-wizard-1 allows 22 and 3306
     for port in (22, 3306):
         assert net.send(syn("13.59.144.125", port, src="198.51.100.1"), source="internet").reason == Reason.DELIVERED

@@ -67,8 +67,10 @@ def test_a_connection_reported_established_is_in_the_established_state():
 
 
 def test_stage_names_and_stop_codes_come_from_the_compiled_families():
-    assert _walk.STAGES == tuple(s.name.removeprefix("H_").lower() for s in _codes.Stage)
-    assert tuple(COLUMNS) == _walk.STAGES
+    # STAGES is indexed by stage code ("" for a code no stage has)
+    assert all(_walk.STAGES[int(s)] == s.name.removeprefix("H_").lower() for s in _codes.Stage)
+    assert tuple(s for s in _walk.STAGES if s) == tuple(s.name.removeprefix("H_").lower() for s in _codes.Stage)
+    assert tuple(COLUMNS) == tuple(s for s in _walk.STAGES if s)
     assert [int(s) for s in _codes.Stop] == [0, 1, 2, 3, 4]  # STOP_NONE first: walk() returns it when done
 
 

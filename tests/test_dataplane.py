@@ -855,7 +855,8 @@ def test_every_reason_code_has_disposition_and_a_sentence():
     assert delivered == {hp.Reason.DELIVERED, hp.Reason.DELIVERED_TO_FUNCTION,
                          hp.Reason.DELIVERED_TO_GATEWAY_ENDPOINT, hp.Reason.DELIVERED_TO_DNS_RESOLVER,
                          hp.Reason.EXITED_TO_INTERNET, hp.Reason.FORWARDED_TO_PEERING,
-                         hp.Reason.DELIVERED_TO_LINK_LOCAL_SERVICE}
+                         hp.Reason.DELIVERED_TO_LINK_LOCAL_SERVICE,
+                         hp.Reason.TGW_NOT_EMULATED_ATTACHMENT}
     assert {d.name for d in hp.Disposition} == {"ACCEPTED", "DELIVERED_TO_SUBNET", "EXITS_NETWORK", "DENIED_OUT",
                                                 "DENIED_IN", "NO_ROUTE", "NULL_ROUTED"}
 

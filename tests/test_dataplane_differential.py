@@ -1,7 +1,8 @@
 """The batch data plane agrees with a plain per-packet walk of the same topology (SPEC §3-§4).
 
 Hypothesis draws small VPCs as topology documents (random route tables with local, internet
-gateway, NAT gateway, blackhole, prefix-list, gateway endpoint and peering routes; security
+gateway, NAT gateway, blackhole, prefix-list, gateway endpoint, peering and transit gateway
+routes, the transit gateway's far VPC with its own instance, group and NACLs; security
 groups with CIDR, prefix-list and group peers, egress-only and rule-less ones; numbered NACLs
 of allow and deny entries; ENIs with secondary and public addresses; maybe a NAT gateway, public
 or private, in a subnet routed to the internet gateway; mostly, when a peering route is drawn,
@@ -63,6 +64,8 @@ PREFIX_LISTS = {
 }
 PEER_CIDR = "172.16.0.0/16"
 PEER_SUBNET = "172.16.1.0/24"
+FAR_CIDR = "10.9.0.0/16"  # the VPC behind the transit gateway
+TGW_BLACKHOLE_CIDR = "10.66.0.0/16"
 OUTSIDE_DESTINATIONS = ["0.0.0.0/0", "8.8.0.0/16", "8.8.8.0/24", "52.216.0.0/15", "52.216.4.0/24",
                         "198.51.100.0/24", "203.0.113.0/24", PEER_CIDR]
 PEER_CIDRS = ["0.0.0.0/0", "10.0.0.0/16", "10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/28", "10.0.3.64/26",
@@ -156,6 +159,7 @@ def topology_document(draw) -> dict:
     # is sometimes not active yet
     peer_present = with_peering and draw(st.integers(0, 3)) > 0
     peer_status = draw(st.sampled_from(["active"] * 4 + ["pending-acceptance"])) if with_peering else "active"
+    with_tgw = draw(st.booleans())
 
     tables = [f"rtb-{k}" for k in range(draw(st.integers(1, 3)))]
     if nat_subnet is not None:
@@ -178,6 +182,15 @@ def topology_document(draw) -> dict:
             destinations.remove("pl-s3")  # the endpoint adds its own route
         if not with_peering:
             destinations.remove(PEER_CIDR)
+        if with_tgw:
+            if draw(st.integers(0, 3)) > 0:  # mostly, the far VPC (and the TGW's blackhole) is routed to the TGW
+                routes.append({"destination": FAR_CIDR, "target": "tgw-t"})
+                if draw(st.booleans()):
+                    routes.append({"destination": TGW_BLACKHOLE_CIDR, "target": "tgw-t"})
+                else:
+                    destinations.append(TGW_BLACKHOLE_CIDR)
+            else:
+                destinations += [FAR_CIDR, TGW_BLACKHOLE_CIDR]
         picked = draw(st.lists(st.sampled_from(destinations), unique=True, max_size=5))
         if with_peering and PEER_CIDR not in picked and draw(st.booleans()):
             picked.append(PEER_CIDR)  # often a way to the peer VPC
@@ -198,8 +211,12 @@ def topology_document(draw) -> dict:
                 targets += ["igw-t", "igw-t"]
             if with_peering and dest == PEER_CIDR:
                 targets += ["pcx-t"] * 4
-            elif with_peering and not inside and draw(st.integers(0, 5)) == 0:
+            elif with_peering and not inside and dest != "pl-corp" and draw(st.integers(0, 5)) == 0:
                 targets.append("pcx-t")  # not the peer's CIDR: the connection does not carry it
+            # to the far VPC, the TGW's blackhole, its VPN (never the internet: a function's answer
+            # through a NAT gateway behind the TGW is not followed by REPLY_TO_FUNCTION)
+            if with_tgw and dest in (FAR_CIDR, TGW_BLACKHOLE_CIDR, "203.0.113.0/24"):
+                targets += ["tgw-t"] * 4
             if inside or draw(st.integers(0, 3)) == 0:
                 targets.append("eni")  # an appliance: a whole subnet, or anywhere outside
             target = draw(st.sampled_from(targets))
@@ -295,6 +312,8 @@ def topology_document(draw) -> dict:
                                                 "peer_cidrs": [PEER_CIDR], "status": peer_status}]
     if peer_present:
         add_peer_vpc(draw, document)
+    if with_tgw:
+        draw(transit_gateway(document))
     return document
 
 
@@ -316,6 +335,61 @@ def add_peer_vpc(draw, document: dict) -> None:
                                      "routes": [{"destination": d, "target": "pcx-t"} for d in back]})
     document["network_interfaces"] += [{"id": f"eni-peer-{k}", "subnet_id": "subnet-peer", "private_ip": str(base + 4 + k),
                                         "security_group_ids": ["sg-peer"]} for k in range(2)]
+
+
+@st.composite
+def transit_gateway(draw, document: dict) -> None:
+    """A transit gateway between vpc-t and a far VPC (10.9.0.0/16: an instance's subnet and
+    maybe a separate attachment subnet, in zone a): vpc-t's attachment has at most one subnet
+    per zone (some zones none), the route table is maybe not associated, propagates from some
+    of the attachments, maybe holds a blackhole, a static default route back to vpc-t
+    (centralised egress) and a VPN attachment; NACLs and the far group are random."""
+    zones: dict[str, str] = {}
+    for s in draw(st.permutations([s for s in document["subnets"] if s["vpc_id"] == "vpc-t"])):  # not the peer's
+        zones.setdefault(s["availability_zone"], s["id"])
+    picked = (sorted(zones) if draw(st.integers(0, 2)) else  # mostly every zone has its attachment subnet
+              draw(st.lists(st.sampled_from(sorted(zones)), min_size=1, max_size=len(zones), unique=True)))
+    separate = draw(st.booleans())
+    far_subnets = [{"id": "subnet-far", "vpc_id": "vpc-far", "cidr": "10.9.1.0/24", "availability_zone": "us-east-1a",
+                    "route_table_id": "rtb-far"}]
+    if separate:
+        far_subnets.append({"id": "subnet-far-tgw", "vpc_id": "vpc-far", "cidr": "10.9.2.0/24",
+                            "availability_zone": draw(st.sampled_from(["us-east-1a", "us-east-1b"])),
+                            "route_table_id": "rtb-far"})
+    acl = draw(st.sampled_from(["default", "acl-far", "acl-far-tgw"]))
+    if acl == "acl-far":
+        far_subnets[0]["network_acl_id"] = "acl-far"
+    elif acl == "acl-far-tgw":
+        far_subnets[-1]["network_acl_id"] = "acl-far"
+    document["network_acls"] = document["network_acls"] + [
+        {"id": "acl-far", "vpc_id": "vpc-far", "ingress": draw(nacl_entries()), "egress": draw(nacl_entries())}]
+    far_rules = draw(st.sampled_from([[], [{"protocol": "all", "cidr": "0.0.0.0/0"}], [{"protocol": "all", "cidr": "0.0.0.0/0"}],
+                                      [{"protocol": "tcp", "ports": "22-80", "cidr": "10.0.0.0/16"}],
+                                      [{"protocol": "udp", "ports": "53", "cidr": "10.0.0.0/8"}]]))
+    far_default = draw(st.sampled_from([{"destination": "0.0.0.0/0", "target": "tgw-t"},
+                                        {"destination": "10.0.0.0/16", "target": "tgw-t"}]))
+    document.update(
+        vpcs=document["vpcs"] + [{"id": "vpc-far", "cidrs": [FAR_CIDR]}],
+        subnets=document["subnets"] + far_subnets,
+        route_tables=document["route_tables"] + [{"id": "rtb-far", "vpc_id": "vpc-far", "routes": [far_default]}],
+        security_groups=document["security_groups"] + [{"id": "sg-far", "vpc_id": "vpc-far", "ingress": far_rules}],
+        network_interfaces=document["network_interfaces"] + [
+            {"id": "eni-far", "subnet_id": "subnet-far", "private_ip": "10.9.1.4", "security_group_ids": ["sg-far"]}])
+    attachments = [{"id": "tgw-attach-t", "vpc_id": "vpc-t", "subnet_ids": [zones[z] for z in picked]},
+                   {"id": "tgw-attach-far", "vpc_id": "vpc-far", "subnet_ids": [far_subnets[-1]["id"]]}]
+    routes: list[dict] = [{"destination": TGW_BLACKHOLE_CIDR, "blackhole": True}] if draw(st.integers(0, 3)) else []
+    if draw(st.booleans()):
+        routes.append({"destination": "0.0.0.0/0", "attachment_id": "tgw-attach-t"})
+    if draw(st.booleans()):
+        attachments.append({"id": "tgw-attach-vpn", "type": "vpn", "resource_id": "vpn-t"})
+        routes.append({"destination": "203.0.113.0/24", "attachment_id": "tgw-attach-vpn"})
+    for a in attachments:
+        if draw(st.integers(0, 7)) > 0:
+            a["route_table_id"] = "tgw-rtb-t"
+    propagations = ([a["id"] for a in attachments] if draw(st.integers(0, 3)) else
+                    draw(st.lists(st.sampled_from([a["id"] for a in attachments]), unique=True)))
+    document["transit_gateways"] = [{"id": "tgw-t", "attachments": attachments, "route_tables": [
+        {"id": "tgw-rtb-t", "routes": routes, "propagations": propagations}]}]
 
 
 @st.composite
@@ -342,7 +416,7 @@ KINDS = ["tcp_syn", "tcp_syn", "tcp_ack", "udp", "udp", "icmp_echo", "icmp_echo_
 OUTSIDE_ADDRESSES = [IPv4Address(a) for a in [
     "52.216.1.1", "52.217.0.5", "3.5.1.1", "54.231.0.1",  # pl-s3
     "198.51.100.7", "8.8.8.8",  # pl-corp, and static routes of the same length
-    "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5",
+    "8.8.4.4", "1.1.1.1", "52.216.4.4", "203.0.113.5", "172.16.0.5", "10.66.1.1", "10.9.1.4",
     "169.254.169.254", "169.254.7.7"]]  # link-local: the instance metadata service, and nothing
 
 
@@ -395,6 +469,8 @@ def inside_addresses(topology, enis: tuple[HyperplaneEni, ...] = ()) -> list[IPv
     """Addresses in the VPC worth aiming at: every ENI's (Hyperplane ENIs too), the resolver,
     reserved and free addresses of the subnets, addresses in no subnet."""
     out = {IPv4Address(a) for a in ["10.0.0.2", "10.0.99.9", "10.1.0.77"]}
+    if "vpc-far" in topology.vpcs:  # behind the transit gateway: in no subnet, and in one
+        out.update(IPv4Address(a) for a in ["10.9.77.7", "10.9.1.99"])
     for eni in [*topology.network_interfaces.values(), *enis]:
         out.update(eni.private_ips)
     for subnet in topology.subnets.values():
@@ -625,6 +701,7 @@ def test_batch_pipeline_agrees_with_per_packet_reference(data) -> None:
         event(v.reason.name + (" via a NAT gateway" if via_nat(v) else "")  # were reached, and how
               + (" after a hairpin" if "igw-hairpin" in v.path else "")
               + (" over the peering" if "pcx-t" in v.path else "")
+              + (" through a transit gateway" if "tgw-t" in v.path else "")
               + (" from a function" if isinstance(o, Environment) else ""))
     assert_same(case.plan, batch.got, verdicts)
 
@@ -708,6 +785,7 @@ def test_replies_walk_back_through_tracked_groups_nacls_and_nat(data) -> None:
     for v, fn in zip(verdicts, to_function):
         event(f"reply {v.reason.name}" + (" via a NAT gateway" if via_nat(v) else "")
               + (" over the peering" if "pcx-t" in v.path else "")
+              + (" through a transit gateway" if "tgw-t" in v.path else "")
               + (" to a function" if fn else ""))
     assert_same(replies, answers.got, verdicts)
 

@@ -59,6 +59,12 @@ cpdef enum Reason:
     R_PCX_ADDRESS_NOT_IN_PEER_VPC = 70   # routed to a peering, but not to an address of the peer VPC
     R_PCX_NOT_ACTIVE = 71                # the peering connection is not active
     R_NO_SUBNET_AT_ADDRESS = 72          # inside a VPC CIDR, in none of its subnets
+    # transit gateway
+    R_TGW_NO_ROUTE = 75
+    R_TGW_BLACKHOLE_ROUTE = 76
+    R_TGW_NO_ATTACHMENT_IN_AZ = 77
+    R_TGW_NOT_EMULATED_ATTACHMENT = 78
+    R_TGW_NOT_ASSOCIATED = 79
     # internet gateway: the addresses it refuses (Reachability Analyzer's IGW_... codes)
     R_IGW_PRIVATE_DESTINATION = 80
     R_IGW_SHARED_DESTINATION = 81
@@ -88,6 +94,7 @@ cpdef enum Target:
     T_PEERING = 6
     T_BLACKHOLE = 7
     T_UNMODELLED = 8
+    T_TGW = 9                      # index: the transit gateway's attachment to the route table's VPC (-1: none)
 
 # What an ENI is (hyperplane.dataplane.compiled_vpc.EniKind).
 cpdef enum EniKind:
@@ -144,6 +151,8 @@ cpdef enum Stage:
     H_SG_INGRESS = 11
     H_V2N_IN = 12
     H_PEERING = 13
+    H_TGW_IN = 14                  # a transit gateway routes the packet (its attachment's route table)
+    H_TGW_OUT = 15                 # it leaves the target attachment into that VPC (the subnet's route)
 
 # Why the walker stopped before the end of a batch (hyperplane.dataplane.walk reads "pool_full"
 # for STOP_POOL_FULL).

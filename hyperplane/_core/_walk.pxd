@@ -2,8 +2,8 @@
 from libc.stdint cimport int32_t, uint8_t, uint16_t
 
 cdef enum:
-    HOPS_PER_PACKET = 80           # the most hops one packet logs (8 sends x at most 8: the internet
-                                   # gateway's hairpin, a peering's walk-in 7; and its start, up to 4)
+    HOPS_PER_PACKET = 128          # the most hops one packet logs (8 sends x at most 15 with two
+                                   # transit gateway passes or a peering's walk-in, and its start)
 
 # The stage codes of a hop (Stage: H_V2N_OUT, ...) are in _codes.pxd.
 

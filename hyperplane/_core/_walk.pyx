@@ -20,7 +20,9 @@ exactly as the earlier packets left them, at its own time. That is what a captur
            the check on the appliance (after its NACL in: its destination), arrive | NAT: NACL
            in, translate, send again from the NAT's ENI | IGW: public address, hairpin |
            gateway endpoint | peering: into the peer VPC (its CIDRs only, an active connection),
-           arrive at the ENI holding the address there (no such VPC: the packet exits) | ...
+           arrive at the ENI holding the address there (no such VPC: the packet exits) | transit
+           gateway: NACL in at the attachment's subnet in the sender's zone, the attachment's TGW
+           route table, out by the target attachment's subnet (its route table, NACL out), arrive | ...
   arrive   NACL in (from another subnet) -> NAT gateway ENI: translate back, send on
            | SG ingress (+tracking) -> plain ENI: delivered | Hyperplane ENI: V2N back
 
@@ -44,7 +46,7 @@ from libc.stdlib cimport free, malloc
 from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, ENI_PLAIN, H_DNS,
                                       H_ENDPOINT_IN, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT,
                                       H_NAT_IN, H_NAT_OUT, H_PEERING, H_ROUTE, H_SG_EGRESS, H_SG_INGRESS,
-                                      H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
+                                      H_TGW_IN, H_TGW_OUT, H_V2N_IN, H_V2N_OUT, IMPLICIT_DENY_RULE, O_ENI, O_FUNCTION,
                                       O_GATEWAY_ENDPOINT, O_INTERNET, O_REPLY_TO_FUNCTION,
                                       R_BLACKHOLE_ROUTE, R_DELIVERED, R_DELIVERED_TO_DNS_RESOLVER,
                                       R_DELIVERED_TO_LINK_LOCAL_SERVICE, R_LINK_LOCAL_NOT_ROUTED, ENI_PLAIN,
@@ -60,12 +62,15 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       R_PCX_NOT_ACTIVE,
                                       R_PRIVATE_NAT_TO_INTERNET, R_ROUTING_LOOP, R_SG_EGRESS_DENY,
                                       R_SG_INGRESS_DENY, R_SOURCE_DEST_CHECK_IN,
-                                      R_SOURCE_DEST_CHECK_OUT, R_UNMODELLED_TARGET,
+                                      R_SOURCE_DEST_CHECK_OUT, R_TGW_BLACKHOLE_ROUTE,
+                                      R_TGW_NO_ATTACHMENT_IN_AZ, R_TGW_NO_ROUTE,
+                                      R_TGW_NOT_ASSOCIATED, R_TGW_NOT_EMULATED_ATTACHMENT,
+                                      R_UNMODELLED_TARGET,
                                       R_V2N_UNSOLICITED_INBOUND, STOP_LOG_FULL, STOP_NONE,
                                       STOP_NAT_RST, STOP_NO_MEMORY, STOP_POOL_FULL, S_FIRST_REFUSAL,
                                       S_RST_NO_CONNECTION, T_BLACKHOLE,
                                       T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
-                                      T_PEERING)
+                                      T_PEERING, T_TGW)
 from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_check_rules, track_t
 from hyperplane._core._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._core._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
@@ -80,13 +85,15 @@ from hyperplane._core._codes import Origin, Stage
 cdef enum:
     # limits
     MAX_SENDS = 8                  # a packet sent more times than this is in a routing loop
+    MAX_TGW_PASSES = 2             # transit gateways one send may cross (attachment subnet -> TGW again)
     AHEAD = 8                      # prefetch the V2N index line this many packets ahead ...
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     DNS_PORT = 53
     TCP_RST = 0x04
 
-# hop log stage names by stage code: "v2n_out" for H_V2N_OUT
-STAGES = tuple(stage.name[2:].lower() for stage in sorted(Stage))
+# hop log stage names by stage code: "v2n_out" for H_V2N_OUT ("" for a code no stage has)
+_STAGE_NAMES = {int(stage): stage.name[2:].lower() for stage in Stage}
+STAGES = tuple(_STAGE_NAMES.get(k, "") for k in range(max(_STAGE_NAMES) + 1))
 HOP = np.dtype([("row", "<i4"), ("stage", "u1"), ("pos", "u1"), ("pad", "<u2"), ("v", "<i4", (6,))])
 PACKET_HOPS = HOPS_PER_PACKET  # the walk needs this much room in the log before each packet
 
@@ -176,6 +183,20 @@ cdef struct vpc_t:
     # the reason tables of failed translations, by status
     const uint8_t* v2n_reason
     const uint8_t* nat_reason
+    # transit gateways: attachments (their subnets att_subnets[att_subnet_off[a]:...+1]) and
+    # their route tables (a route's target: an attachment, -1 a blackhole)
+    const int32_t* subnet_az
+    Py_ssize_t n_tgw_atts
+    const int32_t* att_tgw
+    const uint8_t* att_emulated
+    const int32_t* att_vpc
+    const int32_t* att_rtb
+    const int32_t* att_subnet_off
+    const int32_t* att_subnets
+    const route_tables_t* tgw_routes
+    const int64_t* tgw_route_offset
+    const int32_t* tgw_route_att
+    const int32_t* tgw_rtb_fallback
 
 
 cdef struct run_t:
@@ -555,6 +576,8 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
         return finish(r, w, R_GATEWAY_ENDPOINT_PROTOCOL, eni)
     if kind == T_PEERING:
         return into_peer(v, r, w, eni, target)
+    if kind == T_TGW:
+        return through_tgw(v, r, w, target, subnet, eni, 0)
     if kind == T_BLACKHOLE:
         return finish(r, w, R_BLACKHOLE_ROUTE, eni)
     if kind == T_NONE:
@@ -586,6 +609,141 @@ cdef int into_peer(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int3
     if dst_eni < 0:
         return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
     return arrive(v, r, w, dst_eni, -1)
+
+
+#### transit gateways (issue 16)
+
+cdef inline int32_t att_subnet_in(const vpc_t* v, int32_t att, int32_t az) noexcept nogil:
+    """The attachment's subnet in Availability Zone ``az`` (-1: none)."""
+    cdef int32_t k
+    for k in range(v.att_subnet_off[att], v.att_subnet_off[att + 1]):
+        if v.subnet_az[v.att_subnets[k]] == az:
+            return v.att_subnets[k]
+    return -1
+
+
+cdef int nacl_at(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t subnet, int d, int32_t where) noexcept nogil:
+    """The subnet's NACL in direction d (1 out, 0 in) for a transit gateway's own interface,
+    which has no ENI of the walk; 1 if it passes."""
+    cdef int32_t nacl = v.subnet_nacl[subnet]
+    cdef int32_t e = rule_lookup(v.nacls, nacl, d, w.p)
+    cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
+    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
+    hop(r, w, H_NACL_OUT if d else H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
+    if not allowed:
+        finish(r, w, R_NACL_OUT_DENY if d else R_NACL_IN_DENY, where)
+    return allowed
+
+
+cdef int32_t tgw_next(const vpc_t* v, int32_t att, uint32_t dst, int32_t* route) noexcept nogil:
+    """The attachment a packet that entered by ``att`` leaves by, from the route table ``att``
+    is associated with (``route``: the route, -1 none); -1: a blackhole or no route."""
+    cdef int32_t rtb = v.att_rtb[att]
+    route[0] = route_lookup(v.tgw_routes, rtb, dst)
+    if route[0] < 0:
+        return -1
+    return v.tgw_route_att[v.tgw_route_offset[rtb] + route[0]]
+
+
+cdef int through_tgw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t att, int32_t from_subnet,
+                     int32_t eni, int passes) noexcept nogil:
+    """A packet routed from ``from_subnet`` to a transit gateway, by its attachment ``att`` to
+    that VPC: it enters at the attachment's subnet in the sender's Availability Zone (that
+    subnet's NACL in), is routed by the route table the attachment is associated with, and
+    leaves by the target attachment's subnet in that VPC (the same zone if it has one), whose
+    route table sends it on: NACL out when it leaves that subnet, then as a local packet
+    arrives. ``eni``: the sender (-1 from a transit gateway's own interface)."""
+    cdef int32_t az = v.subnet_az[from_subnet], in_subnet, rtb, route = -1, target, out_subnet
+    cdef int32_t table, vroute, vtarget = -1, dst_eni, to_subnet, nat_eni
+    cdef int8_t kind = T_NONE
+    cdef uint32_t dst = w.p.dst_ip
+    if att < 0:  # the VPC has no attachment to this transit gateway
+        hop(r, w, H_TGW_IN, -1, -1, -1, -1, -1, -1)
+        return finish(r, w, R_TGW_NO_ATTACHMENT_IN_AZ, eni)
+    in_subnet = att_subnet_in(v, att, az)
+    if in_subnet < 0:
+        # "traffic is forwarded to the transit gateway only when the transit gateway has an
+        # attachment in a subnet in the same Availability Zone"
+        hop(r, w, H_TGW_IN, att, -1, v.att_rtb[att], -1, -1, v.att_tgw[att])
+        return finish(r, w, R_TGW_NO_ATTACHMENT_IN_AZ, eni)
+    if not nacl_at(v, r, w, in_subnet, 0, eni):
+        return DONE
+    rtb = v.att_rtb[att]
+    target = tgw_next(v, att, dst, &route)
+    hop(r, w, H_TGW_IN, att, in_subnet, rtb, route, target, v.att_tgw[att])
+    if rtb < 0:
+        return finish(r, w, R_TGW_NOT_ASSOCIATED, eni)
+    if route < 0:
+        # a table a VPN / Direct Connect attachment propagates to may hold its BGP routes
+        return finish(r, w, R_TGW_NOT_EMULATED_ATTACHMENT if v.tgw_rtb_fallback[rtb] >= 0 else R_TGW_NO_ROUTE, eni)
+    if target < 0:
+        return finish(r, w, R_TGW_BLACKHOLE_ROUTE, eni)
+    if not v.att_emulated[target] or v.att_vpc[target] < 0:
+        return finish(r, w, R_TGW_NOT_EMULATED_ATTACHMENT, eni)
+    out_subnet = att_subnet_in(v, target, az)
+    if out_subnet < 0:
+        out_subnet = v.att_subnets[v.att_subnet_off[target]]
+    table = v.subnet_route_table[out_subnet]
+    vroute = route_lookup(v.routes, table, dst)
+    if vroute >= 0:
+        kind = v.target_flat[v.route_offset[table] + vroute]
+        vtarget = v.target_index_flat[v.route_offset[table] + vroute]
+    hop(r, w, H_TGW_OUT, target, out_subnet, table, vroute, kind, vtarget)
+    if kind == T_LOCAL or kind == T_ENI:
+        dst_eni = eni_at(v, dst, v.subnet_vpc[out_subnet]) if kind == T_LOCAL else vtarget
+        if kind == T_ENI:
+            to_subnet = v.eni_subnet[dst_eni] if dst_eni >= 0 else -1
+        else:
+            to_subnet = subnet_at(v, dst, v.subnet_vpc[out_subnet])
+        # from the transit gateway to an instance of its own subnet, "Outbound rules are not
+        # evaluated. Inbound rules are not evaluated."
+        if to_subnet != out_subnet and not nacl_at(v, r, w, out_subnet, 1, -1):
+            return DONE
+        if kind == T_LOCAL and to_subnet < 0:  # inside the VPC's CIDR, in none of its subnets
+            return finish(r, w, R_NO_SUBNET_AT_ADDRESS, -1)
+        if dst_eni < 0:
+            return finish(r, w, R_NO_ENI_AT_ADDRESS, -1)
+        if kind == T_ENI and v.eni_sd_check[dst_eni] and not owns(v, dst_eni, dst):
+            if not nacl_in(v, r, w, dst_eni, out_subnet):
+                return DONE
+            return finish(r, w, R_SOURCE_DEST_CHECK_IN, dst_eni)
+        return arrive(v, r, w, dst_eni, out_subnet)
+    if kind == T_NAT:  # centralised egress: the NAT gateway sends it on
+        nat_eni = v.nat_eni[vtarget]
+        if nat_eni < 0:
+            return finish(r, w, R_UNMODELLED_TARGET, -1)
+        if v.eni_subnet[nat_eni] != out_subnet and not nacl_at(v, r, w, out_subnet, 1, -1):
+            return DONE
+        if not nacl_in(v, r, w, nat_eni, out_subnet):
+            return DONE
+        return translate_at_nat(v, r, w, v.eni_nat[nat_eni], 0, nat_eni)
+    if kind == T_TGW:
+        if passes + 1 >= MAX_TGW_PASSES:
+            return finish(r, w, R_ROUTING_LOOP, -1)
+        return through_tgw(v, r, w, vtarget, out_subnet, -1, passes + 1)
+    if kind == T_IGW:
+        # the source is an address of another VPC: the internet gateway maps none for it
+        if not nacl_at(v, r, w, out_subnet, 1, -1):
+            return DONE
+        return finish(r, w, R_NO_PUBLIC_IP, -1)
+    if kind == T_BLACKHOLE:
+        return finish(r, w, R_BLACKHOLE_ROUTE, -1)
+    if kind == T_NONE:
+        return finish(r, w, R_NO_ROUTE, -1)
+    # a peering connection or an endpoint does not carry traffic that came in by a transit
+    # gateway (no edge-to-edge routing)
+    return finish(r, w, R_UNMODELLED_TARGET, -1)
+
+
+cdef int32_t tgw_peer(const vpc_t* v, int32_t att, uint32_t ip) noexcept nogil:
+    """The ENI at ``ip`` in the VPC a transit gateway routes ``ip`` to from ``att`` (-1)."""
+    cdef int32_t route, target
+    if att < 0:
+        return -1
+    target = tgw_next(v, att, ip, &route)
+    if target < 0 or not v.att_emulated[target]:
+        return -1
+    return eni_at(v, ip, v.att_vpc[target])
 
 
 cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
@@ -662,6 +820,8 @@ cdef int reply_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t f
             return finish(r, w, R_NAT_UNSOLICITED_INBOUND, -1)
         p.dst_ip, p.dst_port = natted.src_ip, natted.src_port  # the peer answers the gateway
         sent, eni = natted, v.nat_eni[target]
+    if kind == T_TGW and peer < 0:
+        peer = tgw_peer(v, target, p.src_ip)  # the peer is in a VPC behind a transit gateway
     if kind == T_GATEWAY_ENDPOINT:
         return from_gateway_endpoint(v, r, w, target)
     if kind == T_PEERING:
@@ -837,6 +997,19 @@ cdef class Walker:
         v.nacls = rule_tables_of(vpc.network_acls.kernel)
         v.v2n_reason = <const uint8_t*>self._hold(v2n_reason, np.uint8)
         v.nat_reason = <const uint8_t*>self._hold(nat_reason, np.uint8)
+        v.subnet_az = <const int32_t*>self._hold(vpc.subnet_az, np.int32)
+        v.n_tgw_atts = len(vpc.tgw_attachment_ids)
+        v.att_tgw = <const int32_t*>self._hold(vpc.att_tgw, np.int32)
+        v.att_emulated = <const uint8_t*>self._hold(vpc.att_emulated, np.uint8)
+        v.att_vpc = <const int32_t*>self._hold(vpc.att_vpc, np.int32)
+        v.att_rtb = <const int32_t*>self._hold(vpc.att_rtb, np.int32)
+        v.att_subnet_off = <const int32_t*>self._hold(vpc.att_subnet_off, np.int32)
+        v.att_subnets = <const int32_t*>self._hold(vpc.att_subnets, np.int32)
+        self.keep.append(vpc.tgw_routes.kernel)
+        v.tgw_routes = route_tables_of(vpc.tgw_routes.kernel)
+        v.tgw_route_offset = <const int64_t*>self._hold(vpc.tgw_route_offset, np.int64)
+        v.tgw_route_att = <const int32_t*>self._hold(vpc.tgw_route_att, np.int32)
+        v.tgw_rtb_fallback = <const int32_t*>self._hold(vpc.tgw_rtb_fallback, np.int32)
 
         nat_cores = list(nat_cores)
         pool_cores = list(pool_cores)

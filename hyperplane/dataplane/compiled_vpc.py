@@ -49,6 +49,7 @@ class Target(Code):
     PEERING = _codes.Target.T_PEERING
     BLACKHOLE = _codes.Target.T_BLACKHOLE
     UNMODELLED = _codes.Target.T_UNMODELLED
+    TGW = _codes.Target.T_TGW
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,8 @@ class CompiledVpc:
                 ref=acl.id)
             for acl in acls])
 
+        self._compile_transit_gateways(subnet_index, vpc_index)
+
         # -- route tables: LPM in the kernel, targets as codes + indexes here ---------------
         self._compile_peerings(vpc_index)
         self.route_target: list[np.ndarray] = []
@@ -306,7 +309,75 @@ class CompiledVpc:
             # the side of the connection this route's VPC sends into (_compile_peerings)
             pcx = self.topology.vpc_peering_connections[route.target]
             return Target.PEERING, 2 * self.peering_ids.index(pcx.id) + (pcx.vpc_id != vpc_id)
+        if route.target in self.topology.transit_gateways:
+            # the transit gateway's attachment to this VPC (-1: the VPC is not attached)
+            return Target.TGW, self.tgw_attachment_of.get((route.target, vpc_id), -1)
         return Target.UNMODELLED, -1
+
+    def _compile_transit_gateways(self, subnet_index: dict[str, int], vpc_index: dict[str, int]) -> None:
+        """Transit gateways as arrays (issue 16): per attachment its gateway, VPC, associated
+        route table and subnets (one per Availability Zone, by AZ number ``subnet_az``); the
+        transit gateway route tables as one more set of LPM tables, each route's target an
+        attachment (-1: a blackhole). A VPC attachment propagates its VPC's CIDRs into the
+        tables it propagates to; static routes win over propagated ones of the same prefix.
+        A table that a VPN / Direct Connect attachment propagates to has routes this emulation
+        cannot know (BGP): ``tgw_rtb_fallback`` names that attachment, where a packet no
+        known route matches is taken to leave."""
+        t = self.topology
+        zones = {z: k for k, z in enumerate(dict.fromkeys(s.availability_zone for s in t.subnets.values()))}
+        self.subnet_az = np.array([zones[t.subnets[s].availability_zone] for s in self.subnet_ids], dtype=np.int32)
+        self.tgw_ids = list(t.transit_gateways)
+        tgw_index = {g: k for k, g in enumerate(self.tgw_ids)}
+        self.tgw_attachment_ids = list(t.transit_gateway_attachments)
+        att_index = {a: k for k, a in enumerate(self.tgw_attachment_ids)}
+        self.tgw_route_table_ids = list(t.transit_gateway_route_tables)
+        rtb_index = {r: k for k, r in enumerate(self.tgw_route_table_ids)}
+        atts = [t.transit_gateway_attachments[a] for a in self.tgw_attachment_ids]
+        self.tgw_attachment_of = {(a.transit_gateway_id, a.resource_id): k for k, a in enumerate(atts)
+                                  if a.resource_type == "vpc"}
+        self.att_tgw = np.array([tgw_index[a.transit_gateway_id] for a in atts], dtype=np.int32)
+        self.att_emulated = np.array([a.is_emulated for a in atts], dtype=np.uint8)
+        self.att_vpc = np.array([vpc_index.get(a.resource_id, -1) if a.is_emulated else -1 for a in atts],
+                                dtype=np.int32)
+        self.att_rtb = np.array([rtb_index.get(a.route_table_id or "", -1) for a in atts], dtype=np.int32)
+        counts = [len(a.subnet_ids) for a in atts]
+        self.att_subnet_off = np.zeros(len(atts) + 1, np.int32)
+        self.att_subnet_off[1:] = np.cumsum(counts, dtype=np.int64)
+        self.att_subnets = np.array([subnet_index[s] for a in atts for s in a.subnet_ids], dtype=np.int32)
+        tables, targets, fallback = [], [], []
+        for rid in self.tgw_route_table_ids:
+            rtb = t.transit_gateway_route_tables[rid]
+            specs, route_att = [], []
+            for route in rtb.routes:
+                specs.append(RouteSpec.static(route.destination, ref=(rid, route)))
+                route_att.append(att_index[route.attachment_id] if route.attachment_id is not None else -1)
+            static = {r.destination for r in rtb.routes}
+            seen: set = set()
+            for att_id in rtb.propagations:
+                att = t.transit_gateway_attachments[att_id]
+                if not att.is_emulated or att.resource_id not in t.vpcs:
+                    continue
+                for cidr in t.vpcs[att.resource_id].cidrs:
+                    # "A transit gateway doesn't support routing between VPCs with identical
+                    # CIDRs": the later VPC's route is not propagated
+                    if cidr in static or cidr in seen:
+                        continue
+                    seen.add(cidr)
+                    specs.append(RouteSpec.static(cidr, ref=(rid, model.TransitGatewayRoute(cidr, att_id))))
+                    route_att.append(att_index[att_id])
+            tables.append(specs)
+            targets.append(np.array(route_att, dtype=np.int32))
+            fallback.append(next((att_index[a] for a in rtb.propagations
+                                  if not t.transit_gateway_attachments[a].is_emulated), -1))
+        self.tgw_routes = CompiledRoutes.compile(tables)
+        self.tgw_route_offset = np.cumsum([0] + [len(x) for x in targets])[:-1].astype(np.int64)
+        self.tgw_route_att = np.concatenate(targets + [np.zeros(1, np.int32)])
+        self.tgw_rtb_fallback = np.array(fallback, dtype=np.int32)
+
+    def tgw_route(self, table: int, route: int) -> tuple[str, model.TransitGatewayRoute | None]:
+        """(transit gateway route table id, its route) behind a lookup's answer (route -1: None)."""
+        spec = self.tgw_routes.route(table, route) if route >= 0 else None
+        return self.tgw_route_table_ids[table], (spec.ref[1] if spec is not None else None)
 
     # -- lookups (vectorized) ------------------------------------------------------------------
 

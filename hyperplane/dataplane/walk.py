@@ -76,9 +76,16 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
     # a peering connection crossed (into the peer VPC; from_peer: a reply in from an absent one)
     "peering": (("pcx", _I32), ("peer_vpc", _I32), ("active", _U8), ("in_peer_cidr", _U8), ("eni", _I32),
                 ("from_peer", _U8)),
+    # a transit gateway: the attachment it came in by (-1: the VPC has none), that attachment's
+    # subnet in the sender's zone (-1: none), its route table, route and target attachment
+    "tgw_in": (("attachment", _I32), ("subnet", _I32), ("table", _I32), ("route", _I32), ("target", _I32),
+               ("tgw", _I32)),
+    # ... and out by the target attachment's subnet: that subnet's route table and route
+    "tgw_out": (("attachment", _I32), ("subnet", _I32), ("table", _I32), ("route", _I32), ("target", _I8),
+                ("target_index", _I32)),
 }
-assert tuple(COLUMNS) == _walk.STAGES
-_STAGE_COLUMNS = [COLUMNS[s] for s in _walk.STAGES]
+assert tuple(COLUMNS) == tuple(s for s in _walk.STAGES if s)
+_STAGE_COLUMNS = [COLUMNS.get(s, ()) for s in _walk.STAGES]
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
 # A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
 # the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is

@@ -83,6 +83,7 @@ class _Fields:
     igws: dict[str, InternetGateway]
     default_sg: dict[str, str]
     functions: dict[str, LambdaFunction]
+    tgws: tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
     def __init__(self, source: str, repair: bool = False) -> None:
         self.repair = repair

@@ -14,13 +14,13 @@ from hyperplane.model import ALL_PORTS, ICMP, has_ports, parse_protocol, protoco
 _TOP_LEVEL = (
     "account_id", "region", "vpcs", "subnets", "route_tables", "security_groups",
     "network_acls", "internet_gateways", "nat_gateways", "prefix_lists", "vpc_endpoints",
-    "network_interfaces", "vpc_peering_connections", "functions",
+    "network_interfaces", "vpc_peering_connections", "functions", "transit_gateways",
 )
 _ID_PREFIX = {
     "vpcs": "vpc-", "subnets": "subnet-", "route_tables": "rtb-", "security_groups": "sg-",
     "network_acls": "acl-", "internet_gateways": "igw-", "nat_gateways": "nat-",
     "prefix_lists": "pl-", "vpc_endpoints": "vpce-", "network_interfaces": "eni-",
-    "vpc_peering_connections": "pcx-",
+    "vpc_peering_connections": "pcx-", "transit_gateways": "tgw-",
 }
 _RULE_KEYS = ("protocol", "ports", "from_port", "to_port", "icmp_type", "icmp_code")
 _PEER_KEYS = ("cidr", "prefix_list_id", "security_group_id")

@@ -24,6 +24,11 @@ whatever the file is called, and one file may hold several keys. Read kinds:
 ``Reservations``           instances and their ENIs
 ``Addresses``              Elastic IPs associated with ENIs
 ``VpcPeeringConnections``  active peerings
+``TransitGateways``        transit gateways ``available``; with ``TransitGatewayAttachments``
+                           (type, association), ``TransitGatewayVpcAttachments`` (subnets),
+                           ``TransitGatewayRouteTables``, ``TransitGatewayStaticRoutes`` (the
+                           ``search-transit-gateway-routes`` output, type ``static``, blackholes
+                           included) and ``TransitGatewayPropagations``
 ``Functions``              ``aws lambda list-functions`` (``--function-version ALL`` adds the
                            published versions); a lone ``get-function-configuration`` document
                            (top-level ``FunctionName``) or ``get-function`` (``Configuration``)
@@ -42,13 +47,13 @@ has but the snapshot lacks (a VPC's main route table, default network ACL, defau
 group) are created as AWS creates them, with a note.
 
 What is not emulated is skipped and reported once, by kind and count, in a
-:class:`SnapshotReport` (and one :class:`SnapshotWarning`): transit gateways and their
-attachments, VPN and customer gateways, load balancers, RDS / Elasticsearch descriptions, IPv6
+:class:`SnapshotReport` (and one :class:`SnapshotWarning`): transit gateway attachments not
+``available`` (a ``deleting`` peering), VPN and customer gateways, load balancers, RDS / Elasticsearch descriptions, IPv6
 routes and rules, ENIs without a security group (transit gateway, load balancer ENIs), Gateway
 Load Balancer endpoints, deleted NAT gateways, inactive peerings, ... Keys without network
 behaviour (the endpoint service catalogue, DHCP option sets, ...) are only counted
 (``SnapshotReport.ignored``); an unrecognised key is reported as skipped. A route whose target is not
-emulated (``tgw-``, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN, a Gateway Load
+emulated (a ``tgw-`` not in the snapshot, ``vgw-``, ``eigw-``, ``cagw-``, ``lgw-``, a core network ARN, a Gateway Load
 Balancer endpoint) loads as it is: the data plane stops there with the reason
 ``UNMODELLED_TARGET`` (a Gateway Load Balancer endpoint stays in the topology as an endpoint of
 type ``gateway_load_balancer`` for that, and is still reported as not emulated). A route to a
@@ -241,6 +246,7 @@ class _Snapshot(_Rules):
         self.igws = self.build_internet_gateways()
         self.default_sg = self.build_default_groups()
         self.functions = self.build_functions()
+        self.tgws = self.build_transit_gateways()
         topology = self.assemble()
         return topology, self.report
 
@@ -280,7 +286,8 @@ class _Snapshot(_Rules):
             security_groups=self.security_groups, network_acls=self.acls, internet_gateways=self.igws,
             nat_gateways={n.id: n for n, _e in self.nats.values()}, prefix_lists=self.prefix_lists,
             vpc_endpoints=endpoints, network_interfaces=_keyed(enis), vpc_peering_connections=self.peerings,
-            functions=self.functions)
+            functions=self.functions, transit_gateways=self.tgws[0], transit_gateway_attachments=self.tgws[1],
+            transit_gateway_route_tables=self.tgws[2])
         try:
             validate_topology(topology, where=self.where)
         except TopologyError as exc:
@@ -292,5 +299,5 @@ class _Snapshot(_Rules):
         self.report.loaded = {name: len(getattr(topology, name)) for name in (
             "vpcs", "subnets", "route_tables", "security_groups", "network_acls", "internet_gateways",
             "nat_gateways", "prefix_lists", "vpc_endpoints", "network_interfaces", "vpc_peering_connections",
-            "functions")}
+            "functions", "transit_gateways", "transit_gateway_attachments", "transit_gateway_route_tables")}
         return topology

@@ -17,16 +17,12 @@ READ_KINDS = (
     "Vpcs", "Subnets", "RouteTables", "SecurityGroups", "NetworkAcls", "InternetGateways",
     "NatGateways", "VpcEndpoints", "PrefixLists", "ManagedPrefixLists", "NetworkInterfaces",
     "Reservations", "Addresses", "VpcPeeringConnections", "Functions", "AvailabilityZones",
+    "TransitGateways", "TransitGatewayAttachments", "TransitGatewayVpcAttachments", "TransitGatewayRouteTables",
+    "TransitGatewayStaticRoutes", "TransitGatewayPropagations",
 )
 
 #: Known top-level keys of things the emulator does not model (skipped, reported by count).
 SKIPPED_KINDS: Mapping[str, str] = {
-    "TransitGateways": "transit gateways",
-    "TransitGatewayAttachments": "transit gateway attachments",
-    "TransitGatewayVpcAttachments": "transit gateway VPC attachments",
-    "TransitGatewayRouteTables": "transit gateway route tables",
-    "TransitGatewayPropagations": "transit gateway propagations",
-    "TransitGatewayStaticRoutes": "transit gateway static routes",
     "TransitGatewayPeeringAttachments": "transit gateway peering attachments",
     "VpnConnections": "VPN connections",
     "VpnGateways": "VPN gateways",

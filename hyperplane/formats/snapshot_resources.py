@@ -17,7 +17,8 @@ from hyperplane.formats.snapshot_report import SNAPSHOT_ROLE_POLICIES
 from hyperplane.model import (
     PROTOCOL_ALL, ElasticIp, ExecutionRole, FunctionVersion, InternetGateway, LambdaFunction,
     NatGateway, NetworkInterface, PrefixList, SecurityGroup, SecurityGroupRule, VpcConfig,
-    VpcEndpoint, VpcPeeringConnection, next_free_address,
+    VpcEndpoint, VpcPeeringConnection, next_free_address, TransitGateway, TransitGatewayAttachment,
+    TransitGatewayRoute, TransitGatewayRouteTable,
 )
 
 
@@ -474,6 +475,97 @@ class _Resources(_Fields):
                 self.report.skip("VpcPeeringConnections (between VPCs not in the snapshot)")
                 self.skipped_ids[pcx_id] = "a peering between VPCs not in the snapshot"
         return out
+
+    def build_transit_gateways(self) -> tuple[dict[str, TransitGateway], dict[str, TransitGatewayAttachment],
+                                              dict[str, TransitGatewayRouteTable]]:
+        """Transit gateways, their attachments and route tables (issue 16). An attachment or
+        route table that is not ``available`` (``deleting``, ``pendingAcceptance``) carries
+        nothing: skipped and reported."""
+        tgws: dict[str, TransitGateway] = {}
+        for item in self.items["TransitGateways"]:
+            tgw_id = self.get(item, "TransitGatewayId")
+            state = item.data.get("State", "available")
+            if state != "available":
+                self.report.skip(f"TransitGateways ({state})")
+                continue
+            tgws[tgw_id] = TransitGateway(tgw_id, _tag_name(item.data))
+            self.where[tgw_id] = f"{item.file}::{item.path}"
+        subnets_of: dict[str, tuple[str, ...]] = {}
+        for item in self.items["TransitGatewayVpcAttachments"]:
+            att_id = self.get(item, "TransitGatewayAttachmentId")
+            ids = tuple(self.strings(item, "SubnetIds"))
+            for j, subnet_id in enumerate(ids):
+                self.ref(item, "SubnetIds", self.subnet_items, "subnet", subnet_id, where=f"{item.at('SubnetIds')}[{j}]")
+            subnets_of[att_id] = ids
+        attachments: dict[str, TransitGatewayAttachment] = {}
+        for item in self.items["TransitGatewayAttachments"]:
+            att_id = self.get(item, "TransitGatewayAttachmentId")
+            tgw_id = self.get(item, "TransitGatewayId")
+            state = item.data.get("State", "available")
+            kind = self.get(item, "ResourceType")
+            if state != "available" or tgw_id not in tgws:
+                why = f"state {state}" if state != "available" else "transit gateway not in the snapshot"
+                self.report.skip(f"TransitGatewayAttachments ({kind}, {why})")
+                continue
+            association = item.data.get("Association")
+            rtb_id = None
+            if isinstance(association, dict) and association.get("State", "associated") == "associated":
+                rtb_id = association.get("TransitGatewayRouteTableId")
+            resource_id = self.get(item, "ResourceId")
+            if kind == "vpc" and resource_id not in self.vpc_items:
+                self.report.skip("TransitGatewayAttachments (vpc, VPC not in the snapshot)")
+                continue
+            if kind == "vpc" and att_id not in subnets_of:
+                self.fail(item.file, item.at("TransitGatewayAttachmentId"),
+                          f"VPC attachment {att_id} has no TransitGatewayVpcAttachments entry (its subnets)")
+            attachments[att_id] = TransitGatewayAttachment(att_id, tgw_id, kind, resource_id,
+                                                           subnets_of.get(att_id, ()) if kind == "vpc" else (),
+                                                           rtb_id, _tag_name(item.data))
+            self.where[att_id] = f"{item.file}::{item.path}"
+        static: dict[str, list[TransitGatewayRoute]] = {}
+        for item in self.items["TransitGatewayStaticRoutes"]:
+            rtb_id = self.get(item, "TransitGatewayRouteTableId")
+            for route in self.sub(item, "Routes", required=False):
+                if route.data.get("DestinationCidrBlock") is None:
+                    self.report.skip("TransitGatewayStaticRoutes (prefix list or IPv6 destination)")
+                    continue
+                cidr = self.cidr(route, "DestinationCidrBlock")
+                if route.data.get("State") == "blackhole":
+                    static.setdefault(rtb_id, []).append(TransitGatewayRoute(cidr, None))
+                    continue
+                if route.data.get("Type", "static") != "static" or route.data.get("State", "active") != "active":
+                    continue  # propagated routes are derived from the propagations
+                targets = [t.data.get("TransitGatewayAttachmentId") for t in
+                           self.sub(route, "TransitGatewayAttachments", required=False)]
+                targets = [t for t in targets if t in attachments]
+                if targets:
+                    static.setdefault(rtb_id, []).append(TransitGatewayRoute(cidr, targets[0]))
+                else:
+                    self.note(f"{rtb_id}: static route {cidr} names no attachment of the snapshot: a blackhole")
+                    static.setdefault(rtb_id, []).append(TransitGatewayRoute(cidr, None))
+        propagations: dict[str, list[str]] = {}
+        for item in self.items["TransitGatewayPropagations"]:
+            rtb_id = self.get(item, "TransitGatewayRouteTableId")
+            for p in self.sub(item, "TransitGatewayRouteTablePropagations", required=False):
+                att_id = p.data.get("TransitGatewayAttachmentId")
+                if p.data.get("State", "enabled") == "enabled" and att_id in attachments:
+                    propagations.setdefault(rtb_id, []).append(att_id)
+        tables: dict[str, TransitGatewayRouteTable] = {}
+        for item in self.items["TransitGatewayRouteTables"]:
+            rtb_id = self.get(item, "TransitGatewayRouteTableId")
+            tgw_id = self.get(item, "TransitGatewayId")
+            if item.data.get("State", "available") != "available" or tgw_id not in tgws:
+                self.report.skip("TransitGatewayRouteTables (not available)")
+                continue
+            tables[rtb_id] = TransitGatewayRouteTable(rtb_id, tgw_id, tuple(static.get(rtb_id, ())),
+                                                      tuple(propagations.get(rtb_id, ())), _tag_name(item.data))
+            self.where[rtb_id] = f"{item.file}::{item.path}"
+        for att_id, att in list(attachments.items()):
+            if att.route_table_id is not None and att.route_table_id not in tables:
+                self.note(f"{att_id}: associated with {att.route_table_id}, which is not in the snapshot: not routed")
+                attachments[att_id] = TransitGatewayAttachment(att.id, att.transit_gateway_id, att.resource_type,
+                                                               att.resource_id, att.subnet_ids, None, att.name)
+        return tgws, attachments, tables
 
     def default_sg_id(self, vpc_id: str) -> str:
         for sg_id, item in self.sg_items.items():

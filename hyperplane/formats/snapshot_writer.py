@@ -214,7 +214,47 @@ def describe_documents(topology: Topology, *, hyperplane_enis: Iterable[Any] = (
         for v in fn.versions:
             functions.append(base | {"FunctionArn": f"{arn}:{v.version}", "Version": v.version, "VpcConfig": config(v.vpc_config)})
     docs["Functions.json"] = {"Functions": functions}
+    docs.update(_transit_gateway_documents(t))
     return docs
+
+
+def _transit_gateway_documents(t: Topology) -> dict[str, dict]:
+    """The describe-transit-gateway* outputs the snapshot reader takes (only when there are any)."""
+    if not t.transit_gateways:
+        return {}
+    account = t.account_id
+    atts = t.transit_gateway_attachments.values()
+    return {
+        "TransitGateways.json": {"TransitGateways": [
+            {"TransitGatewayId": g.id, "State": "available", "OwnerId": account, "Tags": _tags(g.name)}
+            for g in t.transit_gateways.values()]},
+        "TransitGatewayAttachments.json": {"TransitGatewayAttachments": [
+            {"TransitGatewayAttachmentId": a.id, "TransitGatewayId": a.transit_gateway_id, "ResourceType": a.resource_type,
+             "ResourceId": a.resource_id, "State": "available", "Tags": _tags(a.name)}
+            | ({"Association": {"TransitGatewayRouteTableId": a.route_table_id, "State": "associated"}}
+               if a.route_table_id is not None else {})
+            for a in atts]},
+        "TransitGatewayVpcAttachments.json": {"TransitGatewayVpcAttachments": [
+            {"TransitGatewayAttachmentId": a.id, "TransitGatewayId": a.transit_gateway_id, "VpcId": a.resource_id,
+             "SubnetIds": list(a.subnet_ids), "State": "available", "Tags": _tags(a.name)}
+            for a in atts if a.resource_type == "vpc"]},
+        "TransitGatewayRouteTables.json": {"TransitGatewayRouteTables": [
+            {"TransitGatewayRouteTableId": r.id, "TransitGatewayId": r.transit_gateway_id, "State": "available",
+             "Tags": _tags(r.name)} for r in t.transit_gateway_route_tables.values()]},
+        "TransitGatewayStaticRoutes.json": {"TransitGatewayStaticRoutes": [
+            {"TransitGatewayRouteTableId": r.id, "Routes": [
+                {"DestinationCidrBlock": str(x.destination), "Type": "static",
+                 "State": "blackhole" if x.is_blackhole else "active",
+                 "TransitGatewayAttachments": [] if x.attachment_id is None else [
+                     {"TransitGatewayAttachmentId": x.attachment_id,
+                      "ResourceType": t.transit_gateway_attachments[x.attachment_id].resource_type}]}
+                for x in r.routes]} for r in t.transit_gateway_route_tables.values()]},
+        "TransitGatewayPropagations.json": {"TransitGatewayPropagations": [
+            {"TransitGatewayRouteTableId": r.id, "TransitGatewayRouteTablePropagations": [
+                {"TransitGatewayAttachmentId": a, "State": "enabled",
+                 "ResourceType": t.transit_gateway_attachments[a].resource_type} for a in r.propagations]}
+            for r in t.transit_gateway_route_tables.values()]},
+    }
 
 
 def write_describe_folder(topology: Topology, folder: str | os.PathLike[str], *,

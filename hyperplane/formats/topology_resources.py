@@ -22,6 +22,7 @@ from hyperplane.model import (
     VpcConfig, VpcEndpoint, VpcPeeringConnection, next_free_address, route_target_kind,
     unmodelled_route_target, validate_topology,
 )
+from hyperplane.formats.topology_transit import read_transit_gateways
 
 #: The role a function gets when its entry names none (documented in docs/topology-format.md).
 DEFAULT_ROLE_POLICIES = ("AWSLambdaVPCAccessExecutionRole",)
@@ -84,6 +85,7 @@ class _Builder:
         endpoints = self.endpoints()
         enis = self.network_interfaces()
         functions = self.functions()
+        tgws, tgw_attachments, tgw_route_tables = read_transit_gateways(self)
 
         # AWS defaults, per VPC: main route table, default NACL, default security group
         for vpc in vpcs.values():
@@ -194,6 +196,8 @@ class _Builder:
             network_interfaces=_keyed([*managed, *(self.interface(e) for e in enis.values())]),
             vpc_peering_connections=peerings,
             functions=functions,
+            transit_gateways=tgws, transit_gateway_attachments=tgw_attachments,
+            transit_gateway_route_tables=tgw_route_tables,
         )
         validate_topology(topology, file=self.file, where=self.where)
         self.warn_repaired(nats)  # only once the topology loads: a repair is not half a load

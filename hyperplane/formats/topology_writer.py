@@ -169,7 +169,31 @@ def topology_document(topology: Topology) -> dict:
             out["versions"] = [{"version": v.version, "vpc_config": _vpc_config_doc(v.vpc_config)} for v in fn.versions]
         functions.append(out)
     doc["functions"] = functions
+    doc["transit_gateways"] = [_transit_gateway_doc(t, g.id, g.name) for g in t.transit_gateways.values()]
     return {k: v for k, v in doc.items() if v != [] or k in ("account_id", "region")}
+
+
+def _transit_gateway_doc(t: Topology, tgw_id: str, name: str) -> dict:
+    """One transit gateway with its route tables and attachments, as the reader takes them."""
+    tables = []
+    for rtb in t.transit_gateway_route_tables.values():
+        if rtb.transit_gateway_id != tgw_id:
+            continue
+        routes = [{"destination": str(r.destination)} | ({"blackhole": True} if r.is_blackhole
+                                                          else {"attachment_id": r.attachment_id})
+                  for r in rtb.routes]
+        tables.append(_named({"id": rtb.id}, rtb.name) | {"routes": routes, "propagations": list(rtb.propagations)})
+    attachments = []
+    for a in t.transit_gateway_attachments.values():
+        if a.transit_gateway_id != tgw_id:
+            continue
+        out = _named({"id": a.id}, a.name) | {"type": a.resource_type}
+        out |= {"vpc_id": a.resource_id, "subnet_ids": list(a.subnet_ids)} if a.resource_type == "vpc" \
+            else {"resource_id": a.resource_id}
+        if a.route_table_id is not None:
+            out["route_table_id"] = a.route_table_id
+        attachments.append(out)
+    return _named({"id": tgw_id}, name) | {"route_tables": tables, "attachments": attachments}
 
 
 def dump_topology(topology: Topology, path: str | os.PathLike[str]) -> None:

@@ -27,7 +27,8 @@ from hyperplane.model.resources import (
     Vpc, Subnet, Route, RouteTable, SecurityGroupRule, SecurityGroup, NetworkAclEntry, NetworkAcl,
     InternetGateway, ElasticIp, NatGateway, PrefixList, VpcEndpoint, NetworkInterface,
     VpcPeeringConnection, ExecutionRole, VpcConfig, FunctionVersion, LambdaFunction, next_free_address,
-    resource_fields,
+    resource_fields, TransitGateway, TransitGatewayAttachment, TransitGatewayRoute, TransitGatewayRouteTable,
+    TGW_EMULATED_ATTACHMENT_TYPES,
 )
 from hyperplane.model.topology import Topology
 from hyperplane.model.validation import validate_topology
@@ -47,7 +48,8 @@ __all__ = [
     "Vpc", "Subnet", "Route", "RouteTable", "SecurityGroupRule", "SecurityGroup",
     "NetworkAclEntry", "NetworkAcl", "InternetGateway", "ElasticIp", "NatGateway", "PrefixList",
     "VpcEndpoint", "NetworkInterface", "VpcPeeringConnection", "ExecutionRole", "VpcConfig",
-    "FunctionVersion", "LambdaFunction", "Topology",
+    "FunctionVersion", "LambdaFunction", "Topology", "TransitGateway", "TransitGatewayAttachment",
+    "TransitGatewayRoute", "TransitGatewayRouteTable", "TGW_EMULATED_ATTACHMENT_TYPES",
     "parse_protocol", "protocol_name", "route_target_kind", "reserved_addresses",
     "next_free_address", "validate_topology",
 ]

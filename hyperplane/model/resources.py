@@ -530,6 +530,79 @@ class VpcPeeringConnection:
 
 
 @dataclass(frozen=True)
+class TransitGateway:
+    """A transit gateway ``tgw-…``: a Regional router between its attachments (issue 16)."""
+
+    id: str
+    name: str = ""
+
+
+#: Transit gateway attachment types whose far side is emulated; the others (``vpn``,
+#: ``direct-connect-gateway``, ``peering``, ``connect``) end a walk that reaches them.
+TGW_EMULATED_ATTACHMENT_TYPES = frozenset({"vpc"})
+
+
+@dataclass(frozen=True)
+class TransitGatewayAttachment:
+    """An attachment ``tgw-attach-…`` of a transit gateway to a VPC, a VPN, a Direct Connect
+    gateway, a peer transit gateway or a Connect peer.
+
+    Attributes:
+        transit_gateway_id: the ``tgw-…``.
+        resource_type: ``vpc``, ``vpn``, ``direct-connect-gateway``, ``peering`` or ``connect``.
+        resource_id: the ``vpc-…``, ``vpn-…``, ... on the far side.
+        subnet_ids: a VPC attachment's subnets, at most one per Availability Zone: the transit
+            gateway's network interfaces, where its traffic enters and leaves the VPC.
+        route_table_id: the transit gateway route table it is associated with (``None``: none,
+            its traffic is not routed).
+    """
+
+    id: str
+    transit_gateway_id: str
+    resource_type: str
+    resource_id: str
+    subnet_ids: tuple[str, ...] = ()
+    route_table_id: str | None = None
+    name: str = ""
+
+    @property
+    def is_emulated(self) -> bool:
+        return self.resource_type in TGW_EMULATED_ATTACHMENT_TYPES
+
+
+@dataclass(frozen=True)
+class TransitGatewayRoute:
+    """A static route of a transit gateway route table: to an attachment, or a blackhole
+    (``attachment_id`` ``None``), which drops what matches it."""
+
+    destination: IPv4Network
+    attachment_id: str | None = None
+
+    @property
+    def is_blackhole(self) -> bool:
+        return self.attachment_id is None
+
+    def __str__(self) -> str:
+        return f"{self.destination} -> {self.attachment_id or 'blackhole'}"
+
+
+@dataclass(frozen=True)
+class TransitGatewayRouteTable:
+    """A transit gateway route table ``tgw-rtb-…``: its static (and blackhole) routes and the
+    attachments whose routes propagate into it (a VPC attachment propagates its VPC's CIDRs).
+
+    Which attachments it routes for: those associated with it
+    (:attr:`TransitGatewayAttachment.route_table_id`).
+    """
+
+    id: str
+    transit_gateway_id: str
+    routes: tuple[TransitGatewayRoute, ...] = ()
+    propagations: tuple[str, ...] = ()  # attachment ids
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class ExecutionRole:
     """A Lambda execution role and the IAM actions it grants.
 

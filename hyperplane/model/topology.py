@@ -13,7 +13,7 @@ from hyperplane.errors import UnknownResource
 from hyperplane.model.resources import (
     Vpc, Subnet, Route, RouteTable, SecurityGroup, NetworkAcl, InternetGateway, NatGateway,
     PrefixList, VpcEndpoint, NetworkInterface, VpcPeeringConnection, LambdaFunction,
-    next_free_address,
+    TransitGateway, TransitGatewayAttachment, TransitGatewayRouteTable, next_free_address,
 )
 
 
@@ -41,6 +41,9 @@ _COLLECTIONS = (
     ("network_interfaces", NetworkInterface),
     ("vpc_peering_connections", VpcPeeringConnection),
     ("functions", LambdaFunction),
+    ("transit_gateways", TransitGateway),
+    ("transit_gateway_attachments", TransitGatewayAttachment),
+    ("transit_gateway_route_tables", TransitGatewayRouteTable),
 )
 
 
@@ -57,6 +60,8 @@ class Topology:
         nat_gateways, prefix_lists, vpc_endpoints, network_interfaces (managed ENIs of NAT
         gateways and interface endpoints included), vpc_peering_connections: by id.
         functions: :class:`LambdaFunction` by name.
+        transit_gateways, transit_gateway_attachments, transit_gateway_route_tables: by id
+        (a transit gateway is Regional: a multi-Region snapshot holds each Region's own).
     """
 
     #: the cross-resource checker; hyperplane.model.validation, which imports this module, sets it
@@ -76,6 +81,9 @@ class Topology:
     network_interfaces: Mapping[str, NetworkInterface] = field(default_factory=dict)
     vpc_peering_connections: Mapping[str, VpcPeeringConnection] = field(default_factory=dict)
     functions: Mapping[str, LambdaFunction] = field(default_factory=dict)
+    transit_gateways: Mapping[str, TransitGateway] = field(default_factory=dict)
+    transit_gateway_attachments: Mapping[str, TransitGatewayAttachment] = field(default_factory=dict)
+    transit_gateway_route_tables: Mapping[str, TransitGatewayRouteTable] = field(default_factory=dict)
 
     __hash__ = None  # type: ignore[assignment]  # mappings inside: equal, not hashable
 

@@ -22,7 +22,9 @@ _KIND_LABEL = {
     "internet_gateways": "internet gateway", "nat_gateways": "NAT gateway",
     "prefix_lists": "prefix list", "vpc_endpoints": "VPC endpoint",
     "network_interfaces": "network interface", "vpc_peering_connections": "peering connection",
-    "functions": "function",
+    "functions": "function", "transit_gateways": "transit gateway",
+    "transit_gateway_attachments": "transit gateway attachment",
+    "transit_gateway_route_tables": "transit gateway route table",
 }
 #: The targets a route more specific than its VPC's local route may have (AWS's "middlebox" routing).
 _MIDDLEBOX_TARGETS = "a NAT gateway, an ENI or a Gateway Load Balancer endpoint"
@@ -79,6 +81,7 @@ class _Checker:
         self.route_tables()
         self.network_interfaces()
         self.functions()
+        self.transit_gateways()
 
     def vpcs(self) -> None:
         for vpc in self.t.vpcs.values():
@@ -206,6 +209,51 @@ class _Checker:
             if pcx.status not in PEERING_STATUSES:
                 self.fail(f"{base}.status", f"unknown peering connection status {pcx.status!r} "
                                             f"(one of {', '.join(PEERING_STATUSES)})")
+
+    def transit_gateways(self) -> None:
+        for att in self.t.transit_gateway_attachments.values():
+            base = self.path("transit_gateway_attachments", att.id)
+            self.ref(f"{base}.transit_gateway_id", "transit_gateways", att.transit_gateway_id)
+            if att.route_table_id is not None:
+                rtb = self.ref(f"{base}.route_table_id", "transit_gateway_route_tables", att.route_table_id)
+                if rtb.transit_gateway_id != att.transit_gateway_id:
+                    self.fail(f"{base}.route_table_id", f"{rtb.id} is a route table of {rtb.transit_gateway_id}, "
+                              f"not of {att.transit_gateway_id}")
+            if att.resource_type != "vpc":
+                if att.subnet_ids:
+                    self.fail(f"{base}.subnet_ids", f"a {att.resource_type} attachment has no subnets")
+                continue
+            self.ref(f"{base}.resource_id", "vpcs", att.resource_id)
+            if not att.subnet_ids:
+                self.fail(f"{base}.subnet_ids", "a VPC attachment needs a subnet in at least one Availability Zone")
+            zones: dict[str, str] = {}
+            for j, subnet_id in enumerate(att.subnet_ids):
+                subnet = self.ref(f"{base}.subnet_ids[{j}]", "subnets", subnet_id)
+                self.same_vpc(f"{base}.subnet_ids[{j}]", f"subnet {subnet_id}", subnet.vpc_id, att.resource_id)
+                if subnet.availability_zone in zones:
+                    self.fail(f"{base}.subnet_ids[{j}]", f"{subnet_id} and {zones[subnet.availability_zone]} are both in "
+                              f"{subnet.availability_zone}: one subnet per Availability Zone")
+                zones[subnet.availability_zone] = subnet_id
+            for other in self.t.transit_gateway_attachments.values():
+                if (other.id != att.id and other.resource_type == "vpc" and other.resource_id == att.resource_id
+                        and other.transit_gateway_id == att.transit_gateway_id):
+                    self.fail(f"{base}.resource_id", f"{att.resource_id} is already attached to "
+                              f"{att.transit_gateway_id} by {other.id}")
+        for rtb in self.t.transit_gateway_route_tables.values():
+            base = self.path("transit_gateway_route_tables", rtb.id)
+            self.ref(f"{base}.transit_gateway_id", "transit_gateways", rtb.transit_gateway_id)
+            for j, route in enumerate(rtb.routes):
+                if route.attachment_id is None:
+                    continue
+                att = self.ref(f"{base}.routes[{j}].attachment_id", "transit_gateway_attachments", route.attachment_id)
+                if att.transit_gateway_id != rtb.transit_gateway_id:
+                    self.fail(f"{base}.routes[{j}].attachment_id", f"{att.id} is an attachment of "
+                              f"{att.transit_gateway_id}, not of {rtb.transit_gateway_id}")
+            for j, att_id in enumerate(rtb.propagations):
+                att = self.ref(f"{base}.propagations[{j}]", "transit_gateway_attachments", att_id)
+                if att.transit_gateway_id != rtb.transit_gateway_id:
+                    self.fail(f"{base}.propagations[{j}]", f"{att.id} is an attachment of "
+                              f"{att.transit_gateway_id}, not of {rtb.transit_gateway_id}")
 
     def nat_gateways(self) -> None:
         for nat in self.t.nat_gateways.values():
