@@ -147,12 +147,7 @@ def replay(capture: Path, topology: Path | None, repair: bool, functions: tuple[
         problem = "is a directory" if capture.is_dir() else "does not exist"
         raise click.BadParameter(f"File '{capture}' {problem}.", param_hint="'CAPTURE'")
 
-    mapping = {}
-    for item in functions:
-        name, sep, cidr = item.partition("=")
-        if not sep or not name or not cidr:
-            raise click.BadParameter(f"{item!r} is not NAME=CIDR", param_hint="--function")
-        mapping[name] = cidr
+    mapping = _function_options(functions)
     net = load_network(topology, repair)
     size = max(capture.stat().st_size, 1)
     progress = Progress(TextColumn("replaying {task.fields[packets]:,} packets"), BarColumn(),

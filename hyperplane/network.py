@@ -482,6 +482,17 @@ class Network:
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)
         return Result(self, reason, [], packet, source, -1)
 
+    def _answer_function(self, result: Result, answer: Packet, source: tuple) -> Result:
+        """``answer`` walked back to the execution environment that sent ``result``'s packet,
+        to the port it used (``Origin.REPLY_TO_FUNCTION``: the walker finds its connection)."""
+        _, name, environment = result.source
+        answer[IP].dst = environment
+        sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
+        if sent and isinstance(answer.payload, (TCP, UDP)):  # back to the port the function used
+            answer.payload.dport = int(sent[0]["src_port"])
+        rec, _ = to_record(answer, self.now)
+        return self._walk(answer, rec, Origin.REPLY_TO_FUNCTION, self.function_number(name), source)
+
     def reply_to(self, result: Result, layer4: Packet) -> Result:
         """The answer ``layer4`` back along ``result``'s connection (``Result.reply``)."""
         p = result.packet
@@ -516,23 +527,10 @@ class Network:
         if reason == Reason.FORWARDED_TO_PEERING and isinstance(result.source, tuple):
             # a function's request left over a peering to a VPC not in the network: the answer
             # comes back in over the connection (the walker finds the connection it belongs to)
-            _, name, environment = result.source
-            answer[IP].dst = environment
-            sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
-            if sent and isinstance(answer.payload, (TCP, UDP)):  # back to the port the function used
-                answer.payload.dport = int(sent[0]["src_port"])
-            rec, _ = to_record(answer, self.now)
-            return self._walk(answer, rec, Origin.REPLY_TO_FUNCTION, self.function_number(name), ("peering", p.dst))
+            return self._answer_function(result, answer, ("peering", p.dst))
         if reason == Reason.DELIVERED_TO_DNS_RESOLVER:
             if isinstance(result.source, tuple):  # a function's query: its answer as replay walks it
-                _, name, environment = result.source
-                answer[IP].dst = environment
-                sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
-                if sent and isinstance(answer.payload, (TCP, UDP)):  # back to the port the function used
-                    answer.payload.dport = int(sent[0]["src_port"])
-                rec, _ = to_record(answer, self.now)
-                return self._walk(answer, rec, Origin.REPLY_TO_FUNCTION, self.function_number(name),
-                                  ("dns", p.dst))
+                return self._answer_function(result, answer, ("dns", p.dst))
             # an ENI's query: the resolver answers the ENI that asked, no group or NACL between
             return Result(self, Reason.DELIVERED, [Hop("AmazonProvidedDNS", "dns", "answer", f"to {p.src}")],
                           IP(bytes(answer)), ("dns", p.dst), result.location)
