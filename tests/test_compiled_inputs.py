@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import hyperplane as hp
 from hyperplane._core._records import RecordTable
 from hyperplane._core._text import ADDRESS, CONSTANT, INTEGER, WORDS, lines
-from hyperplane._core._walk import HOP
+from hyperplane._core._codes import Stage
+from hyperplane._core._walk import HOP, PACKET_HOPS
 from hyperplane.dataplane.walk import Origin
 from hyperplane.records import ip, packets
 
@@ -31,6 +32,7 @@ KNOWN_REASONS = {int(r) for r in hp.Reason}
 
 # hop stages (hyperplane/_walk.pxd)
 SG_EGRESS, ROUTE, NACL_OUT, NAT_OUT, NAT_IN, NACL_IN, SG_INGRESS = 4, 5, 6, 8, 9, 10, 11
+NO_STAGE = int(max(Stage)) + 1  # a code no walker stage has
 
 
 def run_child(code: str) -> subprocess.CompletedProcess:
@@ -550,7 +552,7 @@ def hop_log(stages, rows=(0, 0, 1, 1), v=None):
     ({"interval": 0.0}, "interval"),
     ({"interval": -60.0}, "interval"),
     ({"interval": float("nan")}, "interval"),
-    ({"hops": hop_log([SG_EGRESS, SG_INGRESS, SG_EGRESS, 13])}, "hop 3 is not a hop of this batch"),
+    ({"hops": hop_log([SG_EGRESS, SG_INGRESS, SG_EGRESS, NO_STAGE])}, "hop 3 is not a hop of this batch"),
     ({"hops": hop_log([SG_EGRESS, SG_INGRESS, SG_EGRESS, 255])}, "hop 3 is not a hop of this batch"),
     ({"hops": hop_log([SG_EGRESS] * 4, rows=(0, 0, 1, 2))}, "hop 3 is not a hop of this batch"),
     ({"hops": hop_log([SG_EGRESS] * 4, rows=(0, 0, 1, -1))}, "hop 3 is not a hop of this batch"),
@@ -854,7 +856,8 @@ def test_a_hop_log_at_any_alignment_records_the_same_hops():
         _, _, n_hops, _, _ = walker.walk(*walk_args(4, out=rows.copy(), hops=hops))
         return hops[:n_hops].tobytes()
 
-    aligned = np.zeros(64, HOP)
-    shifted = np.frombuffer(bytearray(64 * HOP.itemsize + 8), HOP, count=64, offset=8)
+    size = PACKET_HOPS + 64  # the walk needs room for one longest walk before each packet
+    aligned = np.zeros(size, HOP)
+    shifted = np.frombuffer(bytearray(size * HOP.itemsize + 8), HOP, count=size, offset=8)
     assert aligned.ctypes.data % 16 == 0 and shifted.ctypes.data % 16 == 8
     assert walk(aligned) == walk(shifted) != b""
