@@ -22,19 +22,12 @@ from hyperplane.formats.snapshot_report import SnapshotWarning
 from hyperplane.formats.snapshot_writer import write_describe_folder
 from hyperplane.reasons import Reason
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+from aws_snapshots import SNAPSHOTS, snapshot
+
 FOLDERS = ["hybrid-cloud", "test-nat-gateway", "test-public-private-subnet", "test-public-subnet",
            "test-subnet", "test-vpc-endpoint-gateway", "test-vpc-endpoint-interface", "test-vpc-peering"]
 
 pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
-
-
-def snapshot(name: str) -> Path:
-    folder = SNAPSHOTS / name
-    if not folder.is_dir():
-        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project, in "
-                    "../shared/fixtures/aws-snapshots; a fresh clone does not have it)")
-    return folder
 
 
 def load(name: str) -> hp.Network:

@@ -21,8 +21,8 @@ from hyperplane.formats.snapshot_writer import write_describe_folder
 from hyperplane.formats.terraform_writer import write_terraform_state
 from hyperplane.formats.topology_writer import dump_topology
 
-SNAPSHOTS = Path("/work/shared/fixtures/aws-snapshots")
-PEERING = SNAPSHOTS / "test-vpc-peering"
+from aws_snapshots import snapshot
+
 SENDER = "eni-06347554b65539ff3"  # 192.168.2.229 in subnet-0af94b59d214ff20a (us-east-2b)
 PEER = "10.10.10.157"              # the instance of the peered VPC, in us-east-2c
 ZONED = FlowLogFormat("${version} ${interface-id} ${srcaddr} ${dstaddr} ${dstport} ${protocol} ${action} "
@@ -41,7 +41,7 @@ def records_of(net: hp.Network, *results: hp.Result) -> list:
 # contains the network interface for which traffic is recorded."
 
 def test_az_id_is_the_zone_id_of_the_interface_subnet_from_a_snapshot(tmp_path):
-    net = hp.Network.load(PEERING)
+    net = hp.Network.load(snapshot("test-vpc-peering"))
     r = net.send(IP(dst=PEER) / TCP(dport=22, flags="S"), source=SENDER)
     (record,) = [x for x in records_of(net, r) if x.interface_id == SENDER]
     # Subnets.json gives the subnet "AvailabilityZone": "us-east-2b", "AvailabilityZoneId": "use2-az2"
@@ -66,7 +66,7 @@ def _strip_zone_ids(folder: Path) -> None:
 
 def test_a_subnet_without_its_zone_id_takes_it_from_the_snapshot_availability_zones(tmp_path):
     folder = tmp_path / "hybrid"
-    shutil.copytree(SNAPSHOTS / "hybrid-cloud", folder)
+    shutil.copytree(snapshot("hybrid-cloud"), folder)
     _strip_zone_ids(folder)
     topology, report = read_aws_snapshot(folder)
     zones = {s.availability_zone: s.availability_zone_id for s in topology.subnets.values()}
@@ -78,7 +78,7 @@ def test_a_subnet_without_its_zone_id_takes_it_from_the_snapshot_availability_zo
 
 def test_with_only_zone_names_known_az_id_is_a_dash(tmp_path):
     folder = tmp_path / "peering"
-    shutil.copytree(PEERING, folder)
+    shutil.copytree(snapshot("test-vpc-peering"), folder)
     _strip_zone_ids(folder)
     (folder / "aws_configs" / "AvailabilityZones.json").unlink()
     net = hp.Network.load(folder)

@@ -14,6 +14,8 @@ from hyperplane.commands.lint import lint as lint_command
 from hyperplane.connectivity.lint import lint
 from hyperplane.reasons import Reason
 
+from aws_snapshots import snapshot as snapshot_folder
+
 EXAMPLE = (Path(hp.__file__).parent / "examples" / "example.yaml").read_text()
 
 # the example with its two mistakes fixed: acl-data lets the database's replies out (and the
@@ -171,14 +173,8 @@ def test_a_bad_topology_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.startswith("hyperplane: bad.yaml: vpcs[0].cidr: ") and result.stderr.count("\n") == 1
 
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
-
-
 def snapshot(name: str) -> hp.Network:
-    folder = SNAPSHOTS / name
-    if not folder.is_dir():
-        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project)")
-    return hp.Network.load(folder)
+    return hp.Network.load(snapshot_folder(name))
 
 
 @pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")

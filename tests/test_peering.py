@@ -20,7 +20,8 @@ from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+from aws_snapshots import snapshot
+
 
 pytestmark = pytest.mark.filterwarnings("ignore::hyperplane.formats.snapshot_report.SnapshotWarning")
 
@@ -30,14 +31,6 @@ INSTANCE_A, INSTANCE_B, INSTANCE_C = "i-06ba034d88c84ef07", "i-0b14080af811fda3d
 IP_A, IP_B, IP_C = "10.10.10.157", "192.168.1.106", "192.168.2.229"
 PCX_AB, PCX_AC = "pcx-0b89b559e3319d6cf", "pcx-0d5b836985ac8ca8c"
 SG_A, SG_B = "sg-09606ce9642cac154", "sg-065c26b39e45ae384"
-
-
-def snapshot(name: str) -> Path:
-    folder = SNAPSHOTS / name
-    if not folder.is_dir():
-        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project, in "
-                    "../shared/fixtures/aws-snapshots; a fresh clone does not have it)")
-    return folder
 
 
 def syn(dst: str, port: int) -> IP:

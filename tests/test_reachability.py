@@ -21,7 +21,8 @@ from hyperplane.connectivity.exchanges import scratch_network
 from hyperplane.connectivity.reachability import port_classes
 from hyperplane.model.resources import NetworkAclEntry, SecurityGroupRule
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+from aws_snapshots import snapshot as snapshot_folder
+
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +214,7 @@ def test_reach_with_a_bad_name_is_one_line_and_exit_2():
 
 
 def snapshot(name: str) -> hp.Network:
-    folder = SNAPSHOTS / name
-    if not folder.is_dir():
-        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project, in "
-                    "../shared/fixtures/aws-snapshots; a fresh clone does not have it)")
+    folder = snapshot_folder(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return hp.Network.load(folder, repair=True)

@@ -23,7 +23,8 @@ from hyperplane.dataplane.walk import Origin
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.scapy_adapter import to_record
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "aws-snapshots"
+from aws_snapshots import snapshot
+
 
 
 def _allow_all(acl_id: str, vpc_id: str) -> dict:
@@ -282,9 +283,7 @@ def test_a_broken_transit_gateway_is_an_error_naming_its_place(edit, where, prob
 
 
 def hybrid() -> hp.Network:
-    folder = SNAPSHOTS / "hybrid-cloud"
-    if not folder.is_dir():
-        pytest.skip(f"third-party AWS snapshot {folder} is absent (it lives beside the project)")
+    folder = snapshot("hybrid-cloud")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return hp.Network.load(folder)
