@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hyperplane._core import _text, _walk
+from hyperplane._core import _distinct, _text, _walk
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import COLUMNS, BatchResult
 from hyperplane.formats.capture import CaptureChunk, PacketKind
@@ -50,32 +50,32 @@ def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str])
     assert vpc is not None  # a pipeline's results carry its compilation
     n = len(res.reason)
     hops, first = res.facts.hops, res.facts.first_hop
-    opened = np.isin(hops["stage"], [_V2N_OUT, _NAT_OUT]) & (hops["v"][:, 1] == NatStatus.CREATED)
+    stage = hops["stage"]
+    opened = ((stage == _V2N_OUT) | (stage == _NAT_OUT)) & (hops["v"][:, 1] == NatStatus.CREATED)
     rows = hops["row"][opened]
     sent = res.packets[rows]
-    picked = np.zeros(n, bool)
-    picked[rows[(sent["proto"] == TCP) & ((sent["flags"] & (SYN | ACK | FIN | RST)) == ACK)]] = True
-    key = np.zeros(n, [("location", "<i4"), ("reason", "u1"), ("picked", "u1"), ("stage", "<i2"),
-                       ("v", "<i4", (6,))])
-    key["location"], key["reason"], key["picked"], key["stage"] = res.location, res.reason, picked, -1
+    picked = np.zeros(n, np.uint8)
+    picked[rows[(sent["proto"] == TCP) & ((sent["flags"] & (SYN | ACK | FIN | RST)) == ACK)]] = 1
+    last_stage = np.full(n, -1, np.int16)
+    v = np.zeros((n, 6), np.int32)
     has = np.flatnonzero(first[1:n + 1] > first[:n])
     last = hops[first[1:n + 1][has] - 1]
-    key["stage"][has], key["v"][has] = last["stage"], np.where(_KEPT[last["stage"]], last["v"], 0)
-    unique, first_row, inverse = np.unique(key.view(f"V{key.itemsize}"), return_index=True, return_inverse=True)
-    index = np.empty(len(unique), np.int32)
-    for u, row in enumerate(first_row):
-        k = key[row]
-        eni = vpc.enis[k["location"]].id if k["location"] >= 0 else ""
+    last_stage[has], v[has] = last["stage"], np.where(_KEPT[last["stage"]], last["v"], 0)
+    first_row, inverse = distinct_rows([res.location, res.reason, picked, last_stage, *v.T])
+    index = np.empty(len(first_row), np.int32)
+    for u, row in enumerate(first_row.tolist()):
+        location, code, kept = int(res.location[row]), int(last_stage[row]), v[row]
+        eni = vpc.enis[location].id if location >= 0 else ""
         stage, resource, rule = "", eni, ""
-        if k["stage"] >= 0:
-            name = _walk.STAGES[k["stage"]]
-            values = {c: int(np.asarray(v).astype(dt)) for (c, dt), v in zip(_STAGE_COLUMNS[k["stage"]], k["v"])}
+        if code >= 0:
+            name = _walk.STAGES[code]
+            values = {c: int(np.asarray(x).astype(dt)) for (c, dt), x in zip(_STAGE_COLUMNS[code], kept)}
             shown = render_hops(vpc, [(name, values)], vpc.nat_ids, pool_names)
-            reason = Reason(int(k["reason"]))
+            reason = Reason(int(res.reason[row]))
             if shown and (reason.disposition.delivered or shown[0].decision in ("deny", "drop")):
                 hop = shown[0]
                 stage, resource = hop.stage, hop.resource
-                if k["stage"] in (_V2N_OUT, _V2N_IN, _NAT_OUT, _NAT_IN):  # what the table did
+                if code in (_V2N_OUT, _V2N_IN, _NAT_OUT, _NAT_IN):  # what the table did
                     rule = NatStatus(values["status"]).name
                 elif hop.stage.startswith(("sg-", "nacl-", "route")):
                     # the rule without the place the trace names before it ("subnet-x: ", "on eni-x: ")
@@ -84,9 +84,17 @@ def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str])
                     rule = hop.detail
             else:  # the last hop let it pass: it ended where it stopped, as the trace says
                 stage, rule = "end", reason.text
-        index[u] = labels.setdefault(label(eni, stage, resource, rule, bool(k["picked"])), len(labels))
-    return index[inverse.ravel()]
+        index[u] = labels.setdefault(label(eni, stage, resource, rule, bool(picked[row])), len(labels))
+    return index[inverse]
 
+
+def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of equal-length integer ``columns``, in order of first appearance: (the
+    first row of each, each row's number among them)."""
+    table = np.empty((len(columns), len(columns[0])), np.uint64)
+    for j, column in enumerate(columns):
+        table[j] = column
+    return _distinct.rows(table)
 
 class Labels:
     """A chunk's label table split into its columns (``label``)."""
@@ -120,7 +128,7 @@ class Conversations:
     unanswered."""
 
     def __init__(self) -> None:
-        self.index: dict[bytes, int] = {}
+        self.index: dict[tuple[int, int, int], int] = {}
         self.delivered = np.zeros((0, 2), bool)  # a packet of endpoint A (the lower address, port), of B
         self.picked_up = np.zeros(0, bool)
         self.failure: list[str] = []  # "REASON resource" of the first refusal ("": none)
@@ -135,12 +143,11 @@ class Conversations:
         src = (r["src_ip"].astype(np.uint64) << 16) | r["src_port"]
         dst = (r["dst_ip"].astype(np.uint64) << 16) | r["dst_port"]
         from_a = src < dst
-        key = np.zeros(len(rows), [("a", "<u8"), ("b", "<u8"), ("proto", "u1")])
-        key["a"], key["b"], key["proto"] = np.minimum(src, dst), np.maximum(src, dst), r["proto"]
-        unique, inverse = np.unique(key.view(f"V{key.itemsize}"), return_inverse=True)
-        inverse = inverse.ravel()
+        a, b, proto = np.minimum(src, dst), np.maximum(src, dst), r["proto"]
+        first, inverse = distinct_rows([a, b, proto])
         known = len(self.index)
-        ids = np.array([self.index.setdefault(bytes(u), len(self.index)) for u in unique], np.int64)
+        ids = np.array([self.index.setdefault(key, len(self.index))
+                        for key in zip(a[first].tolist(), b[first].tolist(), proto[first].tolist())], np.int64)
         grow = len(self.index) - known
         if grow:
             self.delivered = np.concatenate([self.delivered, np.zeros((grow, 2), bool)])

@@ -150,10 +150,10 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
     if times[0] < service._now or (n > 1 and (np.diff(times) < 0).any()):
         raise ClockError(f"invocation times must be non-decreasing from the clock (t={service._now!r} s)")
     # each environment's first and second rows decide; the others repeat the second's outcome
-    first = np.unique(envs, return_index=True)[1]
+    first = _first_rows(envs, len(functions))
     later = np.ones(n, bool)
     later[first] = False
-    second = np.flatnonzero(later)[np.unique(envs[later], return_index=True)[1]]
+    second = np.flatnonzero(later)[_first_rows(envs[later], len(functions))]
     points = np.union1d(first, second)
     decided = n
     generation = service.generation
@@ -190,15 +190,25 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
     return decided, outcomes, outcome_of_row
 
 
+def _first_rows(envs: np.ndarray, count: int) -> np.ndarray:
+    """The first row of each environment in ``envs`` (numbers below ``count``), in the order of
+    the environments' numbers (``ufunc.at``, linear: numpy's ``unique`` sorts)."""
+    first = np.full(count, len(envs), np.intp)
+    np.minimum.at(first, envs, np.arange(len(envs)))
+    return first[first < len(envs)]
+
+
 def _last_row_of_each_function(functions: Sequence[str], envs: np.ndarray) -> dict[str, int]:
     """Each function's (base name's) last row among ``envs`` (each row's environment, an index
     into ``functions``), in the order the functions first appear: per environment, not per row."""
     if not len(envs):
         return {}
-    distinct, first = np.unique(envs, return_index=True)
-    last = len(envs) - 1 - np.unique(envs[::-1], return_index=True)[1]
+    first = _first_rows(envs, len(functions))
+    last = np.full(len(functions), -1, np.intp)
+    np.maximum.at(last, envs, np.arange(len(envs)))
     found: dict[str, list[int]] = {}
-    for e, f, r in sorted(zip(distinct.tolist(), first.tolist(), last.tolist()), key=lambda x: x[1]):
+    for f in np.sort(first).tolist():
+        e, r = int(envs[f]), int(last[envs[f]])
         base = split_qualifier(functions[e])[0]
         if base in found:
             found[base][1] = max(found[base][1], r)
