@@ -36,11 +36,13 @@ network's ``now``. Every input packet gets exactly one verdict; packets that can
 from __future__ import annotations
 
 import ipaddress
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -376,7 +378,7 @@ class Engine:
     def replay(self, *, output: str | Path | None, verdicts: str | Path | None, flow_logs: str | Path | None,
                progress: Callable[[CaptureChunk], None] | None) -> ReplayReport:
         """The whole replay in this process."""
-        report = self.write(self.walk(), output=output, verdicts=verdicts, progress=progress)
+        report = self.write(ahead(self.walk()), output=output, verdicts=verdicts, progress=progress)
         if self.logs is not None and flow_logs is not None:
             self.logs.write(flow_logs)
             report.flow_log_records = len(self.logs)
@@ -393,6 +395,51 @@ class Engine:
                 "connections": eni.connections, "peak": stats.peak if stats else 0,
                 "created": stats.created if stats else 0, "overflow": eni.overflow})
         return found
+
+
+T = TypeVar("T")
+
+
+def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items`` produced on a second thread, up to ``depth`` ahead of the consumer: the walk of
+    one chunk runs while the one before is written, on the second core wherever either is in
+    compiled code or numpy without the GIL. Order and results are the iterator's own; an
+    exception in it is raised here, and the producer stops when the consumer does."""
+    channel: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((None, item)):
+                    return
+            put((None, end))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((exc, None))
+
+    worker = threading.Thread(target=produce, name="hyperplane-replay-walk", daemon=True)
+    worker.start()
+    try:
+        while True:
+            failure, item = channel.get()
+            if failure is not None:
+                raise failure
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class _Run:

@@ -50,8 +50,8 @@ def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str])
     assert vpc is not None  # a pipeline's results carry its compilation
     n = len(res.reason)
     hops, first = res.facts.hops, res.facts.first_hop
-    stage = hops["stage"]
-    opened = ((stage == _V2N_OUT) | (stage == _NAT_OUT)) & (hops["v"][:, 1] == NatStatus.CREATED)
+    hop_stage = hops["stage"]
+    opened = ((hop_stage == _V2N_OUT) | (hop_stage == _NAT_OUT)) & (hops["v"][:, 1] == NatStatus.CREATED)
     rows = hops["row"][opened]
     sent = res.packets[rows]
     picked = np.zeros(n, np.uint8)

@@ -196,3 +196,49 @@ def test_network_replay_is_the_spec_entry_point(capture, tmp_path):
                         flow_logs=tmp_path / "logs")
     assert isinstance(report, hp.ReplayReport) and report.packets == 10 and report.written == report.delivered
     assert report.flow_log_records > 0 and any((tmp_path / "logs" / "s3").rglob("*.log.gz"))
+
+
+def test_the_walk_runs_one_chunk_ahead_of_the_writing_and_keeps_order_errors_and_stops():
+    # Engine.replay walks chunk k+1 on a second thread while chunk k is written
+    from hyperplane.replay import ahead
+
+    assert list(ahead(iter(range(50)))) == list(range(50))
+
+    def broken():
+        yield 1
+        raise CaptureError("cap.pcap", 24, "truncated record")
+
+    got = []
+    with pytest.raises(CaptureError, match="cap.pcap"):
+        for item in ahead(broken()):
+            got.append(item)
+    assert got == [1]  # what came before the error was handed over first
+
+    produced = []
+
+    def endless():
+        k = 0
+        while True:
+            produced.append(k)
+            yield k
+            k += 1
+
+    stream = ahead(endless())
+    assert next(stream) == 0
+    stream.close()  # the consumer stops: so does the producer (joined), at most two items later
+    assert len(produced) <= 3
+
+
+def test_a_replay_with_a_chunk_ahead_gives_what_a_serial_one_gives(capture, tmp_path, monkeypatch):
+    import sys
+
+    engine = sys.modules["hyperplane.replay"]
+    outputs = []
+    for mode in ("ahead", "serial"):
+        if mode == "serial":
+            monkeypatch.setattr(engine, "ahead", lambda items: items)
+        verdicts = tmp_path / f"{mode}.jsonl"
+        report = replay(hp.Network.example(), capture, functions={"orders": "172.16.5.0/24"},
+                        output=tmp_path / f"{mode}.pcap", verdicts=verdicts, chunk_packets=2)
+        outputs.append((verdicts.read_text(), (tmp_path / f"{mode}.pcap").read_bytes(), report.summary()))
+    assert outputs[0] == outputs[1]
