@@ -51,8 +51,8 @@ def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str])
     n = len(res.reason)
     hops, first = res.facts.hops, res.facts.first_hop
     hop_stage = hops["stage"]
-    opened = ((hop_stage == _V2N_OUT) | (hop_stage == _NAT_OUT)) & (hops["v"][:, 1] == NatStatus.CREATED)
-    rows = hops["row"][opened]
+    translating = np.flatnonzero((hop_stage == _V2N_OUT) | (hop_stage == _NAT_OUT))
+    rows = hops["row"][translating[hops["v"][translating, 1] == NatStatus.CREATED]]
     sent = res.packets[rows]
     picked = np.zeros(n, np.uint8)
     picked[rows[(sent["proto"] == TCP) & ((sent["flags"] & (SYN | ACK | FIN | RST)) == ACK)]] = 1
@@ -136,14 +136,15 @@ class Conversations:
     def add(self, chunk: CaptureChunk, delivered: np.ndarray, reason: np.ndarray, label: np.ndarray,
             labels: Labels) -> None:
         rec = chunk.records
-        rows = np.flatnonzero((chunk.kind == PacketKind.EMULATED) & np.isin(rec["proto"], (TCP, UDP)))
+        proto = rec["proto"]
+        rows = np.flatnonzero((chunk.kind == PacketKind.EMULATED) & ((proto == TCP) | (proto == UDP)))
         if not rows.size:
             return
-        r = rec[rows]
+        r = rec if len(rows) == len(rec) else rec[rows]
         src = (r["src_ip"].astype(np.uint64) << 16) | r["src_port"]
         dst = (r["dst_ip"].astype(np.uint64) << 16) | r["dst_port"]
         from_a = src < dst
-        a, b, proto = np.minimum(src, dst), np.maximum(src, dst), r["proto"]
+        a, b, proto = np.minimum(src, dst), np.maximum(src, dst), proto[rows]
         first, inverse = distinct_rows([a, b, proto])
         known = len(self.index)
         ids = np.array([self.index.setdefault(key, len(self.index))
