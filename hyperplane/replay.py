@@ -56,6 +56,7 @@ from hyperplane.formats.capture import CaptureChunk, PacketKind, answer_frame
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
+from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.reasons import Reason
 from hyperplane.tables.nat import NAT_GATEWAY_TIMEOUTS
 from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, label, labels_of
@@ -577,14 +578,14 @@ def _count_rule_drops(res: BatchResult, report: ReplayReport) -> None:
     denied = facts.hops[facts.first_hop[rows + 1] - 1]
     if not len(denied):
         return
-    # one int64 per (stage, NACL or SG set, rule number <= 32767)
+    # one int64 per (stage, NACL or SG set, rule number <= IMPLICIT_DENY_RULE_NUMBER, 16 bits)
     keys = ((denied["stage"].astype(np.int64) << 48) | (denied["v"][:, 1].astype(np.int64) << 16)
             | denied["v"][:, 3].astype(np.int64) & 0xFFFF)
     for key, count in zip(*np.unique(keys, return_counts=True)):
         stage, index, number = int(key) >> 48, (int(key) >> 16) & 0xFFFFFFFF, int(key) & 0xFFFF
         name = _DENYING_STAGES[stage]
         if name.startswith("nacl"):
-            label = "*" if number == 32767 else str(number)
+            label = "*" if number == IMPLICIT_DENY_RULE_NUMBER else str(number)
             report.drops_by_rule[f"{vpc.nacl_ids[index]} {name.replace('_', '-')} rule {label}"] += int(count)
         else:
             report.drops_by_rule[f"{','.join(vpc.sg_set_groups[index])} {name.replace('_', '-')}"] += int(count)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.tables.nat import NatStatus
 from hyperplane.reasons import Disposition, Reason
 from hyperplane.records import ip_str
@@ -133,7 +134,7 @@ def _sg_rule_text(rule) -> str:
 
 def _nacl_detail(vpc: CompiledVpc, f: dict, direction: int) -> str:
     number = f["rule_number"]
-    if number == 32767:
+    if number == IMPLICIT_DENY_RULE_NUMBER:
         return "rule * (no numbered rule matches: implicit deny)"
     entry = vpc.network_acls.entry(f["nacl"], direction, number)
     assert entry is not None  # the walker names only entries of the ACL

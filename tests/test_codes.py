@@ -20,6 +20,7 @@ from hyperplane.dataplane.compiled_vpc import EniKind, Target
 from hyperplane.dataplane.walk import COLUMNS, Origin
 from hyperplane.tables import conntrack
 from hyperplane.tables.nat import STATE_NAMES, Direction, NatStatus, Timeouts
+from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.tables.policy import IMPLICIT_DENY_RULE
 
 FAMILIES = [
@@ -77,7 +78,7 @@ def test_stage_names_and_stop_codes_come_from_the_compiled_families():
 def test_flow_bits_and_the_implicit_deny_rule_are_the_compiled_ones():
     assert (conntrack.SEEN_A, conntrack.SEEN_B, conntrack.FIN_A, conntrack.FIN_B) == (
         _codes.SEEN_A, _codes.SEEN_B, _codes.FIN_A, _codes.FIN_B) == (1, 2, 4, 8)
-    assert IMPLICIT_DENY_RULE == _codes.IMPLICIT_DENY_RULE == 32767  # the NACL "*" rule
+    assert IMPLICIT_DENY_RULE == _codes.IMPLICIT_DENY_RULE == IMPLICIT_DENY_RULE_NUMBER == 32767  # the NACL "*" rule
 
 
 @pytest.mark.parametrize("member", [hp.Reason.NACL_OUT_DENY, hp.Disposition.DENIED_OUT, NatStatus.UNSOLICITED,

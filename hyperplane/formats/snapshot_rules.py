@@ -12,7 +12,7 @@ from hyperplane.formats._snapshot_fields import (
 )
 from hyperplane.formats.snapshot_resources import _Resources
 from hyperplane.model import (
-    ALL_PORTS, ANY_IPV4, ICMP, PROTOCOL_ALL, NetworkAcl, NetworkAclEntry, Route, RouteTable,
+    ALL_PORTS, ANY_IPV4, ICMP, IMPLICIT_DENY_RULE_NUMBER, PROTOCOL_ALL, NetworkAcl, NetworkAclEntry, Route, RouteTable,
     SecurityGroup, SecurityGroupRule, has_ports, route_target_kind, unmodelled_route_target,
 )
 
@@ -101,7 +101,7 @@ class _Rules(_Resources):
             entries = []
             for entry in self.sub(item, "Entries", required=False):
                 number = self.get(entry, "RuleNumber", int)
-                if number == 32767:
+                if number == IMPLICIT_DENY_RULE_NUMBER:
                     continue  # the implicit deny, which the model adds itself
                 if entry.data.get("CidrBlock") is None and entry.data.get("Ipv6CidrBlock") is not None:
                     self.report.skip("network ACL entries (IPv6)")
