@@ -50,6 +50,7 @@ from hyperplane._core import _codes
 from hyperplane._core._conntrack import ConntrackCore
 from hyperplane.records import PACKET, ip_str
 from hyperplane.tables.index import IndexStats
+from hyperplane.tables.nat import MAX_TIME
 
 __all__ = [
     "ConnectionTracker",
@@ -68,9 +69,8 @@ NO_SECURITY_GROUP = -1  # an ``eni`` value: no security group at this stage (all
 SEEN_A, SEEN_B, FIN_A, FIN_B = _codes.SEEN_A, _codes.SEEN_B, _codes.FIN_A, _codes.FIN_B
 
 MAX_ENI_INDEX = 2**31 - 1
-# Latest time accepted, in seconds (as the NAT tables and Network.process): the clock never goes
-# back, so one row stamped +inf would leave every later flow dead the moment it opened.
-MAX_TIME = 1e15
+# The latest time accepted is the NAT tables' (as Network.process): the clock never goes back,
+# so one row stamped +inf would leave every later flow dead the moment it opened.
 
 
 @dataclass(frozen=True)
