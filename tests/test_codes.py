@@ -101,3 +101,19 @@ def test_every_public_code_enum_shares_the_code_base():
     for public, _, _ in FAMILIES:
         assert issubclass(public, hp.codes.Code) and issubclass(public, enum.IntEnum)
     assert issubclass(hp.Disposition, hp.codes.Code)
+
+
+def test_the_packet_fields_codes_of_the_compiled_core_are_the_records_ones():
+    # _types.pxd's enum is C-only (no Python object to compare), so its text is read: a protocol
+    # number or TCP flag changed on one side only would make the walker and Python disagree
+    import re
+    from pathlib import Path
+
+    from hyperplane import records
+
+    pxd = (Path(_codes.__file__).parent / "_types.pxd").read_text()
+    declared = {name: int(value, 0) for name, value in re.findall(r"^\s+([A-Z_]+) = (0x[0-9A-Fa-f]+|\d+)$", pxd, re.M)}
+    python = {"P_ICMP": records.ICMP, "P_TCP": records.TCP, "P_UDP": records.UDP, "F_FIN": records.FIN,
+              "F_SYN": records.SYN, "F_RST": records.RST, "F_ACK": records.ACK,
+              "ICMP_ECHO_REPLY": records.ICMP_ECHO_REPLY, "ICMP_ECHO_REQUEST": records.ICMP_ECHO_REQUEST}
+    assert {name: declared.get(name) for name in python} == python

@@ -30,7 +30,7 @@ from hyperplane._core import _walk
 from hyperplane.dataplane.inputs import function_rows
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, Origin
 from hyperplane.errors import HyperplaneError
-from hyperplane.records import PACKET
+from hyperplane.records import ACK, FIN, PACKET, PSH, SYN
 from hyperplane.reasons import Reason
 from hyperplane.tables.nat import NatStatus
 from hyperplane.workload.model import Workload, WorkloadError
@@ -41,7 +41,7 @@ __all__ = ["load_test", "INTERNET_DESTINATIONS"]
 #: where ``internet:PORT`` destinations are taken from (RFC 2544's benchmarking range)
 INTERNET_DESTINATIONS = ipaddress.IPv4Network("198.18.0.0/15")
 OPEN, DATA, CLOSE = 1, 2, 3
-SYN, ACK, PSH_ACK, SYN_ACK, FIN_ACK = 0x02, 0x10, 0x18, 0x12, 0x11
+PSH_ACK, SYN_ACK, FIN_ACK = PSH | ACK, SYN | ACK, FIN | ACK
 EPHEMERAL = (32768, 60999)  # an execution environment's source ports (Linux's range)
 _V2N_OUT = _walk.STAGES.index("v2n_out")
 _NAT_OUT = _walk.STAGES.index("nat_out")
