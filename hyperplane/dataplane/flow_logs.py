@@ -45,6 +45,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -347,20 +348,14 @@ class FlowLogAggregator:
         ids = np.array([e.id for e in self._enis], dtype=object)
         rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")[t["eni"]]
         order = np.lexsort((t["end"], t["start"], rank))
-        text, offsets = _text.lines(columns, order)
         eni_sorted = t["eni"][order]
-        cuts = np.flatnonzero(np.diff(eni_sorted)) + 1
-        streams = [(ids[eni_sorted[lo]], text[offsets[lo]:offsets[hi]])
-                   for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)])]
+        streams = ((ids[eni_sorted[lo]], _text.lines(columns, order[lo:hi])[0]) for lo, hi in _runs(eni_sorted))
         cloudwatch = _cloudwatch_streams(folder / "cloudwatch", log_group, streams)
         # S3: one file per delivery period, records in their order
         delivered = -(-t["end"] // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
         order = np.argsort(delivered, kind="stable")
-        text, offsets = _text.lines(columns, order)
         period = delivered[order]
-        cuts = np.flatnonzero(np.diff(period)) + 1
-        files = [(int(period[lo]), text[offsets[lo]:offsets[hi]])
-                 for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)])]
+        files = ((int(period[lo]), _text.lines(columns, order[lo:hi])[0]) for lo, hi in _runs(period))
         s3 = _s3_files(folder / "s3", self.account_id or "-", self.region or "-", flow_log_id, fmt, files)
         return {"cloudwatch": cloudwatch, "s3": s3}
 
@@ -373,6 +368,13 @@ class FlowLogAggregator:
             names.append(name)
             which[(ips >= first) & (ips <= last)] = len(names) - 1
         return names, which
+
+
+def _runs(keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` of each run of equal ``keys``: a file's records, formatted one file at a time
+    so that the text of every record is never in memory at once."""
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    return zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(keys)].tolist())
 
 
 def _reserved_addresses(vpc: CompiledVpc) -> np.ndarray:

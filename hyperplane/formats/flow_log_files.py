@@ -238,7 +238,7 @@ def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
     return _cloudwatch_streams(folder, log_group, streams)
 
 
-def _cloudwatch_streams(folder: str | Path, log_group: str, streams: list[tuple[str, bytes]]) -> list[Path]:
+def _cloudwatch_streams(folder: str | Path, log_group: str, streams: Iterable[tuple[str, bytes]]) -> list[Path]:
     group = Path(folder) / log_group
     try:
         group.mkdir(parents=True, exist_ok=True)
@@ -279,7 +279,7 @@ def write_s3(folder: str | Path, records: Iterable[FlowLogRecord], account_id: s
 
 
 def _s3_files(folder: str | Path, account_id: str, region: str, flow_log_id: str, fmt: FlowLogFormat,
-              files: list[tuple[int, bytes]]) -> list[Path]:
+              files: Iterable[tuple[int, bytes]]) -> list[Path]:
     written = []
     for delivered, body in files:
         data = (fmt.header + "\n").encode() + body
