@@ -378,13 +378,31 @@ class Engine:
 
     def replay(self, *, output: str | Path | None, verdicts: str | Path | None, flow_logs: str | Path | None,
                progress: Callable[[CaptureChunk], None] | None) -> ReplayReport:
-        """The whole replay in this process."""
-        report = self.write(ahead(self.walk()), output=output, verdicts=verdicts, progress=progress)
+        """The whole replay in this process. Flow logs are written as their windows close, so
+        that memory holds the open windows' records only, not the capture's."""
+        walked = self.walk()
+        if self.logs is not None and flow_logs is not None:
+            self.logs.stream(flow_logs)
+            walked = self._flushing(walked)
+        report = self.write(ahead(walked), output=output, verdicts=verdicts, progress=progress)
         if self.logs is not None and flow_logs is not None:
             self.logs.write(flow_logs)
             report.flow_log_records = len(self.logs)
         report.hyperplane_enis = self.hyperplane_enis()
         return report
+
+    def _flushing(self, walked: Iterator[Walked]) -> Iterator[Walked]:
+        """``walked``, flushing the flow logs after each chunk up to the earliest time of any
+        packet after it (a capture need not be in time order: a first read finds each chunk's
+        earliest time). A flush never changes what the files hold, only when it is written."""
+        assert self.logs is not None
+        earliest = np.array([chunk.records["time"].min() if len(chunk) else np.inf for chunk in self.chunks()]
+                            + [np.inf])
+        later = np.minimum.accumulate(earliest[::-1])[::-1]  # later[k]: the earliest time from chunk k on
+        for k, item in enumerate(walked):
+            # a second of margin: flow-log times are the walk's (capture time - offset) + offset
+            self.logs.flush(float(later[k + 1]) - 1.0)
+            yield item
 
     def hyperplane_enis(self) -> list[dict]:
         """The report's lines of the network's Hyperplane ENIs, as they are now."""

@@ -637,3 +637,66 @@ def test_a_time_offset_turns_virtual_times_into_capture_times():
     assert len(lab.flow_logs) == 4
     with pytest.raises(FlowLogError, match="time_offset"):
         FlowLogAggregator(time_offset=float("inf"))
+
+
+# -- a long replay writes its records as their windows close ------------------------------------
+
+def _long_capture(path, out_of_order: bool):
+    """Conversations of `orders` with the cache over 40 minutes (several 60 s and 600 s
+    windows, and delivery periods), optionally with one packet 700 s out of time order."""
+    from scapy.all import Ether, wrpcap
+
+    packets = []
+    t0 = 1_700_000_000.0
+    for k in range(40):
+        t = t0 + 61.0 * k
+        for dt, (src, dst, sport, dport, flags) in zip((0.0, 0.01, 0.02), [
+                ("172.16.5.10", "10.0.21.10", 40000 + k, 6379, "S"), ("10.0.21.10", "172.16.5.10", 6379, 40000 + k, "SA"),
+                ("172.16.5.10", "10.0.21.10", 40000 + k, 6379, "A")]):
+            p = Ether() / IP(src=src, dst=dst) / ScapyTCP(sport=sport, dport=dport, flags=flags)
+            p.time = t + dt
+            packets.append(p)
+    if out_of_order:  # a SYN stamped 20 minutes back, in the first windows: a late record there
+        late = Ether() / IP(src="172.16.5.10", dst="10.0.21.10") / ScapyTCP(sport=39999, dport=6379, flags="S")
+        late.time = t0 + 0.5
+        packets.insert(len(packets) // 2, late)
+    wrpcap(str(path), packets)
+    return path
+
+
+def _files(folder):
+    return sorted((str(p.relative_to(folder)), gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes())
+                  for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("interval", [60, 600])
+@pytest.mark.parametrize("out_of_order", [False, True])
+def test_a_replay_writes_flow_logs_as_windows_close_and_the_files_are_those_of_one_write(tmp_path, interval,
+                                                                                          out_of_order):
+    # a replay of days of traffic must not hold every record until the end: it flushes the records
+    # of closed windows after each chunk, and the files are byte for byte those of one write at the
+    # end (one chunk), also when a packet comes out of time order (it still joins its window)
+    capture = _long_capture(tmp_path / "in.pcap", out_of_order)
+    written = []
+    for chunk in (65536, 7, 1):
+        folder = tmp_path / f"logs-{chunk}"
+        report = hp.Network.example().replay(capture, functions={"orders": "172.16.5.0/24"}, flow_logs=folder,
+                                             flow_log_interval=interval, chunk_packets=chunk)
+        written.append((_files(folder), report.flow_log_records))
+    assert written[0] == written[1] == written[2]
+    files, records = written[0]
+    s3 = [body for name, body in files if name.startswith("s3/")]
+    assert len(s3) >= 8  # 40 minutes: a file per 5-minute delivery period
+    assert records == sum(body.count(b"\n") - 1 for body in s3)  # each record once, under its header line
+    # the first connection at the Hyperplane ENI and the cache, both ways; the late SYN, out
+    first = [line for body in s3 for line in body.splitlines() if b" 1700000000 1700000000 " in line]
+    assert len(first) == 4 + 2 * out_of_order
+
+
+def test_a_streamed_aggregator_says_its_records_are_in_the_files(tmp_path):
+    logs = FlowLogAggregator()
+    logs.stream(tmp_path / "logs")
+    logs.flush(0.0)  # nothing closed yet
+    assert logs.records() == []
+    with pytest.raises(FlowLogError, match="stream"):
+        FlowLogAggregator().flush(100.0)

@@ -35,4 +35,5 @@ class RecordTable:
         reserved: npt.NDArray[np.uint64] | None = None,  # const uint64_t[::1], sorted VPC << 32 | address
         eni_vpc: npt.NDArray[np.int32] | None = None,  # const int32_t[::1], with reserved
     ) -> int: ...  # observations
+    def take(self, window: int) -> dict[str, npt.NDArray[np.generic]]: ...  # uint64_t window
     def columns(self) -> dict[str, npt.NDArray[np.generic]]: ...

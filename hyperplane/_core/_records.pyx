@@ -142,8 +142,7 @@ cdef class RecordTable:
 
     cdef int _grow(self) except -1:
         cdef Py_ssize_t capacity = self.capacity * 2
-        cdef uint64_t mask = 2 * capacity - 1, i
-        cdef Py_ssize_t r
+        cdef uint64_t mask = 2 * capacity - 1
         if capacity > MAX_RECORDS:
             raise MemoryError(f"more than {MAX_RECORDS} flow log records")
         cdef record_t* records = <record_t*>table_alloc(capacity * sizeof(record_t))
@@ -152,18 +151,24 @@ cdef class RecordTable:
         memcpy(records, self.records, self.count * sizeof(record_t))
         free(self.records)
         self.records = records
+        self.capacity = capacity
+        return self._reindex(mask)
+
+    cdef int _reindex(self, uint64_t mask) except -1:
+        """Index the records anew in an index of ``mask + 1`` buckets."""
+        cdef uint64_t i
+        cdef Py_ssize_t r
         cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
         if index == NULL:
-            raise MemoryError("cannot grow the flow log record table")
+            raise MemoryError("cannot index the flow log record table")
         memset(index, 0xFF, (mask + 1) * sizeof(uint32_t))
         for r in range(self.count):
-            i = key_hash(records[r].a, records[r].b, records[r].c) & mask
+            i = key_hash(self.records[r].a, self.records[r].b, self.records[r].c) & mask
             while index[i] != EMPTY:
                 i = (i + 1) & mask
             index[i] = <uint32_t>r
         free(self.index)
         self.index = index
-        self.capacity = capacity
         self.mask = mask
         return 0
 
@@ -378,6 +383,25 @@ cdef class RecordTable:
             with nogil:
                 row = self._observe(&bt, row, n, &observed)
         return observed
+
+    def take(self, uint64_t window):
+        """The records of windows before ``window`` (``c >> 32``) as ``columns`` gives them,
+        removed from the table: the others keep their order."""
+        cdef RecordTable taken = RecordTable()
+        cdef Py_ssize_t r, kept = 0
+        for r in range(self.count):
+            if (self.records[r].c >> 32) < window:
+                if taken.count == taken.capacity:
+                    taken._grow()
+                taken.records[taken.count] = self.records[r]
+                taken.count += 1
+            else:
+                self.records[kept] = self.records[r]
+                kept += 1
+        if taken.count:
+            self.count = kept
+            self._reindex(self.mask)
+        return taken.columns()
 
     def columns(self):
         """Every record as columns, in the order the keys first appeared: a, b, c, packets,

@@ -45,7 +45,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,8 @@ class FlowLogAggregator:
         self._reserved: tuple[CompiledVpc | None, np.ndarray] = (None, np.zeros(0, np.uint64))
         self._services: list[tuple[int, int, str]] | None = None
         self._records = RecordTable()
+        self._stream: _Destination | None = None  # where ``flush`` writes (``stream``)
+        self._flushed = 0  # records written by ``flush`` and forgotten
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -223,11 +226,13 @@ class FlowLogAggregator:
     # -- output --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        """The number of records so far."""
-        return len(self._records)
+        """The number of records so far (those already written by ``flush`` included)."""
+        return len(self._records) + self._flushed
 
     def records(self) -> list[FlowLogRecord]:
         """Every record so far, ordered by window, ENI, start time and addresses."""
+        if self._flushed:
+            raise FlowLogError("records were written as their windows closed (stream): read them from the files")
         t = self._table()
         if t is None:
             return []
@@ -262,12 +267,14 @@ class FlowLogAggregator:
             if enabled:
                 gc.enable()
 
-    def _table(self) -> dict[str, Any] | None:
-        """The records as columns (numpy arrays by field name, ENIs and AWS services as codes),
-        sorted by window, ENI, start time and addresses; None when there are none."""
-        if not len(self._records):
+    def _table(self, t: dict[str, np.ndarray] | None = None) -> dict[str, Any] | None:
+        """The records (``t``: those columns of the record table; all by default) as columns
+        (numpy arrays by field name, ENIs and AWS services as codes), sorted by window, ENI,
+        start time and addresses; None when there are none."""
+        if t is None:
+            t = self._records.columns()
+        if not len(t["a"]):
             return None
-        t: dict[str, np.ndarray] = self._records.columns()
         a, b, c = t["a"], t["b"], t["c"]
         small = (a >> _U48).astype(np.int64)
         proto = small & 0xFF
@@ -338,26 +345,58 @@ class FlowLogAggregator:
     def write(self, folder: str | Path, fmt: FlowLogFormat = DEFAULT_FORMAT, log_group: str = "vpc-flow-logs",
               flow_log_id: str = "fl-0123456789abcdef0") -> dict[str, list[Path]]:
         """Every record, in both destinations' layouts: ``<folder>/cloudwatch/<log_group>/<eni>-all``
-        and ``<folder>/s3/AWSLogs/...``. Returns the files by destination."""
-        folder = Path(folder)
-        t = self._table()
-        if t is None:
-            return {"cloudwatch": _cloudwatch_streams(folder / "cloudwatch", log_group, []), "s3": []}
-        columns = self._text_columns(t, fmt)
-        # CloudWatch: one stream per ENI (by id), each in time order
-        ids = np.array([e.id for e in self._enis], dtype=object)
-        rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")[t["eni"]]
-        order = np.lexsort((t["end"], t["start"], rank))
-        eni_sorted = t["eni"][order]
-        streams = ((ids[eni_sorted[lo]], _text.lines(columns, order[lo:hi])[0]) for lo, hi in _runs(eni_sorted))
-        cloudwatch = _cloudwatch_streams(folder / "cloudwatch", log_group, streams)
-        # S3: one file per delivery period, records in their order
-        delivered = -(-t["end"] // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
-        order = np.argsort(delivered, kind="stable")
-        period = delivered[order]
-        files = ((int(period[lo]), _text.lines(columns, order[lo:hi])[0]) for lo, hi in _runs(period))
-        s3 = _s3_files(folder / "s3", self.account_id or "-", self.region or "-", flow_log_id, fmt, files)
-        return {"cloudwatch": cloudwatch, "s3": s3}
+        and ``<folder>/s3/AWSLogs/...``. Returns the files by destination. After ``stream`` to
+        ``folder``, it writes the records not flushed yet and ends the files begun there."""
+        stream = self._stream
+        if stream is not None and stream.folder == Path(folder):
+            self.flush(np.inf)
+            self._stream = None
+        else:
+            stream = _Destination(Path(folder), fmt, log_group, flow_log_id)
+            self._emit(self._table(), stream, np.inf)
+        return stream.files()
+
+    def stream(self, folder: str | Path, fmt: FlowLogFormat = DEFAULT_FORMAT, log_group: str = "vpc-flow-logs",
+               flow_log_id: str = "fl-0123456789abcdef0") -> None:
+        """Write to ``folder`` (as ``write``) as windows close: ``flush`` writes and forgets the
+        records of closed windows, ``write(folder)`` the rest. The files are those one ``write``
+        at the end would give; memory holds only the open windows' records."""
+        self._stream = _Destination(Path(folder), fmt, log_group, flow_log_id)
+
+    def flush(self, before: float) -> int:
+        """Write the records of every window that ends by ``before`` (seconds, offset included),
+        when no packet earlier than ``before`` is still to come; returns how many."""
+        if self._stream is None:
+            raise FlowLogError("flush() needs a destination: stream(folder) first")
+        window = int(min(max(np.floor(before / self.interval), 0), 2.0**32))  # the first still open
+        taken = self._records.take(window)
+        self._emit(self._table(taken), self._stream, window * self.interval if window < 2**32 else np.inf)
+        self._flushed += len(taken["a"])
+        return len(taken["a"])
+
+    def _emit(self, t: dict[str, Any] | None, stream: _Destination, before: float) -> None:
+        """Write records ``t`` (a ``_table``; None: none) to ``stream``: appended to each ENI's
+        CloudWatch stream, and to the S3 files of the delivery periods that no record yet to
+        be written can reach (every one ends at ``before`` or later); a period still open keeps
+        its text for the next call."""
+        if t is not None:
+            columns = self._text_columns(t, stream.fmt)
+            # CloudWatch: one stream per ENI, each in time order
+            ids = np.array([e.id for e in self._enis], dtype=object)
+            rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")[t["eni"]]
+            order = np.lexsort((t["end"], t["start"], rank))
+            eni_sorted = t["eni"][order]
+            stream.cloudwatch_streams((ids[eni_sorted[lo]], _text.lines(columns, order[lo:hi])[0])
+                                      for lo, hi in _runs(eni_sorted))
+            # S3: one file per delivery period, records in their order
+            delivered = -(-t["end"] // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD
+            order = np.argsort(delivered, kind="stable")
+            period = delivered[order]
+            for lo, hi in _runs(period):
+                stream.pending[int(period[lo])] += _text.lines(columns, order[lo:hi])[0]
+        # a record yet to be written ends at floor(its time) >= floor(before): its period is at least this
+        reachable = -(-np.floor(before) // S3_DELIVERY_PERIOD) * S3_DELIVERY_PERIOD if before < np.inf else np.inf
+        stream.s3_files([p for p in sorted(stream.pending) if p < reachable], self.account_id, self.region)
 
     def _services_of(self, ips: np.ndarray) -> tuple[list[str], np.ndarray]:
         """pkt-src-aws-service / pkt-dst-aws-service of each address: (names, a code per address
@@ -368,6 +407,30 @@ class FlowLogAggregator:
             names.append(name)
             which[(ips >= first) & (ips <= last)] = len(names) - 1
         return names, which
+
+
+class _Destination:
+    """A folder being written: the CloudWatch streams begun, the S3 periods' text still open."""
+
+    def __init__(self, folder: Path, fmt: FlowLogFormat, log_group: str, flow_log_id: str) -> None:
+        self.folder, self.fmt, self.log_group, self.flow_log_id = folder, fmt, log_group, flow_log_id
+        self.streams: dict[str, Path] = {}  # ENI id -> its stream's file
+        self.pending: defaultdict[int, bytes] = defaultdict(bytes)  # delivery period -> its records' text
+        self.s3: list[Path] = []
+        _cloudwatch_streams(folder / "cloudwatch", log_group, [])  # the log group, records or not
+
+    def cloudwatch_streams(self, streams: Iterable[tuple[str, bytes]]) -> None:
+        for eni, data in streams:
+            begun = eni in self.streams
+            self.streams.update(_cloudwatch_streams(self.folder / "cloudwatch", self.log_group, [(eni, data)],
+                                                    append=begun))
+
+    def s3_files(self, periods: list[int], account_id: str | None, region: str | None) -> None:
+        self.s3 += _s3_files(self.folder / "s3", account_id or "-", region or "-", self.flow_log_id, self.fmt,
+                             [(p, self.pending.pop(p)) for p in periods])
+
+    def files(self) -> dict[str, list[Path]]:
+        return {"cloudwatch": [self.streams[eni] for eni in sorted(self.streams)], "s3": self.s3}
 
 
 def _runs(keys: np.ndarray) -> Iterator[tuple[int, int]]:

@@ -235,20 +235,22 @@ def write_cloudwatch(folder: str | Path, records: Iterable[FlowLogRecord],
     order = sorted(range(len(records)), key=keys.__getitem__)
     streams = [(eni, "".join(lines[k] + "\n" for k in rows).encode())
                for eni, rows in itertools.groupby(order, key=lambda k: keys[k][0])]
-    return _cloudwatch_streams(folder, log_group, streams)
+    return list(_cloudwatch_streams(folder, log_group, streams).values())
 
 
-def _cloudwatch_streams(folder: str | Path, log_group: str, streams: Iterable[tuple[str, bytes]]) -> list[Path]:
+def _cloudwatch_streams(folder: str | Path, log_group: str, streams: Iterable[tuple[str, bytes]],
+                        append: bool = False) -> dict[str, Path]:
+    """Each ENI's stream file (``append``: after what it holds), by ENI id."""
     group = Path(folder) / log_group
     try:
         group.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FlowLogError(f"{group}: cannot create the log group folder: {e.strerror}") from None
-    written = []
+    written = {}
     for eni, data in streams:
         path = group / f"{eni}-all"
-        _write(path, data)
-        written.append(path)
+        _write(path, data, append)
+        written[eni] = path
     return written
 
 
@@ -294,9 +296,10 @@ def _s3_files(folder: str | Path, account_id: str, region: str, flow_log_id: str
     return written
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, append: bool = False) -> None:
     try:
-        path.write_bytes(data)
+        with open(path, "ab" if append else "wb") as out:
+            out.write(data)
     except OSError as e:
         raise FlowLogError(f"{path}: cannot write: {e.strerror}") from None
 
