@@ -13,6 +13,10 @@ line is one JSON object:
   pipeline_mpps            packets/s through Network.process (V2N, SGs with tracking, routes,
                            NACLs, NAT gateway, IGW, endpoint), in millions
   replies_mpps             the peers' answers, walked back to the environments
+  verdict_only_mpps        the same established packets through Network.process(..., hops=False)
+                           (no hop log), timed in turns with the full walk of them (its baseline:
+                           full_walk_mpps, ratio_verdict_only_vs_full); every row must end with the
+                           same reason, at the same ENI, translated alike
   per_packet_python_pps    the scripting API (Function.send of scapy packets) on the first
                            ``--python-packets`` of the same established packets, which must end
                            with the same reason, row for row, as in the batch
@@ -36,7 +40,8 @@ import numpy as np
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
-from _common import best_of, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts, timed
+from _common import (best_of, best_of_each, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts,
+                     timed)
 from hyperplane.dataplane.walk import BatchResult, Origin
 from hyperplane.formats.topology_reader import load_example_topology
 from hyperplane.reasons import Reason
@@ -107,6 +112,14 @@ def main() -> None:
     all_delivered("established ACK", out)
     t_out, _ = best_of(lambda: net.process(est, Origin.FUNCTION, pool[pick]), args.repeat)
 
+    # verdict-only: the same packets without the hop log, in turns with the full walk
+    fast = net.process(est, Origin.FUNCTION, pool[pick], hops=False)
+    same_verdicts("verdict-only walk", out.reason.tolist(), fast.reason.tolist())
+    same_verdicts("verdict-only walk (where)", out.location.tolist(), fast.location.tolist())
+    assert fast.packets.tobytes() == out.packets.tobytes(), "the verdict-only walk translated otherwise"
+    t_full, t_fast = best_of_each([lambda: net.process(est, Origin.FUNCTION, pool[pick]),
+                                   lambda: net.process(est, Origin.FUNCTION, pool[pick], hops=False)], args.repeat)
+
     # the peers' answers as they arrive: to the translated tuples (the packets as delivered), the
     # cache's from its ENI, S3's from the gateway endpoint, the internet's at the internet gateway
     back = replies_to(out.packets, ACK)
@@ -148,6 +161,7 @@ def main() -> None:
 
     pipeline_pps, python_pps, build_pps = pps(args.packets, t_out), pps(m, t_py), pps(m, t_build)
     replies_mpps = mpps(len(back), t_back)
+    full_mpps, fast_mpps = mpps(args.packets, t_full), mpps(args.packets, t_fast)
     emit({
         "pipeline_mpps": round(pipeline_pps / 1e6, 2),
         "replies_mpps": round(replies_mpps, 2),
@@ -155,12 +169,17 @@ def main() -> None:
         "ratio_vs_per_packet_python": round(ratio(pipeline_pps, python_pps)),
         "scapy_build_pps": round(build_pps),
         "ratio_send_vs_scapy_build": round(ratio(build_pps, python_pps), 2),
+        "verdict_only_mpps": round(fast_mpps, 2),
+        "full_walk_mpps": round(full_mpps, 2),
+        "ratio_verdict_only_vs_full": round(ratio(fast_mpps, full_mpps), 2),
         "import_ms": round(import_s * 1e3, 1),
         "example_ms": round(example_s * 1e3, 1),
         "network_ms": round(network_s * 1e3, 1),
     }, [
         figure("data plane, net.process, established packets of the example", pipeline_pps / 1e6, "Mpps",
                "scripting API, Function.send per packet, same packets", python_pps / 1e6),
+        figure("data plane, verdict-only net.process (hops=False), same packets", fast_mpps, "Mpps",
+               "the full walk (hop log) of the same packets, in turns", full_mpps),
         figure("data plane, replies walked back to the environments", replies_mpps, "Mpps",
                "established packets out", pipeline_pps / 1e6),
         figure("scripting API, Function.send of a scapy ACK", 1e6 / python_pps, "us/packet",

@@ -8,7 +8,7 @@
 
 from hyperplane import _compat  # noqa: F401 - the import paths of before the folders
 from hyperplane.connectivity import ConnectionResult, Reachability, diff
-from hyperplane.errors import ExpectationsError, HyperplaneError, TopologyError
+from hyperplane.errors import ExpectationsError, HyperplaneError, NoHopsError, TopologyError
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.formats.flow_log_files import FlowLogFormat, FlowLogRecord
@@ -42,6 +42,7 @@ __all__ = [
     "LambdaSettings",
     "NatStatus",
     "Network",
+    "NoHopsError",
     "Origin",
     "PACKET",
     "Reachability",

@@ -97,6 +97,11 @@ class ReplayError(HyperplaneError, ValueError):
     """A replay could not go on: the message names the capture and the packet."""
 
 
+class NoHopsError(HyperplaneError, ValueError):
+    """The stage facts of a batch walked verdict-only (``Network.process(..., hops=False)``) were
+    asked for: traces, flow logs and deciding rules need a walk with hops."""
+
+
 class ExpectationsError(HyperplaneError, ValueError):
     """An expectations file (``hyperplane check``) is invalid: ``str(error)`` reads
     ``expect.yaml: line 3: 'maybe' is not connected, blocked, blocked on request or blocked on reply``."""

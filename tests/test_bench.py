@@ -19,7 +19,8 @@ KEYS = {
     "policy_throughput.py": {"route_mpps", "sg_mpps", "nacl_mpps", "sg_ratio_vs_python"},
     "conntrack_throughput.py": {"check_mpps", "setup_mpps", "ratio_vs_python"},
     "pcap_read.py": {"read_pps", "dpkt_parse_pps", "ratio_vs_dpkt"},
-    "pipeline_throughput.py": {"pipeline_mpps", "ratio_vs_per_packet_python", "ratio_send_vs_scapy_build"},
+    "pipeline_throughput.py": {"pipeline_mpps", "ratio_vs_per_packet_python", "ratio_send_vs_scapy_build",
+                               "verdict_only_mpps", "full_walk_mpps", "ratio_verdict_only_vs_full"},
     "replay_throughput.py": {"replay_pps", "dpkt_parse_pps", "scapy_replay_pps", "ratio_vs_dpkt"},
 }
 FIGURE = {"figure", "value", "unit", "baseline", "baseline_value", "ratio"}

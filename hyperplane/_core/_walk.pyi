@@ -39,8 +39,8 @@ class Walker:
         index: npt.NDArray[np.int32],
         reason: npt.NDArray[np.uint8],  # written
         location: npt.NDArray[np.int32],  # written
-        first_hop: npt.NDArray[np.int64],  # written
-        hops: npt.NDArray[np.void],  # HOP, appended to
+        first_hop: npt.NDArray[np.int64] | None,  # written (None: may be, without a log)
+        hops: npt.NDArray[np.void] | None,  # HOP, appended to (None: verdict-only, no log)
         n_hops: int,
         begin: int,
         nostop_row: int = -1,

@@ -29,6 +29,8 @@ exactly as the earlier packets left them, at its own time. That is what a captur
 What each stage decided is appended to a hop log (``hop_t``: row, stage, position in the
 packet's path, six values); ``hyperplane/pipeline.py`` reads it as ``Facts``, for traces and
 flow logs. ``tests/dataplane_reference.py`` is the plain-Python model the tests compare with.
+A verdict-only walk (no log: ``Network.process(..., hops=False)``) takes the same steps and
+writes no hop: each stage's decision is made before its hop is logged, never read back from it.
 
 The loop stops, having recorded nothing for that row, when V2N finds every Hyperplane ENI of a
 pool full (the caller creates an overflow ENI, recompiles and resumes at that row), when the hop
@@ -211,6 +213,7 @@ cdef struct run_t:
     Py_ssize_t n_hops
     Py_ssize_t hop_cap
     Py_ssize_t nostop_row          # resume here without stopping on a full pool
+    int log                        # 0: verdict-only, no hop log (hops, first_hop, n_hops untouched)
     int stream                     # the log is 16-byte aligned: hops are streamed to memory
     int pickup                     # mid-stream pickup: an outbound TCP ACK opens a connection (replay)
     int stop
@@ -303,6 +306,8 @@ cdef extern from *:
 cdef inline void hop(run_t* r, packet_walk_t* w, uint8_t stage, int32_t a, int32_t b, int32_t c,
                      int32_t d, int32_t e, int32_t f) noexcept nogil:
     cdef hop_t h
+    if not r.log:
+        return
     h.row = <int32_t>w.row
     h.stage = stage
     h.pos = w.pos
@@ -897,13 +902,14 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
             nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], DIR_OUT, 0)
         if i + AHEAD_CONN < end and r.origin[i + AHEAD_CONN] == O_FUNCTION:
             nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], DIR_OUT, 1)
-        if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
-            r.stop = STOP_LOG_FULL
-            return i
+        if r.log:
+            if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
+                r.stop = STOP_LOG_FULL
+                return i
+            r.first_hop[i] = r.n_hops
         w.row = i
         w.p = &r.out[i]
         w.pos = 0
-        r.first_hop[i] = r.n_hops
         r.reason[i] = 0
         r.location[i] = -1
         next_eni = start(v, r, &w)
@@ -915,7 +921,8 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
                 break
             next_eni = send(v, r, &w, next_eni)
         if next_eni == STOPPED:
-            r.n_hops = r.first_hop[i]
+            if r.log:
+                r.n_hops = r.first_hop[i]
             return i
         if r.stop == STOP_NAT_RST:
             return i + 1  # this row is done; its answer is walked before the next one
@@ -1105,10 +1112,12 @@ cdef class Walker:
 
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
-             int64_t[::1] first_hop not None, hops not None, Py_ssize_t n_hops, Py_ssize_t begin,
+             int64_t[::1] first_hop, hops, Py_ssize_t n_hops, Py_ssize_t begin,
              Py_ssize_t nostop_row=-1, bint pickup=False):
         """Walk rows ``begin:`` of ``out`` in place. ``pickup``: mid-stream pickup on the NAT
         tables (V2N and NAT gateways): an outbound TCP ACK of no connection opens it, established.
+        ``hops`` None: verdict-only, nothing is logged (``first_hop`` may be None, ``n_hops`` is
+        returned as given); the verdicts and translations are the same as with a log.
 
         Returns ``(row, stop, n_hops, pool, status)``: the row it stopped at (``len(out)`` when
         done), why (``STOPS``), the hop log's length, and for a full pool its index and the
@@ -1117,17 +1126,23 @@ cdef class Walker:
         cdef Py_ssize_t n = out.shape[0]
         cdef run_t r
         cdef Py_ssize_t stopped
-        if not isinstance(hops, np.ndarray) or hops.dtype != HOP or hops.ndim != 1 or not hops.flags.c_contiguous:
-            raise TypeError("hops must be a one-dimensional, C-contiguous array of hyperplane._walk.HOP")
-        cdef uint8_t[::1] log = hops.view(np.uint8)
-        cdef Py_ssize_t cap = log.shape[0] // sizeof(hop_t)
-        if not (origin.shape[0] == index.shape[0] == reason.shape[0] == location.shape[0]
-                == first_hop.shape[0] == n):
+        cdef uint8_t[::1] log = None
+        cdef Py_ssize_t cap = 0
+        r.log = hops is not None
+        if r.log:
+            if not isinstance(hops, np.ndarray) or hops.dtype != HOP or hops.ndim != 1 or not hops.flags.c_contiguous:
+                raise TypeError("hops must be a one-dimensional, C-contiguous array of hyperplane._walk.HOP")
+            if first_hop is None:
+                raise TypeError("first_hop must be an int64 array when there is a hop log")
+            log = hops.view(np.uint8)
+            cap = log.shape[0] // sizeof(hop_t)
+        if not (origin.shape[0] == index.shape[0] == reason.shape[0] == location.shape[0] == n
+                and (first_hop is None or first_hop.shape[0] == n)):
             raise ValueError("out, origin, index, reason, location and first_hop must have one row per packet")
-        if not 0 <= begin <= n or not 0 <= n_hops <= cap:
+        if not 0 <= begin <= n or (r.log and not 0 <= n_hops <= cap):
             raise ValueError(f"begin ({begin}) or n_hops ({n_hops}) outside the batch or the hop log")
         self.check_origins(origin, index)  # the loop indexes tables with them
-        r.stream = hops.ctypes.data % 16 == 0
+        r.stream = r.log and hops.ctypes.data % 16 == 0
         if n == begin:
             return n, STOP_NONE, n_hops, -1, 0
         r.out = &out[0]
@@ -1135,7 +1150,7 @@ cdef class Walker:
         r.index = &index[0]
         r.reason = &reason[0]
         r.location = &location[0]
-        r.first_hop = &first_hop[0]
+        r.first_hop = &first_hop[0] if first_hop is not None else NULL
         r.hops = <hop_t*>&log[0] if cap else NULL
         r.n_hops = n_hops
         r.hop_cap = cap

@@ -32,6 +32,7 @@ import numpy as np
 
 from hyperplane._core import _codes, _walk
 from hyperplane.codes import Code
+from hyperplane.errors import NoHopsError
 from hyperplane.tables.nat import ConnectionTable, NatStatus
 from hyperplane.reasons import Reason
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
@@ -89,7 +90,8 @@ _STAGE_COLUMNS = [COLUMNS.get(s, ()) for s in _walk.STAGES]
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
 # A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
 # the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is
-# kept, up to SPARE_LOG_BYTES (a batch of about 1.5M packets).
+# kept, up to SPARE_LOG_BYTES (a batch of about 1.5M packets): the largest, so that a small
+# batch between two large ones does not cost the large ones theirs.
 _SPARE_LOGS: list[np.ndarray] = []
 SPARE_LOG_BYTES = 512 << 20
 
@@ -102,8 +104,8 @@ def _hop_log(size: int) -> np.ndarray:
 
 
 def _recycle(log: np.ndarray) -> None:
-    if not _SPARE_LOGS and log.nbytes <= SPARE_LOG_BYTES:
-        _SPARE_LOGS.append(log)
+    if log.nbytes <= SPARE_LOG_BYTES and (not _SPARE_LOGS or len(_SPARE_LOGS[0]) < len(log)):
+        _SPARE_LOGS[:] = [log]
 
 
 class Facts:
@@ -112,12 +114,38 @@ class Facts:
     ``of(row)`` gives one packet's stages in order, with their values (named by ``COLUMNS``);
     ``hops`` is the log itself (``hyperplane._core._walk.HOP`` rows: row, stage code, position in the
     packet's path, six values), the hops of row k being ``hops[first_hop[k]:first_hop[k + 1]]``.
+    ``Facts.none(n)``: the facts of a verdict-only walk, which has none: reading them raises
+    ``NoHopsError``.
     """
 
     def __init__(self, log: np.ndarray, n_hops: int, first_hop: np.ndarray) -> None:
-        self.hops = log[:n_hops]
-        self.first_hop = first_hop  # len(rows) + 1 offsets into hops
+        self._hops: np.ndarray | None = log[:n_hops]
+        self._first_hop: np.ndarray | None = first_hop  # len(rows) + 1 offsets into hops
         weakref.finalize(self, _recycle, log)  # the log is reused once these facts are gone
+
+    @classmethod
+    def none(cls) -> Facts:
+        """The facts of a batch walked with ``hops=False``: there are none to read."""
+        facts = cls.__new__(cls)
+        facts._hops = facts._first_hop = None
+        return facts
+
+    @property
+    def recorded(self) -> bool:
+        """False for a verdict-only walk (``hops=False``), which logged no stage."""
+        return self._hops is not None
+
+    @property
+    def hops(self) -> np.ndarray:
+        if self._hops is None:
+            raise NoHopsError(_NO_HOPS)
+        return self._hops
+
+    @property
+    def first_hop(self) -> np.ndarray:
+        if self._first_hop is None:
+            raise NoHopsError(_NO_HOPS)
+        return self._first_hop
 
     def of(self, row: int) -> list[tuple[str, dict]]:
         out = []
@@ -138,6 +166,10 @@ class Facts:
         first = np.zeros(n + 1, np.int64)
         np.cumsum(counts, out=first[1:])
         return Facts(hops, len(hops), first)
+
+
+_NO_HOPS = ("this batch was walked verdict-only (Network.process(..., hops=False)), which records no "
+            "stage: walk it with hops=True (the default) for traces, flow logs and deciding rules")
 
 
 @dataclass
@@ -225,13 +257,14 @@ class Pipeline:
 
     def run(self, packets: np.ndarray, origin: np.ndarray, origin_index: np.ndarray,
             function_pools: Sequence[list[int]] = (), in_place: bool = False, answer: bool = True,
-            pickup: bool = False) -> BatchResult:
+            pickup: bool = False, hops: bool = True) -> BatchResult:
         """Walk a batch row by row. ``origin``/``origin_index`` as in ``Network.process``;
         ``function_pools[k]``: the pool indexes of function k (``Origin.REPLY_TO_FUNCTION``);
         ``in_place``: translate ``packets`` themselves rather than a copy; ``answer``: walk
         what the network answers a row with (a NAT gateway's RST) right after that row, into
         ``BatchResult.answers`` (an answer's own answers are not walked); ``pickup``: mid-stream
-        pickup on the NAT tables (``Network.process``)."""
+        pickup on the NAT tables (``Network.process``); ``hops`` False: verdict-only, no hop log
+        (the same verdicts, translations and answers; ``facts`` has none, ``Facts.none``)."""
         n = len(packets)
         pipeline = self
         core = self.walker
@@ -239,18 +272,19 @@ class Pipeline:
         out = packets if in_place else packets.copy()
         reason = np.zeros(n, np.uint8)
         location = np.full(n, -1, np.int32)
-        first_hop = np.zeros(n + 1, np.int64)
-        hops = _hop_log(n * HOPS_PER_ROW + _walk.PACKET_HOPS)  # room for one packet's longest walk
+        first_hop = np.zeros(n + 1, np.int64) if hops else None
+        log = _hop_log(n * HOPS_PER_ROW + _walk.PACKET_HOPS) if hops else None  # room for one longest walk
         begin, n_hops, nostop = 0, 0, -1
         answers: dict[int, BatchResult] = {}
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
-                                                        first_hop[:n], hops, n_hops, begin, nostop, pickup)
+                                                        None if first_hop is None else first_hop[:n], log,
+                                                        n_hops, begin, nostop, pickup)
             if stop == _codes.Stop.STOP_NAT_RST:  # row - 1 is done: the NAT gateway's ENI `pool` answers it
                 if answer:
                     answers[row - 1] = pipeline.run(nat_rst(out[row - 1]), np.array([Origin.ENI], np.int8),
                                                     np.array([pool], np.int32), function_pools, answer=False,
-                                                    pickup=pickup)
+                                                    pickup=pickup, hops=hops)
                     core.set_function_pools(list(function_pools))
                 begin, nostop = row, -1
                 if row == n:
@@ -260,10 +294,11 @@ class Pipeline:
                 break
             begin, nostop = row, -1
             if stop == _codes.Stop.STOP_LOG_FULL:
-                grown = _hop_log(2 * len(hops))
-                grown[:n_hops] = hops[:n_hops]
-                _recycle(hops)
-                hops = grown
+                assert log is not None  # a walk without a log never runs out of it
+                grown = _hop_log(2 * len(log))
+                grown[:n_hops] = log[:n_hops]
+                _recycle(log)
+                log = grown
             elif stop == _codes.Stop.STOP_NO_MEMORY:
                 raise MemoryError(f"a connection table cannot grow (at row {row} of the batch)")
             else:  # STOP_POOL_FULL: every Hyperplane ENI of the pool is full: Lambda adds one (or cannot)
@@ -278,8 +313,10 @@ class Pipeline:
                         core.set_function_pools(list(function_pools))
                 else:
                     nostop = row  # refused: this row is walked without stopping
+        if log is None or first_hop is None:
+            return BatchResult(out, reason, location, Facts.none(), pipeline.vpc, answers)
         first_hop[n] = n_hops
-        return BatchResult(out, reason, location, Facts(hops, n_hops, first_hop), pipeline.vpc, answers)
+        return BatchResult(out, reason, location, Facts(log, n_hops, first_hop), pipeline.vpc, answers)
 
 
 def nat_rst(refused: np.void) -> np.ndarray:
