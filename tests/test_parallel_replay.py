@@ -312,3 +312,59 @@ def test_a_capture_taken_inside_the_vpc_gives_the_same_files_on_two_workers(scen
                             verdicts=out / "verdicts.csv", flow_logs=out / "logs", workers=workers)
         answers.append((report, outputs(out)))
     assert_identical(answers)
+
+
+def replayed_twice(doc: dict, capture: Path, tmp: Path, functions: dict[str, str], prepare=None,
+                   lambda_settings: LambdaSettings | None = None):
+    """``capture`` replayed on one process and on two, ``prepare(net)`` run on each network first."""
+    answers = []
+    for workers in (1, 2):
+        out = tmp / f"w{workers}"
+        out.mkdir(exist_ok=True)
+        net = hp.Network(parse_topology(doc), lambda_settings=lambda_settings or LambdaSettings(), ready=True)
+        if prepare is not None:
+            prepare(net)
+        report = net.replay(capture, functions=functions, output=out / "out.pcap", verdicts=out / "verdicts.csv",
+                            flow_logs=out / "logs", workers=workers)
+        answers.append((report, outputs(out)))
+    return answers
+
+
+def test_a_function_whose_vpc_update_completes_during_the_capture_is_in_the_component_of_both_subnets(tmp_path):
+    # AWS (Lambda developer guide, configuration-vpc): "During this time, Lambda connects function
+    # invocations to the previous VPC. After the update is complete, new invocations start using
+    # the new VPC". fn0 moves from AZ a to AZ b while the capture runs: its later connections share
+    # nat-b's ports with fn1's, so the partition must not put fn0 in AZ a's component alone.
+    doc = vpc(2, False, [[0], [1]])
+    doc["security_groups"].append({"id": "sg-moved", "vpc_id": "vpc-app"})  # a new pool: the update waits for it
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 30)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 30), key=lambda p: p.time)
+    for k, p in enumerate(packets):  # 60 s of traffic: the update (30 s of ENI creation) completes halfway
+        p.time = T0 + k * 0.5
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+
+    def update(net):
+        net.update_function("fn0", vpc_config={"subnet_ids": ["subnet-private-b"],
+                                               "security_group_ids": ["sg-moved"]})
+        assert net.lambda_service.function("fn0").pending_vpc_config is not None
+
+    answers = replayed_twice(doc, tmp_path / "in.pcap", tmp_path, {"fn0": cidr(0), "fn1": cidr(1)}, update,
+                             LambdaSettings(eni_creation_seconds=30.0))
+    assert_identical(answers)
+    names = [name for name, _ in answers[1][0].parallel.components]
+    assert not any("subnet-private-a" in n and "subnet-private-b" not in n for n in names), names
+
+
+def test_a_published_version_in_another_subnet_is_partitioned_by_the_version_s_subnet(tmp_path):
+    # AWS (PublishVersion): "Use versions to create a snapshot of your function code and
+    # configuration that doesn't change." The capture is of fn0:1, frozen in AZ b while $LATEST
+    # moved to AZ a: its packets share nat-b with fn1's, whatever $LATEST's subnet.
+    doc = vpc(2, False, [[0], [1]])
+    doc["functions"][0]["versions"] = [{"version": 1, "vpc_config": {
+        "subnet_ids": ["subnet-private-b"], "security_group_ids": ["sg-app"]}}]
+    wrpcap(str(tmp_path / "in.pcap"), sorted(
+        conversations(["172.16.0.10", "172.16.0.11"], [("93.184.216.34", 443)], T0, 20)
+        + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20), key=lambda p: p.time))
+    answers = replayed_twice(doc, tmp_path / "in.pcap", tmp_path, {"fn0:1": cidr(0), "fn1": cidr(1)})
+    assert_identical(answers)
+    assert [name for name, _ in answers[1][0].parallel.components] == ["subnet-private-b+nat-b"]

@@ -27,6 +27,7 @@ import numpy as np
 from hyperplane.dataplane.compiled_vpc import EniKind
 from hyperplane.formats.capture import PacketKind
 from hyperplane.lambda_service.environments import subnet_for
+from hyperplane.lambda_service.function import LATEST, split_qualifier
 
 _ICMP = 1
 
@@ -84,11 +85,13 @@ class _Nodes:
                 if route.target in nat_of:
                     self.static.append((s, self.subnets + nat_of[route.target]))
                     self.subnet_nat[s] = True
-        # subnets that hold (or may come to hold) Hyperplane ENI pools
+        # subnets that hold (or may come to hold) Hyperplane ENI pools: $LATEST's, an update's
+        # in progress (its pools are being made) and every published version's
         self.pool_subnet = np.zeros(self.subnets, bool)
         for fs in net.lambda_service.functions.values():
-            for sid in (fs.vpc_config.subnet_ids if fs.vpc_config is not None else ()):
-                self.pool_subnet[vpc.subnet_ids.index(sid)] = True
+            for config in _configs(fs):
+                for sid in config.subnet_ids:
+                    self.pool_subnet[vpc.subnet_ids.index(sid)] = True
         self.nat_of_eni = {int(e): k for k, e in enumerate(vpc.nat_eni) if e >= 0}
         # VPCs whose addresses overlap: an address alone does not say which ENI it is
         cidrs = [c for v in topo.vpcs.values() for c in v.cidrs]
@@ -140,6 +143,7 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     conn_keys: list[np.ndarray] = []
     times: list[np.ndarray] = []
     emulated_rows: list[np.ndarray] = []
+    moved: list[tuple[int, int]] = []  # (subnet, subnet): an environment's before and after an update
     for chunk in chunks:
         rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
         rec = chunk.records[rows]
@@ -163,9 +167,10 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
                 env_rows = np.flatnonzero(owner >= 0)
                 if env_rows.size:
                     envs, which = fns.environments_of(owner[env_rows], ips[env_rows])
-                    env_node = np.array([_environment_node(net, nodes, fns.function_of(int(e)), int(e))
-                                         for e in envs], np.int64)
-                    node[env_rows] = env_node[which]
+                    env_nodes = [_environment_nodes(net, nodes, fns.function_of(int(e)), int(e)) for e in envs]
+                    node[env_rows] = np.array([n[0] for n in env_nodes], np.int64)[which]
+                    # an environment an update moves to another subnet touches both
+                    moved += [(n[0], other) for n in env_nodes for other in n[1:]]
             port = np.where(rec["proto"] == _ICMP, 0, rec[port_field]).astype(np.uint64)
             keys.append((key.astype(np.uint64) << np.uint64(16)) | port)
             side.append(node)
@@ -193,7 +198,7 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     first = np.full(int(conn.max()) + 1, -1, np.int64)
     first[touch[::-1, 0]] = touch[::-1, 1]  # each connection's first named node
     joins = np.stack([first[touch[:, 0]], touch[:, 1]], 1)
-    root = _components(first_conn, np.concatenate([np.array(nodes.static, np.int64).reshape(-1, 2),
+    root = _components(first_conn, np.concatenate([np.array(nodes.static + moved, np.int64).reshape(-1, 2),
                                                    joins[joins[:, 0] != joins[:, 1]]]))
     # a row's component: its connection's named node's, or (none) the one of connections
     # that touch no shared state
@@ -217,15 +222,31 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     return Partition(component, names, last, np.bincount(component_of, minlength=len(named)), of_subnet)
 
 
-def _environment_node(net: Any, nodes: _Nodes, function: str, env: int) -> int:
-    """The node of an execution environment: the subnet it is bound to (its pool's), or its
+def _environment_nodes(net: Any, nodes: _Nodes, function: str, env: int) -> list[int]:
+    """The nodes of an execution environment: the subnet it is bound to (its pool's) by the
+    VpcConfig it is invoked with (a version's own, ``name:N``), then, while an update of
+    ``$LATEST`` is in progress, the one the update binds it to once complete; or its
     function's own node without VpcConfig."""
     from ipaddress import IPv4Address
 
-    config = net.lambda_service.function(function).vpc_config
-    if config is None:
-        return nodes.subnets + nodes.nats
-    return nodes.vpc.subnet_ids.index(subnet_for(function, str(IPv4Address(env)), config))
+    base, qualifier = split_qualifier(function)
+    fs = net.lambda_service.function(base)
+    configs = [fs.version_config(qualifier)]
+    if qualifier in (LATEST, "") and fs.pending_vpc_config is not None:
+        configs.append(fs.pending_vpc_config)
+    found: list[int] = []
+    for config in configs:
+        node = nodes.subnets + nodes.nats if config is None else \
+            nodes.vpc.subnet_ids.index(subnet_for(base, str(IPv4Address(env)), config))
+        if node not in found:
+            found.append(node)
+    return found
+
+
+def _configs(fs: Any) -> list[Any]:
+    """Every VpcConfig a function's pools may be made for during a replay."""
+    return [c for c in (fs.vpc_config, fs.pending_vpc_config, *(v.vpc_config for v in fs.versions))
+            if c is not None]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
