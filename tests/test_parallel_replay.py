@@ -368,3 +368,44 @@ def test_a_published_version_in_another_subnet_is_partitioned_by_the_version_s_s
     answers = replayed_twice(doc, tmp_path / "in.pcap", tmp_path, {"fn0:1": cidr(0), "fn1": cidr(1)})
     assert_identical(answers)
     assert [name for name, _ in answers[1][0].parallel.components] == ["subnet-private-b+nat-b"]
+
+
+@pytest.mark.parametrize("output", ["out.pcap", "out.pcapng"])
+def test_both_capture_formats_and_the_progress_are_those_of_one_process(tmp_path, output):
+    # a pcap's records are cut from the workers' own files; a pcapng names its interfaces as
+    # packets first use them, so the caller writes it: either way the same bytes
+    doc = vpc(2, False, [[0], [1]])
+    wrpcap(str(tmp_path / "in.pcap"), sorted(
+        conversations(["172.16.0.10", "172.16.0.11"], [("93.184.216.34", 443), ("10.0.20.10", 5432)], T0, 30)
+        + conversations(["172.16.1.10"], [("198.51.100.7", 80)], T0 + 0.005, 30), key=lambda p: p.time))
+    files, seen = [], []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        chunks: list[tuple[int, int]] = []
+        report = hp.Network(parse_topology(doc), ready=True).replay(
+            tmp_path / "in.pcap", functions={"fn0": cidr(0), "fn1": cidr(1)}, output=out / output,
+            verdicts=out / "verdicts.jsonl", workers=workers, chunk_packets=16,
+            progress=lambda chunk: chunks.append((chunk.index, len(chunk))))
+        files.append(outputs(out))
+        seen.append(chunks)
+    assert len(report.parallel.components) == 2
+    assert files[0] == files[1]
+    assert seen[0] == seen[1] and sum(n for _, n in seen[0]) == report.packets == 120
+
+
+def test_the_merge_s_byte_splicing_joins_ranges_in_order_and_refuses_a_range_outside_its_file():
+    import numpy as np
+
+    from hyperplane._core._splice import splice
+
+    a, b = np.frombuffer(b"line 0\nline 2\n", np.uint8), np.frombuffer(b"line 1\nline 3\n", np.uint8)
+    out = np.empty(28, np.uint8)
+    assert splice([a, b], [0, 1, 0, 1], [0, 0, 7, 7], [7, 7, 14, 14], out) == 28
+    assert out.tobytes() == b"line 0\nline 1\nline 2\nline 3\n"
+    with pytest.raises(IndexError, match="range 1: bytes 7:15 of a source of 14"):
+        splice([a, b], [0, 1], [0, 7], [7, 15], out)
+    with pytest.raises(IndexError, match="range 0: source 2 of 2"):
+        splice([a, b], [2], [0], [1], out)
+    with pytest.raises(ValueError, match="the ranges hold 28 bytes, out only 10"):
+        splice([a, b], [0, 1], [0, 0], [14, 14], np.empty(10, np.uint8))

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 COMPILED = ["hyperplane._core._codes", "hyperplane._core._nat", "hyperplane._core._policy", "hyperplane._core._conntrack", "hyperplane._core._pcap",
-            "hyperplane._core._walk", "hyperplane._core._records", "hyperplane._core._text"]
+            "hyperplane._core._walk", "hyperplane._core._records", "hyperplane._core._text",
+            "hyperplane._core._splice"]
 # only the compiled modules' stubs are judged here, not the Python modules they import
 CONFIG = f"""
 [mypy]

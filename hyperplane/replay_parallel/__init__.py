@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from hyperplane._core import _splice
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import ReplayError
 from hyperplane.formats.capture import CaptureChunk, answer_frame
+from hyperplane.formats.pcap_writer import _PCAPNG_SUFFIXES
 from hyperplane.records import PACKET
 from hyperplane.replay_parallel.partition import Partition, partition
 
@@ -81,9 +83,31 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         report = engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
         report.parallel = info
         return report
-    return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g)
-                                                                             for g in groups], cpu),
-                              output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
+        writing = _writing(folder, output, verdicts)
+        return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g, writing)
+                                                                                 for g in groups], cpu),
+                                  output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+
+
+@dataclass
+class Writing:
+    """Where the workers write their own packets' verdict lines and output capture (a folder
+    every worker and the caller reads), and the names that say the files' formats."""
+
+    folder: str
+    verdicts: str | None
+    output: str | None
+
+
+def _writing(folder: str, output: Any, verdicts: Any) -> Writing | None:
+    """The workers' writing, or ``None``: the caller writes every packet (a pcapng output: its
+    interface blocks are written as the packets first use them, so one file's bytes do not cut
+    into the others')."""
+    if output is not None and os.fspath(output).lower().endswith(_PCAPNG_SUFFIXES):
+        return None
+    return Writing(folder, os.fspath(verdicts) if verdicts is not None else None,
+                   os.fspath(output) if output is not None else None)
 
 
 def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
@@ -111,8 +135,9 @@ def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
         alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
         results = kept + run([g for g in (again, alone) if g])
     start = time.process_time()
-    report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress,
-                    concurrent=info.engine == "processes")
+    merge = _merge_written if results[0].report is not None else _merge
+    report = merge(engine, plan, results, info, output, verdicts, flow_logs, progress,
+                   concurrent=info.engine == "processes")
     info.cpu_seconds["merge"] = time.process_time() - start
     return report
 
@@ -137,14 +162,29 @@ class _Result:
     overflows: list[tuple[float, str]]  # (virtual time, subnet) of each overflow ENI made or refused
     # (capture row, PACKET row) of what the network answered a row with (a NAT gateway's RST)
     answers: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    # a worker that wrote its own packets (``Writing``): its report's counts, its verdicts file
+    # and output capture, and per packet of its own the bytes of its line and of its records
+    report: Any = None
+    files: tuple[str | None, str | None] = (None, None)
+    sizes: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
 
 
-def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[], _Result]:
+def _mine(plan: Partition, components: list[int]) -> np.ndarray:
+    """The packets of ``components``; with component 0, the packets not emulated too (their
+    verdicts, from one worker)."""
+    mine = np.isin(plan.component, components)
+    if components and 0 in components:
+        mine |= plan.component < 0
+    return mine
+
+
+def _worker(engine: Any, plan: Partition, components: list[int],
+            writing: Writing | None = None) -> Callable[[], _Result]:
     def run() -> _Result:
-        mine = np.isin(plan.component, components)
-        if components and 0 in components:
-            mine |= plan.component < 0  # packets not emulated: their verdicts, from one worker
+        mine = _mine(plan, components)
         overflows = _watch_overflows(engine.net)
+        if writing is not None:
+            return _write_own(engine, mine, components, overflows, writing)
         rows, reasons, resource_of, outs = [], [], [], []
         ids: dict[bytes, int] = {}
         for chunk, reason, resource, resources, out in engine.walk(mine):
@@ -163,6 +203,24 @@ def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[],
                        engine.report.drops_by_rule, engine.hyperplane_enis(), overflows,
                        [(frame.index, frame.records) for found in engine.answers.values() for _, frame in found])
     return run
+
+
+def _write_own(engine: Any, mine: np.ndarray, components: list[int], overflows: list[tuple[float, str]],
+               writing: Writing) -> _Result:
+    """A worker's walk of its packets, written as the whole replay writes them (``Engine.write``
+    on its packets): the caller's merge only cuts and joins the workers' files."""
+    where = Path(tempfile.mkdtemp(prefix="worker-", dir=writing.folder))
+    verdicts = str(where / f"verdicts{Path(writing.verdicts).suffix}") if writing.verdicts else None
+    output = str(where / "out.pcap") if writing.output else None
+    report = engine.write(engine.walk(mine), output=output, verdicts=verdicts, progress=None, mine=mine)
+    logs = engine.logs
+    nothing = np.zeros(0, np.int64)
+    return _Result(components, nothing, nothing.astype(np.uint8), nothing.astype(np.int32), [],
+                   np.zeros(0, PACKET), logs._records.columns() if logs is not None else None,
+                   list(logs._enis) if logs is not None else [], logs.time_offset if logs is not None else 0.0,
+                   (logs.account_id, logs.region) if logs is not None else (None, None),
+                   report.drops_by_rule, engine.hyperplane_enis(), overflows, [],
+                   report=report, files=(verdicts, output), sizes=engine.sizes)
 
 
 def _watch_overflows(net: Any) -> list[tuple[float, str]]:
@@ -227,6 +285,89 @@ def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelR
     report.hyperplane_enis = _hyperplane_enis(results)
     report.parallel = info
     return report
+
+
+def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: ParallelReport, output: Any,
+                   verdicts: Any, flow_logs: Any, progress: Any, concurrent: bool) -> Any:
+    """The outputs of workers that wrote their own packets: the verdicts file and the output
+    capture joined from theirs in capture order (each packet's line and records cut from the
+    file of the worker that walked it), the report's counts summed (conversations and rule
+    drops are a component's own), flow-log records merged per ENI and window."""
+    owner = np.full(len(plan.component), -1, np.int64)
+    for k, r in enumerate(results):
+        owner[_mine(plan, r.components)] = k
+    if (owner < 0).any():
+        raise ReplayError("internal: a packet no worker wrote")  # pragma: no cover
+    writing = None
+    if flow_logs is not None and engine.logs is not None:
+        logs = _merged_logs(engine.logs, results)
+        if concurrent:  # the flow-log files in a process of their own, beside the verdicts and capture
+            writing = _Forks([lambda: logs.write(flow_logs) and None])
+        else:
+            logs.write(flow_logs)
+    try:
+        for which, path in ((0, verdicts), (1, output)):
+            if path is not None:
+                _join([r.files[which] for r in results], [r.sizes[which] for r in results], owner, path)
+    finally:
+        if writing is not None:
+            writing.results(info.cpu_seconds, "flow logs")
+    report = engine.report
+    for r in results:
+        done = r.report
+        report.packets += done.packets
+        report.written += done.written
+        report.picked_up += done.picked_up
+        for total, part in ((report.kinds, done.kinds), (report.reasons, done.reasons),
+                            (report.dispositions, done.dispositions), (report.drops_by_rule, done.drops_by_rule),
+                            (report.conversations, done.conversations), (report.failed_at, done.failed_at)):
+            total.update(part)
+    if progress is not None:  # the packets are all written: the chunks in their order
+        for chunk in engine.chunks():
+            if len(chunk):
+                progress(chunk)
+    if flow_logs is not None and engine.logs is not None:
+        report.flow_log_records = len(logs)
+    report.hyperplane_enis = _hyperplane_enis(results)
+    report.parallel = info
+    return report
+
+
+def _join(files: list[Any], sizes: list[Any], owner: np.ndarray, path: Any) -> None:
+    """``path`` from the workers' ``files``: the first one's header (what it holds before its
+    first packet's bytes, the same in every one), then each packet's bytes (``sizes``: per
+    packet of a worker's, in order) from the file of its worker (``owner``), in capture order,
+    taken in runs of consecutive packets of one worker."""
+    n = len(owner)
+    rank = np.empty(n, np.int64)  # a packet's place among its worker's
+    ends: list[np.ndarray] = []  # per worker: where each of its packets' bytes end in its file
+    base = np.zeros(len(files), np.int64)
+    for k, (name, size) in enumerate(zip(files, sizes)):
+        rows = np.flatnonzero(owner == k)
+        rank[rows] = np.arange(len(rows))
+        header = os.path.getsize(name) - int(size.sum())
+        base[k] = sum(len(e) for e in ends)
+        ends.append(header + np.r_[0, np.cumsum(size)])
+    at = np.concatenate(ends)
+    cut = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+    first, last = np.r_[0, cut], np.r_[cut, n] - 1
+    worker = owner[first]
+    lo, hi = at[base[worker] + rank[first]], at[base[worker] + rank[last] + 1]
+    sources = [np.memmap(name, np.uint8, mode="r") if os.path.getsize(name) else np.zeros(0, np.uint8)
+               for name in files]
+    size = hi - lo
+    # in blocks of about _BLOCK bytes: the merged file is never all in memory
+    cuts = np.searchsorted(np.cumsum(size), np.arange(_BLOCK, int(size.sum()), _BLOCK), "right")
+    with open(path, "wb") as out:
+        out.write(sources[0][:int(ends[0][0])].tobytes())
+        for begin, end in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(lo)].tolist()):
+            buffer = np.empty(int(size[begin:end].sum()), np.uint8)
+            _splice.splice(sources, worker[begin:end], lo[begin:end], hi[begin:end], buffer)
+            out.write(buffer.data)
+    del sources
+
+
+_BLOCK = 1 << 26
 
 
 def _merged_logs(logs: FlowLogAggregator, results: list[_Result]) -> FlowLogAggregator:

@@ -144,7 +144,9 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     times: list[np.ndarray] = []
     emulated_rows: list[np.ndarray] = []
     moved: list[tuple[int, int]] = []  # (subnet, subnet): an environment's before and after an update
+    n_total = 0
     for chunk in chunks:
+        n_total = chunk.index + len(chunk)
         rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
         rec = chunk.records[rows]
         emulated_rows.append(chunk.index + rows)
@@ -178,7 +180,6 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         conn_keys.append(np.stack([lo, hi], 1))
         row_nodes.append(np.stack(side, 1))
     every = np.concatenate(emulated_rows) if emulated_rows else np.zeros(0, np.int64)
-    n_total = (int(every[-1]) + 1) if every.size else 0
     if not every.size:
         return Partition(np.full(0, -1, np.int64), [], np.zeros(0), np.zeros(0, np.int64))
     if nodes.overlapping:  # every packet in one component: the partition could not be sure
