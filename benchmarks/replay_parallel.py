@@ -7,7 +7,7 @@ by ``workers=2`` in the same run (their ratio), every output file checked identi
   internet through the NAT gateways and to a database, with flow logs.
 
 Each is measured twice: wall-clock seconds, and CPU seconds on the critical path (the
-partition, the busiest worker, the parent's merge and writing or the flow-log files' process
+caller's reading of the capture, the partition, the busiest worker, the parent's merge and writing or the flow-log files' process
 beside it, whichever took longer; one process: all of it), which
 is what an idle machine would see. The machine's cores may be shared with other work: the
 wall-clock ratio is what this run saw. Last, the walk on two threads (one Network each)
@@ -157,7 +157,8 @@ def compare(doc: dict, path: str, tmp: str, tag: str, repeat: int, **options) ->
         if workers > 1:  # the parent's own share is its merge; the rest ran in the children
             c = report.parallel.cpu_seconds
             # the flow-log files are written by a process of their own during the merge
-            spent = c["partition"] + max(c["workers"]) + max(c["merge"], sum(c.get("flow logs", [0.0])))
+            spent = c.get("read", 0.0) + c["partition"] + max(c["workers"]) + max(c["merge"],
+                                                                                  sum(c.get("flow logs", [0.0])))
         cpu[workers] = min(cpu.get(workers, float("inf")), spent)
         reports[workers] = report
 

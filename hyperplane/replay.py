@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -279,8 +280,18 @@ class Engine:
         # chunk index -> (chunk row, frame chunk) of the packets the network answered that row
         # with (a NAT gateway's RST), written right after it
         self.answers: dict[int, list[tuple[int, CaptureChunk]]] = {}
+        self.read: list[CaptureChunk] | None = None  # the capture's chunks, kept by read_once
+
+    def read_once(self, budget: int) -> None:
+        """Keep the capture's chunks in memory when its file holds at most ``budget`` bytes: a
+        parallel replay's partition and workers, processes forked after, parse none of it again."""
+        if self.read is None and os.path.getsize(self.capture) <= budget:
+            self.read = list(self.chunks())
 
     def chunks(self) -> Iterator[CaptureChunk]:
+        if self.read is not None:
+            yield from self.read
+            return
         reader = read_capture(self.capture, chunk_packets=self.chunk_packets)
         try:
             yield from reader

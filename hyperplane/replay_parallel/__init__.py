@@ -75,6 +75,9 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ReplayError("workers > 1 needs processes started by fork (Linux, macOS)")
     cpu: dict[str, Any] = {"workers": []}
+    start = time.process_time()
+    engine.read_once(_READ_ONCE_BYTES)
+    cpu["read"] = time.process_time() - start
     plan: Partition = _in_fork(lambda: partition(engine.net, engine.fns, engine.chunks(), engine.inject),
                                cpu, "partition")
     named = [(name, int(size)) for name, size in zip(plan.names, plan.sizes)]
@@ -88,6 +91,11 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g, writing)
                                                                                  for g in groups], cpu),
                                   output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+
+
+# a capture file up to this size is parsed once, by the caller, before the partition and the
+# workers are forked (they share its chunks); a larger one is read by each of them
+_READ_ONCE_BYTES = 1 << 30
 
 
 @dataclass
