@@ -7,9 +7,9 @@ by ``workers=2`` in the same run (their ratio), every output file checked identi
   internet through the NAT gateways and to a database, with flow logs.
 
 Each is measured twice: wall-clock seconds, and CPU seconds on the critical path (the
-caller's reading of the capture, the partition, the busiest worker, the parent's merge and writing or the flow-log files' process
-beside it, whichever took longer; one process: all of it), which
-is what an idle machine would see. The machine's cores may be shared with other work: the
+caller's reading of the capture, the partition, the busiest worker, the parent's merge and
+writing or the flow-log files' process beside it, whichever took longer; one process: all of
+it), which is what an idle machine would see. The machine's cores may be shared with other work: the
 wall-clock ratio is what this run saw. Last, the walk on two threads (one Network each)
 against one thread: whether threads would serve as well as processes."""
 

@@ -154,7 +154,7 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         times.append(rec["time"].astype(np.float64))
         side = []
         keys = []
-        env_node = None
+        env_node: np.ndarray | None = None
         if inject == "function" and fns.networks:
             # environments numbered as the replay numbers them (``replay._Run._inputs``): in
             # order of first appearance, a row's source before its destination; an address's
