@@ -7,10 +7,11 @@ by ``workers=2`` in the same run (their ratio), every output file checked identi
   internet through the NAT gateways and to a database, with flow logs.
 
 Each is measured twice: wall-clock seconds, and CPU seconds on the critical path (the
-caller's reading of the capture, the partition, the busiest worker, the parent's merge and
-writing or the flow-log files' process beside it, whichever took longer; one process: all of
-it), which is what an idle machine would see. The machine's cores may be shared with other work: the
-wall-clock ratio is what this run saw. Last, the walk on two threads (one Network each)
+caller's reading of the capture, the partition, the busiest worker, then the parent's merge and
+the processes writing the flow-log files and the output capture beside it: the longest of them,
+or all of them shared over the cores; one process: all of it), which is what an idle machine
+would see. The machine's cores may be shared with other work: the wall-clock ratio is what this
+run saw. Last, the walk on two threads (one Network each)
 against one thread: whether threads would serve as well as processes."""
 
 from __future__ import annotations
@@ -156,9 +157,11 @@ def compare(doc: dict, path: str, tmp: str, tag: str, repeat: int, **options) ->
         spent = time.process_time() - start
         if workers > 1:  # the parent's own share is its merge; the rest ran in the children
             c = report.parallel.cpu_seconds
-            # the flow-log files are written by a process of their own during the merge
-            spent = c.get("read", 0.0) + c["partition"] + max(c["workers"]) + max(c["merge"],
-                                                                                  sum(c.get("flow logs", [0.0])))
+            # the flow-log files and the output capture are written by processes of their own
+            # during the merge: the longest of them, or all of them shared over the cores
+            beside = c.get("beside", []) + c.get("flow logs", [])
+            tail = max([c["merge"], *beside, (c["merge"] + sum(beside)) / (os.cpu_count() or 1)])
+            spent = c.get("read", 0.0) + c["partition"] + max(c["workers"]) + tail
         cpu[workers] = min(cpu.get(workers, float("inf")), spent)
         reports[workers] = report
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import os
@@ -306,20 +307,24 @@ def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: P
         owner[_mine(plan, r.components)] = k
     if (owner < 0).any():
         raise ReplayError("internal: a packet no worker wrote")  # pragma: no cover
-    writing = None
+    joins: list[Callable[[], None]] = [
+        functools.partial(_join, [r.files[which] for r in results], [r.sizes[which] for r in results], owner, path)
+        for which, path in ((0, verdicts), (1, output)) if path is not None]
+    beside: list[Callable[[], None]] = []  # with ``concurrent``: in processes of their own, meanwhile
     if flow_logs is not None and engine.logs is not None:
         logs = _merged_logs(engine.logs, results)
-        if concurrent:  # the flow-log files in a process of their own, beside the verdicts and capture
-            writing = _Forks([lambda: logs.write(flow_logs) and None])
-        else:
-            logs.write(flow_logs)
+        beside.append(functools.partial(_write_logs, logs, flow_logs))
+    if not concurrent:
+        joins, beside = joins + beside, []
+    elif len(joins) > 1:  # the output capture beside the verdicts
+        beside.append(joins.pop())
+    forks = _Forks(beside) if beside else None
     try:
-        for which, path in ((0, verdicts), (1, output)):
-            if path is not None:
-                _join([r.files[which] for r in results], [r.sizes[which] for r in results], owner, path)
+        for join in joins:
+            join()
     finally:
-        if writing is not None:
-            writing.results(info.cpu_seconds, "flow logs")
+        if forks is not None:
+            forks.results(info.cpu_seconds, "beside")
     report = engine.report
     for r in results:
         done = r.report
@@ -339,6 +344,10 @@ def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: P
     report.hyperplane_enis = _hyperplane_enis(results)
     report.parallel = info
     return report
+
+
+def _write_logs(logs: FlowLogAggregator, folder: Any) -> None:
+    logs.write(folder)
 
 
 def _join(files: list[Any], sizes: list[Any], owner: np.ndarray, path: Any) -> None:
