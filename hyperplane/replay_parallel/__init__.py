@@ -1,15 +1,18 @@
 """Replay on several processes, with exactly the single-process answers (docs/parallel-replay.md).
 
-1. A forked process classifies every packet to its component (``partition``).
+1. The caller parses the capture once; a forked process classifies every packet to its
+   component (``partition``).
 2. Each worker, forked from the network as it is, runs the single-process engine
    (``replay.Engine.walk``) over the whole capture, walking only its components' packets and
-   making every packet's invocation (the Lambda lifecycle is replicated).
+   making every packet's invocation (the Lambda lifecycle is replicated), and writes its own
+   packets' verdict lines and output capture (``Engine.write`` on its packets).
 3. A shared limit the partition cannot see (an overflow Hyperplane ENI made or refused: it
    takes a subnet address, an ENI id, a place under the per-VPC limit, a member of its security
    groups) is detected: the components that had one, and every component with packets from the
    first one on, are replayed again together.
-4. The parent merges: verdicts and the output capture in capture order (written by
-   ``Engine.write``, as a single replay writes them), flow-log records per ENI and window.
+4. The parent merges: the verdicts and the output capture are the workers' bytes joined in
+   capture order (a pcapng output: written by the parent from the workers' results), the
+   report's counts summed, flow-log records merged per ENI and window.
 
 ``net`` itself is left as it was: the workers replay copies of it.
 """

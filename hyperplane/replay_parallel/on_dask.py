@@ -13,9 +13,10 @@ files, the shard folder and the topology are on storage every worker reads.
    (``partition``, the same as ``workers=N``), saved beside the shards.
 3. **Replay** (a task per group of components): the single-process engine over the merged
    records, walking only its components' packets (the Lambda lifecycle is replicated: every
-   packet's invocation is made in every task). Overflow ENIs are detected as with ``workers``.
-4. **Merge** (the caller): verdicts and the output capture in merged order, flow-log records
-   per ENI and window, written by the single-process writer.
+   packet's invocation is made in every task), writing its packets' verdict lines and output
+   capture beside the shards. Overflow ENIs are detected as with ``workers``.
+4. **Merge** (the caller): the tasks' verdicts and output captures joined in merged order,
+   flow-log records per ENI and window, as with ``workers``.
 
 A ``Network`` holds compiled state and cannot travel to another machine: the tasks build theirs
 from ``network``, a topology file or a zero-argument function (picklable) that returns one.
