@@ -35,7 +35,9 @@ network's ``now``. Every input packet gets exactly one verdict; packets that can
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import os
 import queue
 import threading
 from collections import Counter
@@ -281,8 +283,18 @@ class Engine:
         # chunk index -> (chunk row, frame chunk) of the packets the network answered that row
         # with (a NAT gateway's RST), written right after it
         self.answers: dict[int, list[tuple[int, CaptureChunk]]] = {}
+        self.read: list[CaptureChunk] | None = None  # the capture's chunks, kept by read_once
+
+    def read_once(self, budget: int) -> None:
+        """Keep the capture's chunks in memory when its file holds at most ``budget`` bytes: a
+        parallel replay's partition and workers, processes forked after, parse none of it again."""
+        if self.read is None and os.path.getsize(self.capture) <= budget:
+            self.read = list(self.chunks())
 
     def chunks(self) -> Iterator[CaptureChunk]:
+        if self.read is not None:
+            yield from self.read
+            return
         reader = read_capture(self.capture, chunk_packets=self.chunk_packets)
         try:
             yield from reader
@@ -325,9 +337,15 @@ class Engine:
             yield chunk, reason, resource, resources, out
 
     def write(self, walked: Iterable[Walked], *, output: str | Path | None, verdicts: str | Path | None,
-              progress: Callable[[CaptureChunk], None] | None) -> ReplayReport:
-        """The verdicts file, the output capture and the counts of the report, from walked chunks."""
+              progress: Callable[[CaptureChunk], None] | None, mine: np.ndarray | None = None) -> ReplayReport:
+        """The verdicts file, the output capture and the counts of the report, from walked chunks.
+        ``mine`` (a bool per capture packet, ``Engine.walk``'s): only those packets are written and
+        counted, and ``self.sizes`` holds, per packet of ``mine`` in order, the bytes of its
+        verdict line and of what it put in the output capture (its frame, the answers after it):
+        a parallel replay's merge cuts the workers' files at those places."""
         report = self.report
+        line_ends: list[np.ndarray] = []
+        frames_per_row: list[np.ndarray] = []
         header = read_capture(self.capture, chunk_packets=1)  # the link type and resolution to write
         try:
             writer = CaptureWriter(output, header.output_linktype, header.nanosecond) if output else None
@@ -339,21 +357,31 @@ class Engine:
         try:
             for chunk, reason, resource, resources, out in walked:
                 n = len(chunk)
-                report.packets += n
-                for k, c in enumerate(np.bincount(chunk.kind)):
+                own = None if mine is None else mine[chunk.index:chunk.index + n]
+                if own is not None:  # the others are not emulated here: another worker writes them
+                    kind = np.where(own, chunk.kind, PacketKind.NON_IP).astype(chunk.kind.dtype)
+                    chunk = dataclasses.replace(chunk, kind=kind)
+                    counted = np.flatnonzero(own)
+                report.packets += n if own is None else len(counted)
+                for k, c in enumerate(np.bincount(chunk.kind if own is None else chunk.kind[counted])):
                     if c:
                         report.kinds[PacketKind(k).name] += int(c)
-                for r, c in enumerate(np.bincount(reason, minlength=256)):
+                for r, c in enumerate(np.bincount(reason if own is None else reason[counted], minlength=256)):
                     if c:
                         report.reasons[Reason(r).name] += int(c)
                         report.dispositions[Reason(r).disposition.name] += int(c)
                 delivered = DELIVERED_BY_REASON[reason]
+                if own is not None:
+                    delivered = delivered & own
+                    frames = delivered.astype(np.int64)
                 labels = Labels(resources)
                 if environments is not None:
                     out = capture_addresses(chunk.records, out, environments)
                 if writer is not None:
                     begin = 0
                     for row, frame in self.answers.pop(chunk.index, []):  # each after its row
+                        if own is not None:
+                            frames[row] += len(frame)
                         shown = np.zeros(n, bool)
                         shown[begin:row + 1] = delivered[begin:row + 1]
                         report.written += writer.write(chunk, out, shown)
@@ -363,8 +391,11 @@ class Engine:
                         delivered = delivered.copy()
                         delivered[:begin] = False
                     report.written += writer.write(chunk, out, delivered)
+                    if own is not None:
+                        frames_per_row.append(frames[counted])
                 if sink is not None:
-                    sink.write(chunk, reason, resource, labels, out)
+                    line_ends.append(sink.write(chunk, reason, resource, labels, out,
+                                                None if own is None else counted))
                 conversations.add(chunk, delivered, reason, resource, labels)
                 if progress is not None and n:
                     progress(chunk)
@@ -374,6 +405,8 @@ class Engine:
             if sink is not None:
                 sink.close()
         report.conversations, report.picked_up, report.failed_at = conversations.count()
+        if mine is not None:
+            self.sizes = (_lengths(line_ends), _record_sizes(output, frames_per_row) if output else None)
         return report
 
     def replay(self, *, output: str | Path | None, verdicts: str | Path | None, flow_logs: str | Path | None,
@@ -459,6 +492,25 @@ def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         worker.join()
+
+
+def _lengths(ends: list[np.ndarray]) -> np.ndarray:
+    """Each line's bytes, from each write's line ends."""
+    return np.concatenate([np.diff(e, prepend=0) for e in ends]) if ends else np.zeros(0, np.int64)
+
+
+def _record_sizes(output: str | Path, frames_per_row: list[np.ndarray]) -> np.ndarray:
+    """The bytes each row put in the classic pcap ``output`` (``frames_per_row``: how many
+    records, in order), from the records' places as the reader finds them."""
+    reader = read_capture(output, chunk_packets=1 << 20)
+    try:
+        starts = [chunk.file_offset for chunk in reader]
+    finally:
+        reader.close()
+    bounds = np.concatenate([*starts, np.full(1, Path(output).stat().st_size, np.int64)]).astype(np.int64)
+    count = np.concatenate(frames_per_row) if frames_per_row else np.zeros(0, np.int64)
+    first = np.r_[0, np.cumsum(count)]
+    return bounds[first[1:]] - bounds[first[:-1]]
 
 
 class _Run:

@@ -203,7 +203,9 @@ class VerdictSink:
         return [json.dumps(w.decode()).encode() for w in words]
 
     def write(self, chunk: CaptureChunk, reason: np.ndarray, label: np.ndarray, labels: Labels,
-              out: np.ndarray) -> None:
+              out: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The lines of the chunk's rows (``rows``: only those, in order: a parallel replay's
+        worker writes its own); returns where each line ends in what was written."""
         n = len(reason)
         capture = chunk.records
         label = np.where(label >= 0, label, len(labels.eni) - 1).astype(np.int32)
@@ -236,8 +238,9 @@ class VerdictSink:
                 opening = ("{" if k == 0 else ", ") + f'"{name}": {quote}'
                 columns += [(_text.CONSTANT, opening.encode()), *value,
                             (_text.CONSTANT, (quote + "}" * (k == len(values) - 1)).encode())]
-        text, _ = _text.lines(columns, np.arange(n), b"")
+        text, offsets = _text.lines(columns, np.arange(n) if rows is None else rows, b"")
         self.file.write(text)
+        return offsets[1:]
 
     def close(self) -> None:
         self.file.close()

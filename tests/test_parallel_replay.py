@@ -312,3 +312,100 @@ def test_a_capture_taken_inside_the_vpc_gives_the_same_files_on_two_workers(scen
                             verdicts=out / "verdicts.csv", flow_logs=out / "logs", workers=workers)
         answers.append((report, outputs(out)))
     assert_identical(answers)
+
+
+def replayed_twice(doc: dict, capture: Path, tmp: Path, functions: dict[str, str], prepare=None,
+                   lambda_settings: LambdaSettings | None = None):
+    """``capture`` replayed on one process and on two, ``prepare(net)`` run on each network first."""
+    answers = []
+    for workers in (1, 2):
+        out = tmp / f"w{workers}"
+        out.mkdir(exist_ok=True)
+        net = hp.Network(parse_topology(doc), lambda_settings=lambda_settings or LambdaSettings(), ready=True)
+        if prepare is not None:
+            prepare(net)
+        report = net.replay(capture, functions=functions, output=out / "out.pcap", verdicts=out / "verdicts.csv",
+                            flow_logs=out / "logs", workers=workers)
+        answers.append((report, outputs(out)))
+    return answers
+
+
+def test_a_function_whose_vpc_update_completes_during_the_capture_is_in_the_component_of_both_subnets(tmp_path):
+    # AWS (Lambda developer guide, configuration-vpc): "During this time, Lambda connects function
+    # invocations to the previous VPC. After the update is complete, new invocations start using
+    # the new VPC". fn0 moves from AZ a to AZ b while the capture runs: its later connections share
+    # nat-b's ports with fn1's, so the partition must not put fn0 in AZ a's component alone.
+    doc = vpc(2, False, [[0], [1]])
+    doc["security_groups"].append({"id": "sg-moved", "vpc_id": "vpc-app"})  # a new pool: the update waits for it
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 30)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 30), key=lambda p: p.time)
+    for k, p in enumerate(packets):  # 60 s of traffic: the update (30 s of ENI creation) completes halfway
+        p.time = T0 + k * 0.5
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+
+    def update(net):
+        net.update_function("fn0", vpc_config={"subnet_ids": ["subnet-private-b"],
+                                               "security_group_ids": ["sg-moved"]})
+        assert net.lambda_service.function("fn0").pending_vpc_config is not None
+
+    answers = replayed_twice(doc, tmp_path / "in.pcap", tmp_path, {"fn0": cidr(0), "fn1": cidr(1)}, update,
+                             LambdaSettings(eni_creation_seconds=30.0))
+    assert_identical(answers)
+    names = [name for name, _ in answers[1][0].parallel.components]
+    assert not any("subnet-private-a" in n and "subnet-private-b" not in n for n in names), names
+
+
+def test_a_published_version_in_another_subnet_is_partitioned_by_the_version_s_subnet(tmp_path):
+    # AWS (PublishVersion): "Use versions to create a snapshot of your function code and
+    # configuration that doesn't change." The capture is of fn0:1, frozen in AZ b while $LATEST
+    # moved to AZ a: its packets share nat-b with fn1's, whatever $LATEST's subnet.
+    doc = vpc(2, False, [[0], [1]])
+    doc["functions"][0]["versions"] = [{"version": 1, "vpc_config": {
+        "subnet_ids": ["subnet-private-b"], "security_group_ids": ["sg-app"]}}]
+    wrpcap(str(tmp_path / "in.pcap"), sorted(
+        conversations(["172.16.0.10", "172.16.0.11"], [("93.184.216.34", 443)], T0, 20)
+        + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20), key=lambda p: p.time))
+    answers = replayed_twice(doc, tmp_path / "in.pcap", tmp_path, {"fn0:1": cidr(0), "fn1": cidr(1)})
+    assert_identical(answers)
+    assert [name for name, _ in answers[1][0].parallel.components] == ["subnet-private-b+nat-b"]
+
+
+@pytest.mark.parametrize("output", ["out.pcap", "out.pcapng"])
+def test_both_capture_formats_and_the_progress_are_those_of_one_process(tmp_path, output):
+    # a pcap's records are cut from the workers' own files; a pcapng names its interfaces as
+    # packets first use them, so the caller writes it: either way the same bytes
+    doc = vpc(2, False, [[0], [1]])
+    wrpcap(str(tmp_path / "in.pcap"), sorted(
+        conversations(["172.16.0.10", "172.16.0.11"], [("93.184.216.34", 443), ("10.0.20.10", 5432)], T0, 30)
+        + conversations(["172.16.1.10"], [("198.51.100.7", 80)], T0 + 0.005, 30), key=lambda p: p.time))
+    files, seen = [], []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        chunks: list[tuple[int, int]] = []
+        report = hp.Network(parse_topology(doc), ready=True).replay(
+            tmp_path / "in.pcap", functions={"fn0": cidr(0), "fn1": cidr(1)}, output=out / output,
+            verdicts=out / "verdicts.jsonl", workers=workers, chunk_packets=16,
+            progress=lambda chunk: chunks.append((chunk.index, len(chunk))))
+        files.append(outputs(out))
+        seen.append(chunks)
+    assert len(report.parallel.components) == 2
+    assert files[0] == files[1]
+    assert seen[0] == seen[1] and sum(n for _, n in seen[0]) == report.packets == 120
+
+
+def test_the_merge_s_byte_splicing_joins_ranges_in_order_and_refuses_a_range_outside_its_file():
+    import numpy as np
+
+    from hyperplane._core._splice import splice
+
+    a, b = np.frombuffer(b"line 0\nline 2\n", np.uint8), np.frombuffer(b"line 1\nline 3\n", np.uint8)
+    out = np.empty(28, np.uint8)
+    assert splice([a, b], [0, 1, 0, 1], [0, 0, 7, 7], [7, 7, 14, 14], out) == 28
+    assert out.tobytes() == b"line 0\nline 1\nline 2\nline 3\n"
+    with pytest.raises(IndexError, match="range 1: bytes 7:15 of a source of 14"):
+        splice([a, b], [0, 1], [0, 7], [7, 15], out)
+    with pytest.raises(IndexError, match="range 0: source 2 of 2"):
+        splice([a, b], [2], [0], [1], out)
+    with pytest.raises(ValueError, match="the ranges hold 28 bytes, out only 10"):
+        splice([a, b], [0, 1], [0, 0], [14, 14], np.empty(10, np.uint8))

@@ -1,21 +1,25 @@
 """Replay on several processes, with exactly the single-process answers (docs/parallel-replay.md).
 
-1. A forked process classifies every packet to its component (``partition``).
+1. The caller parses the capture once; a forked process classifies every packet to its
+   component (``partition``).
 2. Each worker, forked from the network as it is, runs the single-process engine
    (``replay.Engine.walk``) over the whole capture, walking only its components' packets and
-   making every packet's invocation (the Lambda lifecycle is replicated).
+   making every packet's invocation (the Lambda lifecycle is replicated), and writes its own
+   packets' verdict lines and output capture (``Engine.write`` on its packets).
 3. A shared limit the partition cannot see (an overflow Hyperplane ENI made or refused: it
    takes a subnet address, an ENI id, a place under the per-VPC limit, a member of its security
    groups) is detected: the components that had one, and every component with packets from the
    first one on, are replayed again together.
-4. The parent merges: verdicts and the output capture in capture order (written by
-   ``Engine.write``, as a single replay writes them), flow-log records per ENI and window.
+4. The parent merges: the verdicts and the output capture are the workers' bytes joined in
+   capture order (a pcapng output: written by the parent from the workers' results), the
+   report's counts summed, flow-log records merged per ENI and window.
 
 ``net`` itself is left as it was: the workers replay copies of it.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import os
@@ -31,9 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from hyperplane._core import _splice
 from hyperplane.dataplane.flow_logs import FlowLogAggregator
 from hyperplane.errors import ReplayError
 from hyperplane.formats.capture import CaptureChunk, answer_frame
+from hyperplane.formats.pcap_writer import _PCAPNG_SUFFIXES
 from hyperplane.records import PACKET
 from hyperplane.replay_parallel.partition import Partition, partition
 
@@ -73,6 +79,9 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ReplayError("workers > 1 needs processes started by fork (Linux, macOS)")
     cpu: dict[str, Any] = {"workers": []}
+    start = time.process_time()
+    engine.read_once(_READ_ONCE_BYTES)
+    cpu["read"] = time.process_time() - start
     plan: Partition = _in_fork(lambda: partition(engine.net, engine.fns, engine.chunks(), engine.inject),
                                cpu, "partition")
     named = [(name, int(size)) for name, size in zip(plan.names, plan.sizes)]
@@ -81,9 +90,36 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         report = engine.replay(output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
         report.parallel = info
         return report
-    return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g)
-                                                                             for g in groups], cpu),
-                              output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
+        writing = _writing(folder, output, verdicts)
+        return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g, writing)
+                                                                                 for g in groups], cpu),
+                                  output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+
+
+# a capture file up to this size is parsed once, by the caller, before the partition and the
+# workers are forked (they share its chunks); a larger one is read by each of them
+_READ_ONCE_BYTES = 1 << 30
+
+
+@dataclass
+class Writing:
+    """Where the workers write their own packets' verdict lines and output capture (a folder
+    every worker and the caller reads), and the names that say the files' formats."""
+
+    folder: str
+    verdicts: str | None
+    output: str | None
+
+
+def _writing(folder: str, output: Any, verdicts: Any) -> Writing | None:
+    """The workers' writing, or ``None``: the caller writes every packet (a pcapng output: its
+    interface blocks are written as the packets first use them, so one file's bytes do not cut
+    into the others')."""
+    if output is not None and os.fspath(output).lower().endswith(_PCAPNG_SUFFIXES):
+        return None
+    return Writing(folder, os.fspath(verdicts) if verdicts is not None else None,
+                   os.fspath(output) if output is not None else None)
 
 
 def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
@@ -111,8 +147,9 @@ def replay_partitioned(engine: Any, plan: Partition, info: ParallelReport,
         alone = sorted({c for r in results if set(r.components) & set(again) for c in r.components} - set(again))
         results = kept + run([g for g in (again, alone) if g])
     start = time.process_time()
-    report = _merge(engine, plan, results, info, output, verdicts, flow_logs, progress,
-                    concurrent=info.engine == "processes")
+    merge = _merge_written if results[0].report is not None else _merge
+    report = merge(engine, plan, results, info, output, verdicts, flow_logs, progress,
+                   concurrent=info.engine == "processes")
     info.cpu_seconds["merge"] = time.process_time() - start
     return report
 
@@ -137,14 +174,29 @@ class _Result:
     overflows: list[tuple[float, str]]  # (virtual time, subnet) of each overflow ENI made or refused
     # (capture row, PACKET row) of what the network answered a row with (a NAT gateway's RST)
     answers: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    # a worker that wrote its own packets (``Writing``): its report's counts, its verdicts file
+    # and output capture, and per packet of its own the bytes of its line and of its records
+    report: Any = None
+    files: tuple[str | None, str | None] = (None, None)
+    sizes: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
 
 
-def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[], _Result]:
+def _mine(plan: Partition, components: list[int]) -> np.ndarray:
+    """The packets of ``components``; with component 0, the packets not emulated too (their
+    verdicts, from one worker)."""
+    mine = np.isin(plan.component, components)
+    if components and 0 in components:
+        mine |= plan.component < 0
+    return mine
+
+
+def _worker(engine: Any, plan: Partition, components: list[int],
+            writing: Writing | None = None) -> Callable[[], _Result]:
     def run() -> _Result:
-        mine = np.isin(plan.component, components)
-        if components and 0 in components:
-            mine |= plan.component < 0  # packets not emulated: their verdicts, from one worker
+        mine = _mine(plan, components)
         overflows = _watch_overflows(engine.net)
+        if writing is not None:
+            return _write_own(engine, mine, components, overflows, writing)
         rows, reasons, resource_of, outs = [], [], [], []
         ids: dict[bytes, int] = {}
         for chunk, reason, resource, resources, out in engine.walk(mine):
@@ -163,6 +215,24 @@ def _worker(engine: Any, plan: Partition, components: list[int]) -> Callable[[],
                        engine.report.drops_by_rule, engine.hyperplane_enis(), overflows,
                        [(frame.index, frame.records) for found in engine.answers.values() for _, frame in found])
     return run
+
+
+def _write_own(engine: Any, mine: np.ndarray, components: list[int], overflows: list[tuple[float, str]],
+               writing: Writing) -> _Result:
+    """A worker's walk of its packets, written as the whole replay writes them (``Engine.write``
+    on its packets): the caller's merge only cuts and joins the workers' files."""
+    where = Path(tempfile.mkdtemp(prefix="worker-", dir=writing.folder))
+    verdicts = str(where / f"verdicts{Path(writing.verdicts).suffix}") if writing.verdicts else None
+    output = str(where / "out.pcap") if writing.output else None
+    report = engine.write(engine.walk(mine), output=output, verdicts=verdicts, progress=None, mine=mine)
+    logs = engine.logs
+    nothing = np.zeros(0, np.int64)
+    return _Result(components, nothing, nothing.astype(np.uint8), nothing.astype(np.int32), [],
+                   np.zeros(0, PACKET), logs._records.columns() if logs is not None else None,
+                   list(logs._enis) if logs is not None else [], logs.time_offset if logs is not None else 0.0,
+                   (logs.account_id, logs.region) if logs is not None else (None, None),
+                   report.drops_by_rule, engine.hyperplane_enis(), overflows, [],
+                   report=report, files=(verdicts, output), sizes=engine.sizes)
 
 
 def _watch_overflows(net: Any) -> list[tuple[float, str]]:
@@ -227,6 +297,97 @@ def _merge(engine: Any, plan: Partition, results: list[_Result], info: ParallelR
     report.hyperplane_enis = _hyperplane_enis(results)
     report.parallel = info
     return report
+
+
+def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: ParallelReport, output: Any,
+                   verdicts: Any, flow_logs: Any, progress: Any, concurrent: bool) -> Any:
+    """The outputs of workers that wrote their own packets: the verdicts file and the output
+    capture joined from theirs in capture order (each packet's line and records cut from the
+    file of the worker that walked it), the report's counts summed (conversations and rule
+    drops are a component's own), flow-log records merged per ENI and window."""
+    owner = np.full(len(plan.component), -1, np.int64)
+    for k, r in enumerate(results):
+        owner[_mine(plan, r.components)] = k
+    if (owner < 0).any():
+        raise ReplayError("internal: a packet no worker wrote")  # pragma: no cover
+    joins: list[Callable[[], None]] = [
+        functools.partial(_join, [r.files[which] for r in results], [r.sizes[which] for r in results], owner, path)
+        for which, path in ((0, verdicts), (1, output)) if path is not None]
+    beside: list[Callable[[], None]] = []  # with ``concurrent``: in processes of their own, meanwhile
+    if flow_logs is not None and engine.logs is not None:
+        logs = _merged_logs(engine.logs, results)
+        beside.append(functools.partial(_write_logs, logs, flow_logs))
+    if not concurrent:
+        joins, beside = joins + beside, []
+    elif len(joins) > 1:  # the output capture beside the verdicts
+        beside.append(joins.pop())
+    forks = _Forks(beside) if beside else None
+    try:
+        for join in joins:
+            join()
+    finally:
+        if forks is not None:
+            forks.results(info.cpu_seconds, "beside")
+    report = engine.report
+    for r in results:
+        done = r.report
+        report.packets += done.packets
+        report.written += done.written
+        report.picked_up += done.picked_up
+        for total, part in ((report.kinds, done.kinds), (report.reasons, done.reasons),
+                            (report.dispositions, done.dispositions), (report.drops_by_rule, done.drops_by_rule),
+                            (report.conversations, done.conversations), (report.failed_at, done.failed_at)):
+            total.update(part)
+    if progress is not None:  # the packets are all written: the chunks in their order
+        for chunk in engine.chunks():
+            if len(chunk):
+                progress(chunk)
+    if flow_logs is not None and engine.logs is not None:
+        report.flow_log_records = len(logs)
+    report.hyperplane_enis = _hyperplane_enis(results)
+    report.parallel = info
+    return report
+
+
+def _write_logs(logs: FlowLogAggregator, folder: Any) -> None:
+    logs.write(folder)
+
+
+def _join(files: list[Any], sizes: list[Any], owner: np.ndarray, path: Any) -> None:
+    """``path`` from the workers' ``files``: the first one's header (what it holds before its
+    first packet's bytes, the same in every one), then each packet's bytes (``sizes``: per
+    packet of a worker's, in order) from the file of its worker (``owner``), in capture order,
+    taken in runs of consecutive packets of one worker."""
+    n = len(owner)
+    rank = np.empty(n, np.int64)  # a packet's place among its worker's
+    ends: list[np.ndarray] = []  # per worker: where each of its packets' bytes end in its file
+    base = np.zeros(len(files), np.int64)
+    for k, (name, size) in enumerate(zip(files, sizes)):
+        rows = np.flatnonzero(owner == k)
+        rank[rows] = np.arange(len(rows))
+        header = os.path.getsize(name) - int(size.sum())
+        base[k] = sum(len(e) for e in ends)
+        ends.append(header + np.r_[0, np.cumsum(size)])
+    at = np.concatenate(ends)
+    cut = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+    first, last = np.r_[0, cut], np.r_[cut, n] - 1
+    worker = owner[first]
+    lo, hi = at[base[worker] + rank[first]], at[base[worker] + rank[last] + 1]
+    sources = [np.memmap(name, np.uint8, mode="r") if os.path.getsize(name) else np.zeros(0, np.uint8)
+               for name in files]
+    size = hi - lo
+    # in blocks of about _BLOCK bytes: the merged file is never all in memory
+    cuts = np.searchsorted(np.cumsum(size), np.arange(_BLOCK, int(size.sum()), _BLOCK), "right")
+    with open(path, "wb") as out:
+        out.write(sources[0][:int(ends[0][0])].tobytes())
+        for begin, end in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(lo)].tolist()):
+            buffer = np.empty(int(size[begin:end].sum()), np.uint8)
+            _splice.splice(sources, worker[begin:end], lo[begin:end], hi[begin:end], buffer)
+            out.write(buffer.data)
+    del sources
+
+
+_BLOCK = 1 << 26
 
 
 def _merged_logs(logs: FlowLogAggregator, results: list[_Result]) -> FlowLogAggregator:

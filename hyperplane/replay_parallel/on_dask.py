@@ -13,9 +13,10 @@ files, the shard folder and the topology are on storage every worker reads.
    (``partition``, the same as ``workers=N``), saved beside the shards.
 3. **Replay** (a task per group of components): the single-process engine over the merged
    records, walking only its components' packets (the Lambda lifecycle is replicated: every
-   packet's invocation is made in every task). Overflow ENIs are detected as with ``workers``.
-4. **Merge** (the caller): verdicts and the output capture in merged order, flow-log records
-   per ENI and window, written by the single-process writer.
+   packet's invocation is made in every task), writing its packets' verdict lines and output
+   capture beside the shards. Overflow ENIs are detected as with ``workers``.
+4. **Merge** (the caller): the tasks' verdicts and output captures joined in merged order,
+   flow-log records per ENI and window, as with ``workers``.
 
 A ``Network`` holds compiled state and cannot travel to another machine: the tasks build theirs
 from ``network``, a topology file or a zero-argument function (picklable) that returns one.
@@ -41,7 +42,7 @@ from hyperplane.formats.capture import CaptureChunk, Interface
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.records import PACKET
 from hyperplane.replay import Engine
-from hyperplane.replay_parallel import ParallelReport, _Result, _worker, replay_partitioned
+from hyperplane.replay_parallel import ParallelReport, Writing, _Result, _worker, _writing, replay_partitioned
 from hyperplane.replay_parallel.partition import Partition, partition
 
 __all__ = ["capture_files", "replay_on_dask"]
@@ -173,8 +174,11 @@ def _run(tasks: _Tasks, recipe: Callable[[], Any], engine: MergedCaptures, files
         report.parallel = info
         return report
 
+    # the tasks write their own packets' verdict lines and output capture beside the shards
+    writing = _writing(str(folder), output, verdicts)
+
     def run(groups: list[list[int]]) -> list[_Result]:
-        done = tasks.all([(_replay_group, (recipe, spec, g), {}) for g in groups])
+        done = tasks.all([(_replay_group, (recipe, spec, g, writing), {}) for g in groups])
         cpu["workers"] += [seconds for _, seconds in done]
         return [result for result, _ in done]
 
@@ -242,11 +246,13 @@ def _load_plan(folder: Path) -> Partition:
     return plan
 
 
-def _replay_group(recipe: Callable[[], Any], spec: tuple, components: list[int]) -> tuple[_Result, float]:
-    """Stage 3: the single-process engine over the merged records, walking ``components``."""
+def _replay_group(recipe: Callable[[], Any], spec: tuple, components: list[int],
+                  writing: Writing | None = None) -> tuple[_Result, float]:
+    """Stage 3: the single-process engine over the merged records, walking ``components``
+    (and, with ``writing``, writing their packets' verdicts and output capture)."""
     start = time.process_time()
     engine = MergedCaptures(recipe(), spec[0], spec[1], *spec[2:])
-    result = _worker(engine, _load_plan(Path(spec[1])), components)()
+    result = _worker(engine, _load_plan(Path(spec[1])), components, writing)()
     return result, time.process_time() - start
 
 

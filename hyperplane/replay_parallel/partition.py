@@ -27,6 +27,7 @@ import numpy as np
 from hyperplane.dataplane.compiled_vpc import EniKind
 from hyperplane.formats.capture import PacketKind
 from hyperplane.lambda_service.environments import subnet_for
+from hyperplane.lambda_service.function import LATEST, split_qualifier
 
 _ICMP = 1
 
@@ -84,11 +85,13 @@ class _Nodes:
                 if route.target in nat_of:
                     self.static.append((s, self.subnets + nat_of[route.target]))
                     self.subnet_nat[s] = True
-        # subnets that hold (or may come to hold) Hyperplane ENI pools
+        # subnets that hold (or may come to hold) Hyperplane ENI pools: $LATEST's, an update's
+        # in progress (its pools are being made) and every published version's
         self.pool_subnet = np.zeros(self.subnets, bool)
         for fs in net.lambda_service.functions.values():
-            for sid in (fs.vpc_config.subnet_ids if fs.vpc_config is not None else ()):
-                self.pool_subnet[vpc.subnet_ids.index(sid)] = True
+            for config in _configs(fs):
+                for sid in config.subnet_ids:
+                    self.pool_subnet[vpc.subnet_ids.index(sid)] = True
         self.nat_of_eni = {int(e): k for k, e in enumerate(vpc.nat_eni) if e >= 0}
         # VPCs whose addresses overlap: an address alone does not say which ENI it is
         cidrs = [c for v in topo.vpcs.values() for c in v.cidrs]
@@ -140,32 +143,39 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     conn_keys: list[np.ndarray] = []
     times: list[np.ndarray] = []
     emulated_rows: list[np.ndarray] = []
+    moved: list[tuple[int, int]] = []  # (subnet, subnet): an environment's before and after an update
+    env_nodes: dict[int, list[int]] = {}  # an environment's nodes (_environment_nodes)
+    n_total = 0
     for chunk in chunks:
+        n_total = chunk.index + len(chunk)
         rows = np.flatnonzero(chunk.kind == PacketKind.EMULATED)
         rec = chunk.records[rows]
         emulated_rows.append(chunk.index + rows)
         times.append(rec["time"].astype(np.float64))
         side = []
         keys = []
+        env_node: np.ndarray | None = None
         if inject == "function" and fns.networks:
             # environments numbered as the replay numbers them (``replay._Run._inputs``): in
             # order of first appearance, a row's source before its destination; an address's
             # number decides its environment's subnet
             both = np.stack([fns.owner(rec["src_ip"]), fns.owner(rec["dst_ip"])], 1).ravel()
-            seen = both >= 0
-            if seen.any():
-                fns.environments_of(both[seen], np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()[seen])
-        for ip_field, port_field in (("src_ip", "src_port"), ("dst_ip", "dst_port")):
+            seen = np.flatnonzero(both >= 0)
+            env_node = np.full(len(both), -1, np.int64)  # per row and side: its environment's node
+            if seen.size:
+                envs, which = fns.environments_of(both[seen], np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()[seen])
+                for e in envs.tolist():
+                    if e not in env_nodes:
+                        env_nodes[e] = _environment_nodes(net, nodes, fns.function_of(e), e)
+                        # an environment an update moves to another subnet touches both
+                        moved += [(env_nodes[e][0], other) for other in env_nodes[e][1:]]
+                env_node[seen] = np.array([env_nodes[e][0] for e in envs.tolist()], np.int64)[which]
+            env_node = env_node.reshape(-1, 2)
+        for k, (ip_field, port_field) in enumerate((("src_ip", "src_port"), ("dst_ip", "dst_port"))):
             ips = rec[ip_field]
             node, key = nodes.of_address(ips)
-            if inject == "function" and fns.networks:
-                owner = fns.owner(ips)
-                env_rows = np.flatnonzero(owner >= 0)
-                if env_rows.size:
-                    envs, which = fns.environments_of(owner[env_rows], ips[env_rows])
-                    env_node = np.array([_environment_node(net, nodes, fns.function_of(int(e)), int(e))
-                                         for e in envs], np.int64)
-                    node[env_rows] = env_node[which]
+            if env_node is not None:
+                node = np.where(env_node[:, k] >= 0, env_node[:, k], node)
             port = np.where(rec["proto"] == _ICMP, 0, rec[port_field]).astype(np.uint64)
             keys.append((key.astype(np.uint64) << np.uint64(16)) | port)
             side.append(node)
@@ -173,7 +183,6 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         conn_keys.append(np.stack([lo, hi], 1))
         row_nodes.append(np.stack(side, 1))
     every = np.concatenate(emulated_rows) if emulated_rows else np.zeros(0, np.int64)
-    n_total = (int(every[-1]) + 1) if every.size else 0
     if not every.size:
         return Partition(np.full(0, -1, np.int64), [], np.zeros(0), np.zeros(0, np.int64))
     if nodes.overlapping:  # every packet in one component: the partition could not be sure
@@ -185,21 +194,27 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     mixed = (pairs[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ pairs[:, 1]
     conn = _inverse(mixed)
     ends = np.concatenate(row_nodes)
+    # each connection's smallest named node (none: first_conn), by counting, without sorting
+    rep = np.full(int(conn.max()) + 1, first_conn, np.int64)
+    touches = [ends[:, k] >= 0 for k in range(2)]
+    for k in range(2):
+        np.minimum.at(rep, conn[touches[k]], ends[touches[k], k])
+    rep_of_row = rep[conn]
     # named nodes joined by the connections that touch two of them, and statically
-    touch = np.concatenate([np.stack([conn, ends[:, k]], 1) for k in range(2)])
-    touch = touch[touch[:, 1] >= 0]
-    pair = _distinct(touch[:, 0] * first_conn + touch[:, 1])  # (connection, named node), by connection
-    touch = np.stack([pair // first_conn, pair % first_conn], 1)
-    first = np.full(int(conn.max()) + 1, -1, np.int64)
-    first[touch[::-1, 0]] = touch[::-1, 1]  # each connection's first named node
-    joins = np.stack([first[touch[:, 0]], touch[:, 1]], 1)
-    root = _components(first_conn, np.concatenate([np.array(nodes.static, np.int64).reshape(-1, 2),
+    codes = np.concatenate([rep_of_row[touches[k]] * first_conn + ends[touches[k], k] for k in range(2)])
+    present = np.flatnonzero(np.bincount(codes, minlength=first_conn * first_conn)) \
+        if first_conn * first_conn <= 1 << 22 else _distinct(codes)
+    joins = np.stack([present // first_conn, present % first_conn], 1)
+    root = _components(first_conn, np.concatenate([np.array(nodes.static + moved, np.int64).reshape(-1, 2),
                                                    joins[joins[:, 0] != joins[:, 1]]]))
     # a row's component: its connection's named node's, or (none) the one of connections
     # that touch no shared state
-    label = np.where(first[conn] >= 0, root[np.maximum(first[conn], 0)], first_conn)
-    named = _distinct(label)
-    component_of = np.searchsorted(named, label)
+    label = np.r_[root, first_conn][rep_of_row]
+    sizes = np.bincount(label, minlength=first_conn + 1)
+    named = np.flatnonzero(sizes)
+    number = np.full(first_conn + 1, -1, np.int64)
+    number[named] = np.arange(len(named))
+    component_of = number[label]
     component = np.full(n_total, -1, np.int64)
     component[every] = component_of
     names = []
@@ -209,23 +224,37 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     clock = np.maximum.accumulate(np.concatenate(times))
     clock -= clock[0]
     # the clock never goes back: a component's last packet has its latest time
-    distinct, from_end = np.unique(component_of[::-1], return_index=True)
-    last = np.zeros(len(named))
-    last[distinct] = clock[len(clock) - 1 - from_end]
-    of_subnet = {sid: int(np.flatnonzero(named == root[s])[0]) for s, sid in enumerate(nodes.vpc.subnet_ids)
-                 if root[s] in named}
-    return Partition(component, names, last, np.bincount(component_of, minlength=len(named)), of_subnet)
+    last_row = np.zeros(len(named), np.int64)
+    np.maximum.at(last_row, component_of, np.arange(len(component_of)))
+    of_subnet = {sid: int(number[root[s]]) for s, sid in enumerate(nodes.vpc.subnet_ids) if number[root[s]] >= 0}
+    return Partition(component, names, clock[last_row], sizes[named].astype(np.int64), of_subnet)
 
 
-def _environment_node(net: Any, nodes: _Nodes, function: str, env: int) -> int:
-    """The node of an execution environment: the subnet it is bound to (its pool's), or its
+def _environment_nodes(net: Any, nodes: _Nodes, function: str, env: int) -> list[int]:
+    """The nodes of an execution environment: the subnet it is bound to (its pool's) by the
+    VpcConfig it is invoked with (a version's own, ``name:N``), then, while an update of
+    ``$LATEST`` is in progress, the one the update binds it to once complete; or its
     function's own node without VpcConfig."""
     from ipaddress import IPv4Address
 
-    config = net.lambda_service.function(function).vpc_config
-    if config is None:
-        return nodes.subnets + nodes.nats
-    return nodes.vpc.subnet_ids.index(subnet_for(function, str(IPv4Address(env)), config))
+    base, qualifier = split_qualifier(function)
+    fs = net.lambda_service.function(base)
+    configs = [fs.version_config(qualifier)]
+    if qualifier in (LATEST, "") and fs.pending_vpc_config is not None:
+        configs.append(fs.pending_vpc_config)
+    found: list[int] = []
+    for config in configs:
+        node = nodes.subnets + nodes.nats if config is None else \
+            nodes.vpc.subnet_ids.index(subnet_for(base, str(IPv4Address(env)), config))
+        if node not in found:
+            found.append(node)
+    return found
+
+
+def _configs(fs: Any) -> list[Any]:
+    """Every VpcConfig a function's pools may be made for during a replay."""
+    return [c for c in (fs.vpc_config, fs.pending_vpc_config, *(v.vpc_config for v in fs.versions))
+            if c is not None]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
