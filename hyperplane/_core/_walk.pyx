@@ -339,17 +339,23 @@ cdef enum:
     STOPPED = -2
 
 
+cdef inline int nacl_check(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t subnet, int32_t nacl, int d,
+                           int32_t where) noexcept nogil:
+    """Network ACL ``nacl`` of ``subnet`` in direction d (1 out, 0 in; -1: not crossed, which
+    passes), logged as its hop; a refusal ends the packet at ``where``. 1 if it passes."""
+    cdef int32_t e = rule_lookup(v.nacls, nacl, d, w.p)
+    cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
+    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
+    hop(r, w, H_NACL_OUT if d else H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
+    if not allowed:
+        finish(r, w, R_NACL_OUT_DENY if d else R_NACL_IN_DENY, where)
+    return allowed
+
+
 cdef int nacl_in(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int32_t from_subnet) noexcept nogil:
     """NACL in at the ENI's subnet when the packet comes from another one; 1 if it passes."""
     cdef int32_t subnet = v.eni_subnet[eni]
-    cdef int32_t nacl = -1 if from_subnet == subnet else v.subnet_nacl[subnet]
-    cdef int32_t e = rule_lookup(v.nacls, nacl, 0, w.p)
-    cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
-    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
-    hop(r, w, H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
-    if not allowed:
-        finish(r, w, R_NACL_IN_DENY, eni)
-    return allowed
+    return nacl_check(v, r, w, subnet, -1 if from_subnet == subnet else v.subnet_nacl[subnet], 0, eni)
 
 
 cdef int auto_tracked(const vpc_t* v, int32_t eni, int d, const packet_t* p) noexcept nogil:
@@ -501,10 +507,10 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     """A packet leaves an ENI: DNS resolver?, SG egress, route, NACL out, then its target."""
     cdef packet_t* p = w.p
     cdef int32_t subnet = v.eni_subnet[eni]
-    cdef int32_t table, route, target, dst_eni, to_subnet, nacl, e, number, nat_eni
+    cdef int32_t table, route, target, dst_eni, to_subnet, nacl, nat_eni
     cdef int8_t kind
     cdef int64_t flat
-    cdef int ok, local, allowed
+    cdef int ok, local
     # source/destination check: "the instance must be the source or destination of any traffic
     # it sends or receives" (EC2); decided before anything else sees the packet
     if v.eni_sd_check[eni] and not owns(v, eni, p.src_ip):
@@ -549,12 +555,8 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
         nacl = -1
     else:
         nacl = v.subnet_nacl[subnet]
-    e = rule_lookup(v.nacls, nacl, 1, p)
-    allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
-    number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
-    hop(r, w, H_NACL_OUT, subnet, nacl, allowed, number, 0, 0)
-    if not allowed:
-        return finish(r, w, R_NACL_OUT_DENY, eni)
+    if not nacl_check(v, r, w, subnet, nacl, 1, eni):
+        return -1
     if local:
         if kind == T_LOCAL and to_subnet < 0:  # inside the VPC's CIDR, in none of its subnets
             return finish(r, w, R_NO_SUBNET_AT_ADDRESS, eni)
@@ -630,14 +632,7 @@ cdef inline int32_t att_subnet_in(const vpc_t* v, int32_t att, int32_t az) noexc
 cdef int nacl_at(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t subnet, int d, int32_t where) noexcept nogil:
     """The subnet's NACL in direction d (1 out, 0 in) for a transit gateway's own interface,
     which has no ENI of the walk; 1 if it passes."""
-    cdef int32_t nacl = v.subnet_nacl[subnet]
-    cdef int32_t e = rule_lookup(v.nacls, nacl, d, w.p)
-    cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
-    cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
-    hop(r, w, H_NACL_OUT if d else H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
-    if not allowed:
-        finish(r, w, R_NACL_OUT_DENY if d else R_NACL_IN_DENY, where)
-    return allowed
+    return nacl_check(v, r, w, subnet, v.subnet_nacl[subnet], d, where)
 
 
 cdef int32_t tgw_next(const vpc_t* v, int32_t att, uint32_t dst, int32_t* route) noexcept nogil:
