@@ -24,8 +24,8 @@ from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionT
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int, ip_str
-from hyperplane.scapy_adapter import from_record, ip_layer, to_record
-from hyperplane.trace import Hop, Result, row_hops
+from hyperplane.scapy_adapter import from_record, ip_layer, rewritten, to_record
+from hyperplane.trace import DeferredResult, Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
 # what an instance's host answers at link-local addresses (Reason.DELIVERED_TO_LINK_LOCAL_SERVICE)
@@ -456,9 +456,11 @@ class Network:
         fn_pools = self._function_pools() if origin == Origin.REPLY_TO_FUNCTION else ()
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32), fn_pools)
         reason = Reason(int(res.reason[0]))
-        hops = row_hops(res, 0, self.pool_names(), first)
-        return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
-                      batch=res, vpc=res.vpc, answer=self._answer(res, 0))
+        # the trace and the packet as delivered are rendered when read: from the walk's facts and
+        # row, kept in res, and a copy of the packet made now (the caller may change theirs)
+        names, delivered = self.pool_names(), rewritten(pkt, res.packets[0])
+        return DeferredResult(self, reason, lambda: row_hops(res, 0, names, first), lambda: IP(bytes(delivered)),
+                              source, int(res.location[0]), batch=res, vpc=res.vpc, answer=self._answer(res, 0))
 
     def _answer(self, res: BatchResult, row: int) -> Result | None:
         """What the network sent back in answer to row ``row`` (a NAT gateway's RST), walked
