@@ -114,6 +114,9 @@ class DeferredResult(Result):
     the facts and the translated row the walk left (kept in ``batch``): the same answer as
     rendering them at once, without its cost for a script that reads only the verdict."""
 
+    _hops: list[Hop]
+    _packet: Packet | None
+
     def __init__(self, network: Replier, reason: Reason, hops: Callable[[], list[Hop]],
                  packet: Callable[[], Packet | None], source: Any, location: int, **kw: Any) -> None:
         self._render_hops, self._render_packet = hops, packet
