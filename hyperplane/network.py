@@ -459,8 +459,9 @@ class Network:
         # the trace and the packet as delivered are rendered when read: from the walk's facts and
         # row, kept in res, and a copy of the packet made now (the caller may change theirs)
         names, delivered = self.pool_names(), rewritten(pkt, res.packets[0])
-        return DeferredResult(self, reason, lambda: row_hops(res, 0, names, first), lambda: IP(bytes(delivered)),
-                              source, int(res.location[0]), batch=res, vpc=res.vpc, answer=self._answer(res, 0))
+        return DeferredResult.when_read(self, reason, lambda: row_hops(res, 0, names, first),
+                                        lambda: IP(bytes(delivered)), source, int(res.location[0]), batch=res,
+                                        vpc=res.vpc, answer=self._answer(res, 0))
 
     def _answer(self, res: BatchResult, row: int) -> Result | None:
         """What the network sent back in answer to row ``row`` (a NAT gateway's RST), walked

@@ -116,11 +116,17 @@ class DeferredResult(Result):
 
     _hops: list[Hop]
     _packet: Packet | None
+    _render_hops: Callable[[], list[Hop]]
+    _render_packet: Callable[[], Packet | None]
 
-    def __init__(self, network: Replier, reason: Reason, hops: Callable[[], list[Hop]],
-                 packet: Callable[[], Packet | None], source: Any, location: int, **kw: Any) -> None:
-        self._render_hops, self._render_packet = hops, packet
-        super().__init__(network, reason, _UNREAD, _UNREAD, source, location, **kw)  # type: ignore[arg-type]
+    @classmethod
+    def when_read(cls, network: Replier, reason: Reason, hops: Callable[[], list[Hop]],
+                  packet: Callable[[], Packet | None], source: Any, location: int, **kw: Any) -> DeferredResult:
+        """A Result whose hops and packet ``hops()`` and ``packet()`` render when first read (the
+        constructor takes them rendered, as ``Result``'s does, for ``dataclasses.replace``)."""
+        result = cls(network, reason, _UNREAD, _UNREAD, source, location, **kw)
+        result._render_hops, result._render_packet = hops, packet
+        return result
 
     @property  # type: ignore[override]
     def hops(self) -> list[Hop]:

@@ -6,6 +6,8 @@ rendered when first read)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from hypothesis import given, settings, strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
@@ -113,3 +115,12 @@ def test_a_result_shows_the_packet_as_sent_when_the_script_changes_its_packet_af
     assert sent.src == ip_str(first.batch.packets[0]["src_ip"]) != orders.environment_address(0)
     assert second.packet is not None and second.packet[TCP].dport == 80
     assert str(first).count("\n") == len(first.hops) + 1  # the trace, then the packet
+
+
+def test_a_result_copied_with_dataclasses_replace_keeps_its_trace_and_packet():
+    net = hp.Network.example()
+    r = net.function("orders").send(IP(dst="10.0.21.10") / TCP(sport=40000, dport=6379, flags="S"))
+    unnamed = dataclasses.replace(r, hops=[dataclasses.replace(h, name="") for h in r.hops])
+    assert unnamed.reason == r.reason == hp.Reason.DELIVERED
+    assert [h.stage for h in unnamed.hops] == [h.stage for h in r.hops] and not any(h.name for h in unnamed.hops)
+    assert unnamed.packet is not None and r.packet is not None and bytes(unnamed.packet) == bytes(r.packet)
