@@ -1,6 +1,7 @@
 """Every public name of ``hyperplane`` is there, whether it is imported with the package or
-when first used (the connection questions and workloads a script that only sends packets never
-needs are not imported with the package)."""
+when first used: the connection questions and workloads a script that only sends packets never
+needs are not imported with the package, nor is scapy until a packet is sent (batches and
+replays of captures never need it)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,15 @@ def test_an_unknown_name_is_a_clear_attribute_error():
         assert "'hyperplane' has no attribute 'Nework'" in str(e)
     else:
         raise AssertionError("hp.Nework resolved")
+
+
+def test_batches_and_replays_do_not_import_scapy():
+    code = ("import sys, hyperplane as hp; from hyperplane.records import SYN, packet; "
+            "net = hp.Network.example(); "
+            "rows = packet(net.function('orders').environment_address(0), '10.0.21.10', 40000, 6379, flags=SYN); "
+            "r = net.process(rows, hp.Origin.FUNCTION, net.pool_index('orders')); "
+            "assert r.delivered.all(), r.reason; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scapy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(hp.__file__).parents[1])
+    assert out.stdout.split() == ["[]"]
