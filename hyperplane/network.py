@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.packet import Packet
 
 from hyperplane.tables.conntrack import ConnectionTracker, ConnectionTrackingConfiguration
 from hyperplane.lambda_service import LATEST, FunctionState, HyperplaneEni, Invocation, LambdaService, LambdaSettings
@@ -24,8 +22,7 @@ from hyperplane.tables.nat import HYPERPLANE_ENI_TIMEOUTS, MAX_TIME, ConnectionT
 from hyperplane.dataplane.walk import BatchResult, Origin, Pipeline
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET, ip as ip_int, ip_str
-from hyperplane.scapy_adapter import from_record, ip_layer, to_record
-from hyperplane.trace import Hop, Result, row_hops
+from hyperplane.trace import DeferredResult, Hop, Result, row_hops
 from hyperplane.dataplane.compiled_vpc import CompiledVpc
 
 # what an instance's host answers at link-local addresses (Reason.DELIVERED_TO_LINK_LOCAL_SERVICE)
@@ -34,6 +31,8 @@ _LINK_LOCAL_SERVICES = {"169.254.169.254": "instance metadata service", "169.254
                         "169.254.169.251": "Windows license activation (KMS)", "169.254.169.253": "Amazon DNS server"}
 
 if TYPE_CHECKING:
+    from scapy.packet import Packet
+
     from hyperplane.connectivity.connection import ConnectionResult
 
 
@@ -394,6 +393,10 @@ class Network:
         """Send a scapy packet from ``source``: an ENI id, an instance id, a function name, or
         ``"internet"``. A TCP/UDP packet without a source port gets an ephemeral one; one from the
         internet without a source address comes from ``INTERNET_SOURCE_ADDRESS`` (192.0.2.1)."""
+        from scapy.layers.inet import IP
+
+        from hyperplane.scapy_adapter import to_record
+
         if source.split(":")[0] in self.lambda_service.functions:  # "orders" or "orders:1"
             return self._send_from_function(source, pkt, None)
         pkt = self._with_ephemeral_port(pkt)
@@ -416,6 +419,8 @@ class Network:
         return self._walk(pkt, rec, Origin.ENI, k, source)
 
     def _send_from_function(self, name: str, pkt: Packet, environment: Any) -> Result:
+        from hyperplane.scapy_adapter import from_record, to_record
+
         self.lambda_service.function(name)  # an unknown name is an error before anything else
         pkt = self._with_ephemeral_port(pkt)
         rec, bad = to_record(pkt, self.now)
@@ -448,6 +453,10 @@ class Network:
     def _with_ephemeral_port(self, pkt: Packet) -> Packet:
         """A TCP/UDP packet whose source port the caller left unset gets the next ephemeral
         port (32768-60999, as Linux in an execution environment), not scapy's default."""
+        from scapy.layers.inet import IP, TCP, UDP
+
+        from hyperplane.scapy_adapter import ip_layer
+
         ip = ip_layer(pkt)
         l4 = ip.payload if ip is not None else None
         if isinstance(l4, (TCP, UDP)) and "sport" not in l4.fields:
@@ -457,17 +466,28 @@ class Network:
 
     def _walk(self, pkt: Packet, rec: np.ndarray, origin: Origin, index: int, source: Any,
               first: Sequence[Hop] = (), pipeline: Pipeline | None = None) -> Result:
+        from scapy.layers.inet import IP
+
+        from hyperplane.scapy_adapter import rewritten
+
         pipeline = pipeline or self._current_pipeline()
         fn_pools = self._function_pools() if origin == Origin.REPLY_TO_FUNCTION else ()
         res = pipeline.run(rec, np.array([origin], np.int8), np.array([index], np.int32), fn_pools)
         reason = Reason(int(res.reason[0]))
-        hops = row_hops(res, 0, self.pool_names(), first)
-        return Result(self, reason, hops, from_record(pkt, res.packets[0]), source, int(res.location[0]),
-                      batch=res, vpc=res.vpc, answer=self._answer(res, 0))
+        # the trace and the packet as delivered are rendered when read: from the walk's facts and
+        # row, kept in res, and a copy of the packet made now (the caller may change theirs)
+        names, delivered = self.pool_names(), rewritten(pkt, res.packets[0])
+        return DeferredResult.when_read(self, reason, lambda: row_hops(res, 0, names, first),
+                                        lambda: IP(bytes(delivered)), source, int(res.location[0]), batch=res,
+                                        vpc=res.vpc, answer=self._answer(res, 0))
 
     def _answer(self, res: BatchResult, row: int) -> Result | None:
         """What the network sent back in answer to row ``row`` (a NAT gateway's RST), walked
         as its own packet, as a Result; None when nothing answered it."""
+        from scapy.layers.inet import IP, TCP
+
+        from hyperplane.scapy_adapter import from_record
+
         answer = res.answers.get(row)
         if answer is None or res.vpc is None:
             return None
@@ -484,12 +504,18 @@ class Network:
                       batch=answer, vpc=answer.vpc)
 
     def _refused(self, pkt: Packet, reason: Reason, source: Any, rec: np.ndarray | None = None) -> Result:
+        from hyperplane.scapy_adapter import from_record, ip_layer
+
         packet = from_record(pkt, rec[0]) if rec is not None and ip_layer(pkt) is not None else ip_layer(pkt)
         return Result(self, reason, [], packet, source, -1)
 
     def _answer_function(self, result: Result, answer: Packet, source: tuple) -> Result:
         """``answer`` walked back to the execution environment that sent ``result``'s packet,
         to the port it used (``Origin.REPLY_TO_FUNCTION``: the walker finds its connection)."""
+        from scapy.layers.inet import IP, TCP, UDP
+
+        from hyperplane.scapy_adapter import to_record
+
         _, name, environment = result.source
         answer[IP].dst = environment
         sent = [f for stage, f in result.batch.facts.of(0) if stage == "v2n_out"] if result.batch else []
@@ -500,6 +526,10 @@ class Network:
 
     def reply_to(self, result: Result, layer4: Packet) -> Result:
         """The answer ``layer4`` back along ``result``'s connection (``Result.reply``)."""
+        from scapy.layers.inet import ICMP, IP, TCP, UDP
+
+        from hyperplane.scapy_adapter import to_record
+
         p = result.packet
         if p is None or not result.delivered:
             raise ValueError(f"nothing to reply to: the packet was not delivered ({result.reason.name})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.packet import Packet
+from scapy.packet import NoPayload, Packet, Raw
 
 from hyperplane.reasons import Reason
 from hyperplane.records import PACKET
@@ -33,7 +33,7 @@ def to_record(pkt: Packet, time: float) -> tuple[np.ndarray, Reason | None]:
     r["src_ip"] = _u32(ip.src)
     r["dst_ip"] = _u32(ip.dst)
     r["proto"] = ip.proto
-    r["length"] = ip.len if ip.len is not None else len(ip)
+    r["length"] = ip.len if ip.len is not None else wire_length(ip)
     l4 = ip.payload
     if isinstance(l4, TCP):
         r["src_port"], r["dst_port"], r["flags"] = l4.sport, l4.dport, int(l4.flags)
@@ -50,8 +50,33 @@ def to_record(pkt: Packet, time: float) -> tuple[np.ndarray, Reason | None]:
     return rec, None
 
 
+# the header bytes scapy writes for these layers without options
+_HEADER = {TCP: 20, UDP: 8}
+
+
+def wire_length(ip: IP) -> int:
+    """``len(ip)``, the bytes scapy serializes the layer to, without serializing it when that is
+    plain to see: no IP or TCP options, a TCP or UDP header, then raw bytes or nothing (what a
+    script builds). Serializing is most of what a ``send`` would cost otherwise."""
+    l4 = ip.payload
+    header = _HEADER.get(type(l4))
+    if type(ip) is IP and header is not None and not ip.options and not (header == 20 and l4.options):
+        data = l4.payload
+        if type(data) is NoPayload:
+            return 20 + header
+        if type(data) is Raw and type(data.payload) is NoPayload and type(data.load) is bytes:
+            return 20 + header + len(data.load)
+    return len(ip)
+
+
 def from_record(pkt: Packet, rec: np.void) -> IP:
     """The packet's IPv4 layer rewritten with the record's addresses and ports."""
+    return IP(bytes(rewritten(pkt, rec)))
+
+
+def rewritten(pkt: Packet, rec: np.void) -> IP:
+    """A copy of the packet's IPv4 layer with the record's addresses and ports, its checksums
+    and lengths left to compute (``from_record`` serializes and parses it)."""
     layer = ip_layer(pkt)
     if layer is None:
         raise ValueError("the packet has no IPv4 layer")
@@ -66,7 +91,7 @@ def from_record(pkt: Packet, rec: np.void) -> IP:
     elif isinstance(l4, ICMP) and l4.type in (0, 8):
         l4.id = int(rec["src_port"] if l4.type == 8 else rec["dst_port"])
         del l4.chksum
-    return IP(bytes(ip))
+    return ip
 
 
 def _u32(dotted: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.tables.nat import NatStatus
@@ -108,6 +108,49 @@ class Result:
 
     def __repr__(self) -> str:
         return f"<Result {self.disposition.name} {self.reason.name}>"
+
+
+class DeferredResult(Result):
+    """A walked packet's Result whose ``hops`` and ``packet`` are rendered when first read, from
+    the facts and the translated row the walk left (kept in ``batch``): the same answer as
+    rendering them at once, without its cost for a script that reads only the verdict."""
+
+    _hops: list[Hop]
+    _packet: Packet | None
+    _render_hops: Callable[[], list[Hop]]
+    _render_packet: Callable[[], Packet | None]
+
+    @classmethod
+    def when_read(cls, network: Replier, reason: Reason, hops: Callable[[], list[Hop]],
+                  packet: Callable[[], Packet | None], source: Any, location: int, **kw: Any) -> DeferredResult:
+        """A Result whose hops and packet ``hops()`` and ``packet()`` render when first read (the
+        constructor takes them rendered, as ``Result``'s does, for ``dataclasses.replace``)."""
+        result = cls(network, reason, _UNREAD, _UNREAD, source, location, **kw)
+        result._render_hops, result._render_packet = hops, packet
+        return result
+
+    @property  # type: ignore[override]
+    def hops(self) -> list[Hop]:
+        if self._hops is _UNREAD:
+            self._hops = self._render_hops()
+        return self._hops
+
+    @hops.setter
+    def hops(self, hops: list[Hop]) -> None:
+        self._hops = hops
+
+    @property  # type: ignore[override]
+    def packet(self) -> Packet | None:
+        if self._packet is _UNREAD:
+            self._packet = self._render_packet()
+        return self._packet
+
+    @packet.setter
+    def packet(self, packet: Packet | None) -> None:
+        self._packet = packet
+
+
+_UNREAD: Any = object()  # a DeferredResult's hops or packet not rendered yet
 
 
 def _sg_detail(vpc: CompiledVpc, f: dict, direction: int) -> tuple[str, str, str]:

@@ -150,11 +150,14 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
     if times[0] < service._now or (n > 1 and (np.diff(times) < 0).any()):
         raise ClockError(f"invocation times must be non-decreasing from the clock (t={service._now!r} s)")
     # each environment's first and second rows decide; the others repeat the second's outcome
-    first = _first_rows(envs, len(functions))
-    later = np.ones(n, bool)
-    later[first] = False
-    second = np.flatnonzero(later)[_first_rows(envs[later], len(functions))]
-    points = np.union1d(first, second)
+    if n == 1:  # one packet (a send): its own first row, without the arrays' cost
+        first = second = points = np.zeros(n, np.intp)
+    else:
+        first = _first_rows(envs, len(functions))
+        later = np.ones(n, bool)
+        later[first] = False
+        second = np.flatnonzero(later)[_first_rows(envs[later], len(functions))]
+        points = np.union1d(first, second)
     decided = n
     generation = service.generation
     for p in points.tolist():
@@ -176,7 +179,7 @@ def invoke_rows(service: LambdaService, functions: Sequence[str], environments: 
     point_of = np.full(n, -1, np.intp)  # each environment's deciding row, second over first
     point_of[envs[first]] = first
     point_of[envs[second]] = second
-    rest = rows[~np.isin(rows, points)]
+    rest = rows[~np.isin(rows, points)] if n > 1 else rows[:0]
     outcome_of_row[rest] = outcome_of_row[point_of[envs[rest]]]
     # the idle timer counts from each function's last invocation
     last_row = _last_row_of_each_function(functions, envs[:decided])
@@ -201,8 +204,8 @@ def _first_rows(envs: np.ndarray, count: int) -> np.ndarray:
 def _last_row_of_each_function(functions: Sequence[str], envs: np.ndarray) -> dict[str, int]:
     """Each function's (base name's) last row among ``envs`` (each row's environment, an index
     into ``functions``), in the order the functions first appear: per environment, not per row."""
-    if not len(envs):
-        return {}
+    if len(envs) <= 1:
+        return {split_qualifier(functions[e])[0]: 0 for e in envs.tolist()}
     first = _first_rows(envs, len(functions))
     last = np.full(len(functions), -1, np.intp)
     np.maximum.at(last, envs, np.arange(len(envs)))
