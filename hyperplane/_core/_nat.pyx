@@ -80,7 +80,9 @@ cdef enum:
     MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
     MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
-    BLOCK = 16                     # rows whose memory is fetched together
+    AHEAD_INDEX = 16               # rows between asking for a row's index line and translating it
+    AHEAD_CONN = 8                 # rows between asking for its connection and translating it
+    RING = 32                      # hashes kept: a power of two above AHEAD_INDEX
 
 # TCP events.
 cdef enum:
@@ -630,30 +632,23 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
     return 1
 
 
-cdef inline void fetch_index_lines(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
-                                   Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
-                                   uint64_t* hashes) noexcept nogil:
-    """Hash rows lo..hi-1 into ``hashes`` and ask for their index lines."""
-    cdef Py_ssize_t j
-    cdef uint64_t h
-    for j in range(lo, hi):
-        h = packet_hash(&inp[j], dirs[j * dstep])
-        hashes[j - lo] = h
-        __builtin_prefetch(idx_bucket(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev, st.idx_mask, h))
+cdef inline void fetch_index_line(const nat_t* st, const packet_t* p, uint8_t d, uint64_t* hash) noexcept nogil:
+    """Hash a row into ``hash`` and ask for its index line."""
+    cdef uint64_t h = packet_hash(p, d)
+    hash[0] = h
+    __builtin_prefetch(idx_bucket(st.fwd if d == DIR_OUT else st.rev, st.idx_mask, h))
 
 
-cdef inline uint64_t fetch_connections(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
-                                       Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
-                                       const uint64_t* hashes, uint64_t draws) noexcept nogil:
-    """Ask for the connections of rows lo..hi-1 (their index lines were asked for a block
-    earlier), or for the reverse-index line of the first port a new one will try, guessing that
-    ``draws`` random ports are drawn before it; returns the guessed draws after the block."""
-    cdef Py_ssize_t j
-    for j in range(lo, hi):
-        if not prefetch_conn(st, hashes[j - lo], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
-            prefetch_new_port(st, &inp[j], draws)
-            draws += 1
-    return draws
+cdef inline int fetch_connection(const nat_t* st, const packet_t* p, uint8_t d, uint64_t h,
+                                 uint64_t draws) noexcept nogil:
+    """Ask for a row's connection (its index line was asked for AHEAD_INDEX - AHEAD_CONN rows
+    earlier), or, when it has none and goes out, for the reverse-index line of the first port a
+    new one will try, guessing that ``draws`` random ports are drawn before it. Returns 1 when it
+    guessed a new connection (one more draw)."""
+    if prefetch_conn(st, h, d) or d != DIR_OUT:
+        return 0
+    prefetch_new_port(st, p, draws)
+    return 1
 
 
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
@@ -661,34 +656,33 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
                     int stop_on_full, int pickup) noexcept nogil:
     """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory).
 
-    VPP-style software pipeline over blocks of BLOCK rows: while block b is translated, the
-    connections of block b + 1 and the index lines of block b + 2 are in flight, so that each
-    row's two dependent misses (index line, then connection) arrive before it is translated.
-    Hashes depend on the packet alone, so they stay valid even if the index grows meanwhile."""
-    cdef Py_ssize_t i, lo, hi, b, n_blocks = (n - start + BLOCK - 1) // BLOCK
-    cdef uint64_t draws, pending
-    cdef uint64_t hashes[3 * BLOCK]            # a ring of three blocks: block b at (b % 3) * BLOCK
-    if n_blocks <= 0:
-        return n
-    for b in range(2 if n_blocks > 1 else 1):
-        lo = start + b * BLOCK
-        fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[b * BLOCK])
-    draws = fetch_connections(st, inp, dirs, dstep, start, min(start + BLOCK, n), hashes, 0)
-    for b in range(n_blocks):
-        if b + 2 < n_blocks:
-            lo = start + (b + 2) * BLOCK
-            fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[((b + 2) % 3) * BLOCK])
-        pending = draws                        # the guessed draws of block b, not yet made
-        if b + 1 < n_blocks:
-            lo = start + (b + 1) * BLOCK
-            draws = fetch_connections(st, inp, dirs, dstep, lo, min(lo + BLOCK, n),
-                                      &hashes[((b + 1) % 3) * BLOCK], pending) - pending
-        lo = start + b * BLOCK
-        hi = min(lo + BLOCK, n)
-        for i in range(lo, hi):
-            if not translate(st, &inp[i], dirs[i * dstep], hashes[(b % 3) * BLOCK + i - lo], &out[i],
-                             &status[i], stop_on_full, pickup):
-                return i
+    A software pipeline with a fixed distance per stage: before row i is translated, row
+    i + AHEAD_INDEX is hashed and its index line asked for, and row i + AHEAD_CONN, whose index
+    line has arrived meanwhile, has its connection asked for; so each row's two dependent misses
+    (index line, then connection) arrive before it is translated, and the misses in flight stay
+    few and even (bursts of a block's prefetches stalled on the line-fill buffers). Hashes depend
+    on the packet alone, so they stay valid even if the index grows meanwhile."""
+    cdef Py_ssize_t i, j
+    cdef uint64_t draws = 0                    # guessed new connections among rows conn-fetched, not translated
+    cdef uint64_t hashes[RING]                 # row j's hash at j % RING
+    cdef uint8_t guessed[RING]
+    for j in range(start, min(start + AHEAD_INDEX, n)):
+        fetch_index_line(st, &inp[j], dirs[j * dstep], &hashes[j & (RING - 1)])
+    for j in range(start, min(start + AHEAD_CONN, n)):
+        guessed[j & (RING - 1)] = fetch_connection(st, &inp[j], dirs[j * dstep], hashes[j & (RING - 1)], draws)
+        draws += guessed[j & (RING - 1)]
+    for i in range(start, n):
+        j = i + AHEAD_INDEX
+        if j < n:
+            fetch_index_line(st, &inp[j], dirs[j * dstep], &hashes[j & (RING - 1)])
+        j = i + AHEAD_CONN
+        if j < n:
+            guessed[j & (RING - 1)] = fetch_connection(st, &inp[j], dirs[j * dstep], hashes[j & (RING - 1)], draws)
+            draws += guessed[j & (RING - 1)]
+        draws -= guessed[i & (RING - 1)]
+        if not translate(st, &inp[i], dirs[i * dstep], hashes[i & (RING - 1)], &out[i],
+                         &status[i], stop_on_full, pickup):
+            return i
     return n
 
 
