@@ -732,6 +732,19 @@ cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_
 
 #### the Python-facing class
 
+def first_bad_time(const packet_t[::1] packets not None, double limit):
+    """The first row whose time is NaN or above ``limit``, or -1: the facade's check of a batch,
+    one pass without the GIL (through numpy it cost a tenth of translating the batch)."""
+    cdef Py_ssize_t i, n = packets.shape[0], bad = -1
+    with nogil:
+        for i in range(n):
+            if not (packets[i].time <= limit):
+                bad = i
+                break
+    return bad
+
+
+
 @cython.final
 cdef class NatCore:
     """The compiled table. Use ``hyperplane.nat.ConnectionTable``, which validates arguments."""
@@ -765,6 +778,10 @@ cdef class NatCore:
         self.st.fwd = idx_alloc(cap * 2)
         self.st.rev = idx_alloc(cap * 2)
         self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
+        if self.st.conns != NULL:
+            # commit the slab now: its pages were otherwise faulted in (and zeroed) one by one
+            # while the connections are opened, a tenth of the setup rate of a pre-sized table
+            memset(self.st.conns, 0, cap * sizeof(conn_t))
         if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
                 or self.st.dests == NULL):
             raise MemoryError("cannot allocate the connection table")
