@@ -80,9 +80,9 @@ cdef enum:
     MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
     MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
-    AHEAD_INDEX = 16               # rows between asking for a row's index line and translating it
-    AHEAD_CONN = 8                 # rows between asking for its connection and translating it
-    RING = 32                      # hashes kept: a power of two above AHEAD_INDEX
+    AHEAD_INDEX = 32               # rows between asking for a row's index line and translating it
+    AHEAD_CONN = 16                # rows between asking for its connection and translating it
+    RING = 64                      # hashes kept: a power of two above AHEAD_INDEX
 
 # TCP events.
 cdef enum:
