@@ -1176,3 +1176,19 @@ def test_connection_table_lookup_judges_liveness_at_the_packets_time():
     late["time"] = 31.0  # UDP without a reply idles out after 30 s
     assert not table.lookup(late, Direction.IN)[1][0]
     assert table.process(late, Direction.IN).status[0] == NatStatus.UNSOLICITED
+
+
+@pytest.mark.parametrize("bad_time", [math.nan, 2e15])
+def test_connection_table_batch_with_a_bad_time_names_its_row_and_opens_nothing(bad_time):
+    table = eni_table()
+    batch = packets(4)
+    batch["src_ip"], batch["dst_ip"], batch["dst_port"], batch["proto"] = ip(INSIDE), ip(REMOTE), 53, UDP
+    batch["src_port"] = [1000, 1001, 1002, 1003]
+    batch["time"] = [0.0, 1.0, bad_time, 3.0]
+    with pytest.raises(ValueError, match=r"packets\[2\]\.time must be a number of seconds up to 1e\+15, not "):
+        table.process(batch, Direction.OUT)
+    assert table.live == 0  # refused before any row was translated
+    batch["time"][2] = 2.0
+    batch.flags.writeable = False  # a read-only batch (a memory-mapped capture) is translated as well
+    assert (table.process(batch, Direction.OUT).status == NatStatus.CREATED).all()
+    assert table.live == 4

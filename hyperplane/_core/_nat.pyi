@@ -20,6 +20,8 @@ __pyx_capi__: dict[str, object]  # the cdef functions other compiled modules cal
 def __reduce_cython__(self: NatCore) -> object: ...
 def __setstate_cython__(self: NatCore, __pyx_state: object) -> None: ...
 
+def first_bad_time(packets: npt.NDArray[np.void], limit: float) -> int: ...  # const packet_t[::1], double
+
 class _AddressStats(TypedDict):  # addr_stats_t, every field uint64_t
     live: int
     peak: int

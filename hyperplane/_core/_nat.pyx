@@ -67,7 +67,7 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, S_ADDRESS_FULL, S_CLOSED,
                                      S_UNSUPPORTED_PROTOCOL, ST_DEAD, ST_ICMP, ST_TCP_CLOSED,
                                      ST_TCP_ESTABLISHED, ST_TCP_FIN_IN, ST_TCP_FIN_OUT,
                                      ST_TCP_OPENING, ST_UDP, ST_UDP_REPLIED)
-from hyperplane._core._index cimport (EMPTY, idx_alloc, idx_bucket, idx_candidate, idx_probe,
+from hyperplane._core._index cimport (EMPTY, SLOT_MASK, idx_alloc, idx_bucket, idx_candidate, idx_probe,
                                       idx_put, idx_rehash, idx_remove, idx_skip, idx_stats,
                                       idx_stays, probe_t)
 from hyperplane._core._tables cimport __builtin_prefetch, deadline, mix, second_of, table_alloc
@@ -80,7 +80,9 @@ cdef enum:
     MAX_CONNECTIONS = 0xFFFFFE
     PROBES = 8
     MAX_TIME = 1000000000000000   # 1e15 s: times stay exact in a double and fit int64 seconds
-    BLOCK = 16                     # rows whose memory is fetched together
+    AHEAD_INDEX = 32               # rows between asking for a row's index line and translating it
+    AHEAD_CONN = 16                # rows between asking for its connection and translating it
+    RING = 64                      # hashes kept: a power of two above AHEAD_INDEX
 
 # TCP events.
 cdef enum:
@@ -129,6 +131,34 @@ cdef inline uint64_t splitmix(uint64_t* state) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
     z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
     return z ^ (z >> 31)
+
+
+#### a connection's link word: wheel next | prev << 24 | bucket << 48 | state << 58
+# Slot numbers are 24-bit (_index.pxd SLOT_MASK); all ones there is EMPTY.
+
+cdef enum:
+    NEXT_SHIFT = 0
+    PREV_SHIFT = 24
+    BUCKET_SHIFT = 48
+    STATE_SHIFT = 58
+
+assert sizeof(conn_t) == 32, "a connection must be one half of a cache line"
+
+cdef inline uint32_t link_get(const conn_t* c, int shift) noexcept nogil:
+    cdef uint32_t v = <uint32_t>(c.link >> shift) & SLOT_MASK
+    return EMPTY if v == SLOT_MASK else v
+
+cdef inline void link_set(conn_t* c, int shift, uint32_t v) noexcept nogil:
+    c.link = (c.link & ~(<uint64_t>SLOT_MASK << shift)) | (<uint64_t>(v & SLOT_MASK) << shift)
+
+cdef inline uint32_t bucket_of(const conn_t* c) noexcept nogil:
+    return <uint32_t>(c.link >> BUCKET_SHIFT) & (WHEEL_SIZE - 1)
+
+cdef inline uint8_t state_of(const conn_t* c) noexcept nogil:
+    return <uint8_t>(c.link >> STATE_SHIFT)
+
+cdef inline void set_state(conn_t* c, uint8_t state) noexcept nogil:
+    c.link = (c.link & ((<uint64_t>1 << STATE_SHIFT) - 1)) | (<uint64_t>state << STATE_SHIFT)
 
 
 #### indexes (_index.pxd: linear probing, tagged entries, backward-shift deletion)
@@ -240,23 +270,25 @@ cdef void dest_release(nat_t* st, uint64_t key) noexcept nogil:
 cdef inline void wheel_link(nat_t* st, uint32_t s) noexcept nogil:
     cdef conn_t* c = &st.conns[s]
     cdef uint32_t b = <uint32_t>(second_of(c.expires) & (WHEEL_SIZE - 1))
-    c.bucket = <uint16_t>b
-    c.wheel_prev = EMPTY
-    c.wheel_next = st.wheel[b]
-    if c.wheel_next != EMPTY:
-        st.conns[c.wheel_next].wheel_prev = s
+    cdef uint32_t nxt = st.wheel[b]
+    c.link = ((c.link & (<uint64_t>0x3F << STATE_SHIFT)) | (<uint64_t>b << BUCKET_SHIFT)
+              | (<uint64_t>SLOT_MASK << PREV_SHIFT) | (nxt & SLOT_MASK))
+    if nxt != EMPTY:
+        link_set(&st.conns[nxt], PREV_SHIFT, s)
     st.wheel[b] = s
     if c.expires < st.wheel_min[b]:
         st.wheel_min[b] = c.expires
 
 cdef inline void wheel_unlink(nat_t* st, uint32_t s) noexcept nogil:
     cdef conn_t* c = &st.conns[s]
-    if c.wheel_prev != EMPTY:
-        st.conns[c.wheel_prev].wheel_next = c.wheel_next
+    cdef uint32_t nxt = link_get(c, NEXT_SHIFT)
+    cdef uint32_t prv = link_get(c, PREV_SHIFT)
+    if prv != EMPTY:
+        link_set(&st.conns[prv], NEXT_SHIFT, nxt)
     else:
-        st.wheel[c.bucket] = c.wheel_next
-    if c.wheel_next != EMPTY:
-        st.conns[c.wheel_next].wheel_prev = c.wheel_prev
+        st.wheel[bucket_of(c)] = nxt
+    if nxt != EMPTY:
+        link_set(&st.conns[nxt], PREV_SHIFT, prv)
 
 cdef inline void set_expiry(nat_t* st, uint32_t s, double expires) noexcept nogil:
     """Deadlines may move earlier (established -> closing): then the connection changes bucket."""
@@ -267,13 +299,13 @@ cdef inline void set_expiry(nat_t* st, uint32_t s, double expires) noexcept nogi
         wheel_link(st, s)
     else:
         c.expires = expires
-        if expires < st.wheel_min[c.bucket]:
-            st.wheel_min[c.bucket] = expires
+        if expires < st.wheel_min[bucket_of(c)]:
+            st.wheel_min[bucket_of(c)] = expires
 
 cdef void kill(nat_t* st, uint32_t s, int expired, int linked) noexcept nogil:
     """Take a connection out of service and free its slot (``linked``: still in a wheel list)."""
     cdef conn_t* c = &st.conns[s]
-    if c.state == ST_DEAD:
+    if state_of(c) == ST_DEAD:
         return                      # killed already: a second kill would free the slot twice
     idx_remove(st.fwd, st.idx_mask, s, fwd_slot_hash, st)
     idx_remove(st.rev, st.idx_mask, s, rev_slot_hash, st)
@@ -286,8 +318,8 @@ cdef void kill(nat_t* st, uint32_t s, int expired, int linked) noexcept nogil:
         st.stats[c.addr].closed += 1
     if linked:
         wheel_unlink(st, s)
-    c.state = ST_DEAD
-    c.wheel_next = st.free_head
+    set_state(c, ST_DEAD)
+    link_set(c, NEXT_SHIFT, st.free_head)
     st.free_head = s
 
 cdef void process_bucket(nat_t* st, uint32_t b, double now) noexcept nogil:
@@ -297,7 +329,7 @@ cdef void process_bucket(nat_t* st, uint32_t b, double now) noexcept nogil:
     st.wheel[b] = EMPTY
     st.wheel_min[b] = INFINITY
     while s != EMPTY:
-        nxt = st.conns[s].wheel_next
+        nxt = link_get(&st.conns[s], NEXT_SHIFT)
         if st.conns[s].expires <= now:
             kill(st, s, 1, 0)
         else:
@@ -424,7 +456,7 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
             st.dests[dp].count += 1
             if st.free_head != EMPTY:
                 s = st.free_head
-                st.free_head = st.conns[s].wheel_next
+                st.free_head = link_get(&st.conns[s], NEXT_SHIFT)
             else:
                 s = st.conn_used
                 st.conn_used += 1
@@ -437,7 +469,7 @@ cdef uint32_t open_connection(nat_t* st, const packet_t* p, double now, uint8_t 
             c.proto = p.proto
             c.addr = <uint8_t>a
             st.last_addr = a
-            c.state = state
+            set_state(c, state)
             c.expires = deadline(now, st.timeout[state])
             idx_put(st.fwd, st.idx_mask, fwd_hash_of(c), s)
             idx_put(st.rev, st.idx_mask, rev_hash_of(st, c), s)
@@ -498,9 +530,7 @@ cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil
     cdef uint32_t s = idx_candidate(st.fwd if d == DIR_OUT else st.rev, st.idx_mask, &pr)
     if s == EMPTY:
         return 0
-    # a 40-byte connection straddles two cache lines half the time: ask for both
-    __builtin_prefetch(&st.conns[s])
-    __builtin_prefetch(<const char*>&st.conns[s] + sizeof(conn_t) - 1)
+    __builtin_prefetch(&st.conns[s])   # 32 bytes in an aligned slab: one line
     return 1
 
 cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
@@ -519,7 +549,7 @@ cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept
     if state == KILL:
         kill(st, s, 0, 1)
         return 0
-    st.conns[s].state = state
+    set_state(&st.conns[s], state)
     set_expiry(st, s, deadline(t, st.timeout[state]))
     return 1
 
@@ -551,7 +581,7 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             kill(st, s, 1, 1)
             s = EMPTY
         ev = tcp_event(p.flags, DIR_OUT) if p.proto == P_TCP else EV_OTHER
-        if s != EMPTY and p.proto == P_TCP and TCP_NEXT[st.conns[s].state * 6 + ev] == REOPEN:
+        if s != EMPTY and p.proto == P_TCP and TCP_NEXT[state_of(&st.conns[s]) * 6 + ev] == REOPEN:
             kill(st, s, 0, 1)
             s = EMPTY
         st_code = S_TRANSLATED
@@ -577,7 +607,7 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             c = &st.conns[s]
             out.src_ip = st.addr_ip[c.addr]
             out.src_port = c.x_port
-            if not move_to(st, s, TCP_NEXT[c.state * 6 + ev] if p.proto == P_TCP else c.state, t):
+            if not move_to(st, s, TCP_NEXT[state_of(c) * 6 + ev] if p.proto == P_TCP else state_of(c), t):
                 st_code = S_CLOSED
     else:
         s = rev_find(st, h, p.dst_ip, p.dst_port, p.src_ip, p.src_port, p.proto)
@@ -591,41 +621,39 @@ cdef inline int translate(nat_t* st, const packet_t* p, int d, uint64_t h, packe
             out.dst_ip = c.in_ip
             out.dst_port = c.in_port
             if p.proto == P_TCP:
-                nxt = TCP_NEXT[c.state * 6 + tcp_event(p.flags, DIR_IN)]
+                nxt = TCP_NEXT[state_of(c) * 6 + tcp_event(p.flags, DIR_IN)]
             elif p.proto == P_UDP:
                 nxt = ST_UDP_REPLIED
             else:
-                nxt = c.state
+                nxt = state_of(c)
             st_code = S_TRANSLATED if move_to(st, s, nxt, t) else S_CLOSED
     st.status_count[st_code] += 1
     status[0] = st_code
     return 1
 
 
-cdef inline void fetch_index_lines(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
-                                   Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
-                                   uint64_t* hashes) noexcept nogil:
-    """Hash rows lo..hi-1 into ``hashes`` and ask for their index lines."""
-    cdef Py_ssize_t j
-    cdef uint64_t h
-    for j in range(lo, hi):
-        h = packet_hash(&inp[j], dirs[j * dstep])
-        hashes[j - lo] = h
-        __builtin_prefetch(idx_bucket(st.fwd if dirs[j * dstep] == DIR_OUT else st.rev, st.idx_mask, h))
+cdef extern from *:
+    # __builtin_prefetch(addr, 1): ask for a line about to be written (prefetchw)
+    void prefetch_for_write "__builtin_prefetch"(const void* addr, int rw) noexcept nogil
 
 
-cdef inline uint64_t fetch_connections(const nat_t* st, const packet_t* inp, const uint8_t* dirs,
-                                       Py_ssize_t dstep, Py_ssize_t lo, Py_ssize_t hi,
-                                       const uint64_t* hashes, uint64_t draws) noexcept nogil:
-    """Ask for the connections of rows lo..hi-1 (their index lines were asked for a block
-    earlier), or for the reverse-index line of the first port a new one will try, guessing that
-    ``draws`` random ports are drawn before it; returns the guessed draws after the block."""
-    cdef Py_ssize_t j
-    for j in range(lo, hi):
-        if not prefetch_conn(st, hashes[j - lo], dirs[j * dstep]) and dirs[j * dstep] == DIR_OUT:
-            prefetch_new_port(st, &inp[j], draws)
-            draws += 1
-    return draws
+cdef inline void fetch_index_line(const nat_t* st, const packet_t* p, uint8_t d, uint64_t* hash) noexcept nogil:
+    """Hash a row into ``hash`` and ask for its index line."""
+    cdef uint64_t h = packet_hash(p, d)
+    hash[0] = h
+    __builtin_prefetch(idx_bucket(st.fwd if d == DIR_OUT else st.rev, st.idx_mask, h))
+
+
+cdef inline int fetch_connection(const nat_t* st, const packet_t* p, uint8_t d, uint64_t h,
+                                 uint64_t draws) noexcept nogil:
+    """Ask for a row's connection (its index line was asked for AHEAD_INDEX - AHEAD_CONN rows
+    earlier), or, when it has none and goes out, for the reverse-index line of the first port a
+    new one will try, guessing that ``draws`` random ports are drawn before it. Returns 1 when it
+    guessed a new connection (one more draw)."""
+    if prefetch_conn(st, h, d) or d != DIR_OUT:
+        return 0
+    prefetch_new_port(st, p, draws)
+    return 1
 
 
 cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssize_t dstep,
@@ -633,34 +661,39 @@ cdef Py_ssize_t run(nat_t* st, const packet_t* inp, const uint8_t* dirs, Py_ssiz
                     int stop_on_full, int pickup) noexcept nogil:
     """Translate rows start..n-1. Returns n, or the row where it stopped (full, or out of memory).
 
-    VPP-style software pipeline over blocks of BLOCK rows: while block b is translated, the
-    connections of block b + 1 and the index lines of block b + 2 are in flight, so that each
-    row's two dependent misses (index line, then connection) arrive before it is translated.
-    Hashes depend on the packet alone, so they stay valid even if the index grows meanwhile."""
-    cdef Py_ssize_t i, lo, hi, b, n_blocks = (n - start + BLOCK - 1) // BLOCK
-    cdef uint64_t draws, pending
-    cdef uint64_t hashes[3 * BLOCK]            # a ring of three blocks: block b at (b % 3) * BLOCK
-    if n_blocks <= 0:
-        return n
-    for b in range(2 if n_blocks > 1 else 1):
-        lo = start + b * BLOCK
-        fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[b * BLOCK])
-    draws = fetch_connections(st, inp, dirs, dstep, start, min(start + BLOCK, n), hashes, 0)
-    for b in range(n_blocks):
-        if b + 2 < n_blocks:
-            lo = start + (b + 2) * BLOCK
-            fetch_index_lines(st, inp, dirs, dstep, lo, min(lo + BLOCK, n), &hashes[((b + 2) % 3) * BLOCK])
-        pending = draws                        # the guessed draws of block b, not yet made
-        if b + 1 < n_blocks:
-            lo = start + (b + 1) * BLOCK
-            draws = fetch_connections(st, inp, dirs, dstep, lo, min(lo + BLOCK, n),
-                                      &hashes[((b + 1) % 3) * BLOCK], pending) - pending
-        lo = start + b * BLOCK
-        hi = min(lo + BLOCK, n)
-        for i in range(lo, hi):
-            if not translate(st, &inp[i], dirs[i * dstep], hashes[(b % 3) * BLOCK + i - lo], &out[i],
-                             &status[i], stop_on_full, pickup):
-                return i
+    A software pipeline with a fixed distance per stage: before row i is translated, input and
+    output row i + 2 * AHEAD_INDEX are asked for, row i + AHEAD_INDEX is hashed and its index
+    line asked for, and row i + AHEAD_CONN, whose index line has arrived meanwhile, has its
+    connection asked for; so each row's two dependent misses (index line, then connection)
+    arrive before it is translated, and the misses in flight stay few and even (bursts of a
+    block's prefetches stalled on the line-fill buffers). Hashes depend
+    on the packet alone, so they stay valid even if the index grows meanwhile."""
+    cdef Py_ssize_t i, j
+    cdef uint64_t draws = 0                    # guessed new connections among rows conn-fetched, not translated
+    cdef uint64_t hashes[RING]                 # row j's hash at j % RING
+    cdef uint8_t guessed[RING]
+    for j in range(start, min(start + AHEAD_INDEX, n)):
+        fetch_index_line(st, &inp[j], dirs[j * dstep], &hashes[j & (RING - 1)])
+    for j in range(start, min(start + AHEAD_CONN, n)):
+        guessed[j & (RING - 1)] = fetch_connection(st, &inp[j], dirs[j * dstep], hashes[j & (RING - 1)], draws)
+        draws += guessed[j & (RING - 1)]
+    for i in range(start, n):
+        j = i + AHEAD_INDEX
+        if j + AHEAD_INDEX < n:
+            # the rows streamed in and out: the hardware prefetcher left their misses exposed
+            # (the output's stores stalled a third of the established rate away)
+            __builtin_prefetch(&inp[j + AHEAD_INDEX])
+            prefetch_for_write(&out[j + AHEAD_INDEX], 1)
+        if j < n:
+            fetch_index_line(st, &inp[j], dirs[j * dstep], &hashes[j & (RING - 1)])
+        j = i + AHEAD_CONN
+        if j < n:
+            guessed[j & (RING - 1)] = fetch_connection(st, &inp[j], dirs[j * dstep], hashes[j & (RING - 1)], draws)
+            draws += guessed[j & (RING - 1)]
+        draws -= guessed[i & (RING - 1)]
+        if not translate(st, &inp[i], dirs[i * dstep], hashes[i & (RING - 1)], &out[i],
+                         &status[i], stop_on_full, pickup):
+            return i
     return n
 
 
@@ -710,6 +743,19 @@ cdef int nat_find(const nat_t* st, const packet_t* p, uint8_t direction, packet_
 
 #### the Python-facing class
 
+def first_bad_time(const packet_t[::1] packets not None, double limit):
+    """The first row whose time is NaN or above ``limit``, or -1: the facade's check of a batch,
+    one pass without the GIL (through numpy it cost a tenth of translating the batch)."""
+    cdef Py_ssize_t i, n = packets.shape[0], bad = -1
+    with nogil:
+        for i in range(n):
+            if not (packets[i].time <= limit):
+                bad = i
+                break
+    return bad
+
+
+
 @cython.final
 cdef class NatCore:
     """The compiled table. Use ``hyperplane.nat.ConnectionTable``, which validates arguments."""
@@ -743,6 +789,10 @@ cdef class NatCore:
         self.st.fwd = idx_alloc(cap * 2)
         self.st.rev = idx_alloc(cap * 2)
         self.st.dests = <dest_t*>calloc(64, sizeof(dest_t))
+        if self.st.conns != NULL:
+            # commit the slab now: its pages were otherwise faulted in (and zeroed) one by one
+            # while the connections are opened, a tenth of the setup rate of a pre-sized table
+            memset(self.st.conns, 0, cap * sizeof(conn_t))
         if (self.st.conns == NULL or self.st.fwd == NULL or self.st.rev == NULL
                 or self.st.dests == NULL):
             raise MemoryError("cannot allocate the connection table")
@@ -862,8 +912,8 @@ cdef class NatCore:
             ("expires", "<f8")])
         for s in range(self.st.conn_used):
             c = &self.st.conns[s]
-            if c.state != ST_DEAD:
+            if state_of(c) != ST_DEAD:
                 cols[k] = (c.in_ip, c.in_port, c.rem_ip, c.rem_port, c.proto,
-                           self.st.addr_ip[c.addr], c.x_port, c.state, c.expires)
+                           self.st.addr_ip[c.addr], c.x_port, state_of(c), c.expires)
                 k += 1
         return cols

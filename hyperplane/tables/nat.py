@@ -15,7 +15,7 @@ from dataclasses import dataclass, astuple
 import numpy as np
 
 from hyperplane._core import _codes
-from hyperplane._core._nat import NatCore
+from hyperplane._core._nat import NatCore, first_bad_time
 from hyperplane.codes import Code
 from hyperplane.tables.index import IndexStats
 from hyperplane.records import PACKET, ip_str
@@ -241,11 +241,10 @@ class ConnectionTable:
         if packets.ndim != 1:
             raise ValueError(f"packets must be one-dimensional, not of shape {packets.shape}")
         packets = np.ascontiguousarray(packets)
-        times = packets["time"]
-        if len(times) and (np.isnan(times).any() or times.max() > MAX_TIME):
-            bad = int(np.flatnonzero(np.isnan(times) | (times > MAX_TIME))[0])
+        bad = first_bad_time(packets, MAX_TIME)
+        if bad >= 0:
             raise ValueError(f"packets[{bad}].time must be a number of seconds up to {MAX_TIME:g}, "
-                             f"not {times[bad]!r}")
+                             f"not {packets['time'][bad]!r}")
         dirs = np.ascontiguousarray(np.atleast_1d(np.asarray(direction)))
         if dirs.dtype.kind not in "iub" or dirs.ndim != 1:
             raise TypeError(f"direction must be 0/1 integers, not {_describe(direction)}")
