@@ -43,10 +43,10 @@ import functools
 import gc
 import ipaddress
 import re
-from dataclasses import dataclass
-from pathlib import Path
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
