@@ -694,9 +694,16 @@ def test_a_replay_writes_flow_logs_as_windows_close_and_the_files_are_those_of_o
 
 
 def test_a_streamed_aggregator_says_its_records_are_in_the_files(tmp_path):
+    net = hp.Network.example()
     logs = FlowLogAggregator()
+    logs.add(net.function("orders").send(IP(dst="10.0.20.10") / ScapyTCP(dport=5432, flags="S")))
     logs.stream(tmp_path / "logs")
-    logs.flush(0.0)  # nothing closed yet
-    assert logs.records() == []
+    assert logs.flush(net.now) == 0 and len(logs.records()) == 2  # its window is still open
+    assert logs.flush(net.now + 600) == 2  # closed: written and forgotten, still counted
+    assert len(logs) == 2
+    with pytest.raises(FlowLogError, match="read them from the files"):
+        logs.records()
+    files = logs.write(tmp_path / "logs")
+    assert sum(p.read_text().count("\n") for p in files["cloudwatch"]) == 2
     with pytest.raises(FlowLogError, match="stream"):
         FlowLogAggregator().flush(100.0)

@@ -252,7 +252,7 @@ CASES: list[tuple[str, Callable[[dict], Any], str, str]] = [
     ("interface_endpoint_two_subnets_in_one_az", lambda d: d.update(vpc_endpoints=[{
         "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs",
         "subnet_ids": ["subnet-a", "subnet-c"]}]),
-     "vpc_endpoints[0].subnet_ids[1]", "one subnet per AZ"),
+     "vpc_endpoints[0].subnet_ids[1]", "one subnet per Availability Zone"),
     ("route_to_an_interface_endpoint", lambda d: (d.update(vpc_endpoints=[{
         "id": "vpce-1", "vpc_id": "vpc-1", "type": "interface", "service_name": "com.amazonaws.eu-west-1.sqs", "subnet_ids": ["subnet-a"]}]),
         d["route_tables"][0]["routes"].append({"destination": "172.16.0.0/12", "target": "vpce-1"})),

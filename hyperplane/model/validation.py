@@ -62,6 +62,17 @@ class _Checker:
             self.fail(where, f"refers to {_KIND_LABEL[collection]} {ref!r}, which is not defined")
         return found
 
+    def one_subnet_per_az(self, base: str, subnet_ids: tuple[str, ...], vpc_id: str) -> None:
+        """The subnets of an endpoint or a transit gateway attachment: in its VPC, one per AZ."""
+        zones: dict[str, str] = {}
+        for i, subnet_id in enumerate(subnet_ids):
+            subnet = self.ref(f"{base}.subnet_ids[{i}]", "subnets", subnet_id)
+            self.same_vpc(f"{base}.subnet_ids[{i}]", f"subnet {subnet_id}", subnet.vpc_id, vpc_id)
+            if subnet.availability_zone in zones:
+                self.fail(f"{base}.subnet_ids[{i}]", f"{subnet_id} and {zones[subnet.availability_zone]} are both in "
+                          f"{subnet.availability_zone}: one subnet per Availability Zone")
+            zones[subnet.availability_zone] = subnet_id
+
     def same_vpc(self, where: str, what: str, vpc_id: str, expected_vpc: str) -> None:
         if vpc_id != expected_vpc:
             self.fail(where, f"{what} is in {vpc_id}, not in {expected_vpc}")
@@ -226,14 +237,7 @@ class _Checker:
             self.ref(f"{base}.resource_id", "vpcs", att.resource_id)
             if not att.subnet_ids:
                 self.fail(f"{base}.subnet_ids", "a VPC attachment needs a subnet in at least one Availability Zone")
-            zones: dict[str, str] = {}
-            for j, subnet_id in enumerate(att.subnet_ids):
-                subnet = self.ref(f"{base}.subnet_ids[{j}]", "subnets", subnet_id)
-                self.same_vpc(f"{base}.subnet_ids[{j}]", f"subnet {subnet_id}", subnet.vpc_id, att.resource_id)
-                if subnet.availability_zone in zones:
-                    self.fail(f"{base}.subnet_ids[{j}]", f"{subnet_id} and {zones[subnet.availability_zone]} are both in "
-                              f"{subnet.availability_zone}: one subnet per Availability Zone")
-                zones[subnet.availability_zone] = subnet_id
+            self.one_subnet_per_az(base, att.subnet_ids, att.resource_id)
             for other in self.t.transit_gateway_attachments.values():
                 if (other.id != att.id and other.resource_type == "vpc" and other.resource_id == att.resource_id
                         and other.transit_gateway_id == att.transit_gateway_id):
@@ -294,13 +298,7 @@ class _Checker:
                     self.fail(base, "an interface endpoint has no route tables or prefix list")
                 if not ep.subnet_ids:
                     self.fail(f"{base}.subnet_ids", "an interface endpoint needs at least one subnet")
-                zones: dict[str, str] = {}
-                for i, subnet_id in enumerate(ep.subnet_ids):
-                    subnet = self.ref(f"{base}.subnet_ids[{i}]", "subnets", subnet_id)
-                    self.same_vpc(f"{base}.subnet_ids[{i}]", f"subnet {subnet_id}", subnet.vpc_id, ep.vpc_id)
-                    if subnet.availability_zone in zones:
-                        self.fail(f"{base}.subnet_ids[{i}]", f"{subnet_id} and {zones[subnet.availability_zone]} are both in {subnet.availability_zone}: one subnet per AZ")
-                    zones[subnet.availability_zone] = subnet_id
+                self.one_subnet_per_az(base, ep.subnet_ids, ep.vpc_id)
                 self._group_list(f"{base}.security_group_ids", ep.security_group_ids, ep.vpc_id, "an endpoint")
                 covered = []
                 for i, eni_id in enumerate(ep.network_interface_ids):

@@ -155,18 +155,8 @@ class ConnectionTracker:
             if n and eni_rows.min() < NO_SECURITY_GROUP:
                 bad = int(np.flatnonzero(eni_rows < NO_SECURITY_GROUP)[0])
                 raise ValueError(f"eni[{bad}] is {int(eni_rows[bad])}: an ENI index is >= 0, or -1 for no security group")
-        if isinstance(rule_allowed, (bool, np.bool_)):
-            rules = np.full(n, bool(rule_allowed), dtype=np.uint8)
-        else:
-            rules = _rows(rule_allowed, "rule_allowed", (np.dtype(np.uint8), np.dtype(np.bool_)), "uint8 or bool")
-            _same_length(rules, "rule_allowed", n)
-            rules = rules.view(np.uint8)
-        if isinstance(untracked, (bool, np.bool_)):
-            loose = np.full(n, bool(untracked), dtype=np.uint8)
-        else:
-            loose = _rows(untracked, "untracked", (np.dtype(np.uint8), np.dtype(np.bool_)), "uint8 or bool")
-            _same_length(loose, "untracked", n)
-            loose = loose.view(np.uint8)
+        rules = _flags(rule_allowed, "rule_allowed", n)
+        loose = _flags(untracked, "untracked", n)
         allowed = np.empty(n, dtype=np.uint8)
         tracked = np.empty(n, dtype=np.uint8)
         self._core.check(eni_rows, packets, rules, allowed, tracked, loose)
@@ -247,6 +237,15 @@ def _rows(value: object, name: str, dtypes: tuple[np.dtype, ...], wanted: str) -
 def _same_length(arr: np.ndarray, name: str, n: int) -> None:
     if len(arr) != n:
         raise ValueError(f"{name} has {len(arr)} rows for {n} packets")
+
+
+def _flags(value: object, name: str, n: int) -> np.ndarray:
+    """A flag per row as uint8: one bool for every row, or a uint8/bool array of ``n`` rows."""
+    if isinstance(value, (bool, np.bool_)):
+        return np.full(n, bool(value), dtype=np.uint8)
+    rows = _rows(value, name, (np.dtype(np.uint8), np.dtype(np.bool_)), "uint8 or bool")
+    _same_length(rows, name, n)
+    return rows.view(np.uint8)
 
 
 def _eni_value(eni: object, allow_none: bool = True) -> int:
