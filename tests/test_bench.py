@@ -15,7 +15,8 @@ SCRIPTS = ["nat_throughput.py", "policy_throughput.py", "conntrack_throughput.py
 # the keys a script's JSON line has always had (with the meanings of issue 14), and the new ones
 KEYS = {
     "nat_throughput.py": {"established_mpps", "setup_mpps", "ratio_vs_python", "ceiling_mpps", "ratio_vs_ceiling",
-                          "setup_grown_mpps", "bytes_per_connection", "bytes_per_connection_grown"},
+                          "setup_grown_mpps", "bytes_per_connection", "bytes_per_connection_grown",
+                          "established_into_buffer_mpps", "ratio_vs_ceiling_into_buffer"},
     "policy_throughput.py": {"route_mpps", "sg_mpps", "nacl_mpps", "sg_ratio_vs_python"},
     "conntrack_throughput.py": {"check_mpps", "setup_mpps", "ratio_vs_python"},
     "pcap_read.py": {"read_pps", "dpkt_parse_pps", "ratio_vs_dpkt"},

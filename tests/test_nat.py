@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hyperplane._core._nat import NatCore
-from hyperplane.tables.nat import STATE_NAMES, ConnectionTable, Direction, NatStatus, Timeouts
+from hyperplane.tables.nat import STATE_NAMES, ConnectionTable, Direction, NatResult, NatStatus, Timeouts
 from hyperplane.records import (ACK, FIN, ICMP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, PACKET, PSH, RST,
                                 SYN, TCP, UDP, ip, ip_str, packet, packets)
 from nat_reference import exact_deadline, reported_deadline
@@ -1192,3 +1192,40 @@ def test_connection_table_batch_with_a_bad_time_names_its_row_and_opens_nothing(
     batch.flags.writeable = False  # a read-only batch (a memory-mapped capture) is translated as well
     assert (table.process(batch, Direction.OUT).status == NatStatus.CREATED).all()
     assert table.live == 4
+
+
+def test_connection_table_process_into_an_earlier_result_answers_as_a_fresh_one():
+    # a caller streaming batches hands the last result back: same translations and statuses as
+    # new arrays, written into that result, whatever it held before
+    fresh, reused = eni_table(seed=7), eni_table(seed=7)
+    opening = opening_batch(300, [REMOTE, REMOTE_2])
+    buffer = eni_table().process(opening_batch(300, [REMOTE_2], UDP, first=5000), Direction.OUT)
+    expected = fresh.process(opening, Direction.OUT)
+    got = reused.process(opening, Direction.OUT, out=buffer)
+    assert got is buffer
+    assert (got.packets == expected.packets).all() and (got.status == expected.status).all()
+    acks = opening.copy()
+    acks["flags"], acks["time"] = ACK, 1.0
+    expected = fresh.process(acks, Direction.OUT)
+    got = reused.process(acks, Direction.OUT, out=got)
+    assert (got.packets == expected.packets).all() and got.status.tolist() == expected.status.tolist()
+
+
+def _stale_result(n: int) -> object:
+    return eni_table().process(opening_batch(n, [REMOTE], UDP), Direction.OUT)
+
+
+@pytest.mark.parametrize("make_out,error,words", [
+    (lambda batch: (batch.copy(), np.zeros(len(batch), np.uint8)), TypeError, "out must be a NatResult"),
+    (lambda batch: _stale_result(len(batch) + 1), ValueError, "out.packets has shape (5,)"),
+    (lambda batch: NatResult(batch.copy(), np.zeros(len(batch), np.int64)), TypeError, "out.status must be a numpy array of uint8"),
+    (lambda batch: NatResult(batch.copy()[::-1], np.zeros(len(batch), np.uint8)), ValueError, "out.packets must be a writable contiguous"),
+    (lambda batch: NatResult(batch, np.zeros(len(batch), np.uint8)), ValueError, "must not overlap the packets"),
+])
+def test_connection_table_process_bad_out_names_the_problem_and_opens_nothing(make_out, error, words):
+    table = eni_table()
+    batch = opening_batch(4, [REMOTE])
+    with pytest.raises(error) as caught:
+        table.process(batch, Direction.OUT, out=make_out(batch))
+    assert words in str(caught.value)
+    assert table.live == 0

@@ -17,4 +17,4 @@ class BareTable:
     @property
     def memory_bytes(self) -> int: ...
     def insert(self, rows: npt.NDArray[np.void], values: npt.NDArray[np.uint16]) -> int: ...  # const packet_t[::1], const uint16_t[::1]
-    def lookup(self, rows: npt.NDArray[np.void]) -> npt.NDArray[np.int32]: ...  # const packet_t[::1]
+    def lookup(self, rows: npt.NDArray[np.void], out: npt.NDArray[np.int32] | None = None) -> npt.NDArray[np.int32]: ...  # const packet_t[::1]

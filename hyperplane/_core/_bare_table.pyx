@@ -141,10 +141,14 @@ cdef class BareTable:
         self.count += added
         return added
 
-    def lookup(self, const packet_t[::1] rows not None) -> np.ndarray:
-        """The value of each row's key, or -1 where the key is not in the table (int32)."""
+    def lookup(self, const packet_t[::1] rows not None, out=None) -> np.ndarray:
+        """The value of each row's key, or -1 where the key is not in the table (int32); into
+        ``out`` (one int32 per row) when given, as the connection table's ``process(out=)``."""
         cdef Py_ssize_t n = rows.shape[0]
-        out = np.empty(n, dtype=np.int32)
+        if out is None:
+            out = np.empty(n, dtype=np.int32)
+        elif not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.shape != (n,):
+            raise ValueError(f"out must be an int32 array of {n} values")
         cdef int32_t[::1] o = out
         if n:
             with nogil:

@@ -533,14 +533,17 @@ cdef inline int prefetch_conn(const nat_t* st, uint64_t h, int d) noexcept nogil
     __builtin_prefetch(&st.conns[s])   # 32 bytes in an aligned slab: one line
     return 1
 
-cdef inline void prefetch_new_port(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
-    """Guess the first port a new connection will try (the random sequence is known in advance;
-    the address is guessed to be the last one used) and prefetch its reverse-index line."""
+cdef inline const uint32_t* new_port_line(const nat_t* st, const packet_t* p, uint64_t draws) noexcept nogil:
+    """The reverse-index line of the first port a new connection will try (the random sequence
+    is known in advance; the address is guessed to be the last one used), for the caller to
+    prefetch. Not a void helper that prefetches: GCC finds such a function pure (it only reads
+    memory, and a prefetch counts as no side effect) and drops its calls as dead code, which
+    left every port pick's reverse-index read a miss."""
     cdef uint64_t rng = st.rng + draws * <uint64_t>0x9E3779B97F4A7C15
     cdef uint32_t off = <uint32_t>(((splitmix(&rng) >> 32) * st.nports) >> 32)
     cdef uint64_t h = tuple_hash(st.addr_ip[st.last_addr], <uint16_t>(st.port_lo + off),
                                  p.dst_ip, p.dst_port, p.proto)
-    __builtin_prefetch(idx_bucket(st.rev, st.idx_mask, h))
+    return idx_bucket(st.rev, st.idx_mask, h)
 
 
 cdef inline int move_to(nat_t* st, uint32_t s, uint8_t state, double t) noexcept nogil:
@@ -652,7 +655,7 @@ cdef inline int fetch_connection(const nat_t* st, const packet_t* p, uint8_t d, 
     guessed a new connection (one more draw)."""
     if prefetch_conn(st, h, d) or d != DIR_OUT:
         return 0
-    prefetch_new_port(st, p, draws)
+    __builtin_prefetch(new_port_line(st, p, draws))
     return 1
 
 
