@@ -13,6 +13,11 @@ line is one JSON object:
   pipeline_mpps            packets/s through Network.process (V2N, SGs with tracking, routes,
                            NACLs, NAT gateway, IGW, endpoint), in millions
   replies_mpps             the peers' answers, walked back to the environments
+  fast_path_off_mpps       the same packets with the walker's fast path off (``FAST_PATH``: every
+                           lookup of every packet done, no flow remembered), timed in turns with it
+                           (ratio_fast_path: pipeline_mpps over it; verdict_only_fast_path_off_mpps
+                           and ratio_verdict_only_fast_path the same verdict-only); the results
+                           must be the same, hop log included
   verdict_only_mpps        the same established packets through Network.process(..., hops=False)
                            (no hop log), timed in turns with the full walk of them (its baseline:
                            full_walk_mpps, ratio_verdict_only_vs_full); every row must end with the
@@ -40,6 +45,7 @@ import numpy as np
 from scapy.layers.inet import IP, TCP
 
 import hyperplane as hp
+import hyperplane.dataplane.walk as walk
 from _common import (best_of, best_of_each, emit, figure, mpps, options, pps, ratio, replies_to, same_verdicts,
                      timed)
 from hyperplane.dataplane.walk import BatchResult, Origin
@@ -120,6 +126,24 @@ def main() -> None:
     t_full, t_fast = best_of_each([lambda: net.process(est, Origin.FUNCTION, pool[pick]),
                                    lambda: net.process(est, Origin.FUNCTION, pool[pick], hops=False)], args.repeat)
 
+    # the fast path off: the same packets, every lookup done (the same results, hop by hop)
+    def without_fast_path(hops: bool) -> BatchResult:
+        walk.FAST_PATH = False
+        try:
+            return net.process(est, Origin.FUNCTION, pool[pick], hops=hops)
+        finally:
+            walk.FAST_PATH = True
+
+    slow = without_fast_path(True)
+    same_verdicts("fast path off", out.reason.tolist(), slow.reason.tolist())
+    same_verdicts("fast path off (where)", out.location.tolist(), slow.location.tolist())
+    assert slow.packets.tobytes() == out.packets.tobytes(), "the walk without its fast path translated otherwise"
+    assert slow.facts.hops.tobytes() == out.facts.hops.tobytes(), "the walk without its fast path logged otherwise"
+    t_on, t_off, t_fast_on, t_fast_off = best_of_each([
+        lambda: net.process(est, Origin.FUNCTION, pool[pick]), lambda: without_fast_path(True),
+        lambda: net.process(est, Origin.FUNCTION, pool[pick], hops=False), lambda: without_fast_path(False)],
+        args.repeat)
+
     # the peers' answers as they arrive: to the translated tuples (the packets as delivered), the
     # cache's from its ENI, S3's from the gateway endpoint, the internet's at the internet gateway
     back = replies_to(out.packets, ACK)
@@ -162,6 +186,8 @@ def main() -> None:
     pipeline_pps, python_pps, build_pps = pps(args.packets, t_out), pps(m, t_py), pps(m, t_build)
     replies_mpps = mpps(len(back), t_back)
     full_mpps, fast_mpps = mpps(args.packets, t_full), mpps(args.packets, t_fast)
+    on_mpps, off_mpps = mpps(args.packets, t_on), mpps(args.packets, t_off)
+    fast_on_mpps, fast_off_mpps = mpps(args.packets, t_fast_on), mpps(args.packets, t_fast_off)
     emit({
         "pipeline_mpps": round(pipeline_pps / 1e6, 2),
         "replies_mpps": round(replies_mpps, 2),
@@ -172,6 +198,12 @@ def main() -> None:
         "verdict_only_mpps": round(fast_mpps, 2),
         "full_walk_mpps": round(full_mpps, 2),
         "ratio_verdict_only_vs_full": round(ratio(fast_mpps, full_mpps), 2),
+        "fast_path_on_mpps": round(on_mpps, 2),
+        "fast_path_off_mpps": round(off_mpps, 2),
+        "ratio_fast_path": round(ratio(on_mpps, off_mpps), 2),
+        "verdict_only_fast_path_on_mpps": round(fast_on_mpps, 2),
+        "verdict_only_fast_path_off_mpps": round(fast_off_mpps, 2),
+        "ratio_verdict_only_fast_path": round(ratio(fast_on_mpps, fast_off_mpps), 2),
         "import_ms": round(import_s * 1e3, 1),
         "example_ms": round(example_s * 1e3, 1),
         "network_ms": round(network_s * 1e3, 1),
@@ -180,6 +212,10 @@ def main() -> None:
                "scripting API, Function.send per packet, same packets", python_pps / 1e6),
         figure("data plane, verdict-only net.process (hops=False), same packets", fast_mpps, "Mpps",
                "the full walk (hop log) of the same packets, in turns", full_mpps),
+        figure("data plane, net.process with the walker's fast path, same packets", on_mpps, "Mpps",
+               "the fast path off (every lookup done), in turns", off_mpps),
+        figure("data plane, verdict-only with the fast path, same packets", fast_on_mpps, "Mpps",
+               "verdict-only with the fast path off, in turns", fast_off_mpps),
         figure("data plane, replies walked back to the environments", replies_mpps, "Mpps",
                "established packets out", pipeline_pps / 1e6),
         figure("scripting API, Function.send of a scapy ACK", 1e6 / python_pps, "us/packet",

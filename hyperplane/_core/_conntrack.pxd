@@ -45,6 +45,9 @@ cdef int track_check(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_a
 # ... and where the rules may leave the flow untracked (nothing is stored for it)
 cdef int track_check_rules(track_t* st, int32_t eni, const packet_t* p, uint8_t rule_allowed,
                            uint8_t untracked, uint8_t* allowed, uint8_t* tracked) noexcept nogil
+# ... and a look-ahead for it: stage 0 prefetches the flow's index line, stage 1 (that line
+# fetched) the flow it points to
+cdef void track_prefetch(const track_t* st, int32_t eni, const packet_t* p, int stage) noexcept nogil
 
 cdef class ConntrackCore:
     cdef track_t st

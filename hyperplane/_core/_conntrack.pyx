@@ -414,6 +414,20 @@ cdef int track_check_rules(track_t* st, int32_t eni, const packet_t* p, uint8_t 
     return decide(st, &k, p, rule_allowed, untracked, allowed, tracked)
 
 
+cdef void track_prefetch(const track_t* st, int32_t eni, const packet_t* p, int stage) noexcept nogil:
+    """The walker's look-ahead for a row it will check (its ENI and packet known in advance)."""
+    cdef key_t k
+    if eni < 0 or st.index == NULL:
+        return
+    canonical_key(p, eni, &k)
+    if k.kind == K_NO_GROUP or k.kind == K_UNTRACKED:
+        return
+    if stage == 0:
+        __builtin_prefetch(idx_bucket(st.index, st.idx_mask, k.hash))
+    else:
+        prefetch_flow(st, k.hash)
+
+
 #### the Python-facing class
 
 @cython.final

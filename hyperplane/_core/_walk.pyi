@@ -18,6 +18,7 @@ class Walker:
     n_pools: int
     n_endpoints: int
     n_functions: int
+    flow_stores: int  # flows (re)written in the fast path's memory since it was allocated
     def __init__(
         self,
         vpc: Any,  # hyperplane.vpc.CompiledVpc
@@ -45,4 +46,5 @@ class Walker:
         begin: int,
         nostop_row: int = -1,
         pickup: bool = False,  # bint: mid-stream pickup on the NAT tables
+        remember: bool = True,  # bint: the fast path (flows remembered) on
     ) -> tuple[int, int, int, int, int]: ...  # (row, stop (a _codes.Stop), n_hops, pool, status)

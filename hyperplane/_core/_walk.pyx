@@ -44,6 +44,7 @@ meets the tables between the two rows whatever the batch size.
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_GATEWAY, ENI_PLAIN, H_DNS,
                                       H_ENDPOINT_IN, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT,
@@ -73,10 +74,11 @@ from hyperplane._core._codes cimport (DIR_IN, DIR_OUT, ENI_HYPERPLANE, ENI_NAT_G
                                       S_RST_NO_CONNECTION, T_BLACKHOLE,
                                       T_ENI, T_GATEWAY_ENDPOINT, T_IGW, T_LOCAL, T_NAT, T_NONE,
                                       T_PEERING, T_TGW)
-from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_check_rules, track_t
+from hyperplane._core._conntrack cimport ConntrackCore, track_check, track_check_rules, track_prefetch, track_t
 from hyperplane._core._nat cimport NatCore, nat_find, nat_prefetch, nat_t, nat_translate
 from hyperplane._core._policy cimport (route_lookup, route_tables_of, route_tables_t, rule_lookup,
                                  rule_tables_of, rule_tables_t, sg_untracked)
+from hyperplane._core._tables cimport __builtin_prefetch, mix, table_alloc
 from hyperplane._core._types cimport ICMP_ECHO_REQUEST, P_ICMP, P_TCP, P_UDP, packet_t
 
 import numpy as np
@@ -92,6 +94,13 @@ cdef enum:
     AHEAD_CONN = 4                 # ... and the connection it points to this many
     DNS_PORT = 53
     TCP_RST = 0x04
+    # the flow memory (see "Flows remembered")
+    MEMO_MAX = 35                  # the most outcomes a flow's walk remembers (one 192-byte slot)
+    FLOWS_MIN_BITS = 12            # slots of a walker's first flow memory ...
+    FLOWS_MAX_BITS = 18            # ... and of its largest (48 MiB)
+    AHEAD_FLOW = 16                # prefetch a row's flow slot this many rows ahead, then, from it,
+    AHEAD_TRACK = 8                # the index lines of its tracked flow and NAT gateway connection,
+    AHEAD_TRACK_LINE = 4           # and the lines they point to
 
 # hop log stage names by stage code: "v2n_out" for H_V2N_OUT ("" for a code no stage has)
 _STAGE_NAMES = {int(stage): stage.name[2:].lower() for stage in Stage}
@@ -201,6 +210,27 @@ cdef struct vpc_t:
     const int32_t* tgw_rtb_fallback
 
 
+cdef struct flow_t:
+    # a flow's remembered walk: 192 bytes (three cache lines), a slot of a direct-mapped table.
+    # Key: the row as it starts (origin, origin index, addresses, ports, protocol, flags).
+    uint64_t ips                   # src_ip << 32 | dst_ip
+    uint64_t rest                  # src_port << 48 | dst_port << 32 | proto << 24 | flags << 16
+                                   # | (origin + 1) << 8 | outcomes (0: nothing remembered)
+    int32_t index
+    # where the walk met its first tracked flow and NAT gateway, for the look-ahead (only a
+    # prefetch: never read for a decision): the ENI key and the packet's addresses and ports
+    # there (-1: none); the gateway's table * 2 + direction, and the packet it looked up
+    int32_t track_eni
+    uint32_t track_src
+    uint32_t track_dst
+    uint32_t track_ports
+    int32_t nat
+    uint32_t nat_src
+    uint32_t nat_dst
+    uint32_t nat_ports
+    int32_t v[MEMO_MAX]            # the outcomes, in the order the walk met them
+
+
 cdef struct run_t:
     # one batch on its way: packets are translated in place in ``out``
     packet_t* out
@@ -219,6 +249,17 @@ cdef struct run_t:
     int stop
     int32_t stop_pool
     uint8_t stop_status
+    # the flow memory (NULL: off); this row's outcomes, in the order the walk meets them:
+    # memo[:memo_live] are replayed, the others looked up and written to memo
+    flow_t* flows
+    uint64_t flow_mask
+    Py_ssize_t flow_stores         # slots (re)written: the caller grows the memory when many are
+    flow_t* flow                   # the row's slot (NULL: this row is not remembered) ...
+    int32_t* memo                  # ... and its outcomes
+    int memo_k                     # the next outcome
+    int memo_live                  # outcomes [0, memo_live) are the flow's, as remembered
+    int seen_track                 # the row met a tracked flow / a NAT gateway already
+    int seen_nat
 
 
 cdef struct packet_walk_t:
@@ -278,6 +319,215 @@ cdef inline uint32_t public_of(const vpc_t* v, uint32_t private_ip) noexcept nog
     if k < v.n_with_public and v.private_with_public[k] == private_ip:
         return v.public_of_private[k]
     return 0
+
+
+#### Flows remembered
+#
+# A packet's walk is decided by the packet as it starts (its origin, addresses, ports, protocol
+# and flags), by the compiled VPC, and by what each stateful step answers (a V2N or NAT gateway
+# translation, a security group's tracking). A later packet of the same flow, on the same
+# walker (one compilation: a recompile builds a new walker with an empty memory), takes the same
+# steps in the same order as long as every stateful step answers as it did: the stateless
+# lookups between them (rules, routes, NACL entries, addresses) get the same inputs and give the
+# same results. So the walk remembers, per flow, the sequence of its outcomes: each stateless
+# lookup's result, and each stateful step's answer (status, translated addresses and ports).
+# On a packet of a remembered flow the walk runs as always (the same code writes the same hops
+# and verdict), but a stateless lookup returns the remembered result, and every stateful step
+# is done for real and its answer compared with the remembered one; at the first that differs
+# (a connection that expired, a FIN, a tracked flow gone), every later lookup is done again and
+# the flow is remembered anew. Exact by construction, whatever the batch: the memory only
+# replaces a lookup by its own earlier result for the same input. Rows answering a function
+# (REPLY_TO_FUNCTION, matched by connection lookups over the function's pools) are not remembered.
+
+cdef inline uint64_t flow_hash(uint64_t ips, uint64_t rest, int32_t index) noexcept nogil:
+    return mix(ips, rest ^ (<uint64_t><uint32_t>index << 8))
+
+
+cdef inline uint64_t flow_rest(const packet_t* p, int8_t origin) noexcept nogil:
+    return ((<uint64_t>p.src_port << 48) | (<uint64_t>p.dst_port << 32) | (<uint64_t>p.proto << 24)
+            | (<uint64_t>p.flags << 16) | (<uint64_t>(origin + 1) << 8))
+
+
+cdef inline flow_t* flow_slot(const run_t* r, Py_ssize_t row) noexcept nogil:
+    cdef const packet_t* p = &r.out[row]
+    cdef uint64_t ips = (<uint64_t>p.src_ip << 32) | p.dst_ip
+    return &r.flows[flow_hash(ips, flow_rest(p, r.origin[row]), r.index[row]) & r.flow_mask]
+
+
+cdef inline void flow_begin(run_t* r, Py_ssize_t row) noexcept nogil:
+    """Find the row's flow in the memory (its outcomes are then replayed) or take its slot."""
+    cdef const packet_t* p = &r.out[row]
+    cdef uint64_t ips = (<uint64_t>p.src_ip << 32) | p.dst_ip
+    cdef uint64_t rest = flow_rest(p, r.origin[row])
+    cdef flow_t* f
+    r.memo_k = 0
+    r.memo_live = 0
+    r.seen_track = r.seen_nat = 0
+    if r.flows == NULL or r.origin[row] == O_REPLY_TO_FUNCTION:
+        r.flow = NULL
+        r.memo = NULL
+        return
+    f = &r.flows[flow_hash(ips, rest, r.index[row]) & r.flow_mask]
+    r.flow = f
+    r.memo = f.v
+    if f.ips == ips and (f.rest & ~(<uint64_t>0xFF)) == rest and f.index == r.index[row]:
+        r.memo_live = <int>(f.rest & 0xFF)
+        return
+    f.ips = ips
+    f.rest = rest  # nothing remembered until the walk completes
+    f.index = r.index[row]
+    f.track_eni = -1
+    f.nat = -1
+    r.flow_stores += 1
+
+
+cdef inline void flow_end(run_t* r, Py_ssize_t row, int completed) noexcept nogil:
+    """Remember the row's outcomes (all of them, or none: a row stopped, or too long a walk)."""
+    cdef flow_t* f = r.flow
+    cdef uint64_t n
+    if f == NULL:
+        return
+    n = <uint64_t>r.memo_k if completed and r.memo_k <= MEMO_MAX else 0
+    if (f.rest & 0xFF) != n:
+        f.rest = (f.rest & ~(<uint64_t>0xFF)) | n
+    r.flow = NULL
+    r.memo = NULL
+
+
+cdef inline void plan_track(run_t* r, int32_t eni, const packet_t* p) noexcept nogil:
+    """The row checks a tracked flow: remember where (its first), for the look-ahead."""
+    if r.seen_track:
+        return
+    r.seen_track = 1
+    if r.flow != NULL and r.memo_k >= r.memo_live:
+        r.flow.track_eni = eni
+        r.flow.track_src = p.src_ip
+        r.flow.track_dst = p.dst_ip
+        r.flow.track_ports = (<uint32_t>p.src_port << 16) | p.dst_port
+
+
+cdef inline void plan_nat(run_t* r, int32_t nat, uint8_t d, const packet_t* p) noexcept nogil:
+    """The row is translated by a NAT gateway: remember which (its first), for the look-ahead."""
+    if r.seen_nat:
+        return
+    r.seen_nat = 1
+    if r.flow != NULL and r.memo_k >= r.memo_live:
+        r.flow.nat = nat * 2 + d
+        r.flow.nat_src = p.src_ip
+        r.flow.nat_dst = p.dst_ip
+        r.flow.nat_ports = (<uint32_t>p.src_port << 16) | p.dst_port
+
+
+cdef inline void look_ahead(const vpc_t* v, const run_t* r, Py_ssize_t row, int stage) noexcept nogil:
+    """Prefetch what a remembered flow's row will look up first: its tracked flow and NAT
+    gateway connection (stage 0: their index lines; 1: what those point to)."""
+    cdef const packet_t* p = &r.out[row]
+    cdef const flow_t* f = flow_slot(r, row)
+    cdef packet_t q
+    if r.origin[row] == O_REPLY_TO_FUNCTION or (f.rest & 0xFF) == 0 or f.index != r.index[row]:
+        return
+    if f.ips != ((<uint64_t>p.src_ip << 32) | p.dst_ip) or (f.rest & ~(<uint64_t>0xFF)) != flow_rest(p, r.origin[row]):
+        return
+    q = p[0]
+    if f.track_eni >= 0:
+        q.src_ip, q.dst_ip = f.track_src, f.track_dst
+        q.src_port, q.dst_port = f.track_ports >> 16, f.track_ports & 0xFFFF
+        track_prefetch(v.track, f.track_eni, &q, stage)
+    if f.nat >= 0:
+        q.src_ip, q.dst_ip = f.nat_src, f.nat_dst
+        q.src_port, q.dst_port = f.nat_ports >> 16, f.nat_ports & 0xFFFF
+        nat_prefetch(v.nats[f.nat >> 1], &q, f.nat & 1, stage)
+
+
+cdef inline int memo_replay(run_t* r, int32_t* value) noexcept nogil:
+    """1 with the flow's remembered result of this lookup; 0: look it up (and ``memo_keep`` it)."""
+    if r.memo_k < r.memo_live:
+        value[0] = r.memo[r.memo_k]
+        r.memo_k += 1
+        return 1
+    return 0
+
+
+cdef inline int32_t memo_keep(run_t* r, int32_t value) noexcept nogil:
+    """Remember ``value`` as this row's next outcome; returns it."""
+    if r.memo != NULL:
+        if r.memo_k < MEMO_MAX:
+            r.memo[r.memo_k] = value
+        r.memo_k += 1
+    return value
+
+
+cdef inline void memo_check(run_t* r, int32_t value) noexcept nogil:
+    """A stateful step answered ``value``: the flow's memory holds on only while each answer is
+    the remembered one; from the first that is not, everything is looked up and remembered anew."""
+    if r.memo_k < r.memo_live:
+        if r.memo[r.memo_k] == value:
+            r.memo_k += 1
+            return
+        r.memo_live = r.memo_k
+    memo_keep(r, value)
+
+
+cdef inline void memo_check_packet(run_t* r, const packet_t* p, uint8_t status) noexcept nogil:
+    """A translation's answer: its status and the packet it left."""
+    memo_check(r, <int32_t>p.src_ip)
+    memo_check(r, <int32_t>p.dst_ip)
+    memo_check(r, <int32_t>((<uint32_t>p.src_port << 16) | p.dst_port))
+    memo_check(r, status)
+
+
+# The stateless lookups of the walk, through the flow memory.
+cdef inline int32_t m_rule(run_t* r, const rule_tables_t* t, int32_t s, int d, const packet_t* p) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return x
+    return memo_keep(r, rule_lookup(t, s, d, p))
+
+
+cdef inline int32_t m_route(run_t* r, const route_tables_t* t, int32_t table, uint32_t dst) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return x
+    return memo_keep(r, route_lookup(t, table, dst))
+
+
+cdef inline int32_t m_eni_at(const vpc_t* v, run_t* r, uint32_t ip, int32_t vpc) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return x
+    return memo_keep(r, eni_at(v, ip, vpc))
+
+
+cdef inline int m_owns(const vpc_t* v, run_t* r, int32_t eni, uint32_t ip) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return x
+    return memo_keep(r, owns(v, eni, ip))
+
+
+cdef inline int32_t m_subnet_at(const vpc_t* v, run_t* r, uint32_t ip, int32_t vpc) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return x
+    return memo_keep(r, subnet_at(v, ip, vpc))
+
+
+cdef inline int32_t m_public_at(const vpc_t* v, run_t* r, uint32_t public_ip, uint32_t* private) noexcept nogil:
+    cdef int32_t x, y
+    if memo_replay(r, &x) and memo_replay(r, &y):
+        private[0] = <uint32_t>y
+        return x
+    x = public_at(v, public_ip, private)
+    memo_keep(r, x)
+    memo_keep(r, <int32_t>private[0])
+    return x
+
+
+cdef inline uint32_t m_public_of(const vpc_t* v, run_t* r, uint32_t private_ip) noexcept nogil:
+    cdef int32_t x
+    if memo_replay(r, &x):
+        return <uint32_t>x
+    return <uint32_t>memo_keep(r, <int32_t>public_of(v, private_ip))
 
 
 #### the walk
@@ -343,7 +593,7 @@ cdef inline int nacl_check(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t s
                            int32_t where) noexcept nogil:
     """Network ACL ``nacl`` of ``subnet`` in direction d (1 out, 0 in; -1: not crossed, which
     passes), logged as its hop; a refusal ends the packet at ``where``. 1 if it passes."""
-    cdef int32_t e = rule_lookup(v.nacls, nacl, d, w.p)
+    cdef int32_t e = m_rule(r, v.nacls, nacl, d, w.p)
     cdef int allowed = 1 if e == -2 else (v.nacls.entry_allow[e] if e >= 0 else 0)
     cdef int32_t number = -1 if e == -2 else (v.nacls.entry_rule_number[e] if e >= 0 else IMPLICIT_DENY_RULE)
     hop(r, w, H_NACL_OUT if d else H_NACL_IN, subnet, nacl, allowed, number, 0, 0)
@@ -380,15 +630,20 @@ cdef int sg_check(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni, int d
     does not track it automatically: the packet passes on the rules and leaves nothing behind,
     so the next one is judged by the rules again (hop value 5: 1)."""
     cdef int32_t sg = v.eni_sg_set[eni]
-    cdef int32_t rule = rule_lookup(v.sgs, sg, d, w.p)
+    cdef int32_t rule = m_rule(r, v.sgs, sg, d, w.p), x
     cdef uint8_t allowed, tracked, untracked = 0
-    if (rule >= 0 and v.eni_kind[eni] == ENI_PLAIN and sg_untracked(v.sgs, sg, d, w.p)
-            and not auto_tracked(v, eni, d, w.p)):
-        untracked = 1
+    if rule >= 0 and v.eni_kind[eni] == ENI_PLAIN:
+        if memo_replay(r, &x):
+            untracked = <uint8_t>x
+        else:
+            untracked = memo_keep(r, sg_untracked(v.sgs, sg, d, w.p) and not auto_tracked(v, eni, d, w.p))
+    if sg >= 0:
+        plan_track(r, v.eni_key[eni], w.p)
     if not track_check_rules(v.track, v.eni_key[eni] if sg >= 0 else -1, w.p, rule != -1, untracked,
                              &allowed, &tracked):
         r.stop = STOP_NO_MEMORY
         return -1
+    memo_check(r, allowed | (tracked << 1))
     hop(r, w, H_SG_EGRESS if d else H_SG_INGRESS, eni, sg, allowed, rule if rule >= 0 else -1, tracked,
         untracked and not tracked)
     return allowed
@@ -401,9 +656,11 @@ cdef int translate_at_nat(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t na
     cdef uint8_t status
     if nat < 0:  # an ENI of a NAT gateway that is not in the topology
         return finish(r, w, R_NAT_UNSOLICITED_INBOUND, eni)
+    plan_nat(r, nat, d, w.p)
     if not nat_translate(v.nats[nat], w.p, d, 0, &status, r.pickup):
         r.stop = STOP_NO_MEMORY
         return STOPPED
+    memo_check_packet(r, w.p, status)
     hop(r, w, H_NAT_IN if d else H_NAT_OUT, nat, status, <int32_t>before.src_ip, before.src_port,
         <int32_t>before.dst_ip, before.dst_port)
     if status >= S_FIRST_REFUSAL:
@@ -448,6 +705,7 @@ cdef int back_to_function(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t en
     if not nat_translate(v.pools[pool], w.p, DIR_IN, 0, &status):
         r.stop = STOP_NO_MEMORY
         return STOPPED
+    memo_check_packet(r, w.p, status)
     hop(r, w, H_V2N_IN, pool, status, <int32_t>ip, port, <int32_t>w.p.dst_ip, w.p.dst_port)
     return finish(r, w, R_DELIVERED_TO_FUNCTION if status < 16 else v.v2n_reason[status], eni)
 
@@ -466,7 +724,7 @@ cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) n
     """The internet gateway maps the private source to its public IP (1:1), or drops it; it
     drops a packet for a private or shared address (not on the internet); a packet to a public
     address of the VPC turns around (hairpin)."""
-    cdef uint32_t public = public_of(v, w.p.src_ip)
+    cdef uint32_t public = m_public_of(v, r, w.p.src_ip)
     cdef uint32_t private
     cdef int32_t nat, back
     cdef uint8_t refused = 0
@@ -481,7 +739,7 @@ cdef int leave_by_igw(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) n
     if refused:
         return finish(r, w, refused, eni)
     w.p.src_ip = public
-    back = public_at(v, w.p.dst_ip, &private)
+    back = m_public_at(v, r, w.p.dst_ip, &private)
     if back < 0:
         return finish(r, w, R_EXITED_TO_INTERNET, eni)
     hop(r, w, H_IGW_IN, <int32_t>w.p.dst_ip, <int32_t>private, back, 0, 0, 0)
@@ -513,7 +771,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     cdef int ok, local
     # source/destination check: "the instance must be the source or destination of any traffic
     # it sends or receives" (EC2); decided before anything else sees the packet
-    if v.eni_sd_check[eni] and not owns(v, eni, p.src_ip):
+    if v.eni_sd_check[eni] and not m_owns(v, r, eni, p.src_ip):
         return finish(r, w, R_SOURCE_DEST_CHECK_OUT, eni)
     if (p.dst_ip >> 16) == 0xA9FE:
         return to_link_local(r, w, eni, v.eni_kind[eni])
@@ -527,7 +785,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     if not ok:
         return finish(r, w, R_SG_EGRESS_DENY, eni)
     table = v.subnet_route_table[subnet]
-    route = route_lookup(v.routes, table, p.dst_ip)
+    route = m_route(r, v.routes, table, p.dst_ip)
     if route >= 0:
         flat = v.route_offset[table] + route
         kind = v.target_flat[flat]
@@ -537,7 +795,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
         target = -1
     local = kind == T_LOCAL or kind == T_ENI
     if kind == T_LOCAL:
-        dst_eni = eni_at(v, p.dst_ip, v.subnet_vpc[subnet])
+        dst_eni = m_eni_at(v, r, p.dst_ip, v.subnet_vpc[subnet])
     elif kind == T_ENI:
         dst_eni = target
     else:
@@ -548,7 +806,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
     if kind == T_ENI:
         to_subnet = v.eni_subnet[dst_eni] if dst_eni >= 0 else -1  # a missing target: out of the subnet
     elif kind == T_LOCAL:
-        to_subnet = subnet_at(v, p.dst_ip, v.subnet_vpc[subnet])
+        to_subnet = m_subnet_at(v, r, p.dst_ip, v.subnet_vpc[subnet])
     else:
         to_subnet = -1  # leaves the subnet (or never leaves at all: no route, blackhole)
     if kind == T_NONE or kind == T_BLACKHOLE or (local and to_subnet == subnet):
@@ -562,7 +820,7 @@ cdef int send(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t eni) noexcept 
             return finish(r, w, R_NO_SUBNET_AT_ADDRESS, eni)
         if dst_eni < 0:
             return finish(r, w, R_NO_ENI_AT_ADDRESS, eni)
-        if kind == T_ENI and v.eni_sd_check[dst_eni] and not owns(v, dst_eni, p.dst_ip):
+        if kind == T_ENI and v.eni_sd_check[dst_eni] and not m_owns(v, r, dst_eni, p.dst_ip):
             # an appliance must have the check off; the subnet's NACL is crossed first
             if not nacl_in(v, r, w, dst_eni, subnet):
                 return DONE
@@ -751,7 +1009,7 @@ cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogi
     an internet address, and refuses one for a private address or a public address no ENI (or
     NAT gateway) of the VPC holds; otherwise it maps the public address to its private one."""
     cdef uint32_t private
-    cdef int32_t eni = public_at(v, w.p.dst_ip, &private)  # also names the gateway that refuses
+    cdef int32_t eni = m_public_at(v, r, w.p.dst_ip, &private)  # also names the gateway that refuses
     cdef uint8_t refused = not_on_internet(w.p.src_ip, R_IGW_PRIVATE_SOURCE, R_IGW_SHARED_SOURCE)
     if not refused:
         refused = not_on_internet(w.p.dst_ip, R_IGW_PRIVATE_ADDRESS_FROM_INTERNET, 0)
@@ -766,7 +1024,7 @@ cdef int from_internet(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogi
 
 cdef int from_gateway_endpoint(const vpc_t* v, run_t* r, packet_walk_t* w, int32_t endpoint) noexcept nogil:
     cdef int32_t vpc = v.endpoint_vpc[endpoint if endpoint > 0 else 0] if v.n_endpoints else -1
-    cdef int32_t eni = eni_at(v, w.p.dst_ip, vpc)
+    cdef int32_t eni = m_eni_at(v, r, w.p.dst_ip, vpc)
     hop(r, w, H_ENDPOINT_IN, endpoint, eni, 0, 0, 0, 0)
     if eni < 0:
         return finish(r, w, R_NO_ENI_AT_ADDRESS, -1)
@@ -876,10 +1134,11 @@ cdef int start(const vpc_t* v, run_t* r, packet_walk_t* w) noexcept nogil:
         r.stop_pool = index
         r.stop_status = status
         return STOPPED
+    memo_check_packet(r, w.p, status)
     hop(r, w, H_V2N_OUT, index, status, <int32_t>ip, port, <int32_t>w.p.src_ip, w.p.src_port)
     if status >= S_FIRST_REFUSAL:
         return finish(r, w, v.v2n_reason[status], -1)
-    eni = eni_at(v, w.p.src_ip, v.pool_vpc[index])
+    eni = m_eni_at(v, r, w.p.src_ip, v.pool_vpc[index])
     if eni < 0:  # an address no ENI of this compilation holds (cannot happen)
         return finish(r, w, R_ENI_CAPACITY, -1)
     return eni
@@ -890,6 +1149,7 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
     cdef Py_ssize_t i
     cdef packet_walk_t w
     cdef int next_eni, sends
+    cdef flow_t* f
     for i in range(begin, end):
         # the first table a function's packet meets is its pool's: fetch it early (the later
         # ones depend on this packet's translations)
@@ -897,6 +1157,18 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
             nat_prefetch(v.pools[r.index[i + AHEAD]], &r.out[i + AHEAD], DIR_OUT, 0)
         if i + AHEAD_CONN < end and r.origin[i + AHEAD_CONN] == O_FUNCTION:
             nat_prefetch(v.pools[r.index[i + AHEAD_CONN]], &r.out[i + AHEAD_CONN], DIR_OUT, 1)
+        if r.flows != NULL:
+            # the flow's slot (keyed on the row as it starts), then from it what the row will
+            # look up first in the tracking and NAT gateway tables
+            if i + AHEAD_FLOW < end:
+                f = flow_slot(r, i + AHEAD_FLOW)
+                __builtin_prefetch(f)
+                __builtin_prefetch(<char*>f + 64)
+                __builtin_prefetch(<char*>f + 128)
+            if i + AHEAD_TRACK < end:
+                look_ahead(v, r, i + AHEAD_TRACK, 0)
+            if i + AHEAD_TRACK_LINE < end:
+                look_ahead(v, r, i + AHEAD_TRACK_LINE, 1)
         if r.log:
             if r.hop_cap - r.n_hops < HOPS_PER_PACKET:
                 r.stop = STOP_LOG_FULL
@@ -907,6 +1179,7 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
         w.pos = 0
         r.reason[i] = 0
         r.location[i] = -1
+        flow_begin(r, i)
         next_eni = start(v, r, &w)
         sends = 0
         while next_eni >= 0:
@@ -915,6 +1188,7 @@ cdef Py_ssize_t walk_rows(const vpc_t* v, run_t* r, Py_ssize_t begin, Py_ssize_t
                 finish(r, &w, R_ROUTING_LOOP, next_eni)
                 break
             next_eni = send(v, r, &w, next_eni)
+        flow_end(r, i, next_eni != STOPPED)
         if next_eni == STOPPED:
             if r.log:
                 r.n_hops = r.first_hop[i]
@@ -943,10 +1217,35 @@ cdef class Walker:
     cdef nat_t** pool_ptrs
     cdef ConntrackCore track
     cdef readonly Py_ssize_t n_enis, n_pools, n_endpoints, n_functions
+    cdef flow_t* flows             # the flow memory (see "Flows remembered"), allocated on first use
+    cdef int flow_bits
+    cdef readonly Py_ssize_t flow_stores  # flows (re)written in its slots since it was allocated
 
     def __cinit__(self):
         self.nat_ptrs = NULL
         self.pool_ptrs = NULL
+        self.flows = NULL
+
+    cdef int _flow_memory(self) except -1:
+        """Allocate the flow memory, or a larger one (empty: it is only a memory of lookups)
+        when the flows written since it was allocated crowd it: four slots a flow, within
+        FLOWS_MIN_BITS..FLOWS_MAX_BITS (slots are met at random: huge pages, as the tables)."""
+        cdef int bits = FLOWS_MIN_BITS
+        cdef size_t size
+        while bits < FLOWS_MAX_BITS and (<Py_ssize_t>1 << bits) < 4 * self.flow_stores:
+            bits += 1
+        if self.flows != NULL and bits <= self.flow_bits:
+            return 0
+        size = (<size_t>1 << bits) * sizeof(flow_t)
+        raw = <flow_t*>table_alloc(size)
+        if raw == NULL:
+            raise MemoryError()
+        memset(raw, 0, size)
+        free(self.flows)
+        self.flows = raw
+        self.flow_bits = bits
+        self.flow_stores = 0
+        return 0
 
     def __init__(self, vpc, nat_cores, pool_cores, pool_vpc, pool_of_eni, pool_stops,
                  ConntrackCore track not None, v2n_reason, nat_reason):
@@ -1048,6 +1347,7 @@ cdef class Walker:
     def __dealloc__(self):
         free(self.nat_ptrs)
         free(self.pool_ptrs)
+        free(self.flows)
 
     def set_function_pools(self, pools_by_function):
         """The pool indexes of each function (REPLY_TO_FUNCTION rows: index = function number)."""
@@ -1108,9 +1408,11 @@ cdef class Walker:
     def walk(self, packet_t[::1] out not None, const int8_t[::1] origin not None,
              const int32_t[::1] index not None, uint8_t[::1] reason not None, int32_t[::1] location not None,
              int64_t[::1] first_hop, hops, Py_ssize_t n_hops, Py_ssize_t begin,
-             Py_ssize_t nostop_row=-1, bint pickup=False):
+             Py_ssize_t nostop_row=-1, bint pickup=False, bint remember=True):
         """Walk rows ``begin:`` of ``out`` in place. ``pickup``: mid-stream pickup on the NAT
         tables (V2N and NAT gateways): an outbound TCP ACK of no connection opens it, established.
+        ``remember`` False: the fast path is off (every lookup is done; the flow memory is neither
+        read nor written); the results are the same (``hyperplane.dataplane.walk.FAST_PATH``).
         ``hops`` None: verdict-only, nothing is logged (``first_hop`` may be None, ``n_hops`` is
         returned as given); the verdicts and translations are the same as with a log.
 
@@ -1154,6 +1456,16 @@ cdef class Walker:
         r.stop = STOP_NONE
         r.stop_pool = -1
         r.stop_status = 0
+        r.flows = NULL
+        r.flow_mask = 0
+        r.flow_stores = 0
+        r.flow = NULL
+        r.memo = NULL
+        r.memo_k = r.memo_live = 0
+        if remember:
+            self._flow_memory()
+            r.flows = self.flows
+            r.flow_mask = (<uint64_t>1 << self.flow_bits) - 1
         self.track._enter()
         self.track.st.pickup = pickup  # security-group tracking picks up as the NAT tables do
         try:
@@ -1161,6 +1473,7 @@ cdef class Walker:
                 stopped = walk_rows(&self.v, &r, begin, n)
                 hp_stream_fence()
         finally:
+            self.flow_stores += r.flow_stores
             self.track.st.pickup = 0
             self.track.busy = 0
         return stopped, r.stop, r.n_hops, r.stop_pool, r.stop_status

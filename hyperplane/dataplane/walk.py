@@ -87,6 +87,10 @@ COLUMNS: dict[str, tuple[tuple[str, type], ...]] = {
 }
 assert tuple(COLUMNS) == tuple(s for s in _walk.STAGES if s)
 _STAGE_COLUMNS = [COLUMNS.get(s, ()) for s in _walk.STAGES]
+# The walker's fast path for the packets of a flow it has walked before (``_walk.pyx``, "Flows
+# remembered"): it replays the flow's stateless lookups and does every stateful step for real.
+# False turns it off (the tests compare both: every result, hop log and table is the same).
+FAST_PATH = True
 HOPS_PER_ROW = 10  # the log's first allocation; it grows when a batch needs more
 # A hop log of a result that is gone, for the next batch: touching fresh memory costs more than
 # the walk itself on a VM (every page is faulted in and zeroed), reused memory does not. One is
@@ -279,7 +283,7 @@ class Pipeline:
         while True:
             row, stop, n_hops, pool, status = core.walk(out, origin, origin_index, reason, location,
                                                         None if first_hop is None else first_hop[:n], log,
-                                                        n_hops, begin, nostop, pickup)
+                                                        n_hops, begin, nostop, pickup, FAST_PATH)
             if stop == _codes.Stop.STOP_NAT_RST:  # row - 1 is done: the NAT gateway's ENI `pool` answers it
                 if answer:
                     answers[row - 1] = pipeline.run(nat_rst(out[row - 1]), np.array([Origin.ENI], np.int8),
