@@ -1,0 +1,99 @@
+"""The compiled label keys of a replay's verdicts (``hyperplane._core._verdicts``) against the plain
+definition of what a verdict line's label depends on: where the packet ended, its reason,
+whether it picked its connection up mid-stream, and its last hop (stage and the values that name
+a resource or rule)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hyperplane._core import _verdicts, _walk
+from hyperplane.records import ACK, FIN, PACKET, RST, SYN, TCP, UDP
+from hyperplane.replay_verdicts import _KEPT
+from hyperplane.tables.nat import NatStatus
+
+V2N_OUT, NAT_OUT = _walk.STAGES.index("v2n_out"), _walk.STAGES.index("nat_out")
+STAGES = [V2N_OUT, NAT_OUT, _walk.STAGES.index("v2n_in"), _walk.STAGES.index("sg_egress"),
+          _walk.STAGES.index("route"), _walk.STAGES.index("nacl_in")]
+STATUSES = [NatStatus.TRANSLATED, NatStatus.CREATED, NatStatus.NO_CONNECTION]
+
+hop = st.tuples(st.sampled_from(STAGES), st.sampled_from(STATUSES), st.integers(-2, 3))
+row = st.tuples(st.lists(hop, max_size=4), st.integers(-1, 2), st.sampled_from([1, 20, 30]),
+                st.sampled_from([TCP, UDP]), st.sampled_from([ACK, SYN, SYN | ACK, FIN | ACK, RST, ACK | 0x08]))
+
+
+def batch(rows):
+    """A walked batch as the walker logs it: each row's hops in order, the packets as they left."""
+    counts = [len(r[0]) for r in rows]
+    first_hop = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    hops = np.zeros(int(first_hop[-1]), _walk.HOP)
+    k = 0
+    for i, (its_hops, *_) in enumerate(rows):
+        for stage, status, value in its_hops:
+            hops[k]["row"], hops[k]["stage"] = i, stage
+            hops[k]["v"] = [value, status, value * 7, value + 1, -value, value * 3]
+            k += 1
+    packets = np.zeros(len(rows), PACKET)
+    packets["proto"] = [r[3] for r in rows]
+    packets["flags"] = [r[4] for r in rows]
+    location = np.array([r[1] for r in rows], np.int32)
+    reason = np.array([r[2] for r in rows], np.uint8)
+    return hops, first_hop, packets, location, reason
+
+
+def definition(hops, packets, location, reason, i):
+    """A row's label key, from its definition: its location and reason; picked up when a V2N or
+    NAT gateway hop of the row opened a connection (CREATED) for a TCP ACK without SYN, FIN or
+    RST; the stage of its last hop (-1: none) and that hop's kept values (0 where not kept)."""
+    mine = [h for h in hops if h["row"] == i]
+    opened = any(h["stage"] in (V2N_OUT, NAT_OUT) and h["v"][1] == NatStatus.CREATED for h in mine)
+    p = packets[i]
+    picked = opened and p["proto"] == TCP and int(p["flags"]) & (SYN | ACK | FIN | RST) == ACK
+    if not mine:
+        return (int(location[i]), int(reason[i]), picked, -1, (0,) * 6)
+    last = mine[-1]
+    kept = tuple(int(v) if k else 0 for v, k in zip(last["v"], _KEPT[last["stage"]]))
+    return (int(location[i]), int(reason[i]), picked, int(last["stage"]), kept)
+
+
+@given(st.lists(st.lists(row, max_size=40), min_size=1, max_size=3))
+def test_rows_share_a_label_key_exactly_when_their_labels_depend_on_the_same_values(batches):
+    keys = _verdicts.LabelKeys(_KEPT.view(np.uint8))
+    seen: list[tuple] = []  # every key so far, in order of first appearance (one table, several chunks)
+    for rows in batches:
+        hops, first_hop, packets, location, reason = batch(rows)
+        codes = keys.codes(hops, first_hop, packets, location, reason)
+        for i in range(len(rows)):
+            expected = definition(hops, packets, location, reason, i)
+            if expected not in seen:
+                seen.append(expected)
+            assert codes[i] == seen.index(expected)
+            assert keys.key(int(codes[i])) == expected
+    assert len(keys) == len(seen)
+
+
+@given(st.lists(st.integers(0, 9), max_size=60))
+def test_first_appearance_numbers_the_distinct_codes_in_the_order_they_first_appear(codes):
+    distinct, inverse = _verdicts.first_appearance(np.array(codes, np.int32), 10)
+    expected = list(dict.fromkeys(codes))
+    assert distinct.tolist() == expected
+    assert [expected[k] for k in inverse] == codes
+
+
+def test_bad_batches_are_refused_with_a_clear_error():
+    keys = _verdicts.LabelKeys(_KEPT.view(np.uint8))
+    hops, first_hop, packets, location, reason = batch([([(V2N_OUT, 1, 0)], 0, 1, TCP, ACK)])
+    with pytest.raises(TypeError, match="HOP"):
+        keys.codes(hops.view(np.uint8), first_hop, packets, location, reason)
+    with pytest.raises(ValueError, match="one batch"):
+        keys.codes(hops, first_hop, packets, location[:0], reason)
+    with pytest.raises(ValueError, match="does not fit the hop log"):
+        keys.codes(hops[:0], first_hop, packets, location, reason)
+    hops["stage"] = len(_walk.STAGES)
+    with pytest.raises(ValueError, match="hop 0 has stage"):
+        keys.codes(hops, first_hop, packets, location, reason)
+    with pytest.raises(IndexError, match="no label key 0"):
+        keys.key(0)
+    with pytest.raises(ValueError, match="code 3 .row 0. is not in 0..1"):
+        _verdicts.first_appearance(np.array([3], np.int32), 2)
