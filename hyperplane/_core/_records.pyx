@@ -30,7 +30,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._core._tables cimport mix, table_alloc
+from hyperplane._core._tables cimport __builtin_prefetch, mix, table_alloc
 from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
 from hyperplane._core._codes cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
                                      H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT)
@@ -44,6 +44,7 @@ from hyperplane._core._walk import HOP as _HOP
 cdef enum:
     EMPTY = 0xFFFFFFFF
     MAX_RECORDS = 0x7FFFFFFF
+    PENDING = 32  # observations hashed and prefetched before they are merged
 
 cdef uint64_t PORT = 0xFFFF
 cdef uint32_t LINK_LOCAL = 0xA9FE  # 169.254.0.0/16, the top half of an address
@@ -81,6 +82,17 @@ cdef struct record_t:
     uint8_t pad[7]
 
 assert sizeof(record_t) == 64
+
+
+cdef struct observation_t:
+    # one observation waiting for its merge: its key, hash, bytes and time
+    uint64_t a
+    uint64_t b
+    uint64_t c
+    uint64_t h
+    int64_t nbytes
+    double t
+    uint8_t flags
 
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
@@ -123,6 +135,11 @@ cdef class RecordTable:
     cdef uint32_t* index
     cdef Py_ssize_t count, capacity
     cdef uint64_t mask
+    # observe's observations not merged yet, in order: a record's index bucket and line are
+    # fetched for a block of them at once (random lines of a table larger than the caches),
+    # then they are merged in the order they were made, so records keep their order
+    cdef observation_t pending[PENDING]
+    cdef Py_ssize_t n_pending
 
     def __cinit__(self):
         self.capacity = 1024
@@ -211,7 +228,11 @@ cdef class RecordTable:
 
     cdef inline void _merge_one(self, uint64_t a, uint64_t b, uint64_t c, int64_t packets, int64_t nbytes,
                                 double start, double end, uint8_t flags) noexcept nogil:
-        cdef uint64_t i = key_hash(a, b, c) & self.mask
+        self._merge_hashed(key_hash(a, b, c), a, b, c, packets, nbytes, start, end, flags)
+
+    cdef inline void _merge_hashed(self, uint64_t h, uint64_t a, uint64_t b, uint64_t c, int64_t packets,
+                                   int64_t nbytes, double start, double end, uint8_t flags) noexcept nogil:
+        cdef uint64_t i = h & self.mask
         cdef uint32_t r
         cdef record_t* rec
         while True:
@@ -253,9 +274,31 @@ cdef class RecordTable:
             dst &= ~PORT
         if not bt.eni_hyperplane[eni]:
             orig = 0
-        self._merge_one(src | (<uint64_t>(bits | p.proto) << 48), dst | (<uint64_t>bt.eni_number[eni] << 48),
-                        (<uint64_t>floor(t / bt.interval) << 32) | orig, 1, p.length, t, t, flags)
+        cdef observation_t* o = &self.pending[self.n_pending]
+        o.a = src | (<uint64_t>(bits | p.proto) << 48)
+        o.b = dst | (<uint64_t>bt.eni_number[eni] << 48)
+        o.c = (<uint64_t>floor(t / bt.interval) << 32) | orig
+        o.h = key_hash(o.a, o.b, o.c)
+        o.nbytes, o.t, o.flags = p.length, t, flags
+        __builtin_prefetch(&self.index[o.h & self.mask])
+        self.n_pending += 1
+        if self.n_pending == PENDING:
+            self._drain()
         return 1
+
+    cdef void _drain(self) noexcept nogil:
+        """Merge the pending observations, in order, their record lines prefetched first."""
+        cdef Py_ssize_t j
+        cdef uint32_t r
+        cdef observation_t* o
+        for j in range(self.n_pending):
+            r = self.index[self.pending[j].h & self.mask]
+            if r != EMPTY:
+                __builtin_prefetch(&self.records[r])
+        for j in range(self.n_pending):
+            o = &self.pending[j]
+            self._merge_hashed(o.h, o.a, o.b, o.c, 1, o.nbytes, o.t, o.t, o.flags)
+        self.n_pending = 0
 
     cdef Py_ssize_t _observe(self, const batch_t* bt, Py_ssize_t begin, Py_ssize_t end,
                              int64_t* observed) noexcept nogil:
@@ -270,8 +313,10 @@ cdef class RecordTable:
         cdef int64_t before
         cdef const packet_t* p
         for i in range(begin, end):
-            if self.capacity - self.count < HOPS_PER_PACKET:
-                return i
+            if self.capacity - self.count - self.n_pending < HOPS_PER_PACKET:
+                self._drain()
+                if self.capacity - self.count < HOPS_PER_PACKET:
+                    return i
             before = self.count
             p = &bt.packets[i]
             src = (<uint64_t>p.src_ip << 16) | p.src_port
@@ -318,6 +363,7 @@ cdef class RecordTable:
                     src = (<uint64_t><uint32_t>h.v[1] << 16) | (src & PORT)
                 elif h.stage == H_IGW_IN:
                     dst = (<uint64_t><uint32_t>h.v[0] << 16) | (dst & PORT)
+        self._drain()
         return end
 
     def observe(self, hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
