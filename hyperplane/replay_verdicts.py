@@ -143,56 +143,38 @@ class Conversations:
     followed across chunks: it is established once a packet of each side has been delivered
     (in either order: a capture that begins mid-stream may show the answer first); otherwise it
     failed where its first refused packet was refused, or, with nothing refused, went
-    unanswered."""
+    unanswered. Followed in compiled code (``hyperplane._core._verdicts.ConversationTable``)."""
 
     def __init__(self) -> None:
-        self.index: dict[tuple[int, int, int], int] = {}
-        self.delivered = np.zeros((0, 2), bool)  # a packet of endpoint A (the lower address, port), of B
-        self.picked_up = np.zeros(0, bool)
-        self.failure: list[str] = []  # "REASON resource" of the first refusal ("": none)
+        self.table = _verdicts.ConversationTable()
+        self.resources: dict[str, int] = {}  # the deciding resources of refusals ("-": none), numbered
 
     def add(self, chunk: CaptureChunk, delivered: np.ndarray, reason: np.ndarray, label: np.ndarray,
             labels: Labels) -> None:
         rec = chunk.records
         proto = rec["proto"]
-        rows = np.flatnonzero((chunk.kind == PacketKind.EMULATED) & ((proto == TCP) | (proto == UDP)))
-        if not rows.size:
-            return
-        r = rec if len(rows) == len(rec) else rec[rows]
-        src = (r["src_ip"].astype(np.uint64) << 16) | r["src_port"]
-        dst = (r["dst_ip"].astype(np.uint64) << 16) | r["dst_port"]
-        from_a = src < dst
-        a, b, proto = np.minimum(src, dst), np.maximum(src, dst), proto[rows]
-        first, inverse = distinct_rows([a, b, proto])
-        known = len(self.index)
-        ids = np.array([self.index.setdefault(key, len(self.index))
-                        for key in zip(a[first].tolist(), b[first].tolist(), proto[first].tolist())], np.int64)
-        grow = len(self.index) - known
-        if grow:
-            self.delivered = np.concatenate([self.delivered, np.zeros((grow, 2), bool)])
-            self.picked_up = np.append(self.picked_up, np.zeros(grow, bool))
-            self.failure += [""] * grow
-        conv = ids[inverse]
-        ok = delivered[rows]
-        self.delivered[conv[ok], np.where(from_a[ok], 0, 1)] = True
-        self.picked_up[conv[labels.picked_up[label[rows]]]] = True
-        refused = np.flatnonzero(~ok)
-        if refused.size:
-            c, k = np.unique(conv[refused], return_index=True)
-            for conversation, row in zip(c.tolist(), rows[refused[k]].tolist()):
-                if not self.failure[conversation]:
-                    resource = labels.resource[label[row]].decode() or "-"
-                    self.failure[conversation] = f"{Reason(int(reason[row])).name} {resource}"
+        counted = (chunk.kind == PacketKind.EMULATED) & ((proto == TCP) | (proto == UDP))
+        # a refusal's failure: its reason and its label's resource, as reason | resource number << 8
+        resource = np.array([self.resources.setdefault(r.decode() or "-", len(self.resources))
+                             for r in labels.resource], np.int32)
+        failure = (resource[label] << 8) | reason.astype(np.int32)  # label -1: the last, no label
+        self.table.add(np.ascontiguousarray(rec), counted.view(np.uint8),
+                       np.ascontiguousarray(delivered, bool).view(np.uint8),
+                       labels.picked_up[label].view(np.uint8), failure)
 
     def count(self) -> tuple[Counter, int, Counter]:
         """(conversations by outcome, how many established ones were picked up, the failed ones
         by "REASON resource")."""
-        established = self.delivered.all(axis=1)
-        failed = np.array([bool(f) for f in self.failure], bool) & ~established
+        seen, failure = self.table.outcomes()
+        established = (seen & 3) == 3
+        failed = (failure >= 0) & ~established
         outcomes = Counter({"established": int(established.sum()), "failed": int(failed.sum()),
                             "unanswered": int((~established & ~failed).sum())})
-        return outcomes, int((self.picked_up & established).sum()), \
-            Counter(f for f, bad in zip(self.failure, failed) if bad)
+        codes, first, counts = np.unique(failure[failed], return_index=True, return_counts=True)
+        names = list(self.resources)
+        at = Counter({f"{Reason(int(c) & 0xFF).name} {names[int(c) >> 8]}": int(k)  # in order of first failure
+                      for _, c, k in sorted(zip(first.tolist(), codes.tolist(), counts.tolist()))})
+        return outcomes, int(((seen & 4) > 0)[established].sum()), at
 
 
 class VerdictSink:

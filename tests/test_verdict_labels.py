@@ -97,3 +97,56 @@ def test_bad_batches_are_refused_with_a_clear_error():
         keys.key(0)
     with pytest.raises(ValueError, match="code 3 .row 0. is not in 0..1"):
         _verdicts.first_appearance(np.array([3], np.int32), 2)
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+endpoint = st.tuples(st.sampled_from([0x0A000001, 0x0A000002, 0xAC100505]), st.sampled_from([53, 443, 20000]))
+packet = st.tuples(endpoint, endpoint, st.sampled_from([TCP, UDP]), st.booleans(), st.booleans(), st.booleans(),
+                   st.integers(0, 5))
+
+
+@given(st.lists(st.lists(packet, max_size=30), max_size=3))
+def test_conversations_follow_both_directions_of_a_five_tuple_across_chunks(chunks):
+    """A conversation is the two directions of a 5-tuple; each side is marked when one of its
+    packets is delivered; its failure is that of its first refused packet; they are numbered in
+    the order they first appear (the definition, on Python tuples)."""
+    table = _verdicts.ConversationTable()
+    expected: dict[tuple, dict] = {}  # a frozenset of the two endpoints and the protocol -> outcome
+    for rows in chunks:
+        packets = np.zeros(len(rows), PACKET)
+        for i, ((sip, sport), (dip, dport), proto, *_) in enumerate(rows):
+            packets[i]["src_ip"], packets[i]["src_port"], packets[i]["dst_ip"], packets[i]["dst_port"] = \
+                sip, sport, dip, dport
+            packets[i]["proto"] = proto
+        counted = np.array([r[3] for r in rows], np.uint8)
+        delivered = np.array([r[4] for r in rows], np.uint8)
+        picked = np.array([r[5] for r in rows], np.uint8)
+        failure = np.array([r[6] for r in rows], np.int32)
+        failed_rows = []
+        for i, (src, dst, proto, count, ok, pick, code) in enumerate(rows):
+            if not count:
+                continue
+            c = expected.setdefault((min(src, dst), max(src, dst), proto),
+                                    {"sides": set(), "picked": False, "failure": -1})
+            if ok:
+                c["sides"].add("A" if src < dst else "B")
+            elif c["failure"] < 0:
+                c["failure"] = code
+                failed_rows.append(i)
+            c["picked"] |= pick
+        assert table.add(packets, counted, delivered, picked, failure).tolist() == failed_rows
+    seen, failure = table.outcomes()
+    assert len(table) == len(expected)
+    for k, c in enumerate(expected.values()):
+        assert bool(seen[k] & 1) == ("A" in c["sides"]) and bool(seen[k] & 2) == ("B" in c["sides"])
+        assert bool(seen[k] & 4) == c["picked"] and failure[k] == c["failure"]
+
+
+def test_a_refused_packet_needs_a_failure_code():
+    packets = np.zeros(2, PACKET)
+    one = np.ones(2, np.uint8)
+    with pytest.raises(ValueError, match="row 1 was refused and has no failure code"):
+        _verdicts.ConversationTable().add(packets, one, np.array([1, 0], np.uint8), one, np.array([0, -1], np.int32))
+    with pytest.raises(ValueError, match="one value per packet"):
+        _verdicts.ConversationTable().add(packets, one[:1], one, one, np.zeros(2, np.int32))

@@ -25,3 +25,16 @@ def first_appearance(
     codes: npt.NDArray[np.int32],  # const int32_t[::1], each in 0..count-1
     count: int,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]: ...
+
+@final
+class ConversationTable:
+    def __len__(self) -> int: ...
+    def add(
+        self,
+        packets: npt.NDArray[np.void],  # hyperplane.records.PACKET, the capture's addresses
+        counted: npt.NDArray[np.uint8],  # const uint8_t[::1]
+        delivered: npt.NDArray[np.uint8],  # const uint8_t[::1]
+        picked_up: npt.NDArray[np.uint8],  # const uint8_t[::1]
+        failure: npt.NDArray[np.int32],  # const int32_t[::1], >= 0 on refused counted rows
+    ) -> npt.NDArray[np.int64]: ...  # the rows that gave their conversation its failure
+    def outcomes(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]: ...  # (seen bits, failure)

@@ -10,8 +10,12 @@ hop log in one pass without the GIL and numbers each distinct combination, a key
 table's life: a replay's chunks share the numbers, so the text of a label (rendered in Python,
 as the trace renders hops) is made once per key, not once per chunk.
 
-Keys live end to end in the order they first appeared; an open-addressing index of key numbers
-(linear probing, at most half full) finds one; keys are compared in full.
+Conversations. ``ConversationTable`` follows a replay's TCP and UDP conversations (both
+directions of a 5-tuple) across its chunks in one pass a chunk: which sides had a packet
+delivered, whether one picked its connection up, and the failure of the first refused packet.
+
+Keys and conversations live end to end in the order they first appeared; an open-addressing
+index of their numbers (linear probing, at most half full) finds one; keys are compared in full.
 """
 
 cimport cython
@@ -226,3 +230,162 @@ def first_appearance(const int32_t[::1] codes not None, Py_ssize_t count):
     if bad >= 0:
         raise ValueError(f"first_appearance: code {codes[bad]} (row {bad}) is not in 0..{count - 1}")
     return distinct[:found].copy(), inverse
+
+
+####################################################################################################
+# Conversations
+
+cdef enum:
+    FROM_A = 1      # a packet of endpoint A (the lower ip << 16 | port) was delivered
+    FROM_B = 2      # one of endpoint B
+    PICKED_UP = 4   # a packet of it picked its connection up mid-stream
+    NO_FAILURE = -1
+
+
+cdef struct conversation_t:
+    # 24 bytes: the two endpoints (ip << 16 | port, the lower first), the protocol, what happened
+    uint64_t a
+    uint64_t b
+    uint8_t proto
+    uint8_t seen      # FROM_A | FROM_B | PICKED_UP
+    uint8_t pad[2]
+    int32_t failure   # the first refused row's failure code (NO_FAILURE: none yet)
+
+
+@cython.final
+cdef class ConversationTable:
+    """TCP and UDP conversations (the two directions of a 5-tuple) followed across a replay's
+    chunks, numbered in order of first appearance: which sides had a packet delivered, whether
+    one picked its connection up, and the failure code of the first refused packet."""
+
+    cdef conversation_t* rows
+    cdef uint32_t* index
+    cdef Py_ssize_t count, capacity
+    cdef uint64_t mask
+
+    def __cinit__(self):
+        self.capacity = 1024
+        self.mask = 2 * self.capacity - 1
+        self.rows = <conversation_t*>malloc(self.capacity * sizeof(conversation_t))
+        self.index = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
+        if self.rows == NULL or self.index == NULL:
+            raise MemoryError("cannot allocate the conversation table")
+        memset(self.index, 0xFF, (self.mask + 1) * sizeof(uint32_t))
+
+    def __dealloc__(self):
+        free(self.rows)
+        free(self.index)
+
+    def __len__(self):
+        return self.count
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t capacity = self.capacity * 2, r
+        cdef uint64_t mask = 2 * capacity - 1, i
+        if capacity > 0x7FFFFFFF:
+            raise MemoryError("more than 2**31 conversations")
+        cdef conversation_t* rows = <conversation_t*>malloc(capacity * sizeof(conversation_t))
+        cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
+        if rows == NULL or index == NULL:
+            free(rows)
+            free(index)
+            raise MemoryError("cannot grow the conversation table")
+        memcpy(rows, self.rows, self.count * sizeof(conversation_t))
+        memset(index, 0xFF, (mask + 1) * sizeof(uint32_t))
+        for r in range(self.count):
+            i = mix(mix(rows[r].a, rows[r].b), rows[r].proto) & mask
+            while index[i] != EMPTY:
+                i = (i + 1) & mask
+            index[i] = <uint32_t>r
+        free(self.rows)
+        free(self.index)
+        self.rows, self.index, self.capacity, self.mask = rows, index, capacity, mask
+        return 0
+
+    cdef Py_ssize_t _add(self, const packet_t* packets, const uint8_t* counted, const uint8_t* delivered,
+                         const uint8_t* picked_up, const int32_t* failure, Py_ssize_t begin, Py_ssize_t end,
+                         int64_t* failed, Py_ssize_t* n_failed) noexcept nogil:
+        """Rows begin..end-1 while the table has room for a new conversation; returns the row
+        where it stopped for room (or ``end``)."""
+        cdef Py_ssize_t i
+        cdef uint64_t src, dst, a, b, h
+        cdef uint32_t r
+        cdef const packet_t* p
+        cdef conversation_t* c
+        for i in range(begin, end):
+            if self.count == self.capacity:
+                return i
+            if not counted[i]:
+                continue
+            p = &packets[i]
+            src = (<uint64_t>p.src_ip << 16) | p.src_port
+            dst = (<uint64_t>p.dst_ip << 16) | p.dst_port
+            if src < dst:
+                a, b = src, dst
+            else:
+                a, b = dst, src
+            h = mix(mix(a, b), p.proto) & self.mask
+            while True:
+                r = self.index[h]
+                if r == EMPTY:
+                    r = <uint32_t>self.count
+                    self.count += 1
+                    self.index[h] = r
+                    c = &self.rows[r]
+                    c.a, c.b, c.proto, c.seen, c.failure = a, b, p.proto, 0, NO_FAILURE
+                    break
+                c = &self.rows[r]
+                if c.a == a and c.b == b and c.proto == p.proto:
+                    break
+                h = (h + 1) & self.mask
+            if delivered[i]:
+                c.seen |= FROM_A if src < dst else FROM_B
+            elif c.failure == NO_FAILURE:
+                c.failure = failure[i]
+                failed[n_failed[0]] = i
+                n_failed[0] += 1
+            if picked_up[i]:
+                c.seen |= PICKED_UP
+        return end
+
+    def add(self, const packet_t[::1] packets not None, const uint8_t[::1] counted not None,
+            const uint8_t[::1] delivered not None, const uint8_t[::1] picked_up not None,
+            const int32_t[::1] failure not None):
+        """Follow the ``counted`` rows of a chunk (its packets in the capture's addresses; each
+        row whether it was delivered, whether it picked up its connection, and the failure code
+        it gives its conversation if it is that conversation's first refused packet, >= 0).
+        Returns the rows that gave their conversation its failure (int64, in order)."""
+        cdef Py_ssize_t n = packets.shape[0], i, row = 0, n_failed = 0, bad = -1
+        if not (counted.shape[0] == delivered.shape[0] == picked_up.shape[0] == failure.shape[0] == n):
+            raise ValueError("add: counted, delivered, picked_up and failure must have one value per packet")
+        failed = np.empty(n, np.int64)
+        if n == 0:
+            return failed
+        cdef int64_t[::1] f = failed
+        with nogil:
+            for i in range(n):
+                if counted[i] and not delivered[i] and failure[i] < 0:
+                    bad = i
+                    break
+        if bad >= 0:
+            raise ValueError(f"add: row {bad} was refused and has no failure code ({failure[bad]})")
+        while row < n:
+            if self.count == self.capacity:
+                self._grow()
+            with nogil:
+                row = self._add(&packets[0], &counted[0], &delivered[0], &picked_up[0], &failure[0], row, n,
+                                &f[0], &n_failed)
+        return failed[:n_failed].copy()
+
+    def outcomes(self):
+        """``(seen, failure)`` of every conversation in order: FROM_A 1 | FROM_B 2 | PICKED_UP 4
+        (uint8), and the failure code of its first refused packet (int32, -1: none)."""
+        seen = np.empty(self.count, np.uint8)
+        failure = np.empty(self.count, np.int32)
+        cdef uint8_t[::1] s = seen
+        cdef int32_t[::1] fl = failure
+        cdef Py_ssize_t r
+        with nogil:
+            for r in range(self.count):
+                s[r], fl[r] = self.rows[r].seen, self.rows[r].failure
+        return seen, failure
