@@ -405,17 +405,31 @@ cdef class RecordTable:
         total = first_hop[n]
         if total > log.shape[0] // <Py_ssize_t>sizeof(hop_t) or (n and first_hop[0] != 0):
             raise ValueError("observe: first_hop does not fit the hop log")
-        for i in range(n):
-            if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
-                raise ValueError(f"observe: row {i} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
-        for i in range(total):
+        # the checks read the whole hop log: without the GIL, so that the walk of the next chunk runs beside
+        cdef Py_ssize_t bad_row = -1, bad_hop = -1, n_nats = nat_eni.shape[0]
+        cdef const int32_t* nats = &nat_eni[0] if n_nats else NULL
+        with nogil:
+            for i in range(n):
+                if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
+                    bad_row = i
+                    break
+            for i in range(total if bad_row < 0 else 0):
+                if (base[i].stage > LAST_STAGE or not 0 <= base[i].row < n
+                        or ((base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN)
+                            and not (0 <= base[i].v[0] < n_nats and 0 <= nats[base[i].v[0]] < n_enis))
+                        or ((base[i].stage == H_SG_EGRESS or base[i].stage == H_SG_INGRESS)
+                            and not 0 <= base[i].v[0] < n_enis)):
+                    bad_hop = i
+                    break
+        if bad_row >= 0:
+            raise ValueError(f"observe: row {bad_row} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
+        if bad_hop >= 0:
+            i = bad_hop
             if base[i].stage > LAST_STAGE or not 0 <= base[i].row < n:
                 raise ValueError(f"observe: hop {i} is not a hop of this batch")
-            if (base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN) and not (
-                    0 <= base[i].v[0] < nat_eni.shape[0] and 0 <= nat_eni[base[i].v[0]] < n_enis):
+            if base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN:
                 raise ValueError(f"observe: hop {i} names NAT gateway {base[i].v[0]}")
-            if (base[i].stage == H_SG_EGRESS or base[i].stage == H_SG_INGRESS) and not 0 <= base[i].v[0] < n_enis:
-                raise ValueError(f"observe: hop {i} names ENI {base[i].v[0]}")
+            raise ValueError(f"observe: hop {i} names ENI {base[i].v[0]}")
         bt.hops, bt.first_hop, bt.packets = base, &first_hop[0], &packets[0] if n else NULL
         bt.location, bt.nat_eni = &location[0] if n else NULL, &nat_eni[0] if nat_eni.shape[0] else NULL
         bt.path_of_target, bt.eni_number = &path_of_target[0], &eni_number[0] if n_enis else NULL
