@@ -150,3 +150,27 @@ def test_a_refused_packet_needs_a_failure_code():
         _verdicts.ConversationTable().add(packets, one, np.array([1, 0], np.uint8), one, np.array([0, -1], np.int32))
     with pytest.raises(ValueError, match="one value per packet"):
         _verdicts.ConversationTable().add(packets, one[:1], one, one, np.zeros(2, np.int32))
+
+
+# -- the capture's own addresses ------------------------------------------------------------------
+
+address = st.sampled_from([0xA9FE0001, 0xA9FE0A0B, 0xAC10050A, 0x0A000105, 0x08080808])
+
+
+@given(st.lists(st.tuples(address, address, address, address), max_size=30))
+def test_outputs_show_the_capture_address_wherever_the_walk_used_an_internal_one(rows):
+    """The definition: in each of the source and destination fields, an address of the
+    execution environments' network (169.254.0.0/16 here) is replaced by the capture's own
+    address in that field; the others are the packet's as it left."""
+    capture, out = np.zeros(len(rows), PACKET), np.zeros(len(rows), PACKET)
+    for i, (cs, cd, os_, od) in enumerate(rows):
+        capture[i]["src_ip"], capture[i]["dst_ip"], out[i]["src_ip"], out[i]["dst_ip"] = cs, cd, os_, od
+    out["src_port"] = 7
+    before = out.copy()
+    shown = _verdicts.capture_addresses(capture, out, 0xA9FE0000, 0xFFFF0000)
+    internal = lambda a: a >> 16 == 0xA9FE  # noqa: E731
+    assert [(int(r["src_ip"]), int(r["dst_ip"])) for r in shown] == [
+        (cs if internal(os_) else os_, cd if internal(od) else od) for cs, cd, os_, od in rows]
+    assert (shown["src_port"] == 7).all() and (out == before).all()  # the walk's packets stay as they left
+    if not any(internal(os_) or internal(od) for _, _, os_, od in rows):
+        assert shown is out  # nothing to show otherwise: no copy

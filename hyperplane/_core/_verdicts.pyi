@@ -38,3 +38,10 @@ class ConversationTable:
         failure: npt.NDArray[np.int32],  # const int32_t[::1], >= 0 on refused counted rows
     ) -> npt.NDArray[np.int64]: ...  # the rows that gave their conversation its failure
     def outcomes(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]: ...  # (seen bits, failure)
+
+def capture_addresses(
+    capture: npt.NDArray[np.void],  # const packet_t[::1]: hyperplane.records.PACKET
+    out: npt.NDArray[np.void],  # hyperplane.records.PACKET, as many rows
+    base: int,  # uint32_t
+    mask: int,  # uint32_t
+) -> npt.NDArray[np.void]: ...

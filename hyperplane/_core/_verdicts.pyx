@@ -389,3 +389,32 @@ cdef class ConversationTable:
             for r in range(self.count):
                 s[r], fl[r] = self.rows[r].seen, self.rows[r].failure
         return seen, failure
+
+
+####################################################################################################
+# The capture's own addresses
+
+def capture_addresses(const packet_t[::1] capture not None, out, uint32_t base, uint32_t mask):
+    """``out`` (packets as they left, ``hyperplane.records.PACKET``) with every source or
+    destination address in ``base``/``mask`` replaced by the capture's own address in that field:
+    ``out`` itself when none is, else a copy."""
+    cdef const packet_t[::1] o = out
+    cdef Py_ssize_t n = capture.shape[0], i, first = -1
+    if o.shape[0] != n:
+        raise ValueError(f"capture_addresses: {n} capture rows, {o.shape[0]} rows out")
+    with nogil:
+        for i in range(n):
+            if (o[i].src_ip & mask) == base or (o[i].dst_ip & mask) == base:
+                first = i
+                break
+    if first < 0:
+        return out
+    fixed = out.copy()
+    cdef packet_t[::1] f = fixed
+    with nogil:
+        for i in range(first, n):
+            if (f[i].src_ip & mask) == base:
+                f[i].src_ip = capture[i].src_ip
+            if (f[i].dst_ip & mask) == base:
+                f[i].dst_ip = capture[i].dst_ip
+    return fixed
