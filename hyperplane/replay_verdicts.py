@@ -6,13 +6,15 @@ the conversations' outcomes."""
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hyperplane._core import _distinct, _text, _walk
+from hyperplane._core import _distinct, _text, _verdicts, _walk
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import COLUMNS, BatchResult
 from hyperplane.formats.capture import CaptureChunk, PacketKind
@@ -45,47 +47,63 @@ def label(eni: str, stage: str, resource: str, rule: str, picked_up: bool) -> by
 def labels_of(res: BatchResult, labels: dict[bytes, int], pool_names: list[str]) -> np.ndarray:
     """Each walked row's label index (into ``labels``, extended): the ENI of its location, the
     hop that decided (its last one, as the trace shows it; where it stopped when that hop let it
-    pass) and whether a V2N or NAT gateway hop opened a connection for a TCP ACK (picked up)."""
+    pass) and whether a V2N or NAT gateway hop opened a connection for a TCP ACK (picked up).
+
+    The rows' keys (what a label depends on) are found and numbered in compiled code
+    (``hyperplane._core._verdicts``), once per compilation and pool names: a replay renders the
+    text of each distinct label once, not once per chunk."""
     vpc = res.vpc
     assert vpc is not None  # a pipeline's results carry its compilation
-    n = len(res.reason)
-    hops, first = res.facts.hops, res.facts.first_hop
-    hop_stage = hops["stage"]
-    translating = np.flatnonzero((hop_stage == _V2N_OUT) | (hop_stage == _NAT_OUT))
-    rows = hops["row"][translating[hops["v"][translating, 1] == NatStatus.CREATED]]
-    sent = res.packets[rows]
-    picked = np.zeros(n, np.uint8)
-    picked[rows[(sent["proto"] == TCP) & ((sent["flags"] & (SYN | ACK | FIN | RST)) == ACK)]] = 1
-    last_stage = np.full(n, -1, np.int16)
-    v = np.zeros((n, 6), np.int32)
-    has = np.flatnonzero(first[1:n + 1] > first[:n])
-    last = hops[first[1:n + 1][has] - 1]
-    last_stage[has], v[has] = last["stage"], np.where(_KEPT[last["stage"]], last["v"], 0)
-    first_row, inverse = distinct_rows([res.location, res.reason, picked, last_stage, *v.T])
-    index = np.empty(len(first_row), np.int32)
-    for u, row in enumerate(first_row.tolist()):
-        location, code, kept = int(res.location[row]), int(last_stage[row]), v[row]
-        eni = vpc.enis[location].id if location >= 0 else ""
-        stage, resource, rule = "", eni, ""
-        if code >= 0:
-            name = _walk.STAGES[code]
-            values = {c: int(np.asarray(x).astype(dt)) for (c, dt), x in zip(_STAGE_COLUMNS[code], kept)}
-            shown = render_hops(vpc, [(name, values)], vpc.nat_ids, pool_names)
-            reason = Reason(int(res.reason[row]))
-            if shown and (reason.disposition.delivered or shown[0].decision in ("deny", "drop")):
-                hop = shown[0]
-                stage, resource = hop.stage, hop.resource
-                if code in (_V2N_OUT, _V2N_IN, _NAT_OUT, _NAT_IN):  # what the table did
-                    rule = NatStatus(values["status"]).name
-                elif hop.stage.startswith(("sg-", "nacl-", "route")):
-                    # the rule without the place the trace names before it ("subnet-x: ", "on eni-x: ")
-                    rule = hop.detail.split(": ", 1)[1]
-                else:
-                    rule = hop.detail
-            else:  # the last hop let it pass: it ended where it stopped, as the trace says
-                stage, rule = "end", reason.text
-        index[u] = labels.setdefault(label(eni, stage, resource, rule, bool(picked[row])), len(labels))
+    keys, texts = _label_table(vpc, pool_names)
+    facts = res.facts
+    codes = keys.codes(facts.hops, facts.first_hop, np.ascontiguousarray(res.packets),
+                       np.ascontiguousarray(res.location, np.int32), np.ascontiguousarray(res.reason, np.uint8))
+    for number in range(len(texts), len(keys)):  # keys seen for the first time
+        texts.append(_render(vpc, pool_names, *keys.key(number)))
+    distinct, inverse = _verdicts.first_appearance(codes, len(keys))
+    index = np.array([labels.setdefault(texts[c], len(labels)) for c in distinct.tolist()], np.int32)
     return index[inverse]
+
+
+# a compilation -> its pool names -> (the label keys, the text of each): the walk's results of a
+# compilation are labelled the same way for as long as it lives
+_LABEL_TABLES: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], tuple[_verdicts.LabelKeys, list[bytes]]]] = \
+    weakref.WeakKeyDictionary()
+_LABEL_LOCK = threading.Lock()  # a parallel replay's threads may label at once
+
+
+def _label_table(vpc: Any, pool_names: list[str]) -> tuple[_verdicts.LabelKeys, list[bytes]]:
+    with _LABEL_LOCK:
+        tables = _LABEL_TABLES.setdefault(vpc, {})
+        found = tables.get(tuple(pool_names))
+        if found is None:
+            found = tables[tuple(pool_names)] = (_verdicts.LabelKeys(_KEPT.view(np.uint8)), [])
+        return found
+
+
+def _render(vpc: Any, pool_names: list[str], location: int, code: int, picked: bool, last_stage: int,
+            kept: tuple[int, ...]) -> bytes:
+    """The label of a key (``_verdicts.LabelKeys.key``), as the trace names the hop."""
+    eni = vpc.enis[location].id if location >= 0 else ""
+    stage, resource, rule = "", eni, ""
+    if last_stage >= 0:
+        name = _walk.STAGES[last_stage]
+        values = {c: int(np.asarray(x, np.int32).astype(dt)) for (c, dt), x in zip(_STAGE_COLUMNS[last_stage], kept)}
+        shown = render_hops(vpc, [(name, values)], vpc.nat_ids, pool_names)
+        reason = Reason(code)
+        if shown and (reason.disposition.delivered or shown[0].decision in ("deny", "drop")):
+            hop = shown[0]
+            stage, resource = hop.stage, hop.resource
+            if last_stage in (_V2N_OUT, _V2N_IN, _NAT_OUT, _NAT_IN):  # what the table did
+                rule = NatStatus(values["status"]).name
+            elif hop.stage.startswith(("sg-", "nacl-", "route")):
+                # the rule without the place the trace names before it ("subnet-x: ", "on eni-x: ")
+                rule = hop.detail.split(": ", 1)[1]
+            else:
+                rule = hop.detail
+        else:  # the last hop let it pass: it ended where it stopped, as the trace says
+            stage, rule = "end", reason.text
+    return label(eni, stage, resource, rule, picked)
 
 
 def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -108,16 +126,10 @@ class Labels:
 def capture_addresses(capture: np.ndarray, out: np.ndarray, environments: Any) -> np.ndarray:
     """``out`` with every execution-environment address (the walk's internal one) replaced by
     the capture's own address in that field: a reply delivered to a function goes to the
-    address the capture shows, e.g. 172.16.5.10, not 169.254.0.1."""
-    base, mask = np.uint32(int(environments.network_address)), np.uint32(int(environments.netmask))
-    fixed = out
-    for column in ("src_ip", "dst_ip"):
-        internal = (out[column] & mask) == base
-        if internal.any():
-            if fixed is out:
-                fixed = out.copy()
-            fixed[column][internal] = capture[column][internal]
-    return fixed
+    address the capture shows, e.g. 172.16.5.10, not 169.254.0.1. (``out`` itself when no
+    address is internal; in compiled code, ``hyperplane._core._verdicts``.)"""
+    return _verdicts.capture_addresses(np.ascontiguousarray(capture), np.ascontiguousarray(out),
+                                       int(environments.network_address), int(environments.netmask))
 
 
 class Conversations:
@@ -125,56 +137,38 @@ class Conversations:
     followed across chunks: it is established once a packet of each side has been delivered
     (in either order: a capture that begins mid-stream may show the answer first); otherwise it
     failed where its first refused packet was refused, or, with nothing refused, went
-    unanswered."""
+    unanswered. Followed in compiled code (``hyperplane._core._verdicts.ConversationTable``)."""
 
     def __init__(self) -> None:
-        self.index: dict[tuple[int, int, int], int] = {}
-        self.delivered = np.zeros((0, 2), bool)  # a packet of endpoint A (the lower address, port), of B
-        self.picked_up = np.zeros(0, bool)
-        self.failure: list[str] = []  # "REASON resource" of the first refusal ("": none)
+        self.table = _verdicts.ConversationTable()
+        self.resources: dict[str, int] = {}  # the deciding resources of refusals ("-": none), numbered
 
     def add(self, chunk: CaptureChunk, delivered: np.ndarray, reason: np.ndarray, label: np.ndarray,
             labels: Labels) -> None:
         rec = chunk.records
         proto = rec["proto"]
-        rows = np.flatnonzero((chunk.kind == PacketKind.EMULATED) & ((proto == TCP) | (proto == UDP)))
-        if not rows.size:
-            return
-        r = rec if len(rows) == len(rec) else rec[rows]
-        src = (r["src_ip"].astype(np.uint64) << 16) | r["src_port"]
-        dst = (r["dst_ip"].astype(np.uint64) << 16) | r["dst_port"]
-        from_a = src < dst
-        a, b, proto = np.minimum(src, dst), np.maximum(src, dst), proto[rows]
-        first, inverse = distinct_rows([a, b, proto])
-        known = len(self.index)
-        ids = np.array([self.index.setdefault(key, len(self.index))
-                        for key in zip(a[first].tolist(), b[first].tolist(), proto[first].tolist())], np.int64)
-        grow = len(self.index) - known
-        if grow:
-            self.delivered = np.concatenate([self.delivered, np.zeros((grow, 2), bool)])
-            self.picked_up = np.append(self.picked_up, np.zeros(grow, bool))
-            self.failure += [""] * grow
-        conv = ids[inverse]
-        ok = delivered[rows]
-        self.delivered[conv[ok], np.where(from_a[ok], 0, 1)] = True
-        self.picked_up[conv[labels.picked_up[label[rows]]]] = True
-        refused = np.flatnonzero(~ok)
-        if refused.size:
-            c, k = np.unique(conv[refused], return_index=True)
-            for conversation, row in zip(c.tolist(), rows[refused[k]].tolist()):
-                if not self.failure[conversation]:
-                    resource = labels.resource[label[row]].decode() or "-"
-                    self.failure[conversation] = f"{Reason(int(reason[row])).name} {resource}"
+        counted = (chunk.kind == PacketKind.EMULATED) & ((proto == TCP) | (proto == UDP))
+        # a refusal's failure: its reason and its label's resource, as reason | resource number << 8
+        resource = np.array([self.resources.setdefault(r.decode() or "-", len(self.resources))
+                             for r in labels.resource], np.int32)
+        failure = (resource[label] << 8) | reason.astype(np.int32)  # label -1: the last, no label
+        self.table.add(np.ascontiguousarray(rec), counted.view(np.uint8),
+                       np.ascontiguousarray(delivered, bool).view(np.uint8),
+                       labels.picked_up[label].view(np.uint8), failure)
 
     def count(self) -> tuple[Counter, int, Counter]:
         """(conversations by outcome, how many established ones were picked up, the failed ones
         by "REASON resource")."""
-        established = self.delivered.all(axis=1)
-        failed = np.array([bool(f) for f in self.failure], bool) & ~established
+        seen, failure = self.table.outcomes()
+        established = (seen & 3) == 3
+        failed = (failure >= 0) & ~established
         outcomes = Counter({"established": int(established.sum()), "failed": int(failed.sum()),
                             "unanswered": int((~established & ~failed).sum())})
-        return outcomes, int((self.picked_up & established).sum()), \
-            Counter(f for f, bad in zip(self.failure, failed) if bad)
+        codes, first, counts = np.unique(failure[failed], return_index=True, return_counts=True)
+        names = list(self.resources)
+        at = Counter({f"{Reason(int(c) & 0xFF).name} {names[int(c) >> 8]}": int(k)  # in order of first failure
+                      for _, c, k in sorted(zip(first.tolist(), codes.tolist(), counts.tolist()))})
+        return outcomes, int(((seen & 4) > 0)[established].sum()), at
 
 
 class VerdictSink:

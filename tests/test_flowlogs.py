@@ -707,3 +707,20 @@ def test_a_streamed_aggregator_says_its_records_are_in_the_files(tmp_path):
     assert sum(p.read_text().count("\n") for p in files["cloudwatch"]) == 2
     with pytest.raises(FlowLogError, match="stream"):
         FlowLogAggregator().flush(100.0)
+
+
+def test_a_streamed_aggregator_that_cannot_write_says_where(tmp_path):
+    """Flushed records are written on the stream's writer thread while the caller goes on; a
+    write that failed there is raised to the caller, naming the file, by the next flush or by
+    write, and write still ends the stream."""
+    net = hp.Network.example()
+    logs = FlowLogAggregator()
+    logs.add(net.function("orders").send(IP(dst="10.0.20.10") / ScapyTCP(dport=5432, flags="S")))
+    logs.stream(tmp_path / "logs")
+    (tmp_path / "logs" / "cloudwatch" / "vpc-flow-logs").rmdir()
+    (tmp_path / "logs" / "cloudwatch" / "vpc-flow-logs").write_text("not a folder")
+    logs.flush(net.now + 600)
+    with pytest.raises(FlowLogError, match="vpc-flow-logs: cannot create the log group folder"):
+        logs.write(tmp_path / "logs")
+    files = logs.write(tmp_path / "again")  # the stream ended: the aggregator writes elsewhere as before
+    assert files["cloudwatch"] == [] and files["s3"] == []  # its records went to the first stream

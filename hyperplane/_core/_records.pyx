@@ -30,7 +30,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
-from hyperplane._core._tables cimport mix, table_alloc
+from hyperplane._core._tables cimport __builtin_prefetch, mix, table_alloc
 from hyperplane._core._types cimport F_ACK, F_FIN, F_RST, F_SYN, P_TCP, P_UDP, packet_t
 from hyperplane._core._codes cimport (H_DNS, H_IGW_IN, H_IGW_OUT, H_NACL_IN, H_NACL_OUT, H_NAT_IN, H_NAT_OUT,
                                      H_ROUTE, H_SG_EGRESS, H_SG_INGRESS, H_V2N_IN, H_V2N_OUT)
@@ -44,6 +44,7 @@ from hyperplane._core._walk import HOP as _HOP
 cdef enum:
     EMPTY = 0xFFFFFFFF
     MAX_RECORDS = 0x7FFFFFFF
+    PENDING = 32  # observations hashed and prefetched before they are merged
 
 cdef uint64_t PORT = 0xFFFF
 cdef uint32_t LINK_LOCAL = 0xA9FE  # 169.254.0.0/16, the top half of an address
@@ -81,6 +82,17 @@ cdef struct record_t:
     uint8_t pad[7]
 
 assert sizeof(record_t) == 64
+
+
+cdef struct observation_t:
+    # one observation waiting for its merge: its key, hash, bytes and time
+    uint64_t a
+    uint64_t b
+    uint64_t c
+    uint64_t h
+    int64_t nbytes
+    double t
+    uint8_t flags
 
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
@@ -123,6 +135,11 @@ cdef class RecordTable:
     cdef uint32_t* index
     cdef Py_ssize_t count, capacity
     cdef uint64_t mask
+    # observe's observations not merged yet, in order: a record's index bucket and line are
+    # fetched for a block of them at once (random lines of a table larger than the caches),
+    # then they are merged in the order they were made, so records keep their order
+    cdef observation_t pending[PENDING]
+    cdef Py_ssize_t n_pending
 
     def __cinit__(self):
         self.capacity = 1024
@@ -211,7 +228,11 @@ cdef class RecordTable:
 
     cdef inline void _merge_one(self, uint64_t a, uint64_t b, uint64_t c, int64_t packets, int64_t nbytes,
                                 double start, double end, uint8_t flags) noexcept nogil:
-        cdef uint64_t i = key_hash(a, b, c) & self.mask
+        self._merge_hashed(key_hash(a, b, c), a, b, c, packets, nbytes, start, end, flags)
+
+    cdef inline void _merge_hashed(self, uint64_t h, uint64_t a, uint64_t b, uint64_t c, int64_t packets,
+                                   int64_t nbytes, double start, double end, uint8_t flags) noexcept nogil:
+        cdef uint64_t i = h & self.mask
         cdef uint32_t r
         cdef record_t* rec
         while True:
@@ -253,9 +274,31 @@ cdef class RecordTable:
             dst &= ~PORT
         if not bt.eni_hyperplane[eni]:
             orig = 0
-        self._merge_one(src | (<uint64_t>(bits | p.proto) << 48), dst | (<uint64_t>bt.eni_number[eni] << 48),
-                        (<uint64_t>floor(t / bt.interval) << 32) | orig, 1, p.length, t, t, flags)
+        cdef observation_t* o = &self.pending[self.n_pending]
+        o.a = src | (<uint64_t>(bits | p.proto) << 48)
+        o.b = dst | (<uint64_t>bt.eni_number[eni] << 48)
+        o.c = (<uint64_t>floor(t / bt.interval) << 32) | orig
+        o.h = key_hash(o.a, o.b, o.c)
+        o.nbytes, o.t, o.flags = p.length, t, flags
+        __builtin_prefetch(&self.index[o.h & self.mask])
+        self.n_pending += 1
+        if self.n_pending == PENDING:
+            self._drain()
         return 1
+
+    cdef void _drain(self) noexcept nogil:
+        """Merge the pending observations, in order, their record lines prefetched first."""
+        cdef Py_ssize_t j
+        cdef uint32_t r
+        cdef observation_t* o
+        for j in range(self.n_pending):
+            r = self.index[self.pending[j].h & self.mask]
+            if r != EMPTY:
+                __builtin_prefetch(&self.records[r])
+        for j in range(self.n_pending):
+            o = &self.pending[j]
+            self._merge_hashed(o.h, o.a, o.b, o.c, 1, o.nbytes, o.t, o.t, o.flags)
+        self.n_pending = 0
 
     cdef Py_ssize_t _observe(self, const batch_t* bt, Py_ssize_t begin, Py_ssize_t end,
                              int64_t* observed) noexcept nogil:
@@ -270,8 +313,10 @@ cdef class RecordTable:
         cdef int64_t before
         cdef const packet_t* p
         for i in range(begin, end):
-            if self.capacity - self.count < HOPS_PER_PACKET:
-                return i
+            if self.capacity - self.count - self.n_pending < HOPS_PER_PACKET:
+                self._drain()
+                if self.capacity - self.count < HOPS_PER_PACKET:
+                    return i
             before = self.count
             p = &bt.packets[i]
             src = (<uint64_t>p.src_ip << 16) | p.src_port
@@ -318,6 +363,7 @@ cdef class RecordTable:
                     src = (<uint64_t><uint32_t>h.v[1] << 16) | (src & PORT)
                 elif h.stage == H_IGW_IN:
                     dst = (<uint64_t><uint32_t>h.v[0] << 16) | (dst & PORT)
+        self._drain()
         return end
 
     def observe(self, hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
@@ -359,17 +405,31 @@ cdef class RecordTable:
         total = first_hop[n]
         if total > log.shape[0] // <Py_ssize_t>sizeof(hop_t) or (n and first_hop[0] != 0):
             raise ValueError("observe: first_hop does not fit the hop log")
-        for i in range(n):
-            if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
-                raise ValueError(f"observe: row {i} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
-        for i in range(total):
+        # the checks read the whole hop log: without the GIL, so that the walk of the next chunk runs beside
+        cdef Py_ssize_t bad_row = -1, bad_hop = -1, n_nats = nat_eni.shape[0]
+        cdef const int32_t* nats = &nat_eni[0] if n_nats else NULL
+        with nogil:
+            for i in range(n):
+                if not -1 <= location[i] < n_enis or not 0 <= first_hop[i + 1] - first_hop[i] <= HOPS_PER_PACKET:
+                    bad_row = i
+                    break
+            for i in range(total if bad_row < 0 else 0):
+                if (base[i].stage > LAST_STAGE or not 0 <= base[i].row < n
+                        or ((base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN)
+                            and not (0 <= base[i].v[0] < n_nats and 0 <= nats[base[i].v[0]] < n_enis))
+                        or ((base[i].stage == H_SG_EGRESS or base[i].stage == H_SG_INGRESS)
+                            and not 0 <= base[i].v[0] < n_enis)):
+                    bad_hop = i
+                    break
+        if bad_row >= 0:
+            raise ValueError(f"observe: row {bad_row} has no valid location, or not 0..{HOPS_PER_PACKET} hops")
+        if bad_hop >= 0:
+            i = bad_hop
             if base[i].stage > LAST_STAGE or not 0 <= base[i].row < n:
                 raise ValueError(f"observe: hop {i} is not a hop of this batch")
-            if (base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN) and not (
-                    0 <= base[i].v[0] < nat_eni.shape[0] and 0 <= nat_eni[base[i].v[0]] < n_enis):
+            if base[i].stage == H_NAT_OUT or base[i].stage == H_NAT_IN:
                 raise ValueError(f"observe: hop {i} names NAT gateway {base[i].v[0]}")
-            if (base[i].stage == H_SG_EGRESS or base[i].stage == H_SG_INGRESS) and not 0 <= base[i].v[0] < n_enis:
-                raise ValueError(f"observe: hop {i} names ENI {base[i].v[0]}")
+            raise ValueError(f"observe: hop {i} names ENI {base[i].v[0]}")
         bt.hops, bt.first_hop, bt.packets = base, &first_hop[0], &packets[0] if n else NULL
         bt.location, bt.nat_eni = &location[0] if n else NULL, &nat_eni[0] if nat_eni.shape[0] else NULL
         bt.path_of_target, bt.eni_number = &path_of_target[0], &eni_number[0] if n_enis else NULL

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import gc
+from concurrent.futures import Future, ThreadPoolExecutor
 import ipaddress
 import re
 from collections import defaultdict
@@ -159,6 +160,10 @@ class FlowLogAggregator:
         self._records = RecordTable()
         self._stream: _Destination | None = None  # where ``flush`` writes (``stream``)
         self._flushed = 0  # records written by ``flush`` and forgotten
+        # a stream's writer: flushed records are formatted and written on one thread, in order,
+        # while the caller walks on (the formatting, compression and writes release the GIL)
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: list[Future] = []
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -349,8 +354,11 @@ class FlowLogAggregator:
         ``folder``, it writes the records not flushed yet and ends the files begun there."""
         stream = self._stream
         if stream is not None and stream.folder == Path(folder):
-            self.flush(np.inf)
-            self._stream = None
+            try:
+                self.flush(np.inf)
+            finally:  # the stream ends, its writer's errors raised, whatever happened
+                self._stream = None
+                self._finish_writing()
         else:
             stream = _Destination(Path(folder), fmt, log_group, flow_log_id)
             self._emit(self._table(), stream, np.inf)
@@ -361,18 +369,40 @@ class FlowLogAggregator:
         """Write to ``folder`` (as ``write``) as windows close: ``flush`` writes and forgets the
         records of closed windows, ``write(folder)`` the rest. The files are those one ``write``
         at the end would give; memory holds only the open windows' records."""
+        self._finish_writing()
         self._stream = _Destination(Path(folder), fmt, log_group, flow_log_id)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperplane-flow-logs")
 
     def flush(self, before: float) -> int:
         """Write the records of every window that ends by ``before`` (seconds, offset included),
-        when no packet earlier than ``before`` is still to come; returns how many."""
+        when no packet earlier than ``before`` is still to come; returns how many. They are
+        formatted and written on the stream's writer thread, in order, while the caller goes on:
+        the files are complete when ``write(folder)`` returns (a failed write is raised by the
+        next ``flush`` or by ``write``)."""
         if self._stream is None:
             raise FlowLogError("flush() needs a destination: stream(folder) first")
         window = int(min(max(np.floor(before / self.interval), 0), 2.0**32))  # the first still open
         taken = self._records.take(window)
-        self._emit(self._table(taken), self._stream, window * self.interval if window < 2**32 else np.inf)
         self._flushed += len(taken["a"])
+        for done in [f for f in self._writing if f.done()]:  # a failed write is raised at the next flush
+            self._writing.remove(done)
+            done.result()
+        assert self._writer is not None
+        self._writing.append(self._writer.submit(self._emit_taken, taken, self._stream,
+                                                 window * self.interval if window < 2**32 else np.inf))
         return len(taken["a"])
+
+    def _emit_taken(self, taken: dict[str, np.ndarray], stream: _Destination, before: float) -> None:
+        self._emit(self._table(taken), stream, before)
+
+    def _finish_writing(self) -> None:
+        """Wait for the stream's writes; the first that failed is raised."""
+        writing, self._writing = self._writing, []
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        for done in writing:
+            done.result()
 
     def _emit(self, t: dict[str, Any] | None, stream: _Destination, before: float) -> None:
         """Write records ``t`` (a ``_table``; None: none) to ``stream``: appended to each ENI's

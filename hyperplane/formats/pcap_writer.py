@@ -85,6 +85,7 @@ class CaptureWriter:
         self.linktype = int(linktype)
         self.nanosecond = bool(nanosecond)
         self.packets_written = 0
+        self._out = np.empty(0, np.uint8)  # the frames of a write, built here, then written
         self._idb_of: dict[int, int] = {}         # input interface << 16 | link type -> IDB
         self._idb_clock: list[tuple[int, int]] = []  # each IDB's if_tsoffset and unit, in ns
         if isinstance(path, (str, os.PathLike)):
@@ -146,7 +147,9 @@ class CaptureWriter:
             self._check_reframing(chunk, rows)
             self._check_times(chunk, rows, ts[rows], _PCAP_SECONDS * 1_000_000_000)
         size = int(chunk.caplen[rows].sum(dtype=np.int64)) + 40 * len(rows)
-        out = np.empty(size, np.uint8)
+        if len(self._out) < size:  # one buffer for every write: a chunk's frames fault no new pages in
+            self._out = np.empty(max(size, 2 * len(self._out)), np.uint8)
+        out = self._out
         used = _pcap.build_frames(
             chunk.data, chunk.frame_offset, chunk.caplen, chunk.wirelen, chunk.l3_offset,
             chunk.linktype, chunk.ethertype, chunk.kind, ts,
@@ -240,6 +243,7 @@ class CaptureWriter:
         self._idb_clock.append((offset * 1_000_000_000, 1 if nano else 1000))
 
     def close(self) -> None:
+        self._out = np.empty(0, np.uint8)
         if self._file is not None:
             if self._owns:
                 self._file.close()
