@@ -482,3 +482,23 @@ def test_a_worker_killed_ends_the_replay_with_a_clear_error_instead_of_waiting_f
     with pytest.raises(ReplayError, match="a replay worker ended without a result"):
         net.replay(tmp_path / "in.pcap", functions={"fn0": "172.16.0.0/24", "fn1": "172.16.1.0/24"},
                    output=tmp_path / "out.pcap", workers=2)
+
+
+def test_capture_addresses_that_share_their_low_16_bits_are_told_apart_by_the_partition(tmp_path):
+    # the partition finds addresses again by their low 16 bits: 172.16.5.10 and 172.17.5.10
+    # share them but are two functions' environments, in two AZs
+    doc = vpc(2, False, [[0], [1]])
+    packets = sorted(conversations(["172.16.5.10"], [("93.184.216.34", 443)], T0, 20)
+                     + conversations(["172.17.5.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    files = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        report = hp.Network(parse_topology(doc), ready=True).replay(
+            tmp_path / "in.pcap", functions={"fn0": "172.16.5.0/24", "fn1": "172.17.5.0/24"},
+            verdicts=out / "v.csv", output=out / "out.pcap", flow_logs=out / "logs", workers=workers)
+        files.append(outputs(out))
+    assert files[0] == files[1]
+    assert sorted(report.parallel.components) == [("subnet-private-a+nat-a", 40), ("subnet-private-b+nat-b", 40)]
