@@ -435,6 +435,12 @@ def test_the_workers_write_the_merged_files_in_parts_as_the_caller_would_join_th
         for part in reversed(range(parts)):  # in any order: each part at its own offset
             _join_part(str(merged), files, size, owner, part, parts)
         assert merged.read_bytes() == (tmp_path / "joined").read_bytes(), parts
+    # an output capture where no packet was delivered: the header alone
+    for k in (0, 1):
+        (tmp_path / f"w{k}").write_bytes(b"index\n")
+    for part in range(2):
+        _join_part(str(merged), files, np.zeros(5, np.int64), owner, part, 2)
+    assert merged.read_bytes() == b"index\n"
 
 
 def test_a_worker_that_fails_stops_the_others_waiting_for_it_and_its_error_is_the_one_raised(tmp_path, monkeypatch):

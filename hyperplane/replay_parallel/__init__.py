@@ -353,29 +353,27 @@ def _join_part(path: str, files: list[str], size: np.ndarray, owner: np.ndarray,
     cuts = np.searchsorted(final, header + (final[-1] - header) * np.arange(1, parts) // parts)
     edges = np.r_[0, np.minimum(cuts, n), n]
     lo_row, hi_row = int(edges[part]), int(edges[part + 1])
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_RDWR)
     try:
+        os.ftruncate(fd, int(final[-1]))  # every part's writer: the same size
         if part == 0 and header:
             with open(files[0], "rb") as f:
                 os.pwrite(fd, f.read(header), 0)
-        if part == parts - 1:
-            os.ftruncate(fd, int(final[-1]))
         if hi_row <= lo_row:
             return
-        rows = np.arange(lo_row, hi_row)
         own = owner[lo_row:hi_row]
         cut = np.flatnonzero(own[1:] != own[:-1]) + 1
-        first, last = lo_row + np.r_[0, cut], lo_row + np.r_[cut, len(rows)] - 1
-        worker = owner[first]
-        lo, hi = at[first], at[last] + size[last]
+        first, last = lo_row + np.r_[0, cut], lo_row + np.r_[cut, hi_row - lo_row] - 1
         sources = [np.memmap(name, np.uint8, mode="r") if os.path.getsize(name) else np.zeros(0, np.uint8)
                    for name in files]
-        length = hi - lo
-        cuts = np.searchsorted(np.cumsum(length), np.arange(_BLOCK, int(length.sum()), _BLOCK), "right")
-        for begin, end in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(lo)].tolist()):
-            buffer = np.empty(int(length[begin:end].sum()), np.uint8)
-            _splice.splice(sources, worker[begin:end], lo[begin:end], hi[begin:end], buffer)
-            os.pwrite(fd, buffer.data, int(final[first[begin]]))
+        # the ranges copied straight into the merged file's pages (which the other parts share)
+        begin, end = int(final[lo_row]), int(final[hi_row])
+        if end > begin:
+            skip = begin % mmap.ALLOCATIONGRANULARITY  # a mapping starts on a page
+            with mmap.mmap(fd, end - begin + skip, offset=begin - skip) as out:
+                view = np.frombuffer(out, np.uint8)[skip:]
+                _splice.splice(sources, owner[first], at[first], at[last] + size[last], view)
+                del view
         del sources
     finally:
         os.close(fd)
