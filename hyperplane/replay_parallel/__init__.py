@@ -195,8 +195,10 @@ class _Result:
     report: Any = None
     files: tuple[str | None, str | None] = (None, None)
     sizes: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-    # the merged verdicts file, output capture and flow-log files are written (``_Placing``)
+    # the merged verdicts file, output capture and flow-log files are written (``_Placing``);
+    # then ``records`` stays with the worker, which says how many it had
     placed: bool = False
+    record_count: int = 0
 
 
 def _mine(plan: Partition, components: list[int]) -> np.ndarray:
@@ -326,6 +328,8 @@ class _Placing:
                     _join_part(path, [self._file(j, which) for j in range(self.workers)], self.sizes[which],
                                self.owner, k, joiners)
         result.placed = True
+        if result.records is not None:  # written: the caller needs their number only
+            result.record_count, result.records = len(result.records["a"]), None
 
 
 class _LogsOf:
@@ -462,7 +466,7 @@ def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: P
     records = 0
     if flow_logs is not None and engine.logs is not None:
         if placed:
-            records = sum(len(r.records["a"]) for r in results if r.records is not None)
+            records = sum(r.record_count for r in results)
         else:
             logs = _merged_logs(engine.logs, results)
             records = len(logs)
