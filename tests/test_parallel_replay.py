@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scapy.all import IP, TCP, UDP, Ether, wrpcap
 
 import hyperplane as hp
+from hyperplane.errors import ReplayError
 from hyperplane.formats.topology_reader import parse_topology
 from hyperplane.functions import LambdaSettings
 
@@ -409,3 +410,101 @@ def test_the_merge_s_byte_splicing_joins_ranges_in_order_and_refuses_a_range_out
         splice([a, b], [2], [0], [1], out)
     with pytest.raises(ValueError, match="the ranges hold 28 bytes, out only 10"):
         splice([a, b], [0, 1], [0, 0], [14, 14], np.empty(10, np.uint8))
+
+
+def test_the_workers_write_the_merged_files_in_parts_as_the_caller_would_join_them(tmp_path):
+    # each worker writes a share of the merged file at its final offset: any cut into parts gives
+    # the caller's whole join, header (the first worker's) included
+    import numpy as np
+
+    from hyperplane.replay_parallel import _join, _join_part
+
+    texts = {0: [b"index\n", b"a0\n", b"a11\n", b"a222\n"], 1: [b"index\n", b"b0\n", b"b1\n"]}
+    files = []
+    for k, lines in texts.items():
+        (tmp_path / f"w{k}").write_bytes(b"".join(lines))
+        files.append(str(tmp_path / f"w{k}"))
+    owner = np.array([0, 1, 1, 0, 0], np.int32)  # capture order: a0 b0 b1 a11 a222
+    size = np.array([3, 3, 3, 4, 5], np.int64)
+    _join(files, [size[owner == 0], size[owner == 1]], owner, tmp_path / "joined")
+    assert (tmp_path / "joined").read_bytes() == b"index\na0\nb0\nb1\na11\na222\n"
+    for parts in (1, 2, 3, 7):
+        merged = tmp_path / f"merged-{parts}"
+        merged.write_bytes(b"left over from an earlier, longer file" * 3)
+        merged.write_bytes(b"")
+        for part in reversed(range(parts)):  # in any order: each part at its own offset
+            _join_part(str(merged), files, size, owner, part, parts)
+        assert merged.read_bytes() == (tmp_path / "joined").read_bytes(), parts
+    # an output capture where no packet was delivered: the header alone
+    for k in (0, 1):
+        (tmp_path / f"w{k}").write_bytes(b"index\n")
+    for part in range(2):
+        _join_part(str(merged), files, np.zeros(5, np.int64), owner, part, 2)
+    assert merged.read_bytes() == b"index\n"
+
+
+def test_a_worker_that_fails_stops_the_others_waiting_for_it_and_its_error_is_the_one_raised(tmp_path, monkeypatch):
+    import hyperplane.replay_parallel as parallel
+
+    doc = vpc(2, False, [[0], [1]])
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    place = parallel._Placing.place
+
+    def failing(self, k, mine, result):
+        if k == 1:
+            raise OSError(28, "No space left on device")
+        return place(self, k, mine, result)
+
+    monkeypatch.setattr(parallel._Placing, "place", failing)
+    net = hp.Network(parse_topology(doc), ready=True)
+    with pytest.raises(OSError, match="No space left on device"):
+        net.replay(tmp_path / "in.pcap", functions={"fn0": "172.16.0.0/24", "fn1": "172.16.1.0/24"},
+                   verdicts=tmp_path / "v.csv", workers=2)
+
+
+def test_a_worker_killed_ends_the_replay_with_a_clear_error_instead_of_waiting_for_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import hyperplane.replay_parallel as parallel
+
+    doc = vpc(2, False, [[0], [1]])
+    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
+                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    place = parallel._Placing.place
+
+    def killed(self, k, mine, result):  # as the kernel's out-of-memory killer would
+        if k == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return place(self, k, mine, result)
+
+    monkeypatch.setattr(parallel._Placing, "place", killed)
+    net = hp.Network(parse_topology(doc), ready=True)
+    with pytest.raises(ReplayError, match="a replay worker ended without a result"):
+        net.replay(tmp_path / "in.pcap", functions={"fn0": "172.16.0.0/24", "fn1": "172.16.1.0/24"},
+                   output=tmp_path / "out.pcap", workers=2)
+
+
+def test_capture_addresses_that_share_their_low_16_bits_are_told_apart_by_the_partition(tmp_path):
+    # the partition finds addresses again by their low 16 bits: 172.16.5.10 and 172.17.5.10
+    # share them but are two functions' environments, in two AZs
+    doc = vpc(2, False, [[0], [1]])
+    packets = sorted(conversations(["172.16.5.10"], [("93.184.216.34", 443)], T0, 20)
+                     + conversations(["172.17.5.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                     key=lambda p: p.time)
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    files = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        report = hp.Network(parse_topology(doc), ready=True).replay(
+            tmp_path / "in.pcap", functions={"fn0": "172.16.5.0/24", "fn1": "172.17.5.0/24"},
+            verdicts=out / "v.csv", output=out / "out.pcap", flow_logs=out / "logs", workers=workers)
+        files.append(outputs(out))
+    assert files[0] == files[1]
+    assert sorted(report.parallel.components) == [("subnet-private-a+nat-a", 40), ("subnet-private-b+nat-b", 40)]

@@ -10,9 +10,12 @@
    takes a subnet address, an ENI id, a place under the per-VPC limit, a member of its security
    groups) is detected: the components that had one, and every component with packets from the
    first one on, are replayed again together.
-4. The parent merges: the verdicts and the output capture are the workers' bytes joined in
-   capture order (a pcapng output: written by the parent from the workers' results), the
-   report's counts summed, flow-log records merged per ENI and window.
+4. The merge: the verdicts and the output capture are the workers' bytes joined in capture
+   order, flow-log records merged per ENI and window and written. Once every worker has
+   walked, the workers do it themselves (``_Placing``: one writes the flow-log files, the
+   others each a share of the joined files' bytes, at their final offsets); after an overflow,
+   on Dask, or for a pcapng output (written by the parent from the workers' results) the
+   parent does. The parent sums the report's counts.
 
 ``net`` itself is left as it was: the workers replay copies of it.
 """
@@ -21,10 +24,12 @@ from __future__ import annotations
 
 import functools
 import gc
+import mmap
 import multiprocessing
 import os
 import pickle
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -92,9 +97,20 @@ def replay_in_parallel(engine: Any, workers: int, *, output: Any, verdicts: Any,
         return report
     with tempfile.TemporaryDirectory(prefix="hyperplane-replay-") as folder:
         writing = _writing(folder, output, verdicts)
-        return replay_partitioned(engine, plan, info, lambda groups: _in_forks([_worker(engine, plan, g, writing)
-                                                                                 for g in groups], cpu),
-                                  output=output, verdicts=verdicts, flow_logs=flow_logs, progress=progress)
+        rounds = 0
+
+        def run(groups: list[list[int]]) -> list[_Result]:
+            nonlocal rounds
+            rounds += 1
+            # the first round's workers write the merged files themselves (``_Placing``); a
+            # round run again after an overflow hands its files to the caller's merge
+            placing = _Placing(engine, plan, groups, writing, output, verdicts, flow_logs) \
+                if rounds == 1 and writing is not None else None
+            tasks = [_worker(engine, plan, g, writing, placing, k) for k, g in enumerate(groups)]
+            return _Forks(tasks, placing.barrier.abort if placing is not None else None).results(cpu, "workers")
+
+        return replay_partitioned(engine, plan, info, run, output=output, verdicts=verdicts, flow_logs=flow_logs,
+                                  progress=progress)
 
 
 # a capture file up to this size is parsed once, by the caller, before the partition and the
@@ -179,6 +195,10 @@ class _Result:
     report: Any = None
     files: tuple[str | None, str | None] = (None, None)
     sizes: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    # the merged verdicts file, output capture and flow-log files are written (``_Placing``);
+    # then ``records`` stays with the worker, which says how many it had
+    placed: bool = False
+    record_count: int = 0
 
 
 def _mine(plan: Partition, components: list[int]) -> np.ndarray:
@@ -190,13 +210,22 @@ def _mine(plan: Partition, components: list[int]) -> np.ndarray:
     return mine
 
 
-def _worker(engine: Any, plan: Partition, components: list[int],
-            writing: Writing | None = None) -> Callable[[], _Result]:
+def _worker(engine: Any, plan: Partition, components: list[int], writing: Writing | None = None,
+            placing: _Placing | None = None, number: int = 0) -> Callable[[], _Result]:
     def run() -> _Result:
         mine = _mine(plan, components)
         overflows = _watch_overflows(engine.net)
         if writing is not None:
-            return _write_own(engine, mine, components, overflows, writing)
+            try:
+                result = _write_own(engine, mine, components, overflows, writing,
+                                    None if placing is None else f"placed-{number}")
+                if placing is not None:
+                    placing.place(number, mine, result)
+            except BaseException:
+                if placing is not None:  # the others wait for this one: they stop too
+                    placing.barrier.abort()
+                raise
+            return result
         rows, reasons, resource_of, outs = [], [], [], []
         ids: dict[bytes, int] = {}
         for chunk, reason, resource, resources, out in engine.walk(mine):
@@ -218,10 +247,15 @@ def _worker(engine: Any, plan: Partition, components: list[int],
 
 
 def _write_own(engine: Any, mine: np.ndarray, components: list[int], overflows: list[tuple[float, str]],
-               writing: Writing) -> _Result:
+               writing: Writing, name: str | None = None) -> _Result:
     """A worker's walk of its packets, written as the whole replay writes them (``Engine.write``
-    on its packets): the caller's merge only cuts and joins the workers' files."""
-    where = Path(tempfile.mkdtemp(prefix="worker-", dir=writing.folder))
+    on its packets), into a folder of its own (``name``: that folder, which the other workers
+    find): the merge only cuts and joins the workers' files."""
+    if name is None:
+        where = Path(tempfile.mkdtemp(prefix="worker-", dir=writing.folder))
+    else:
+        where = Path(writing.folder, name)
+        where.mkdir()
     verdicts = str(where / f"verdicts{Path(writing.verdicts).suffix}") if writing.verdicts else None
     output = str(where / "out.pcap") if writing.output else None
     report = engine.write(engine.walk(mine), output=output, verdicts=verdicts, progress=None, mine=mine)
@@ -233,6 +267,120 @@ def _write_own(engine: Any, mine: np.ndarray, components: list[int], overflows: 
                    (logs.account_id, logs.region) if logs is not None else (None, None),
                    report.drops_by_rule, engine.hyperplane_enis(), overflows, [],
                    report=report, files=(verdicts, output), sizes=engine.sizes)
+
+
+class _Placing:
+    """The first round's workers write the merged files themselves, once all have walked: each
+    says, in memory shared by the forks, how many bytes each of its packets took in its files,
+    and whether it met an overflow ENI; then, past a barrier, each writes its share of the
+    merged files (``_PlacingTasks``) at their final offsets, which every worker now knows — the
+    caller joins nothing. After an overflow they write nothing: the components are run again
+    and the caller merges (``_merge_written``)."""
+
+    def __init__(self, engine: Any, plan: Partition, groups: list[list[int]], writing: Writing,
+                 output: Any, verdicts: Any, flow_logs: Any) -> None:
+        n, workers = len(plan.component), len(groups)
+        self.barrier = multiprocessing.get_context("fork").Barrier(workers)
+        self.writing, self.workers = writing, workers
+        self.owner = np.full(n, -1, np.int32)
+        for k, g in enumerate(groups):
+            self.owner[_mine(plan, g)] = k
+        # anonymous shared memory (MAP_SHARED): what a fork writes there, the others read
+        self._memory = mmap.mmap(-1, 8 * 2 * max(n, 1) + workers)
+        self.sizes = np.frombuffer(self._memory, np.int64, 2 * n).reshape(2, n)  # verdicts, output capture
+        self.overflowed = np.frombuffer(self._memory, np.uint8, workers, 8 * 2 * max(n, 1))
+        self.paths = [os.fspath(p) if p is not None else None for p in (verdicts, output)]
+        self.flow_logs = flow_logs if engine.logs is not None else None
+        self.interval = engine.logs.interval if engine.logs is not None else None
+        for path in self.paths:  # begun empty: the workers write their parts in place
+            if path is not None:
+                open(path, "wb").close()
+
+    def _file(self, k: int, which: int) -> str:
+        assert self.writing.verdicts is not None or which == 1
+        name = f"verdicts{Path(self.writing.verdicts).suffix}" if which == 0 else "out.pcap"  # type: ignore[arg-type]
+        return str(Path(self.writing.folder, f"placed-{k}", name))
+
+    def place(self, k: int, mine: np.ndarray, result: _Result) -> None:
+        """Worker ``k``'s part, once every worker has walked (``result``: its own files)."""
+        rows = np.flatnonzero(mine)
+        for which, size in enumerate(result.sizes):
+            if self.paths[which] is not None and size is not None:
+                self.sizes[which, rows] = size
+        self.overflowed[k] = bool(result.overflows)
+        if self.flow_logs is not None:  # its flow-log records, for the worker that writes the files
+            with open(Path(self.writing.folder, f"placed-{k}", "logs.pickle"), "wb") as f:
+                pickle.dump(_LogsOf(result), f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.barrier.wait()
+        if self.overflowed.any():
+            return
+        # the flow-log files are one task (the last worker's); the joins' bytes are shared out
+        # among the others, or among all without flow logs
+        joiners = self.workers - 1 if self.flow_logs is not None else self.workers
+        if self.flow_logs is not None and self.interval is not None and k == self.workers - 1:
+            logs = _merged_logs(FlowLogAggregator(interval=self.interval), [
+                pickle.loads(Path(self.writing.folder, f"placed-{j}", "logs.pickle").read_bytes())
+                for j in range(self.workers)])
+            logs.write(self.flow_logs)
+        if k < joiners:
+            for which, path in enumerate(self.paths):
+                if path is not None:
+                    _join_part(path, [self._file(j, which) for j in range(self.workers)], self.sizes[which],
+                               self.owner, k, joiners)
+        result.placed = True
+        if result.records is not None:  # written: the caller needs their number only
+            result.record_count, result.records = len(result.records["a"]), None
+
+
+class _LogsOf:
+    """What ``_merged_logs`` reads of a worker's result."""
+
+    def __init__(self, r: _Result) -> None:
+        self.records, self.enis, self.time_offset, self.account, self.overflows = \
+            r.records, r.enis, r.time_offset, r.account, r.overflows
+
+
+def _join_part(path: str, files: list[str], size: np.ndarray, owner: np.ndarray, part: int, parts: int) -> None:
+    """Part ``part`` of ``parts`` (about as many bytes each) of the merged file ``path``, written
+    in place: the header (part 0) and the bytes of a run of consecutive packets (``size``: each
+    packet's, ``owner``: the worker whose file holds them), cut from the workers' ``files``."""
+    n = len(owner)
+    at = np.empty(n + 1, np.int64)  # where each packet's bytes begin in its worker's file
+    header = 0
+    for k, name in enumerate(files):
+        rows = np.flatnonzero(owner == k)
+        first = os.path.getsize(name) - int(size[rows].sum())  # what it holds before its packets
+        if k == 0:
+            header = first
+        at[rows] = first + np.cumsum(size[rows]) - size[rows]
+    final = header + np.r_[0, np.cumsum(size)]  # where each packet's bytes begin in the merged file
+    cuts = np.searchsorted(final, header + (final[-1] - header) * np.arange(1, parts) // parts)
+    edges = np.r_[0, np.minimum(cuts, n), n]
+    lo_row, hi_row = int(edges[part]), int(edges[part + 1])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.ftruncate(fd, int(final[-1]))  # every part's writer: the same size
+        if part == 0 and header:
+            with open(files[0], "rb") as f:
+                os.pwrite(fd, f.read(header), 0)
+        if hi_row <= lo_row:
+            return
+        own = owner[lo_row:hi_row]
+        cut = np.flatnonzero(own[1:] != own[:-1]) + 1
+        first, last = lo_row + np.r_[0, cut], lo_row + np.r_[cut, hi_row - lo_row] - 1
+        sources = [np.memmap(name, np.uint8, mode="r") if os.path.getsize(name) else np.zeros(0, np.uint8)
+                   for name in files]
+        # the ranges copied straight into the merged file's pages (which the other parts share)
+        begin, end = int(final[lo_row]), int(final[hi_row])
+        if end > begin:
+            skip = begin % mmap.ALLOCATIONGRANULARITY  # a mapping starts on a page
+            with mmap.mmap(fd, end - begin + skip, offset=begin - skip) as out:
+                view = np.frombuffer(out, np.uint8)[skip:]
+                _splice.splice(sources, owner[first], at[first], at[last] + size[last], view)
+                del view
+        del sources
+    finally:
+        os.close(fd)
 
 
 def _watch_overflows(net: Any) -> list[tuple[float, str]]:
@@ -310,13 +458,19 @@ def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: P
         owner[_mine(plan, r.components)] = k
     if (owner < 0).any():
         raise ReplayError("internal: a packet no worker wrote")  # pragma: no cover
+    placed = all(r.placed for r in results)  # the workers wrote the merged files (``_Placing``)
     joins: list[Callable[[], None]] = [
         functools.partial(_join, [r.files[which] for r in results], [r.sizes[which] for r in results], owner, path)
-        for which, path in ((0, verdicts), (1, output)) if path is not None]
+        for which, path in ((0, verdicts), (1, output)) if path is not None and not placed]
     beside: list[Callable[[], None]] = []  # with ``concurrent``: in processes of their own, meanwhile
+    records = 0
     if flow_logs is not None and engine.logs is not None:
-        logs = _merged_logs(engine.logs, results)
-        beside.append(functools.partial(_write_logs, logs, flow_logs))
+        if placed:
+            records = sum(r.record_count for r in results)
+        else:
+            logs = _merged_logs(engine.logs, results)
+            records = len(logs)
+            beside.append(functools.partial(_write_logs, logs, flow_logs))
     if not concurrent:
         joins, beside = joins + beside, []
     elif len(joins) > 1:  # the output capture beside the verdicts
@@ -343,7 +497,7 @@ def _merge_written(engine: Any, plan: Partition, results: list[_Result], info: P
             if len(chunk):
                 progress(chunk)
     if flow_logs is not None and engine.logs is not None:
-        report.flow_log_records = len(logs)
+        report.flow_log_records = records
     report.hyperplane_enis = _hyperplane_enis(results)
     report.parallel = info
     return report
@@ -390,7 +544,7 @@ def _join(files: list[Any], sizes: list[Any], owner: np.ndarray, path: Any) -> N
 _BLOCK = 1 << 26
 
 
-def _merged_logs(logs: FlowLogAggregator, results: list[_Result]) -> FlowLogAggregator:
+def _merged_logs(logs: FlowLogAggregator, results: list[Any]) -> FlowLogAggregator:
     """One aggregator holding every worker's records. A record's key holds its connection,
     which lives in one component: the records are disjoint (checked), each worker's in its order
     of first sight. Each worker numbered the ENIs as the whole replay does (``_Run.rows``), up
@@ -450,9 +604,12 @@ def _in_forks(tasks: list[Callable[[], Any]], cpu: dict[str, Any], step: str = "
 
 
 class _Forks:
-    """Tasks started in processes forked from this one; :meth:`results` waits for them."""
+    """Tasks started in processes forked from this one; :meth:`results` waits for them.
+    ``on_death``: called when one ends without a result (killed), so that tasks waiting for it
+    stop waiting."""
 
-    def __init__(self, tasks: list[Callable[[], Any]]) -> None:
+    def __init__(self, tasks: list[Callable[[], Any]], on_death: Callable[[], None] | None = None) -> None:
+        self.on_death = on_death
         self.folder = tempfile.TemporaryDirectory(prefix="hyperplane-replay-")
         folder = self.folder.name
         self.count = len(tasks)
@@ -481,8 +638,16 @@ class _Forks:
 
     def results(self, cpu: dict[str, Any], step: str) -> list[Any]:
         with self.folder as folder:
-            for pid in self.pids:
-                os.waitpid(pid, 0)
+            waiting = list(self.pids)
+            while waiting:
+                for pid in list(waiting):
+                    done, status = os.waitpid(pid, os.WNOHANG if self.on_death is not None else 0)
+                    if done:
+                        waiting.remove(pid)
+                        if self.on_death is not None and os.WIFSIGNALED(status):
+                            self.on_death()
+                if waiting and self.on_death is not None:
+                    time.sleep(0.002)
             results = []
             for k in range(self.count):
                 path = Path(folder) / f"{k}.pickle"
@@ -490,9 +655,9 @@ class _Forks:
                     raise ReplayError("a replay worker ended without a result (killed?)")
                 with open(path, "rb") as f:
                     results.append(pickle.load(f))
-        for r in results:
-            if isinstance(r, _Failure):
-                raise r.exc
+        failures = [r for r in results if isinstance(r, _Failure)]
+        if failures:  # the cause, not a worker that stopped waiting for the one that failed
+            raise next((f for f in failures if not isinstance(f.exc, threading.BrokenBarrierError)), failures[0]).exc
         cpu.setdefault(step, []).extend(seconds for _, seconds in results)
         return [found for found, _ in results]
 

@@ -145,6 +145,7 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     emulated_rows: list[np.ndarray] = []
     moved: list[tuple[int, int]] = []  # (subnet, subnet): an environment's before and after an update
     env_nodes: dict[int, list[int]] = {}  # an environment's nodes (_environment_nodes)
+    seen_addresses = _Addresses()
     n_total = 0
     for chunk in chunks:
         n_total = chunk.index + len(chunk)
@@ -152,33 +153,33 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
         rec = chunk.records[rows]
         emulated_rows.append(chunk.index + rows)
         times.append(rec["time"].astype(np.float64))
-        side = []
-        keys = []
-        env_node: np.ndarray | None = None
-        if inject == "function" and fns.networks:
-            # environments numbered as the replay numbers them (``replay._Run._inputs``): in
-            # order of first appearance, a row's source before its destination; an address's
-            # number decides its environment's subnet
-            both = np.stack([fns.owner(rec["src_ip"]), fns.owner(rec["dst_ip"])], 1).ravel()
-            seen = np.flatnonzero(both >= 0)
-            env_node = np.full(len(both), -1, np.int64)  # per row and side: its environment's node
-            if seen.size:
-                envs, which = fns.environments_of(both[seen], np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()[seen])
+        # each address looked up once, at its first sight (``_Addresses``), in the order the
+        # replay first sees them (``replay._Run._inputs``): a row's source before its
+        # destination, which is also the order in which environments are numbered (an
+        # address's number decides its environment's subnet)
+        both = np.stack([rec["src_ip"], rec["dst_ip"]], 1).ravel()
+        slot = seen_addresses.slots(both)
+        if (slot < 0).any():
+            fresh = _in_order_of_first_sight(both[slot < 0])
+            node, key = nodes.of_address(fresh)
+            owner = fns.owner(fresh) if inject == "function" and fns.networks else np.full(len(fresh), -1)
+            own = np.flatnonzero(owner >= 0)
+            if own.size:  # a function's capture address: its environment's node
+                envs, which = fns.environments_of(owner[own], fresh[own])
                 for e in envs.tolist():
                     if e not in env_nodes:
                         env_nodes[e] = _environment_nodes(net, nodes, fns.function_of(e), e)
                         # an environment an update moves to another subnet touches both
                         moved += [(env_nodes[e][0], other) for other in env_nodes[e][1:]]
-                env_node[seen] = np.array([env_nodes[e][0] for e in envs.tolist()], np.int64)[which]
-            env_node = env_node.reshape(-1, 2)
-        for k, (ip_field, port_field) in enumerate((("src_ip", "src_port"), ("dst_ip", "dst_port"))):
-            ips = rec[ip_field]
-            node, key = nodes.of_address(ips)
-            if env_node is not None:
-                node = np.where(env_node[:, k] >= 0, env_node[:, k], node)
-            port = np.where(rec["proto"] == _ICMP, 0, rec[port_field]).astype(np.uint64)
-            keys.append((key.astype(np.uint64) << np.uint64(16)) | port)
-            side.append(node)
+                env_node = np.array([env_nodes[e][0] for e in envs.tolist()], np.int64)[which]
+                node[own] = np.where(env_node >= 0, env_node, node[own])
+            seen_addresses.add(fresh, node, key)
+            slot = seen_addresses.slots(both)
+        node_of, key_of = seen_addresses.node[slot].reshape(-1, 2), seen_addresses.key[slot].reshape(-1, 2)
+        icmp = rec["proto"] == _ICMP
+        keys = [(key_of[:, k] << np.uint64(16)) | np.where(icmp, 0, rec[port]).astype(np.uint64)
+                for k, port in enumerate(("src_port", "dst_port"))]
+        side = [node_of[:, 0], node_of[:, 1]]
         lo, hi = np.minimum(keys[0], keys[1]), np.maximum(keys[0], keys[1])
         conn_keys.append(np.stack([lo, hi], 1))
         row_nodes.append(np.stack(side, 1))
@@ -228,6 +229,53 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     np.maximum.at(last_row, component_of, np.arange(len(component_of)))
     of_subnet = {sid: int(number[root[s]]) for s, sid in enumerate(nodes.vpc.subnet_ids) if number[root[s]] >= 0}
     return Partition(component, names, clock[last_row], sizes[named].astype(np.int64), of_subnet)
+
+
+class _Addresses:
+    """The capture addresses seen so far, each one's node (-1: none; a function's capture
+    address: its environment's) and the address its connection key uses (a public address:
+    the private one it maps to); found again by a table of their low 16 bits, checked in full,
+    instead of looked up for every packet."""
+
+    def __init__(self) -> None:
+        self.ips = np.zeros(0, np.uint32)
+        self.node = np.zeros(0, np.int64)
+        self.key = np.zeros(0, np.uint64)
+        self._slot_of_low = np.full(1 << 16, -1, np.int64)
+        self._order = np.zeros(0, np.int64)  # ``ips`` sorted: for addresses sharing low bits
+
+    def slots(self, ips: np.ndarray) -> np.ndarray:
+        """Each address's place in ``ips`` (-1: not seen yet)."""
+        slot = self._slot_of_low[ips & np.uint32(0xFFFF)]
+        hit = slot >= 0
+        hit[hit] = self.ips[slot[hit]] == ips[hit]
+        if not hit.all():  # unknown, or sharing its low 16 bits with another: searched in full
+            rows = np.flatnonzero(~hit)
+            slot[rows] = -1
+            if len(self.ips):
+                pos = np.minimum(np.searchsorted(self.ips[self._order], ips[rows]), len(self.ips) - 1)
+                found = self.ips[self._order[pos]] == ips[rows]
+                slot[rows[found]] = self._order[pos[found]]
+        return slot
+
+    def add(self, ips: np.ndarray, node: np.ndarray, key: np.ndarray) -> None:
+        """New distinct addresses, with their nodes and key addresses."""
+        first = len(self.ips)
+        self.ips = np.concatenate([self.ips, ips.astype(np.uint32)])
+        self.node = np.concatenate([self.node, node.astype(np.int64)])
+        self.key = np.concatenate([self.key, key.astype(np.uint64)])
+        low = (ips & np.uint32(0xFFFF)).astype(np.int64)
+        free = self._slot_of_low[low] < 0
+        # the first of several new addresses with the same low bits takes the entry
+        lows, at = np.unique(low[free], return_index=True)
+        self._slot_of_low[lows] = first + np.flatnonzero(free)[at]
+        self._order = np.argsort(self.ips, kind="stable")
+
+
+def _in_order_of_first_sight(values: np.ndarray) -> np.ndarray:
+    """The distinct ``values``, in the order of their first occurrence."""
+    unique, first = np.unique(values, return_index=True)
+    return unique[np.argsort(first, kind="stable")]
 
 
 def _environment_nodes(net: Any, nodes: _Nodes, function: str, env: int) -> list[int]:
