@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hyperplane._core import _distinct, _text, _verdicts, _walk
+from hyperplane._core import _text, _verdicts, _walk
 from hyperplane.dataplane.walk import _DISPOSITION as _DISPOSITION_OF
 from hyperplane.dataplane.walk import COLUMNS, BatchResult
 from hyperplane.formats.capture import CaptureChunk, PacketKind
@@ -105,14 +105,6 @@ def _render(vpc: Any, pool_names: list[str], location: int, code: int, picked: b
             stage, rule = "end", reason.text
     return label(eni, stage, resource, rule, picked)
 
-
-def distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of equal-length integer ``columns``, in order of first appearance: (the
-    first row of each, each row's number among them)."""
-    table = np.empty((len(columns), len(columns[0])), np.uint64)
-    for j, column in enumerate(columns):
-        table[j] = column
-    return _distinct.rows(table)
 
 class Labels:
     """A chunk's label table split into its columns (``label``)."""
