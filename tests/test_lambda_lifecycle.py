@@ -368,6 +368,19 @@ def test_function_invoked_regularly_never_becomes_inactive():
     assert service.function("report").state == INACTIVE
 
 
+def test_a_function_invoked_all_day_is_reclaimed_14_days_after_its_last_invocation_and_keeps_one_timer():
+    service = example(ready=True)
+    for k in range(10_000):  # every 8.64 s for a day
+        service.invoke("orders", now=k * DAY / 10_000)
+    last = 9_999 * DAY / 10_000
+    # one idle timer per function in the service's events, however many invocations moved it
+    assert len(service._events) <= 2 * len(service.functions), service._events[:5]
+    service.advance(last + 14 * DAY - 1)
+    assert service.function("orders").state == ACTIVE
+    service.advance(last + 14 * DAY)
+    assert (service.function("orders").state, service.function("orders").state_reason_code) == (INACTIVE, IDLE)
+
+
 def test_restore_without_a_role_leaves_the_function_inactive():
     service = example(ready=True)
     service.advance(15 * DAY)

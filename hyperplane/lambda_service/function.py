@@ -75,6 +75,7 @@ class FunctionState:
         self.last_invoked: float | None = None
         self._activity = now  # last invocation, creation or restore: what idleness counts from
         self._idle_token = 0
+        self._idle_due: float | None = None  # when the pending idle timer is due (None: none)
         self._held: Counter[tuple[str, PoolKey]] = Counter()
         self._used: dict[PoolKey, None] = {}  # every pair it has held, in order (reply_pools)
         self.deleted = False

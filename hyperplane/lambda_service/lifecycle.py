@@ -74,7 +74,12 @@ def restore(service: LambdaService, fs: FunctionState, t: float) -> None:
 
 
 def idle(service: LambdaService, fs: FunctionState, t: float) -> None:
-    """The idle timer ran out: an Active VPC function loses its ENIs (Inactive/Idle)."""
+    """The idle timer ran out: an Active VPC function loses its ENIs (Inactive/Idle), unless it
+    was invoked after the timer was set (``touch``): the timer then runs on to the new end."""
+    due = fs._activity + service.settings.idle_reclaim_seconds
+    if due > t:
+        _idle_at(service, fs, due)
+        return
     if fs.state != ACTIVE or not holdings(fs):
         return
     if fs.updating:  # reclaim after the update, not in the middle of it
@@ -87,15 +92,23 @@ def idle(service: LambdaService, fs: FunctionState, t: float) -> None:
 
 
 def touch(service: LambdaService, fs: FunctionState, t: float) -> None:
-    """An accepted invocation: idleness counts from ``t``."""
+    """An accepted invocation: idleness counts from ``t``. A pending idle timer is left as it
+    is: due earlier, it finds the later invocation and runs on (``idle``), so that a function
+    has one timer in the service's events, not one per invocation."""
     fs._activity = t
-    schedule_idle(service, fs, t)
+    if fs._idle_due is None:
+        schedule_idle(service, fs, t)
 
 
 def schedule_idle(service: LambdaService, fs: FunctionState, t: float) -> None:
+    _idle_at(service, fs, max(fs._activity, t) + service.settings.idle_reclaim_seconds)
+
+
+def _idle_at(service: LambdaService, fs: FunctionState, when: float) -> None:
+    """The function's idle timer, due at ``when`` (the one before it void)."""
     fs._idle_token += 1
-    when = max(fs._activity, t) + service.settings.idle_reclaim_seconds
-    if math.isfinite(when):
+    fs._idle_due = when if math.isfinite(when) else None
+    if fs._idle_due is not None:
         service._at(when, "idle", (fs, fs._idle_token))
 
 

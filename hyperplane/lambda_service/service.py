@@ -126,6 +126,7 @@ class LambdaService:
             elif kind == "idle":
                 fs, token = payload
                 if not fs.deleted and fs._idle_token == token:
+                    fs._idle_due = None
                     lifecycle.idle(self, fs, t)
             lifecycle.settle(self, t)
         self._now = now
