@@ -346,7 +346,8 @@ class Engine:
         report = self.report
         line_ends: list[np.ndarray] = []
         frames_per_row: list[np.ndarray] = []
-        header = read_capture(self.capture, chunk_packets=1)  # the link type and resolution to write
+        # the link type and resolution to write (the reader reads the least it can: 64 KiB)
+        header = read_capture(self.capture, chunk_packets=1, buffer_bytes=0)
         try:
             writer = CaptureWriter(output, header.output_linktype, header.nanosecond) if output else None
         finally:
@@ -394,8 +395,9 @@ class Engine:
                     if own is not None:
                         frames_per_row.append(frames[counted])
                 if sink is not None:
-                    line_ends.append(sink.write(chunk, reason, resource, labels, out,
-                                                None if own is None else counted))
+                    ends = sink.write(chunk, reason, resource, labels, out, None if own is None else counted)
+                    if own is not None:  # a worker's line sizes, for the merge (else O(capture) memory)
+                        line_ends.append(ends)
                 conversations.add(chunk, delivered, reason, resource, labels)
                 if progress is not None and n:
                     progress(chunk)
