@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import functools
 import gc
-from concurrent.futures import Future, ThreadPoolExecutor
 import ipaddress
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,9 @@ class _EniMeta:
     vpc_id: str | None
     instance_id: str | None
     az_id: str | None  # the subnet's Availability Zone id, when the topology knows it
+
+
+_WRITES_WAITING = 2  # flushes whose records wait for the stream's writer thread, at most
 
 
 class FlowLogAggregator:
@@ -384,9 +387,11 @@ class FlowLogAggregator:
         window = int(min(max(np.floor(before / self.interval), 0), 2.0**32))  # the first still open
         taken = self._records.take(window)
         self._flushed += len(taken["a"])
-        for done in [f for f in self._writing if f.done()]:  # a failed write is raised at the next flush
-            self._writing.remove(done)
-            done.result()
+        # a failed write is raised at the next flush; and at most _WRITES_WAITING flushes wait
+        # for the writer, whose records stay in memory until written: a replay walking faster
+        # than its flow logs are written waits here, instead of holding the capture's records
+        while self._writing and (self._writing[0].done() or len(self._writing) >= _WRITES_WAITING):
+            self._writing.pop(0).result()
         assert self._writer is not None
         self._writing.append(self._writer.submit(self._emit_taken, taken, self._stream,
                                                  window * self.interval if window < 2**32 else np.inf))
