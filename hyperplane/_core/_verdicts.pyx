@@ -14,8 +14,9 @@ Conversations. ``ConversationTable`` follows a replay's TCP and UDP conversation
 directions of a 5-tuple) across its chunks in one pass a chunk: which sides had a packet
 delivered, whether one picked its connection up, and the failure of the first refused packet.
 
-Keys and conversations live end to end in the order they first appeared; an open-addressing
-index of their numbers (linear probing, at most half full) finds one; keys are compared in full.
+Both are numbered rows (``numbered_t``): end to end in the order they first appeared, with an
+open-addressing index of their numbers (linear probing, at most half full) that finds one by
+its key, compared in full.
 """
 
 cimport cython
@@ -35,6 +36,82 @@ from hyperplane._core._walk import HOP as _HOP
 cdef enum:
     EMPTY = 0xFFFFFFFF
     VALUES = 6  # a hop's values
+
+
+cdef struct numbered_t:
+    # rows of row_size bytes end to end, numbered from 0 in order of first appearance; a row is
+    # found by its first key_size bytes through ``index`` (row numbers, EMPTY where none) and
+    # its hash, kept in ``hashes`` for the index's rebuilding
+    char* rows
+    uint64_t* hashes
+    uint32_t* index
+    Py_ssize_t row_size, key_size, count, capacity
+    uint64_t mask
+
+
+cdef int numbered_init(numbered_t* t, Py_ssize_t row_size, Py_ssize_t key_size, Py_ssize_t capacity,
+                       str what) except -1:
+    t.row_size, t.key_size, t.count, t.capacity, t.mask = row_size, key_size, 0, capacity, 2 * capacity - 1
+    t.rows = <char*>malloc(capacity * row_size)
+    t.hashes = <uint64_t*>malloc(capacity * sizeof(uint64_t))
+    t.index = <uint32_t*>malloc((t.mask + 1) * sizeof(uint32_t))
+    if t.rows == NULL or t.hashes == NULL or t.index == NULL:
+        raise MemoryError(f"cannot allocate the {what} table")
+    memset(t.index, 0xFF, (t.mask + 1) * sizeof(uint32_t))
+    return 0
+
+
+cdef void numbered_free(numbered_t* t) noexcept:
+    free(t.rows)
+    free(t.hashes)
+    free(t.index)
+    t.rows, t.hashes, t.index = NULL, NULL, NULL
+
+
+cdef int numbered_grow(numbered_t* t, str what) except -1:
+    """Twice the room; the index rebuilt from the rows' hashes."""
+    cdef Py_ssize_t capacity = t.capacity * 2, r
+    cdef uint64_t mask = 2 * capacity - 1, i
+    if capacity > 0x7FFFFFFF:
+        raise MemoryError(f"more than 2**31 rows in the {what} table")
+    cdef char* rows = <char*>malloc(capacity * t.row_size)
+    cdef uint64_t* hashes = <uint64_t*>malloc(capacity * sizeof(uint64_t))
+    cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
+    if rows == NULL or hashes == NULL or index == NULL:
+        free(rows)
+        free(hashes)
+        free(index)
+        raise MemoryError(f"cannot grow the {what} table")
+    memcpy(rows, t.rows, t.count * t.row_size)
+    memcpy(hashes, t.hashes, t.count * sizeof(uint64_t))
+    memset(index, 0xFF, (mask + 1) * sizeof(uint32_t))
+    for r in range(t.count):
+        i = hashes[r] & mask
+        while index[i] != EMPTY:
+            i = (i + 1) & mask
+        index[i] = <uint32_t>r
+    numbered_free(t)
+    t.rows, t.hashes, t.index, t.capacity, t.mask = rows, hashes, index, capacity, mask
+    return 0
+
+
+cdef inline uint32_t numbered_find(numbered_t* t, const void* row, uint64_t h) noexcept nogil:
+    """The number of the row whose key is ``row``'s; a new key appends all of ``row`` (the
+    caller left room: count < capacity)."""
+    cdef uint64_t i = h & t.mask
+    cdef uint32_t r
+    while True:
+        r = t.index[i]
+        if r == EMPTY:
+            r = <uint32_t>t.count
+            memcpy(t.rows + r * t.row_size, row, t.row_size)
+            t.hashes[r] = h
+            t.index[i] = r
+            t.count += 1
+            return r
+        if t.hashes[r] == h and memcmp(t.rows + r * t.row_size, row, t.key_size) == 0:
+            return r
+        i = (i + 1) & t.mask
 
 
 cdef struct key_t:
@@ -59,72 +136,26 @@ cdef class LabelKeys:
     table. ``kept`` (stages x 6, 1 where a stage's value names its resource or rule) is the
     table's for good: keys made with another would not compare."""
 
-    cdef key_t* keys
-    cdef uint32_t* index
-    cdef Py_ssize_t count, capacity, n_stages
-    cdef uint64_t mask
+    cdef numbered_t t     # of key_t
+    cdef Py_ssize_t n_stages
     cdef uint8_t* kept
 
     def __cinit__(self, const uint8_t[:, ::1] kept not None):
         if kept.shape[1] != VALUES or kept.shape[0] == 0:
             raise ValueError(f"kept must have {VALUES} columns, one row per stage")
         self.n_stages = kept.shape[0]
-        self.capacity = 64
-        self.mask = 2 * self.capacity - 1
-        self.keys = <key_t*>malloc(self.capacity * sizeof(key_t))
-        self.index = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
         self.kept = <uint8_t*>malloc(self.n_stages * VALUES)
-        if self.keys == NULL or self.index == NULL or self.kept == NULL:
+        if self.kept == NULL:
             raise MemoryError("cannot allocate the label key table")
-        memset(self.index, 0xFF, (self.mask + 1) * sizeof(uint32_t))
         memcpy(self.kept, &kept[0, 0], self.n_stages * VALUES)
+        numbered_init(&self.t, sizeof(key_t), sizeof(key_t), 64, "label key")
 
     def __dealloc__(self):
-        free(self.keys)
-        free(self.index)
+        numbered_free(&self.t)
         free(self.kept)
 
     def __len__(self):
-        return self.count
-
-    cdef int _grow(self) except -1:
-        cdef Py_ssize_t capacity = self.capacity * 2, r
-        cdef uint64_t mask = 2 * capacity - 1, i
-        if capacity > 0x7FFFFFFF:
-            raise MemoryError("more than 2**31 label keys")
-        cdef key_t* keys = <key_t*>malloc(capacity * sizeof(key_t))
-        cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
-        if keys == NULL or index == NULL:
-            free(keys)
-            free(index)
-            raise MemoryError("cannot grow the label key table")
-        memcpy(keys, self.keys, self.count * sizeof(key_t))
-        memset(index, 0xFF, (mask + 1) * sizeof(uint32_t))
-        for r in range(self.count):
-            i = key_hash(&keys[r]) & mask
-            while index[i] != EMPTY:
-                i = (i + 1) & mask
-            index[i] = <uint32_t>r
-        free(self.keys)
-        free(self.index)
-        self.keys, self.index, self.capacity, self.mask = keys, index, capacity, mask
-        return 0
-
-    cdef inline uint32_t _number(self, const key_t* k) noexcept nogil:
-        """The key's number; a new key is appended (the caller left room for it)."""
-        cdef uint64_t i = key_hash(k) & self.mask
-        cdef uint32_t r
-        while True:
-            r = self.index[i]
-            if r == EMPTY:
-                r = <uint32_t>self.count
-                self.keys[r] = k[0]
-                self.index[i] = r
-                self.count += 1
-                return r
-            if memcmp(&self.keys[r], k, sizeof(key_t)) == 0:
-                return r
-            i = (i + 1) & self.mask
+        return self.t.count
 
     cdef Py_ssize_t _codes(self, const hop_t* hops, const int64_t* first_hop, const packet_t* packets,
                            const int32_t* location, const uint8_t* reason, Py_ssize_t begin, Py_ssize_t end,
@@ -138,7 +169,7 @@ cdef class LabelKeys:
         cdef const packet_t* p
         cdef bint created
         for i in range(begin, end):
-            if self.count == self.capacity:
+            if self.t.count == self.t.capacity:
                 return i
             memset(&key, 0, sizeof(key_t))
             key.location, key.reason, key.stage = location[i], reason[i], -1
@@ -154,7 +185,7 @@ cdef class LabelKeys:
                 for j in range(VALUES):
                     if self.kept[h.stage * VALUES + j]:
                         key.v[j] = h.v[j]
-            code[i] = <int32_t>self._number(&key)
+            code[i] = <int32_t>numbered_find(&self.t, &key, key_hash(&key))
         return end
 
     def codes(self, hops, const int64_t[::1] first_hop not None, const packet_t[::1] packets not None,
@@ -192,8 +223,8 @@ cdef class LabelKeys:
                                   f"{self.n_stages}")
         cdef int32_t[::1] code = out
         while row < n:
-            if self.count == self.capacity:
-                self._grow()
+            if self.t.count == self.t.capacity:
+                numbered_grow(&self.t, "label key")
             with nogil:
                 row = self._codes(base, &first_hop[0], &packets[0], &location[0], &reason[0], row, n, &code[0])
         return out
@@ -201,9 +232,9 @@ cdef class LabelKeys:
     def key(self, Py_ssize_t number):
         """Key ``number`` as ``(location, reason, picked_up, stage, values)``: stage -1 when the
         row had no hop; values, the 6 kept values of its last hop (0 where not kept)."""
-        if not 0 <= number < self.count:
-            raise IndexError(f"no label key {number} (there are {self.count})")
-        cdef key_t* k = &self.keys[number]
+        if not 0 <= number < self.t.count:
+            raise IndexError(f"no label key {number} (there are {self.t.count})")
+        cdef const key_t* k = &(<const key_t*>self.t.rows)[number]
         return (k.location, k.reason, bool(k.picked_up), k.stage, tuple(k.v[j] for j in range(VALUES)))
 
 
@@ -251,6 +282,9 @@ cdef struct conversation_t:
     uint8_t pad[2]
     int32_t failure   # the first refused row's failure code (NO_FAILURE: none yet)
 
+cdef enum:
+    CONVERSATION_KEY = 17  # a conversation's key: a, b and proto
+
 
 @cython.final
 cdef class ConversationTable:
@@ -258,49 +292,16 @@ cdef class ConversationTable:
     chunks, numbered in order of first appearance: which sides had a packet delivered, whether
     one picked its connection up, and the failure code of the first refused packet."""
 
-    cdef conversation_t* rows
-    cdef uint32_t* index
-    cdef Py_ssize_t count, capacity
-    cdef uint64_t mask
+    cdef numbered_t t     # of conversation_t, found by their endpoints and protocol (CONVERSATION_KEY)
 
     def __cinit__(self):
-        self.capacity = 1024
-        self.mask = 2 * self.capacity - 1
-        self.rows = <conversation_t*>malloc(self.capacity * sizeof(conversation_t))
-        self.index = <uint32_t*>malloc((self.mask + 1) * sizeof(uint32_t))
-        if self.rows == NULL or self.index == NULL:
-            raise MemoryError("cannot allocate the conversation table")
-        memset(self.index, 0xFF, (self.mask + 1) * sizeof(uint32_t))
+        numbered_init(&self.t, sizeof(conversation_t), CONVERSATION_KEY, 1024, "conversation")
 
     def __dealloc__(self):
-        free(self.rows)
-        free(self.index)
+        numbered_free(&self.t)
 
     def __len__(self):
-        return self.count
-
-    cdef int _grow(self) except -1:
-        cdef Py_ssize_t capacity = self.capacity * 2, r
-        cdef uint64_t mask = 2 * capacity - 1, i
-        if capacity > 0x7FFFFFFF:
-            raise MemoryError("more than 2**31 conversations")
-        cdef conversation_t* rows = <conversation_t*>malloc(capacity * sizeof(conversation_t))
-        cdef uint32_t* index = <uint32_t*>malloc((mask + 1) * sizeof(uint32_t))
-        if rows == NULL or index == NULL:
-            free(rows)
-            free(index)
-            raise MemoryError("cannot grow the conversation table")
-        memcpy(rows, self.rows, self.count * sizeof(conversation_t))
-        memset(index, 0xFF, (mask + 1) * sizeof(uint32_t))
-        for r in range(self.count):
-            i = mix(mix(rows[r].a, rows[r].b), rows[r].proto) & mask
-            while index[i] != EMPTY:
-                i = (i + 1) & mask
-            index[i] = <uint32_t>r
-        free(self.rows)
-        free(self.index)
-        self.rows, self.index, self.capacity, self.mask = rows, index, capacity, mask
-        return 0
+        return self.t.count
 
     cdef Py_ssize_t _add(self, const packet_t* packets, const uint8_t* counted, const uint8_t* delivered,
                          const uint8_t* picked_up, const int32_t* failure, Py_ssize_t begin, Py_ssize_t end,
@@ -308,36 +309,22 @@ cdef class ConversationTable:
         """Rows begin..end-1 while the table has room for a new conversation; returns the row
         where it stopped for room (or ``end``)."""
         cdef Py_ssize_t i
-        cdef uint64_t src, dst, a, b, h
-        cdef uint32_t r
+        cdef uint64_t src, dst
         cdef const packet_t* p
+        cdef conversation_t probe
         cdef conversation_t* c
+        memset(&probe, 0, sizeof(conversation_t))
+        probe.failure = NO_FAILURE
         for i in range(begin, end):
-            if self.count == self.capacity:
+            if self.t.count == self.t.capacity:
                 return i
             if not counted[i]:
                 continue
             p = &packets[i]
             src = (<uint64_t>p.src_ip << 16) | p.src_port
             dst = (<uint64_t>p.dst_ip << 16) | p.dst_port
-            if src < dst:
-                a, b = src, dst
-            else:
-                a, b = dst, src
-            h = mix(mix(a, b), p.proto) & self.mask
-            while True:
-                r = self.index[h]
-                if r == EMPTY:
-                    r = <uint32_t>self.count
-                    self.count += 1
-                    self.index[h] = r
-                    c = &self.rows[r]
-                    c.a, c.b, c.proto, c.seen, c.failure = a, b, p.proto, 0, NO_FAILURE
-                    break
-                c = &self.rows[r]
-                if c.a == a and c.b == b and c.proto == p.proto:
-                    break
-                h = (h + 1) & self.mask
+            probe.a, probe.b, probe.proto = min(src, dst), max(src, dst), p.proto
+            c = &(<conversation_t*>self.t.rows)[numbered_find(&self.t, &probe, mix(mix(probe.a, probe.b), p.proto))]
             if delivered[i]:
                 c.seen |= FROM_A if src < dst else FROM_B
             elif c.failure == NO_FAILURE:
@@ -370,8 +357,8 @@ cdef class ConversationTable:
         if bad >= 0:
             raise ValueError(f"add: row {bad} was refused and has no failure code ({failure[bad]})")
         while row < n:
-            if self.count == self.capacity:
-                self._grow()
+            if self.t.count == self.t.capacity:
+                numbered_grow(&self.t, "conversation")
             with nogil:
                 row = self._add(&packets[0], &counted[0], &delivered[0], &picked_up[0], &failure[0], row, n,
                                 &f[0], &n_failed)
@@ -380,14 +367,15 @@ cdef class ConversationTable:
     def outcomes(self):
         """``(seen, failure)`` of every conversation in order: FROM_A 1 | FROM_B 2 | PICKED_UP 4
         (uint8), and the failure code of its first refused packet (int32, -1: none)."""
-        seen = np.empty(self.count, np.uint8)
-        failure = np.empty(self.count, np.int32)
+        seen = np.empty(self.t.count, np.uint8)
+        failure = np.empty(self.t.count, np.int32)
         cdef uint8_t[::1] s = seen
         cdef int32_t[::1] fl = failure
         cdef Py_ssize_t r
+        cdef const conversation_t* rows = <const conversation_t*>self.t.rows
         with nogil:
-            for r in range(self.count):
-                s[r], fl[r] = self.rows[r].seen, self.rows[r].failure
+            for r in range(self.t.count):
+                s[r], fl[r] = rows[r].seen, rows[r].failure
         return seen, failure
 
 
