@@ -62,6 +62,7 @@ from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.reasons import Reason
 from hyperplane.tables.nat import NAT_GATEWAY_TIMEOUTS
 from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, label, labels_of
+from hyperplane.seen_addresses import SeenAddresses
 
 def pickup_window(net: Any) -> float:
     """How long after a capture's first packet mid-stream pickup lasts: the longest idle timeout
@@ -175,11 +176,9 @@ class _Functions:
             except ValueError as exc:
                 raise ValueError(f"--function {name}={cidr}: {exc}") from None
             self.networks.append((name, int(network.network_address), int(network.netmask)))
-        # capture addresses seen so far and the environment address each one became, by slot;
-        # a slot is found by the address's low 16 bits (checked in full; -1: none)
-        self._ips = np.zeros(0, np.uint32)
+        # capture addresses seen so far and the environment address each one became, by slot
+        self._seen = SeenAddresses()
         self._envs = np.zeros(0, np.uint32)
-        self._slot_of_low = np.full(1 << 16, -1, np.int32)
         self.function_of_env: dict[int, str] = {}
         self._count: dict[str, int] = {}  # environments per function so far
 
@@ -194,11 +193,13 @@ class _Functions:
         """The execution-environment addresses of capture addresses (``owner``: each one's
         function, an index into ``networks``), numbered per function in order of first
         appearance: ``(environments, which)``, the distinct ones and each row's among them."""
-        slot = self._slots(addresses)
+        slot = self._seen.slots(addresses)
         if (slot < 0).any():  # new addresses, numbered in order of first appearance
             new = slot < 0
             unique, first = np.unique(addresses[new], return_index=True)
-            for k in np.argsort(first, kind="stable"):
+            order = np.argsort(first, kind="stable")
+            envs = []
+            for k in order:
                 name, base, mask = self.networks[owner[new][first[k]]]
                 count = self._count.get(name, 0)
                 try:
@@ -209,30 +210,14 @@ class _Functions:
                                       f"(--function {name}={cidr}): {exc}") from None
                 self._count[name] = count + 1
                 self.function_of_env[env] = name
-                low = int(unique[k]) & 0xFFFF
-                if self._slot_of_low[low] < 0:
-                    self._slot_of_low[low] = len(self._ips)
-                self._ips, self._envs = np.append(self._ips, unique[k]), np.append(self._envs, np.uint32(env))
-            slot = self._slots(addresses)
-        present = np.flatnonzero(np.bincount(slot, minlength=len(self._ips)))
-        remap = np.zeros(len(self._ips), np.intp)
+                envs.append(env)
+            self._seen.add(unique[order])
+            self._envs = np.concatenate([self._envs, np.array(envs, np.uint32)])
+            slot = self._seen.slots(addresses)
+        present = np.flatnonzero(np.bincount(slot, minlength=len(self._seen)))
+        remap = np.zeros(len(self._seen), np.intp)
         remap[present] = np.arange(len(present))
         return self._envs[present], remap[slot]
-
-    def _slots(self, addresses: np.ndarray) -> np.ndarray:
-        """The slot of each known capture address (-1: not seen yet)."""
-        slot = self._slot_of_low[addresses & np.uint32(0xFFFF)]
-        hit = slot >= 0
-        hit[hit] = self._ips[slot[hit]] == addresses[hit]
-        if not hit.all():  # unknown, or sharing its low 16 bits with another: search in full
-            rows = np.flatnonzero(~hit)
-            slot[rows] = -1
-            if len(self._ips):
-                order = np.argsort(self._ips)
-                pos = np.minimum(np.searchsorted(self._ips[order], addresses[rows]), len(order) - 1)
-                found = self._ips[order[pos]] == addresses[rows]
-                slot[rows[found]] = order[pos[found]]
-        return slot
 
     def function_of(self, env: int) -> str:
         return self.function_of_env[env]

@@ -28,6 +28,7 @@ from hyperplane.dataplane.compiled_vpc import EniKind
 from hyperplane.formats.capture import PacketKind
 from hyperplane.lambda_service.environments import subnet_for
 from hyperplane.lambda_service.function import LATEST, split_qualifier
+from hyperplane.seen_addresses import SeenAddresses
 
 _ICMP = 1
 
@@ -173,7 +174,7 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
                         moved += [(env_nodes[e][0], other) for other in env_nodes[e][1:]]
                 env_node = np.array([env_nodes[e][0] for e in envs.tolist()], np.int64)[which]
                 node[own] = np.where(env_node >= 0, env_node, node[own])
-            seen_addresses.add(fresh, node, key)
+            seen_addresses.add_with(fresh, node, key)
             slot = seen_addresses.slots(both)
         node_of, key_of = seen_addresses.node[slot].reshape(-1, 2), seen_addresses.key[slot].reshape(-1, 2)
         icmp = rec["proto"] == _ICMP
@@ -231,45 +232,21 @@ def partition(net: Any, fns: Functions, chunks: Any, inject: str) -> Partition:
     return Partition(component, names, clock[last_row], sizes[named].astype(np.int64), of_subnet)
 
 
-class _Addresses:
+class _Addresses(SeenAddresses):
     """The capture addresses seen so far, each one's node (-1: none; a function's capture
     address: its environment's) and the address its connection key uses (a public address:
-    the private one it maps to); found again by a table of their low 16 bits, checked in full,
-    instead of looked up for every packet."""
+    the private one it maps to), instead of looked up for every packet."""
 
     def __init__(self) -> None:
-        self.ips = np.zeros(0, np.uint32)
+        super().__init__()
         self.node = np.zeros(0, np.int64)
         self.key = np.zeros(0, np.uint64)
-        self._slot_of_low = np.full(1 << 16, -1, np.int64)
-        self._order = np.zeros(0, np.int64)  # ``ips`` sorted: for addresses sharing low bits
 
-    def slots(self, ips: np.ndarray) -> np.ndarray:
-        """Each address's place in ``ips`` (-1: not seen yet)."""
-        slot = self._slot_of_low[ips & np.uint32(0xFFFF)]
-        hit = slot >= 0
-        hit[hit] = self.ips[slot[hit]] == ips[hit]
-        if not hit.all():  # unknown, or sharing its low 16 bits with another: searched in full
-            rows = np.flatnonzero(~hit)
-            slot[rows] = -1
-            if len(self.ips):
-                pos = np.minimum(np.searchsorted(self.ips[self._order], ips[rows]), len(self.ips) - 1)
-                found = self.ips[self._order[pos]] == ips[rows]
-                slot[rows[found]] = self._order[pos[found]]
-        return slot
-
-    def add(self, ips: np.ndarray, node: np.ndarray, key: np.ndarray) -> None:
+    def add_with(self, ips: np.ndarray, node: np.ndarray, key: np.ndarray) -> None:
         """New distinct addresses, with their nodes and key addresses."""
-        first = len(self.ips)
-        self.ips = np.concatenate([self.ips, ips.astype(np.uint32)])
+        self.add(ips)
         self.node = np.concatenate([self.node, node.astype(np.int64)])
         self.key = np.concatenate([self.key, key.astype(np.uint64)])
-        low = (ips & np.uint32(0xFFFF)).astype(np.int64)
-        free = self._slot_of_low[low] < 0
-        # the first of several new addresses with the same low bits takes the entry
-        lows, at = np.unique(low[free], return_index=True)
-        self._slot_of_low[lows] = first + np.flatnonzero(free)[at]
-        self._order = np.argsort(self.ips, kind="stable")
 
 
 def _in_order_of_first_sight(values: np.ndarray) -> np.ndarray:
