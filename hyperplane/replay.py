@@ -57,12 +57,12 @@ from hyperplane.dataplane.inputs import Host, function_rows
 from hyperplane.formats.capture import CaptureChunk, PacketKind, answer_frame
 from hyperplane.formats.pcap_reader import read_capture
 from hyperplane.formats.pcap_writer import CaptureWriter
+from hyperplane.formats.seen_addresses import SeenAddresses
 from hyperplane.dataplane.walk import DELIVERED_BY_REASON, BatchResult, Origin
 from hyperplane.model.values import IMPLICIT_DENY_RULE_NUMBER
 from hyperplane.reasons import Reason
 from hyperplane.tables.nat import NAT_GATEWAY_TIMEOUTS
 from hyperplane.replay_verdicts import Conversations, Labels, VerdictSink, capture_addresses, label, labels_of
-from hyperplane.seen_addresses import SeenAddresses
 
 def pickup_window(net: Any) -> float:
     """How long after a capture's first packet mid-stream pickup lasts: the longest idle timeout

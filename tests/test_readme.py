@@ -9,7 +9,7 @@ README = ROOT / "README.md"
 def test_readme_gives_the_setup_demo_and_test_commands_that_ci_runs():
     text = README.read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    for command in ("pip install -e '.[test]'", "hyperplane demo", "pytest"):
+    for command in ("pip install -e '.[test]'", "hyperplane demo", "pytest -n auto"):
         assert f"```sh\n{command}\n```" in text
         assert command in ci
 

@@ -1,5 +1,5 @@
-"""The replay's index of capture addresses (``hyperplane.seen_addresses``) against a dict: every
-address found at the place it was added at, however many share their low 16 bits."""
+"""The replay's index of capture addresses (``hyperplane.formats.seen_addresses``) against a
+dict: every address found at the place it was added at, however many share their low 16 bits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperplane.seen_addresses import SeenAddresses
+from hyperplane.formats.seen_addresses import SeenAddresses
 
 # few high halves and few low halves: many addresses share their low 16 bits
 address = st.builds(lambda hi, lo: hi << 16 | lo, st.sampled_from([0x0A00, 0xAC10, 0xC0A8, 0xFFFF]),

@@ -26,9 +26,9 @@ import numpy as np
 
 from hyperplane.dataplane.compiled_vpc import EniKind
 from hyperplane.formats.capture import PacketKind
+from hyperplane.formats.seen_addresses import SeenAddresses
 from hyperplane.lambda_service.environments import subnet_for
 from hyperplane.lambda_service.function import LATEST, split_qualifier
-from hyperplane.seen_addresses import SeenAddresses
 
 _ICMP = 1
 
