@@ -159,13 +159,18 @@ def conversations(envs: list[str], dsts: list[tuple[str, int]], start: float, co
     return packets
 
 
+def write_two_functions_capture(path) -> None:
+    """20 conversations of fn0's environment 172.16.0.10 and 20 of fn1's 172.16.1.10 with an
+    internet server, interleaved in time."""
+    wrpcap(str(path), sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
+                             + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
+                             key=lambda p: p.time))
+
+
 def test_one_nat_gateway_per_az_cuts_the_capture_in_one_component_per_az(tmp_path):
     # fn0 in AZ a only, fn1 in AZ b only: their packets share nothing
     doc = vpc(2, False, [[0], [1]])
-    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
-                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
-                     key=lambda p: p.time)
-    wrpcap(str(tmp_path / "in.pcap"), packets)
+    write_two_functions_capture(tmp_path / "in.pcap")
     answers = both(doc, LambdaSettings(), tmp_path / "in.pcap", tmp_path)
     assert_identical(answers)
     info = answers[1][0].parallel
@@ -447,10 +452,7 @@ def test_a_worker_that_fails_stops_the_others_waiting_for_it_and_its_error_is_th
     import hyperplane.replay_parallel as parallel
 
     doc = vpc(2, False, [[0], [1]])
-    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
-                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
-                     key=lambda p: p.time)
-    wrpcap(str(tmp_path / "in.pcap"), packets)
+    write_two_functions_capture(tmp_path / "in.pcap")
     place = parallel._Placing.place
 
     def failing(self, k, mine, result):
@@ -472,10 +474,7 @@ def test_a_worker_killed_ends_the_replay_with_a_clear_error_instead_of_waiting_f
     import hyperplane.replay_parallel as parallel
 
     doc = vpc(2, False, [[0], [1]])
-    packets = sorted(conversations(["172.16.0.10"], [("93.184.216.34", 443)], T0, 20)
-                     + conversations(["172.16.1.10"], [("93.184.216.34", 443)], T0 + 0.005, 20),
-                     key=lambda p: p.time)
-    wrpcap(str(tmp_path / "in.pcap"), packets)
+    write_two_functions_capture(tmp_path / "in.pcap")
     place = parallel._Placing.place
 
     def killed(self, k, mine, result):  # as the kernel's out-of-memory killer would
