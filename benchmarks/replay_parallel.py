@@ -11,9 +11,10 @@ caller's reading of the capture, the partition, the busiest worker, then the par
 the processes writing the flow-log files and the output capture beside it: the longest of them,
 or all of them shared over the cores; one process: all of it), which is what an idle machine
 would see. The one process already keeps more than one core busy (it walks the next chunk while
-it writes the last): ``one_process_cores`` is its CPU seconds over its wall-clock seconds. The machine's cores may be shared with other work: the wall-clock ratio is what this
-run saw. Last, the walk on two threads (one Network each)
-against one thread: whether threads would serve as well as processes."""
+it writes the last): ``one_process_cores`` is its CPU seconds over its wall-clock seconds. The
+machine's cores may be shared with other work: the wall-clock ratio is what this run saw. Last,
+the walk on two threads (one Network each) against one thread: whether threads would serve as
+well as processes."""
 
 from __future__ import annotations
 
